@@ -1,0 +1,1 @@
+fn main() { println!("resetdesk-app: desktop shell not built yet"); }

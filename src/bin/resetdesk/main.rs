@@ -1,0 +1,57 @@
+//! `resetdesk`: the admin and auditor command line. Parsing only; the work is in
+//! `resetdesk::cli`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use resetdesk::cli;
+
+#[derive(Debug, Parser)]
+#[command(name = "resetdesk", version, about = "ResetDesk: assisted password resets, signed and audited")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate or print the configuration file.
+    #[command(subcommand)]
+    Config(cli::config::Command),
+    /// Create the demo organisation.
+    #[command(subcommand)]
+    Demo(cli::demo::Command),
+    /// Inspect the embedded directory.
+    #[command(subcommand)]
+    Directory(cli::directory::Command),
+    /// Manage the organisation CA that issues agents' certificates.
+    #[command(subcommand)]
+    Ca(cli::ca::Command),
+    /// List, inspect and enrol agents' YubiKeys.
+    #[command(subcommand)]
+    Token(cli::token::Command),
+    /// Verify and export the signed audit trail.
+    #[command(subcommand)]
+    Audit(cli::audit::Command),
+}
+
+fn main() -> ExitCode {
+    cli::init_logging();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            // clap: help/version are not errors.
+            return if e.use_stderr() { ExitCode::from(cli::EXIT_BAD_INPUT) } else { ExitCode::SUCCESS };
+        }
+    };
+    let code = match args.command {
+        Command::Config(c) => cli::config::run(c),
+        Command::Demo(c) => cli::demo::run(c),
+        Command::Directory(c) => cli::directory::run(c),
+        Command::Ca(c) => cli::ca::run(c),
+        Command::Token(c) => cli::token::run(c),
+        Command::Audit(c) => cli::audit::run(c),
+    };
+    ExitCode::from(code)
+}

@@ -1,0 +1,480 @@
+//! `resetdesk.toml`: one file, documented defaults, strict parsing.
+//!
+//! Unknown keys, wrong types and bad values are errors that name the file, the line
+//! and the key. Every field has a default, so an empty file is a valid demo
+//! configuration; `mode = "production"` tightens what is accepted.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::PolicyConfig;
+use crate::tier::{AccountTier, AgentTier};
+
+/// Whether this installation is a demo/test desk or a production one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Demo and tests: virtual tokens are allowed (with a loud banner).
+    #[default]
+    Demo,
+    /// Production: virtual tokens, default PINs/management keys are refused.
+    Production,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `demo` (default) or `production`.
+    pub mode: Mode,
+    /// Organisation name, used in certificates, e-mails and the password blocklist.
+    pub organisation: String,
+    /// Where ResetDesk keeps its databases and the organisation CA (embedded default).
+    pub data_dir: PathBuf,
+    pub directory: DirectoryConfig,
+    pub tiers: TierMapping,
+    pub agents: AgentConfig,
+    pub ca: CaConfig,
+    pub policy: PolicyConfig,
+    pub collector: CollectorConfig,
+    pub smtp: SmtpConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Demo,
+            organisation: "Example Corp".into(),
+            data_dir: PathBuf::from("/var/lib/resetdesk"),
+            directory: DirectoryConfig::default(),
+            tiers: TierMapping::default(),
+            agents: AgentConfig::default(),
+            ca: CaConfig::default(),
+            policy: PolicyConfig::default(),
+            collector: CollectorConfig::default(),
+            smtp: SmtpConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// SQLite file `directory.sqlite` in the data directory.
+    #[default]
+    Embedded,
+    /// OpenLDAP or Active Directory over LDAPS (see `[directory.ldap]`).
+    Ldap,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    pub backend: Backend,
+    pub ldap: LdapConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LdapFlavour {
+    #[default]
+    Openldap,
+    ActiveDirectory,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapConfig {
+    /// `ldaps://host:636` (plain `ldap://` only with StartTLS, never in production).
+    pub url: String,
+    pub flavour: LdapFlavour,
+    pub base_dn: String,
+    /// The reset service account. Its password comes from the file below, never from here.
+    pub bind_dn: String,
+    pub bind_password_file: Option<PathBuf>,
+    /// PEM bundle of the CA that issued the directory's TLS certificate.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Which directory groups make an account privileged or highest-privilege.
+/// An account in several is given the highest tier among them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierMapping {
+    pub privileged_groups: Vec<String>,
+    pub highest_groups: Vec<String>,
+}
+
+impl Default for TierMapping {
+    fn default() -> Self {
+        Self {
+            privileged_groups: vec![
+                "it-admins".into(),
+                "finance-approvers".into(),
+                "helpdesk-senior".into(),
+                "hr-admins".into(),
+            ],
+            highest_groups: vec![
+                "domain-admins".into(),
+                "security-admins".into(),
+                "helpdesk-admin".into(),
+            ],
+        }
+    }
+}
+
+impl TierMapping {
+    pub fn account_tier<S: AsRef<str>>(&self, groups: &[S]) -> AccountTier {
+        let has = |list: &[String]| groups.iter().any(|g| list.iter().any(|l| l == g.as_ref()));
+        if has(&self.highest_groups) {
+            AccountTier::Highest
+        } else if has(&self.privileged_groups) {
+            AccountTier::Privileged
+        } else {
+            AccountTier::Standard
+        }
+    }
+}
+
+/// Agent groups and session behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    pub junior_group: String,
+    pub senior_group: String,
+    pub admin_group: String,
+    /// Lock the session after this many seconds without agent activity.
+    pub idle_lock_seconds: u32,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            junior_group: "helpdesk-junior".into(),
+            senior_group: "helpdesk-senior".into(),
+            admin_group: "helpdesk-admin".into(),
+            idle_lock_seconds: 300,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// The agent tier of an account from its groups (the highest that applies).
+    pub fn agent_tier<S: AsRef<str>>(&self, groups: &[S]) -> Option<AgentTier> {
+        let has = |g: &str| groups.iter().any(|x| x.as_ref() == g);
+        if has(&self.admin_group) {
+            Some(AgentTier::Admin)
+        } else if has(&self.senior_group) {
+            Some(AgentTier::Senior)
+        } else if has(&self.junior_group) {
+            Some(AgentTier::Junior)
+        } else {
+            None
+        }
+    }
+}
+
+/// The organisation CA that issues agents' PIV certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaConfig {
+    /// PEM certificate of the CA. Default: `<data_dir>/ca/ca.pem` (made by `resetdesk ca init`).
+    pub cert_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    /// Base URL of the audit collector (`https://...`). Empty: no upstream sync.
+    pub url: String,
+    /// PEM of the collector's receipt-signing public key.
+    pub receipt_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// STARTTLS required (default).
+    #[default]
+    Starttls,
+    /// Implicit TLS (port 465).
+    Tls,
+    /// No TLS: only for a capture server on loopback in demo mode.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Empty host: notifications are written to the outbox table only.
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub from: String,
+    /// Where lockouts and flagged patterns are reported.
+    pub security_team: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 587,
+            security: SmtpSecurity::Starttls,
+            from: "resetdesk@example.com".into(),
+            security_team: "security@example.com".into(),
+            ca_file: None,
+        }
+    }
+}
+
+/// A configuration problem, with enough context to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the configuration file: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid {
+        path: String,
+        /// 1-based line of the offending text, 0 when it applies to the whole file.
+        line: usize,
+        /// Dotted key (`smtp.port`), or `-` when the file itself does not parse.
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Read, parse and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+            let message = e.message().to_owned();
+            let key = key_from_message(&message)
+                .or_else(|| e.span().and_then(|s| key_at(text, s.start)))
+                .unwrap_or_else(|| "-".into());
+            ConfigError::Invalid { path: origin.to_owned(), line, key, message }
+        })?;
+        config.validate(text, origin)?;
+        Ok(config)
+    }
+
+    /// Checks serde cannot express. Errors point at the key's line when it is present.
+    fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            path: origin.to_owned(),
+            line: find_key_line(text, key),
+            key: key.to_owned(),
+            message,
+        };
+        if self.organisation.trim().is_empty() {
+            return Err(bad("organisation", "must not be empty".into()));
+        }
+        if self.agents.idle_lock_seconds == 0 || self.agents.idle_lock_seconds > 3600 {
+            return Err(bad(
+                "agents.idle_lock_seconds",
+                format!("{} is out of range: use 1 to 3600 seconds", self.agents.idle_lock_seconds),
+            ));
+        }
+        let groups = [&self.agents.junior_group, &self.agents.senior_group, &self.agents.admin_group];
+        if groups.iter().any(|g| g.trim().is_empty()) {
+            return Err(bad("agents", "agent group names must not be empty".into()));
+        }
+        if self.directory.backend == Backend::Ldap {
+            let url = &self.directory.ldap.url;
+            if !(url.starts_with("ldaps://") || url.starts_with("ldap://")) {
+                return Err(bad(
+                    "directory.ldap.url",
+                    format!("{url:?} is not an LDAP URL: use ldaps://host:636"),
+                ));
+            }
+            if self.mode == Mode::Production && !url.starts_with("ldaps://") {
+                return Err(bad("directory.ldap.url", "production requires ldaps://".into()));
+            }
+            if self.directory.ldap.base_dn.trim().is_empty() {
+                return Err(bad("directory.ldap.base_dn", "required for the ldap backend".into()));
+            }
+        }
+        if !self.smtp.host.is_empty() && self.smtp.port == 0 {
+            return Err(bad("smtp.port", "0 is not a port: use 587 (STARTTLS) or 465 (TLS)".into()));
+        }
+        if self.mode == Mode::Production && self.smtp.security == SmtpSecurity::None && !self.smtp.host.is_empty() {
+            return Err(bad("smtp.security", "production refuses SMTP without TLS".into()));
+        }
+        if !self.collector.url.is_empty()
+            && !(self.collector.url.starts_with("https://") || self.collector.url.starts_with("http://"))
+        {
+            return Err(bad("collector.url", format!("{:?} is not an http(s) URL", self.collector.url)));
+        }
+        if self.mode == Mode::Production && self.collector.url.starts_with("http://") {
+            return Err(bad("collector.url", "production requires https://".into()));
+        }
+        Ok(())
+    }
+
+    /// The organisation CA certificate path (explicit, or the embedded default).
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.ca.cert_file.clone().unwrap_or_else(|| self.data_dir.join("ca").join("ca.pem"))
+    }
+
+    /// A commented configuration with every default, for `resetdesk config defaults`.
+    pub fn defaults_toml() -> String {
+        toml::to_string_pretty(&Config::default()).unwrap_or_default()
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+/// serde names the key in "unknown field `x`" and "missing field `x`".
+fn key_from_message(message: &str) -> Option<String> {
+    for prefix in ["unknown field `", "missing field `", "duplicate key `"] {
+        if let Some(rest) = message.split(prefix).nth(1) {
+            return rest.split('`').next().map(str::to_owned);
+        }
+    }
+    None
+}
+
+/// The key written on the line holding `offset` (`key = value`), with its table.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let line_start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let key = line.split('=').next()?.trim();
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')).map(str::trim));
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
+/// 1-based line where a dotted key is set, or 0 when it is not written in the file.
+fn find_key_line(text: &str, dotted: &str) -> usize {
+    let (table, key) = match dotted.rsplit_once('.') {
+        Some((t, k)) => (Some(t), k),
+        None => (None, dotted),
+    };
+    let mut current: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(t) = l.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = Some(t.trim().to_owned());
+            if table.is_some() && current.as_deref() == table && key.is_empty() {
+                return i + 1;
+            }
+            continue;
+        }
+        let k = l.split('=').next().unwrap_or("").trim();
+        if k == key && current.as_deref() == table {
+            return i + 1;
+        }
+    }
+    // The table header, if the key itself is absent.
+    if let Some(t) = table.or(Some(dotted)) {
+        for (i, line) in text.lines().enumerate() {
+            if line.trim() == format!("[{t}]") {
+                return i + 1;
+            }
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> (usize, String, String) {
+        match Config::parse(text, "t.toml") {
+            Err(ConfigError::Invalid { line, key, message, .. }) => (line, key, message),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_documented_default() {
+        assert_eq!(Config::parse("", "t").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn defaults_round_trip() {
+        let text = Config::defaults_toml();
+        assert_eq!(Config::parse(&text, "defaults").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn misspelt_key_names_line_and_key() {
+        let (line, key, msg) = err("organisation = \"X\"\n\n[smtp]\nhots = \"mail\"\n");
+        assert_eq!((line, key.as_str()), (4, "hots"));
+        assert!(msg.contains("unknown field"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_dotted_key() {
+        let (line, key, _) = err("[smtp]\nhost = \"m\"\nport = \"twenty-five\"\n");
+        assert_eq!((line, key.as_str()), (3, "smtp.port"));
+    }
+
+    #[test]
+    fn bad_enum_value_is_an_error() {
+        let (line, key, _) = err("[directory]\nbackend = \"oracle\"\n");
+        assert_eq!((line, key.as_str()), (2, "directory.backend"));
+    }
+
+    #[test]
+    fn bad_value_is_caught_by_validation_with_its_line() {
+        let (line, key, msg) = err("[agents]\nidle_lock_seconds = 0\n");
+        assert_eq!((line, key.as_str()), (2, "agents.idle_lock_seconds"));
+        assert!(msg.contains("1 to 3600"));
+    }
+
+    #[test]
+    fn production_refuses_plain_ldap() {
+        let text = "mode = \"production\"\n[directory]\nbackend = \"ldap\"\n[directory.ldap]\nurl = \"ldap://dc\"\nbase_dn = \"dc=x\"\n";
+        let (line, key, _) = err(text);
+        assert_eq!((line, key.as_str()), (5, "directory.ldap.url"));
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error_naming_the_file() {
+        let e = Config::load(Path::new("/nonexistent/resetdesk.toml")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/resetdesk.toml"));
+    }
+
+    #[test]
+    fn tier_mapping_takes_the_highest_group() {
+        let m = TierMapping::default();
+        assert_eq!(m.account_tier(&["staff"]), AccountTier::Standard);
+        assert_eq!(m.account_tier(&["staff", "it-admins"]), AccountTier::Privileged);
+        assert_eq!(m.account_tier(&["it-admins", "domain-admins"]), AccountTier::Highest);
+    }
+
+    #[test]
+    fn agent_tier_from_groups() {
+        let a = AgentConfig::default();
+        assert_eq!(a.agent_tier(&["staff"]), None);
+        assert_eq!(a.agent_tier(&["helpdesk-junior"]), Some(AgentTier::Junior));
+        assert_eq!(a.agent_tier(&["helpdesk-junior", "helpdesk-admin"]), Some(AgentTier::Admin));
+    }
+}

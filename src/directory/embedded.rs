@@ -1,0 +1,1 @@
+//! The embedded directory: SQLite (bundled) in `<data_dir>/directory.sqlite`.

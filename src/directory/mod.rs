@@ -1,0 +1,113 @@
+//! The directory: where accounts live and where a reset is finally written.
+//!
+//! [`Directory`] is the adapter trait. The embedded SQLite directory
+//! ([`embedded::EmbeddedDirectory`]) is the default backend; LDAP (OpenLDAP,
+//! Active Directory) backends implement the same trait. The core never asks a
+//! backend for a password, only to *set* a temporary one with must-change.
+
+pub mod embedded;
+
+use serde::Serialize;
+use time::{Date, OffsetDateTime};
+
+use crate::secret::Secret;
+use crate::tier::{AccountTier, AgentTier};
+
+/// A registered contact point (email address or phone number) and when it last changed.
+/// Recently changed contact points escalate risk and are never used for callbacks or codes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContactPoint {
+    pub value: String,
+    /// Free label: "work", "mobile", "personal".
+    pub label: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub changed_at: OffsetDateTime,
+}
+
+/// An account as the directory describes it. Holds nothing secret: safe to show an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub username: String,
+    pub display_name: String,
+    pub employee_id: String,
+    pub department: String,
+    pub location: String,
+    /// Username of the account's manager, if any.
+    pub manager: Option<String>,
+    pub date_of_hire: Date,
+    pub emails: Vec<ContactPoint>,
+    pub phones: Vec<ContactPoint>,
+    pub groups: Vec<String>,
+    /// Derived from `groups` through the configured [`crate::config::TierMapping`].
+    pub tier: AccountTier,
+    /// `Some` if the account is a help-desk agent (member of an agent group).
+    pub agent_tier: Option<AgentTier>,
+    /// Flagged by the security team or by lockout: resets escalate.
+    pub flagged: bool,
+    pub must_change_password: bool,
+    /// Verification lockout (too many failed verifications) until this instant.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub verification_locked_until: Option<OffsetDateTime>,
+    /// Distinguished name for LDAP backends; `None` for the embedded one.
+    pub dn: Option<String>,
+}
+
+/// A security question and the argon2id PHC string of its normalised answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityAnswer {
+    pub question: String,
+    /// `$argon2id$v=19$...` of [`crate::text::normalize_answer`] of the answer.
+    pub answer_phc: String,
+}
+
+/// What the verification steps check against. Never sent to the UI.
+#[derive(Debug, Clone, Default)]
+pub struct VerificationMaterial {
+    pub security_answers: Vec<SecurityAnswer>,
+    /// Raw TOTP key bytes (RFC 6238), if the account has an enrolled authenticator app.
+    pub totp_secret: Option<Secret>,
+}
+
+/// Outcome of checking a password against the directory (embedded backend, demo aid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PasswordCheck {
+    pub valid: bool,
+    pub must_change: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("no account named {0:?} in the directory; check the spelling or search by employee ID")]
+    NotFound(String),
+    #[error("the directory database could not be used ({0}); check the data directory and its permissions")]
+    Database(#[from] rusqlite::Error),
+    #[error("the directory database {path} is from a newer ResetDesk (schema {found}, this build knows up to {known}); upgrade ResetDesk")]
+    SchemaTooNew { path: String, found: i64, known: i64 },
+    #[error("stored data for {username:?} is corrupt: {what}; repair the record with the directory tools")]
+    Corrupt { username: String, what: String },
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error("the directory refused the change: {0}")]
+    Refused(String),
+    #[error("the directory is unreachable: {0}; check the network and the directory URL in the configuration")]
+    Unreachable(String),
+}
+
+/// A directory backend. Implementations are adapters: they do IO, the core decides.
+pub trait Directory {
+    /// Short name for logs and the audit record: "embedded", "openldap", "active-directory".
+    fn backend_name(&self) -> &'static str;
+
+    /// The account with this exact username.
+    fn account(&self, username: &str) -> Result<Account, DirectoryError>;
+
+    /// Accounts whose username, display name or employee ID contain `query` (case-insensitive).
+    fn search(&self, query: &str, limit: usize) -> Result<Vec<Account>, DirectoryError>;
+
+    /// Security answers and TOTP key for the verification steps.
+    fn verification_material(&self, username: &str) -> Result<VerificationMaterial, DirectoryError>;
+
+    /// Set a temporary password **and** must-change-at-next-login, atomically.
+    /// There is deliberately no way to set a permanent password.
+    fn set_temporary_password(&self, username: &str, password: &Secret) -> Result<(), DirectoryError>;
+}

@@ -1,0 +1,1 @@
+//! Virtual PIV card for tests and the demo (not yet implemented).
