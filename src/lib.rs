@@ -11,6 +11,7 @@
 //!   (`src-tauri/`), each a thin layer of calls into this crate.
 
 pub mod config;
+pub mod demo;
 pub mod directory;
 pub mod secret;
 pub mod text;

@@ -1,10 +1,58 @@
-//! `resetdesk directory ...` subcommands.
+//! `resetdesk directory check-password`: see a reset take effect.
+
+use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use super::{fail, load_config, read_secret_from_stdin, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
+use crate::directory::embedded::EmbeddedDirectory;
+
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Read a password from stdin and say whether it is valid for USER and whether a
+    /// change is required at next login. Exit 0 if valid, 1 if not.
+    CheckPassword {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
 
 pub fn run(cmd: Command) -> u8 {
-    match cmd {}
+    match cmd {
+        Command::CheckPassword { data_dir, user, config } => {
+            let config = match load_config(config.as_deref(), Some(&data_dir)) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let password = match read_secret_from_stdin("password") {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_BAD_INPUT;
+                }
+            };
+            let dir = match EmbeddedDirectory::open(&data_dir, &config) {
+                Ok(d) => d,
+                Err(e) => return fail(e),
+            };
+            match dir.check_password(&user, &password) {
+                Ok(c) if c.valid => {
+                    println!(
+                        "{user}: password valid; {}",
+                        if c.must_change { "must be changed at next login" } else { "no change required" }
+                    );
+                    EXIT_OK
+                }
+                Ok(_) => {
+                    println!("{user}: password NOT valid");
+                    EXIT_FAILED
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
 }

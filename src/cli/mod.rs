@@ -6,6 +6,8 @@ pub mod audit;
 pub mod ca;
 pub mod token;
 
+/// Exit status for success.
+pub const EXIT_OK: u8 = 0;
 /// Exit status for bad input (configuration, arguments, data): 2.
 pub const EXIT_BAD_INPUT: u8 = 2;
 /// Exit status for a failed check (e.g. a password that is not valid, a log that does not verify): 1.
@@ -37,4 +39,31 @@ pub fn read_secret_from_stdin(what: &str) -> Result<crate::secret::Secret, Strin
         return Err(format!("no {what} on standard input; pipe it in, e.g. `printf '%s\\n' \"$X\" | resetdesk ...`"));
     }
     Ok(s)
+}
+
+/// Print an error (which says what to do) and return the failure exit status.
+pub fn fail(e: impl std::fmt::Display) -> u8 {
+    eprintln!("error: {e}");
+    EXIT_FAILED
+}
+
+/// The configuration for a command: `--config FILE` if given, else
+/// `<data_dir>/resetdesk.toml` if it exists, else the defaults. `data_dir` from the
+/// command line always wins over the file's. On error, prints it and returns exit 2.
+pub fn load_config(
+    file: Option<&std::path::Path>,
+    data_dir: Option<&std::path::Path>,
+) -> Result<crate::config::Config, u8> {
+    let in_data_dir = data_dir.map(|d| d.join("resetdesk.toml")).filter(|p| p.exists());
+    let mut config = match file.map(std::path::Path::to_path_buf).or(in_data_dir) {
+        Some(path) => crate::config::Config::load(&path).map_err(|e| {
+            eprintln!("error: {e}");
+            EXIT_BAD_INPUT
+        })?,
+        None => crate::config::Config::default(),
+    };
+    if let Some(d) = data_dir {
+        config.data_dir = d.to_path_buf();
+    }
+    Ok(config)
 }

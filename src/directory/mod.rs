@@ -64,7 +64,8 @@ pub struct SecurityAnswer {
 #[derive(Debug, Clone, Default)]
 pub struct VerificationMaterial {
     pub security_answers: Vec<SecurityAnswer>,
-    /// Raw TOTP key bytes (RFC 6238), if the account has an enrolled authenticator app.
+    /// TOTP key (RFC 6238) as lowercase hex of the raw key bytes, if the account has an
+    /// enrolled authenticator app.
     pub totp_secret: Option<Secret>,
 }
 

@@ -1,0 +1,73 @@
+//! `virtual-yubikey --port 35963 [--serial N]`: insert a virtual PIV card (factory
+//! defaults, RAM only) into a vpcd reader for the demo, keep it there until SIGINT or
+//! SIGTERM, then remove it cleanly. Needs pcscd with vpcd (`scripts/pcscd.sh start`).
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use virtual_yubikey::{VirtualCard, READER_0_PORT};
+
+/// Insert a virtual YubiKey-like PIV card into a vpcd reader until interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "virtual-yubikey", version)]
+struct Args {
+    /// vpcd port of the reader: 35963 ("Virtual PCD 00 00") or 35964 ("Virtual PCD 00 01").
+    #[arg(long, default_value_t = READER_0_PORT)]
+    port: u16,
+    /// Serial number the card reports (default: random 8 digits).
+    #[arg(long)]
+    serial: Option<u32>,
+}
+
+/// How often the main thread looks at the signal flag while waiting on the card.
+const SIGNAL_CHECK: Duration = Duration::from_millis(200);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            eprintln!("virtual-yubikey: cannot install the signal handler ({e}); not starting");
+            return ExitCode::FAILURE;
+        }
+    }
+
+    let inserted = match args.serial {
+        Some(serial) => VirtualCard::insert_with_serial(args.port, serial),
+        None => VirtualCard::insert(args.port),
+    };
+    let mut card = match inserted {
+        Ok(card) => card,
+        Err(e) => {
+            eprintln!("virtual-yubikey: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "virtual PIV card inserted in {} (serial {})",
+        card.reader_name(),
+        card.serial()
+    );
+
+    while !stop.load(Ordering::SeqCst) {
+        if let Some(reason) = card.wait_stopped(SIGNAL_CHECK) {
+            eprintln!("virtual-yubikey: the card stopped on its own: {reason}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let reader = card.reader_name();
+    match card.remove() {
+        Ok(()) => {
+            println!("virtual PIV card removed from {reader}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("virtual-yubikey: removing the card: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

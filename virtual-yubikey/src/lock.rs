@@ -1,0 +1,45 @@
+//! Cross-process lock around the two shared vpcd readers, for tests.
+
+use std::path::PathBuf;
+
+use crate::Error;
+
+/// Path of the lock file behind [`lock_readers`].
+pub const READER_LOCK_PATH: &str = "/tmp/resetdesk-virtual-readers.lock";
+
+/// Exclusive hold on the virtual readers (an `flock` on [`READER_LOCK_PATH`]); released
+/// when dropped, or when the process dies.
+#[derive(Debug)]
+pub struct ReaderLock {
+    _file: std::fs::File,
+}
+
+/// Take the cross-process reader lock, blocking until it is free. Tests in different
+/// binaries, processes and threads serialise around the shared readers with it.
+///
+/// Test helper: panics with a message saying what to fix if the lock file cannot be
+/// opened or locked; [`try_lock_readers`] returns a `Result` instead.
+pub fn lock_readers() -> ReaderLock {
+    match try_lock_readers() {
+        Ok(lock) => lock,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Take the cross-process reader lock (blocking), reporting failure as an [`Error`].
+pub fn try_lock_readers() -> Result<ReaderLock, Error> {
+    let path = PathBuf::from(READER_LOCK_PATH);
+    // Each call opens its own file description, so threads of one process exclude each
+    // other as well as other processes do.
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Error::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    file.lock().map_err(|source| Error::Lock { path, source })?;
+    Ok(ReaderLock { _file: file })
+}
