@@ -264,8 +264,10 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
             let message = e.message().to_owned();
-            let key = key_from_message(&message)
-                .or_else(|| e.span().and_then(|s| key_at(text, s.start)))
+            let key = e
+                .span()
+                .and_then(|s| key_at(text, s.start))
+                .or_else(|| key_from_message(&message))
                 .unwrap_or_else(|| "-".into());
             ConfigError::Invalid { path: origin.to_owned(), line, key, message }
         })?;
@@ -426,7 +428,7 @@ mod tests {
     #[test]
     fn misspelt_key_names_line_and_key() {
         let (line, key, msg) = err("organisation = \"X\"\n\n[smtp]\nhots = \"mail\"\n");
-        assert_eq!((line, key.as_str()), (4, "hots"));
+        assert_eq!((line, key.as_str()), (4, "smtp.hots"));
         assert!(msg.contains("unknown field"), "{msg}");
     }
 
