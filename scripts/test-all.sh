@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sets up a Debian 12 machine (as root) and runs every ResetDesk test against real
+# components on loopback: pcscd + vpcd + the virtual PIV card, the real app window
+# under Xvfb through tauri-driver, and the services later issues add.
+#
+#   bash scripts/test-all.sh
+#
+# Exit status: 0 when every test passed. Services started here are stopped on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export RESETDESK_RUN_DIR="${RESETDESK_RUN_DIR:-/tmp/resetdesk-run}"
+mkdir -p "$RESETDESK_RUN_DIR"
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "test-all.sh: cargo not found. Install the Rust toolchain (rustup, Rust >= 1.89) first." >&2
+  exit 2
+fi
+
+step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
+
+step "system packages"
+bash scripts/setup-debian.sh --test
+
+export CARGO_INCREMENTAL=0
+export CARGO_TERM_COLOR=never
+export RUST_BACKTRACE=1
+# End-to-end tests must not skip silently in CI.
+export CI="${CI:-true}"
+
+cleanup() {
+  bash scripts/pcscd.sh stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+step "pcscd with the vpcd virtual readers"
+bash scripts/pcscd.sh start
+export RESETDESK_E2E_EXPECT_READERS=1
+
+step "build (workspace, all targets)"
+cargo build --workspace --all-targets --locked
+
+step "tests (workspace; the app window under Xvfb)"
+xvfb-run -a -s "-screen 0 1280x800x24 -nolisten tcp" \
+  cargo test --workspace --all-targets --locked -- --test-threads=2
+
+step "benchmarks (quick run; prints numbers and ratios)"
+bash scripts/bench.sh --quick
+
+step "done"
