@@ -18,4 +18,5 @@ pub mod text;
 pub mod tier;
 pub mod token;
 pub mod policy;
+pub mod verification;
 pub mod cli;
