@@ -94,9 +94,14 @@ impl<A: Applet> PivCard<A> {
     pub(crate) fn reset(&mut self) {
         self.chain = None;
         self.pending.clear();
+        self.log_out();
+    }
+
+    /// Drop the PIN verification and the management-key authentication, as a YubiKey does
+    /// on reset and on SELECT of the PIV applet. piv-authenticator does neither itself.
+    fn log_out(&mut self) {
         self.admin_authenticated = false;
-        // VERIFY with P1=FF: log the PIN out. piv-authenticator ignores deselect, so the
-        // PIN would otherwise stay verified for the next PC/SC connection.
+        // VERIFY with P1=FF logs the PIN out.
         let logout = [0x00, INS_VERIFY, 0xFF, 0x80];
         if let Ok(view) = CommandView::try_from(&logout[..]) {
             let mut sink = heapless::Vec::<u8, 16>::new();
@@ -181,6 +186,10 @@ impl<A: Applet> PivCard<A> {
 
         let mut reply = Box::new(heapless::Vec::<u8, MAX_RESPONSE>::new());
         let result = self.applet.respond(view, reply.as_mut_view());
+        if ins == INS_SELECT && result.is_ok() {
+            // The applet only accepts its own AID: PIV was (re)selected.
+            self.log_out();
+        }
         if ins == INS_GENERAL_AUTHENTICATE && p2 == MANAGEMENT_KEY_REF {
             // Mutual authentication ends with the card's answer to the host's challenge
             // (dynamic authentication template 7C holding a response, tag 82).
@@ -316,8 +325,10 @@ mod tests {
         let mut c = card();
         let r = c.execute(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08]);
         assert_eq!(r, vec![0x90, 0x00]);
-        assert_eq!(c.applet.seen.len(), 1);
         assert_eq!(c.applet.seen[0].4, PIV_AID_FULL.to_vec());
+        // Selecting PIV logs the PIN out, as on a YubiKey.
+        assert_eq!(c.applet.seen[1], (0x00, 0x20, 0xFF, 0x80, vec![]));
+        assert_eq!(c.applet.seen.len(), 2);
     }
 
     #[test]
@@ -371,7 +382,7 @@ mod tests {
     fn oversized_chain_is_refused_not_panicking() {
         let mut c = card();
         let mut part = vec![0x10, 0xDB, 0x3F, 0xFF, 0xFF];
-        part.extend(std::iter::repeat(0xAA).take(255));
+        part.extend(std::iter::repeat_n(0xAA, 255));
         let fitting = MAX_COMMAND_DATA / 255;
         for _ in 0..fitting {
             assert_eq!(c.execute(&part), vec![0x90, 0x00]);
@@ -420,6 +431,19 @@ mod tests {
         assert_eq!(c.execute(&generate), vec![0x69, 0x82]);
         let last = c.applet.seen.last().cloned();
         assert_eq!(last, Some((0x00, 0x20, 0xFF, 0x80, vec![])));
+    }
+
+    #[test]
+    fn selecting_piv_again_ends_the_management_login() {
+        let mut c = card();
+        c.admin_authenticated = true;
+        c.execute(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08]);
+        assert!(!c.admin_authenticated);
+        // A SELECT the applet refuses (another AID) changes nothing.
+        c.admin_authenticated = true;
+        c.applet.fail = Some(Status::NotFound);
+        c.execute(&[0x00, 0xA4, 0x04, 0x00, 0x03, 0xA0, 0x00, 0x00]);
+        assert!(c.admin_authenticated);
     }
 
     #[test]

@@ -1,0 +1,206 @@
+//! The virtual card on the real stack (vpcd + pcscd + the `yubikey` crate), doing what
+//! ResetDesk's token layer does with a YubiKey. Needs `scripts/pcscd.sh start` first.
+//! Every test holds the cross-process reader lock while it uses the readers.
+
+use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+use sha2::{Digest as _, Sha256};
+use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
+use yubikey::piv::{self, AlgorithmId, SlotId};
+use yubikey::{MgmKey, PinPolicy, TouchPolicy, YubiKey};
+
+const DEFAULT_PIN: &[u8] = b"123456";
+
+/// Open the card in `reader` with the `yubikey` crate (by reader name: with two cards
+/// inserted, `YubiKey::open()` refuses to choose).
+fn open(reader: &str) -> YubiKey {
+    let mut ctx = yubikey::reader::Context::open().expect("PC/SC context (is pcscd running?)");
+    let found = ctx
+        .iter()
+        .expect("list readers")
+        .find(|r| r.name() == reader)
+        .unwrap_or_else(|| panic!("pcscd has no reader {reader}"));
+    found.open().expect("yubikey crate opens the virtual card")
+}
+
+/// Generate a P-256 key in slot 9c after authenticating with the default management key.
+fn generate_9c(yk: &mut YubiKey) -> p256::ecdsa::VerifyingKey {
+    yk.authenticate(MgmKey::default())
+        .expect("default management key");
+    let spki = piv::generate(
+        yk,
+        SlotId::Signature,
+        AlgorithmId::EccP256,
+        PinPolicy::Default,
+        TouchPolicy::Never,
+    )
+    .expect("generate P-256 in 9c");
+    p256::ecdsa::VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes())
+        .expect("generated key is a P-256 point")
+}
+
+fn sign_9c(yk: &mut YubiKey, digest: &[u8; 32]) -> yubikey::Result<p256::ecdsa::Signature> {
+    let der = piv::sign_data(yk, digest, AlgorithmId::EccP256, SlotId::Signature)?;
+    Ok(p256::ecdsa::Signature::from_der(&der).expect("card returns a DER ECDSA signature"))
+}
+
+fn reader_has_card(reader: &str) -> bool {
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).expect("PC/SC context");
+    let name = std::ffi::CString::new(reader).expect("reader name");
+    let mut states = [pcsc::ReaderState::new(name, pcsc::State::UNAWARE)];
+    ctx.get_status_change(std::time::Duration::ZERO, &mut states)
+        .expect("reader state");
+    states[0].event_state().contains(pcsc::State::PRESENT)
+}
+
+#[test]
+fn opens_in_reader_0_as_a_yubikey_5_with_the_chosen_serial() {
+    let _lock = lock_readers();
+    let card = VirtualCard::insert_with_serial(READER_0_PORT, 12_345_678).unwrap();
+    assert_eq!(card.reader_name(), "Virtual PCD 00 00");
+    assert_eq!(card.serial(), 12_345_678);
+
+    let yk = open(card.reader_name());
+    assert_eq!(u32::from(yk.serial()), 12_345_678);
+    assert_eq!(yk.version().major, 5);
+    assert_eq!(yk.name(), "Virtual PCD 00 00");
+    drop(yk);
+    card.remove().unwrap();
+}
+
+#[test]
+fn default_pin_verifies_and_a_wrong_pin_reports_tries_left() {
+    let _lock = lock_readers();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    let mut yk = open(card.reader_name());
+
+    assert_eq!(yk.get_pin_retries().unwrap(), 3);
+    match yk.verify_pin(b"654321") {
+        Err(yubikey::Error::WrongPin { tries }) => assert_eq!(tries, 2),
+        other => panic!("wrong PIN must report WrongPin {{ tries: 2 }}, got {other:?}"),
+    }
+    assert_eq!(yk.get_pin_retries().unwrap(), 2);
+    yk.verify_pin(DEFAULT_PIN).expect("factory PIN 123456");
+    assert_eq!(
+        yk.get_pin_retries().unwrap(),
+        3,
+        "a correct PIN resets the counter"
+    );
+    drop(yk);
+    card.remove().unwrap();
+}
+
+#[test]
+fn management_key_authenticates_and_a_9c_signature_verifies() {
+    let _lock = lock_readers();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    let mut yk = open(card.reader_name());
+
+    let wrong = MgmKey::new([0x42; 24]).unwrap();
+    assert!(
+        yk.authenticate(wrong).is_err(),
+        "a wrong management key must be refused"
+    );
+    let public = generate_9c(&mut yk);
+
+    let digest: [u8; 32] = Sha256::digest(b"audit record 1").into();
+    yk.verify_pin(DEFAULT_PIN).unwrap();
+    let signature = sign_9c(&mut yk, &digest).expect("sign with 9c after verify_pin");
+    public
+        .verify_prehash(&digest, &signature)
+        .expect("signature verifies with p256");
+    let other: [u8; 32] = Sha256::digest(b"audit record 2").into();
+    assert!(public.verify_prehash(&other, &signature).is_err());
+
+    // Slot 9c wants the PIN again for every signature.
+    assert!(
+        sign_9c(&mut yk, &digest).is_err(),
+        "9c signs only right after verify_pin"
+    );
+    drop(yk);
+    card.remove().unwrap();
+}
+
+#[test]
+fn pin_and_management_login_end_with_the_connection() {
+    let _lock = lock_readers();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    let mut yk = open(card.reader_name());
+    generate_9c(&mut yk); // leaves the management key authenticated
+    yk.verify_pin(DEFAULT_PIN).unwrap(); // and the PIN verified
+    drop(yk); // disconnects with a card reset
+
+    let mut yk = open(card.reader_name());
+    let digest: [u8; 32] = Sha256::digest(b"x").into();
+    assert!(
+        sign_9c(&mut yk, &digest).is_err(),
+        "PIN must not survive a reset"
+    );
+    let generated = piv::generate(
+        &mut yk,
+        SlotId::Signature,
+        AlgorithmId::EccP256,
+        PinPolicy::Default,
+        TouchPolicy::Never,
+    );
+    assert!(
+        generated.is_err(),
+        "management login must not survive a reset"
+    );
+    drop(yk);
+    card.remove().unwrap();
+}
+
+#[test]
+fn two_cards_have_distinct_serials_and_distinct_keys() {
+    let _lock = lock_readers();
+    let card0 = VirtualCard::insert(READER_0_PORT).unwrap();
+    let card1 = VirtualCard::insert(READER_1_PORT).unwrap();
+    assert_eq!(card1.reader_name(), "Virtual PCD 00 01");
+    assert_ne!(card0.serial(), card1.serial());
+
+    let mut yk0 = open(card0.reader_name());
+    let mut yk1 = open(card1.reader_name());
+    assert_eq!(u32::from(yk0.serial()), card0.serial());
+    assert_eq!(u32::from(yk1.serial()), card1.serial());
+    // Each card has its own RNG: the same operations must not give the same key.
+    assert_ne!(generate_9c(&mut yk0), generate_9c(&mut yk1));
+    drop((yk0, yk1));
+    card0.remove().unwrap();
+    card1.remove().unwrap();
+}
+
+#[test]
+fn removing_a_card_makes_pcscd_report_the_reader_empty() {
+    let _lock = lock_readers();
+    let card = VirtualCard::insert(READER_1_PORT).unwrap();
+    let reader = card.reader_name();
+    assert!(reader_has_card(reader));
+    assert!(
+        matches!(
+            VirtualCard::insert(READER_1_PORT),
+            Err(virtual_yubikey::Error::ReaderBusy(_))
+        ),
+        "a second card in an occupied reader is refused"
+    );
+    card.remove().unwrap();
+    assert!(
+        !reader_has_card(reader),
+        "remove() returns once pcscd sees the reader empty"
+    );
+
+    // Drop removes as well, and the reader takes a new card afterwards.
+    let card = VirtualCard::insert(READER_1_PORT).unwrap();
+    drop(card);
+    assert!(
+        !reader_has_card(reader),
+        "drop waits for pcscd to see the reader empty"
+    );
+}
+
+#[test]
+fn unknown_port_is_an_error_not_a_connection() {
+    assert!(matches!(
+        VirtualCard::insert(35965),
+        Err(virtual_yubikey::Error::UnknownPort(35965))
+    ));
+}
