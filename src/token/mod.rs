@@ -4,7 +4,13 @@
 //! (slot 9c) — goes through [`RecordSigner`]. The PC/SC + `yubikey` adapter lives in
 //! submodules; the rest of the core only sees the trait.
 
+pub mod attestation;
+pub mod card;
+pub mod enrol;
 pub mod readers;
+pub mod registry;
+pub mod signer;
+pub mod watch;
 
 /// Something that signs SHA-256 digests with an ECDSA P-256 key (slot 9c of a PIV card).
 pub trait RecordSigner {
@@ -33,4 +39,26 @@ pub enum TokenError {
     Card(String),
     #[error("smart-card error: {0}")]
     Pcsc(String),
+    #[error("no reader named {0:?}; run `resetdesk token list` to see the readers")]
+    UnknownReader(String),
+    #[error("no YubiKey with serial {0} is inserted; run `resetdesk token list`")]
+    UnknownSerial(u32),
+    #[error("the card in {0:?} has no PIV application; use a YubiKey (or the virtual card in demo mode)")]
+    NotPiv(String),
+    #[error("another program reset the key; remove and reinsert it, then log in again")]
+    Reset,
+    #[error("another program is using the key exclusively; close it and retry")]
+    Busy,
+    #[error("a PIN has 6 to 8 characters; nothing was sent to the key")]
+    PinFormat,
+    #[error("the PIN must be verified first; log in again")]
+    PinRequired,
+    #[error("the management key was refused; the key is not enrolled by this ResetDesk or was changed elsewhere (reset the PIV application with `ykman piv reset` and enrol again)")]
+    ManagementKey,
+    #[error("slot {0} holds no certificate; enrol the key with `resetdesk token enroll`")]
+    NoCertificate(&'static str),
+    #[error("the certificate in slot {slot} is unreadable ({message}); enrol the key again")]
+    BadCertificate { slot: &'static str, message: String },
+    #[error("the key does not support {0}")]
+    NotSupported(&'static str),
 }

@@ -1,0 +1,200 @@
+//! Card insertion/removal as events, from PC/SC status changes.
+//!
+//! [`CardWatcher::next_events`] blocks in `SCardGetStatusChange` until a reader's state
+//! changes (or the timeout passes, or [`WatchCanceller::cancel`] is called from another
+//! thread) and returns [`CardEvent`]s. The shell runs it on a thread and feeds the
+//! events to the session ([`crate::session`]). The translation from reader states to
+//! events ([`diff`]) is pure and tested without a reader.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::time::Duration;
+
+use super::card::map_pcsc;
+use super::TokenError;
+
+/// A change in the readers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum CardEvent {
+    Inserted { reader: String },
+    Removed { reader: String },
+}
+
+/// What is known about one reader: card present, and pcscd's insertion counter (which
+/// tells a fast remove + reinsert apart from "still the same card").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReaderSnapshot {
+    pub present: bool,
+    pub event_count: u32,
+}
+
+/// Events that turn `before` into `after`. A reader that disappeared with a card in it
+/// is a removal; a reader that appeared with a card is an insertion; a changed event
+/// counter with a card present both before and after is a removal then an insertion.
+pub fn diff(before: &BTreeMap<String, ReaderSnapshot>, after: &BTreeMap<String, ReaderSnapshot>) -> Vec<CardEvent> {
+    let mut out = Vec::new();
+    for (reader, b) in before {
+        let a = after.get(reader);
+        match a {
+            None if b.present => out.push(CardEvent::Removed { reader: reader.clone() }),
+            None => {}
+            Some(a) => match (b.present, a.present) {
+                (true, false) => out.push(CardEvent::Removed { reader: reader.clone() }),
+                (false, true) => out.push(CardEvent::Inserted { reader: reader.clone() }),
+                (true, true) if a.event_count != b.event_count => {
+                    out.push(CardEvent::Removed { reader: reader.clone() });
+                    out.push(CardEvent::Inserted { reader: reader.clone() });
+                }
+                _ => {}
+            },
+        }
+    }
+    for (reader, a) in after {
+        if !before.contains_key(reader) && a.present {
+            out.push(CardEvent::Inserted { reader: reader.clone() });
+        }
+    }
+    out
+}
+
+/// Stops a blocked [`CardWatcher::next_events`] from another thread.
+#[derive(Clone)]
+pub struct WatchCanceller(pcsc::Context);
+
+impl WatchCanceller {
+    /// Make the watcher's current (or next) wait return `Ok(None)`.
+    pub fn cancel(&self) {
+        let _ = self.0.cancel();
+    }
+}
+
+/// A blocking watcher of PC/SC readers.
+pub struct CardWatcher {
+    ctx: pcsc::Context,
+    known: BTreeMap<String, ReaderSnapshot>,
+}
+
+/// The PnP pseudo-reader: its state changes when a reader is added or removed.
+fn pnp() -> CString {
+    CString::from(pcsc::PNP_NOTIFICATION())
+}
+
+impl CardWatcher {
+    /// Connect to pcscd and take a first snapshot (no events for cards already present:
+    /// see [`CardWatcher::present`]).
+    pub fn new() -> Result<Self, TokenError> {
+        let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(map_pcsc)?;
+        let mut w = Self { ctx, known: BTreeMap::new() };
+        w.known = w.snapshot()?.0;
+        Ok(w)
+    }
+
+    /// A handle to cancel a blocked wait.
+    pub fn canceller(&self) -> WatchCanceller {
+        WatchCanceller(self.ctx.clone())
+    }
+
+    /// Readers holding a card at the last snapshot.
+    pub fn present(&self) -> Vec<String> {
+        self.known.iter().filter(|(_, s)| s.present).map(|(r, _)| r.clone()).collect()
+    }
+
+    /// Current state of every reader (without waiting) and the PC/SC states used to
+    /// wait for the next change (the readers plus the PnP pseudo-reader, last).
+    fn snapshot(&self) -> Result<(BTreeMap<String, ReaderSnapshot>, Vec<pcsc::ReaderState>), TokenError> {
+        let names = match self.ctx.list_readers_owned() {
+            Ok(n) => n,
+            Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
+            Err(e) => return Err(map_pcsc(e)),
+        };
+        let mut states: Vec<pcsc::ReaderState> =
+            names.into_iter().map(|n| pcsc::ReaderState::new(n, pcsc::State::UNAWARE)).collect();
+        states.push(pcsc::ReaderState::new(pnp(), pcsc::State::UNAWARE));
+        match self.ctx.get_status_change(Duration::ZERO, &mut states) {
+            Ok(()) | Err(pcsc::Error::Timeout) => {}
+            Err(e) => return Err(map_pcsc(e)),
+        }
+        let n = states.len() - 1;
+        let snap = states[..n].iter().map(|s| (s.name().to_string_lossy().into_owned(), to_snapshot(s))).collect();
+        Ok((snap, states))
+    }
+
+    /// Block until a reader changes, `timeout` passes (`Ok(Some(vec![]))`), or the
+    /// watch is cancelled (`Ok(None)`). `None` timeout waits forever. A change that
+    /// happened since the previous call is returned at once.
+    pub fn next_events(&mut self, timeout: Option<Duration>) -> Result<Option<Vec<CardEvent>>, TokenError> {
+        let (now, mut states) = self.snapshot()?;
+        let events = diff(&self.known, &now);
+        self.known = now;
+        if !events.is_empty() {
+            return Ok(Some(events));
+        }
+        for s in states.iter_mut() {
+            s.sync_current_state();
+        }
+        match self.ctx.get_status_change(timeout, &mut states) {
+            Ok(()) => {}
+            Err(pcsc::Error::Timeout) => return Ok(Some(Vec::new())),
+            Err(pcsc::Error::Cancelled) => return Ok(None),
+            // A reader vanished while we waited: the new snapshot below tells what happened.
+            Err(pcsc::Error::UnknownReader) | Err(pcsc::Error::ReaderUnavailable) => {}
+            Err(e) => return Err(map_pcsc(e)),
+        }
+        let (after, _) = self.snapshot()?;
+        let events = diff(&self.known, &after);
+        self.known = after;
+        Ok(Some(events))
+    }
+
+    /// Run until cancelled, calling `on_event` for each event. Errors (pcscd stopped)
+    /// end the loop and are returned.
+    pub fn run(mut self, mut on_event: impl FnMut(CardEvent)) -> Result<(), TokenError> {
+        loop {
+            match self.next_events(None)? {
+                None => return Ok(()),
+                Some(events) => events.into_iter().for_each(&mut on_event),
+            }
+        }
+    }
+}
+
+fn to_snapshot(s: &pcsc::ReaderState) -> ReaderSnapshot {
+    let ev = s.event_state();
+    ReaderSnapshot { present: ev.contains(pcsc::State::PRESENT), event_count: s.event_count() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(items: &[(&str, bool, u32)]) -> BTreeMap<String, ReaderSnapshot> {
+        items.iter().map(|(r, p, c)| (r.to_string(), ReaderSnapshot { present: *p, event_count: *c })).collect()
+    }
+
+    fn ins(r: &str) -> CardEvent {
+        CardEvent::Inserted { reader: r.into() }
+    }
+    fn rem(r: &str) -> CardEvent {
+        CardEvent::Removed { reader: r.into() }
+    }
+
+    #[test]
+    fn presence_changes_are_insertions_and_removals() {
+        let before = m(&[("A", true, 1), ("B", false, 0)]);
+        let after = m(&[("A", false, 2), ("B", true, 1)]);
+        assert_eq!(diff(&before, &after), vec![rem("A"), ins("B")]);
+    }
+
+    #[test]
+    fn fast_reinsertion_is_a_removal_then_an_insertion() {
+        assert_eq!(diff(&m(&[("A", true, 1)]), &m(&[("A", true, 3)])), vec![rem("A"), ins("A")]);
+        assert_eq!(diff(&m(&[("A", true, 1)]), &m(&[("A", true, 1)])), vec![]);
+    }
+
+    #[test]
+    fn reader_unplugged_with_a_card_is_a_removal() {
+        assert_eq!(diff(&m(&[("A", true, 1), ("B", false, 0)]), &m(&[])), vec![rem("A")]);
+        assert_eq!(diff(&m(&[]), &m(&[("C", true, 0), ("D", false, 0)])), vec![ins("C")]);
+    }
+}
