@@ -43,6 +43,21 @@ fn sign_9c(yk: &mut YubiKey, digest: &[u8; 32]) -> yubikey::Result<p256::ecdsa::
     Ok(p256::ecdsa::Signature::from_der(&der).expect("card returns a DER ECDSA signature"))
 }
 
+/// Insert a fresh card in reader 0 (holding the reader lock), open it with the `yubikey`
+/// crate, run `test`, then disconnect and remove the card.
+fn with_card_in_reader_0(serial: Option<u32>, test: impl FnOnce(&VirtualCard, &mut YubiKey)) {
+    let _lock = lock_readers();
+    let card = match serial {
+        Some(serial) => VirtualCard::insert_with_serial(READER_0_PORT, serial),
+        None => VirtualCard::insert(READER_0_PORT),
+    }
+    .unwrap();
+    let mut yk = open(card.reader_name());
+    test(&card, &mut yk);
+    drop(yk);
+    card.remove().unwrap();
+}
+
 fn reader_has_card(reader: &str) -> bool {
     let ctx = pcsc::Context::establish(pcsc::Scope::User).expect("PC/SC context");
     let name = std::ffi::CString::new(reader).expect("reader name");
@@ -54,70 +69,58 @@ fn reader_has_card(reader: &str) -> bool {
 
 #[test]
 fn opens_in_reader_0_as_a_yubikey_5_with_the_chosen_serial() {
-    let _lock = lock_readers();
-    let card = VirtualCard::insert_with_serial(READER_0_PORT, 12_345_678).unwrap();
-    assert_eq!(card.reader_name(), "Virtual PCD 00 00");
-    assert_eq!(card.serial(), 12_345_678);
-
-    let yk = open(card.reader_name());
-    assert_eq!(u32::from(yk.serial()), 12_345_678);
-    assert_eq!(yk.version().major, 5);
-    assert_eq!(yk.name(), "Virtual PCD 00 00");
-    drop(yk);
-    card.remove().unwrap();
+    with_card_in_reader_0(Some(12_345_678), |card, yk| {
+        assert_eq!(card.reader_name(), "Virtual PCD 00 00");
+        assert_eq!(card.serial(), 12_345_678);
+        assert_eq!(u32::from(yk.serial()), 12_345_678);
+        assert_eq!(yk.version().major, 5);
+        assert_eq!(yk.name(), "Virtual PCD 00 00");
+    });
 }
 
 #[test]
 fn default_pin_verifies_and_a_wrong_pin_reports_tries_left() {
-    let _lock = lock_readers();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    let mut yk = open(card.reader_name());
-
-    assert_eq!(yk.get_pin_retries().unwrap(), 3);
-    match yk.verify_pin(b"654321") {
-        Err(yubikey::Error::WrongPin { tries }) => assert_eq!(tries, 2),
-        other => panic!("wrong PIN must report WrongPin {{ tries: 2 }}, got {other:?}"),
-    }
-    assert_eq!(yk.get_pin_retries().unwrap(), 2);
-    yk.verify_pin(DEFAULT_PIN).expect("factory PIN 123456");
-    assert_eq!(
-        yk.get_pin_retries().unwrap(),
-        3,
-        "a correct PIN resets the counter"
-    );
-    drop(yk);
-    card.remove().unwrap();
+    with_card_in_reader_0(None, |_, yk| {
+        assert_eq!(yk.get_pin_retries().unwrap(), 3);
+        match yk.verify_pin(b"654321") {
+            Err(yubikey::Error::WrongPin { tries }) => assert_eq!(tries, 2),
+            other => panic!("wrong PIN must report WrongPin {{ tries: 2 }}, got {other:?}"),
+        }
+        assert_eq!(yk.get_pin_retries().unwrap(), 2);
+        yk.verify_pin(DEFAULT_PIN).expect("factory PIN 123456");
+        assert_eq!(
+            yk.get_pin_retries().unwrap(),
+            3,
+            "a correct PIN resets the counter"
+        );
+    });
 }
 
 #[test]
 fn management_key_authenticates_and_a_9c_signature_verifies() {
-    let _lock = lock_readers();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    let mut yk = open(card.reader_name());
+    with_card_in_reader_0(None, |_, yk| {
+        let wrong = MgmKey::new([0x42; 24]).unwrap();
+        assert!(
+            yk.authenticate(wrong).is_err(),
+            "a wrong management key must be refused"
+        );
+        let public = generate_9c(yk);
 
-    let wrong = MgmKey::new([0x42; 24]).unwrap();
-    assert!(
-        yk.authenticate(wrong).is_err(),
-        "a wrong management key must be refused"
-    );
-    let public = generate_9c(&mut yk);
+        let digest: [u8; 32] = Sha256::digest(b"audit record 1").into();
+        yk.verify_pin(DEFAULT_PIN).unwrap();
+        let signature = sign_9c(yk, &digest).expect("sign with 9c after verify_pin");
+        public
+            .verify_prehash(&digest, &signature)
+            .expect("signature verifies with p256");
+        let other: [u8; 32] = Sha256::digest(b"audit record 2").into();
+        assert!(public.verify_prehash(&other, &signature).is_err());
 
-    let digest: [u8; 32] = Sha256::digest(b"audit record 1").into();
-    yk.verify_pin(DEFAULT_PIN).unwrap();
-    let signature = sign_9c(&mut yk, &digest).expect("sign with 9c after verify_pin");
-    public
-        .verify_prehash(&digest, &signature)
-        .expect("signature verifies with p256");
-    let other: [u8; 32] = Sha256::digest(b"audit record 2").into();
-    assert!(public.verify_prehash(&other, &signature).is_err());
-
-    // Slot 9c wants the PIN again for every signature.
-    assert!(
-        sign_9c(&mut yk, &digest).is_err(),
-        "9c signs only right after verify_pin"
-    );
-    drop(yk);
-    card.remove().unwrap();
+        // Slot 9c wants the PIN again for every signature.
+        assert!(
+            sign_9c(yk, &digest).is_err(),
+            "9c signs only right after verify_pin"
+        );
+    });
 }
 
 #[test]
