@@ -21,5 +21,6 @@ pub mod ca;
 pub mod login;
 pub mod session;
 pub mod policy;
+pub mod password;
 pub mod verification;
 pub mod cli;

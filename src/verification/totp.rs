@@ -3,8 +3,8 @@
 //! newer than the last accepted one is refused as reused: the adapter persists the
 //! accepted step per account and passes it back in.
 //!
-//! The key is stored base32-encoded (RFC 4648, as in `otpauth://` enrolment URIs)
-//! in [`crate::directory::VerificationMaterial::totp_secret`].
+//! The key is stored as hex of the raw key bytes in
+//! [`crate::directory::VerificationMaterial::totp_secret`].
 
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
@@ -29,31 +29,13 @@ pub struct TotpCheck {
     pub accepted_step: Option<u64>,
 }
 
-/// Decode an RFC 4648 base32 key (case-insensitive; spaces, dashes and `=` padding ignored).
+/// Decode the stored key: lowercase (or uppercase) hex of the raw key bytes.
 pub fn decode_key(encoded: &Secret) -> Result<Zeroizing<Vec<u8>>, InputError> {
-    let mut out = Zeroizing::new(Vec::with_capacity(encoded.len() * 5 / 8));
-    let (mut buffer, mut bits) = (0u64, 0u32);
-    for c in encoded.expose().bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a',
-            b'2'..=b'7' => c - b'2' + 26,
-            b' ' | b'-' | b'=' => continue,
-            _ => return Err(InputError::StoredData { what: "TOTP key (not base32)" }),
-        };
-        buffer = (buffer << 5) | u64::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            // Truncation to the low 8 bits is the point of this cast.
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    if out.len() < 10 {
+    let bytes = Zeroizing::new(hex::decode(encoded.expose().trim()).map_err(|_| InputError::StoredData { what: "TOTP key (not hex)" })?);
+    if bytes.len() < 10 {
         return Err(InputError::StoredData { what: "TOTP key (shorter than 80 bits)" });
     }
-    Ok(out)
+    Ok(bytes)
 }
 
 /// HOTP value (RFC 4226) for `counter`, as `digits` decimal digits.
@@ -109,8 +91,8 @@ pub fn verify(key: &Secret, typed: &Secret, at: OffsetDateTime, last_accepted_st
 mod tests {
     use super::*;
 
-    /// RFC 6238 Appendix B SHA-1 key "12345678901234567890", base32-encoded.
-    const RFC_KEY: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    /// RFC 6238 Appendix B SHA-1 key "12345678901234567890", hex-encoded.
+    const RFC_KEY: &str = "3132333435363738393031323334353637383930";
 
     fn at(unix: i64) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(unix).unwrap()
@@ -165,7 +147,7 @@ mod tests {
         assert!(matches!(verify(&key, &Secret::from("12345"), t, None), Err(InputError::Format { .. })));
         assert!(matches!(verify(&key, &Secret::from("１２３４５６"), t, None), Err(InputError::Format { .. })));
         assert!(matches!(verify(&key, &Secret::from(&*"1".repeat(5000)), t, None), Err(InputError::Format { .. })));
-        assert!(matches!(verify(&Secret::from("not base32!"), &Secret::from("123456"), t, None), Err(InputError::StoredData { .. })));
+        assert!(matches!(verify(&Secret::from("not hex!"), &Secret::from("123456"), t, None), Err(InputError::StoredData { .. })));
         assert!(matches!(verify(&key, &Secret::from("123456"), at(-100), None), Err(InputError::Format { .. })));
     }
 }
