@@ -24,3 +24,4 @@ pub mod policy;
 pub mod password;
 pub mod verification;
 pub mod cli;
+pub mod audit;

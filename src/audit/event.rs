@@ -1,0 +1,285 @@
+//! Audit events: what goes into a record's payload, and how it is made deterministic.
+//!
+//! Pure. A payload is an RFC 8785 canonical JSON object, so the same facts always
+//! give the same signed bytes. Every payload has a `"facts"` member carrying whatever
+//! `serde::Serialize` value the caller supplies (the workflow's facts struct, a
+//! session summary, ...). A reset outcome additionally names the intent it closes:
+//!
+//! ```json
+//! {"facts":{...},"intent":{"entry_hash":"<hex>","seq":12},"outcome":{"status":"done"}}
+//! {"facts":{...},"intent":{...},"outcome":{"error":"LDAP 53 unwilling","status":"failed"}}
+//! ```
+//!
+//! Secrets never belong in a record. As a last line of defence, [`Event`] refuses
+//! facts with a member whose name says it is a secret (see [`FORBIDDEN_KEYS`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::record::{EventType, Hash32};
+
+/// Member names that would carry a secret. Compared case-insensitively with `-`
+/// read as `_`. Facts must describe secrets (e.g. `"pin_verified": true`), never hold them.
+pub const FORBIDDEN_KEYS: &[&str] = &[
+    "password",
+    "new_password",
+    "temporary_password",
+    "temp_password",
+    "pin",
+    "puk",
+    "answer",
+    "security_answer",
+    "totp_secret",
+    "otp",
+    "one_time_code",
+    "otp_code",
+    "verification_code",
+    "document_number",
+    "management_key",
+    "secret",
+];
+
+/// Why facts cannot be turned into a payload.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("the audit facts could not be serialised ({0}); they must be plain data (no maps with non-string keys)")]
+    Serialise(String),
+    #[error("the audit facts contain a member named `{0}`, which would put a secret in the audit trail; record that it was checked, not its value")]
+    ForbiddenKey(String),
+    #[error("a reset outcome must be built with Event::reset_outcome, which links it to its intent")]
+    OutcomeWithoutIntent,
+}
+
+/// How a reset intent ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The directory accepted the reset.
+    Done,
+    /// The directory refused or could not be reached; its error, secret-free.
+    Failed { error: String },
+}
+
+/// The intent a reset outcome closes: its seq and entry hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentRef {
+    pub seq: u64,
+    #[serde(with = "hex32")]
+    pub entry_hash: Hash32,
+}
+
+/// An event ready to be written: its type and canonical payload bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    event_type: EventType,
+    payload: Vec<u8>,
+    intent: Option<IntentRef>,
+}
+
+#[derive(Serialize)]
+struct Body<'a, T: Serialize + ?Sized> {
+    facts: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    intent: Option<IntentRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a Outcome>,
+}
+
+impl Event {
+    /// An event of any type but [`EventType::ResetOutcome`] carrying `facts`.
+    pub fn new<T: Serialize + ?Sized>(event_type: EventType, facts: &T) -> Result<Self, EventError> {
+        if event_type == EventType::ResetOutcome {
+            return Err(EventError::OutcomeWithoutIntent);
+        }
+        Self::build(event_type, Body { facts, intent: None, outcome: None }, None)
+    }
+
+    /// The record written (and made durable) before the directory is touched.
+    pub fn reset_intent<T: Serialize + ?Sized>(facts: &T) -> Result<Self, EventError> {
+        Self::new(EventType::ResetIntent, facts)
+    }
+
+    /// The record that closes `intent` with what the directory did.
+    pub fn reset_outcome<T: Serialize + ?Sized>(
+        intent: IntentRef,
+        outcome: &Outcome,
+        facts: &T,
+    ) -> Result<Self, EventError> {
+        let body = Body { facts, intent: Some(intent), outcome: Some(outcome) };
+        Self::build(EventType::ResetOutcome, body, Some(intent))
+    }
+
+    fn build<T: Serialize + ?Sized>(
+        event_type: EventType,
+        body: Body<'_, T>,
+        intent: Option<IntentRef>,
+    ) -> Result<Self, EventError> {
+        let value = serde_json::to_value(&body).map_err(|e| EventError::Serialise(e.to_string()))?;
+        check_no_secrets(&value)?;
+        let payload = canonical_bytes(&value)?;
+        Ok(Event { event_type, payload, intent })
+    }
+
+    pub fn event_type(&self) -> EventType {
+        self.event_type
+    }
+
+    /// The canonical JSON payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// For an outcome: the intent it closes.
+    pub fn intent(&self) -> Option<IntentRef> {
+        self.intent
+    }
+}
+
+fn canonical_bytes(value: &Value) -> Result<Vec<u8>, EventError> {
+    serde_json_canonicalizer::to_vec(value).map_err(|e| EventError::Serialise(e.to_string()))
+}
+
+/// Refuse any object member (at any depth) whose name is in [`FORBIDDEN_KEYS`].
+pub fn check_no_secrets(value: &Value) -> Result<(), EventError> {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let norm = k.to_ascii_lowercase().replace('-', "_");
+                if FORBIDDEN_KEYS.contains(&norm.as_str()) {
+                    return Err(EventError::ForbiddenKey(k.clone()));
+                }
+                check_no_secrets(v)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(check_no_secrets),
+        _ => Ok(()),
+    }
+}
+
+/// Why a stored payload does not meet the format (found by the verifier).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("payload is not JSON: {0}")]
+    NotJson(String),
+    #[error("payload is not in RFC 8785 canonical form")]
+    NotCanonical,
+    #[error("payload is not a JSON object with a \"facts\" member")]
+    NoFacts,
+    #[error("reset outcome payload lacks a valid \"intent\" {{seq, entry_hash}} or \"outcome\"")]
+    BadOutcome,
+    #[error("payload of a {0} record must not carry \"intent\"/\"outcome\"")]
+    UnexpectedLink(&'static str),
+}
+
+/// A payload as read back: its JSON and, for outcomes, the link and result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedPayload {
+    pub value: Value,
+    pub intent: Option<IntentRef>,
+    pub outcome: Option<Outcome>,
+}
+
+/// Parse and check stored payload bytes for a record of `event_type`: canonical
+/// JSON object with `facts`; outcomes carry a well-formed intent link and outcome.
+pub fn parse_payload(event_type: EventType, bytes: &[u8]) -> Result<ParsedPayload, PayloadError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let canonical = serde_json_canonicalizer::to_vec(&value).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    if canonical != bytes {
+        return Err(PayloadError::NotCanonical);
+    }
+    let obj = value.as_object().ok_or(PayloadError::NoFacts)?;
+    if !obj.contains_key("facts") {
+        return Err(PayloadError::NoFacts);
+    }
+    let has_link = obj.contains_key("intent") || obj.contains_key("outcome");
+    if event_type != EventType::ResetOutcome {
+        if has_link {
+            return Err(PayloadError::UnexpectedLink(event_type.as_str()));
+        }
+        return Ok(ParsedPayload { value, intent: None, outcome: None });
+    }
+    let intent: IntentRef = obj
+        .get("intent")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .ok_or(PayloadError::BadOutcome)?;
+    let outcome: Outcome = obj
+        .get("outcome")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .ok_or(PayloadError::BadOutcome)?;
+    Ok(ParsedPayload { value, intent: Some(intent), outcome: Some(outcome) })
+}
+
+/// Serde helper: a 32-byte hash as 64 lower-case hex digits.
+pub mod hex32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Serialize)]
+    struct Facts {
+        agent: &'static str,
+        target: &'static str,
+        steps: Vec<(&'static str, bool)>,
+    }
+
+    #[test]
+    fn payload_is_canonical_whatever_the_field_order() {
+        let mut a = HashMap::new();
+        a.insert("zeta", 1);
+        a.insert("alpha", 2);
+        let e = Event::new(EventType::Refusal, &a).unwrap();
+        assert_eq!(e.payload(), br#"{"facts":{"alpha":2,"zeta":1}}"#);
+        let parsed = parse_payload(EventType::Refusal, e.payload()).unwrap();
+        assert_eq!(parsed.value["facts"]["zeta"], 1);
+    }
+
+    #[test]
+    fn secrets_are_refused_at_any_depth_and_case() {
+        for key in ["password", "PIN", "totp-secret", "document_number", "Answer"] {
+            let facts = serde_json::json!({"agent": "a", "steps": [{"nested": {key: "x"}}]});
+            let err = Event::reset_intent(&facts).unwrap_err();
+            assert!(matches!(err, EventError::ForbiddenKey(ref k) if k == key), "{key}: {err}");
+        }
+        let ok = serde_json::json!({"pin_verified": true, "document_last4": "1234"});
+        assert!(Event::reset_intent(&ok).is_ok());
+    }
+
+    #[test]
+    fn outcome_links_its_intent() {
+        let intent = IntentRef { seq: 4, entry_hash: [0xab; 32] };
+        let facts = Facts { agent: "alice", target: "bob", steps: vec![("badge", true)] };
+        let e = Event::reset_outcome(intent, &Outcome::Failed { error: "LDAP 53".into() }, &facts).unwrap();
+        let p = parse_payload(EventType::ResetOutcome, e.payload()).unwrap();
+        assert_eq!(p.intent, Some(intent));
+        assert_eq!(p.outcome, Some(Outcome::Failed { error: "LDAP 53".into() }));
+        assert!(matches!(Event::new(EventType::ResetOutcome, &facts), Err(EventError::OutcomeWithoutIntent)));
+    }
+
+    #[test]
+    fn parse_rejects_non_canonical_and_misplaced_links() {
+        assert_eq!(parse_payload(EventType::Login, br#"{ "facts":{}}"#), Err(PayloadError::NotCanonical));
+        assert_eq!(parse_payload(EventType::Login, br#"{"agent":1}"#), Err(PayloadError::NoFacts));
+        assert!(matches!(parse_payload(EventType::Login, b"\xff"), Err(PayloadError::NotJson(_))));
+        assert_eq!(
+            parse_payload(EventType::Login, br#"{"facts":{},"outcome":{"status":"done"}}"#),
+            Err(PayloadError::UnexpectedLink("login"))
+        );
+        assert_eq!(parse_payload(EventType::ResetOutcome, br#"{"facts":{}}"#), Err(PayloadError::BadOutcome));
+    }
+}

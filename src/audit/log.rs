@@ -1,0 +1,231 @@
+//! [`AuditLog`]: append signed records durably; report intents left open by a crash.
+//!
+//! The contract with the workflow: call [`AuditLog::append`] with the reset intent
+//! and touch the directory only after it returned `Ok` — the record is then signed,
+//! hash-chained and committed to disk. Then append the outcome
+//! ([`super::event::Event::reset_outcome`]). If the process dies in between,
+//! [`AuditLog::open`] lists the intent in [`AuditLog::pending_at_open`] so the app
+//! can check the directory and record what actually happened.
+
+use std::path::Path;
+
+use time::OffsetDateTime;
+
+use super::event::{parse_payload, Event, IntentRef};
+use super::receipt::Receipt;
+use super::record::{entry_hash, signing_digest, EventType, Hash32, Record, RecordError};
+use super::store::{NewRow, Store, StoreError};
+use crate::token::{RecordSigner, TokenError};
+
+/// Where a record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub entry_hash: Hash32,
+}
+
+impl Appended {
+    /// The reference an outcome uses to close this intent.
+    pub fn intent_ref(&self) -> IntentRef {
+        IntentRef { seq: self.seq, entry_hash: self.entry_hash }
+    }
+}
+
+/// A reset intent with no outcome: the directory may or may not have been changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingIntent {
+    pub seq: u64,
+    pub entry_hash: Hash32,
+    pub timestamp_ms: u64,
+    /// The agent's key id.
+    pub key_id: Hash32,
+    /// The intent's facts (who, which account, ...), as recorded.
+    pub facts: serde_json::Value,
+}
+
+impl PendingIntent {
+    pub fn intent_ref(&self) -> IntentRef {
+        IntentRef { seq: self.seq, entry_hash: self.entry_hash }
+    }
+}
+
+/// Why an append or open failed. Nothing was written when an append fails.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not sign the audit record: {0}")]
+    Sign(#[from] TokenError),
+    #[error("could not co-sign the audit record: {0}")]
+    Cosign(TokenError),
+    #[error("the audit record is invalid: {0}")]
+    Record(#[from] RecordError),
+    #[error("the clock says {0}, before 1970; fix the system clock")]
+    Clock(OffsetDateTime),
+    #[error("the outcome refers to intent seq {0}, which is not a reset intent in this log")]
+    NoSuchIntent(u64),
+    #[error("intent seq {0} already has an outcome")]
+    IntentClosed(u64),
+    #[error("the audit log ends at seq {head} but a receipt from the collector covers seq {receipted}: records were deleted or the database was restored from an old copy; stop and call security")]
+    RolledBack { head: u64, receipted: u64 },
+    #[error("audit database row {seq} is unreadable ({why}); run `resetdesk audit verify`")]
+    Corrupt { seq: u64, why: String },
+    #[error("the receipt does not match this log at seq {0}; it is for another log or the log was rewritten")]
+    ReceiptMismatch(u64),
+}
+
+/// The desk's audit log.
+pub struct AuditLog {
+    store: Store,
+    pending_at_open: Vec<PendingIntent>,
+}
+
+/// UTC milliseconds since the Unix epoch.
+pub fn unix_ms(t: OffsetDateTime) -> Result<u64, AuditError> {
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| AuditError::Clock(t))
+}
+
+impl AuditLog {
+    /// Open (or create) the log at `path` (normally `<data_dir>/audit.sqlite`).
+    /// Checks the head record is readable and not behind a stored receipt, and
+    /// collects intents without an outcome.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        let store = Store::open(path)?;
+        let head = store.head()?.map(|(s, _)| s).unwrap_or(0);
+        if let Some(seq) = store.head()?.map(|(s, _)| s) {
+            if let Some(stored) = store.get(seq)? {
+                Record::decode(&stored.record).map_err(|e| AuditError::Corrupt { seq, why: e.to_string() })?;
+            }
+        }
+        let receipted = store.receipts()?.iter().map(|r| r.checkpoint.tree_size).max().unwrap_or(0);
+        if receipted > head {
+            return Err(AuditError::RolledBack { head, receipted });
+        }
+        let mut log = Self { store, pending_at_open: Vec::new() };
+        log.pending_at_open = log.pending_intents()?;
+        if !log.pending_at_open.is_empty() {
+            tracing::warn!(count = log.pending_at_open.len(), "reset intents without an outcome; reconcile them against the directory");
+        }
+        Ok(log)
+    }
+
+    /// Intents that had no outcome when the log was opened.
+    pub fn pending_at_open(&self) -> &[PendingIntent] {
+        &self.pending_at_open
+    }
+
+    /// Intents that have no outcome now.
+    pub fn pending_intents(&self) -> Result<Vec<PendingIntent>, AuditError> {
+        self.store
+            .open_intents()?
+            .into_iter()
+            .map(|s| {
+                let seq = s.row_seq;
+                let corrupt = |why: String| AuditError::Corrupt { seq, why };
+                let r = Record::decode(&s.record).map_err(|e| corrupt(e.to_string()))?;
+                let p = parse_payload(r.event_type, &r.payload).map_err(|e| corrupt(e.to_string()))?;
+                Ok(PendingIntent {
+                    seq: r.seq,
+                    entry_hash: entry_hash(&s.record),
+                    timestamp_ms: r.timestamp_ms,
+                    key_id: r.key_id,
+                    facts: p.value.get("facts").cloned().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The last record, if any.
+    pub fn head(&self) -> Result<Option<Appended>, AuditError> {
+        Ok(self.store.head()?.map(|(seq, entry_hash)| Appended { seq, entry_hash }))
+    }
+
+    /// Sign `event` with `signer` and commit it durably before returning.
+    pub fn append(&mut self, event: &Event, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Appended, AuditError> {
+        self.append_inner(event, signer, None, now)
+    }
+
+    /// As [`append`](Self::append), with a second agent's co-signature over the same
+    /// record hash; the record names the co-signer, so the co-signature cannot be
+    /// dropped unnoticed.
+    pub fn append_cosigned(
+        &mut self,
+        event: &Event,
+        signer: &mut dyn RecordSigner,
+        cosigner: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Appended, AuditError> {
+        self.append_inner(event, signer, Some(cosigner), now)
+    }
+
+    fn append_inner(
+        &mut self,
+        event: &Event,
+        signer: &mut dyn RecordSigner,
+        cosigner: Option<&mut dyn RecordSigner>,
+        now: OffsetDateTime,
+    ) -> Result<Appended, AuditError> {
+        let timestamp_ms = unix_ms(now)?;
+        let tx = self.store.begin_append()?;
+        let (seq, prev_hash) = match tx.head()? {
+            Some((s, h)) => (s + 1, h),
+            None => (1, [0; 32]),
+        };
+        if let Some(intent) = event.intent() {
+            let bytes = tx.record(intent.seq)?.ok_or(AuditError::NoSuchIntent(intent.seq))?;
+            let is_intent = Record::decode(&bytes).map(|r| r.event_type == EventType::ResetIntent).unwrap_or(false);
+            if !is_intent || entry_hash(&bytes) != intent.entry_hash {
+                return Err(AuditError::NoSuchIntent(intent.seq));
+            }
+            if tx.has_outcome_for(intent.seq)? {
+                return Err(AuditError::IntentClosed(intent.seq));
+            }
+        }
+        let record = Record {
+            event_type: event.event_type(),
+            seq,
+            timestamp_ms,
+            key_id: signer.key_id(),
+            cosigner_key_id: cosigner.as_ref().map(|c| c.key_id()),
+            prev_hash,
+            payload: event.payload().to_vec(),
+        }
+        .encode()?;
+        let digest = signing_digest(&record);
+        let signature = signer.sign_digest(&digest)?;
+        let cosignature = match cosigner {
+            Some(c) => Some(c.sign_digest(&digest).map_err(AuditError::Cosign)?),
+            None => None,
+        };
+        tx.insert(&NewRow {
+            seq,
+            record: &record,
+            signature: &signature,
+            cosignature: cosignature.as_deref(),
+            event_type: event.event_type(),
+            timestamp_ms,
+            intent_seq: event.intent().map(|i| i.seq),
+        })?;
+        tx.commit()?;
+        Ok(Appended { seq, entry_hash: entry_hash(&record) })
+    }
+
+    /// Keep a collector receipt after checking it matches this log (same log id and
+    /// the same record at its tree size). The collector's signature is checked by
+    /// the sync adapter and again by the verifier.
+    pub fn add_receipt(&mut self, receipt: &Receipt) -> Result<(), AuditError> {
+        let cp = &receipt.checkpoint;
+        let first = self.store.get(1)?.map(|s| entry_hash(&s.record));
+        let at = self.store.get(cp.tree_size)?.map(|s| entry_hash(&s.record));
+        if first != Some(cp.log_id) || at != Some(cp.head_hash) {
+            return Err(AuditError::ReceiptMismatch(cp.tree_size));
+        }
+        self.store.add_receipt(receipt)?;
+        Ok(())
+    }
+
+    /// The underlying store (read access for verification and export).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

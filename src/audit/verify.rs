@@ -1,0 +1,298 @@
+//! The offline verifier: every check an auditor needs, in one pass over the log.
+//!
+//! Sans-IO: the caller feeds stored records in seq order ([`Verifier::push`]) and then
+//! hands over receipts and anchors ([`Verifier::finish`]). Per record it checks, in
+//! this order: the bytes decode; seq continues by one; the row key matches; the prev
+//! hash is the previous entry hash; the signer's key is enrolled, CA-issued, valid and
+//! not revoked at the record's time; the ECDSA signature verifies; a declared
+//! co-signer co-signed (and nobody else did); the payload is canonical and an outcome
+//! closes an earlier, still open intent with the right hash. At the end, every
+//! receipt must be signed by a trusted collector and match the log (no truncation or
+//! rewrite up to it), and every anchor (a signed record held elsewhere, e.g. a
+//! heartbeat the collector received) must be present unchanged.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+
+use super::event::{parse_payload, PayloadError};
+use super::receipt::{merkle_root, CollectorKeys, Receipt, ReceiptError};
+use super::record::{entry_hash, EventType, Hash32, Record, RecordError};
+use super::resolver::{KeyResolver, ResolveError, ResolvedKey};
+
+/// A record as stored: the signed bytes and signatures, under its row key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The seq the store keeps the record under.
+    pub row_seq: u64,
+    pub record: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub cosignature: Option<Vec<u8>>,
+}
+
+/// What is wrong with one record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("malformed: {0}")]
+    Malformed(#[from] RecordError),
+    #[error("seq {found} where {expected} was due: record(s) {expected}..{} are missing", .found - 1)]
+    Gap { expected: u64, found: u64 },
+    #[error("seq {found} where {expected} was due: a record is duplicated or out of order")]
+    Backwards { expected: u64, found: u64 },
+    #[error("stored under seq {row} but the signed bytes say seq {inside}")]
+    RowMismatch { row: u64, inside: u64 },
+    #[error("prev hash does not match the entry hash of the record before it: a record was changed, removed or reordered")]
+    BrokenChain,
+    #[error("signer: {0}")]
+    Signer(ResolveError),
+    #[error("co-signer: {0}")]
+    Cosigner(ResolveError),
+    #[error("signed at {at} ms, outside the validity of certificate `{subject}` ({not_before}..{not_after} ms)")]
+    CertificateNotValid { subject: String, at: u64, not_before: u64, not_after: u64 },
+    #[error("signed at {at} ms by `{subject}`, whose token was revoked at {revoked} ms")]
+    Revoked { subject: String, at: u64, revoked: u64 },
+    #[error("signature does not verify with the key of `{0}`: the record was altered or signed by someone else")]
+    BadSignature(String),
+    #[error("the record names co-signer `{0}` but has no co-signature")]
+    MissingCosignature(String),
+    #[error("co-signature does not verify with the key of `{0}`")]
+    BadCosignature(String),
+    #[error("a co-signature is stored but the record names no co-signer")]
+    UnexpectedCosignature,
+    #[error("payload: {0}")]
+    Payload(#[from] PayloadError),
+    #[error("outcome refers to intent seq {0}, which is not an earlier reset intent")]
+    UnknownIntent(u64),
+    #[error("outcome refers to intent seq {0} with a different entry hash")]
+    IntentHashMismatch(u64),
+    #[error("intent seq {0} already has an outcome")]
+    IntentClosedTwice(u64),
+}
+
+/// The first bad record, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    pub seq: u64,
+    pub problem: Problem,
+}
+
+impl fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "record {}: {}", self.seq, self.problem)
+    }
+}
+impl std::error::Error for BadRecord {}
+
+/// A signed record held outside the log (e.g. a heartbeat the collector received).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub record: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// Why the log as a whole fails against receipts or anchors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndProblem {
+    #[error("receipt {index}: {source}")]
+    Receipt { index: usize, source: ReceiptError },
+    #[error("receipt {index} is for another log (log id {found}, this log's is {expected})")]
+    OtherLog { index: usize, found: String, expected: String },
+    #[error("receipt {index} covers records 1..={covered} but the log ends at seq {end}: the tail was truncated or the log rolled back")]
+    Truncated { index: usize, covered: u64, end: u64 },
+    #[error("receipt {index}: record {seq} differs from the one the collector received: the log was rewritten")]
+    Rewritten { index: usize, seq: u64 },
+    #[error("anchor {index}: {problem}")]
+    Anchor { index: usize, problem: String },
+    #[error("anchor {index} is record {seq} but the log ends at seq {end}: the tail was truncated or the log rolled back")]
+    AnchorBeyondEnd { index: usize, seq: u64, end: u64 },
+    #[error("anchor {index}: record {seq} in the log differs from the signed copy held elsewhere: the log was rewritten")]
+    AnchorMismatch { index: usize, seq: u64 },
+}
+
+/// What a successful verification found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub records: u64,
+    pub head_seq: u64,
+    pub head_hash: Hash32,
+    pub first_timestamp_ms: Option<u64>,
+    pub last_timestamp_ms: Option<u64>,
+    pub by_type: BTreeMap<&'static str, u64>,
+    pub signers: BTreeMap<String, u64>,
+    pub cosigned: u64,
+    /// Intents without an outcome (to reconcile against the directory).
+    pub open_intents: Vec<u64>,
+    pub receipts_checked: usize,
+    /// Highest seq covered by a verified receipt.
+    pub receipted_up_to: u64,
+    pub anchors_checked: usize,
+}
+
+/// One-pass verifier. See the module doc for the checks.
+pub struct Verifier<'r> {
+    resolver: &'r dyn KeyResolver,
+    keys: HashMap<Hash32, Result<Arc<ResolvedKey>, ResolveError>>,
+    leaves: Vec<Hash32>,
+    open_intents: BTreeMap<u64, Hash32>,
+    intents: HashSet<u64>,
+    summary: Summary,
+}
+
+impl<'r> Verifier<'r> {
+    pub fn new(resolver: &'r dyn KeyResolver) -> Self {
+        Self {
+            resolver,
+            keys: HashMap::new(),
+            leaves: Vec::new(),
+            open_intents: BTreeMap::new(),
+            intents: HashSet::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    fn key(&mut self, id: &Hash32) -> Result<Arc<ResolvedKey>, ResolveError> {
+        let resolver = self.resolver;
+        self.keys.entry(*id).or_insert_with(|| resolver.resolve(id)).clone()
+    }
+
+    /// Check the next stored record (in seq order).
+    pub fn push(&mut self, stored: &StoredRecord) -> Result<(), BadRecord> {
+        let expected = self.leaves.len() as u64 + 1;
+        // Records are named by where they are stored: that is where an auditor looks.
+        let bad = |problem: Problem| BadRecord { seq: stored.row_seq, problem };
+        let record = Record::decode(&stored.record).map_err(|e| bad(e.into()))?;
+        if record.seq > expected {
+            return Err(bad(Problem::Gap { expected, found: record.seq }));
+        }
+        if record.seq < expected {
+            return Err(bad(Problem::Backwards { expected, found: record.seq }));
+        }
+        if stored.row_seq != record.seq {
+            return Err(bad(Problem::RowMismatch { row: stored.row_seq, inside: record.seq }));
+        }
+        let prev = self.leaves.last().copied().unwrap_or([0; 32]);
+        if record.prev_hash != prev {
+            return Err(bad(Problem::BrokenChain));
+        }
+
+        let signer = self.key(&record.key_id).map_err(|e| bad(Problem::Signer(e)))?;
+        check_key_at(&signer, record.timestamp_ms).map_err(bad)?;
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &signer.public_key)
+            .verify(&stored.record, &stored.signature)
+            .map_err(|_| bad(Problem::BadSignature(signer.subject.clone())))?;
+
+        match (record.cosigner_key_id, &stored.cosignature) {
+            (None, None) => {}
+            (None, Some(_)) => return Err(bad(Problem::UnexpectedCosignature)),
+            (Some(id), cosig) => {
+                let co = self.key(&id).map_err(|e| bad(Problem::Cosigner(e)))?;
+                check_key_at(&co, record.timestamp_ms).map_err(bad)?;
+                let cosig = cosig.as_ref().ok_or_else(|| bad(Problem::MissingCosignature(co.subject.clone())))?;
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &co.public_key)
+                    .verify(&stored.record, cosig)
+                    .map_err(|_| bad(Problem::BadCosignature(co.subject.clone())))?;
+                self.summary.cosigned += 1;
+            }
+        }
+
+        let parsed = parse_payload(record.event_type, &record.payload).map_err(|e| bad(e.into()))?;
+        let hash = entry_hash(&stored.record);
+        match record.event_type {
+            EventType::ResetIntent => {
+                self.open_intents.insert(record.seq, hash);
+                self.intents.insert(record.seq);
+            }
+            EventType::ResetOutcome => {
+                // parse_payload guarantees an outcome carries its intent link.
+                let Some(link) = parsed.intent else { return Err(bad(Problem::Payload(PayloadError::BadOutcome))) };
+                match self.open_intents.remove(&link.seq) {
+                    Some(h) if h == link.entry_hash => {}
+                    Some(_) => return Err(bad(Problem::IntentHashMismatch(link.seq))),
+                    None if self.intents.contains(&link.seq) => return Err(bad(Problem::IntentClosedTwice(link.seq))),
+                    None => return Err(bad(Problem::UnknownIntent(link.seq))),
+                }
+            }
+            _ => {}
+        }
+
+        self.leaves.push(hash);
+        let s = &mut self.summary;
+        s.records += 1;
+        s.head_seq = record.seq;
+        s.head_hash = hash;
+        s.first_timestamp_ms.get_or_insert(record.timestamp_ms);
+        s.last_timestamp_ms = Some(record.timestamp_ms);
+        *s.by_type.entry(record.event_type.as_str()).or_default() += 1;
+        *s.signers.entry(signer.subject.clone()).or_default() += 1;
+        Ok(())
+    }
+
+    /// Check receipts and anchors against the whole log and return the summary.
+    pub fn finish(
+        mut self,
+        receipts: &[Receipt],
+        collectors: &CollectorKeys,
+        anchors: &[Anchor],
+    ) -> Result<Summary, EndProblem> {
+        let end = self.leaves.len() as u64;
+        let log_id = self.leaves.first().copied();
+        for (i, r) in receipts.iter().enumerate() {
+            let index = i + 1;
+            r.verify(collectors).map_err(|source| EndProblem::Receipt { index, source })?;
+            let cp = &r.checkpoint;
+            if cp.tree_size > end {
+                return Err(EndProblem::Truncated { index, covered: cp.tree_size, end });
+            }
+            // tree_size >= 1 (Checkpoint::decode) and <= end, so the log is not empty.
+            let expected = log_id.unwrap_or([0; 32]);
+            if cp.log_id != expected {
+                return Err(EndProblem::OtherLog { index, found: hex::encode(cp.log_id), expected: hex::encode(expected) });
+            }
+            let covered = &self.leaves[..cp.tree_size as usize];
+            if covered.last() != Some(&cp.head_hash) || merkle_root(covered) != cp.root_hash {
+                return Err(EndProblem::Rewritten { index, seq: cp.tree_size });
+            }
+            self.summary.receipted_up_to = self.summary.receipted_up_to.max(cp.tree_size);
+        }
+        self.summary.receipts_checked = receipts.len();
+
+        for (i, a) in anchors.iter().enumerate() {
+            let index = i + 1;
+            let anchor_problem = |problem: String| EndProblem::Anchor { index, problem };
+            let record = Record::decode(&a.record).map_err(|e| anchor_problem(e.to_string()))?;
+            let key = self.key(&record.key_id).map_err(|e| anchor_problem(e.to_string()))?;
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &key.public_key)
+                .verify(&a.record, &a.signature)
+                .map_err(|_| anchor_problem(format!("its signature does not verify with the key of `{}`", key.subject)))?;
+            if record.seq > end {
+                return Err(EndProblem::AnchorBeyondEnd { index, seq: record.seq, end });
+            }
+            // 1 <= seq <= end: Record::decode refuses seq 0.
+            if self.leaves[(record.seq - 1) as usize] != entry_hash(&a.record) {
+                return Err(EndProblem::AnchorMismatch { index, seq: record.seq });
+            }
+        }
+        self.summary.anchors_checked = anchors.len();
+        self.summary.open_intents = self.open_intents.keys().copied().collect();
+        Ok(self.summary)
+    }
+}
+
+fn check_key_at(key: &ResolvedKey, at: u64) -> Result<(), Problem> {
+    if at < key.not_before_ms || at > key.not_after_ms {
+        return Err(Problem::CertificateNotValid {
+            subject: key.subject.clone(),
+            at,
+            not_before: key.not_before_ms,
+            not_after: key.not_after_ms,
+        });
+    }
+    if let Some(revoked) = key.revoked_at_ms {
+        if at >= revoked {
+            return Err(Problem::Revoked { subject: key.subject.clone(), at, revoked });
+        }
+    }
+    Ok(())
+}

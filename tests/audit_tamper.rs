@@ -1,0 +1,454 @@
+//! Tampering with a stored audit log is caught by the offline verifier, and the
+//! append API keeps its promises (intent before action, nothing written on failure).
+
+mod audit_support;
+
+use std::path::PathBuf;
+
+use audit_support::{reset_facts, BrokenSigner, Pki, SoftSigner};
+use resetdesk::audit::record::{entry_hash, signing_digest};
+use resetdesk::audit::receipt::merkle_root;
+use resetdesk::audit::store::Store;
+use resetdesk::audit::verify::{EndProblem, Problem};
+use resetdesk::audit::{
+    verify_store, Anchor, AuditError, AuditLog, Checkpoint, CollectorKeys, Event, EventType, Outcome, Receipt, Record,
+    Summary, VerifyFailure,
+};
+use resetdesk::token::RecordSigner;
+use rusqlite::{params, Connection};
+use time::OffsetDateTime;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    pki: Pki,
+    alice: SoftSigner,
+    bob: SoftSigner,
+    mallory: SoftSigner,
+    collector: SoftSigner,
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// A log of 8 records: login, intent, outcome, failed verification, refusal,
+/// co-signed intent (bob co-signs), its outcome, logout.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.sqlite");
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let mut bob = SoftSigner::from_seed("bob", 2);
+    let mut log = AuditLog::open(&path).unwrap();
+    let agent = serde_json::json!({"agent": "alice", "workstation": "desk-3"});
+    log.append(&Event::new(EventType::Login, &agent).unwrap(), &mut alice, now()).unwrap();
+    let i1 = log.append(&Event::reset_intent(&reset_facts("alice", "jdoe")).unwrap(), &mut alice, now()).unwrap();
+    let out = Event::reset_outcome(i1.intent_ref(), &Outcome::Done, &reset_facts("alice", "jdoe")).unwrap();
+    log.append(&out, &mut alice, now()).unwrap();
+    let failed = serde_json::json!({"agent": "alice", "target_account": "mroe", "step": "kba", "result": "fail"});
+    log.append(&Event::new(EventType::VerificationFailed, &failed).unwrap(), &mut alice, now()).unwrap();
+    let refusal = serde_json::json!({"agent": "alice", "target_account": "root", "reason": "tier_too_high"});
+    log.append(&Event::new(EventType::Refusal, &refusal).unwrap(), &mut alice, now()).unwrap();
+    let i2 = log
+        .append_cosigned(&Event::reset_intent(&reset_facts("alice", "admin1")).unwrap(), &mut alice, &mut bob, now())
+        .unwrap();
+    let failed = Outcome::Failed { error: "directory: constraint violation".into() };
+    log.append(&Event::reset_outcome(i2.intent_ref(), &failed, &reset_facts("alice", "admin1")).unwrap(), &mut alice, now())
+        .unwrap();
+    log.append(&Event::new(EventType::Logout, &agent).unwrap(), &mut alice, now()).unwrap();
+    Fixture {
+        _dir: dir,
+        path,
+        pki: Pki::new(1),
+        alice,
+        bob,
+        mallory: SoftSigner::from_seed("mallory", 66),
+        collector: SoftSigner::from_seed("collector", 9),
+    }
+}
+
+impl Fixture {
+    fn verify_with(&self, receipts: &[Receipt], anchors: &[Anchor]) -> Result<Summary, VerifyFailure> {
+        let store = Store::open_read_only(&self.path).unwrap();
+        let resolver = self.pki.resolver(&[&self.alice, &self.bob]);
+        let mut collectors = CollectorKeys::default();
+        collectors.add_spki_der(&self.collector.spki_der()).unwrap();
+        verify_store(&store, &resolver, receipts, &collectors, anchors)
+    }
+
+    fn verify(&self) -> Result<Summary, VerifyFailure> {
+        self.verify_with(&[], &[])
+    }
+
+    fn db(&self) -> Connection {
+        Connection::open(&self.path).unwrap()
+    }
+
+    fn record(&self, seq: i64) -> Vec<u8> {
+        self.db().query_row("SELECT record FROM audit_records WHERE seq = ?1", [seq], |r| r.get(0)).unwrap()
+    }
+
+    fn set_record(&self, seq: i64, record: &[u8], signature: &[u8]) {
+        self.db()
+            .execute("UPDATE audit_records SET record = ?2, signature = ?3 WHERE seq = ?1", params![seq, record, signature])
+            .unwrap();
+    }
+
+    /// A receipt from the trusted collector covering records 1..=n as they are now.
+    fn receipt(&mut self, n: u64) -> Receipt {
+        let store = Store::open_read_only(&self.path).unwrap();
+        let mut leaves = Vec::new();
+        store
+            .for_each(|s| {
+                leaves.push(entry_hash(&s.record));
+                Ok::<_, ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        let covered = &leaves[..n as usize];
+        let cp = Checkpoint {
+            log_id: leaves[0],
+            tree_size: n,
+            head_hash: covered[n as usize - 1],
+            root_hash: merkle_root(covered),
+            issued_ms: 1,
+        };
+        Receipt::issue(cp, &mut self.collector).unwrap()
+    }
+}
+
+fn bad_record(r: Result<Summary, VerifyFailure>) -> (u64, Problem) {
+    match r {
+        Err(VerifyFailure::Record(b)) => (b.seq, b.problem),
+        other => panic!("expected a bad record, got {other:?}"),
+    }
+}
+
+fn end_problem(r: Result<Summary, VerifyFailure>) -> EndProblem {
+    match r {
+        Err(VerifyFailure::End(e)) => e,
+        other => panic!("expected a log-level problem, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_untouched_log_verifies_and_summarises() {
+    let f = fixture();
+    let s = f.verify().unwrap();
+    assert_eq!(s.records, 8);
+    assert_eq!(s.head_seq, 8);
+    assert_eq!(s.cosigned, 1);
+    assert_eq!(s.by_type.get("reset_intent"), Some(&2));
+    assert_eq!(s.by_type.get("reset_outcome"), Some(&2));
+    assert!(s.open_intents.is_empty());
+    assert_eq!(s.signers.get("CN=alice,O=Test Org"), Some(&8));
+}
+
+#[test]
+fn any_changed_byte_in_any_field_is_caught_at_that_record() {
+    let f = fixture();
+    let original = f.record(3);
+    let sig: Vec<u8> = f.db().query_row("SELECT signature FROM audit_records WHERE seq = 3", [], |r| r.get(0)).unwrap();
+    // One offset inside each field: tag, version, type, seq, time, key id, cosigner, prev, length, payload.
+    for pos in [0, 17, 19, 27, 35, 40, 70, 110, 135, 140, original.len() - 2] {
+        let mut bad = original.clone();
+        bad[pos] ^= 0x01;
+        f.set_record(3, &bad, &sig);
+        let (seq, problem) = bad_record(f.verify());
+        assert_eq!(seq, 3, "byte {pos}: {problem}");
+    }
+    f.set_record(3, &original, &sig);
+    f.verify().unwrap();
+}
+
+#[test]
+fn a_changed_signature_is_caught() {
+    let f = fixture();
+    let mut sig: Vec<u8> = f.db().query_row("SELECT signature FROM audit_records WHERE seq = 5", [], |r| r.get(0)).unwrap();
+    let last = sig.len() - 1;
+    sig[last] ^= 1;
+    f.set_record(5, &f.record(5), &sig);
+    assert!(matches!(bad_record(f.verify()), (5, Problem::BadSignature(_))));
+}
+
+#[test]
+fn a_deleted_middle_record_is_caught() {
+    let f = fixture();
+    f.db().execute("DELETE FROM audit_records WHERE seq = 4", []).unwrap();
+    assert!(matches!(bad_record(f.verify()), (5, Problem::Gap { expected: 4, found: 5 })));
+}
+
+#[test]
+fn a_deleted_and_renumbered_middle_record_is_caught() {
+    let f = fixture();
+    let db = f.db();
+    db.execute("DELETE FROM audit_records WHERE seq = 4", []).unwrap();
+    db.execute("UPDATE audit_records SET seq = seq - 1 WHERE seq > 4", []).unwrap();
+    assert!(matches!(bad_record(f.verify()), (4, Problem::Gap { expected: 4, found: 5 })));
+}
+
+#[test]
+fn two_swapped_records_are_caught() {
+    let f = fixture();
+    let db = f.db();
+    db.execute_batch(
+        "UPDATE audit_records SET seq = -1 WHERE seq = 3;
+         UPDATE audit_records SET seq = 3 WHERE seq = 4;
+         UPDATE audit_records SET seq = 4 WHERE seq = -1;",
+    )
+    .unwrap();
+    assert!(matches!(bad_record(f.verify()), (3, Problem::Gap { expected: 3, found: 4 })));
+}
+
+#[test]
+fn a_duplicated_record_is_caught() {
+    let f = fixture();
+    // Appended again at the end...
+    f.db()
+        .execute(
+            "INSERT INTO audit_records (seq, record, signature, cosignature, entry_hash, event_type, timestamp_ms, intent_seq)
+             SELECT 9, record, signature, cosignature, entry_hash, event_type, timestamp_ms, intent_seq FROM audit_records WHERE seq = 5",
+            [],
+        )
+        .unwrap();
+    assert!(matches!(bad_record(f.verify()), (9, Problem::Backwards { expected: 9, found: 5 })));
+    // ...or in place of the next one.
+    f.db().execute("DELETE FROM audit_records WHERE seq = 9", []).unwrap();
+    let (r5, s5): (Vec<u8>, Vec<u8>) =
+        f.db().query_row("SELECT record, signature FROM audit_records WHERE seq = 5", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    f.set_record(6, &r5, &s5);
+    assert!(matches!(bad_record(f.verify()), (6, Problem::Backwards { expected: 6, found: 5 })));
+}
+
+#[test]
+fn a_truncated_tail_is_caught_given_a_receipt() {
+    let mut f = fixture();
+    let receipt = f.receipt(8);
+    f.verify_with(std::slice::from_ref(&receipt), &[]).unwrap();
+    f.db().execute("DELETE FROM audit_records WHERE seq > 6", []).unwrap();
+    // The chain alone cannot tell (this is why receipts and heartbeats exist).
+    assert_eq!(f.verify().unwrap().records, 6);
+    assert!(matches!(
+        end_problem(f.verify_with(&[receipt], &[])),
+        EndProblem::Truncated { covered: 8, end: 6, .. }
+    ));
+}
+
+#[test]
+fn a_truncated_tail_is_caught_given_a_later_heartbeat() {
+    let f = fixture();
+    // The logout heartbeat (seq 8) reached the collector, signed by alice.
+    let (record, signature): (Vec<u8>, Vec<u8>) =
+        f.db().query_row("SELECT record, signature FROM audit_records WHERE seq = 8", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let heartbeat = Anchor { record, signature };
+    f.verify_with(&[], std::slice::from_ref(&heartbeat)).unwrap();
+    f.db().execute("DELETE FROM audit_records WHERE seq = 8", []).unwrap();
+    assert!(matches!(
+        end_problem(f.verify_with(&[], &[heartbeat])),
+        EndProblem::AnchorBeyondEnd { seq: 8, end: 7, .. }
+    ));
+}
+
+impl Fixture {
+    /// What someone holding alice's and bob's keys can do: change record 4's payload,
+    /// then re-sign (and re-co-sign) and re-chain every record after it.
+    fn rewrite_from_4_with_stolen_keys(&mut self) {
+        let mut prev = entry_hash(&self.record(3));
+        for seq in 4..=8 {
+            let mut r = Record::decode(&self.record(seq)).unwrap();
+            if seq == 4 {
+                r.payload = br#"{"facts":{"note":"nothing happened"}}"#.to_vec();
+            }
+            r.prev_hash = prev;
+            let bytes = r.encode().unwrap();
+            prev = entry_hash(&bytes);
+            let sig = self.alice.sign_digest(&signing_digest(&bytes)).unwrap();
+            self.set_record(seq, &bytes, &sig);
+            if r.cosigner_key_id.is_some() {
+                let cosig = self.bob.sign_digest(&signing_digest(&bytes)).unwrap();
+                self.db().execute("UPDATE audit_records SET cosignature = ?1 WHERE seq = ?2", params![cosig, seq]).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_history_rewritten_with_the_agents_own_keys_still_breaks_the_intent_link() {
+    let mut f = fixture();
+    f.rewrite_from_4_with_stolen_keys();
+    // Chain and signatures are perfect, but outcome 7 names intent 6 by its old entry hash.
+    assert_eq!(bad_record(f.verify()), (7, Problem::IntentHashMismatch(6)));
+}
+
+#[test]
+fn a_receipt_detects_a_fully_consistent_rewrite() {
+    let mut f = fixture();
+    let receipt = f.receipt(5);
+    f.rewrite_from_4_with_stolen_keys();
+    // Cut after 5 (before the stale intent link): a log that verifies on its own.
+    f.db().execute("DELETE FROM audit_records WHERE seq > 5", []).unwrap();
+    assert_eq!(f.verify().unwrap().records, 5);
+    assert!(matches!(end_problem(f.verify_with(&[receipt], &[])), EndProblem::Rewritten { seq: 5, .. }));
+}
+
+#[test]
+fn a_signature_replaced_by_another_enrolled_agents_is_caught() {
+    let mut f = fixture();
+    let bytes = f.record(4);
+    let bobs = f.bob.sign_digest(&signing_digest(&bytes)).unwrap();
+    f.set_record(4, &bytes, &bobs);
+    assert!(matches!(bad_record(f.verify()), (4, Problem::BadSignature(ref who)) if who == "CN=alice,O=Test Org"));
+}
+
+#[test]
+fn a_record_claimed_by_another_agent_breaks_the_chain_after_it() {
+    let mut f = fixture();
+    let mut r = Record::decode(&f.record(4)).unwrap();
+    r.key_id = f.bob.key_id();
+    let bytes = r.encode().unwrap();
+    let sig = f.bob.sign_digest(&signing_digest(&bytes)).unwrap();
+    f.set_record(4, &bytes, &sig);
+    assert!(matches!(bad_record(f.verify()), (5, Problem::BrokenChain)));
+}
+
+#[test]
+fn a_record_forged_with_an_unenrolled_key_is_caught() {
+    let mut f = fixture();
+    // Mallory appends a well-formed, correctly chained record with her own key.
+    let mut log = AuditLog::open(&f.path).unwrap();
+    let facts = serde_json::json!({"agent": "alice", "target_account": "ceo"});
+    log.append(&Event::reset_intent(&facts).unwrap(), &mut f.mallory, now()).unwrap();
+    drop(log);
+    assert!(matches!(bad_record(f.verify()), (9, Problem::Signer(_))));
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_not_trusted() {
+    let mut f = fixture();
+    let mut log = AuditLog::open(&f.path).unwrap();
+    log.append(&Event::new(EventType::Lock, &serde_json::json!({"agent": "mallory"})).unwrap(), &mut f.mallory, now())
+        .unwrap();
+    drop(log);
+    let store = Store::open_read_only(&f.path).unwrap();
+    let mut resolver = f.pki.resolver(&[&f.alice, &f.bob]);
+    let rogue = Pki::new(2).issue(&f.mallory);
+    assert!(resolver.add_certificate_der(&rogue, None).is_err());
+    let err = verify_store(&store, &resolver, &[], &CollectorKeys::default(), &[]).unwrap_err();
+    assert!(err.to_string().contains("not by the organisation CA") || err.to_string().contains("does not verify"), "{err}");
+}
+
+#[test]
+fn records_signed_after_revocation_are_caught() {
+    let f = fixture();
+    let store = Store::open_read_only(&f.path).unwrap();
+    let mut resolver = resetdesk::audit::CertificateResolver::new(&f.pki.ca_der).unwrap();
+    resolver.add_certificate_der(&f.pki.issue(&f.bob), None).unwrap();
+    resolver.add_certificate_der(&f.pki.issue(&f.alice), Some(1)).unwrap();
+    let err = verify_store(&store, &resolver, &[], &CollectorKeys::default(), &[]).unwrap_err();
+    assert!(matches!(err, VerifyFailure::Record(ref b) if b.seq == 1 && matches!(b.problem, Problem::Revoked { .. })), "{err}");
+}
+
+#[test]
+fn a_removed_or_foreign_cosignature_is_caught() {
+    let mut f = fixture();
+    f.db().execute("UPDATE audit_records SET cosignature = NULL WHERE seq = 6", []).unwrap();
+    assert!(matches!(bad_record(f.verify()), (6, Problem::MissingCosignature(_))));
+    let mallorys = f.mallory.sign_digest(&signing_digest(&f.record(6))).unwrap();
+    f.db().execute("UPDATE audit_records SET cosignature = ?1 WHERE seq = 6", [mallorys]).unwrap();
+    assert!(matches!(bad_record(f.verify()), (6, Problem::BadCosignature(_))));
+    let extra = f.bob.sign_digest(&signing_digest(&f.record(5))).unwrap();
+    f.db().execute("UPDATE audit_records SET cosignature = ?1 WHERE seq = 5", [extra]).unwrap();
+    assert!(matches!(bad_record(f.verify()), (5, Problem::UnexpectedCosignature)));
+}
+
+#[test]
+fn a_receipt_from_an_untrusted_collector_or_another_log_is_refused() {
+    let mut f = fixture();
+    let good = f.receipt(3);
+    let mut forged = good.clone();
+    forged.checkpoint.tree_size = 2;
+    assert!(matches!(end_problem(f.verify_with(&[forged], &[])), EndProblem::Receipt { .. }));
+    let foreign = Receipt::issue(good.checkpoint, &mut f.mallory).unwrap();
+    assert!(matches!(end_problem(f.verify_with(&[foreign], &[])), EndProblem::Receipt { .. }));
+    let wrong_log = Checkpoint { log_id: [7; 32], ..good.checkpoint };
+    let wrong_log = Receipt::issue(wrong_log, &mut f.collector).unwrap();
+    assert!(matches!(end_problem(f.verify_with(&[wrong_log], &[])), EndProblem::OtherLog { .. }));
+}
+
+#[test]
+fn stored_receipts_are_checked_and_a_rolled_back_database_refuses_to_open() {
+    let mut f = fixture();
+    let receipt = f.receipt(8);
+    let mut log = AuditLog::open(&f.path).unwrap();
+    log.add_receipt(&receipt).unwrap();
+    let bogus = Receipt { checkpoint: Checkpoint { head_hash: [1; 32], ..receipt.checkpoint }, ..receipt.clone() };
+    assert!(matches!(log.add_receipt(&bogus), Err(AuditError::ReceiptMismatch(8))));
+    drop(log);
+    assert_eq!(f.verify().unwrap().receipted_up_to, 8);
+    f.db().execute("DELETE FROM audit_records WHERE seq > 7", []).unwrap();
+    assert!(matches!(end_problem(f.verify()), EndProblem::Truncated { .. }));
+    assert!(matches!(AuditLog::open(&f.path), Err(AuditError::RolledBack { head: 7, receipted: 8 })));
+}
+
+#[test]
+fn an_intent_without_outcome_is_reported_at_open_and_can_be_closed_once() {
+    let f = fixture();
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let mut log = AuditLog::open(&f.path).unwrap();
+    assert!(log.pending_at_open().is_empty());
+    let i = log.append(&Event::reset_intent(&reset_facts("alice", "kim")).unwrap(), &mut alice, now()).unwrap();
+    drop(log); // crash here: the directory may or may not have been changed
+
+    let mut log = AuditLog::open(&f.path).unwrap();
+    let pending = log.pending_at_open().to_vec();
+    assert_eq!(pending.len(), 1);
+    assert_eq!((pending[0].seq, pending[0].entry_hash), (i.seq, i.entry_hash));
+    assert_eq!(pending[0].facts["target_account"], "kim");
+    assert_eq!(f.verify().unwrap().open_intents, vec![i.seq]);
+
+    let close = Event::reset_outcome(pending[0].intent_ref(), &Outcome::Done, &serde_json::json!({"reconciled": true})).unwrap();
+    log.append(&close, &mut alice, now()).unwrap();
+    assert!(matches!(log.append(&close, &mut alice, now()), Err(AuditError::IntentClosed(_))));
+    let wrong = Event::reset_outcome(resetdesk::audit::IntentRef { seq: 4, entry_hash: [0; 32] }, &Outcome::Done, &()).unwrap();
+    assert!(matches!(log.append(&wrong, &mut alice, now()), Err(AuditError::NoSuchIntent(4))));
+    assert!(log.pending_intents().unwrap().is_empty());
+    drop(log);
+    assert!(f.verify().unwrap().open_intents.is_empty());
+}
+
+#[test]
+fn nothing_is_written_when_the_card_fails() {
+    let f = fixture();
+    let mut log = AuditLog::open(&f.path).unwrap();
+    let before = log.head().unwrap();
+    let mut broken = BrokenSigner(f.alice.key_id());
+    let r = log.append(&Event::reset_intent(&reset_facts("alice", "x")).unwrap(), &mut broken, now());
+    assert!(matches!(r, Err(AuditError::Sign(_))));
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let r = log.append_cosigned(&Event::reset_intent(&reset_facts("alice", "x")).unwrap(), &mut alice, &mut broken_other(), now());
+    assert!(matches!(r, Err(AuditError::Cosign(_))));
+    assert_eq!(log.head().unwrap(), before);
+    drop(log);
+    f.verify().unwrap();
+}
+
+fn broken_other() -> BrokenSigner {
+    BrokenSigner([0x42; 32])
+}
+
+#[test]
+fn self_cosigning_is_refused() {
+    let f = fixture();
+    let mut log = AuditLog::open(&f.path).unwrap();
+    let mut a1 = SoftSigner::from_seed("alice", 1);
+    let mut a2 = SoftSigner::from_seed("alice", 1);
+    let r = log.append_cosigned(&Event::reset_intent(&reset_facts("alice", "x")).unwrap(), &mut a1, &mut a2, now());
+    assert!(matches!(r, Err(AuditError::Record(_))));
+}
+
+#[test]
+fn the_database_is_durable_wal_full() {
+    let f = fixture();
+    let log = AuditLog::open(&f.path).unwrap();
+    assert_eq!(log.store().durability().unwrap(), ("wal".to_string(), 2));
+}
