@@ -9,6 +9,8 @@ use yubikey::piv::{self, AlgorithmId, SlotId};
 use yubikey::{MgmKey, PinPolicy, TouchPolicy, YubiKey};
 
 const DEFAULT_PIN: &[u8] = b"123456";
+/// PIV data object holding the slot 9c certificate.
+const CERT_9C_OBJECT: u32 = 0x5F_C1_0A;
 
 /// Open the card in `reader` with the `yubikey` crate (by reader name: with two cards
 /// inserted, `YubiKey::open()` refuses to choose).
@@ -75,6 +77,8 @@ fn opens_in_reader_0_as_a_yubikey_5_with_the_chosen_serial() {
         assert_eq!(u32::from(yk.serial()), 12_345_678);
         assert_eq!(yk.version().major, 5);
         assert_eq!(yk.name(), "Virtual PCD 00 00");
+        // A factory-fresh card lists no keys (and no stray Key History "certificate").
+        assert!(yk.piv_keys().expect("piv_keys on a fresh card").is_empty());
     });
 }
 
@@ -120,6 +124,27 @@ fn management_key_authenticates_and_a_9c_signature_verifies() {
             sign_9c(yk, &digest).is_err(),
             "9c signs only right after verify_pin"
         );
+    });
+}
+
+#[test]
+fn objects_larger_than_one_apdu_round_trip() {
+    // 1500 bytes: PUT DATA needs command chaining, GET DATA needs GET RESPONSE, as a
+    // certificate write/read does.
+    let object: Vec<u8> = (0..1500u32).map(|i| (i * 7 + 3) as u8).collect();
+    with_card_in_reader_0(None, |_, yk| {
+        let mut data = object.clone();
+        assert!(
+            yk.save_object(CERT_9C_OBJECT, &mut data).is_err(),
+            "PUT DATA needs the management key"
+        );
+        yk.authenticate(MgmKey::default()).unwrap();
+        yk.save_object(CERT_9C_OBJECT, &mut data)
+            .expect("chained PUT DATA");
+        let read = yk
+            .fetch_object(CERT_9C_OBJECT)
+            .expect("GET DATA with GET RESPONSE");
+        assert_eq!(&read[..], &object[..]);
     });
 }
 
