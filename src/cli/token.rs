@@ -1,10 +1,320 @@
-//! `resetdesk token ...` subcommands.
+//! `resetdesk token ...` subcommands: list, inspect, enrol and revoke agents' YubiKeys.
+//!
+//! # `token enroll` standard input
+//!
+//! Secrets never come from arguments. `resetdesk token enroll` reads up to five lines
+//! from standard input (prompted when it is a terminal):
+//!
+//! | line | content | required |
+//! | --- | --- | --- |
+//! | 1 | CA passphrase (decrypts `<data_dir>/ca/ca.key.pem`) | yes |
+//! | 2 | the agent's new PIN (6–8 characters, not `123456`) | yes |
+//! | 3 | the new PUK (6–8 characters, not `12345678`) | yes |
+//! | 4 | the card's current PIN; empty or absent: factory `123456` | no |
+//! | 5 | the card's current PUK; empty or absent: factory `12345678` | no |
+//!
+//! Example (demo script): `printf '%s\n' "$CA_PASS" 246810 13579135 | resetdesk token
+//! enroll --data-dir DIR --agent alice --reader "Virtual PCD 00 00"`.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
+use time::OffsetDateTime;
+
+use super::{fail, load_config, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
+use crate::ca::{CaPaths, OrgCa, TrustAnchor};
+use crate::config::Mode;
+use crate::directory::embedded::EmbeddedDirectory;
+use crate::secret::Secret;
+use crate::token::card::{self, PivCard, Slot, DEFAULT_PIN, DEFAULT_PUK};
+use crate::token::enrol::{enrol, load_attestation_bundle, EnrolRequest};
+use crate::token::readers::{reader_status, ReaderStatus};
+use crate::token::registry::TokenRegistry;
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Readers, whether each holds a card, and the cards' serial numbers.
+    List,
+    /// Each inserted key (or the one in --reader): PIN tries, certificates in 9a and 9c,
+    /// and, with --data-dir, whether they chain to the organisation CA and are enrolled.
+    Status {
+        #[arg(long, value_name = "NAME")]
+        reader: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Enrol the key in a reader for an agent (secrets on stdin: see `--help` of the module docs).
+    Enroll {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The agent's directory username.
+        #[arg(long, value_name = "USERNAME")]
+        agent: String,
+        /// Reader holding the key (required when several keys are inserted).
+        #[arg(long, value_name = "NAME")]
+        reader: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Accept keys whose on-device generation cannot be attested (production refuses them otherwise).
+        #[arg(long)]
+        allow_unattested: bool,
+    },
+    /// Revoke an agent's keys (all, or those on the card with --serial).
+    Revoke {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        #[arg(long, value_name = "USERNAME")]
+        agent: String,
+        #[arg(long)]
+        serial: Option<u32>,
+        #[arg(long)]
+        reason: String,
+    },
+}
 
 pub fn run(cmd: Command) -> u8 {
-    match cmd {}
+    match cmd {
+        Command::List => list(),
+        Command::Status { reader, data_dir, config } => status(reader.as_deref(), data_dir.as_deref(), config.as_deref()),
+        Command::Enroll { data_dir, agent, reader, config, allow_unattested } => {
+            enroll(&data_dir, &agent, reader.as_deref(), config.as_deref(), allow_unattested)
+        }
+        Command::Revoke { data_dir, agent, serial, reason } => {
+            let reg = match TokenRegistry::open(&data_dir) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            match reg.revoke(&agent, serial, &reason, OffsetDateTime::now_utc()) {
+                Ok(0) => {
+                    eprintln!("error: {agent:?} has no active key{}", serial.map(|s| format!(" on card {s}")).unwrap_or_default());
+                    EXIT_FAILED
+                }
+                Ok(n) => {
+                    println!("revoked {n} key(s) of {agent:?}");
+                    EXIT_OK
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+fn list() -> u8 {
+    match reader_status() {
+        ReaderStatus::NoService => fail("the PC/SC service (pcscd) is not running; start it (`scripts/pcscd.sh start` for the virtual readers)"),
+        ReaderStatus::NoReaders => {
+            println!("no smart-card readers");
+            EXIT_OK
+        }
+        ReaderStatus::Readers { readers } => {
+            let cards = card::list_cards().unwrap_or_default();
+            for r in readers {
+                let virt = if r.is_virtual { " [virtual]" } else { "" };
+                match cards.iter().find(|c| c.reader == r.name) {
+                    Some(c) => println!("{}{virt}: YubiKey serial {} (PIV {})", r.name, c.serial, c.version),
+                    None if r.card_present => println!("{}{virt}: card present (not PIV)", r.name),
+                    None => println!("{}{virt}: empty", r.name),
+                }
+            }
+            EXIT_OK
+        }
+    }
+}
+
+fn status(reader: Option<&str>, data_dir: Option<&Path>, config: Option<&Path>) -> u8 {
+    let cards = match card::list_cards() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let chosen: Vec<_> = cards.iter().filter(|c| reader.is_none_or(|r| r == c.reader)).collect();
+    if chosen.is_empty() {
+        return fail(match reader {
+            Some(r) => format!("no key in reader {r:?}; run `resetdesk token list`"),
+            None => "no key inserted".to_owned(),
+        });
+    }
+    let (anchor, registry) = match data_dir {
+        Some(d) => {
+            let config = match load_config(config, Some(d)) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            (TrustAnchor::load(&config.ca_cert_path()).ok(), TokenRegistry::open(d).ok())
+        }
+        None => (None, None),
+    };
+    let now = OffsetDateTime::now_utc();
+    for info in chosen {
+        let mut c = match PivCard::open_reader(&info.reader) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        println!("{}: serial {}, PIV {}{}", info.reader, info.serial, info.version, if info.is_virtual { ", virtual" } else { "" });
+        match c.pin_retries() {
+            Ok(n) => println!("  PIN tries left: {n}"),
+            Err(e) => println!("  PIN tries left: unknown ({e})"),
+        }
+        for slot in [Slot::Authentication, Slot::Signature] {
+            match c.certificate(slot) {
+                Ok(None) => println!("  {slot}: no certificate"),
+                Err(e) => println!("  {slot}: {e}"),
+                Ok(Some(cert)) => {
+                    let (from, to) = crate::ca::validity(&cert.tbs_certificate.validity);
+                    let kid = crate::ca::key_id(&cert.tbs_certificate.subject_public_key_info)
+                        .map(hex::encode)
+                        .unwrap_or_else(|e| format!("? ({e})"));
+                    println!("  {slot}: subject {}", cert.tbs_certificate.subject);
+                    println!("      issuer  {}", cert.tbs_certificate.issuer);
+                    println!("      valid   {from} to {to}");
+                    println!("      key id  {kid}");
+                    if let Some(a) = &anchor {
+                        match a.validate(&cert, now) {
+                            Ok(_) => println!("      chains to the organisation CA: yes"),
+                            Err(e) => println!("      chains to the organisation CA: no ({e})"),
+                        }
+                    }
+                    if let (Some(reg), Ok(kid)) = (&registry, crate::ca::key_id(&cert.tbs_certificate.subject_public_key_info)) {
+                        match reg.by_key_id(&kid) {
+                            Ok(Some(r)) if r.is_active() => println!(
+                                "      enrolled for {} on {} (attested: {}, PIN {}, touch {})",
+                                r.username, r.enrolled_at, r.attested, r.pin_policy, r.touch_policy
+                            ),
+                            Ok(Some(r)) => println!(
+                                "      REVOKED for {} ({})",
+                                r.username,
+                                r.revoked_reason.unwrap_or_default()
+                            ),
+                            Ok(None) => println!("      not in the token registry"),
+                            Err(e) => println!("      registry: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    EXIT_OK
+}
+
+/// Lines 1–5 of the enrolment stdin format (see the module docs).
+struct EnrolSecrets {
+    ca_passphrase: Secret,
+    new_pin: Secret,
+    new_puk: Secret,
+    current_pin: Secret,
+    current_puk: Secret,
+}
+
+fn read_enrol_secrets(mut input: impl BufRead, interactive: bool) -> Result<EnrolSecrets, String> {
+    let mut line = |what: &str, required: bool, default: &str| -> Result<Secret, String> {
+        if interactive {
+            eprint!("{what}{}: ", if required { "" } else { " (empty: factory default)" });
+        }
+        let s = Secret::read_line_from(&mut input).map_err(|e| format!("could not read the {what} from standard input: {e}"))?;
+        match (s.is_empty(), required) {
+            (false, _) => Ok(s),
+            (true, false) => Ok(Secret::from(default)),
+            (true, true) => Err(format!(
+                "no {what} on standard input; give the lines CA passphrase, new PIN, new PUK[, current PIN, current PUK]"
+            )),
+        }
+    };
+    Ok(EnrolSecrets {
+        ca_passphrase: line("CA passphrase", true, "")?,
+        new_pin: line("new PIN", true, "")?,
+        new_puk: line("new PUK", true, "")?,
+        current_pin: line("current PIN", false, DEFAULT_PIN)?,
+        current_puk: line("current PUK", false, DEFAULT_PUK)?,
+    })
+}
+
+fn enroll(data_dir: &Path, agent: &str, reader: Option<&str>, config: Option<&Path>, allow_unattested: bool) -> u8 {
+    let config = match load_config(config, Some(data_dir)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    let secrets = match read_enrol_secrets(stdin.lock(), interactive) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let ca = match OrgCa::load(&CaPaths::in_data_dir(data_dir), &secrets.ca_passphrase) {
+        Ok(ca) => ca,
+        Err(e) => return fail(e),
+    };
+    let directory = match EmbeddedDirectory::open(data_dir, &config) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let mut registry = match TokenRegistry::open(data_dir) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let bundle = match load_attestation_bundle(data_dir) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let mut card = match reader.map_or_else(PivCard::open_single, PivCard::open_reader) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let production = config.mode == Mode::Production;
+    let req = EnrolRequest {
+        username: agent.to_owned(),
+        new_pin: secrets.new_pin,
+        new_puk: secrets.new_puk,
+        current_pin: secrets.current_pin,
+        current_puk: secrets.current_puk,
+        refuse_virtual: production,
+        allow_unattested: allow_unattested || !production,
+    };
+    let dir: &dyn crate::directory::Directory = &directory;
+    match enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &bundle, &req, OffsetDateTime::now_utc()) {
+        Ok(r) => {
+            println!(
+                "enrolled {} on {} (serial {}{}): 9a key {}, 9c key {}",
+                r.username,
+                r.reader,
+                r.serial,
+                if r.is_virtual { ", virtual" } else { "" },
+                r.key_id_9a,
+                r.key_id_9c
+            );
+            match (r.attested, r.attestation_note) {
+                (true, _) => println!("  keys attested as generated on a YubiKey"),
+                (false, Some(n)) => println!("  not attested: {n}"),
+                (false, None) => println!("  not attested"),
+            }
+            println!("  PIN and PUK changed; management key replaced by a random PIN-protected one");
+            EXIT_OK
+        }
+        Err(e) => fail(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrol_stdin_defaults_the_current_pin_and_puk() {
+        let s = read_enrol_secrets(&b"ca pass phrase!\n246810\n13579135\n"[..], false).unwrap();
+        assert_eq!(s.ca_passphrase.expose(), "ca pass phrase!");
+        assert_eq!((s.new_pin.expose(), s.new_puk.expose()), ("246810", "13579135"));
+        assert_eq!((s.current_pin.expose(), s.current_puk.expose()), (DEFAULT_PIN, DEFAULT_PUK));
+        let s = read_enrol_secrets(&b"p\n111111\n22222222\n333333\n\n"[..], false).unwrap();
+        assert_eq!((s.current_pin.expose(), s.current_puk.expose()), ("333333", DEFAULT_PUK));
+    }
+
+    #[test]
+    fn enrol_stdin_requires_the_first_three_lines() {
+        let e = read_enrol_secrets(&b"ca pass phrase!\n246810\n"[..], false).err().unwrap();
+        assert!(e.contains("new PUK"), "{e}");
+    }
 }

@@ -1,0 +1,346 @@
+//! Token layer, enrolment and agent login on the real stack:
+//! `yubikey` crate → pcsc → pcscd → vpcd → virtual PIV card. Needs `scripts/pcscd.sh start`.
+//! Every test holds the cross-process reader lock (`lock_readers`) while it uses the readers.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use p256::ecdsa::{Signature, VerifyingKey};
+use resetdesk::ca::{OrgCa, CertError, CA_VALIDITY};
+use resetdesk::config::{Config, Mode};
+use resetdesk::directory::embedded::EmbeddedDirectory;
+use resetdesk::directory::Directory;
+use resetdesk::login::{login, AgentSession, LoginError};
+use resetdesk::secret::Secret;
+use resetdesk::session::{Decision, LockReason, SessionEvent};
+use resetdesk::tier::AgentTier;
+use resetdesk::token::card::PivCard;
+use resetdesk::token::enrol::{enrol, EnrolReport, EnrolRequest};
+use resetdesk::token::registry::TokenRegistry;
+use resetdesk::token::watch::{CardEvent, CardWatcher};
+use resetdesk::token::{RecordSigner, TokenError};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
+
+const CA_PASS: &str = "test CA passphrase";
+
+/// A desk: data directory with the demo organisation and an organisation CA.
+struct Desk {
+    _dir: tempfile::TempDir,
+    config: Config,
+    ca: OrgCa,
+    directory: EmbeddedDirectory,
+}
+
+fn desk() -> Desk {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+    let mut directory = EmbeddedDirectory::open(dir.path(), &config).unwrap();
+    resetdesk::demo::init(&mut directory, OffsetDateTime::now_utc()).unwrap();
+    let (ca, _) = OrgCa::init(dir.path(), &config.organisation, &Secret::from(CA_PASS), OffsetDateTime::now_utc()).unwrap();
+    Desk { _dir: dir, config, ca, directory }
+}
+
+impl Desk {
+    fn enrol_with(&self, ca: &OrgCa, card: &VirtualCard, username: &str, pin: &str, check_directory: bool) -> EnrolReport {
+        let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
+        let mut registry = TokenRegistry::open(&self.config.data_dir).unwrap();
+        let req = EnrolRequest::factory_card(username, Secret::from(pin), Secret::from("87654321"));
+        let dir: &dyn resetdesk::directory::Directory = &self.directory;
+        let directory = check_directory.then_some((dir, &self.config.agents));
+        enrol(&mut piv, ca, &mut registry, directory, &[], &req, OffsetDateTime::now_utc()).unwrap()
+    }
+
+    fn enrol(&self, card: &VirtualCard, username: &str, pin: &str) -> EnrolReport {
+        self.enrol_with(&self.ca, card, username, pin, true)
+    }
+
+    fn login(&self, card: &VirtualCard, pin: &str) -> Result<AgentSession, LoginError> {
+        login(&self.config, &self.directory, card.reader_name(), Secret::from(pin), OffsetDateTime::now_utc())
+    }
+
+    fn login_at(&self, card: &VirtualCard, pin: &str, now: OffsetDateTime) -> Result<AgentSession, LoginError> {
+        login(&self.config, &self.directory, card.reader_name(), Secret::from(pin), now)
+    }
+
+    /// The 9c public key of `key_id` as the registry (the audit verifier's source) has it.
+    fn public_key(&self, key_id: &[u8; 32]) -> (String, VerifyingKey) {
+        let reg = TokenRegistry::open(&self.config.data_dir).unwrap();
+        let rec = reg.by_key_id(key_id).unwrap().expect("key id is in the registry");
+        (rec.username.clone(), rec.public_key().unwrap())
+    }
+}
+
+fn verify(key: &VerifyingKey, digest: &[u8; 32], der: &[u8]) -> bool {
+    Signature::from_der(der).map(|s| key.verify_prehash(digest, &s).is_ok()).unwrap_or(false)
+}
+
+#[test]
+fn enrolled_agent_logs_in_and_every_9c_signature_verifies() {
+    let _lock = lock_readers();
+    let desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    let report = desk.enrol(&card, "alice", "246810");
+    assert!(report.is_virtual && !report.attested, "{report:?}");
+
+    let mut session = desk.login(&card, "246810").unwrap();
+    let id = session.identity().clone();
+    assert_eq!((id.username.as_str(), id.tier, id.is_virtual), ("alice", AgentTier::Junior, true));
+    assert_eq!(id.display_name, "Alice Schmidt");
+    assert_eq!(id.serial, card.serial());
+    assert_eq!(id.signing_key_id, report.key_id_9c);
+
+    let signer = session.signer().unwrap();
+    let key_id = signer.key_id();
+    let (owner, key) = desk.public_key(&key_id);
+    assert_eq!(owner, "alice");
+    for i in 0..3u8 {
+        let digest: [u8; 32] = Sha256::digest([i; 10]).into();
+        let sig = session.sign_digest(&digest, OffsetDateTime::now_utc()).unwrap();
+        assert!(verify(&key, &digest, &sig), "signature {i} verifies with the registered key");
+        let other: [u8; 32] = Sha256::digest(b"something else").into();
+        assert!(!verify(&key, &other, &sig));
+    }
+    drop(session);
+    card.remove().unwrap();
+}
+
+#[test]
+fn enrolment_leaves_no_factory_credentials_and_the_old_pin_fails() {
+    let _lock = lock_readers();
+    let desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    desk.enrol(&card, "bob", "13572468");
+    let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
+    assert!(!piv.has_default_management_key().unwrap(), "management key was replaced");
+    assert!(matches!(piv.verify_pin(&Secret::from("123456")), Err(TokenError::WrongPin { tries_left: 2 })));
+    piv.verify_pin(&Secret::from("13572468")).unwrap();
+    drop(piv);
+    // Re-enrolment of the same card with its current PIN (the protected management key
+    // lets it in) revokes the first keys.
+    let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
+    let mut registry = TokenRegistry::open(&desk.config.data_dir).unwrap();
+    let first = registry.for_user("bob").unwrap();
+    let req = EnrolRequest {
+        current_pin: Secret::from("13572468"),
+        current_puk: Secret::from("87654321"),
+        ..EnrolRequest::factory_card("bob", Secret::from("24681357"), Secret::from("11223344"))
+    };
+    enrol(&mut piv, &desk.ca, &mut registry, None, &[], &req, OffsetDateTime::now_utc()).unwrap();
+    drop(piv);
+    for old in first {
+        assert!(!registry.by_key_id(&old.key_id).unwrap().unwrap().is_active());
+    }
+    assert!(desk.login(&card, "24681357").is_ok());
+    card.remove().unwrap();
+}
+
+#[test]
+fn wrong_pin_reports_tries_left_and_three_wrong_pins_block() {
+    let _lock = lock_readers();
+    let desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    desk.enrol(&card, "alice", "246810");
+    for expected in [2u8, 1] {
+        let e = desk.login(&card, "000000").unwrap_err();
+        assert_eq!(e.tries_left(), Some(expected), "{e}");
+        // Exactly one try used per attempt: nothing retried behind the agent's back.
+        let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
+        assert_eq!(piv.pin_retries().unwrap(), expected);
+    }
+    // A malformed PIN costs nothing.
+    assert!(matches!(desk.login(&card, "12"), Err(LoginError::Token(TokenError::PinFormat))));
+    assert_eq!(PivCard::open_reader(card.reader_name()).unwrap().pin_retries().unwrap(), 1);
+    assert!(matches!(desk.login(&card, "000000"), Err(LoginError::Token(TokenError::PinBlocked))));
+    // Blocked stays blocked, even with the right PIN.
+    assert!(matches!(desk.login(&card, "246810"), Err(LoginError::Token(TokenError::PinBlocked))));
+    card.remove().unwrap();
+}
+
+#[test]
+fn certificate_from_another_ca_is_refused() {
+    let _lock = lock_readers();
+    let desk = desk();
+    // Same organisation name, different key: only the signature tells them apart.
+    let rogue = OrgCa::generate(&desk.config.organisation, OffsetDateTime::now_utc(), CA_VALIDITY).unwrap();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    desk.enrol_with(&rogue, &card, "carol", "246810", true);
+    match desk.login(&card, "246810") {
+        Err(LoginError::Certificate { slot: "9a", source: CertError::UnknownCa { .. } }) => {}
+        other => panic!("expected UnknownCa, got {other:?}"),
+    }
+    card.remove().unwrap();
+}
+
+#[test]
+fn expired_certificate_is_refused() {
+    let _lock = lock_readers();
+    let desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    desk.enrol(&card, "dave", "246810");
+    let later = OffsetDateTime::now_utc() + time::Duration::days(3 * 365);
+    match desk.login_at(&card, "246810", later) {
+        Err(LoginError::Certificate { source: CertError::Expired { .. }, .. }) => {}
+        other => panic!("expected Expired, got {other:?}"),
+    }
+    card.remove().unwrap();
+}
+
+#[test]
+fn revoked_key_and_non_agent_are_refused_and_production_refuses_virtual_tokens() {
+    let _lock = lock_readers();
+    let mut desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    desk.enrol(&card, "alice", "246810");
+    let reg = TokenRegistry::open(&desk.config.data_dir).unwrap();
+    reg.revoke("alice", Some(card.serial()), "key reported lost", OffsetDateTime::now_utc()).unwrap();
+    match desk.login(&card, "246810") {
+        Err(LoginError::Revoked { username, reason }) => assert_eq!((username.as_str(), reason.as_str()), ("alice", "key reported lost")),
+        other => panic!("expected Revoked, got {other:?}"),
+    }
+
+    // A staff member (not in an agent group) enrolled without the directory check.
+    let staff = desk
+        .directory
+        .search("", 100)
+        .unwrap()
+        .into_iter()
+        .find(|a| desk.config.agents.agent_tier(&a.groups).is_none())
+        .expect("demo has staff");
+    let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
+    let mut registry = TokenRegistry::open(&desk.config.data_dir).unwrap();
+    let req = EnrolRequest {
+        current_pin: Secret::from("246810"),
+        current_puk: Secret::from("87654321"),
+        ..EnrolRequest::factory_card(&staff.username, Secret::from("135790"), Secret::from("87654321"))
+    };
+    enrol(&mut piv, &desk.ca, &mut registry, None, &[], &req, OffsetDateTime::now_utc()).unwrap();
+    drop(piv);
+    assert!(matches!(desk.login(&card, "135790"), Err(LoginError::NotAnAgent(u)) if u == staff.username));
+
+    desk.config.mode = Mode::Production;
+    assert!(matches!(desk.login(&card, "000000"), Err(LoginError::VirtualRefused)));
+    let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
+    assert_eq!(piv.pin_retries().unwrap(), 3, "the PIN was never sent to a refused virtual token");
+    drop(piv);
+    card.remove().unwrap();
+}
+
+#[test]
+fn removing_the_key_locks_the_session_within_a_second() {
+    let _lock = lock_readers();
+    let desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    desk.enrol(&card, "bob", "246810");
+    let mut session = desk.login(&card, "246810").unwrap();
+    let reader = card.reader_name().to_owned();
+
+    let watcher = CardWatcher::new().unwrap();
+    assert!(watcher.present().contains(&reader));
+    let cancel = watcher.canceller();
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || watcher.run(|e| drop(tx.send((e, Instant::now())))));
+
+    let removed_at = Instant::now();
+    card.remove().unwrap();
+    let (event, seen_at) = rx.recv_timeout(Duration::from_secs(1)).expect("removal event within 1 s");
+    assert_eq!(event, CardEvent::Removed { reader: reader.clone() });
+    let decision = session.handle(&SessionEvent::CardRemoved { reader, at: OffsetDateTime::now_utc() });
+    assert_eq!(decision, Decision::Lock(LockReason::KeyRemoved));
+    println!("removal → event in {:?}", seen_at - removed_at);
+    assert!(matches!(session.signer(), Err(LoginError::Locked(LockReason::KeyRemoved))));
+    assert!(matches!(
+        session.sign_digest(&[0; 32], OffsetDateTime::now_utc()),
+        Err(LoginError::Locked(LockReason::KeyRemoved))
+    ));
+
+    cancel.cancel();
+    thread.join().unwrap().unwrap();
+}
+
+#[test]
+fn signing_after_removal_is_a_typed_error_and_locks_the_session() {
+    let _lock = lock_readers();
+    let desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    desk.enrol(&card, "carol", "246810");
+    let mut session = desk.login(&card, "246810").unwrap();
+    card.remove().unwrap();
+    // The shell has not forwarded the removal yet: the card IO itself must fail cleanly.
+    match session.sign_digest(&[1; 32], OffsetDateTime::now_utc()) {
+        Err(LoginError::Token(TokenError::Removed)) => {}
+        other => panic!("expected Removed, got {other:?}"),
+    }
+    assert_eq!(session.locked(), Some(LockReason::TokenLost));
+}
+
+#[test]
+fn second_agent_in_the_second_reader_cosigns() {
+    let _lock = lock_readers();
+    let desk = desk();
+    let card_a = VirtualCard::insert_with_serial(READER_0_PORT, 11_000_001).unwrap();
+    let card_b = VirtualCard::insert_with_serial(READER_1_PORT, 11_000_002).unwrap();
+    desk.enrol(&card_a, "bob", "246810");
+    desk.enrol(&card_b, "carol", "135790");
+    let mut bob = desk.login(&card_a, "246810").unwrap();
+    let mut carol = desk.login(&card_b, "135790").unwrap();
+    assert_eq!((bob.tier(), carol.tier()), (AgentTier::Senior, AgentTier::Admin));
+
+    let digest: [u8; 32] = Sha256::digest(b"reset of dadmin, record 42").into();
+    let sig_b = bob.sign_digest(&digest, OffsetDateTime::now_utc()).unwrap();
+    let sig_c = carol.sign_digest(&digest, OffsetDateTime::now_utc()).unwrap();
+    let kid_b = bob.signer().unwrap().key_id();
+    let kid_c = carol.signer().unwrap().key_id();
+    assert_ne!(kid_b, kid_c);
+    let (who_b, key_b) = desk.public_key(&kid_b);
+    let (who_c, key_c) = desk.public_key(&kid_c);
+    assert_eq!((who_b.as_str(), who_c.as_str()), ("bob", "carol"));
+    assert!(verify(&key_b, &digest, &sig_b) && verify(&key_c, &digest, &sig_c));
+    assert!(!verify(&key_b, &digest, &sig_c), "carol's signature is not bob's");
+
+    // Removing one key locks only that agent's session.
+    let reader_b = card_b.reader_name().to_owned();
+    card_b.remove().unwrap();
+    let ev = SessionEvent::CardRemoved { reader: reader_b, at: OffsetDateTime::now_utc() };
+    assert_eq!(carol.handle(&ev), Decision::Lock(LockReason::KeyRemoved));
+    assert_eq!(bob.handle(&ev), Decision::Stay);
+    assert!(bob.sign_digest(&digest, OffsetDateTime::now_utc()).is_ok());
+    drop((bob, carol));
+    card_a.remove().unwrap();
+}
+
+#[test]
+fn signatures_verify_with_the_openssl_cli() {
+    let _lock = lock_readers();
+    if std::process::Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("openssl not installed: skipped");
+        return;
+    }
+    let desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    desk.enrol(&card, "dave", "246810");
+    let mut session = desk.login(&card, "246810").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let data = b"audit record #1: reset of jdoe by dave";
+    let digest: [u8; 32] = Sha256::digest(data).into();
+    let sig = session.sign_digest(&digest, OffsetDateTime::now_utc()).unwrap();
+    let kid = session.signer().unwrap().key_id();
+    let reg = TokenRegistry::open(&desk.config.data_dir).unwrap();
+    let cert_der = reg.by_key_id(&kid).unwrap().unwrap().cert_der;
+    std::fs::write(work.path().join("cert.der"), &cert_der).unwrap();
+    std::fs::write(work.path().join("data"), data).unwrap();
+    std::fs::write(work.path().join("sig.der"), &sig).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(work.path()).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    assert!(run(&["x509", "-inform", "DER", "-in", "cert.der", "-pubkey", "-noout", "-out", "pub.pem"]).0);
+    let (ok, out) = run(&["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig.der", "data"]);
+    assert!(ok && out.contains("Verified OK"), "{out}");
+    std::fs::write(work.path().join("data"), b"audit record #1: reset of jdoe by mallory").unwrap();
+    assert!(!run(&["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig.der", "data"]).0);
+    drop(session);
+    card.remove().unwrap();
+}
