@@ -2,6 +2,9 @@
 //! ResetDesk's token layer does with a YubiKey. Needs `scripts/pcscd.sh start` first.
 //! Every test holds the cross-process reader lock while it uses the readers.
 
+mod common;
+use common::reader_has_card;
+
 use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use sha2::{Digest as _, Sha256};
 use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
@@ -58,15 +61,6 @@ fn with_card_in_reader_0(serial: Option<u32>, test: impl FnOnce(&VirtualCard, &m
     test(&card, &mut yk);
     drop(yk);
     card.remove().unwrap();
-}
-
-fn reader_has_card(reader: &str) -> bool {
-    let ctx = pcsc::Context::establish(pcsc::Scope::User).expect("PC/SC context");
-    let name = std::ffi::CString::new(reader).expect("reader name");
-    let mut states = [pcsc::ReaderState::new(name, pcsc::State::UNAWARE)];
-    ctx.get_status_change(std::time::Duration::ZERO, &mut states)
-        .expect("reader state");
-    states[0].event_state().contains(pcsc::State::PRESENT)
 }
 
 #[test]
