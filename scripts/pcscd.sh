@@ -58,7 +58,7 @@ our_pid() {
 running_pid() {
   local pid
   if [[ -r "$SYSTEM_PID_FILE" ]]; then
-    pid="$(<"$SYSTEM_PID_FILE")"
+    pid="$(tr -dc "0-9" <"$SYSTEM_PID_FILE")" # pcscd pads the file with a NUL
     if is_pcscd "$pid"; then echo "$pid"; return 0; fi
   fi
   pid="$(pgrep -x pcscd 2>/dev/null | head -n1 || true)"
