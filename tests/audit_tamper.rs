@@ -452,3 +452,16 @@ fn the_database_is_durable_wal_full() {
     let log = AuditLog::open(&f.path).unwrap();
     assert_eq!(log.store().durability().unwrap(), ("wal".to_string(), 2));
 }
+
+#[test]
+fn columns_of_the_wrong_type_are_judged_not_crashed_on() {
+    for (sql, seq) in [
+        ("UPDATE audit_records SET record = 'garbage' WHERE seq = 2", 2),
+        ("UPDATE audit_records SET signature = 42 WHERE seq = 3", 3),
+        ("UPDATE audit_records SET cosignature = 'x' WHERE seq = 4", 4),
+    ] {
+        let f = fixture();
+        f.db().execute(sql, []).unwrap();
+        assert_eq!(bad_record(f.verify()).0, seq, "{sql}");
+    }
+}

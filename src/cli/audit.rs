@@ -1,10 +1,243 @@
-//! `resetdesk audit ...` subcommands.
+//! `resetdesk audit ...`: verify the signed audit trail offline, and export it for
+//! third parties (see `docs/audit-format.md`).
 
-use clap::Subcommand;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use super::{EXIT_BAD_INPUT, EXIT_FAILED};
+use crate::audit::export::{export, read_anchors};
+use crate::audit::record::Hash32;
+use crate::audit::resolver::CertificateResolver;
+use crate::audit::store::{Store, FILE_NAME};
+use crate::audit::{registry, verify_store, Anchor, CollectorKeys, Receipt, Summary};
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Check every record: signatures against enrolled certificates chained to the
+    /// organisation CA, seq continuity, the hash chain, intent/outcome links, and
+    /// receipts/anchors (nothing up to them missing or rewritten). Exit 0 if all hold.
+    Verify(VerifyArgs),
+    /// Write records.jsonl, receipts.jsonl and the certificates as PEM, so that any
+    /// record can be checked with openssl alone.
+    Export(ExportArgs),
+}
+
+/// Where the log and the keys come from.
+#[derive(Debug, Args)]
+pub struct Source {
+    /// The desk's data directory (audit.sqlite, tokens.sqlite, ca/ca.pem).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The audit database, if not `<data-dir>/audit.sqlite`.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// The organisation CA certificate (PEM), if not `<data-dir>/ca/ca.pem`.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Take agents' certificates from the *.pem files of this directory (e.g. an
+    /// export's certs/) instead of the token registry.
+    #[arg(long, value_name = "DIR")]
+    pub certs: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// Receipts held outside the desk (JSON lines, as in an export's receipts.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub receipts: Option<PathBuf>,
+    /// A trusted collector public key (PEM); repeat for several collectors.
+    #[arg(long, value_name = "FILE")]
+    pub collector_key: Vec<PathBuf>,
+    /// Signed records held outside the desk, e.g. heartbeats the collector received
+    /// (JSON lines, as in an export's records.jsonl): each must be in the log unchanged.
+    #[arg(long, value_name = "FILE")]
+    pub anchors: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "OUTDIR")]
+    pub out: PathBuf,
+}
 
 pub fn run(cmd: Command) -> u8 {
-    match cmd {}
+    let result = match cmd {
+        Command::Verify(a) => verify(&a),
+        Command::Export(a) => export_cmd(&a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err((code, msg)) => {
+            eprintln!("{msg}");
+            code
+        }
+    }
+}
+
+type CmdResult = Result<(), (u8, String)>;
+
+fn bad(msg: impl Into<String>) -> (u8, String) {
+    (EXIT_BAD_INPUT, msg.into())
+}
+
+impl Source {
+    fn db_path(&self) -> Result<PathBuf, (u8, String)> {
+        match (&self.db, &self.data_dir) {
+            (Some(db), _) => Ok(db.clone()),
+            (None, Some(dir)) => Ok(dir.join(FILE_NAME)),
+            (None, None) => Err(bad("say which log: --data-dir DIR or --db FILE")),
+        }
+    }
+
+    fn resolver(&self) -> Result<CertificateResolver, (u8, String)> {
+        let data_dir = self.data_dir.clone();
+        if let Some(certs) = &self.certs {
+            if data_dir.is_none() && self.ca.is_none() {
+                return Err(bad("with --certs, give the CA certificate: --ca FILE (or --data-dir DIR)"));
+            }
+            let dir = data_dir.unwrap_or_default();
+            let mut resolver = registry::load_ca(&dir, self.ca.as_deref()).map_err(|e| bad(e.to_string()))?;
+            load_pem_dir(&mut resolver, certs)?;
+            return Ok(resolver);
+        }
+        let Some(dir) = data_dir else {
+            return Err(bad("give --data-dir DIR (token registry and CA), or --ca FILE with --certs DIR"));
+        };
+        let loaded = registry::load(&dir, self.ca.as_deref()).map_err(|e| bad(e.to_string()))?;
+        for (user, why) in &loaded.refused {
+            eprintln!("warning: the enrolled certificate of `{user}` is not trusted: {why}");
+        }
+        Ok(loaded.resolver)
+    }
+}
+
+fn load_pem_dir(resolver: &mut CertificateResolver, dir: &Path) -> CmdResult {
+    let entries = std::fs::read_dir(dir).map_err(|e| bad(format!("cannot read {}: {e}", dir.display())))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        let pem = std::fs::read_to_string(&p).map_err(|e| bad(format!("cannot read {}: {e}", p.display())))?;
+        if let Err(why) = resolver.add_certificate_pem(&pem, None) {
+            eprintln!("warning: {} is not trusted: {why}", p.display());
+        }
+    }
+    Ok(())
+}
+
+fn read_receipts(path: &Path) -> Result<Vec<Receipt>, (u8, String)> {
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| Receipt::from_json(l).map_err(|e| bad(format!("{}:{}: {e}", path.display(), i + 1))))
+        .collect()
+}
+
+fn verify(a: &VerifyArgs) -> CmdResult {
+    let db = a.source.db_path()?;
+    let store = Store::open_read_only(&db).map_err(|e| bad(e.to_string()))?;
+    let resolver = a.source.resolver()?;
+    let extra = match &a.receipts {
+        Some(p) => read_receipts(p)?,
+        None => Vec::new(),
+    };
+    let mut collectors = CollectorKeys::default();
+    for p in &a.collector_key {
+        let pem = std::fs::read_to_string(p).map_err(|e| bad(format!("cannot read {}: {e}", p.display())))?;
+        collectors.add_pem(&pem).map_err(|e| bad(format!("{}: {e}", p.display())))?;
+    }
+    let stored_receipts = store.receipts().map_err(|e| bad(e.to_string()))?.len();
+    if collectors.is_empty() && stored_receipts + extra.len() > 0 {
+        return Err(bad(format!(
+            "{} receipt(s) to check but no trusted collector key: pass --collector-key FILE (the collector's public key PEM)",
+            stored_receipts + extra.len()
+        )));
+    }
+    let anchors: Vec<Anchor> = match &a.anchors {
+        Some(p) => read_anchors(p).map_err(bad)?,
+        None => Vec::new(),
+    };
+    match verify_store(&store, &resolver, &extra, &collectors, &anchors) {
+        Ok(summary) => {
+            print!("{}", render_summary(&db, &summary));
+            Ok(())
+        }
+        Err(e) => Err((EXIT_FAILED, format!("audit log {}: FAILED: {e}", db.display()))),
+    }
+}
+
+fn short(h: &Hash32) -> String {
+    hex::encode(&h[..8])
+}
+
+fn time_of(ms: Option<u64>) -> String {
+    ms.and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The text `verify` prints on success.
+pub fn render_summary(db: &Path, s: &Summary) -> String {
+    let mut out = format!("audit log {}: OK\n", db.display());
+    if s.records == 0 {
+        out.push_str("  records: 0 (empty log)\n");
+        return out;
+    }
+    out.push_str(&format!(
+        "  records: {} (seq 1..{}), head {}…, {} .. {}\n",
+        s.records,
+        s.head_seq,
+        short(&s.head_hash),
+        time_of(s.first_timestamp_ms),
+        time_of(s.last_timestamp_ms)
+    ));
+    let types: Vec<String> = s.by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    out.push_str(&format!("  events: {}\n", types.join(", ")));
+    let signers: Vec<String> = s.signers.iter().map(|(who, n)| format!("{who} ({n})")).collect();
+    out.push_str(&format!("  signers: {}\n", signers.join("; ")));
+    out.push_str(&format!("  co-signed records: {}\n", s.cosigned));
+    out.push_str(&format!(
+        "  receipts: {} checked; records after the last receipt (not yet attested by a collector): {}\n",
+        s.receipts_checked,
+        s.head_seq - s.receipted_up_to.min(s.head_seq)
+    ));
+    out.push_str(&format!("  anchors: {} checked\n", s.anchors_checked));
+    if s.open_intents.is_empty() {
+        out.push_str("  open intents: none\n");
+    } else {
+        let seqs: Vec<String> = s.open_intents.iter().map(u64::to_string).collect();
+        out.push_str(&format!(
+            "  open intents (no outcome recorded; reconcile against the directory): seq {}\n",
+            seqs.join(", ")
+        ));
+    }
+    out
+}
+
+fn export_cmd(a: &ExportArgs) -> CmdResult {
+    let db = a.source.db_path()?;
+    let store = Store::open_read_only(&db).map_err(|e| bad(e.to_string()))?;
+    let resolver = a.source.resolver()?;
+    let s = export(&store, &resolver, &a.out).map_err(|e| (EXIT_FAILED, e.to_string()))?;
+    println!(
+        "exported {} record(s), {} certificate(s), {} receipt(s) to {}",
+        s.records,
+        s.certificates,
+        s.receipts,
+        a.out.display()
+    );
+    if s.unknown_signers > 0 {
+        eprintln!("warning: {} signing key(s) have no trusted certificate; their records cannot be checked", s.unknown_signers);
+    }
+    println!("check a record with openssl: see docs/audit-format.md; check the whole log: resetdesk audit verify");
+    Ok(())
 }

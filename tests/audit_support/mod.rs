@@ -146,3 +146,47 @@ pub fn reset_facts(agent: &str, target: &str) -> serde_json::Value {
         "directory": "embedded",
     })
 }
+
+/// A desk's files for CLI-level tests: an audit log written by alice (bob co-signs
+/// one intent), the CA certificate and the agents' certificates as PEM files.
+pub struct Desk {
+    pub dir: tempfile::TempDir,
+    pub db: std::path::PathBuf,
+    pub ca_pem: std::path::PathBuf,
+    pub certs: std::path::PathBuf,
+    pub pki: Pki,
+    pub alice: SoftSigner,
+    pub bob: SoftSigner,
+}
+
+pub fn desk() -> Desk {
+    use resetdesk::audit::{AuditLog, Event, EventType, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.sqlite");
+    let pki = Pki::new(1);
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let mut bob = SoftSigner::from_seed("bob", 2);
+    let now = time::OffsetDateTime::now_utc;
+    let mut log = AuditLog::open(&db).unwrap();
+    let session = serde_json::json!({"agent": "alice", "workstation": "desk-3"});
+    log.append(&Event::new(EventType::Login, &session).unwrap(), &mut alice, now()).unwrap();
+    let i = log.append(&Event::reset_intent(&reset_facts("alice", "jdoe")).unwrap(), &mut alice, now()).unwrap();
+    log.append(&Event::reset_outcome(i.intent_ref(), &Outcome::Done, &reset_facts("alice", "jdoe")).unwrap(), &mut alice, now())
+        .unwrap();
+    let i = log
+        .append_cosigned(&Event::reset_intent(&reset_facts("alice", "admin1")).unwrap(), &mut alice, &mut bob, now())
+        .unwrap();
+    log.append(&Event::reset_outcome(i.intent_ref(), &Outcome::Done, &reset_facts("alice", "admin1")).unwrap(), &mut alice, now())
+        .unwrap();
+    log.append(&Event::new(EventType::Logout, &session).unwrap(), &mut alice, now()).unwrap();
+    drop(log);
+    let ca_pem = dir.path().join("ca.pem");
+    std::fs::write(&ca_pem, pki.ca_pem()).unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    for s in [&alice, &bob] {
+        let pem = resetdesk::audit::resolver::certificate_pem(&pki.issue(s));
+        std::fs::write(certs.join(format!("{}.pem", s.name)), pem).unwrap();
+    }
+    Desk { dir, db, ca_pem, certs, pki, alice, bob }
+}
