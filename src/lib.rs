@@ -21,6 +21,7 @@ pub mod ca;
 pub mod login;
 pub mod session;
 pub mod policy;
+pub mod workflow;
 pub mod password;
 pub mod verification;
 pub mod cli;

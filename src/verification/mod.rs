@@ -127,7 +127,12 @@ pub fn check_text(field: &'static str, s: &str) -> Result<(), InputError> {
 /// True if the text holds Unicode bidirectional controls, which make text display in
 /// an order other than the one stored ("Trojan Source").
 pub fn has_bidi_controls(s: &str) -> bool {
-    s.chars().any(|c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'))
+    s.chars().any(is_bidi_control)
+}
+
+/// True for a Unicode bidirectional control character.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 /// Equality of two byte strings in time independent of where they differ.

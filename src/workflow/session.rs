@@ -1,0 +1,695 @@
+//! The reset session: a pure state machine from events to decisions.
+//!
+//! ```text
+//! open ──► Verifying ──ResetRequested──► AwaitingIntent ──IntentRecorded──► AwaitingDirectory
+//!   │         │  (all steps passed,         (WriteIntent)      (ExecuteReset)        │
+//!   │         │   cooling-off over)                                     DirectoryResult
+//!   ▼         ▼                                                                    ▼
+//! Refused   LockedOut / Cancelled                         Succeeded (WriteOutcome, HandOff, Notify)
+//!                                                         DirectoryFailed (WriteOutcome)
+//! ```
+//!
+//! Invariants (checked by `tests/policy_props.rs`):
+//! - `ExecuteReset` is emitted only in answer to `IntentRecorded`, only after
+//!   `WriteIntent`, which is emitted only when every requirement of the effective tier
+//!   (and every step added by escalation) has passed and the agent is authorised.
+//! - A step counts once: passed methods are a set; failures never count.
+//! - An event that returns an error leaves the session unchanged.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use time::{Duration, OffsetDateTime, UtcOffset};
+
+use super::decision::{Decision, Notification, NotificationKind, Recipient, Refusal};
+use super::event::{ContactKind, ContactRef, Event, OpenRequest};
+use super::facts::*;
+use crate::directory::{Account, ContactPoint};
+use crate::password::PasswordSpec;
+use crate::policy::authority::{check_agent, is_plain_identifier, required_agent_tier};
+use crate::policy::risk::assess;
+use crate::policy::{AgentIdentity, AuthorityRefusal, Channel, Method, Missing, PolicyConfig, Requirements, RiskAssessment, RiskRule};
+use crate::tier::{AccountTier, AgentTier};
+use crate::verification::co_signature::{self, approval_digest, ApprovalStatement};
+use crate::verification::{callback, check_text, employee_record, government_id, is_bidi_control, manager_approval, InputError, Verdict};
+
+/// Where a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Collecting verification steps.
+    Verifying,
+    /// `WriteIntent` was emitted; waiting for `IntentRecorded`.
+    AwaitingIntent,
+    /// `ExecuteReset` was emitted; waiting for `DirectoryResult`.
+    AwaitingDirectory,
+    Succeeded,
+    DirectoryFailed,
+    Refused,
+    LockedOut,
+    Cancelled,
+}
+
+impl Phase {
+    /// True once the session is over.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Verifying | Self::AwaitingIntent | Self::AwaitingDirectory)
+    }
+}
+
+/// An event the engine will not take, with what to do instead. The session is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkflowError {
+    #[error("{event} is not possible now (the session is {phase:?}); follow the steps on screen")]
+    IllegalTransition { event: &'static str, phase: Phase },
+    #[error("the event is dated before the previous one; check the desk computer's clock")]
+    TimeWentBackwards,
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("the request cannot be opened: {0}")]
+    BadRequest(&'static str),
+    #[error("{0} has already passed in this session; continue with the remaining steps")]
+    AlreadyPassed(Method),
+    #[error("no {0} is pending; request it first")]
+    NothingPending(Method),
+    #[error("that contact point may not be used: it is not on file, changed recently, or was already used in this session")]
+    ContactNotEligible,
+    #[error("wait before sending another code: the next may be sent at {retry_at}")]
+    CodeRateLimited { retry_at: OffsetDateTime },
+    #[error("the limit of codes for this session is reached; use another method")]
+    CodeLimitReached,
+    #[error("no phone number on file can be used for a callback; use another method")]
+    NoCallbackNumber,
+    #[error("a government ID can only be inspected with the requester at the desk")]
+    NotInPerson,
+    #[error("co-signature refused: {0}")]
+    CoSignature(AuthorityRefusal),
+    #[error("the co-signature comes last: complete the other steps first, so the co-signer approves the whole verification")]
+    CoSignTooEarly,
+    #[error("the reset cannot go ahead yet; still missing: {0}")]
+    StepsMissing(String),
+}
+
+/// One reset request, from opening to outcome.
+#[derive(Debug, Clone)]
+pub struct Session {
+    policy: PolicyConfig,
+    request_id: String,
+    opened_at: OffsetDateTime,
+    last_at: OffsetDateTime,
+    agent: AgentIdentity,
+    account: Account,
+    manager: Option<Account>,
+    channel: Channel,
+    directory_backend: String,
+    assessment: RiskAssessment,
+    requirements: Requirements,
+    phase: Phase,
+    passed: BTreeSet<Method>,
+    steps: Vec<StepFact>,
+    /// Failures counting toward lockout: earlier ones (from the store) and this session's.
+    failures: Vec<OffsetDateTime>,
+    codes_sent: Vec<OffsetDateTime>,
+    pending_code: Option<ContactPoint>,
+    pending_callback: Option<ContactPoint>,
+    pending_manager_address: Option<String>,
+    /// Contact values used for verification: never used for the hand-off.
+    used_contacts: BTreeSet<String>,
+    approvals: Vec<ApprovalFact>,
+    co_signer: Option<CoSignerFact>,
+    emergency: Option<String>,
+    handoff: Option<HandoffFact>,
+    intent: Option<IntentRef>,
+    outcome: Outcome,
+}
+
+/// Text the adapter passes through to records (reasons, directory messages): bounded,
+/// control characters replaced.
+fn clean_text(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().map(|c| if c.is_control() || is_bidi_control(c) { ' ' } else { c }).collect();
+    if out.len() > max {
+        let mut cut = max;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+fn describe_missing(missing: &[Missing]) -> String {
+    missing
+        .iter()
+        .map(|m| match m {
+            Missing::Factors { needed, choose_from } => {
+                let names: Vec<&str> = choose_from.iter().map(|m| m.describe()).collect();
+                format!("{needed} more factor(s) from: {}", names.join(", "))
+            }
+            Missing::Step { method } => method.describe().to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Session {
+    /// Open a session. Returns the session and its first decisions; a refused session
+    /// is returned in phase [`Phase::Refused`] with the refusal record to write.
+    pub fn open(policy: &PolicyConfig, req: OpenRequest) -> Result<(Session, Vec<Decision>), WorkflowError> {
+        if !is_plain_identifier(&req.request_id) || req.request_id.len() > 128 {
+            return Err(WorkflowError::BadRequest("the request id must be 1-128 letters, digits, '.', '_', '-' or '@'"));
+        }
+        if !is_plain_identifier(&req.agent.username) {
+            return Err(WorkflowError::BadRequest("the agent's username is not a plain directory username"));
+        }
+        if !is_plain_identifier(&req.account.username) {
+            return Err(WorkflowError::BadRequest("the account's username is not a plain directory username"));
+        }
+        if let Some(reason) = &req.emergency_reason {
+            check_text("emergency reason", reason)?;
+        }
+        let at = req.at;
+        let mut assessment = assess(policy, &req.account, &req.context, at);
+        let window = Duration::minutes(i64::from(policy.lockout.window_minutes));
+        let failures: Vec<OffsetDateTime> = req.context.previous_failures.iter().copied().filter(|t| *t <= at && at - *t < window).collect();
+
+        let mut session = Session {
+            policy: policy.clone(),
+            request_id: req.request_id,
+            opened_at: at,
+            last_at: at,
+            requirements: assessment.requirements(policy),
+            assessment: assessment.clone(),
+            agent: req.agent,
+            account: req.account,
+            manager: req.manager,
+            channel: req.context.channel,
+            directory_backend: clean_text(&req.directory_backend, 64),
+            phase: Phase::Verifying,
+            passed: BTreeSet::new(),
+            steps: Vec::new(),
+            failures,
+            codes_sent: Vec::new(),
+            pending_code: None,
+            pending_callback: None,
+            pending_manager_address: None,
+            used_contacts: BTreeSet::new(),
+            approvals: Vec::new(),
+            co_signer: None,
+            emergency: None,
+            handoff: None,
+            intent: None,
+            outcome: Outcome::Pending,
+        };
+        let mut out = Vec::new();
+
+        // Verification lockout, and the admin emergency path past it.
+        if let Some(until) = session.locked_until(at) {
+            match req.emergency_reason {
+                None => return Ok(session.refuse(at, Refusal::Locked { until }, out)),
+                Some(_) if session.agent.tier != AgentTier::Admin => {
+                    let refusal = Refusal::EmergencyRefused { reason: "only an admin agent may use the emergency path; ask an admin".into() };
+                    return Ok(session.refuse(at, refusal, out));
+                }
+                Some(reason) => {
+                    let reason = clean_text(&reason, 1024);
+                    assessment.raise_to(
+                        RiskRule::EmergencyOverride,
+                        AccountTier::Highest,
+                        format!("emergency path past a verification lockout (until {until}); every highest-tier check applies"),
+                    );
+                    session.emergency = Some(reason.clone());
+                    out.push(Decision::Notify {
+                        notification: session.notification(NotificationKind::EmergencyOverride { reason }, vec![Recipient::SecurityTeam]),
+                    });
+                }
+            }
+        } else if req.emergency_reason.is_some() {
+            return Err(WorkflowError::BadRequest("the emergency path is only for accounts locked for verification"));
+        }
+        session.requirements = assessment.requirements(policy);
+        session.assessment = assessment;
+
+        if !session.assessment.escalations.is_empty() {
+            out.push(Decision::Escalated { escalations: session.assessment.escalations.clone() });
+        }
+        if let Err(reason) = check_agent(policy, &session.agent, &session.account, session.assessment.effective_tier) {
+            return Ok(session.refuse(at, Refusal::NotAuthorised { reason }, out));
+        }
+        if session.requirements.required_steps.contains(&Method::GovernmentId) && session.channel != Channel::WalkUp {
+            return Ok(session.refuse(at, Refusal::InPersonRequired, out));
+        }
+        if session.requirements.required_steps.contains(&Method::ManagerApproval) && session.manager_address().is_none() {
+            return Ok(session.refuse(at, Refusal::NoManagerOnFile, out));
+        }
+        if session.requirements.cooling_off > Duration::ZERO {
+            let earliest = at + session.requirements.cooling_off;
+            let recipients = session.holder_and_manager();
+            out.push(Decision::Notify { notification: session.notification(NotificationKind::ResetRequested { earliest }, recipients) });
+        }
+        out.push(Decision::NeedSteps { missing: session.missing() });
+        Ok((session, out))
+    }
+
+    // ----- queries -----
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    pub fn agent(&self) -> &AgentIdentity {
+        &self.agent
+    }
+
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
+
+    /// The tier after escalation (never below the account's own).
+    pub fn effective_tier(&self) -> AccountTier {
+        self.assessment.effective_tier
+    }
+
+    pub fn assessment(&self) -> &RiskAssessment {
+        &self.assessment
+    }
+
+    pub fn requirements(&self) -> &Requirements {
+        &self.requirements
+    }
+
+    /// Methods passed in this session (each at most once).
+    pub fn passed(&self) -> &BTreeSet<Method> {
+        &self.passed
+    }
+
+    /// What is still required.
+    pub fn missing(&self) -> Vec<Missing> {
+        self.requirements.missing(&self.passed)
+    }
+
+    /// The earliest time the reset may run (end of cooling-off).
+    pub fn earliest_reset(&self) -> OffsetDateTime {
+        self.opened_at + self.requirements.cooling_off
+    }
+
+    /// The co-signer, once accepted.
+    pub fn co_signer(&self) -> Option<&CoSignerFact> {
+        self.co_signer.as_ref()
+    }
+
+    /// The digest a co-signer signs for this reset.
+    pub fn approval_digest(&self) -> [u8; 32] {
+        approval_digest(&ApprovalStatement {
+            request_id: &self.request_id,
+            agent: &self.agent.username,
+            agent_key_id: &self.agent.key_id,
+            target: &self.account.username,
+            effective_tier: self.assessment.effective_tier,
+            opened_at: self.opened_at,
+        })
+    }
+
+    /// The facts as they stand, for a record of `kind`.
+    pub fn facts(&self, kind: FactsKind, at: OffsetDateTime) -> ResetFacts {
+        ResetFacts {
+            kind,
+            request_id: self.request_id.clone(),
+            opened_at: self.opened_at,
+            at,
+            agent: AgentFact { username: self.agent.username.clone(), tier: self.agent.tier, key_id: hex::encode(self.agent.key_id) },
+            target: TargetFact {
+                username: self.account.username.clone(),
+                base_tier: self.assessment.base_tier,
+                effective_tier: self.assessment.effective_tier,
+                department: self.account.department.clone(),
+            },
+            directory_backend: self.directory_backend.clone(),
+            channel: self.channel,
+            escalations: self.assessment.escalations.clone(),
+            steps: self.steps.clone(),
+            approvals: self.approvals.clone(),
+            co_signer: self.co_signer.clone(),
+            emergency_override: self.emergency.clone(),
+            handoff: self.handoff.clone(),
+            password: (kind != FactsKind::Refusal && kind != FactsKind::Lockout).then(|| PasswordSpec::from_policy(&self.policy.password)),
+            intent: self.intent.clone(),
+            outcome: self.outcome.clone(),
+        }
+    }
+
+    // ----- the transition function -----
+
+    /// Take one event. On error the session is unchanged.
+    pub fn handle(&mut self, event: Event) -> Result<Vec<Decision>, WorkflowError> {
+        let at = event.at();
+        if at < self.last_at {
+            return Err(WorkflowError::TimeWentBackwards);
+        }
+        let name = event.name();
+        let illegal = |phase| WorkflowError::IllegalTransition { event: name, phase };
+        let out = match (self.phase, event) {
+            (Phase::Verifying, Event::SecurityAnswersChecked { verdict, .. }) => {
+                self.not_yet_passed(Method::SecurityAnswers)?;
+                self.record_step(at, Method::SecurityAnswers, verdict, StepDetail::None)
+            }
+            (Phase::Verifying, Event::EmployeeRecordGiven { employee_id, date_of_hire, .. }) => {
+                self.not_yet_passed(Method::EmployeeRecord)?;
+                let verdict = employee_record::check(&self.account, &employee_id, &date_of_hire)?;
+                self.record_step(at, Method::EmployeeRecord, verdict, StepDetail::None)
+            }
+            (Phase::Verifying, Event::TotpChecked { verdict, accepted_step, .. }) => {
+                self.not_yet_passed(Method::Totp)?;
+                let detail = match (verdict, accepted_step) {
+                    (Verdict::Passed, Some(step)) => StepDetail::TotpStep { step },
+                    (Verdict::Passed, None) => return Err(WorkflowError::BadRequest("a passed TOTP check must carry its accepted time step")),
+                    _ => StepDetail::None,
+                };
+                self.record_step(at, Method::Totp, verdict, detail)
+            }
+            (Phase::Verifying, Event::CodeRequested { to, .. }) => self.request_code(at, to)?,
+            (Phase::Verifying, Event::CodeChecked { verdict, .. }) => {
+                self.not_yet_passed(Method::OneTimeCode)?;
+                let contact = self.pending_code.clone().ok_or(WorkflowError::NothingPending(Method::OneTimeCode))?;
+                if verdict.passed() {
+                    self.pending_code = None;
+                    self.used_contacts.insert(contact.value.clone());
+                }
+                self.record_step(at, Method::OneTimeCode, verdict, StepDetail::Contact { label: contact.label, value: contact.value })
+            }
+            (Phase::Verifying, Event::CallbackRequested { .. }) => {
+                self.not_yet_passed(Method::Callback)?;
+                let number = callback::numbers_to_call(&self.account, &self.assessment.excluded_contacts, &self.used_contacts)
+                    .into_iter()
+                    .next()
+                    .cloned()
+                    .ok_or(WorkflowError::NoCallbackNumber)?;
+                self.pending_callback = Some(number.clone());
+                vec![Decision::ShowCallbackNumber { label: number.label, number: number.value }]
+            }
+            (Phase::Verifying, Event::CallbackReported { report, .. }) => {
+                self.not_yet_passed(Method::Callback)?;
+                let number = self.pending_callback.take().ok_or(WorkflowError::NothingPending(Method::Callback))?;
+                let verdict = callback::verdict(report);
+                // Whatever the result, this number was used for verification.
+                self.used_contacts.insert(number.value.clone());
+                self.record_step(at, Method::Callback, verdict, StepDetail::Contact { label: number.label, value: number.value })
+            }
+            (Phase::Verifying, Event::ManagerApprovalRequested { .. }) => {
+                self.not_yet_passed(Method::ManagerApproval)?;
+                let (manager, address) = self.manager_address().ok_or(WorkflowError::BadRequest("no manager with a usable address is on file"))?;
+                self.pending_manager_address = Some(address.clone());
+                vec![Decision::RequestManagerApproval { manager, address }]
+            }
+            (Phase::Verifying, Event::ManagerResponded { response, .. }) => {
+                self.not_yet_passed(Method::ManagerApproval)?;
+                let address = self.pending_manager_address.clone().ok_or(WorkflowError::NothingPending(Method::ManagerApproval))?;
+                let mut verdict = manager_approval::check(&self.account, &address, &response)?;
+                if response.approver.eq_ignore_ascii_case(&self.agent.username) {
+                    // Separation of duties: the agent cannot approve their own reset as manager.
+                    verdict = Verdict::Failed(crate::verification::FailReason::WrongApprover);
+                }
+                self.pending_manager_address = None;
+                if verdict.passed() {
+                    self.approvals.push(ApprovalFact { manager: response.approver.clone(), via_address: response.via_address.clone(), at });
+                }
+                let detail = StepDetail::Manager { approver: response.approver, via_address: clean_text(&response.via_address, 320) };
+                self.record_step(at, Method::ManagerApproval, verdict, detail)
+            }
+            (Phase::Verifying, Event::IdInspected { inspection, .. }) => {
+                self.not_yet_passed(Method::GovernmentId)?;
+                if self.channel != Channel::WalkUp {
+                    return Err(WorkflowError::NotInPerson);
+                }
+                let (verdict, facts) = government_id::check(&inspection, self.desk_date(at))?;
+                self.record_step(at, Method::GovernmentId, verdict, StepDetail::Document(facts))
+            }
+            (Phase::Verifying, Event::CoSigned { signature, .. }) => {
+                self.not_yet_passed(Method::CoSignature)?;
+                let others_missing = self.missing().into_iter().any(|m| m != Missing::Step { method: Method::CoSignature });
+                if others_missing {
+                    return Err(WorkflowError::CoSignTooEarly);
+                }
+                co_signature::check(&self.policy, &signature, &self.approval_digest(), &self.agent, &self.account, self.assessment.effective_tier)
+                    .map_err(WorkflowError::CoSignature)?;
+                let key_id = hex::encode(signature.key_id);
+                self.co_signer = Some(CoSignerFact {
+                    username: signature.username.clone(),
+                    tier: signature.tier,
+                    key_id: key_id.clone(),
+                    digest: hex::encode(signature.digest),
+                    signature: hex::encode(&signature.signature_der),
+                });
+                let detail = StepDetail::CoSigner { username: signature.username, tier: signature.tier, key_id };
+                self.record_step(at, Method::CoSignature, Verdict::Passed, detail)
+            }
+            (Phase::Verifying, Event::ResetRequested { .. }) => self.request_reset(at)?,
+            (Phase::AwaitingIntent, Event::IntentRecorded { seq, entry_hash, .. }) => {
+                self.intent = Some(IntentRef { seq, entry_hash: hex::encode(entry_hash) });
+                self.phase = Phase::AwaitingDirectory;
+                vec![Decision::ExecuteReset {
+                    username: self.account.username.clone(),
+                    password: PasswordSpec::from_policy(&self.policy.password),
+                    context_words: self.context_words(),
+                }]
+            }
+            (Phase::AwaitingDirectory, Event::DirectoryResult { result, .. }) => self.directory_result(at, result),
+            (Phase::Verifying | Phase::AwaitingIntent, Event::Cancelled { reason, .. }) => {
+                check_text("reason", &reason)?;
+                self.phase = Phase::Cancelled;
+                self.outcome = Outcome::Cancelled { reason: clean_text(&reason, 1024) };
+                vec![Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) }]
+            }
+            (phase, _) => return Err(illegal(phase)),
+        };
+        self.last_at = at;
+        Ok(out)
+    }
+
+    // ----- helpers -----
+
+    fn not_yet_passed(&self, method: Method) -> Result<(), WorkflowError> {
+        if self.passed.contains(&method) {
+            Err(WorkflowError::AlreadyPassed(method))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Record a step result; a failure may trigger the lockout.
+    fn record_step(&mut self, at: OffsetDateTime, method: Method, verdict: Verdict, detail: StepDetail) -> Vec<Decision> {
+        self.steps.push(StepFact { at, method, verdict, detail });
+        match verdict {
+            Verdict::Passed => {
+                self.passed.insert(method);
+                let missing = self.missing();
+                let only_co_signature_left = missing == [Missing::Step { method: Method::CoSignature }];
+                let mut out = vec![Decision::NeedSteps { missing }];
+                if only_co_signature_left {
+                    out.push(Decision::RequestCoSignature { digest: hex::encode(self.approval_digest()), min_tier: self.co_signer_min_tier() });
+                }
+                out
+            }
+            Verdict::Failed(reason) if reason.counts_toward_lockout() => {
+                self.failures.push(at);
+                match self.locked_until(at) {
+                    Some(until) => self.lock_out(at, until),
+                    None => vec![Decision::NeedSteps { missing: self.missing() }],
+                }
+            }
+            Verdict::Failed(_) => vec![Decision::NeedSteps { missing: self.missing() }],
+        }
+    }
+
+    /// Until when verification is locked at `at`, if it is.
+    fn locked_until(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
+        let lock = &self.policy.lockout;
+        let window = Duration::minutes(i64::from(lock.window_minutes));
+        let recent: Vec<&OffsetDateTime> = self.failures.iter().filter(|t| **t <= at && at - **t < window).collect();
+        let from_failures = if recent.len() >= lock.max_failures as usize {
+            recent.iter().max().map(|last| **last + Duration::minutes(i64::from(lock.wait_minutes)))
+        } else {
+            None
+        };
+        let from_directory = self.account.verification_locked_until;
+        from_failures.into_iter().chain(from_directory).filter(|until| *until > at).max()
+    }
+
+    fn lock_out(&mut self, at: OffsetDateTime, until: OffsetDateTime) -> Vec<Decision> {
+        self.phase = Phase::LockedOut;
+        self.outcome = Outcome::LockedOut { until };
+        self.pending_code = None;
+        self.pending_callback = None;
+        self.pending_manager_address = None;
+        let refusal = Refusal::Locked { until };
+        vec![
+            Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Lockout, at)) },
+            Decision::LockVerification { username: self.account.username.clone(), until },
+            Decision::Notify { notification: self.notification(NotificationKind::VerificationLocked { until }, vec![Recipient::SecurityTeam]) },
+            Decision::Refuse { explanation: refusal.explain(), refusal },
+        ]
+    }
+
+    fn refuse(mut self, at: OffsetDateTime, refusal: Refusal, mut out: Vec<Decision>) -> (Session, Vec<Decision>) {
+        self.phase = Phase::Refused;
+        let explanation = refusal.explain();
+        self.outcome = Outcome::Refused { reason: explanation.clone() };
+        out.push(Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) });
+        out.push(Decision::Refuse { refusal, explanation });
+        (self, out)
+    }
+
+    fn contact(&self, r: ContactRef) -> Option<&ContactPoint> {
+        match r.kind {
+            ContactKind::Email => self.account.emails.get(r.index),
+            ContactKind::Phone => self.account.phones.get(r.index),
+        }
+    }
+
+    fn request_code(&mut self, at: OffsetDateTime, to: ContactRef) -> Result<Vec<Decision>, WorkflowError> {
+        self.not_yet_passed(Method::OneTimeCode)?;
+        let contact = self.contact(to).cloned().ok_or(WorkflowError::ContactNotEligible)?;
+        if self.assessment.excluded_contacts.contains(&contact.value) || self.used_contacts.contains(&contact.value) {
+            return Err(WorkflowError::ContactNotEligible);
+        }
+        let policy = &self.policy.one_time_code;
+        if self.codes_sent.len() >= policy.max_per_session as usize {
+            return Err(WorkflowError::CodeLimitReached);
+        }
+        if let Some(last) = self.codes_sent.last() {
+            let retry_at = *last + Duration::seconds(i64::from(policy.min_interval_seconds));
+            if at < retry_at {
+                return Err(WorkflowError::CodeRateLimited { retry_at });
+            }
+        }
+        self.codes_sent.push(at);
+        self.pending_code = Some(contact.clone());
+        let not_after = at + Duration::minutes(i64::from(policy.valid_minutes));
+        Ok(vec![Decision::SendCode { label: contact.label, to: contact.value, not_after }])
+    }
+
+    fn request_reset(&mut self, at: OffsetDateTime) -> Result<Vec<Decision>, WorkflowError> {
+        let missing = self.missing();
+        if !missing.is_empty() {
+            return Err(WorkflowError::StepsMissing(describe_missing(&missing)));
+        }
+        // Authority is fixed at open, but check again: nothing may slip past it.
+        if let Err(reason) = check_agent(&self.policy, &self.agent, &self.account, self.assessment.effective_tier) {
+            self.phase = Phase::Refused;
+            let refusal = Refusal::NotAuthorised { reason };
+            self.outcome = Outcome::Refused { reason: refusal.explain() };
+            return Ok(vec![Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) }, Decision::Refuse { explanation: refusal.explain(), refusal }]);
+        }
+        let earliest = self.earliest_reset();
+        if at < earliest {
+            return Ok(vec![Decision::Wait {
+                until: earliest,
+                reason: format!(
+                    "cooling-off for {} accounts: the account holder and manager were told of this request and can object until then",
+                    self.assessment.effective_tier
+                ),
+            }]);
+        }
+        let Some(channel) = self.handoff_channel() else {
+            self.phase = Phase::Refused;
+            let refusal = Refusal::NoHandoffChannel;
+            self.outcome = Outcome::Refused { reason: refusal.explain() };
+            return Ok(vec![Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) }, Decision::Refuse { explanation: refusal.explain(), refusal }]);
+        };
+        let h = &self.policy.handoff;
+        let reason = h.agent_view_reason.trim();
+        // Policy may let agents see the password, but only with a recorded reason.
+        let agent_may_view = h.agent_may_view && !reason.is_empty();
+        self.handoff = Some(HandoffFact { channel, agent_may_view, agent_view_reason: agent_may_view.then(|| clean_text(reason, 1024)) });
+        self.phase = Phase::AwaitingIntent;
+        Ok(vec![Decision::WriteIntent { facts: Box::new(self.facts(FactsKind::Intent, at)) }])
+    }
+
+    fn directory_result(&mut self, at: OffsetDateTime, result: Result<(), String>) -> Vec<Decision> {
+        match result {
+            Ok(()) => {
+                self.phase = Phase::Succeeded;
+                self.outcome = Outcome::Succeeded;
+                let mut out = vec![Decision::WriteOutcome { facts: Box::new(self.facts(FactsKind::Outcome, at)) }];
+                if let Some(handoff) = self.handoff.clone() {
+                    out.push(Decision::HandOff { handoff });
+                }
+                let recipients = self.holder_and_manager();
+                out.push(Decision::Notify { notification: self.notification(NotificationKind::ResetCompleted, recipients) });
+                out
+            }
+            Err(message) => {
+                self.phase = Phase::DirectoryFailed;
+                self.outcome = Outcome::DirectoryFailed { message: clean_text(&message, 1024) };
+                vec![Decision::WriteOutcome { facts: Box::new(self.facts(FactsKind::Outcome, at)) }]
+            }
+        }
+    }
+
+    /// Where the password goes: the customer-facing window at the desk; for remote
+    /// requests a registered channel of the other kind that verification did not use
+    /// and that did not change recently.
+    fn handoff_channel(&self) -> Option<HandoffChannel> {
+        let usable = |c: &&ContactPoint| !self.assessment.excluded_contacts.contains(&c.value) && !self.used_contacts.contains(&c.value);
+        match self.channel {
+            Channel::WalkUp => Some(HandoffChannel::CustomerWindow),
+            Channel::Phone => self.account.emails.iter().find(usable).map(|c| HandoffChannel::RegisteredEmail { address: c.value.clone() }),
+            Channel::Email => self.account.phones.iter().find(usable).map(|c| HandoffChannel::RegisteredPhone { number: c.value.clone() }),
+        }
+    }
+
+    /// The manager's username and the address to ask for approval.
+    fn manager_address(&self) -> Option<(String, String)> {
+        let name = self.account.manager.as_deref()?;
+        let manager = self.manager.as_ref().filter(|m| m.username.eq_ignore_ascii_case(name))?;
+        if manager.username.eq_ignore_ascii_case(&self.agent.username) {
+            return None;
+        }
+        let window = Duration::days(i64::from(self.policy.risk.recent_contact_change.days));
+        let recent: BTreeSet<String> = manager
+            .emails
+            .iter()
+            .filter(|e| e.changed_at > self.opened_at || self.opened_at - e.changed_at < window)
+            .map(|e| e.value.clone())
+            .collect();
+        manager_approval::approval_address(manager, &recent).map(|a| (manager.username.clone(), a.value.clone()))
+    }
+
+    fn holder_and_manager(&self) -> Vec<Recipient> {
+        let mut r: Vec<Recipient> = self
+            .account
+            .emails
+            .iter()
+            .chain(&self.account.phones)
+            .map(|c| Recipient::Contact { label: c.label.clone(), value: c.value.clone() })
+            .collect();
+        if let Some(m) = &self.account.manager {
+            r.push(Recipient::Manager { username: m.clone() });
+        }
+        r
+    }
+
+    fn notification(&self, kind: NotificationKind, recipients: Vec<Recipient>) -> Notification {
+        Notification { kind, username: self.account.username.clone(), request_id: self.request_id.clone(), recipients }
+    }
+
+    fn context_words(&self) -> Vec<String> {
+        let a = &self.account;
+        let mut w = vec![a.username.clone(), a.display_name.clone(), a.employee_id.clone()];
+        w.extend(a.emails.iter().filter_map(|e| e.value.split('@').next().map(str::to_owned)));
+        w
+    }
+
+    fn desk_date(&self, at: OffsetDateTime) -> time::Date {
+        let offset = UtcOffset::from_whole_seconds(i32::from(self.policy.risk.business_hours.utc_offset_minutes) * 60).unwrap_or(UtcOffset::UTC);
+        at.to_offset(offset).date()
+    }
+
+    /// The lowest agent tier that may co-sign this reset.
+    pub fn co_signer_min_tier(&self) -> AgentTier {
+        required_agent_tier(&self.policy, self.assessment.effective_tier.max(self.account.tier))
+    }
+}

@@ -1,0 +1,457 @@
+//! Unit tests of the reset session: every path and rule, with exact decisions.
+
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+use super::*;
+use crate::directory::Account;
+use crate::policy::risk::tests::{account, contact, walk_up, NOW};
+use crate::policy::{AgentIdentity, Channel, Method, PolicyConfig, RequestContext};
+use crate::tier::{AccountTier, AgentTier};
+use crate::verification::callback::CallbackReport;
+use crate::verification::co_signature::CoSignature;
+use crate::verification::government_id::{DocumentType, IdInspection};
+use crate::verification::manager_approval::ManagerResponse;
+use crate::verification::{FailReason, Verdict};
+
+fn agent(name: &str, tier: AgentTier) -> AgentIdentity {
+    AgentIdentity { username: name.into(), tier, groups: vec![], key_id: [name.len() as u8; 32] }
+}
+
+fn manager() -> Account {
+    let mut m = account(AccountTier::Standard);
+    m.username = "mboss".into();
+    m.emails = vec![contact("mboss@example.com", "work", datetime!(2020-01-01 0:00 UTC))];
+    m
+}
+
+fn request(tier: AccountTier, agent_tier: AgentTier, ctx: RequestContext) -> OpenRequest {
+    OpenRequest {
+        request_id: "req-1".into(),
+        at: NOW,
+        agent: agent("alice", agent_tier),
+        account: account(tier),
+        manager: Some(manager()),
+        context: ctx,
+        directory_backend: "embedded".into(),
+        emergency_reason: None,
+    }
+}
+
+fn open(req: OpenRequest) -> (Session, Vec<Decision>) {
+    Session::open(&PolicyConfig::default(), req).unwrap()
+}
+
+fn after(min: i64) -> OffsetDateTime {
+    NOW + Duration::minutes(min)
+}
+
+fn passed(s: &mut Session, at: OffsetDateTime, m: Method) -> Vec<Decision> {
+    let ev = match m {
+        Method::SecurityAnswers => Event::SecurityAnswersChecked { at, verdict: Verdict::Passed },
+        Method::Totp => Event::TotpChecked { at, verdict: Verdict::Passed, accepted_step: Some(1) },
+        Method::EmployeeRecord => Event::EmployeeRecordGiven { at, employee_id: "E1234".into(), date_of_hire: "2019-03-04".into() },
+        other => panic!("use the specific helper for {other}"),
+    };
+    s.handle(ev).unwrap()
+}
+
+fn do_callback(s: &mut Session, at: OffsetDateTime) {
+    let d = s.handle(Event::CallbackRequested { at }).unwrap();
+    assert_eq!(d, [Decision::ShowCallbackNumber { label: "mobile".into(), number: "+49 30 1234567".into() }]);
+    s.handle(Event::CallbackReported { at, report: CallbackReport { reached_account_holder: true, holder_confirmed_request: true } }).unwrap();
+}
+
+fn do_manager(s: &mut Session, at: OffsetDateTime) {
+    let d = s.handle(Event::ManagerApprovalRequested { at }).unwrap();
+    assert_eq!(d, [Decision::RequestManagerApproval { manager: "mboss".into(), address: "mboss@example.com".into() }]);
+    let response = ManagerResponse { approver: "mboss".into(), via_address: "mboss@example.com".into(), approved: true };
+    s.handle(Event::ManagerResponded { at, response }).unwrap();
+}
+
+fn id_ok() -> IdInspection {
+    IdInspection {
+        document_type: DocumentType::NationalIdCard,
+        issuing_authority: "Germany".into(),
+        number_last4: "7K9Q".into(),
+        expiry: "2031-05-01".into(),
+        name_matches_record: true,
+        photo_matches_person: true,
+        security_features_checked: true,
+    }
+}
+
+fn co_sig(s: &Session, name: &str, tier: AgentTier) -> CoSignature {
+    let mut der = vec![0x30, 68];
+    der.extend([1u8; 68]);
+    CoSignature { username: name.into(), tier, key_id: [0xC0; 32], digest: s.approval_digest(), signature_der: der, verified_against_certificate: true }
+}
+
+/// Drive a session from ResetRequested to the end and return all decisions.
+fn finish(s: &mut Session, at: OffsetDateTime) -> Vec<Decision> {
+    let mut all = s.handle(Event::ResetRequested { at }).unwrap();
+    assert!(matches!(all[0], Decision::WriteIntent { .. }), "{all:?}");
+    assert_eq!(s.phase(), Phase::AwaitingIntent);
+    let d = s.handle(Event::IntentRecorded { at, seq: 7, entry_hash: [0xAB; 32] }).unwrap();
+    assert!(matches!(&d[..], [Decision::ExecuteReset { password, .. }] if password.must_change), "{d:?}");
+    all.extend(d);
+    all.extend(s.handle(Event::DirectoryResult { at, result: Ok(()) }).unwrap());
+    all
+}
+
+#[test]
+fn standard_walk_up_happy_path() {
+    let (mut s, d) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
+    assert!(matches!(&d[..], [Decision::NeedSteps { .. }]), "{d:?}");
+    passed(&mut s, NOW, Method::SecurityAnswers);
+    // One knowledge factor is not enough; a second knowledge method adds nothing.
+    assert!(matches!(s.handle(Event::ResetRequested { at: NOW }), Err(WorkflowError::StepsMissing(_))));
+    passed(&mut s, NOW, Method::EmployeeRecord);
+    assert!(matches!(s.handle(Event::ResetRequested { at: NOW }), Err(WorkflowError::StepsMissing(_))));
+    passed(&mut s, NOW, Method::Totp);
+    let all = finish(&mut s, NOW);
+    assert_eq!(s.phase(), Phase::Succeeded);
+    let kinds: Vec<&str> = all
+        .iter()
+        .map(|d| match d {
+            Decision::WriteIntent { .. } => "intent",
+            Decision::ExecuteReset { .. } => "execute",
+            Decision::WriteOutcome { .. } => "outcome",
+            Decision::HandOff { .. } => "handoff",
+            Decision::Notify { .. } => "notify",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["intent", "execute", "outcome", "handoff", "notify"]);
+    match &all[3] {
+        Decision::HandOff { handoff } => {
+            assert_eq!(handoff.channel, HandoffChannel::CustomerWindow);
+            assert!(!handoff.agent_may_view);
+        }
+        other => panic!("{other:?}"),
+    }
+    match &all[4] {
+        Decision::Notify { notification } => {
+            assert_eq!(notification.kind, NotificationKind::ResetCompleted);
+            assert!(notification.recipients.contains(&Recipient::Manager { username: "mboss".into() }));
+            assert_eq!(notification.recipients.len(), 3, "both contact points and the manager");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn execute_reset_only_after_intent_recorded() {
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
+    let early = s.handle(Event::IntentRecorded { at: NOW, seq: 1, entry_hash: [0; 32] });
+    assert!(matches!(early, Err(WorkflowError::IllegalTransition { event: "intent-recorded", phase: Phase::Verifying })));
+    passed(&mut s, NOW, Method::SecurityAnswers);
+    passed(&mut s, NOW, Method::Totp);
+    s.handle(Event::ResetRequested { at: NOW }).unwrap();
+    // The directory cannot answer before the intent is durable.
+    assert!(s.handle(Event::DirectoryResult { at: NOW, result: Ok(()) }).is_err());
+    assert_eq!(s.phase(), Phase::AwaitingIntent);
+}
+
+#[test]
+fn outcome_records_point_at_the_intent() {
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
+    passed(&mut s, NOW, Method::SecurityAnswers);
+    passed(&mut s, NOW, Method::Totp);
+    let all = finish(&mut s, NOW);
+    let outcome = all.iter().find_map(|d| if let Decision::WriteOutcome { facts } = d { Some(facts) } else { None }).unwrap();
+    assert_eq!(outcome.kind, FactsKind::Outcome);
+    assert_eq!(outcome.outcome, Outcome::Succeeded);
+    assert_eq!(outcome.intent.as_ref().unwrap().seq, 7);
+    assert_eq!(outcome.steps.len(), 2);
+    assert!(outcome.password.unwrap().must_change);
+}
+
+#[test]
+fn directory_failure_writes_a_failed_outcome_and_no_handoff() {
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
+    passed(&mut s, NOW, Method::SecurityAnswers);
+    passed(&mut s, NOW, Method::Totp);
+    s.handle(Event::ResetRequested { at: NOW }).unwrap();
+    s.handle(Event::IntentRecorded { at: NOW, seq: 1, entry_hash: [0; 32] }).unwrap();
+    let d = s.handle(Event::DirectoryResult { at: NOW, result: Err("constraint violation\u{7}".into()) }).unwrap();
+    assert_eq!(d.len(), 1);
+    match &d[0] {
+        Decision::WriteOutcome { facts } => assert_eq!(facts.outcome, Outcome::DirectoryFailed { message: "constraint violation ".into() }),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.phase(), Phase::DirectoryFailed);
+    assert!(s.handle(Event::ResetRequested { at: NOW }).is_err());
+}
+
+#[test]
+fn junior_agent_is_refused_for_privileged_accounts_with_a_record() {
+    let (s, d) = open(request(AccountTier::Privileged, AgentTier::Junior, walk_up()));
+    assert_eq!(s.phase(), Phase::Refused);
+    assert!(matches!(d.last(), Some(Decision::Refuse { refusal: Refusal::NotAuthorised { .. }, explanation }) if explanation.contains("senior")));
+    assert!(d.iter().any(|d| matches!(d, Decision::WriteRecord { facts } if facts.kind == FactsKind::Refusal)));
+}
+
+#[test]
+fn escalation_by_phone_hands_a_standard_account_to_a_senior_agent() {
+    let mut ctx = walk_up();
+    ctx.channel = Channel::Phone;
+    let (s, d) = open(request(AccountTier::Standard, AgentTier::Junior, ctx.clone()));
+    assert_eq!(s.phase(), Phase::Refused);
+    assert!(matches!(d[0], Decision::Escalated { .. }));
+    let (s, _) = open(request(AccountTier::Standard, AgentTier::Senior, ctx));
+    assert_eq!(s.phase(), Phase::Verifying);
+    assert_eq!(s.effective_tier(), AccountTier::Privileged);
+}
+
+#[test]
+fn privileged_reset_needs_manager_and_cooling_off() {
+    let (mut s, d) = open(request(AccountTier::Privileged, AgentTier::Senior, walk_up()));
+    assert!(d.iter().any(|d| matches!(d, Decision::Notify { notification } if matches!(notification.kind, NotificationKind::ResetRequested { .. }))));
+    passed(&mut s, NOW, Method::SecurityAnswers); // knowledge does not count at this tier
+    passed(&mut s, NOW, Method::Totp);
+    do_callback(&mut s, NOW);
+    assert!(matches!(s.handle(Event::ResetRequested { at: NOW }), Err(WorkflowError::StepsMissing(m)) if m.contains("manager")));
+    do_manager(&mut s, after(1));
+    let d = s.handle(Event::ResetRequested { at: after(2) }).unwrap();
+    assert_eq!(d, [Decision::Wait { until: after(10), reason: d_reason(&d) }]);
+    assert_eq!(s.phase(), Phase::Verifying);
+    let all = finish(&mut s, after(10));
+    assert!(all.iter().any(|d| matches!(d, Decision::ExecuteReset { .. })));
+}
+
+fn d_reason(d: &[Decision]) -> String {
+    match &d[0] {
+        Decision::Wait { reason, .. } => reason.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn highest_needs_id_cosign_and_an_admin() {
+    let (s, _) = open(request(AccountTier::Highest, AgentTier::Senior, walk_up()));
+    assert_eq!(s.phase(), Phase::Refused);
+    let (mut s, _) = open(request(AccountTier::Highest, AgentTier::Admin, walk_up()));
+    let id = s.handle(Event::IdInspected { at: NOW, inspection: id_ok() }).unwrap();
+    assert!(matches!(&id[..], [Decision::NeedSteps { .. }]));
+    // Co-signature comes last.
+    assert_eq!(s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "bob", AgentTier::Admin) }), Err(WorkflowError::CoSignTooEarly));
+    passed(&mut s, NOW, Method::Totp);
+    do_manager(&mut s, NOW);
+    // Now only the co-signature is missing: the engine asks for it.
+    let d = s.handle(Event::CodeRequested { at: NOW, to: ContactRef { kind: ContactKind::Email, index: 0 } });
+    assert!(d.is_ok(), "codes may still be sent: {d:?}");
+    // The initiating agent cannot co-sign; a senior is not enough for highest.
+    assert_eq!(s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "ALICE", AgentTier::Admin) }).unwrap_err(), WorkflowError::CoSignature(crate::policy::AuthorityRefusal::CoSignerIsAgent));
+    assert!(matches!(s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "carol", AgentTier::Senior) }), Err(WorkflowError::CoSignature(_))));
+    s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "bob", AgentTier::Admin) }).unwrap();
+    let all = finish(&mut s, after(30));
+    let intent = all.iter().find_map(|d| if let Decision::WriteIntent { facts } = d { Some(facts) } else { None }).unwrap();
+    let co = intent.co_signer.as_ref().unwrap();
+    assert_eq!((co.username.as_str(), co.tier), ("bob", AgentTier::Admin));
+    assert_eq!(intent.approvals[0].manager, "mboss");
+}
+
+#[test]
+fn request_co_signature_is_emitted_when_only_it_is_missing() {
+    let (mut s, _) = open(request(AccountTier::Highest, AgentTier::Admin, walk_up()));
+    s.handle(Event::IdInspected { at: NOW, inspection: id_ok() }).unwrap();
+    passed(&mut s, NOW, Method::Totp);
+    let d = s.handle(Event::ManagerApprovalRequested { at: NOW }).unwrap();
+    assert!(matches!(d[0], Decision::RequestManagerApproval { .. }));
+    let response = ManagerResponse { approver: "mboss".into(), via_address: "mboss@example.com".into(), approved: true };
+    let d = s.handle(Event::ManagerResponded { at: NOW, response }).unwrap();
+    assert!(d.iter().any(|d| matches!(d, Decision::RequestCoSignature { min_tier: AgentTier::Admin, digest } if *digest == hex::encode(s.approval_digest()))), "{d:?}");
+}
+
+#[test]
+fn id_inspection_only_in_person_and_expired_documents_fail() {
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
+    let mut expired = id_ok();
+    expired.expiry = "2026-11-24".into();
+    s.handle(Event::IdInspected { at: NOW, inspection: expired }).unwrap();
+    assert!(!s.passed().contains(&Method::GovernmentId));
+    let mut ctx = walk_up();
+    ctx.channel = Channel::Email;
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Senior, ctx));
+    assert_eq!(s.handle(Event::IdInspected { at: NOW, inspection: id_ok() }).unwrap_err(), WorkflowError::NotInPerson);
+}
+
+#[test]
+fn highest_by_phone_is_refused_in_person_required() {
+    let mut ctx = walk_up();
+    ctx.channel = Channel::Phone;
+    let (s, d) = open(request(AccountTier::Privileged, AgentTier::Admin, ctx));
+    assert_eq!(s.effective_tier(), AccountTier::Highest);
+    assert!(matches!(d.last(), Some(Decision::Refuse { refusal: Refusal::InPersonRequired, .. })));
+}
+
+#[test]
+fn repeated_and_failed_steps_never_count_twice() {
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
+    s.handle(Event::TotpChecked { at: NOW, verdict: Verdict::Failed(FailReason::WrongCode), accepted_step: None }).unwrap();
+    assert!(s.passed().is_empty());
+    passed(&mut s, NOW, Method::Totp);
+    assert_eq!(s.handle(Event::TotpChecked { at: NOW, verdict: Verdict::Passed, accepted_step: Some(2) }).unwrap_err(), WorkflowError::AlreadyPassed(Method::Totp));
+    assert_eq!(s.requirements().counted_factors(s.passed()), 1);
+}
+
+#[test]
+fn lockout_after_three_failures_notifies_security_and_locks() {
+    let mut ctx = walk_up();
+    ctx.previous_failures = vec![NOW - Duration::hours(30)]; // outside both windows
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, ctx));
+    let fail = |at| Event::SecurityAnswersChecked { at, verdict: Verdict::Failed(FailReason::WrongAnswer) };
+    s.handle(fail(NOW)).unwrap();
+    // A callback that reaches nobody is not evidence against the requester.
+    s.handle(Event::CallbackRequested { at: NOW }).unwrap();
+    s.handle(Event::CallbackReported { at: NOW, report: CallbackReport { reached_account_holder: false, holder_confirmed_request: false } }).unwrap();
+    s.handle(fail(after(1))).unwrap();
+    assert_eq!(s.phase(), Phase::Verifying);
+    let d = s.handle(fail(after(2))).unwrap();
+    assert_eq!(s.phase(), Phase::LockedOut);
+    let until = after(2) + Duration::hours(4);
+    assert!(d.contains(&Decision::LockVerification { username: "jdoe".into(), until }));
+    assert!(d.iter().any(|d| matches!(d, Decision::Notify { notification } if notification.recipients == [Recipient::SecurityTeam])));
+    assert!(d.iter().any(|d| matches!(d, Decision::WriteRecord { facts } if facts.kind == FactsKind::Lockout)));
+    assert!(matches!(d.last(), Some(Decision::Refuse { explanation, .. }) if explanation.contains("emergency path")));
+    assert!(s.handle(Event::TotpChecked { at: after(3), verdict: Verdict::Passed, accepted_step: Some(1) }).is_err());
+}
+
+#[test]
+fn locked_account_is_refused_and_admin_emergency_path_is_audited() {
+    let mut req = request(AccountTier::Standard, AgentTier::Senior, walk_up());
+    req.account.verification_locked_until = Some(after(60));
+    let (s, d) = open(req.clone());
+    assert_eq!(s.phase(), Phase::Refused);
+    assert!(matches!(d.last(), Some(Decision::Refuse { refusal: Refusal::Locked { .. }, .. })));
+    req.emergency_reason = Some("CFO locked out before payroll run".into());
+    let (s, d) = open(req.clone());
+    assert!(matches!(d.last(), Some(Decision::Refuse { refusal: Refusal::EmergencyRefused { .. }, .. })), "{d:?}");
+    assert_eq!(s.phase(), Phase::Refused);
+    req.agent = agent("alice", AgentTier::Admin);
+    let (s, d) = open(req.clone());
+    assert_eq!(s.phase(), Phase::Verifying);
+    assert_eq!(s.effective_tier(), AccountTier::Highest);
+    assert!(s.requirements().required_steps.contains(&Method::CoSignature));
+    assert!(d.iter().any(|d| matches!(d, Decision::Notify { notification } if matches!(notification.kind, NotificationKind::EmergencyOverride { .. }))));
+    assert_eq!(s.facts(FactsKind::Intent, NOW).emergency_override.as_deref(), Some("CFO locked out before payroll run"));
+    // Not locked: the emergency path is not available.
+    req.account.verification_locked_until = None;
+    assert!(matches!(Session::open(&PolicyConfig::default(), req), Err(WorkflowError::BadRequest(_))));
+}
+
+#[test]
+fn codes_are_rate_limited_and_only_go_to_eligible_contacts() {
+    // The recently added address escalates to privileged: a senior agent handles it.
+    let mut req = request(AccountTier::Standard, AgentTier::Senior, walk_up());
+    req.account.emails.push(contact("new@evil.test", "personal", NOW - Duration::days(1)));
+    let (mut s, _) = open(req);
+    let email = |index| ContactRef { kind: ContactKind::Email, index };
+    assert_eq!(s.handle(Event::CodeRequested { at: NOW, to: email(1) }).unwrap_err(), WorkflowError::ContactNotEligible);
+    assert_eq!(s.handle(Event::CodeRequested { at: NOW, to: email(9) }).unwrap_err(), WorkflowError::ContactNotEligible);
+    assert!(matches!(s.handle(Event::CodeChecked { at: NOW, verdict: Verdict::Passed }), Err(WorkflowError::NothingPending(_))));
+    let d = s.handle(Event::CodeRequested { at: NOW, to: email(0) }).unwrap();
+    assert_eq!(d, [Decision::SendCode { label: "work".into(), to: "jane@example.com".into(), not_after: after(10) }]);
+    assert!(matches!(s.handle(Event::CodeRequested { at: NOW + Duration::seconds(30), to: email(0) }), Err(WorkflowError::CodeRateLimited { .. })));
+    s.handle(Event::CodeRequested { at: after(1), to: email(0) }).unwrap();
+    s.handle(Event::CodeRequested { at: after(2), to: email(0) }).unwrap();
+    assert_eq!(s.handle(Event::CodeRequested { at: after(3), to: email(0) }).unwrap_err(), WorkflowError::CodeLimitReached);
+}
+
+#[test]
+fn remote_handoff_never_uses_the_request_or_verification_channel() {
+    let mut ctx = walk_up();
+    ctx.channel = Channel::Phone;
+    let mut req = request(AccountTier::Standard, AgentTier::Senior, ctx);
+    req.account.emails.push(contact("jane.home@example.org", "personal", datetime!(2021-01-01 0:00 UTC)));
+    let (mut s, _) = open(req);
+    // Verified by a code to the work address and a callback; manager approves.
+    s.handle(Event::CodeRequested { at: NOW, to: ContactRef { kind: ContactKind::Email, index: 0 } }).unwrap();
+    s.handle(Event::CodeChecked { at: NOW, verdict: Verdict::Passed }).unwrap();
+    do_callback(&mut s, NOW);
+    do_manager(&mut s, NOW);
+    let all = finish(&mut s, after(10));
+    let handoff = all.iter().find_map(|d| if let Decision::HandOff { handoff } = d { Some(handoff) } else { None }).unwrap();
+    assert_eq!(handoff.channel, HandoffChannel::RegisteredEmail { address: "jane.home@example.org".into() });
+}
+
+#[test]
+fn remote_request_without_an_independent_channel_is_refused() {
+    let mut ctx = walk_up();
+    ctx.channel = Channel::Phone;
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Senior, ctx));
+    s.handle(Event::CodeRequested { at: NOW, to: ContactRef { kind: ContactKind::Email, index: 0 } }).unwrap();
+    s.handle(Event::CodeChecked { at: NOW, verdict: Verdict::Passed }).unwrap();
+    do_callback(&mut s, NOW);
+    do_manager(&mut s, NOW);
+    let d = s.handle(Event::ResetRequested { at: after(10) }).unwrap();
+    assert!(matches!(d.last(), Some(Decision::Refuse { refusal: Refusal::NoHandoffChannel, .. })));
+    assert_eq!(s.phase(), Phase::Refused);
+}
+
+#[test]
+fn agent_view_needs_policy_and_a_recorded_reason() {
+    let mut p = PolicyConfig::default();
+    p.handoff.agent_may_view = true;
+    p.handoff.agent_view_reason = "kiosk screen broken at site B".into();
+    let (mut s, _) = Session::open(&p, request(AccountTier::Standard, AgentTier::Junior, walk_up())).unwrap();
+    passed(&mut s, NOW, Method::SecurityAnswers);
+    passed(&mut s, NOW, Method::Totp);
+    let all = finish(&mut s, NOW);
+    let intent = all.iter().find_map(|d| if let Decision::WriteIntent { facts } = d { Some(facts) } else { None }).unwrap();
+    let h = intent.handoff.as_ref().unwrap();
+    assert!(h.agent_may_view);
+    assert_eq!(h.agent_view_reason.as_deref(), Some("kiosk screen broken at site B"));
+}
+
+#[test]
+fn manager_cannot_be_the_agent_and_wrong_approver_fails() {
+    let mut req = request(AccountTier::Privileged, AgentTier::Senior, walk_up());
+    req.agent = agent("mboss", AgentTier::Senior);
+    let (s, d) = open(req);
+    assert_eq!(s.phase(), Phase::Refused, "{d:?}");
+    let (mut s, _) = open(request(AccountTier::Privileged, AgentTier::Senior, walk_up()));
+    s.handle(Event::ManagerApprovalRequested { at: NOW }).unwrap();
+    let response = ManagerResponse { approver: "mboss".into(), via_address: "other@example.com".into(), approved: true };
+    s.handle(Event::ManagerResponded { at: NOW, response }).unwrap();
+    assert!(!s.passed().contains(&Method::ManagerApproval));
+}
+
+#[test]
+fn time_never_goes_backwards_and_errors_leave_the_session_unchanged() {
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
+    passed(&mut s, after(5), Method::SecurityAnswers);
+    let before = format!("{:?}", s.facts(FactsKind::Intent, NOW));
+    assert_eq!(s.handle(Event::TotpChecked { at: after(4), verdict: Verdict::Passed, accepted_step: Some(1) }).unwrap_err(), WorkflowError::TimeWentBackwards);
+    assert!(s.handle(Event::EmployeeRecordGiven { at: after(6), employee_id: "".into(), date_of_hire: "2019-03-04".into() }).is_err());
+    assert_eq!(before, format!("{:?}", s.facts(FactsKind::Intent, NOW)));
+}
+
+#[test]
+fn facts_hold_no_typed_values_and_serialise() {
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
+    s.handle(Event::EmployeeRecordGiven { at: NOW, employee_id: "E9999-typed".into(), date_of_hire: "2001-01-01".into() }).unwrap();
+    let json = serde_json::to_string(&s.facts(FactsKind::Intent, NOW)).unwrap();
+    assert!(!json.contains("E9999") && !json.contains("2001-01-01"), "{json}");
+    assert!(json.contains("\"verdict\":{\"result\":\"failed\",\"reason\":\"mismatch\"}"), "{json}");
+}
+
+#[test]
+fn cancel_writes_a_record_and_ends_the_session() {
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
+    assert!(matches!(s.handle(Event::Cancelled { at: NOW, reason: "".into() }), Err(WorkflowError::Input(_))));
+    let d = s.handle(Event::Cancelled { at: NOW, reason: "holder said: this wasn't me".into() }).unwrap();
+    assert!(matches!(&d[..], [Decision::WriteRecord { facts }] if matches!(facts.outcome, Outcome::Cancelled { .. })));
+    assert_eq!(s.phase(), Phase::Cancelled);
+}
+
+#[test]
+fn open_rejects_lookalike_and_malformed_identifiers() {
+    let mut req = request(AccountTier::Standard, AgentTier::Junior, walk_up());
+    req.account.username = "jd\u{043E}e".into();
+    assert!(matches!(Session::open(&PolicyConfig::default(), req), Err(WorkflowError::BadRequest(_))));
+    let mut req = request(AccountTier::Standard, AgentTier::Junior, walk_up());
+    req.request_id = String::new();
+    assert!(Session::open(&PolicyConfig::default(), req).is_err());
+}
