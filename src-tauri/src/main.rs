@@ -1,1 +1,52 @@
-fn main() { println!("resetdesk-app: desktop shell not built yet"); }
+//! ResetDesk desktop shell: a thin Tauri v2 layer over the `resetdesk` core.
+//!
+//! Every command is a few lines that call the core and return what it says; the web
+//! view (`ui/`) only renders that state. Decisions live in the core.
+
+mod commands;
+mod startup;
+mod watcher;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let args = match startup::Args::parse_from_env() {
+        Ok(a) => a,
+        Err(e) => {
+            // clap prints usage or the error itself (and --help/--version exit 0).
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let state = startup::AppState::load(args.config_path());
+
+    let result = tauri::Builder::default()
+        .manage(state)
+        .invoke_handler(tauri::generate_handler![
+            commands::app_info,
+            commands::reader_status,
+        ])
+        .setup(|app| {
+            watcher::spawn_reader_watcher(app.handle().clone());
+            Ok(())
+        })
+        .run(tauri::generate_context!("../tauri.conf.json"));
+
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("the desktop shell stopped with an error: {e}");
+            eprintln!("resetdesk-app: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Command line, configuration and the state shared by the commands.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use resetdesk::config::{Config, Mode};
+
+/// Environment variable naming the configuration file when `--config` is not given.
+pub const CONFIG_ENV: &str = "RESETDESK_CONFIG";
+
+/// ResetDesk desk application (Tauri shell).
+#[derive(Debug, Parser)]
+#[command(name = "resetdesk-app", version, about)]
+pub struct Args {
+    /// Configuration file (resetdesk.toml). Defaults to $RESETDESK_CONFIG, else the
+    /// built-in defaults (demo mode).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl Args {
+    pub fn parse_from_env() -> Result<Self, clap::Error> {
+        Self::try_parse()
+    }
+
+    /// `--config` wins over `$RESETDESK_CONFIG`; an empty variable counts as unset.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            std::env::var_os(CONFIG_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+    }
+}
+
+/// What the shell knows after start-up. A configuration that does not load is kept as
+/// a state the lock screen shows (an agent starting the app from a desktop icon never
+/// sees stderr), not a crash.
+pub struct AppState {
+    pub config: Result<Config, String>,
+    /// Where the configuration came from, for the status line ("built-in defaults" or the path).
+    pub config_source: String,
+}
+
+impl AppState {
+    pub fn load(path: Option<PathBuf>) -> Self {
+        match path {
+            None => Self { config: Ok(Config::default()), config_source: "built-in defaults".into() },
+            Some(p) => Self { config: load_config(&p), config_source: p.display().to_string() },
+        }
+    }
+
+    pub fn mode(&self) -> Option<Mode> {
+        self.config.as_ref().ok().map(|c| c.mode)
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, String> {
+    Config::load(path).map_err(|e| {
+        tracing::error!("configuration not loaded: {e}");
+        e.to_string()
+    })
+}
