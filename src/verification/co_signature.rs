@@ -44,6 +44,9 @@ pub struct ApprovalStatement<'a> {
     pub target: &'a str,
     pub effective_tier: AccountTier,
     pub opened_at: OffsetDateTime,
+    /// The verification steps passed so far, e.g. `callback,government-id,totp`: the
+    /// co-signer approves the verification they were shown.
+    pub passed_steps: &'a str,
 }
 
 /// Domain separation tag of approval digests.
@@ -54,7 +57,15 @@ pub fn approval_digest(s: &ApprovalStatement<'_>) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(APPROVAL_DOMAIN);
     let opened = s.opened_at.unix_timestamp_nanos().to_be_bytes();
-    let fields: [&[u8]; 6] = [s.request_id.as_bytes(), s.agent.as_bytes(), s.agent_key_id, s.target.as_bytes(), s.effective_tier.as_str().as_bytes(), &opened];
+    let fields: [&[u8]; 7] = [
+        s.request_id.as_bytes(),
+        s.agent.as_bytes(),
+        s.agent_key_id,
+        s.target.as_bytes(),
+        s.effective_tier.as_str().as_bytes(),
+        &opened,
+        s.passed_steps.as_bytes(),
+    ];
     for f in fields {
         // Fields are short (identifiers, 32-byte ids); saturate rather than wrap.
         h.update(u32::try_from(f.len()).unwrap_or(u32::MAX).to_be_bytes());
@@ -93,7 +104,15 @@ mod tests {
     use crate::policy::risk::tests::{account, NOW};
 
     fn stmt<'a>(key: &'a [u8; 32]) -> ApprovalStatement<'a> {
-        ApprovalStatement { request_id: "r1", agent: "alice", agent_key_id: key, target: "jdoe", effective_tier: AccountTier::Highest, opened_at: NOW }
+        ApprovalStatement {
+            request_id: "r1",
+            agent: "alice",
+            agent_key_id: key,
+            target: "jdoe",
+            effective_tier: AccountTier::Highest,
+            opened_at: NOW,
+            passed_steps: "government-id,totp",
+        }
     }
 
     #[test]
@@ -106,6 +125,9 @@ mod tests {
         assert_ne!(approval_digest(&s), d);
         let mut s = stmt(&key);
         s.effective_tier = AccountTier::Privileged;
+        assert_ne!(approval_digest(&s), d);
+        let mut s = stmt(&key);
+        s.passed_steps = "government-id";
         assert_ne!(approval_digest(&s), d);
         // Moving bytes between fields changes the digest (length prefixes).
         let mut s = stmt(&key);

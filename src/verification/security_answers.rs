@@ -17,6 +17,9 @@ use crate::directory::SecurityAnswer;
 use crate::secret::Secret;
 use crate::text::normalize_answer;
 
+/// Questions to answer for the step to pass (or all enrolled ones, if fewer).
+pub const REQUIRED_ANSWERS: usize = 2;
+
 /// One answer typed by the agent for the question at `question` (index into the
 /// account's enrolled questions).
 #[derive(Debug, Clone)]

@@ -301,8 +301,10 @@ impl Session {
         self.co_signer.as_ref()
     }
 
-    /// The digest a co-signer signs for this reset.
+    /// The digest a co-signer signs for this reset: who, whom, at which tier, and the
+    /// steps passed so far.
     pub fn approval_digest(&self) -> [u8; 32] {
+        let passed_steps: Vec<&str> = self.passed.iter().map(|m| m.as_str()).collect();
         approval_digest(&ApprovalStatement {
             request_id: &self.request_id,
             agent: &self.agent.username,
@@ -310,6 +312,7 @@ impl Session {
             target: &self.account.username,
             effective_tier: self.assessment.effective_tier,
             opened_at: self.opened_at,
+            passed_steps: &passed_steps.join(","),
         })
     }
 
