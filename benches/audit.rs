@@ -1,2 +1,186 @@
-//! Audit benchmarks (being written).
-fn main() {}
+//! Audit benchmarks: numbers and ratios in one run (no timed assertions).
+//!
+//! 1. Verifier throughput (`verify_store`: SQLite read, decode, chain, canonical
+//!    payload, certificate lookup, ECDSA verify) against a raw ECDSA P-256 verify
+//!    loop of the same library (ring) over the same records. Goal: ≥ 0.8×.
+//! 2. Durable append (`AuditLog::append`: encode, sign with a software P-256 key,
+//!    one WAL + synchronous=FULL transaction) against a raw SQLite insert of the same
+//!    bytes with the same durability, one transaction each. Goal: ≤ 1.3×.
+//!
+//! `cargo bench --bench audit` (env: AUDIT_BENCH_RECORDS, default 2000;
+//! AUDIT_BENCH_APPENDS, default 200). Each side runs 4 times, interleaved; the best
+//! run of each is compared, since the machine is shared.
+
+#[path = "../tests/audit_support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use resetdesk::audit::store::Store;
+use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, Event, Outcome};
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+use rusqlite::{params, Connection};
+use resetdesk::token::{RecordSigner, TokenError};
+use support::{reset_facts, Pki, SoftSigner};
+
+/// Runs of each side; the best of each is compared.
+const ROUNDS: usize = 4;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Reset facts padded so a record is about 1 KiB, like a real reset's.
+fn facts(i: usize) -> serde_json::Value {
+    let mut f = reset_facts("alice", &format!("user{i}"));
+    f["detail"] = serde_json::Value::String("x".repeat(640));
+    f
+}
+
+/// Wraps a signer and adds up the time spent signing, so the log's own cost can be
+/// told apart from the (software) signer's.
+struct Timed<'a> {
+    inner: &'a mut SoftSigner,
+    spent: Duration,
+}
+
+impl RecordSigner for Timed<'_> {
+    fn key_id(&self) -> [u8; 32] {
+        self.inner.key_id()
+    }
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, TokenError> {
+        let start = Instant::now();
+        let sig = self.inner.sign_digest(digest);
+        self.spent += start.elapsed();
+        sig
+    }
+}
+
+fn append_records(log: &mut AuditLog, alice: &mut dyn RecordSigner, n: usize) -> Duration {
+    let start = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let intent = log.append(&Event::reset_intent(&facts(i)).unwrap(), alice, time::OffsetDateTime::now_utc()).unwrap();
+        i += 1;
+        if i < n {
+            let out = Event::reset_outcome(intent.intent_ref(), &Outcome::Done, &facts(i)).unwrap();
+            log.append(&out, alice, time::OffsetDateTime::now_utc()).unwrap();
+            i += 1;
+        }
+    }
+    start.elapsed()
+}
+
+/// Remove a SQLite database and its WAL side files.
+fn remove_db(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+fn raw_inserts(path: &Path, rows: &[(Vec<u8>, Vec<u8>)]) -> Duration {
+    remove_db(path);
+    let db = Connection::open(path).unwrap();
+    db.pragma_update(None, "journal_mode", "WAL").unwrap();
+    db.pragma_update(None, "synchronous", "FULL").unwrap();
+    db.execute_batch("CREATE TABLE t (seq INTEGER PRIMARY KEY, record BLOB NOT NULL, signature BLOB NOT NULL)").unwrap();
+    let start = Instant::now();
+    for (i, (record, sig)) in rows.iter().enumerate() {
+        let tx = db.unchecked_transaction().unwrap();
+        tx.execute("INSERT INTO t (seq, record, signature) VALUES (?1, ?2, ?3)", params![i as i64 + 1, record, sig]).unwrap();
+        tx.commit().unwrap();
+    }
+    start.elapsed()
+}
+
+fn rows_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let store = Store::open_read_only(path).unwrap();
+    let mut rows = Vec::new();
+    store.for_each(|s| { rows.push((s.record, s.signature)); Ok::<_, ()>(()) }).unwrap().unwrap();
+    rows
+}
+
+fn per_sec(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` runs us too: keep that quick.
+    let quick = std::env::args().all(|a| a != "--bench");
+    let n = if quick { 50 } else { env_usize("AUDIT_BENCH_RECORDS", 2000) };
+    let m = if quick { 10 } else { env_usize("AUDIT_BENCH_APPENDS", 200) };
+    let pki = Pki::new(1);
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let resolver = pki.resolver(&[&alice]);
+    let pubkey = alice.key.verifying_key().to_encoded_point(false).as_bytes().to_vec();
+
+    // --- 1. verifier vs raw verify -------------------------------------------------
+    // Built where fsync is cheap if possible (/dev/shm): this part measures reading.
+    let shm = Path::new("/dev/shm");
+    let build_dir = if shm.is_dir() { tempfile::tempdir_in(shm).unwrap() } else { tempfile::tempdir().unwrap() };
+    let vpath = build_dir.path().join("audit.sqlite");
+    let mut log = AuditLog::open(&vpath).unwrap();
+    append_records(&mut log, &mut alice, n);
+    drop(log);
+    let rows = rows_of(&vpath);
+    let avg_len = rows.iter().map(|r| r.0.len()).sum::<usize>() / rows.len();
+
+    let mut best_verifier = Duration::MAX;
+    let mut best_raw = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        for (record, sig) in &rows {
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &pubkey).verify(record, sig).unwrap();
+        }
+        best_raw = best_raw.min(start.elapsed());
+
+        let start = Instant::now();
+        let store = Store::open_read_only(&vpath).unwrap();
+        let summary = verify_store(&store, &resolver, &[], &CollectorKeys::default(), &[]).unwrap();
+        best_verifier = best_verifier.min(start.elapsed());
+        assert_eq!(summary.records as usize, n);
+    }
+    let (v, r) = (per_sec(n, best_verifier), per_sec(n, best_raw));
+    println!("verify: {n} records of ~{avg_len} B");
+    println!("  raw ring ECDSA P-256 verify loop: {r:>9.0} records/s ({:.1} µs each)", 1e6 / r);
+    println!("  verify_store (all checks):        {v:>9.0} records/s ({:.1} µs each)", 1e6 / v);
+    println!("  ratio verifier/raw = {:.2}x  (goal >= 0.80x)", v / r);
+
+    // --- 2. durable append vs raw FULL insert ---------------------------------------
+    let disk_dir = tempfile::tempdir().unwrap();
+    let apath = disk_dir.path().join("audit.sqlite");
+    let rpath = disk_dir.path().join("raw.sqlite");
+    let mut best_append = Duration::MAX;
+    let mut best_unsigned = Duration::MAX;
+    let mut best_insert = Duration::MAX;
+    let mut same_bytes = Vec::new();
+    for round in 0..ROUNDS {
+        // Alternate which side goes first, so neither always gets the warmer disk.
+        if round % 2 == 1 && !same_bytes.is_empty() {
+            best_insert = best_insert.min(raw_inserts(&rpath, &same_bytes));
+        }
+        remove_db(&apath);
+        let mut log = AuditLog::open(&apath).unwrap();
+        let mut timed = Timed { inner: &mut alice, spent: Duration::ZERO };
+        let total = append_records(&mut log, &mut timed, m);
+        best_append = best_append.min(total);
+        best_unsigned = best_unsigned.min(total.saturating_sub(timed.spent));
+        drop(log);
+        same_bytes = rows_of(&apath);
+        if round % 2 == 0 {
+            best_insert = best_insert.min(raw_inserts(&rpath, &same_bytes));
+        }
+    }
+    let (a, i) = (per_sec(m, best_append), per_sec(m, best_insert));
+    println!("append: {m} records, WAL + synchronous=FULL, one transaction each (disk under {})", disk_dir.path().display());
+    println!("  raw SQLite insert of the same bytes: {i:>7.0} records/s ({:.2} ms each)", 1e3 / i);
+    println!("  AuditLog::append (software signer):  {a:>7.0} records/s ({:.2} ms each)", 1e3 / a);
+    let u = per_sec(m, best_unsigned);
+    println!("  AuditLog::append minus signing time: {u:>7.0} records/s ({:.2} ms each)", 1e3 / u);
+    println!("  ratio append/raw time, signing excluded = {:.2}x  (goal <= 1.30x)", best_unsigned.as_secs_f64() / best_insert.as_secs_f64());
+    println!("  ratio append/raw time, software P-256 signing included = {:.2}x", best_append.as_secs_f64() / best_insert.as_secs_f64());
+    println!("  (a YubiKey 9c signature adds ~10 ms per record on top; see AUDIT-DESIGN.md)");
+}

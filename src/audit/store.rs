@@ -244,12 +244,13 @@ fn row_to_stored(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
 }
 
 fn head_of(conn: &Connection, path: &str) -> Result<Option<(u64, Hash32)>, StoreError> {
+    let err = |source| StoreError::Sqlite { path: path.to_string(), source };
     let row: Option<(i64, Vec<u8>)> = conn
-        .query_row("SELECT seq, record FROM audit_records ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, bytes_of(r.get_ref(1)?).unwrap_or_default()))
-        })
+        .prepare_cached("SELECT seq, record FROM audit_records ORDER BY seq DESC LIMIT 1")
+        .map_err(err)?
+        .query_row([], |r| Ok((r.get(0)?, bytes_of(r.get_ref(1)?).unwrap_or_default())))
         .optional()
-        .map_err(|source| StoreError::Sqlite { path: path.to_string(), source })?;
+        .map_err(err)?;
     Ok(row.map(|(seq, record)| (u64::try_from(seq).unwrap_or(0), entry_hash(&record))))
 }
 
@@ -271,25 +272,29 @@ impl AppendTx<'_> {
     /// The stored bytes of record `seq` (to check an outcome's intent link).
     pub fn record(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
         self.tx
-            .query_row("SELECT record FROM audit_records WHERE seq = ?1", [to_i64(seq)], |r| {
-                Ok(bytes_of(r.get_ref(0)?).unwrap_or_default())
-            })
+            .prepare_cached("SELECT record FROM audit_records WHERE seq = ?1")
+            .map_err(self.err())?
+            .query_row([to_i64(seq)], |r| Ok(bytes_of(r.get_ref(0)?).unwrap_or_default()))
             .optional()
             .map_err(self.err())
     }
 
     pub fn has_outcome_for(&self, seq: u64) -> Result<bool, StoreError> {
         self.tx
-            .query_row("SELECT EXISTS (SELECT 1 FROM audit_records WHERE intent_seq = ?1)", [to_i64(seq)], |r| r.get(0))
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM audit_records WHERE intent_seq = ?1)")
+            .map_err(self.err())?
+            .query_row([to_i64(seq)], |r| r.get(0))
             .map_err(self.err())
     }
 
     pub fn insert(&self, row: &NewRow<'_>) -> Result<(), StoreError> {
         self.tx
-            .execute(
+            .prepare_cached(
                 "INSERT INTO audit_records (seq, record, signature, cosignature, entry_hash, event_type, timestamp_ms, intent_seq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
+            )
+            .map_err(self.err())?
+            .execute(params![
                     to_i64(row.seq),
                     row.record,
                     row.signature,
@@ -297,9 +302,8 @@ impl AppendTx<'_> {
                     entry_hash(row.record).as_slice(),
                     i64::from(row.event_type.code()),
                     to_i64(row.timestamp_ms),
-                    row.intent_seq.map(to_i64),
-                ],
-            )
+                row.intent_seq.map(to_i64),
+            ])
             .map(drop)
             .map_err(self.err())
     }

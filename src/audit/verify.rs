@@ -137,6 +137,8 @@ pub struct Verifier<'r> {
     leaves: Vec<Hash32>,
     open_intents: BTreeMap<u64, Hash32>,
     intents: HashSet<u64>,
+    /// Records per signing key; turned into subjects at the end (no per-record clone).
+    per_key: HashMap<Hash32, u64>,
     summary: Summary,
 }
 
@@ -148,6 +150,7 @@ impl<'r> Verifier<'r> {
             leaves: Vec::new(),
             open_intents: BTreeMap::new(),
             intents: HashSet::new(),
+            per_key: HashMap::new(),
             summary: Summary::default(),
         }
     }
@@ -225,7 +228,7 @@ impl<'r> Verifier<'r> {
         s.first_timestamp_ms.get_or_insert(record.timestamp_ms);
         s.last_timestamp_ms = Some(record.timestamp_ms);
         *s.by_type.entry(record.event_type.as_str()).or_default() += 1;
-        *s.signers.entry(signer.subject.clone()).or_default() += 1;
+        *self.per_key.entry(record.key_id).or_default() += 1;
         Ok(())
     }
 
@@ -275,6 +278,11 @@ impl<'r> Verifier<'r> {
             }
         }
         self.summary.anchors_checked = anchors.len();
+        for (id, n) in std::mem::take(&mut self.per_key) {
+            // Every counted key resolved when its record was checked.
+            let who = self.key(&id).map(|k| k.subject.clone()).unwrap_or_else(|_| hex::encode(id));
+            *self.summary.signers.entry(who).or_default() += n;
+        }
         self.summary.open_intents = self.open_intents.keys().copied().collect();
         Ok(self.summary)
     }
