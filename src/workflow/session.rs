@@ -90,6 +90,22 @@ pub enum WorkflowError {
     StepsMissing(String),
 }
 
+/// What the agent's screen shows about a session. Holds nothing secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub phase: Phase,
+    pub base_tier: AccountTier,
+    pub effective_tier: AccountTier,
+    /// Each fired risk rule with its reason.
+    pub escalations: Vec<crate::policy::Escalation>,
+    pub passed: Vec<Method>,
+    pub missing: Vec<Missing>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub earliest_reset: OffsetDateTime,
+    /// Set when a co-signature is required: the lowest agent tier that may give it.
+    pub co_signer_min_tier: Option<AgentTier>,
+}
+
 /// One reset request, from opening to outcome.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -251,6 +267,20 @@ impl Session {
     }
 
     // ----- queries -----
+
+    /// A snapshot for the agent's screen.
+    pub fn status(&self) -> Status {
+        Status {
+            phase: self.phase,
+            base_tier: self.assessment.base_tier,
+            effective_tier: self.assessment.effective_tier,
+            escalations: self.assessment.escalations.clone(),
+            passed: self.passed.iter().copied().collect(),
+            missing: self.missing(),
+            earliest_reset: self.earliest_reset(),
+            co_signer_min_tier: self.requirements.required_steps.contains(&Method::CoSignature).then(|| self.co_signer_min_tier()),
+        }
+    }
 
     pub fn phase(&self) -> Phase {
         self.phase
@@ -497,6 +527,8 @@ impl Session {
                 out
             }
             Verdict::Failed(reason) if reason.counts_toward_lockout() => {
+                // On the emergency path the account is still locked in the directory,
+                // so the first counted failure ends the session: no second chances there.
                 self.failures.push(at);
                 match self.locked_until(at) {
                     Some(until) => self.lock_out(at, until),

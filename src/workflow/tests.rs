@@ -455,3 +455,32 @@ fn open_rejects_lookalike_and_malformed_identifiers() {
     req.request_id = String::new();
     assert!(Session::open(&PolicyConfig::default(), req).is_err());
 }
+
+#[test]
+fn on_the_emergency_path_one_failure_ends_the_session() {
+    let mut req = request(AccountTier::Standard, AgentTier::Admin, walk_up());
+    req.account.verification_locked_until = Some(after(60));
+    req.emergency_reason = Some("payroll run blocked".into());
+    let (mut s, _) = open(req);
+    assert_eq!(s.phase(), Phase::Verifying);
+    let d = s.handle(Event::SecurityAnswersChecked { at: NOW, verdict: Verdict::Failed(FailReason::WrongAnswer) }).unwrap();
+    assert_eq!(s.phase(), Phase::LockedOut);
+    assert!(d.iter().any(|d| matches!(d, Decision::LockVerification { .. })));
+}
+
+#[test]
+fn status_shows_tiers_reasons_and_what_is_missing() {
+    let mut ctx = walk_up();
+    ctx.stated.location = Some("Paris".into());
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Senior, ctx));
+    passed(&mut s, NOW, Method::Totp);
+    let st = s.status();
+    assert_eq!((st.base_tier, st.effective_tier), (AccountTier::Standard, AccountTier::Privileged));
+    assert!(st.escalations[0].reason.contains("location"));
+    assert_eq!(st.passed, [Method::Totp]);
+    assert!(st.missing.contains(&crate::policy::Missing::Step { method: Method::ManagerApproval }));
+    assert_eq!(st.earliest_reset, after(10));
+    assert_eq!(st.co_signer_min_tier, None);
+    let json = serde_json::to_string(&st).unwrap();
+    assert!(json.contains("\"effective_tier\":\"privileged\""), "{json}");
+}
