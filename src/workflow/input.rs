@@ -4,17 +4,22 @@
 //! typed [`UiInputError`] that names the field but never repeats a value: serde's own
 //! messages quote the offending input, which could be an answer or a code.
 //!
-//! Actions that carry secrets (answers, codes) are checked by the adapter with the
-//! verification module and reach the engine only as a verdict; the others convert
-//! directly into an [`Event`] with [`UiAction::into_event`].
+//! Actions that carry secrets (answers, codes) are checked with
+//! [`check_secret_action`] against the account's verification material and reach the
+//! engine only as a verdict; the others convert directly into an [`Event`] with
+//! [`UiAction::into_event`].
 
 use serde::{Deserialize, Deserializer};
 use time::OffsetDateTime;
 
 use super::event::{ContactRef, Event};
+use crate::directory::VerificationMaterial;
 use crate::secret::Secret;
 use crate::verification::callback::CallbackReport;
 use crate::verification::government_id::IdInspection;
+use crate::verification::one_time_code::IssuedCode;
+use crate::verification::security_answers::{self, GivenAnswer};
+use crate::verification::{totp, FailReason, InputError, Verdict};
 
 /// Largest UI message accepted: 16 KiB (several answers of up to 4 KiB each).
 pub const MAX_UI_MESSAGE_BYTES: usize = 16 * 1024;
@@ -121,6 +126,49 @@ impl UiAction {
     }
 }
 
+/// State the adapter keeps for the secret-bearing checks of one session.
+#[derive(Debug, Default)]
+pub struct SecretCheckState {
+    /// The one-time code last issued in this session (after a `SendCode` decision).
+    pub issued_code: Option<IssuedCode>,
+    /// The account's last accepted TOTP step (persisted per account by the adapter).
+    pub last_totp_step: Option<u64>,
+}
+
+/// Check a secret-bearing action (answers, TOTP, one-time code) against the account's
+/// verification material, and turn it into the engine event carrying only the verdict.
+/// CPU work (argon2id for answers), no IO. The secrets are dropped (zeroized) here.
+pub fn check_secret_action(
+    action: UiAction,
+    at: OffsetDateTime,
+    material: &VerificationMaterial,
+    state: &mut SecretCheckState,
+) -> Result<Event, InputError> {
+    match action {
+        UiAction::SecurityAnswers { answers } => {
+            let given: Vec<GivenAnswer> = answers.into_iter().map(|a| GivenAnswer { question: a.question, answer: a.answer.0 }).collect();
+            let verdict = security_answers::verify_answers(&material.security_answers, &given, security_answers::REQUIRED_ANSWERS)?;
+            Ok(Event::SecurityAnswersChecked { at, verdict })
+        }
+        UiAction::Totp { code } => {
+            let Some(key) = &material.totp_secret else {
+                return Ok(Event::TotpChecked { at, verdict: Verdict::Failed(FailReason::NotEnrolled), accepted_step: None });
+            };
+            let check = totp::verify(key, &code.0, at, state.last_totp_step)?;
+            if let Some(step) = check.accepted_step {
+                state.last_totp_step = Some(step);
+            }
+            Ok(Event::TotpChecked { at, verdict: check.verdict, accepted_step: check.accepted_step })
+        }
+        UiAction::EnterCode { code } => {
+            let issued = state.issued_code.as_mut().ok_or(InputError::NotOffered { field: "code (none was sent)" })?;
+            let verdict = issued.check(&code.0, at)?;
+            Ok(Event::CodeChecked { at, verdict })
+        }
+        _ => Err(InputError::NotOffered { field: "action (it carries no secret: use into_event)" }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +233,39 @@ mod tests {
         assert!(matches!(totp.into_event(at), Err(UiAction::Totp { .. })));
         let reset = parse_ui_action(r#"{"action":"request_reset"}"#).unwrap();
         assert!(matches!(reset.into_event(at), Ok(Event::ResetRequested { .. })));
+    }
+
+    #[test]
+    fn secret_actions_become_verdict_only_events() {
+        use crate::directory::SecurityAnswer;
+        use crate::verification::security_answers::tests::cheap_hash;
+        let at = time::macros::datetime!(2026-11-25 10:00 UTC);
+        let material = VerificationMaterial {
+            security_answers: vec![
+                SecurityAnswer { question: "Pet?".into(), answer_phc: cheap_hash("rex") },
+                SecurityAnswer { question: "Town?".into(), answer_phc: cheap_hash("ulm") },
+            ],
+            totp_secret: Some(Secret::from("3132333435363738393031323334353637383930")),
+        };
+        let mut state = SecretCheckState::default();
+        let a = parse_ui_action(r#"{"action":"security_answers","answers":[{"question":0,"answer":"REX"},{"question":1,"answer":"Ulm"}]}"#).unwrap();
+        assert!(matches!(check_secret_action(a, at, &material, &mut state), Ok(Event::SecurityAnswersChecked { verdict: Verdict::Passed, .. })));
+        let one = parse_ui_action(r#"{"action":"security_answers","answers":[{"question":0,"answer":"rex"}]}"#).unwrap();
+        assert!(check_secret_action(one, at, &material, &mut state).is_err(), "two questions are required");
+
+        let key = totp::decode_key(material.totp_secret.as_ref().unwrap()).unwrap();
+        let code = totp::hotp(&key, totp::step_at(at).unwrap(), 6);
+        let json = format!(r#"{{"action":"totp","code":"{}"}}"#, code.as_str());
+        let ev = check_secret_action(parse_ui_action(&json).unwrap(), at, &material, &mut state).unwrap();
+        assert!(matches!(ev, Event::TotpChecked { verdict: Verdict::Passed, accepted_step: Some(_), .. }));
+        // The same code again is a replay.
+        let ev = check_secret_action(parse_ui_action(&json).unwrap(), at, &material, &mut state).unwrap();
+        assert!(matches!(ev, Event::TotpChecked { verdict: Verdict::Failed(FailReason::CodeReused), .. }));
+
+        let enter = parse_ui_action(r#"{"action":"enter_code","code":"123456"}"#).unwrap();
+        assert!(check_secret_action(enter, at, &material, &mut state).is_err(), "no code was issued");
+        let reset = parse_ui_action(r#"{"action":"request_reset"}"#).unwrap();
+        assert!(check_secret_action(reset, at, &material, &mut state).is_err());
     }
 
     #[test]
