@@ -84,3 +84,40 @@ fn openssl_verifies_a_cosignature_with_the_cosigners_key() {
     let (ok, _) = openssl(&out, &["dgst", "-sha256", "-verify", key, "-signature", "cosig.der", "rec.bin"]);
     assert!(!ok);
 }
+
+/// The shell block under "Checking a record with openssl alone" in
+/// docs/audit-format.md, run as written (jq and openssl are in the base image).
+#[test]
+fn the_documented_commands_work_as_written() {
+    let (_desk, out, lines) = exported();
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/audit-format.md")).unwrap();
+    let section = &doc[doc.find("### Checking a record with openssl alone").unwrap()..];
+    let start = section.find("```sh\n").unwrap() + "```sh\n".len();
+    let script = &section[start..start + section[start..].find("```").unwrap()];
+    assert!(script.contains("cd OUT\n"));
+    let script = script.replace("cd OUT\n", &format!("cd '{}'\n", out.display()));
+    let run = |k: usize| {
+        let o = Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -euo pipefail\nk={k}\n{script}"))
+            .output()
+            .expect("bash");
+        (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    };
+    for k in [2, 4] {
+        let (ok, text) = run(k);
+        assert!(ok, "record {k}: {text}");
+        assert!(text.contains("Verified OK"), "{text}");
+        assert!(text.contains(&lines[k - 1].entry_hash), "{text}");
+    }
+    // Tamper with the stored line's record: the same commands now fail.
+    let path = out.join("records.jsonl");
+    let mut tampered: Vec<ExportLine> = lines.clone();
+    let mut bytes = B64.decode(&tampered[1].record_b64).unwrap();
+    bytes[30] ^= 1; // the timestamp
+    tampered[1].record_b64 = B64.encode(&bytes);
+    let text: String = tampered.iter().map(|l| serde_json::to_string(l).unwrap() + "\n").collect();
+    std::fs::write(&path, text).unwrap();
+    let (ok, text) = run(2);
+    assert!(!ok && text.contains("Verification failure"), "{text}");
+}
