@@ -455,3 +455,38 @@ fn higher_tiers_are_at_least_as_strict() {
         assert!(policy.requirements(higher).at_least_as_strict_as(&policy.requirements(lower)));
     }
 }
+
+fn tier_policy() -> impl Strategy<Value = resetdesk::policy::TierPolicy> {
+    let factors = [Method::SecurityAnswers, Method::EmployeeRecord, Method::Totp, Method::OneTimeCode, Method::Callback, Method::GovernmentId];
+    (1..4u8, proptest::array::uniform6(any::<bool>()), any::<bool>(), any::<bool>(), any::<bool>(), 0..120u32).prop_map(
+        move |(min_factors, pick, manager_approval, government_id, co_signature, cooling_off_minutes)| resetdesk::policy::TierPolicy {
+            min_factors,
+            factor_methods: factors.iter().zip(pick).filter(|(_, p)| *p).map(|(m, _)| *m).collect(),
+            manager_approval,
+            government_id,
+            co_signature,
+            cooling_off_minutes,
+        },
+    )
+}
+
+#[test]
+fn requirements_stay_monotone_under_any_configuration() {
+    // Even a configuration that validation would refuse cannot make escalation lower
+    // a requirement: requirements are combined with those of every lower tier.
+    runner()
+        .run(&(tier_policy(), tier_policy(), tier_policy(), account_tier(), signals(), signals()), |(st, pr, hi, tier, s, extra)| {
+            let policy = PolicyConfig { standard: st, privileged: pr, highest: hi, ..PolicyConfig::default() };
+            let r = |t| policy.requirements(t);
+            prop_assert!(r(AccountTier::Privileged).at_least_as_strict_as(&r(AccountTier::Standard)));
+            prop_assert!(r(AccountTier::Highest).at_least_as_strict_as(&r(AccountTier::Privileged)));
+            let more = s.union(extra);
+            let mut same_time = s;
+            same_time.outside_hours = more.outside_hours;
+            let a = assess(&policy, &account(tier, same_time), &context(same_time), more.start());
+            let b = assess(&policy, &account(tier, more), &context(more), more.start());
+            prop_assert!(b.requirements(&policy).at_least_as_strict_as(&a.requirements(&policy)));
+            Ok(())
+        })
+        .unwrap();
+}
