@@ -118,8 +118,12 @@ impl std::fmt::Display for Method {
 
 /// What a tier requires. A higher tier must be at least as strict as a lower one
 /// (checked by [`PolicyConfig::validate`]).
+///
+/// A tier table written in the configuration must list every field: the defaults
+/// differ per tier, so filling gaps from one shared default would silently drop, say,
+/// the privileged tier's manager approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct TierPolicy {
     /// Minimum number of independent verification factors (distinct methods from
     /// `factor_methods`; all knowledge methods together count as one).
@@ -135,12 +139,6 @@ pub struct TierPolicy {
     /// Minutes between opening the request (and notifying the account holder and
     /// manager) and the earliest reset, so the real owner can object.
     pub cooling_off_minutes: u32,
-}
-
-impl Default for TierPolicy {
-    fn default() -> Self {
-        PolicyConfig::default().standard
-    }
 }
 
 /// The highest account tier each agent tier may reset. Can only narrow the defaults
@@ -581,8 +579,19 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_tier_table_is_an_error_not_a_silent_downgrade() {
+        let err = toml::from_str::<PolicyConfig>("[privileged]\nmin_factors = 3\n").unwrap_err();
+        assert!(err.message().contains("missing field"), "{err}");
+        // Leaving a tier out entirely keeps that tier's own defaults.
+        let p: PolicyConfig = toml::from_str("[standard]\nmin_factors = 2\nfactor_methods = [\"totp\", \"callback\"]\nmanager_approval = false\ngovernment_id = false\nco_signature = false\ncooling_off_minutes = 0\n").unwrap();
+        assert!(p.privileged.manager_approval);
+        p.validate().unwrap_err(); // privileged now counts methods standard does not
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
-        assert!(toml::from_str::<PolicyConfig>("[standard]\nmin_factor = 1\n").is_err());
+        let err = toml::from_str::<PolicyConfig>("[lockout]\nmax_failure = 1\n").unwrap_err();
+        assert!(err.message().contains("unknown field"), "{err}");
     }
 
     fn key_of(p: &PolicyConfig) -> String {
