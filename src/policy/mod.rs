@@ -589,6 +589,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_needs_the_higher_tiers_raised_too() {
+        let example = "[standard]\nmin_factors = 3\nfactor_methods = [\"security-answers\", \"employee-record\", \"totp\", \"one-time-code\", \"callback\", \"government-id\"]\nmanager_approval = true\ngovernment_id = false\nco_signature = false\ncooling_off_minutes = 0\n";
+        let mut p: PolicyConfig = toml::from_str(example).unwrap();
+        assert_eq!(p.validate().unwrap_err().key, "privileged");
+        p.privileged.min_factors = 3;
+        p.highest.min_factors = 3;
+        p.validate().unwrap();
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = toml::from_str::<PolicyConfig>("[lockout]\nmax_failure = 1\n").unwrap_err();
         assert!(err.message().contains("unknown field"), "{err}");
