@@ -139,13 +139,17 @@ fn canonical_bytes(value: &Value) -> Result<Vec<u8>, EventError> {
     serde_json_canonicalizer::to_vec(value).map_err(|e| EventError::Serialise(e.to_string()))
 }
 
-/// Refuse any object member (at any depth) whose name is in [`FORBIDDEN_KEYS`].
+/// Refuse any object member (at any depth) whose name is in [`FORBIDDEN_KEYS`] and
+/// whose value could be the secret itself: a string, a number or an array. An object,
+/// `null` or a boolean under such a name describes the secret without holding it
+/// (e.g. the workflow's `"password": {"kind": ..., "length": 16}` specification).
 pub fn check_no_secrets(value: &Value) -> Result<(), EventError> {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
                 let norm = k.to_ascii_lowercase().replace('-', "_");
-                if FORBIDDEN_KEYS.contains(&norm.as_str()) {
+                let could_hold_secret = matches!(v, Value::String(_) | Value::Number(_) | Value::Array(_));
+                if could_hold_secret && FORBIDDEN_KEYS.contains(&norm.as_str()) {
                     return Err(EventError::ForbiddenKey(k.clone()));
                 }
                 check_no_secrets(v)?;
@@ -256,7 +260,12 @@ mod tests {
             let err = Event::reset_intent(&facts).unwrap_err();
             assert!(matches!(err, EventError::ForbiddenKey(ref k) if k == key), "{key}: {err}");
         }
-        let ok = serde_json::json!({"pin_verified": true, "document_last4": "1234"});
+        for (key, value) in [("pin", serde_json::json!(123456)), ("otp", serde_json::json!(["1", "2"]))] {
+            let facts = serde_json::json!({ key: value });
+            assert!(matches!(Event::reset_intent(&facts), Err(EventError::ForbiddenKey(_))), "{key}");
+        }
+        let ok = serde_json::json!({"pin_verified": true, "document_last4": "1234", "outcome": "x",
+                                    "password": {"kind": "passphrase", "length": 20}, "secret": null});
         assert!(Event::reset_intent(&ok).is_ok());
     }
 
