@@ -159,7 +159,8 @@ pub struct ResetFacts {
     /// Set when an admin used the emergency path past a lockout: the reason given.
     pub emergency_override: Option<String>,
     pub handoff: Option<HandoffFact>,
-    pub password: Option<PasswordSpec>,
+    /// How the temporary password is generated (never the password itself).
+    pub password_spec: Option<PasswordSpec>,
     pub intent: Option<IntentRef>,
     pub outcome: Outcome,
 }

@@ -368,7 +368,7 @@ impl Session {
             co_signer: self.co_signer.clone(),
             emergency_override: self.emergency.clone(),
             handoff: self.handoff.clone(),
-            password: (kind != FactsKind::Refusal && kind != FactsKind::Lockout).then(|| PasswordSpec::from_policy(&self.policy.password)),
+            password_spec: (kind != FactsKind::Refusal && kind != FactsKind::Lockout).then(|| PasswordSpec::from_policy(&self.policy.password)),
             intent: self.intent.clone(),
             outcome: self.outcome.clone(),
         }

@@ -164,7 +164,7 @@ fn outcome_records_point_at_the_intent() {
     assert_eq!(outcome.outcome, Outcome::Succeeded);
     assert_eq!(outcome.intent.as_ref().unwrap().seq, 7);
     assert_eq!(outcome.steps.len(), 2);
-    assert!(outcome.password.unwrap().must_change);
+    assert!(outcome.password_spec.unwrap().must_change);
 }
 
 #[test]
