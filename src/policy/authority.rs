@@ -7,7 +7,9 @@ use crate::directory::Account;
 use crate::text::normalize_answer;
 use crate::tier::{AccountTier, AgentTier};
 
-/// The logged-in agent, as the token layer established it (PIV login, slot 9a).
+/// The logged-in agent as the policy sees it: built by the shell from the login
+/// (`crate::login::AgentIdentity`: username, tier, 9c key id) plus the agent's
+/// directory groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentIdentity {
     pub username: String,
@@ -16,6 +18,16 @@ pub struct AgentIdentity {
     pub groups: Vec<String>,
     /// SHA-256 of the agent's slot 9c public key (the audit key id).
     pub key_id: [u8; 32],
+}
+
+impl AgentIdentity {
+    /// Build from a login's fields; `key_id_hex` is the 64-hex-digit audit key id.
+    /// `None` if the key id is not 32 bytes of hex.
+    pub fn from_login_fields(username: &str, tier: AgentTier, groups: Vec<String>, key_id_hex: &str) -> Option<Self> {
+        let bytes = hex::decode(key_id_hex).ok()?;
+        let key_id: [u8; 32] = bytes.try_into().ok()?;
+        Some(Self { username: username.to_owned(), tier, groups, key_id })
+    }
 }
 
 /// Limits the agents of one group to some departments or directory subtrees.
@@ -192,6 +204,14 @@ mod tests {
         assert_eq!(check_co_signer(&p, &claim("jdoe", AgentTier::Admin, &key), &me, &acc, AccountTier::Highest), Err(AuthorityRefusal::CoSignerIsTarget));
         assert!(matches!(check_co_signer(&p, &claim("bob", AgentTier::Senior, &key), &me, &acc, AccountTier::Highest), Err(AuthorityRefusal::TierTooLow { .. })));
         assert_eq!(check_co_signer(&p, &claim("bob", AgentTier::Admin, &key), &me, &acc, AccountTier::Highest), Ok(()));
+    }
+
+    #[test]
+    fn identity_from_login_fields_needs_a_32_byte_hex_key_id() {
+        let a = AgentIdentity::from_login_fields("alice", AgentTier::Senior, vec![], &"ab".repeat(32)).unwrap();
+        assert_eq!(a.key_id, [0xab; 32]);
+        assert!(AgentIdentity::from_login_fields("alice", AgentTier::Senior, vec![], "abcd").is_none());
+        assert!(AgentIdentity::from_login_fields("alice", AgentTier::Senior, vec![], &"zz".repeat(32)).is_none());
     }
 
     #[test]
