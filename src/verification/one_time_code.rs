@@ -48,7 +48,8 @@ impl IssuedCode {
             salt,
             digits,
             sent_to: sent_to.to_owned(),
-            expires_at: now + Duration::minutes(i64::from(policy.valid_minutes.clamp(1, 10))),
+            // At the end of the calendar the code is simply born expired: no overflow.
+            expires_at: now.checked_add(Duration::minutes(i64::from(policy.valid_minutes.clamp(1, 10)))).unwrap_or(now),
             attempts_left: policy.max_attempts.max(1),
             used: false,
         };

@@ -38,8 +38,9 @@ pub fn decode_key(encoded: &Secret) -> Result<Zeroizing<Vec<u8>>, InputError> {
     Ok(bytes)
 }
 
-/// HOTP value (RFC 4226) for `counter`, as `digits` decimal digits.
+/// HOTP value (RFC 4226) for `counter`, as `digits` decimal digits (clamped to 6–9).
 pub fn hotp(key: &[u8], counter: u64, digits: u32) -> Zeroizing<String> {
+    let digits = digits.clamp(6, 9);
     let mut mac = match Hmac::<Sha1>::new_from_slice(key) {
         Ok(m) => m,
         // HMAC accepts keys of any length; this arm cannot run.

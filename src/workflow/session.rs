@@ -64,6 +64,8 @@ pub enum WorkflowError {
     IllegalTransition { event: &'static str, phase: Phase },
     #[error("the event is dated before the previous one; check the desk computer's clock")]
     TimeWentBackwards,
+    #[error("the event's time is not plausible (before 1970 or after 9000); check the desk computer's clock")]
+    ImplausibleTime,
     #[error(transparent)]
     Input(#[from] InputError),
     #[error("the request cannot be opened: {0}")]
@@ -153,6 +155,12 @@ fn clean_text(s: &str, max: usize) -> String {
     out
 }
 
+/// Times the engine accepts: far enough from the ends of the calendar that adding
+/// policy periods (at most weeks) cannot overflow.
+fn plausible(at: OffsetDateTime) -> bool {
+    (1970..=9000).contains(&at.year())
+}
+
 fn describe_missing(missing: &[Missing]) -> String {
     missing
         .iter()
@@ -184,6 +192,9 @@ impl Session {
             check_text("emergency reason", reason)?;
         }
         let at = req.at;
+        if !plausible(at) {
+            return Err(WorkflowError::ImplausibleTime);
+        }
         let mut assessment = assess(policy, &req.account, &req.context, at);
         let window = Duration::minutes(i64::from(policy.lockout.window_minutes));
         let failures: Vec<OffsetDateTime> = req.context.previous_failures.iter().copied().filter(|t| *t <= at && at - *t < window).collect();
@@ -379,6 +390,9 @@ impl Session {
     /// Take one event. On error the session is unchanged.
     pub fn handle(&mut self, event: Event) -> Result<Vec<Decision>, WorkflowError> {
         let at = event.at();
+        if !plausible(at) {
+            return Err(WorkflowError::ImplausibleTime);
+        }
         if at < self.last_at {
             return Err(WorkflowError::TimeWentBackwards);
         }

@@ -484,3 +484,13 @@ fn status_shows_tiers_reasons_and_what_is_missing() {
     let json = serde_json::to_string(&st).unwrap();
     assert!(json.contains("\"effective_tier\":\"privileged\""), "{json}");
 }
+
+#[test]
+fn implausible_times_are_refused_not_overflowed() {
+    let mut req = request(AccountTier::Standard, AgentTier::Junior, walk_up());
+    req.at = datetime!(9999-12-31 23:59 UTC);
+    assert_eq!(Session::open(&PolicyConfig::default(), req).unwrap_err(), WorkflowError::ImplausibleTime);
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
+    let far = datetime!(9999-12-31 23:59 UTC);
+    assert_eq!(s.handle(Event::CodeRequested { at: far, to: ContactRef { kind: ContactKind::Email, index: 0 } }).unwrap_err(), WorkflowError::ImplausibleTime);
+}
