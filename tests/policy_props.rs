@@ -490,3 +490,34 @@ fn requirements_stay_monotone_under_any_configuration() {
         })
         .unwrap();
 }
+
+#[test]
+fn bad_input_never_panics() {
+    use resetdesk::secret::Secret;
+    use resetdesk::verification::{employee_record, government_id, totp};
+    use resetdesk::workflow::input::parse_ui_action;
+    let text = "(?s).{0,64}|[\\x00-\\x{10FFFF}]{0,8}|\\{\"action\":\"[a-z_]{0,20}\"(,\"[a-z_]{1,12}\":(\"[^\"]{0,10}\"|[0-9]{1,3}|true|null|\\{\\}))?\\}";
+    let acc = account(AccountTier::Standard, Signals::default());
+    runner()
+        .run(&(text, text, text), |(a, b, c)| {
+            let _ = parse_ui_action(&a);
+            let _ = employee_record::check(&acc, &a, &b);
+            let inspection = IdInspection {
+                document_type: DocumentType::DrivingLicence,
+                issuing_authority: a.clone(),
+                number_last4: b.clone(),
+                expiry: c.clone(),
+                name_matches_record: true,
+                photo_matches_person: true,
+                security_features_checked: true,
+            };
+            let _ = government_id::check(&inspection, date!(2026 - 11 - 25));
+            let _ = totp::verify(&Secret::new(a.clone()), &Secret::new(b.clone()), T0, Some(u64::MAX));
+            let _ = resetdesk::password::check(&a, &[&b, &c]);
+            let (mut s, _) = Session::open(&PolicyConfig::default(), open_request(AccountTier::Standard, AgentTier::Junior, Signals::default())).unwrap();
+            let _ = s.handle(Event::EmployeeRecordGiven { at: T0, employee_id: a.clone(), date_of_hire: b.clone() });
+            let _ = s.handle(Event::Cancelled { at: T0, reason: c.clone() });
+            Ok(())
+        })
+        .unwrap();
+}
