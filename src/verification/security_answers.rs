@@ -76,6 +76,7 @@ pub fn verify_answers(enrolled: &[SecurityAnswer], given: &[GivenAnswer], requir
     let mut all_right = true;
     for g in given {
         // Evaluate every answer: no early exit that would show which one was wrong.
+        // `g.question < enrolled.len()` was checked above.
         all_right &= verify_answer(&enrolled[g.question].answer_phc, &g.answer)?;
     }
     Ok(if all_right { Verdict::Passed } else { Verdict::Failed(FailReason::WrongAnswer) })

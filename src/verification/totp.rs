@@ -48,6 +48,7 @@ pub fn hotp(key: &[u8], counter: u64, digits: u32) -> Zeroizing<String> {
     };
     mac.update(&counter.to_be_bytes());
     let digest = mac.finalize().into_bytes();
+    // SHA-1 gives 20 bytes; offset <= 15, so offset + 3 <= 18 stays in range.
     let offset = usize::from(digest[19] & 0x0f);
     let bin = u32::from_be_bytes([digest[offset] & 0x7f, digest[offset + 1], digest[offset + 2], digest[offset + 3]]);
     let value = bin % 10u32.pow(digits);
