@@ -73,6 +73,10 @@ pub fn verify_answers(enrolled: &[SecurityAnswer], given: &[GivenAnswer], requir
     if seen.len() < required.min(enrolled.len()).max(1) {
         return Err(InputError::Empty { field: "answers (more questions must be answered)" });
     }
+    // Check every input before any hash, so a typing error never follows a verdict.
+    for g in given {
+        normalised(&g.answer)?;
+    }
     let mut all_right = true;
     for g in given {
         // Evaluate every answer: no early exit that would show which one was wrong.
