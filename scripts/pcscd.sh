@@ -105,7 +105,17 @@ cmd_start() {
   mkdir -p "$RUN_DIR"
   local -a opts=(--foreground)
   [[ "${PCSCD_TRACE:-0}" == 1 ]] && opts+=(--apdu --debug)
-  nohup "$(pcscd_bin)" "${opts[@]}" >"$LOG_FILE" 2>&1 </dev/null &
+  local bin
+  bin="$(pcscd_bin)"
+  (
+    # pcscd outlives this script: it must not inherit our callers' descriptors, or it
+    # would hold, e.g., the test suite's reader lock (an flock) for as long as it runs.
+    for fd_path in /proc/self/fd/*; do
+      fd="${fd_path##*/}"
+      if [[ "$fd" =~ ^[0-9]+$ ]] && ((fd > 2)); then eval "exec ${fd}>&-" 2>/dev/null || true; fi
+    done
+    exec nohup "$bin" "${opts[@]}" >"$LOG_FILE" 2>&1 </dev/null
+  ) &
   pid=$!
   echo "$pid" >"$PID_FILE"
   if ! wait_ready "$pid"; then
