@@ -210,7 +210,7 @@ pub fn pem_certificate(pem: &str) -> Result<Vec<u8>, String> {
     let rest = &pem[start..];
     let end_marker = "-----END CERTIFICATE-----";
     let end = rest.find(end_marker).ok_or("the PEM certificate block is not terminated")? + end_marker.len();
-    let (label, der) = der::pem::decode_vec(rest[..end].as_bytes()).map_err(|e| format!("bad PEM: {e}"))?;
+    let (label, der) = der::pem::decode_vec(&rest.as_bytes()[..end]).map_err(|e| format!("bad PEM: {e}"))?;
     if label != "CERTIFICATE" {
         return Err(format!("expected a CERTIFICATE PEM block, found {label}"));
     }
