@@ -43,3 +43,30 @@ pub fn try_lock_readers() -> Result<ReaderLock, Error> {
     file.lock().map_err(|source| Error::Lock { path, source })?;
     Ok(ReaderLock { _file: file })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_second_holder_waits_until_the_first_lets_go() {
+        let first = lock_readers();
+        let (tx, rx) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let second = lock_readers();
+            // The receiver outlives this thread (joined below).
+            let _ = tx.send(());
+            drop(second);
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(300)),
+            Err(mpsc::RecvTimeoutError::Timeout),
+            "the lock must not be granted twice"
+        );
+        drop(first);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(()));
+        waiter.join().unwrap();
+    }
+}

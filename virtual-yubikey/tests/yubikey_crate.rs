@@ -29,16 +29,21 @@ fn open(reader: &str) -> YubiKey {
 
 /// Generate a P-256 key in slot 9c after authenticating with the default management key.
 fn generate_9c(yk: &mut YubiKey) -> p256::ecdsa::VerifyingKey {
+    generate_p256(yk, SlotId::Signature)
+}
+
+/// Generate a P-256 key in `slot` after authenticating with the default management key.
+fn generate_p256(yk: &mut YubiKey, slot: SlotId) -> p256::ecdsa::VerifyingKey {
     yk.authenticate(MgmKey::default())
         .expect("default management key");
     let spki = piv::generate(
         yk,
-        SlotId::Signature,
+        slot,
         AlgorithmId::EccP256,
         PinPolicy::Default,
         TouchPolicy::Never,
     )
-    .expect("generate P-256 in 9c");
+    .expect("generate a P-256 key");
     p256::ecdsa::VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes())
         .expect("generated key is a P-256 point")
 }
@@ -118,6 +123,21 @@ fn management_key_authenticates_and_a_9c_signature_verifies() {
             sign_9c(yk, &digest).is_err(),
             "9c signs only right after verify_pin"
         );
+    });
+}
+
+#[test]
+fn slot_9a_signs_login_challenges_after_one_verify_pin() {
+    with_card_in_reader_0(None, |_, yk| {
+        let public = generate_p256(yk, SlotId::Authentication);
+        yk.verify_pin(DEFAULT_PIN).unwrap();
+        for challenge in [b"challenge 1", b"challenge 2"] {
+            let digest: [u8; 32] = Sha256::digest(challenge).into();
+            let der = piv::sign_data(yk, &digest, AlgorithmId::EccP256, SlotId::Authentication)
+                .expect("9a signs while the PIN stays verified");
+            let signature = p256::ecdsa::Signature::from_der(&der).unwrap();
+            public.verify_prehash(&digest, &signature).unwrap();
+        }
     });
 }
 
