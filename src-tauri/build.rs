@@ -4,7 +4,7 @@
 //! `AppManifest::commands` makes every app command subject to the capability ACL:
 //! a command not granted in `capabilities/` cannot be invoked from the web view.
 
-const COMMANDS: &[&str] = &["app_info", "reader_status"];
+const COMMANDS: &[&str] = &["app_info", "reader_status", "session_state", "login", "lock_session", "activity"];
 
 fn main() {
     let attributes = tauri_build::Attributes::new()

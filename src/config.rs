@@ -267,7 +267,13 @@ impl Config {
             let key = e
                 .span()
                 .and_then(|s| key_at(text, s.start))
-                .or_else(|| key_from_message(&message))
+                .or_else(|| {
+                    let key = key_from_message(&message)?;
+                    match e.span().and_then(|s| table_at(text, s.start)) {
+                        Some(table) => Some(format!("{table}.{key}")),
+                        None => Some(key),
+                    }
+                })
                 .unwrap_or_else(|| "-".into());
             ConfigError::Invalid { path: origin.to_owned(), line, key, message }
         })?;
@@ -283,6 +289,9 @@ impl Config {
             key: key.to_owned(),
             message,
         };
+        if let Err(e) = self.policy.validate() {
+            return Err(bad(&format!("policy.{}", e.key), e.message));
+        }
         if self.organisation.trim().is_empty() {
             return Err(bad("organisation", "must not be empty".into()));
         }
@@ -371,6 +380,15 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     })
 }
 
+/// The table (`[a.b]`) whose header is on, or last before, the line holding `offset`.
+fn table_at(text: &str, offset: usize) -> Option<String> {
+    let line_end = text[offset.min(text.len())..].find('\n').map_or(text.len(), |i| offset + i);
+    text[..line_end]
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')).map(|t| t.trim().to_owned()))
+}
+
 /// 1-based line where a dotted key is set, or 0 when it is not written in the file.
 fn find_key_line(text: &str, dotted: &str) -> usize {
     let (table, key) = match dotted.rsplit_once('.') {
@@ -449,6 +467,16 @@ mod tests {
         let (line, key, msg) = err("[agents]\nidle_lock_seconds = 0\n");
         assert_eq!((line, key.as_str()), (2, "agents.idle_lock_seconds"));
         assert!(msg.contains("1 to 3600"));
+    }
+
+    #[test]
+    fn policy_weaker_for_higher_tier_is_refused_with_its_line() {
+        let text = "[policy.highest]\nmin_factors = 0\n";
+        match Config::parse(text, "t.toml") {
+            Err(ConfigError::Invalid { key, .. }) => assert!(key.starts_with("policy."), "{key}"),
+            Ok(_) => panic!("a highest tier with no factors must be refused"),
+            Err(e) => panic!("{e}"),
+        }
     }
 
     #[test]

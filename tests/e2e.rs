@@ -8,13 +8,17 @@
 //! xvfb-run -a cargo test -p resetdesk-app --test e2e
 //! ```
 //!
-//! Readers: with `RESETDESK_E2E_EXPECT_READERS=1` the test requires pcscd with the
-//! vpcd driver (reader "Virtual PCD 00 00", see `scripts/pcscd.sh start`); with `=0`
-//! it requires pcscd to be stopped and checks the "service not running" state. Unset,
-//! it asks the core what it sees and checks the window shows the same.
+//! Readers: with `RESETDESK_E2E_EXPECT_READERS=1` the tests require pcscd with the
+//! vpcd driver (reader "Virtual PCD 00 00", see `scripts/pcscd.sh start`) and run the
+//! login test on a virtual card; with `=0` they require pcscd to be stopped, check the
+//! "service not running" state and skip the login test. Unset, the lock-screen test asks
+//! the core what it sees and checks the window shows the same, and the login test runs
+//! when the vpcd readers are there.
 //!
-//! Without a display or without the drivers the test is skipped with a message, except
-//! when `CI=true`: there, a missing prerequisite is a failure, never a silent pass.
+//! Without a display or without the drivers the tests are skipped with a message, except
+//! when `CI=true`: there, a missing prerequisite is a failure, never a silent pass (and
+//! `RESETDESK_E2E_EXPECT_READERS` must be set, so the login test cannot skip silently).
+//! Both tests hold the cross-process lock on the virtual readers while they run.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -22,8 +26,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use resetdesk::ca::OrgCa;
+use resetdesk::config::Config;
+use resetdesk::directory::embedded::EmbeddedDirectory;
+use resetdesk::secret::Secret;
+use resetdesk::token::card::PivCard;
+use resetdesk::token::enrol::{enrol, EnrolRequest};
 use resetdesk::token::readers::{reader_status, ReaderStatus};
+use resetdesk::token::registry::TokenRegistry;
 use serde_json::{json, Value};
+use time::OffsetDateTime;
+use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT};
 
 const APP: &str = env!("CARGO_BIN_EXE_resetdesk-app");
 const VIRTUAL_READER: &str = "Virtual PCD 00 00";
@@ -34,14 +47,13 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-/// Skip (locally) or fail (in CI) when a prerequisite is missing.
-/// Returns `true` when the test should stop here.
-fn missing(what: &str) -> bool {
+/// Skip (locally, with a message) or fail (in CI) when a prerequisite is missing.
+fn skip<T>(what: &str) -> Option<T> {
     if in_ci() {
         panic!("e2e prerequisite missing in CI: {what}");
     }
     eprintln!("SKIPPED e2e: {what}");
-    true
+    None
 }
 
 fn find_tauri_driver() -> Option<PathBuf> {
@@ -130,10 +142,10 @@ impl Drop for Driver {
     }
 }
 
-async fn connect(driver: &Driver) -> Client {
+async fn connect(driver: &Driver, app_args: &[&str]) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("wry"));
-    caps.insert("tauri:options".into(), json!({ "application": APP }));
+    caps.insert("tauri:options".into(), json!({ "application": APP, "args": app_args }));
     ClientBuilder::native()
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{}", driver.port))
@@ -143,14 +155,18 @@ async fn connect(driver: &Driver) -> Client {
 
 /// Poll a JavaScript expression in the page until it is truthy; return its value.
 async fn wait_js(client: &Client, what: &str, expr: &str) -> Value {
+    wait_js_within(client, UI_TIMEOUT, what, expr).await
+}
+
+async fn wait_js_within(client: &Client, timeout: Duration, what: &str, expr: &str) -> Value {
     let script = format!("return ({expr});");
-    let deadline = Instant::now() + UI_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     loop {
         let last = client.execute(&script, vec![]).await;
         match &last {
             Ok(v) if !v.is_null() && v != &json!(false) && v != &json!("") => return v.clone(),
             _ if Instant::now() >= deadline => panic!("timed out waiting for {what}; last: {last:?}"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }
@@ -172,25 +188,24 @@ fn expected_state() -> (String, Option<ReaderStatus>) {
     }
 }
 
+/// tauri-driver, when the display and the drivers are there (else skip, or fail in CI).
+fn prerequisites() -> Option<PathBuf> {
+    if std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
+        return skip("no DISPLAY (run under xvfb-run -a)");
+    }
+    if !Path::new("/usr/bin/WebKitWebDriver").is_file() {
+        return skip("WebKitWebDriver not found (apt install webkit2gtk-driver)");
+    }
+    find_tauri_driver().or_else(|| skip("tauri-driver not found (cargo install tauri-driver --locked)"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_screen_shows_the_readers_the_core_sees() {
-    if std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
-        if missing("no DISPLAY (run under xvfb-run -a)") {
-            return;
-        }
-    }
-    let Some(tauri_driver) = find_tauri_driver() else {
-        if missing("tauri-driver not found (cargo install tauri-driver --locked)") {
-            return;
-        }
-        unreachable!()
-    };
-    if !Path::new("/usr/bin/WebKitWebDriver").is_file() && missing("WebKitWebDriver not found (apt install webkit2gtk-driver)") {
-        return;
-    }
+    let Some(tauri_driver) = prerequisites() else { return };
+    let _readers = lock_readers();
 
     let driver = Driver::start(&tauri_driver);
-    let client = connect(&driver).await;
+    let client = connect(&driver, &[]).await;
 
     // The lock screen is there, with its heading.
     let h1 = client
@@ -209,7 +224,11 @@ async fn lock_screen_shows_the_readers_the_core_sees() {
         "(() => { const s = document.getElementById('reader-status').dataset.state; return s !== 'loading' && s; })()",
     )
     .await;
-    assert_eq!(shown, json!(want), "reader state shown in the window");
+    assert_eq!(
+        shown,
+        json!(want),
+        "reader state shown in the window (RESETDESK_E2E_EXPECT_READERS=1 needs pcscd + vpcd, =0 needs pcscd stopped)"
+    );
 
     let panel = client.find(Locator::Id("reader-status")).await.expect("reader panel");
     let panel_text = panel.text().await.expect("reader panel text");
@@ -266,6 +285,151 @@ async fn lock_screen_shows_the_readers_the_core_sees() {
         refused.as_str().is_some_and(|s| s.starts_with("refused")),
         "built-in app API must not be reachable: {refused}"
     );
+
+    client.close().await.expect("close the session");
+}
+
+const PIN: &str = "246810";
+
+/// A desk the app can use: a data directory with the demo organisation, an
+/// organisation CA, and `card` enrolled for `username`; the app reads it via `--config`.
+struct DemoDesk {
+    _dir: tempfile::TempDir,
+    config_file: PathBuf,
+}
+
+fn demo_desk(card: &VirtualCard, username: &str) -> DemoDesk {
+    let now = OffsetDateTime::now_utc();
+    let dir = tempfile::tempdir().expect("a temporary data directory");
+    let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+    let mut directory = EmbeddedDirectory::open(dir.path(), &config).expect("open the embedded directory");
+    resetdesk::demo::init(&mut directory, now).expect("load the demo organisation");
+    let (ca, _) = OrgCa::init(dir.path(), &config.organisation, &Secret::from("e2e CA passphrase"), now)
+        .expect("create the organisation CA");
+    let mut piv = PivCard::open_reader(card.reader_name()).expect("open the virtual card");
+    let mut registry = TokenRegistry::open(dir.path()).expect("open the token registry");
+    let req = EnrolRequest::factory_card(username, Secret::from(PIN), Secret::from("87654321"));
+    let dir_ref: &dyn resetdesk::directory::Directory = &directory;
+    enrol(&mut piv, &ca, &mut registry, Some((dir_ref, &config.agents)), &[], &req, now).expect("enrol the card");
+    drop(piv);
+
+    let config_file = dir.path().join("resetdesk.toml");
+    let data_dir = dir.path().to_str().expect("a UTF-8 temporary path");
+    std::fs::write(&config_file, format!("data_dir = {}\n", toml_string(data_dir))).expect("write the config");
+    DemoDesk { _dir: dir, config_file }
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
+}
+
+/// Whether the login test can run: told by RESETDESK_E2E_EXPECT_READERS, else the
+/// vpcd reader must be visible (and in CI the variable must be set).
+fn virtual_readers_expected() -> bool {
+    match std::env::var("RESETDESK_E2E_EXPECT_READERS").ok().as_deref() {
+        Some("1") => true,
+        Some("0") => {
+            eprintln!("SKIPPED e2e login: RESETDESK_E2E_EXPECT_READERS=0 (no pcscd)");
+            false
+        }
+        _ if in_ci() => panic!("in CI set RESETDESK_E2E_EXPECT_READERS=1 (pcscd + vpcd running) or =0"),
+        _ => {
+            let vpcd = matches!(reader_status(), ReaderStatus::Readers { readers } if readers.iter().any(|r| r.name == VIRTUAL_READER));
+            if !vpcd {
+                eprintln!("SKIPPED e2e login: no {VIRTUAL_READER} reader (scripts/pcscd.sh start)");
+            }
+            vpcd
+        }
+    }
+}
+
+async fn text_of(client: &Client, id: &str) -> String {
+    client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}")).text().await.expect("element text")
+}
+
+async fn js(client: &Client, expr: &str) -> Value {
+    client.execute(&format!("return ({expr});"), vec![]).await.unwrap_or_else(|e| panic!("{expr}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
+    let Some(tauri_driver) = prerequisites() else { return };
+    if !virtual_readers_expected() {
+        return;
+    }
+    let _readers = lock_readers();
+    let card = VirtualCard::insert(READER_0_PORT).expect("insert a virtual card (is vpcd running? scripts/pcscd.sh start)");
+    let desk = demo_desk(&card, "alice");
+    let config_arg = desk.config_file.to_str().expect("a UTF-8 path");
+
+    let driver = Driver::start(&tauri_driver);
+    let client = connect(&driver, &["--config", config_arg]).await;
+
+    // The inserted key brings up the PIN form, with the loud virtual-token banner.
+    let picked = wait_js(
+        &client,
+        "the login form",
+        "!document.getElementById('login-form').hidden && document.querySelector('#login-reader-options input:checked')?.value",
+    )
+    .await;
+    assert_eq!(picked, json!(VIRTUAL_READER), "the key's reader is picked");
+    assert_eq!(text_of(&client, "lock-title").await, "Enter your PIN");
+    assert_eq!(js(&client, "!document.getElementById('virtual-banner').hidden").await, json!(true));
+    assert!(text_of(&client, "virtual-banner").await.to_lowercase().contains("virtual token — demo only"));
+    let pin_field = client.find(Locator::Id("pin")).await.expect("PIN field");
+    assert_eq!(pin_field.attr("type").await.expect("type"), Some("password".into()));
+    assert_eq!(pin_field.attr("autocomplete").await.expect("autocomplete"), Some("off".into()));
+
+    // A wrong PIN: the core's reason with the tries left; the field is emptied; still locked.
+    pin_field.send_keys("000000").await.expect("type a wrong PIN");
+    client.find(Locator::Id("login-button")).await.expect("button").click().await.expect("click Log in");
+    let tries = wait_js(
+        &client,
+        "the wrong-PIN message",
+        "!document.getElementById('login-error').hidden && document.getElementById('login-error').dataset.triesLeft",
+    )
+    .await;
+    assert_eq!(tries, json!("2"));
+    let error = text_of(&client, "login-error").await;
+    assert!(error.contains("wrong PIN") && error.contains("2 tries left"), "{error}");
+    assert_eq!(js(&client, "document.getElementById('pin').value").await, json!(""));
+    assert_eq!(js(&client, "document.getElementById('view-home').hidden").await, json!(true));
+
+    // The right PIN: the agent's home, with name, tier and the banner.
+    pin_field.send_keys(PIN).await.expect("type the PIN");
+    pin_field.send_keys("\u{E007}").await.expect("press Enter"); // WebDriver key code for Enter
+    let name = wait_js(
+        &client,
+        "the agent's home",
+        "!document.getElementById('view-home').hidden && document.getElementById('agent-name').textContent",
+    )
+    .await;
+    assert_eq!(name, json!("Alice Schmidt"));
+    assert_eq!(text_of(&client, "agent-tier").await, "Junior agent");
+    assert_eq!(text_of(&client, "agent-username").await, "alice");
+    assert_eq!(js(&client, "!document.getElementById('virtual-banner').hidden").await, json!(true));
+    // The PIN went to the core only: not in the field, not anywhere in the page.
+    assert_eq!(js(&client, "document.getElementById('pin').value").await, json!(""));
+    let page = js(&client, "document.documentElement.outerHTML").await;
+    assert!(!page.as_str().unwrap_or_default().contains(PIN), "the PIN must not appear in the page");
+
+    // Removing the key locks the desk within a second.
+    card.remove().expect("remove the virtual card");
+    let removed = Instant::now();
+    let reason = wait_js_within(
+        &client,
+        Duration::from_secs(1),
+        "the lock screen after removal",
+        "!document.getElementById('view-lock').hidden && document.getElementById('lock-reason').dataset.reason",
+    )
+    .await;
+    let took = removed.elapsed();
+    assert_eq!(reason, json!("key-removed"));
+    assert!(took < Duration::from_secs(1), "lock took {took:?}");
+    assert_eq!(text_of(&client, "lock-title").await, "Insert your YubiKey");
+    assert!(text_of(&client, "lock-reason").await.contains("removed"));
+    assert_eq!(js(&client, "document.getElementById('view-home').hidden").await, json!(true));
 
     client.close().await.expect("close the session");
 }

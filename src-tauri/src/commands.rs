@@ -1,9 +1,14 @@
 //! The commands the web view may call (each one is granted in `capabilities/`).
 
 use resetdesk::config::Mode;
+use resetdesk::secret::Secret;
+use resetdesk::session::SessionEvent;
 use resetdesk::token::readers::{self, ReaderStatus};
 use serde::Serialize;
+use tauri::AppHandle;
+use time::OffsetDateTime;
 
+use crate::desk::{self, Failure, SessionView};
 use crate::startup::AppState;
 
 /// Static facts about this installation that the header and lock screen show.
@@ -34,4 +39,32 @@ pub async fn reader_status() -> ReaderStatus {
     tauri::async_runtime::spawn_blocking(readers::reader_status)
         .await
         .unwrap_or(ReaderStatus::NoService)
+}
+
+/// Whether an agent is logged in, or why the desk is locked.
+#[tauri::command]
+pub fn session_state(app: AppHandle) -> SessionView {
+    desk::desk(&app).view()
+}
+
+/// Log in with the key in `reader`. The PIN becomes a [`Secret`] (wiped on drop) at once;
+/// it is never logged or sent back.
+#[tauri::command]
+pub async fn login(app: AppHandle, reader: String, pin: String) -> Result<SessionView, Failure> {
+    let pin = Secret::new(pin);
+    tauri::async_runtime::spawn_blocking(move || desk::login(&app, &reader, pin))
+        .await
+        .unwrap_or_else(|e| Err(Failure::internal(e)))
+}
+
+/// The agent pressed "Lock".
+#[tauri::command]
+pub fn lock_session(app: AppHandle) {
+    desk::feed(&app, SessionEvent::LockRequested { at: OffsetDateTime::now_utc() });
+}
+
+/// The agent typed or clicked (the idle lock counts from the last activity).
+#[tauri::command]
+pub fn activity(app: AppHandle) {
+    desk::feed(&app, SessionEvent::Activity { at: OffsetDateTime::now_utc() });
 }

@@ -4,6 +4,7 @@
 //! view (`ui/`) only renders that state. Decisions live in the core.
 
 mod commands;
+mod desk;
 mod startup;
 mod watcher;
 
@@ -34,6 +35,10 @@ fn main() -> ExitCode {
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
             commands::reader_status,
+            commands::session_state,
+            commands::login,
+            commands::lock_session,
+            commands::activity,
         ])
         .setup(|app| {
             watcher::spawn_reader_watcher(app.handle().clone());

@@ -1,9 +1,12 @@
 //! Command line, configuration and the state shared by the commands.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use clap::Parser;
 use resetdesk::config::{Config, Mode};
+
+use crate::desk::Desk;
 
 /// Environment variable naming the configuration file when `--config` is not given.
 pub const CONFIG_ENV: &str = "RESETDESK_CONFIG";
@@ -40,13 +43,23 @@ pub struct AppState {
     pub config: Result<Config, String>,
     /// Where the configuration came from, for the status line ("built-in defaults" or the path).
     pub config_source: String,
+    /// The agent session (see [`crate::desk`]).
+    pub desk: Mutex<Desk>,
 }
 
 impl AppState {
     pub fn load(path: Option<PathBuf>) -> Self {
         match path {
-            None => Self { config: Ok(Config::default()), config_source: "built-in defaults".into() },
-            Some(p) => Self { config: load_config(&p), config_source: p.display().to_string() },
+            None => Self {
+                config: Ok(Config::default()),
+                config_source: "built-in defaults".into(),
+                desk: Mutex::default(),
+            },
+            Some(p) => Self {
+                config: load_config(&p),
+                config_source: p.display().to_string(),
+                desk: Mutex::default(),
+            },
         }
     }
 

@@ -356,6 +356,23 @@ impl Directory for EmbeddedDirectory {
         }
         Ok(())
     }
+
+    fn lock_verification(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError> {
+        self.lock_and_flag(username, until)
+    }
+}
+
+impl EmbeddedDirectory {
+    fn lock_and_flag(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError> {
+        let n = self.conn.execute(
+            "UPDATE accounts SET verification_locked_until = ?2, flagged = 1 WHERE username = ?1",
+            params![username, fmt_time(until)],
+        )?;
+        if n == 0 {
+            return Err(DirectoryError::NotFound(username.to_owned()));
+        }
+        Ok(())
+    }
 }
 
 /// argon2id (default parameters: 19 MiB, 2 passes) PHC string of a secret.
@@ -460,6 +477,18 @@ mod tests {
         assert_eq!(dir.check_password("cy", &temp).unwrap(), PasswordCheck { valid: true, must_change: true });
         assert!(dir.account("cy").unwrap().must_change_password);
         assert!(matches!(dir.set_temporary_password("ghost", &temp), Err(DirectoryError::NotFound(_))));
+    }
+
+    #[test]
+    fn lock_verification_sets_lock_and_flag() {
+        let (_d, mut dir) = open();
+        dir.create_account(&new_account("hal", &[]), OffsetDateTime::now_utc()).unwrap();
+        let until = datetime!(2030-01-01 12:00 UTC);
+        dir.lock_verification("hal", until).unwrap();
+        let a = dir.account("hal").unwrap();
+        assert_eq!(a.verification_locked_until, Some(until));
+        assert!(a.flagged);
+        assert!(matches!(dir.lock_verification("ghost", until), Err(DirectoryError::NotFound(_))));
     }
 
     #[test]

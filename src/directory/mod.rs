@@ -111,4 +111,8 @@ pub trait Directory {
     /// Set a temporary password **and** must-change-at-next-login, atomically.
     /// There is deliberately no way to set a permanent password.
     fn set_temporary_password(&self, username: &str, password: &Secret) -> Result<(), DirectoryError>;
+
+    /// After too many failed verifications: refuse verification for the account until
+    /// `until` and flag it for the security team, atomically.
+    fn lock_verification(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError>;
 }

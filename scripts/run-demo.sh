@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Sets up a Debian 12 machine (as root) and runs ResetDesk on the embedded default:
+# the SQLite directory with the demo organisation, and — when no real YubiKey is
+# plugged in — two virtual PIV cards enrolled for the demo agents:
+#   reader "Virtual PCD 00 00": carol (admin agent), PIN 246810
+#   reader "Virtual PCD 00 01": dave  (admin agent, the co-signer), PIN 135791
+#
+#   bash scripts/run-demo.sh
+#
+# Environment: RESETDESK_DATA_DIR (default /var/lib/resetdesk-demo),
+# RESETDESK_RUN_DIR (default /tmp/resetdesk-run), RESETDESK_DEMO_DETACH=1 to start
+# everything and return without running the app window (for scripts and tests).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DATA="${RESETDESK_DATA_DIR:-/var/lib/resetdesk-demo}"
+export RESETDESK_RUN_DIR="${RESETDESK_RUN_DIR:-/tmp/resetdesk-run}"
+mkdir -p "$RESETDESK_RUN_DIR"
+# Demo only: the organisation CA's passphrase and the demo agents' PINs/PUKs are public.
+DEMO_CA_PASSPHRASE="resetdesk-demo-ca"
+CAROL_PIN=246810 CAROL_PUK=97531864
+DAVE_PIN=135791 DAVE_PUK=86420975
+
+say() { printf 'run-demo: %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "run-demo.sh: cargo not found. Install the Rust toolchain (rustup, Rust >= 1.89) first." >&2
+  exit 2
+fi
+
+bash scripts/setup-debian.sh
+
+say "building (release; the first build takes a few minutes)"
+cargo build --release --locked -p resetdesk -p resetdesk-app -p virtual-yubikey --bins
+BIN="$ROOT/target/release"
+
+"$BIN/resetdesk" demo init --data-dir "$DATA"
+CONFIG="$DATA/resetdesk.toml"
+if [[ ! -f "$DATA/ca/ca.pem" ]]; then
+  printf '%s\n' "$DEMO_CA_PASSPHRASE" | "$BIN/resetdesk" ca init --data-dir "$DATA"
+fi
+
+bash scripts/pcscd.sh start
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+
+# A real key: any reader that is not a vpcd one and holds a PIV card.
+if "$BIN/resetdesk" token list 2>/dev/null | grep -v '\[virtual\]' | grep -q 'YubiKey serial'; then
+  say "a real YubiKey is present: using it (enrol it with \`resetdesk token enroll\` if needed)"
+else
+  say "no real YubiKey found: starting two virtual PIV cards (virtual token — demo only)"
+  start_card() { # port serial agent pin puk reader
+    local log="$RESETDESK_RUN_DIR/virtual-yubikey-$1.log"
+    "$BIN/virtual-yubikey" --port "$1" --serial "$2" >"$log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 100); do
+      grep -q "inserted" "$log" && break
+      kill -0 "${pids[-1]}" 2>/dev/null || { cat "$log" >&2; exit 1; }
+      sleep 0.1
+    done
+    grep -q "inserted" "$log" || { echo "run-demo: the virtual card on port $1 did not start" >&2; cat "$log" >&2; exit 1; }
+    # The virtual card keeps its keys in RAM: enrol it afresh at every start, after
+    # revoking the previous run's keys (their audit records still verify).
+    "$BIN/resetdesk" token revoke --data-dir "$DATA" --agent "$3" --reason "demo card re-enrolled" >/dev/null 2>&1 || true
+    printf '%s\n' "$DEMO_CA_PASSPHRASE" "$4" "$5" |
+      "$BIN/resetdesk" token enroll --data-dir "$DATA" --agent "$3" --reader "$6" --config "$CONFIG" --allow-unattested >/dev/null
+    say "virtual card in \"$6\" enrolled for $3 (PIN $4)"
+  }
+  trap cleanup EXIT
+  start_card 35963 1000001 carol "$CAROL_PIN" "$CAROL_PUK" "Virtual PCD 00 00"
+  start_card 35964 1000002 dave "$DAVE_PIN" "$DAVE_PUK" "Virtual PCD 00 01"
+fi
+
+if [[ "${RESETDESK_DEMO_DETACH:-0}" == 1 ]]; then
+  trap - EXIT
+  say "ready (detached): virtual cards' pids ${pids[*]:-none}"
+  exit 0
+fi
+
+say "starting the app (config $CONFIG)"
+if [[ -n "${DISPLAY:-}" ]]; then
+  "$BIN/resetdesk-app" --config "$CONFIG"
+else
+  say "no DISPLAY: running the window under Xvfb (scripts/screenshot.sh takes a picture)"
+  xvfb-run -a -s "-screen 0 1280x800x24 -nolisten tcp" "$BIN/resetdesk-app" --config "$CONFIG"
+fi
