@@ -38,6 +38,13 @@ step "pcscd with the vpcd virtual readers"
 bash scripts/pcscd.sh start
 export RESETDESK_E2E_EXPECT_READERS=1
 
+step "the core crate never depends on Tauri/GTK/WebKit"
+if cargo tree --locked -p resetdesk -e normal,dev --prefix none | grep -E '^(tauri|gtk|webkit2gtk|wry)[ -]'; then
+  echo "test-all.sh: the core crate pulls in a GUI crate (above); keep GUI code in src-tauri" >&2
+  exit 1
+fi
+echo "ok: resetdesk has no tauri/gtk/webkit/wry dependency"
+
 step "build (workspace, all targets)"
 cargo build --workspace --all-targets --locked
 
