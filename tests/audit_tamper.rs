@@ -465,3 +465,14 @@ fn columns_of_the_wrong_type_are_judged_not_crashed_on() {
         assert_eq!(bad_record(f.verify()).0, seq, "{sql}");
     }
 }
+
+#[test]
+fn a_clock_set_back_is_reported_not_failed() {
+    let f = fixture();
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let mut log = AuditLog::open(&f.path).unwrap();
+    let earlier = now() - time::Duration::hours(1);
+    log.append(&Event::new(EventType::Lock, &serde_json::json!({"agent": "alice"})).unwrap(), &mut alice, earlier).unwrap();
+    drop(log);
+    assert_eq!(f.verify().unwrap().clock_regressions, 1);
+}

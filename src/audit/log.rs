@@ -92,10 +92,8 @@ impl AuditLog {
     pub fn open(path: &Path) -> Result<Self, AuditError> {
         let store = Store::open(path)?;
         let head = store.head()?.map(|(s, _)| s).unwrap_or(0);
-        if let Some(seq) = store.head()?.map(|(s, _)| s) {
-            if let Some(stored) = store.get(seq)? {
-                Record::decode(&stored.record).map_err(|e| AuditError::Corrupt { seq, why: e.to_string() })?;
-            }
+        if let Some(stored) = store.get(head)? {
+            Record::decode(&stored.record).map_err(|e| AuditError::Corrupt { seq: head, why: e.to_string() })?;
         }
         let receipted = store.receipts()?.iter().map(|r| r.checkpoint.tree_size).max().unwrap_or(0);
         if receipted > head {

@@ -128,6 +128,9 @@ pub struct Summary {
     /// Highest seq covered by a verified receipt.
     pub receipted_up_to: u64,
     pub anchors_checked: usize,
+    /// Records whose timestamp is earlier than the record before them (the desk's
+    /// clock was set back): not a failure, but worth an auditor's look.
+    pub clock_regressions: u64,
 }
 
 /// One-pass verifier. See the module doc for the checks.
@@ -226,6 +229,9 @@ impl<'r> Verifier<'r> {
         s.head_seq = record.seq;
         s.head_hash = hash;
         s.first_timestamp_ms.get_or_insert(record.timestamp_ms);
+        if s.last_timestamp_ms.is_some_and(|last| record.timestamp_ms < last) {
+            s.clock_regressions += 1;
+        }
         s.last_timestamp_ms = Some(record.timestamp_ms);
         *s.by_type.entry(record.event_type.as_str()).or_default() += 1;
         *self.per_key.entry(record.key_id).or_default() += 1;

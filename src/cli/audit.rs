@@ -211,6 +211,12 @@ pub fn render_summary(db: &Path, s: &Summary) -> String {
         s.head_seq - s.receipted_up_to.min(s.head_seq)
     ));
     out.push_str(&format!("  anchors: {} checked\n", s.anchors_checked));
+    if s.clock_regressions > 0 {
+        out.push_str(&format!(
+            "  warning: {} record(s) carry an earlier time than the record before them (desk clock set back?)\n",
+            s.clock_regressions
+        ));
+    }
     if s.open_intents.is_empty() {
         out.push_str("  open intents: none\n");
     } else {
