@@ -6,6 +6,18 @@
 //! Dev/test only: never a dependency of the app. The keys live in RAM with a software
 //! RNG; nothing about this card is secure.
 //!
+//! # With the `yubikey` crate (0.8, feature `untested`)
+//! Works: open by reader name (`YubiKey::open()` refuses when both readers hold a card),
+//! serial, version (5.4.3), `verify_pin` (a wrong PIN gives `WrongPin { tries }`),
+//! `get_pin_retries`, `authenticate` with the default 3DES key, P-256 `generate` in 9a/9c,
+//! `sign_data` (9c needs `verify_pin` right before every signature; 9a once per
+//! connection), objects and certificates larger than one APDU, `piv_keys`, PIN/PUK and
+//! management-key changes, `reset_device`. Like a YubiKey, a card reset or a SELECT of
+//! the PIV applet logs the PIN and the management key out.
+//!
+//! Does not work: `piv::metadata`, `attest` (6A81), `cccid()` (panics in the crate),
+//! `block_puk()` (loops forever: never call it).
+//!
 //! ```no_run
 //! let _lock = virtual_yubikey::lock_readers();
 //! let card = virtual_yubikey::VirtualCard::insert(virtual_yubikey::READER_0_PORT)?;
