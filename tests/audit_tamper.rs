@@ -476,3 +476,44 @@ fn a_clock_set_back_is_reported_not_failed() {
     drop(log);
     assert_eq!(f.verify().unwrap().clock_regressions, 1);
 }
+
+/// Claims alice's key id but signs with another key (a card swapped under a session).
+struct Impostor {
+    claims: [u8; 32],
+    real: SoftSigner,
+}
+
+impl RecordSigner for Impostor {
+    fn key_id(&self) -> [u8; 32] {
+        self.claims
+    }
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, resetdesk::token::TokenError> {
+        self.real.sign_digest(digest)
+    }
+}
+
+#[test]
+fn with_key_check_a_record_that_would_not_verify_is_refused_not_written() {
+    let f = fixture();
+    let mut impostor = Impostor { claims: f.alice.key_id(), real: SoftSigner::from_seed("mallory", 66) };
+    let event = Event::new(EventType::Lock, &serde_json::json!({"agent": "alice"})).unwrap();
+    let resolver = Box::new(f.pki.resolver(&[&f.alice, &f.bob]));
+    let mut log = AuditLog::open(&f.path).unwrap().with_key_check(resolver);
+    assert!(matches!(log.append(&event, &mut impostor, now()), Err(AuditError::WouldNotVerify(_))));
+    let mut bob = SoftSigner::from_seed("bob", 2);
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    assert!(matches!(log.append_cosigned(&event, &mut alice, &mut impostor_of(&bob), now()), Err(AuditError::WouldNotVerify(_))));
+    assert_eq!(log.head().unwrap().unwrap().seq, 8);
+    log.append_cosigned(&event, &mut alice, &mut bob, now()).unwrap();
+    drop(log);
+    f.verify().unwrap();
+    // Without the check the bad record is written, and the verifier names it.
+    let mut log = AuditLog::open(&f.path).unwrap();
+    log.append(&event, &mut impostor, now()).unwrap();
+    drop(log);
+    assert!(matches!(bad_record(f.verify()), (10, Problem::BadSignature(_))));
+}
+
+fn impostor_of(victim: &SoftSigner) -> Impostor {
+    Impostor { claims: victim.key_id(), real: SoftSigner::from_seed("mallory", 66) }
+}

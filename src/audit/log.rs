@@ -14,7 +14,9 @@ use time::OffsetDateTime;
 use super::event::{parse_payload, Event, IntentRef};
 use super::receipt::Receipt;
 use super::record::{entry_hash, signing_digest, EventType, Hash32, Record, RecordError};
+use super::resolver::KeyResolver;
 use super::store::{NewRow, Store, StoreError};
+use super::verify::{check_key_at, signature_valid};
 use crate::token::{RecordSigner, TokenError};
 
 /// Where a record landed.
@@ -72,12 +74,24 @@ pub enum AuditError {
     Corrupt { seq: u64, why: String },
     #[error("the receipt does not match this log at seq {0}; it is for another log or the log was rewritten")]
     ReceiptMismatch(u64),
+    #[error("the card's signature would not verify ({0}); nothing was written; re-enrol the token or check the registry")]
+    WouldNotVerify(String),
+}
+
+fn check_signer(resolver: &dyn KeyResolver, key_id: &Hash32, at: u64, record: &[u8], sig: &[u8]) -> Result<(), AuditError> {
+    let key = resolver.resolve(key_id).map_err(|e| AuditError::WouldNotVerify(e.to_string()))?;
+    check_key_at(&key, at).map_err(|p| AuditError::WouldNotVerify(p.to_string()))?;
+    if !signature_valid(&key, record, sig) {
+        return Err(AuditError::WouldNotVerify(format!("signature does not match the certificate of `{}`", key.subject)));
+    }
+    Ok(())
 }
 
 /// The desk's audit log.
 pub struct AuditLog {
     store: Store,
     pending_at_open: Vec<PendingIntent>,
+    key_check: Option<Box<dyn KeyResolver + Send>>,
 }
 
 /// UTC milliseconds since the Unix epoch.
@@ -99,12 +113,21 @@ impl AuditLog {
         if receipted > head {
             return Err(AuditError::RolledBack { head, receipted });
         }
-        let mut log = Self { store, pending_at_open: Vec::new() };
+        let mut log = Self { store, pending_at_open: Vec::new(), key_check: None };
         log.pending_at_open = log.pending_intents()?;
         if !log.pending_at_open.is_empty() {
             tracing::warn!(count = log.pending_at_open.len(), "reset intents without an outcome; reconcile them against the directory");
         }
         Ok(log)
+    }
+
+    /// Check every signature (and co-signature) against the signer's enrolled
+    /// certificate before committing, so that a record the verifier would reject (a
+    /// card holding another key than the one enrolled, a revoked or expired
+    /// certificate) is refused instead of written.
+    pub fn with_key_check(mut self, resolver: Box<dyn KeyResolver + Send>) -> Self {
+        self.key_check = Some(resolver);
+        self
     }
 
     /// Intents that had no outcome when the log was opened.
@@ -195,6 +218,13 @@ impl AuditLog {
             Some(c) => Some(c.sign_digest(&digest).map_err(AuditError::Cosign)?),
             None => None,
         };
+        if let Some(resolver) = &self.key_check {
+            let rec = Record::decode(&record)?;
+            check_signer(resolver.as_ref(), &rec.key_id, rec.timestamp_ms, &record, &signature)?;
+            if let (Some(id), Some(cosig)) = (rec.cosigner_key_id, &cosignature) {
+                check_signer(resolver.as_ref(), &id, rec.timestamp_ms, &record, cosig)?;
+            }
+        }
         tx.insert(&NewRow {
             seq,
             record: &record,

@@ -185,9 +185,9 @@ impl<'r> Verifier<'r> {
 
         let signer = self.key(&record.key_id).map_err(|e| bad(Problem::Signer(e)))?;
         check_key_at(&signer, record.timestamp_ms).map_err(bad)?;
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &signer.public_key)
-            .verify(&stored.record, &stored.signature)
-            .map_err(|_| bad(Problem::BadSignature(signer.subject.clone())))?;
+        if !signature_valid(&signer, &stored.record, &stored.signature) {
+            return Err(bad(Problem::BadSignature(signer.subject.clone())));
+        }
 
         match (record.cosigner_key_id, &stored.cosignature) {
             (None, None) => {}
@@ -196,9 +196,9 @@ impl<'r> Verifier<'r> {
                 let co = self.key(&id).map_err(|e| bad(Problem::Cosigner(e)))?;
                 check_key_at(&co, record.timestamp_ms).map_err(bad)?;
                 let cosig = cosig.as_ref().ok_or_else(|| bad(Problem::MissingCosignature(co.subject.clone())))?;
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &co.public_key)
-                    .verify(&stored.record, cosig)
-                    .map_err(|_| bad(Problem::BadCosignature(co.subject.clone())))?;
+                if !signature_valid(&co, &stored.record, cosig) {
+                    return Err(bad(Problem::BadCosignature(co.subject.clone())));
+                }
                 self.summary.cosigned += 1;
             }
         }
@@ -272,9 +272,9 @@ impl<'r> Verifier<'r> {
             let anchor_problem = |problem: String| EndProblem::Anchor { index, problem };
             let record = Record::decode(&a.record).map_err(|e| anchor_problem(e.to_string()))?;
             let key = self.key(&record.key_id).map_err(|e| anchor_problem(e.to_string()))?;
-            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &key.public_key)
-                .verify(&a.record, &a.signature)
-                .map_err(|_| anchor_problem(format!("its signature does not verify with the key of `{}`", key.subject)))?;
+            if !signature_valid(&key, &a.record, &a.signature) {
+                return Err(anchor_problem(format!("its signature does not verify with the key of `{}`", key.subject)));
+            }
             if record.seq > end {
                 return Err(EndProblem::AnchorBeyondEnd { index, seq: record.seq, end });
             }
@@ -294,7 +294,13 @@ impl<'r> Verifier<'r> {
     }
 }
 
-fn check_key_at(key: &ResolvedKey, at: u64) -> Result<(), Problem> {
+/// ECDSA P-256 over SHA-256(`record`), DER signature, with `key`.
+pub fn signature_valid(key: &ResolvedKey, record: &[u8], signature: &[u8]) -> bool {
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &key.public_key).verify(record, signature).is_ok()
+}
+
+/// The key's certificate is valid and not revoked at `at` (UTC ms).
+pub fn check_key_at(key: &ResolvedKey, at: u64) -> Result<(), Problem> {
     if at < key.not_before_ms || at > key.not_after_ms {
         return Err(Problem::CertificateNotValid {
             subject: key.subject.clone(),
