@@ -500,6 +500,13 @@ mod tests {
     }
 
     #[test]
+    fn session_can_move_to_the_shell_state_thread() {
+        fn send<T: Send>() {}
+        send::<AgentSession>();
+        send::<crate::token::watch::CardWatcher>();
+    }
+
+    #[test]
     fn wrong_pin_exposes_tries_left() {
         assert_eq!(LoginError::Token(TokenError::WrongPin { tries_left: 2 }).tries_left(), Some(2));
         assert_eq!(LoginError::Token(TokenError::PinBlocked).tries_left(), Some(0));

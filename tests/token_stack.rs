@@ -25,6 +25,8 @@ use time::OffsetDateTime;
 use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
 
 const CA_PASS: &str = "test CA passphrase";
+/// PUK every test card gets at enrolment.
+const PUK: &str = "87654321";
 
 /// A desk: data directory with the demo organisation and an organisation CA.
 struct Desk {
@@ -47,10 +49,22 @@ impl Desk {
     fn enrol_with(&self, ca: &OrgCa, card: &VirtualCard, username: &str, pin: &str, check_directory: bool) -> EnrolReport {
         let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
         let mut registry = TokenRegistry::open(&self.config.data_dir).unwrap();
-        let req = EnrolRequest::factory_card(username, Secret::from(pin), Secret::from("87654321"));
+        let req = EnrolRequest::factory_card(username, Secret::from(pin), Secret::from(PUK));
         let dir: &dyn resetdesk::directory::Directory = &self.directory;
         let directory = check_directory.then_some((dir, &self.config.agents));
         enrol(&mut piv, ca, &mut registry, directory, &[], &req, OffsetDateTime::now_utc()).unwrap()
+    }
+
+    /// Enrol again a card that is off factory credentials (PIN `current_pin`, PUK [`PUK`]).
+    fn re_enrol(&self, card: &VirtualCard, username: &str, current_pin: &str, new_pin: &str) -> EnrolReport {
+        let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
+        let mut registry = TokenRegistry::open(&self.config.data_dir).unwrap();
+        let req = EnrolRequest {
+            current_pin: Secret::from(current_pin),
+            current_puk: Secret::from(PUK),
+            ..EnrolRequest::factory_card(username, Secret::from(new_pin), Secret::from(PUK))
+        };
+        enrol(&mut piv, &self.ca, &mut registry, None, &[], &req, OffsetDateTime::now_utc()).unwrap()
     }
 
     fn enrol(&self, card: &VirtualCard, username: &str, pin: &str) -> EnrolReport {
@@ -120,16 +134,9 @@ fn enrolment_leaves_no_factory_credentials_and_the_old_pin_fails() {
     drop(piv);
     // Re-enrolment of the same card with its current PIN (the protected management key
     // lets it in) revokes the first keys.
-    let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
-    let mut registry = TokenRegistry::open(&desk.config.data_dir).unwrap();
+    let registry = TokenRegistry::open(&desk.config.data_dir).unwrap();
     let first = registry.for_user("bob").unwrap();
-    let req = EnrolRequest {
-        current_pin: Secret::from("13572468"),
-        current_puk: Secret::from("87654321"),
-        ..EnrolRequest::factory_card("bob", Secret::from("24681357"), Secret::from("11223344"))
-    };
-    enrol(&mut piv, &desk.ca, &mut registry, None, &[], &req, OffsetDateTime::now_utc()).unwrap();
-    drop(piv);
+    desk.re_enrol(&card, "bob", "13572468", "24681357");
     for old in first {
         assert!(!registry.by_key_id(&old.key_id).unwrap().unwrap().is_active());
     }
@@ -209,15 +216,7 @@ fn revoked_key_and_non_agent_are_refused_and_production_refuses_virtual_tokens()
         .into_iter()
         .find(|a| desk.config.agents.agent_tier(&a.groups).is_none())
         .expect("demo has staff");
-    let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
-    let mut registry = TokenRegistry::open(&desk.config.data_dir).unwrap();
-    let req = EnrolRequest {
-        current_pin: Secret::from("246810"),
-        current_puk: Secret::from("87654321"),
-        ..EnrolRequest::factory_card(&staff.username, Secret::from("135790"), Secret::from("87654321"))
-    };
-    enrol(&mut piv, &desk.ca, &mut registry, None, &[], &req, OffsetDateTime::now_utc()).unwrap();
-    drop(piv);
+    desk.re_enrol(&card, &staff.username, "246810", "135790");
     assert!(matches!(desk.login(&card, "135790"), Err(LoginError::NotAnAgent(u)) if u == staff.username));
 
     desk.config.mode = Mode::Production;

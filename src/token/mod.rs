@@ -3,6 +3,15 @@
 //! Everything that signs — login challenges (slot 9a), audit records and co-signatures
 //! (slot 9c) — goes through [`RecordSigner`]. The PC/SC + `yubikey` adapter lives in
 //! submodules; the rest of the core only sees the trait.
+//!
+//! - [`card`]: the only code that talks to a card (open by reader/serial, PIN, sign,
+//!   certificates, key generation, attestation), errors mapped to [`TokenError`];
+//! - [`signer`]: [`signer::PivSigner`], the slot-9c [`RecordSigner`] (PIN before each signature);
+//! - [`watch`]: insertion/removal events from PC/SC status changes;
+//! - [`registry`]: enrolled keys in `<data_dir>/tokens.sqlite`, looked up by key id;
+//! - [`attestation`]: PIV attestation chain verification (pure);
+//! - [`enrol`]: enrolment of a card for an agent;
+//! - [`readers`]: reader status for the lock screen.
 
 pub mod attestation;
 pub mod card;
