@@ -13,7 +13,8 @@
 //! `sign_data` (9c needs `verify_pin` right before every signature; 9a once per
 //! connection), objects and certificates larger than one APDU, `piv_keys`, PIN/PUK and
 //! management-key changes, `reset_device`. Like a YubiKey, a card reset or a SELECT of
-//! the PIV applet logs the PIN and the management key out.
+//! the PIV applet logs the PIN and the management key out. Unlike a YubiKey, reset needs
+//! only the PIN blocked (not the PUK too).
 //!
 //! Does not work: `piv::metadata`, `attest` (6A81), `cccid()` (panics in the crate),
 //! `block_puk()` (loops forever: never call it).

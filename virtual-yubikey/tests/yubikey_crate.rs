@@ -142,6 +142,45 @@ fn slot_9a_signs_login_challenges_after_one_verify_pin() {
 }
 
 #[test]
+fn pin_puk_and_management_key_change_then_reset_restores_factory_defaults() {
+    with_card_in_reader_0(None, |_, yk| {
+        yk.change_pin(DEFAULT_PIN, b"24680135").expect("change PIN");
+        assert!(
+            yk.verify_pin(DEFAULT_PIN).is_err(),
+            "the old PIN no longer works"
+        );
+        yk.verify_pin(b"24680135").expect("the new PIN works");
+        yk.change_puk(b"12345678", b"87654321")
+            .expect("change PUK from the factory PUK");
+
+        let new_key = MgmKey::new([
+            0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE, 0x01, 0x23, 0x45, 0x67, 0x89, 0xAB,
+            0xCD, 0xEF, 0x1F, 0x2E, 0x3D, 0x4C, 0x5B, 0x6A, 0x79, 0x08,
+        ])
+        .unwrap();
+        yk.authenticate(MgmKey::default()).unwrap();
+        new_key
+            .set_manual(yk, false)
+            .expect("set a new management key");
+        assert!(yk.authenticate(MgmKey::default()).is_err());
+        yk.authenticate(new_key)
+            .expect("the new management key works");
+
+        // Reset needs the PIN blocked. (A YubiKey also wants the PUK blocked; this card
+        // does not, and block_puk() loops forever against it.)
+        assert!(yk.reset_device().is_err(), "no reset while the PIN works");
+        for _ in 0..3 {
+            assert!(yk.verify_pin(b"00000000").is_err());
+        }
+        assert_eq!(yk.get_pin_retries().unwrap(), 0, "PIN blocked");
+        yk.reset_device().expect("reset with the PIN blocked");
+        yk.verify_pin(DEFAULT_PIN).expect("factory PIN after reset");
+        yk.authenticate(MgmKey::default())
+            .expect("factory management key after reset");
+    });
+}
+
+#[test]
 fn objects_larger_than_one_apdu_round_trip() {
     // 1500 bytes: PUT DATA needs command chaining, GET DATA needs GET RESPONSE, as a
     // certificate write/read does.
