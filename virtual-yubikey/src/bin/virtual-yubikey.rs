@@ -2,6 +2,7 @@
 //! defaults, RAM only) into a vpcd reader for the demo, keep it there until SIGINT or
 //! SIGTERM, then remove it cleanly. Needs pcscd with vpcd (`scripts/pcscd.sh start`).
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -47,11 +48,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
+    say(&format!(
         "virtual PIV card inserted in {} (serial {})",
         card.reader_name(),
         card.serial()
-    );
+    ));
 
     while !stop.load(Ordering::SeqCst) {
         if let Some(reason) = card.wait_stopped(SIGNAL_CHECK) {
@@ -62,7 +63,7 @@ fn main() -> ExitCode {
     let reader = card.reader_name();
     match card.remove() {
         Ok(()) => {
-            println!("virtual PIV card removed from {reader}");
+            say(&format!("virtual PIV card removed from {reader}"));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -70,4 +71,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Print a status line for whoever runs the demo. A closed stdout (the reader went away)
+/// is no reason to stop serving the card, so write errors are ignored.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
