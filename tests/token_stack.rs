@@ -15,8 +15,8 @@ use resetdesk::login::{login, AgentSession, LoginError};
 use resetdesk::secret::Secret;
 use resetdesk::session::{Decision, LockReason, SessionEvent};
 use resetdesk::tier::AgentTier;
-use resetdesk::token::card::PivCard;
-use resetdesk::token::enrol::{enrol, EnrolReport, EnrolRequest};
+use resetdesk::token::card::{PivCard, Slot};
+use resetdesk::token::enrol::{enrol, EnrolError, EnrolReport, EnrolRequest};
 use resetdesk::token::registry::TokenRegistry;
 use resetdesk::token::watch::{CardEvent, CardWatcher};
 use resetdesk::token::{RecordSigner, TokenError};
@@ -126,6 +126,20 @@ fn enrolment_leaves_no_factory_credentials_and_the_old_pin_fails() {
     let _lock = lock_readers();
     let desk = desk();
     let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    // Production-style enrolment refuses a device that cannot attest, before changing anything.
+    {
+        let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
+        let mut registry = TokenRegistry::open(&desk.config.data_dir).unwrap();
+        let req = EnrolRequest {
+            allow_unattested: false,
+            ..EnrolRequest::factory_card("bob", Secret::from("13572468"), Secret::from(PUK))
+        };
+        let e = enrol(&mut piv, &desk.ca, &mut registry, None, &[], &req, OffsetDateTime::now_utc()).unwrap_err();
+        assert!(matches!(e, EnrolError::Unattested { .. }), "{e}");
+        assert!(piv.has_default_management_key().unwrap(), "card untouched");
+        assert!(piv.certificate(Slot::Signature).unwrap().is_none());
+        assert!(registry.for_user("bob").unwrap().is_empty());
+    }
     desk.enrol(&card, "bob", "13572468");
     let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
     assert!(!piv.has_default_management_key().unwrap(), "management key was replaced");

@@ -6,9 +6,11 @@
 //! through Yubico's published intermediates ("Yubico PIV Attestation ..." and
 //! "Yubico Attestation Intermediate ...") to "Yubico Attestation Root 1" from 5.7.4.
 //!
-//! The roots and intermediates are trust decisions, so they are read from a PEM bundle
-//! the deployment installs ([`ATTESTATION_BUNDLE_FILE`] in `<data_dir>/ca/`, from
-//! Yubico's PKI page), never fetched. Without the bundle no key counts as attested.
+//! Roots are trust decisions and are never fetched. Built in: "Yubico PIV Root CA
+//! Serial 263751" ([`builtin_roots`], pinned by its SHA-256 fingerprint), which covers
+//! firmware 4.3 to 5.7.3. For firmware 5.7.4 and later a deployment installs Yubico's
+//! "Yubico Attestation Root 1" and the PIV attestation intermediates (from Yubico's PKI
+//! page) as a PEM bundle, [`ATTESTATION_BUNDLE_FILE`] in `<data_dir>/ca/`.
 //! Verification ([`verify`]) is pure: certificates in, verdict out.
 
 use der::{Decode, Encode};
@@ -20,6 +22,22 @@ use der::asn1::ObjectIdentifier;
 
 /// File in `<data_dir>/ca/` holding Yubico's attestation roots and intermediates (PEM).
 pub const ATTESTATION_BUNDLE_FILE: &str = "yubico-piv-attestation.pem";
+
+/// Yubico PIV Root CA Serial 263751 (the 2018 re-issue, pathlen 1), as Yubico publishes it.
+pub const YUBICO_PIV_ROOT_PEM: &str = include_str!("yubico-piv-root-ca-263751.pem");
+/// SHA-256 of [`YUBICO_PIV_ROOT_PEM`]'s DER: the pin checked by [`builtin_roots`].
+pub const YUBICO_PIV_ROOT_SHA256: &str = "63ece914e54dd87915f34033c85af4c0696ba1512f8add66ced738331207b546";
+
+/// The built-in Yubico root(s). Empty only if the bundled file does not match its pin,
+/// which a unit test rules out.
+pub fn builtin_roots() -> Vec<Certificate> {
+    use sha2::{Digest, Sha256};
+    parse_bundle(YUBICO_PIV_ROOT_PEM)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.to_der().map(|d| hex::encode(Sha256::digest(d)) == YUBICO_PIV_ROOT_SHA256).unwrap_or(false))
+        .collect()
+}
 
 /// Yubico extension: firmware version (3 bytes).
 const OID_FIRMWARE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.3");
@@ -214,6 +232,18 @@ mod tests {
         let sig: p256::ecdsa::DerSignature = by.signing_key_for_tests().sign(&tbs);
         cert.signature = der::asn1::BitString::from_bytes(sig.as_bytes()).unwrap();
         cert
+    }
+
+    #[test]
+    fn builtin_yubico_root_matches_its_pin_and_its_own_rsa_signature() {
+        let roots = builtin_roots();
+        assert_eq!(roots.len(), 1);
+        let root = &roots[0];
+        assert_eq!(root.tbs_certificate.subject.to_string(), "CN=Yubico PIV Root CA Serial 263751");
+        signed_by(root, root).expect("self-signature verifies: the bundled copy is intact");
+        let mut tampered = root.clone();
+        tampered.tbs_certificate.serial_number = x509_cert::serial_number::SerialNumber::from(1u32);
+        assert!(signed_by(&tampered, root).is_err());
     }
 
     #[test]

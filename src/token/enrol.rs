@@ -9,8 +9,8 @@
 //!    enrolment stored);
 //! 3. generate P-256 keys on the card: 9a (PIN once, no touch) and 9c (PIN always,
 //!    touch always); attest each where the device supports it and verify the chain to
-//!    Yubico's roots (no roots installed, or no attestation: `attested = false`, which
-//!    production refuses unless allowed);
+//!    Yubico's roots (built-in PIV root, plus an installed bundle for newer firmware);
+//!    no attestation: `attested = false`, which production refuses unless allowed;
 //! 4. issue both certificates from the organisation CA (CN = username) and write them;
 //! 5. replace the management key with a random PIN-protected one, change the PUK and
 //!    then the PIN;
@@ -107,13 +107,15 @@ pub struct EnrolReport {
     pub key_id_9c: String,
 }
 
-/// Yubico attestation roots and intermediates from `<data_dir>/ca/`, if installed.
+/// The built-in Yubico PIV root plus the roots and intermediates installed in
+/// `<data_dir>/ca/` ([`attestation::ATTESTATION_BUNDLE_FILE`], for firmware 5.7.4+).
 pub fn load_attestation_bundle(data_dir: &Path) -> Result<Vec<x509_cert::Certificate>, AttestationError> {
+    let mut certs = attestation::builtin_roots();
     let path = data_dir.join("ca").join(attestation::ATTESTATION_BUNDLE_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(pem) => attestation::parse_bundle(&pem),
-        Err(_) => Ok(Vec::new()),
+    if let Ok(pem) = std::fs::read_to_string(&path) {
+        certs.extend(attestation::parse_bundle(&pem)?);
     }
+    Ok(certs)
 }
 
 /// Enrol the card for `req.username`. `directory`, when given, must know the user as an
@@ -147,6 +149,16 @@ pub fn enrol(
         }
     }
 
+    // A device without an attestation certificate cannot attest anything: refuse before
+    // generating keys (which would destroy the card's current ones).
+    let f9 = card.attestation_intermediate()?;
+    if f9.is_none() && !req.allow_unattested {
+        return Err(EnrolError::Unattested {
+            slot: "f9",
+            source: AttestationError::Chain("the device has no attestation certificate (slot f9)".into()),
+        });
+    }
+
     card.verify_pin(&req.current_pin)?;
     card.authenticate_management()?;
 
@@ -163,7 +175,6 @@ pub fn enrol(
         .filter(|c| c.tbs_certificate.subject != c.tbs_certificate.issuer)
         .cloned()
         .collect();
-    let f9 = card.attestation_intermediate()?;
     let mut attest = |slot: Slot, spki: &spki::SubjectPublicKeyInfoOwned| -> Result<Result<(), AttestationError>, TokenError> {
         let Some(f9) = f9.as_ref() else {
             return Ok(Err(AttestationError::Chain("the device has no attestation certificate (slot f9)".into())));
