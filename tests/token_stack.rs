@@ -357,3 +357,74 @@ fn signatures_verify_with_the_openssl_cli() {
     drop(session);
     card.remove().unwrap();
 }
+
+#[test]
+fn idle_time_locks_the_session_and_drops_the_signer() {
+    let _lock = lock_readers();
+    let desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    desk.enrol(&card, "alice", "246810");
+    let t0 = OffsetDateTime::now_utc();
+    let mut session = desk.login_at(&card, "246810", t0).unwrap();
+    let idle = time::Duration::seconds(i64::from(desk.config.agents.idle_lock_seconds));
+    assert_eq!(session.idle_deadline(), Some(t0 + idle));
+    // Signing is activity: it pushes the deadline.
+    session.sign_digest(&[2; 32], t0 + idle / 2).unwrap();
+    assert_eq!(session.handle(&SessionEvent::Tick { at: t0 + idle }), Decision::Stay);
+    assert_eq!(session.handle(&SessionEvent::Tick { at: t0 + idle / 2 + idle }), Decision::Lock(LockReason::Idle));
+    assert!(matches!(session.signer(), Err(LoginError::Locked(LockReason::Idle))));
+    drop(session);
+    card.remove().unwrap();
+}
+
+#[test]
+fn card_reset_by_another_program_is_a_typed_error() {
+    let _lock = lock_readers();
+    let desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    desk.enrol(&card, "bob", "246810");
+    let mut session = desk.login(&card, "246810").unwrap();
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
+    let reader = std::ffi::CString::new(card.reader_name()).unwrap();
+    let other = ctx.connect(&reader, pcsc::ShareMode::Shared, pcsc::Protocols::ANY).unwrap();
+    other.disconnect(pcsc::Disposition::ResetCard).map_err(|(_, e)| e).unwrap();
+    match session.sign_digest(&[3; 32], OffsetDateTime::now_utc()) {
+        Err(LoginError::Token(TokenError::Reset)) => {}
+        other => panic!("expected Reset, got {other:?}"),
+    }
+    assert_eq!(session.locked(), Some(LockReason::TokenLost));
+    // A fresh login works: nothing was left half-done on the card.
+    drop(session);
+    assert!(desk.login(&card, "246810").is_ok());
+    card.remove().unwrap();
+}
+
+#[test]
+fn production_refuses_a_card_back_on_the_factory_pin() {
+    use resetdesk::ca::TrustAnchor;
+    use resetdesk::login::{login_with_card, LoginContext, TokenPolicy};
+    let _lock = lock_readers();
+    let desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    desk.enrol(&card, "carol", "246810");
+    let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
+    piv.change_pin(&Secret::from("246810"), &Secret::from("123456")).unwrap();
+    let anchor = TrustAnchor::load(&desk.config.ca_cert_path()).unwrap();
+    let registry = TokenRegistry::open(&desk.config.data_dir).unwrap();
+    // Production rules except the virtual-token refusal, which would stop earlier.
+    let ctx = LoginContext {
+        anchor: &anchor,
+        registry: &registry,
+        directory: &desk.directory,
+        agents: &desk.config.agents,
+        policy: TokenPolicy { refuse_virtual: false, allow_unattested: true, refuse_defaults: true },
+    };
+    match login_with_card(&ctx, piv, Secret::from("123456"), OffsetDateTime::now_utc()) {
+        Err(LoginError::FactoryDefaults("PIN")) => {}
+        other => panic!("expected FactoryDefaults, got {other:?}"),
+    }
+    let piv = PivCard::open_reader(card.reader_name()).unwrap();
+    let demo = LoginContext { policy: TokenPolicy { refuse_defaults: false, ..ctx.policy }, ..ctx };
+    assert!(login_with_card(&demo, piv, Secret::from("123456"), OffsetDateTime::now_utc()).is_ok());
+    card.remove().unwrap();
+}
