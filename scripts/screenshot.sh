@@ -63,11 +63,15 @@ fi
 wid=$(window_id)
 
 # The web view paints after the window maps: wait until three captures 0.5 s apart match.
+# "Match" allows a few hundred pixels: a focused text field's caret blinks.
+same() {
+  local diff
+  diff=$(compare -metric AE "$1" "$2" null: 2>&1 || true)
+  [[ $diff =~ ^[0-9]+$ ]] && ((diff <= 300))
+}
 stable() {
   import -window root "$work/c.png"
-  if [[ -f $work/b.png && -f $work/a.png ]] &&
-     [[ $(compare -metric AE "$work/a.png" "$work/c.png" null: 2>&1 || true) == 0 ]] &&
-     [[ $(compare -metric AE "$work/b.png" "$work/c.png" null: 2>&1 || true) == 0 ]]; then
+  if [[ -f $work/b.png && -f $work/a.png ]] && same "$work/a.png" "$work/c.png" && same "$work/b.png" "$work/c.png"; then
     return 0
   fi
   [[ -f $work/b.png ]] && mv "$work/b.png" "$work/a.png"

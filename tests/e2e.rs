@@ -19,6 +19,7 @@
 //! when `CI=true`: there, a missing prerequisite is a failure, never a silent pass (and
 //! `RESETDESK_E2E_EXPECT_READERS` must be set, so the login test cannot skip silently).
 //! Both tests hold the cross-process lock on the virtual readers while they run.
+//! `RESETDESK_E2E_SCREENSHOTS=DIR` saves the login test's screens there for review.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -344,6 +345,14 @@ fn virtual_readers_expected() -> bool {
     }
 }
 
+/// With `RESETDESK_E2E_SCREENSHOTS=DIR`, save what the window shows as `DIR/NAME.png`.
+async fn snapshot(client: &Client, name: &str) {
+    let Some(dir) = std::env::var_os("RESETDESK_E2E_SCREENSHOTS").map(PathBuf::from) else { return };
+    let png = client.screenshot().await.expect("take a screenshot");
+    std::fs::create_dir_all(&dir).expect("create the screenshot directory");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write the screenshot");
+}
+
 async fn text_of(client: &Client, id: &str) -> String {
     client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}")).text().await.expect("element text")
 }
@@ -391,6 +400,7 @@ async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
     )
     .await;
     assert_eq!(tries, json!("2"));
+    snapshot(&client, "login-wrong-pin").await;
     let error = text_of(&client, "login-error").await;
     assert!(error.contains("wrong PIN") && error.contains("2 tries left"), "{error}");
     assert_eq!(js(&client, "document.getElementById('pin').value").await, json!(""));
@@ -408,6 +418,7 @@ async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
     assert_eq!(name, json!("Alice Schmidt"));
     assert_eq!(text_of(&client, "agent-tier").await, "Junior agent");
     assert_eq!(text_of(&client, "agent-username").await, "alice");
+    snapshot(&client, "home").await;
     assert_eq!(js(&client, "!document.getElementById('virtual-banner').hidden").await, json!(true));
     // The PIN went to the core only: not in the field, not anywhere in the page.
     assert_eq!(js(&client, "document.getElementById('pin').value").await, json!(""));
@@ -429,6 +440,7 @@ async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
     assert!(took < Duration::from_secs(1), "lock took {took:?}");
     assert_eq!(text_of(&client, "lock-title").await, "Insert your YubiKey");
     assert!(text_of(&client, "lock-reason").await.contains("removed"));
+    snapshot(&client, "locked-after-removal").await;
     assert_eq!(js(&client, "document.getElementById('view-home').hidden").await, json!(true));
 
     client.close().await.expect("close the session");

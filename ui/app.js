@@ -7,6 +7,12 @@ const tauri = window.__TAURI__;
 
 const $ = (id) => document.getElementById(id);
 
+const LEAD_NO_KEY = "ResetDesk is locked. Insert your YubiKey to log in. " +
+  "The session locks again the moment the key is removed.";
+const LEAD_KEY_INSERTED = "Your key is inserted. Enter its PIN to log in.";
+
+const TIER_LABELS = { junior: "Junior agent", senior: "Senior agent", admin: "Administrator" };
+
 /** The last states the core reported. */
 let readers = null;      // ReaderStatus: { state: "no-service" | "no-readers" | "readers", readers? }
 let session = { state: "locked", reason: null, message: null }; // SessionView
@@ -117,6 +123,7 @@ function render() {
     const showForm = cards.length > 0;
     $("login-form").hidden = !showForm;
     $("lock-title").textContent = showForm ? "Enter your PIN" : "Insert your YubiKey";
+    $("lock-lead").textContent = showForm ? LEAD_KEY_INSERTED : LEAD_NO_KEY;
     if (showForm) {
       renderLoginReaders(cards);
       if (formWasHidden) $("pin").focus();
@@ -131,8 +138,6 @@ function render() {
     : cards.some((r) => r.is_virtual);
   $("virtual-banner").hidden = !virtualInUse;
 }
-
-const TIER_LABELS = { junior: "Junior agent", senior: "Senior agent", admin: "Administrator" };
 
 function renderAppInfo(info) {
   const parts = [];
