@@ -8,7 +8,7 @@
 //!    bytes with the same durability, one transaction each. Goal: ≤ 1.3×.
 //!
 //! `cargo bench --bench audit` (env: AUDIT_BENCH_RECORDS, default 2000;
-//! AUDIT_BENCH_APPENDS, default 200). Each side runs 4 times, interleaved; the best
+//! AUDIT_BENCH_APPENDS, default 200; RESETDESK_BENCH_QUICK: 500 and 60). Each side runs 4 times, interleaved; the best
 //! run of each is compared, since the machine is shared.
 
 #[path = "../tests/audit_support/mod.rs"]
@@ -108,10 +108,15 @@ fn per_sec(n: usize, d: Duration) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` runs us too: keep that quick.
-    let quick = std::env::args().all(|a| a != "--bench");
-    let n = if quick { 50 } else { env_usize("AUDIT_BENCH_RECORDS", 2000) };
-    let m = if quick { 10 } else { env_usize("AUDIT_BENCH_APPENDS", 200) };
+    // `cargo bench` passes --bench; `cargo test --benches` runs us too: keep that a
+    // smoke run. `scripts/bench.sh --quick` (RESETDESK_BENCH_QUICK) runs fewer records.
+    let smoke = std::env::args().all(|a| a != "--bench");
+    let quick = std::env::var_os("RESETDESK_BENCH_QUICK").is_some();
+    let (n, m) = match (smoke, quick) {
+        (true, _) => (50, 10),
+        (false, true) => (500, 60),
+        (false, false) => (env_usize("AUDIT_BENCH_RECORDS", 2000), env_usize("AUDIT_BENCH_APPENDS", 200)),
+    };
     let pki = Pki::new(1);
     let mut alice = SoftSigner::from_seed("alice", 1);
     let resolver = pki.resolver(&[&alice]);
