@@ -17,6 +17,12 @@ pub struct ReaderLock {
 /// Take the cross-process reader lock, blocking until it is free. Tests in different
 /// binaries, processes and threads serialise around the shared readers with it.
 ///
+/// Not reentrant: a second call while this process (any thread) still holds a guard
+/// waits for that guard, so taking it twice on one thread deadlocks. Take it once per
+/// test, before inserting cards. Shell scripts may use `flock(1)` on the same file; a
+/// daemon they start while holding it keeps the lock unless it closes the descriptor
+/// (`scripts/pcscd.sh` does).
+///
 /// Test helper: panics with a message saying what to fix if the lock file cannot be
 /// opened or locked; [`try_lock_readers`] returns a `Result` instead.
 pub fn lock_readers() -> ReaderLock {
