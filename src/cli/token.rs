@@ -129,7 +129,7 @@ fn status(reader: Option<&str>, data_dir: Option<&Path>, config: Option<&Path>) 
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let chosen: Vec<_> = cards.iter().filter(|c| reader.is_none_or(|r| r == c.reader)).collect();
+    let chosen: Vec<_> = cards.iter().filter(|c| reader.iter().all(|r| *r == c.reader)).collect();
     if chosen.is_empty() {
         return fail(match reader {
             Some(r) => format!("no key in reader {r:?}; run `resetdesk token list`"),

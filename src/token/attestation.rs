@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn genuine_chain_is_accepted() {
         let p = pki();
-        let a = verify(&p.attestation, &p.f9, &p.generated, 1234, &[p.root.clone()], &[], NOW).unwrap();
+        let a = verify(&p.attestation, &p.f9, &p.generated, 1234, std::slice::from_ref(&p.root), &[], NOW).unwrap();
         assert_eq!(a.serial, None);
     }
 

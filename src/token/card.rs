@@ -374,7 +374,11 @@ impl PivCard {
     pub fn change_puk(&mut self, current: &Secret, new: &Secret) -> Result<(), TokenError> {
         check_pin_format(current)?;
         check_pin_format(new)?;
-        self.yk.change_puk(current.expose().as_bytes(), new.expose().as_bytes()).map_err(map_error)
+        self.yk.change_puk(current.expose().as_bytes(), new.expose().as_bytes()).map_err(|e| match map_error(e) {
+            TokenError::WrongPin { tries_left } => TokenError::WrongPuk { tries_left },
+            TokenError::PinBlocked => TokenError::PukBlocked,
+            other => other,
+        })
     }
 }
 

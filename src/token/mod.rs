@@ -44,6 +44,10 @@ pub enum TokenError {
     WrongPin { tries_left: u8 },
     #[error("the PIN is blocked; an admin must unblock it with the PUK")]
     PinBlocked,
+    #[error("wrong PUK: {tries_left} tries left before the PUK is blocked")]
+    WrongPuk { tries_left: u8 },
+    #[error("the PUK is blocked; the PIV application must be reset (`ykman piv reset`) and the key enrolled again")]
+    PukBlocked,
     #[error("the card answered unexpectedly ({0}); remove and reinsert the key")]
     Card(String),
     #[error("smart-card error: {0}")]
