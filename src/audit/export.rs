@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -205,11 +205,6 @@ pub fn read_anchors(path: &Path) -> Result<Vec<Anchor>, String> {
             line.to_anchor().map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
         })
         .collect()
-}
-
-/// The path of a signer's certificate inside an export directory.
-pub fn certificate_path(out: &Path, key_id: &[u8; 32]) -> PathBuf {
-    out.join("certs").join(format!("{}.pem", hex::encode(key_id)))
 }
 
 fn rfc3339(ms: u64) -> Option<String> {

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use der::{Decode as _, Encode as _};
-use sha2::{Digest, Sha256};
 use spki::ObjectIdentifier;
 use x509_cert::Certificate;
 
@@ -92,12 +91,6 @@ struct CaKey {
     bytes: Vec<u8>,
 }
 
-/// SHA-256 of a certificate's SubjectPublicKeyInfo DER: the audit key id.
-pub fn key_id_of_certificate(cert: &Certificate) -> Result<Hash32, String> {
-    let spki = cert.tbs_certificate.subject_public_key_info.to_der().map_err(|e| e.to_string())?;
-    Ok(Sha256::digest(spki).into())
-}
-
 impl CertificateResolver {
     /// Start from the organisation CA certificate (DER).
     pub fn new(ca_der: &[u8]) -> Result<Self, CaError> {
@@ -135,7 +128,7 @@ impl CertificateResolver {
     /// fail with that reason rather than "not enrolled".
     pub fn add_certificate_der(&mut self, der: &[u8], revoked_at_ms: Option<u64>) -> Result<Hash32, String> {
         let cert = Certificate::from_der(der).map_err(|e| format!("certificate cannot be parsed: {e}"))?;
-        let key_id = key_id_of_certificate(&cert)?;
+        let key_id = crate::ca::key_id(&cert.tbs_certificate.subject_public_key_info)?;
         let checked = self.check(&cert, der, key_id, revoked_at_ms).map(Arc::new);
         let result = checked.as_ref().map(|_| key_id).map_err(Clone::clone);
         self.keys.insert(key_id, checked);

@@ -182,13 +182,6 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
     }
 
-    /// Whether an outcome row already closes intent `seq`.
-    pub fn has_outcome_for(&self, seq: u64) -> Result<bool, StoreError> {
-        self.conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM audit_records WHERE intent_seq = ?1)", [to_i64(seq)], |r| r.get(0))
-            .map_err(self.err())
-    }
-
     /// Keep a receipt (durably).
     pub fn add_receipt(&mut self, receipt: &Receipt) -> Result<(), StoreError> {
         self.conn
