@@ -2,7 +2,8 @@
 //! PIN + 9c signature through ResetDesk, next to the same card work as bare APDUs over
 //! `pcsc` transmit. Prints timings and the overhead ratio; asserts nothing about time.
 //!
-//! `cargo bench --bench token` (holds the virtual-reader lock while it runs).
+//! `cargo bench --bench token` (holds the virtual-reader lock while it runs). Short runs
+//! with `RESETDESK_BENCH_QUICK=1`, and when run by `cargo test --all-targets` (no `--bench`).
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,19 @@ const PIN: &str = "246810";
 const SELECT_PIV: [u8; 10] = [0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08];
 const GET_SERIAL: [u8; 4] = [0x00, 0xF8, 0x00, 0x00];
 
+/// Iterations: `full`, or a fifth of it (at least 3) for quick runs.
+fn iterations(full: usize) -> usize {
+    let quick = std::env::var_os("RESETDESK_BENCH_QUICK").is_some() || !std::env::args().any(|a| a == "--bench");
+    if quick {
+        (full / 5).max(3)
+    } else {
+        full
+    }
+}
+
 /// Median and mean of `n` runs of `f`.
 fn time(n: usize, mut f: impl FnMut()) -> (Duration, Duration) {
+    let n = iterations(n);
     let mut samples: Vec<Duration> = (0..n)
         .map(|_| {
             let t = Instant::now();
