@@ -67,6 +67,32 @@ fn export_then_verify_from_the_export_alone() {
         "audit", "verify", "--db", s(&d.db), "--ca", s(&out.join("ca.pem")), "--certs", s(&out.join("certs")),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // An auditor with only the export (and the organisation's CA).
+    let o = resetdesk(&["audit", "verify", "--export", s(&out), "--ca", s(&d.ca_pem)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("records: 6 (seq 1..6)") && !text(&o).contains("warning"), "{}", text(&o));
+    let o = resetdesk(&["audit", "verify", "--export", s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("warning: trusting the CA certificate inside the export"), "{}", text(&o));
+    // An export whose CA is not the organisation's does not pass with the real --ca.
+    let other_ca = d.dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, audit_support::Pki::new(7).ca_pem()).unwrap();
+    let o = resetdesk(&["audit", "verify", "--export", s(&out), "--ca", s(&other_ca)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    // A record edited in the export is named.
+    let jsonl = out.join("records.jsonl");
+    let mut lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    lines[3]["signature_b64"] = lines[2]["signature_b64"].clone();
+    let edited: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+    std::fs::write(&jsonl, edited).unwrap();
+    let o = resetdesk(&["audit", "verify", "--export", s(&out), "--ca", s(&d.ca_pem)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("FAILED: record 4: signature does not verify"), "{}", text(&o));
+    // --export and --db are alternatives.
+    let o = resetdesk(&["audit", "verify", "--export", s(&out), "--db", s(&d.db)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
 #[test]

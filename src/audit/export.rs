@@ -25,7 +25,8 @@ use super::event::parse_payload;
 use super::record::{entry_hash, Record};
 use super::resolver::{certificate_pem, public_key_pem_of_certificate, KeyResolver};
 use super::store::{Store, StoreError};
-use super::verify::Anchor;
+use super::receipt::Receipt;
+use super::verify::{Anchor, StoredRecord};
 
 /// One record in `records.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,6 +192,36 @@ pub fn export(store: &Store, resolver: &dyn KeyResolver, out: &Path) -> Result<E
     summary.certificates = written.len();
     summary.unknown_signers = unknown.len();
     Ok(summary)
+}
+
+/// Read an export's `records.jsonl` back as stored records (for verifying an export
+/// without the database). Fails on a line that is not an exported record.
+pub fn read_records(path: &Path) -> Result<Vec<StoredRecord>, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let at = |e: String| format!("{}:{}: {e}", path.display(), i + 1);
+            let line: ExportLine = serde_json::from_str(l).map_err(|e| at(format!("not an exported record: {e}")))?;
+            let anchor = line.to_anchor().map_err(at)?;
+            let cosignature = match &line.cosignature_b64 {
+                Some(c) => Some(B64.decode(c).map_err(|e| at(format!("cosignature_b64: {e}")))?),
+                None => None,
+            };
+            Ok(StoredRecord { row_seq: line.seq, record: anchor.record, signature: anchor.signature, cosignature })
+        })
+        .collect()
+}
+
+/// Read `receipts.jsonl` (one receipt per line).
+pub fn read_receipts(path: &Path) -> Result<Vec<Receipt>, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| Receipt::from_json(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1)))
+        .collect()
 }
 
 /// Read `records.jsonl` lines (e.g. heartbeats the collector holds) as anchors.

@@ -4,7 +4,7 @@
 use super::receipt::{CollectorKeys, Receipt};
 use super::resolver::KeyResolver;
 use super::store::{Store, StoreError};
-use super::verify::{Anchor, BadRecord, EndProblem, Summary, Verifier};
+use super::verify::{Anchor, BadRecord, EndProblem, StoredRecord, Summary, Verifier};
 
 /// Why a stored log does not verify.
 #[derive(Debug, thiserror::Error)]
@@ -31,4 +31,19 @@ pub fn verify_store(
     let mut receipts = store.receipts()?;
     receipts.extend_from_slice(extra_receipts);
     Ok(verifier.finish(&receipts, collectors, anchors)?)
+}
+
+/// The same checks over records from elsewhere (an export), in the order given.
+pub fn verify_records(
+    records: &[StoredRecord],
+    resolver: &dyn KeyResolver,
+    receipts: &[Receipt],
+    collectors: &CollectorKeys,
+    anchors: &[Anchor],
+) -> Result<Summary, VerifyFailure> {
+    let mut verifier = Verifier::new(resolver);
+    for r in records {
+        verifier.push(r)?;
+    }
+    Ok(verifier.finish(receipts, collectors, anchors)?)
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::{EXIT_BAD_INPUT, EXIT_FAILED};
-use crate::audit::export::{export, read_anchors};
+use crate::audit::export::{export, read_anchors, read_receipts, read_records};
+use crate::audit::offline::verify_records;
+use crate::audit::verify::StoredRecord;
 use crate::audit::record::Hash32;
 use crate::audit::resolver::CertificateResolver;
 use crate::audit::store::{Store, FILE_NAME};
@@ -45,6 +47,11 @@ pub struct Source {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub source: Source,
+    /// Verify an export directory (records.jsonl, receipts.jsonl, certs/) instead of a
+    /// database. Pass the organisation's CA with --ca: the export's own ca.pem is
+    /// only as trustworthy as whoever handed you the export.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["data_dir", "db"])]
+    pub export: Option<PathBuf>,
     /// Receipts held outside the desk (JSON lines, as in an export's receipts.jsonl).
     #[arg(long, value_name = "FILE")]
     pub receipts: Option<PathBuf>,
@@ -91,7 +98,7 @@ impl Source {
         match (&self.db, &self.data_dir) {
             (Some(db), _) => Ok(db.clone()),
             (None, Some(dir)) => Ok(dir.join(FILE_NAME)),
-            (None, None) => Err(bad("say which log: --data-dir DIR or --db FILE")),
+            (None, None) => Err(bad("say which log: --data-dir DIR or --db FILE (verify also takes --export DIR)")),
         }
     }
 
@@ -133,21 +140,26 @@ fn load_pem_dir(resolver: &mut CertificateResolver, dir: &Path) -> CmdResult {
     Ok(())
 }
 
-fn read_receipts(path: &Path) -> Result<Vec<Receipt>, (u8, String)> {
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| Receipt::from_json(l).map_err(|e| bad(format!("{}:{}: {e}", path.display(), i + 1))))
-        .collect()
+/// The records, receipts and resolver of an export directory.
+fn export_source(dir: &Path, source: &Source) -> Result<(Vec<StoredRecord>, Vec<Receipt>, CertificateResolver), (u8, String)> {
+    let records = read_records(&dir.join("records.jsonl")).map_err(bad)?;
+    let receipts_file = dir.join("receipts.jsonl");
+    let receipts = if receipts_file.exists() { read_receipts(&receipts_file).map_err(bad)? } else { Vec::new() };
+    let ca = match &source.ca {
+        Some(ca) => ca.clone(),
+        None => {
+            eprintln!("warning: trusting the CA certificate inside the export; pass --ca with the organisation's CA certificate to be sure");
+            dir.join("ca.pem")
+        }
+    };
+    let mut resolver = registry::load_ca(Path::new(""), Some(&ca)).map_err(|e| bad(e.to_string()))?;
+    load_pem_dir(&mut resolver, source.certs.as_deref().unwrap_or(&dir.join("certs")))?;
+    Ok((records, receipts, resolver))
 }
 
 fn verify(a: &VerifyArgs) -> CmdResult {
-    let db = a.source.db_path()?;
-    let store = Store::open_read_only(&db).map_err(|e| bad(e.to_string()))?;
-    let resolver = a.source.resolver()?;
     let extra = match &a.receipts {
-        Some(p) => read_receipts(p)?,
+        Some(p) => read_receipts(p).map_err(bad)?,
         None => Vec::new(),
     };
     let mut collectors = CollectorKeys::default();
@@ -155,23 +167,39 @@ fn verify(a: &VerifyArgs) -> CmdResult {
         let pem = std::fs::read_to_string(p).map_err(|e| bad(format!("cannot read {}: {e}", p.display())))?;
         collectors.add_pem(&pem).map_err(|e| bad(format!("{}: {e}", p.display())))?;
     }
-    let stored_receipts = store.receipts().map_err(|e| bad(e.to_string()))?.len();
-    if collectors.is_empty() && stored_receipts + extra.len() > 0 {
-        return Err(bad(format!(
-            "{} receipt(s) to check but no trusted collector key: pass --collector-key FILE (the collector's public key PEM)",
-            stored_receipts + extra.len()
-        )));
-    }
     let anchors: Vec<Anchor> = match &a.anchors {
         Some(p) => read_anchors(p).map_err(bad)?,
         None => Vec::new(),
     };
-    match verify_store(&store, &resolver, &extra, &collectors, &anchors) {
+    let no_collector = |receipts: usize| {
+        bad(format!(
+            "{receipts} receipt(s) to check but no trusted collector key: pass --collector-key FILE (the collector's public key PEM)"
+        ))
+    };
+    let (label, result) = if let Some(dir) = &a.export {
+        let (records, mut receipts, resolver) = export_source(dir, &a.source)?;
+        receipts.extend(extra);
+        if collectors.is_empty() && !receipts.is_empty() {
+            return Err(no_collector(receipts.len()));
+        }
+        (dir.clone(), verify_records(&records, &resolver, &receipts, &collectors, &anchors))
+    } else {
+        let db = a.source.db_path()?;
+        let store = Store::open_read_only(&db).map_err(|e| bad(e.to_string()))?;
+        let resolver = a.source.resolver()?;
+        let stored_receipts = store.receipts().map_err(|e| bad(e.to_string()))?.len();
+        if collectors.is_empty() && stored_receipts + extra.len() > 0 {
+            return Err(no_collector(stored_receipts + extra.len()));
+        }
+        let result = verify_store(&store, &resolver, &extra, &collectors, &anchors);
+        (db, result)
+    };
+    match result {
         Ok(summary) => {
-            print!("{}", render_summary(&db, &summary));
+            print!("{}", render_summary(&label, &summary));
             Ok(())
         }
-        Err(e) => Err((EXIT_FAILED, format!("audit log {}: FAILED: {e}", db.display()))),
+        Err(e) => Err((EXIT_FAILED, format!("audit log {}: FAILED: {e}", label.display()))),
     }
 }
 
