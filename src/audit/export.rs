@@ -194,48 +194,42 @@ pub fn export(store: &Store, resolver: &dyn KeyResolver, out: &Path) -> Result<E
     Ok(summary)
 }
 
-/// Read an export's `records.jsonl` back as stored records (for verifying an export
-/// without the database). Fails on a line that is not an exported record.
-pub fn read_records(path: &Path) -> Result<Vec<StoredRecord>, String> {
+/// Parse each non-empty line of `path` with `parse`; errors name the file and line.
+fn read_lines<T>(path: &Path, parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            let at = |e: String| format!("{}:{}: {e}", path.display(), i + 1);
-            let line: ExportLine = serde_json::from_str(l).map_err(|e| at(format!("not an exported record: {e}")))?;
-            let anchor = line.to_anchor().map_err(at)?;
-            let cosignature = match &line.cosignature_b64 {
-                Some(c) => Some(B64.decode(c).map_err(|e| at(format!("cosignature_b64: {e}")))?),
-                None => None,
-            };
-            Ok(StoredRecord { row_seq: line.seq, record: anchor.record, signature: anchor.signature, cosignature })
-        })
+        .map(|(i, l)| parse(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1)))
         .collect()
+}
+
+fn parse_line(l: &str) -> Result<ExportLine, String> {
+    serde_json::from_str(l).map_err(|e| format!("not an exported record: {e}"))
+}
+
+/// Read an export's `records.jsonl` back as stored records (for verifying an export
+/// without the database). Fails on a line that is not an exported record.
+pub fn read_records(path: &Path) -> Result<Vec<StoredRecord>, String> {
+    read_lines(path, |l| {
+        let line = parse_line(l)?;
+        let anchor = line.to_anchor()?;
+        let cosignature = match &line.cosignature_b64 {
+            Some(c) => Some(B64.decode(c).map_err(|e| format!("cosignature_b64: {e}"))?),
+            None => None,
+        };
+        Ok(StoredRecord { row_seq: line.seq, record: anchor.record, signature: anchor.signature, cosignature })
+    })
 }
 
 /// Read `receipts.jsonl` (one receipt per line).
 pub fn read_receipts(path: &Path) -> Result<Vec<Receipt>, String> {
-    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| Receipt::from_json(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1)))
-        .collect()
+    read_lines(path, |l| Receipt::from_json(l).map_err(|e| e.to_string()))
 }
 
 /// Read `records.jsonl` lines (e.g. heartbeats the collector holds) as anchors.
 pub fn read_anchors(path: &Path) -> Result<Vec<Anchor>, String> {
-    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            let line: ExportLine =
-                serde_json::from_str(l).map_err(|e| format!("{}:{}: not an exported record: {e}", path.display(), i + 1))?;
-            line.to_anchor().map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
-        })
-        .collect()
+    read_lines(path, |l| parse_line(l)?.to_anchor())
 }
 
 fn rfc3339(ms: u64) -> Option<String> {

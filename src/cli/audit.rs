@@ -140,8 +140,15 @@ fn load_pem_dir(resolver: &mut CertificateResolver, dir: &Path) -> CmdResult {
     Ok(())
 }
 
+/// What an export directory holds for the verifier.
+struct ExportSource {
+    records: Vec<StoredRecord>,
+    receipts: Vec<Receipt>,
+    resolver: CertificateResolver,
+}
+
 /// The records, receipts and resolver of an export directory.
-fn export_source(dir: &Path, source: &Source) -> Result<(Vec<StoredRecord>, Vec<Receipt>, CertificateResolver), (u8, String)> {
+fn export_source(dir: &Path, source: &Source) -> Result<ExportSource, (u8, String)> {
     let records = read_records(&dir.join("records.jsonl")).map_err(bad)?;
     let receipts_file = dir.join("receipts.jsonl");
     let receipts = if receipts_file.exists() { read_receipts(&receipts_file).map_err(bad)? } else { Vec::new() };
@@ -154,7 +161,7 @@ fn export_source(dir: &Path, source: &Source) -> Result<(Vec<StoredRecord>, Vec<
     };
     let mut resolver = registry::load_ca(Path::new(""), Some(&ca)).map_err(|e| bad(e.to_string()))?;
     load_pem_dir(&mut resolver, source.certs.as_deref().unwrap_or(&dir.join("certs")))?;
-    Ok((records, receipts, resolver))
+    Ok(ExportSource { records, receipts, resolver })
 }
 
 fn verify(a: &VerifyArgs) -> CmdResult {
@@ -177,12 +184,12 @@ fn verify(a: &VerifyArgs) -> CmdResult {
         ))
     };
     let (label, result) = if let Some(dir) = &a.export {
-        let (records, mut receipts, resolver) = export_source(dir, &a.source)?;
-        receipts.extend(extra);
-        if collectors.is_empty() && !receipts.is_empty() {
-            return Err(no_collector(receipts.len()));
+        let mut src = export_source(dir, &a.source)?;
+        src.receipts.extend(extra);
+        if collectors.is_empty() && !src.receipts.is_empty() {
+            return Err(no_collector(src.receipts.len()));
         }
-        (dir.clone(), verify_records(&records, &resolver, &receipts, &collectors, &anchors))
+        (dir.clone(), verify_records(&src.records, &src.resolver, &src.receipts, &collectors, &anchors))
     } else {
         let db = a.source.db_path()?;
         let store = Store::open_read_only(&db).map_err(|e| bad(e.to_string()))?;
