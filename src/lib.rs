@@ -26,3 +26,4 @@ pub mod password;
 pub mod verification;
 pub mod cli;
 pub mod audit;
+pub mod desk;

@@ -360,6 +360,20 @@ impl Directory for EmbeddedDirectory {
     fn lock_verification(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError> {
         self.lock_and_flag(username, until)
     }
+
+    fn password_changed_at(&self, username: &str) -> Result<Option<OffsetDateTime>, DirectoryError> {
+        let row: Option<Option<String>> = self
+            .conn
+            .query_row("SELECT password_changed_at FROM accounts WHERE username = ?1", [username], |r| r.get(0))
+            .optional()?;
+        let changed = row.ok_or_else(|| DirectoryError::NotFound(username.to_owned()))?;
+        changed
+            .map(|t| {
+                OffsetDateTime::parse(&t, &Rfc3339)
+                    .map_err(|e| DirectoryError::Corrupt { username: username.to_owned(), what: format!("password_changed_at {t:?}: {e}") })
+            })
+            .transpose()
+    }
 }
 
 impl EmbeddedDirectory {

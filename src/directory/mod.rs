@@ -115,4 +115,11 @@ pub trait Directory {
     /// After too many failed verifications: refuse verification for the account until
     /// `until` and flag it for the security team, atomically.
     fn lock_verification(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError>;
+
+    /// When the account's password was last set, if the backend can tell (`None`:
+    /// unknown). The desk compares it with a reset intent left without an outcome.
+    fn password_changed_at(&self, username: &str) -> Result<Option<OffsetDateTime>, DirectoryError> {
+        let _ = username;
+        Ok(None)
+    }
 }

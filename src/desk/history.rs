@@ -1,0 +1,77 @@
+//! An account's history, read from the signed audit store: earlier successful resets,
+//! earlier failed verification steps that count toward the lockout, and the last TOTP
+//! time step accepted (replay refusal across sessions).
+//!
+//! The same step appears in several records of one request (the intent, then the
+//! outcome; a failure record, then the lockout record), so steps are counted once
+//! per `(request id, time, method)`. Reads every record: linear in the size of the
+//! log, which is fine for a desk's log; an index by account comes with the collector.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::audit::event::parse_payload;
+use crate::audit::store::{Store, StoreError};
+use crate::audit::{EventType, Outcome, Record};
+use crate::verification::Verdict;
+use crate::workflow::facts::{StepDetail, StepFact};
+
+/// What the audit store says about one account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountHistory {
+    /// Times of successful resets (outcome records with status done).
+    pub resets: Vec<OffsetDateTime>,
+    /// Times of failed steps that count toward the lockout.
+    pub failures: Vec<OffsetDateTime>,
+    /// The newest TOTP time step accepted for the account.
+    pub last_totp_step: Option<u64>,
+}
+
+fn time_of_ms(ms: u64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
+/// The target username of a record's facts (`facts.target.username`).
+fn target_of(facts: &Value) -> Option<&str> {
+    facts.pointer("/target/username").and_then(Value::as_str)
+}
+
+/// Read the history of `username` from `store`. Records that cannot be decoded are
+/// skipped here (the verifier reports them); they never hide a failure that decodes.
+pub fn account_history(store: &Store, username: &str) -> Result<AccountHistory, StoreError> {
+    let mut history = AccountHistory::default();
+    let mut seen_steps: BTreeSet<(String, i128, String)> = BTreeSet::new();
+    store
+        .for_each(|stored| {
+            let Ok(record) = Record::decode(&stored.record) else { return Ok::<(), ()>(()) };
+            let Ok(parsed) = parse_payload(record.event_type, &record.payload) else { return Ok(()) };
+            let Some(facts) = parsed.value.get("facts") else { return Ok(()) };
+            if !target_of(facts).is_some_and(|t| t.eq_ignore_ascii_case(username)) {
+                return Ok(());
+            }
+            if record.event_type == EventType::ResetOutcome && parsed.outcome == Some(Outcome::Done) {
+                history.resets.extend(time_of_ms(record.timestamp_ms));
+            }
+            let request_id = facts.get("request_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let steps = facts.get("steps").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            for step in steps.iter().filter_map(|s| serde_json::from_value::<StepFact>(s.clone()).ok()) {
+                if let StepDetail::TotpStep { step: n } = step.detail {
+                    history.last_totp_step = history.last_totp_step.max(Some(n));
+                }
+                let key = (request_id.clone(), step.at.unix_timestamp_nanos(), step.method.as_str().to_owned());
+                if !seen_steps.insert(key) {
+                    continue;
+                }
+                if let Verdict::Failed(reason) = step.verdict {
+                    if reason.counts_toward_lockout() {
+                        history.failures.push(step.at);
+                    }
+                }
+            }
+            Ok(())
+        })?
+        .ok();
+    Ok(history)
+}

@@ -1,0 +1,110 @@
+//! Enrolled keys, as the desk needs them: verifying a co-signer's signature against
+//! their enrolled certificate, and the audit log's pre-commit key check.
+//!
+//! Identity comes from verifiable sources only: the co-signer's username from their
+//! CA-issued certificate (which must match the registry row), their agent tier from
+//! the directory, the signature checked against the certified key. Nothing the
+//! co-signer's shell claims is taken on trust.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use p256::ecdsa::Signature;
+use time::OffsetDateTime;
+
+use crate::audit::registry;
+use crate::audit::resolver::ResolveError;
+use crate::audit::{CertificateResolver, KeyResolver, ResolvedKey};
+use crate::ca::TrustAnchor;
+use crate::token::card::Slot;
+use crate::token::registry::TokenRegistry;
+
+/// Why a co-signer's key or signature is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoSignerKeyError {
+    #[error("the co-signer's key is not enrolled; the second agent must use their own enrolled YubiKey")]
+    NotEnrolled,
+    #[error("the co-signer's key was revoked; the second agent needs a new key")]
+    Revoked,
+    #[error("the co-signer's key is not a signature (9c) key; re-enrol the key")]
+    WrongSlot,
+    #[error("the co-signer's certificate is not acceptable ({0}); re-enrol the key")]
+    Certificate(String),
+    #[error("the co-signer's signature does not verify with their enrolled certificate; remove and reinsert the key, then sign again")]
+    BadSignature,
+    #[error("the token registry could not be read ({0}); check the data directory")]
+    Registry(String),
+}
+
+/// A co-signer whose key, certificate and signature checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCoSigner {
+    /// From the certificate's CN (equal to the registry row's username).
+    pub username: String,
+    pub key_id: [u8; 32],
+}
+
+/// Check that `key_id` is an active, enrolled 9c key with a certificate the
+/// organisation CA issued and that is valid at `now`, and that `signature_der` over
+/// `digest` verifies with it.
+pub fn verify_co_signature(
+    registry: &TokenRegistry,
+    anchor: &TrustAnchor,
+    key_id: &[u8; 32],
+    digest: &[u8; 32],
+    signature_der: &[u8],
+    now: OffsetDateTime,
+) -> Result<VerifiedCoSigner, CoSignerKeyError> {
+    let record = registry
+        .by_key_id(key_id)
+        .map_err(|e| CoSignerKeyError::Registry(e.to_string()))?
+        .ok_or(CoSignerKeyError::NotEnrolled)?;
+    if !record.is_active() {
+        return Err(CoSignerKeyError::Revoked);
+    }
+    if record.slot != Slot::Signature {
+        return Err(CoSignerKeyError::WrongSlot);
+    }
+    let cert = crate::ca::parse_certificate(&record.cert_der).map_err(CoSignerKeyError::Certificate)?;
+    let valid = anchor.validate(&cert, now).map_err(|e| CoSignerKeyError::Certificate(e.to_string()))?;
+    if &valid.key_id != key_id || valid.username != record.username {
+        return Err(CoSignerKeyError::Certificate("it does not match the registry entry".into()));
+    }
+    let signature = Signature::from_der(signature_der).map_err(|_| CoSignerKeyError::BadSignature)?;
+    valid.public_key.verify_prehash(digest, &signature).map_err(|_| CoSignerKeyError::BadSignature)?;
+    Ok(VerifiedCoSigner { username: valid.username, key_id: *key_id })
+}
+
+/// The audit log's key check over the data directory's CA and token registry,
+/// reloaded when a key is not found (an agent enrolled after the desk opened).
+pub struct RegistryKeys {
+    data_dir: PathBuf,
+    ca_file: Option<PathBuf>,
+    loaded: Mutex<CertificateResolver>,
+}
+
+impl RegistryKeys {
+    /// Load the CA certificate and every enrolled 9c certificate.
+    pub fn load(data_dir: PathBuf, ca_file: Option<PathBuf>) -> Result<Self, registry::LoadError> {
+        let loaded = registry::load(&data_dir, ca_file.as_deref())?.resolver;
+        Ok(Self { data_dir, ca_file, loaded: Mutex::new(loaded) })
+    }
+}
+
+impl KeyResolver for RegistryKeys {
+    fn resolve(&self, key_id: &[u8; 32]) -> Result<Arc<ResolvedKey>, ResolveError> {
+        // A poisoned lock only means another thread panicked mid-lookup; the resolver
+        // inside is still a consistent value.
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        match loaded.resolve(key_id) {
+            Err(ResolveError::NotEnrolled(_)) => {
+                *loaded = registry::load(&self.data_dir, self.ca_file.as_deref())
+                    .map_err(|e| ResolveError::Unavailable(e.to_string()))?
+                    .resolver;
+                loaded.resolve(key_id)
+            }
+            other => other,
+        }
+    }
+}

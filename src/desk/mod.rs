@@ -1,0 +1,775 @@
+//! The desk: the adapter layer that drives a reset end to end.
+//!
+//! The workflow engine ([`crate::workflow`]) decides; the [`Desk`] executes each
+//! decision that needs IO, in order, and feeds the results back as events:
+//!
+//! ```text
+//! shell ──start/apply/co-sign──► Desk ──event──► Session ──decisions──► Desk
+//!                                  │ WriteIntent  → audit append (signed, fsync) → IntentRecorded
+//!                                  │ ExecuteReset → check the intent is durable → password → directory
+//!                                  │ WriteOutcome / WriteRecord → audit append
+//!                                  │ SendCode / Notify / RequestManagerApproval → notifier (outbox)
+//!                                  │ LockVerification → directory;  HandOff → password released once
+//! ```
+//!
+//! **No directory write without a durable signed intent record**: the engine emits
+//! `ExecuteReset` only after `IntentRecorded`, which the desk reports only after
+//! [`AuditLog::append`] returned; and before writing the directory the desk checks
+//! again, in the store, that the intent record is there, unchanged and still open
+//! ([`Desk::ensure_intent_durable`]). An IO failure stops the run
+//! ([`ResetRun::broken`]): nothing after it happens.
+//!
+//! Besides executing decisions the desk gathers the facts the engine asks for: the
+//! account's earlier resets and failures from the audit store ([`history`]), the last
+//! accepted TOTP step ([`replay`]), a co-signer's verified identity ([`keys`]). It also
+//! makes every counted verification failure durable as a signed record as it
+//! happens, so that abandoning a session cannot erase it from the lockout count.
+
+pub mod history;
+pub mod keys;
+pub mod outbox;
+pub mod reconcile;
+pub mod replay;
+pub mod reset;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::audit::event::EventError;
+use crate::audit::store::FILE_NAME as AUDIT_FILE;
+use crate::audit::{Appended, AuditError, AuditLog, Event as AuditEvent, EventType, Outcome as AuditOutcome, PendingIntent};
+use crate::ca::{CaError, TrustAnchor};
+use crate::config::{Config, Mode};
+use crate::directory::{Directory, DirectoryError};
+use crate::login;
+use crate::policy::{AgentIdentity, Channel, RequestContext, StatedDetails};
+use crate::secret::Secret;
+use crate::token::registry::{RegistryError, TokenRegistry};
+use crate::token::{RecordSigner, TokenError};
+use crate::verification::co_signature::CoSignature;
+use crate::verification::manager_approval::ManagerResponse;
+use crate::verification::{InputError, Verdict};
+use crate::workflow::facts::{AgentFact, FactsKind, HandoffChannel, Outcome, StepFact};
+use crate::workflow::input::{check_secret_action, parse_ui_action, UiAction, UiInputError};
+use crate::workflow::{Decision, Event, Notification, NotificationKind, OpenRequest, Recipient, Session, Status, WorkflowError};
+use crate::verification::one_time_code::IssuedCode;
+
+use keys::{CoSignerKeyError, RegistryKeys};
+use outbox::{Message, Notifier, NotifyError, Outbox, SecretDelivery};
+use reconcile::{Finding, Reconciliation, ReconciliationFacts, TargetName};
+use replay::{ReplayError, ReplayGuard};
+pub use reset::{InBandKind, InBandSecret, ResetRun};
+
+/// Why a desk call failed. Messages say what to do; none contains a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum DeskError {
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("the audit record could not be built: {0}")]
+    Record(#[from] EventError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+    #[error(transparent)]
+    Ui(#[from] UiInputError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error("the enrolled keys could not be loaded: {0}")]
+    Keys(#[from] crate::audit::registry::LoadError),
+    #[error("co-signature refused: {0}")]
+    CoSigner(#[from] CoSignerKeyError),
+    #[error("the co-signer {0:?} is not a help-desk agent in the directory; ask an agent to co-sign")]
+    CoSignerNotAnAgent(String),
+    #[error("the signing key is not the logged-in agent's; log in again with your own key")]
+    WrongSigner,
+    #[error("the login identity is unusable ({0}); log in again")]
+    BadIdentity(&'static str),
+    #[error("the reset intent (seq {0}) is not durable in the audit log, so the directory was not touched; start the reset again")]
+    IntentNotDurable(u64),
+    #[error("the temporary password could not be generated ({0}); check the organisation name in the configuration")]
+    Password(#[from] crate::password::PasswordError),
+    #[error("production desks do not deliver secrets in-band; configure SMTP delivery ([smtp] in resetdesk.toml)")]
+    InBandInProduction,
+    #[error("this reset stopped after a failure ({0}); nothing further was done: start a new reset")]
+    RunBroken(String),
+}
+
+/// Where the time of desk calls went (cumulative since [`Desk::reset_stage_times`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Card operations: PIN verification and slot-9c signatures.
+    pub token: Duration,
+    /// Audit store work besides signing: encoding, key check, SQLite commit with fsync.
+    pub audit_store: Duration,
+    /// Directory reads and writes (including argon2id of the new password).
+    pub directory: Duration,
+    /// Engine transitions and the adapter-side secret checks (argon2id of answers).
+    pub engine: Duration,
+    /// Reading the account's history from the audit store.
+    pub history: Duration,
+    /// Outbox writes.
+    pub notifier: Duration,
+    /// Records appended.
+    pub records: u32,
+}
+
+/// What a desk call tells the shell. Holds no secret; secrets wait in the
+/// [`ResetRun`] to be taken once.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reply {
+    pub request_id: String,
+    /// Every decision of the engine in the order the desk executed it.
+    pub decisions: Vec<Decision>,
+    pub status: Status,
+    /// A one-time code or password waits for the requester's device: `take_in_band_secret`.
+    pub in_band_secret_waiting: bool,
+    /// The temporary password waits for the customer-facing window: `take_handoff_password`.
+    pub handoff_waiting: bool,
+    /// Notifications that could not be addressed (e.g. a manager without an address).
+    pub warnings: Vec<String>,
+}
+
+/// How the request reached the desk, as the agent enters it.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    pub channel: Option<Channel>,
+    pub stated: StatedDetails,
+    /// An admin's reason for the emergency path past a verification lockout.
+    pub emergency_reason: Option<String>,
+}
+
+/// A signer that clocks its card operations.
+struct Timed<'a> {
+    inner: &'a mut dyn RecordSigner,
+    spent: Duration,
+}
+
+impl RecordSigner for Timed<'_> {
+    fn key_id(&self) -> [u8; 32] {
+        self.inner.key_id()
+    }
+
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, TokenError> {
+        let t = Instant::now();
+        let r = self.inner.sign_digest(digest);
+        self.spent += t.elapsed();
+        r
+    }
+}
+
+/// Facts of a failed verification step, written as it happens (see the module doc).
+#[derive(Debug, Serialize)]
+struct FailedStepFacts<'a> {
+    request_id: &'a str,
+    agent: AgentFact,
+    target: TargetName<'a>,
+    steps: [&'a StepFact; 1],
+}
+
+/// The adapter-side driver of resets. One per desk; `Send`, for the shell's state.
+pub struct Desk {
+    config: Config,
+    directory: Box<dyn Directory + Send>,
+    audit: AuditLog,
+    notifier: Box<dyn Notifier + Send>,
+    registry: TokenRegistry,
+    anchor: TrustAnchor,
+    replay: ReplayGuard,
+    times: StageTimes,
+}
+
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("req-{}", hex::encode(bytes))
+}
+
+impl Desk {
+    /// Open the desk over `config.data_dir`: the audit log (`audit.sqlite`, with every
+    /// signature checked against the enrolled certificate before it is committed), the
+    /// token registry and CA certificate, and the desk state. Intents left without an
+    /// outcome are listed by [`Desk::pending_intents`]; settle them with [`Desk::reconcile`].
+    pub fn open(config: Config, directory: Box<dyn Directory + Send>, notifier: Box<dyn Notifier + Send>) -> Result<Self, DeskError> {
+        let data_dir = config.data_dir.clone();
+        let keys = RegistryKeys::load(data_dir.clone(), config.ca.cert_file.clone())?;
+        let audit = AuditLog::open(&data_dir.join(AUDIT_FILE))?.with_key_check(Box::new(keys));
+        let registry = TokenRegistry::open(&data_dir)?;
+        let anchor = TrustAnchor::load(&config.ca_cert_path())?;
+        let replay = ReplayGuard::open(&data_dir)?;
+        Ok(Self { config, directory, audit, notifier, registry, anchor, replay, times: StageTimes::default() })
+    }
+
+    /// [`Desk::open`] with the embedded directory and the outbox in `config.data_dir`.
+    pub fn open_embedded(config: Config) -> Result<Self, DeskError> {
+        let directory = crate::directory::embedded::EmbeddedDirectory::open(&config.data_dir, &config)?;
+        let outbox = Outbox::open(&config.data_dir)?;
+        Self::open(config, Box::new(directory), Box::new(outbox))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The directory (read access for the shell: search, account details).
+    pub fn directory(&self) -> &dyn Directory {
+        self.directory.as_ref()
+    }
+
+    /// The audit log (read access).
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Where the time went since the last [`Desk::reset_stage_times`].
+    pub fn stage_times(&self) -> StageTimes {
+        self.times
+    }
+
+    pub fn reset_stage_times(&mut self) {
+        self.times = StageTimes::default();
+    }
+
+    /// Reset intents that have no outcome now.
+    pub fn pending_intents(&self) -> Result<Vec<PendingIntent>, DeskError> {
+        Ok(self.audit.pending_intents()?)
+    }
+
+    // ----- starting a reset -----
+
+    /// Open a reset of `target` by the logged-in `agent`, whose slot-9c `signer` signs
+    /// every record of the run. Returns the run and the first decisions (a refusal is
+    /// already recorded when the reply says so).
+    pub fn start_reset(
+        &mut self,
+        agent: &login::AgentIdentity,
+        signer: &mut dyn RecordSigner,
+        target: &str,
+        request: StartRequest,
+        now: OffsetDateTime,
+    ) -> Result<(ResetRun, Reply), DeskError> {
+        let t = Instant::now();
+        let agent_account = self.directory.account(&agent.username)?;
+        let account = self.directory.account(target)?;
+        let manager = match account.manager.as_deref() {
+            Some(m) => match self.directory.account(m) {
+                Ok(a) => Some(a),
+                Err(DirectoryError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        self.times.directory += t.elapsed();
+        let identity = AgentIdentity::from_login_fields(&agent.username, agent.tier, agent_account.groups, &agent.signing_key_id)
+            .ok_or(DeskError::BadIdentity("the signing key id is not 32 bytes of hex"))?;
+        if signer.key_id() != identity.key_id {
+            return Err(DeskError::WrongSigner);
+        }
+
+        let t = Instant::now();
+        let history = history::account_history(self.audit.store(), &account.username).map_err(AuditError::from)?;
+        let last_totp_step = history.last_totp_step.max(self.replay.last_step(&account.username)?);
+        self.times.history += t.elapsed();
+
+        let open = OpenRequest {
+            request_id: new_request_id(),
+            at: now,
+            agent: identity,
+            account,
+            manager,
+            context: RequestContext {
+                channel: request.channel.unwrap_or(Channel::WalkUp),
+                stated: request.stated,
+                previous_resets: history.resets,
+                previous_failures: history.failures,
+            },
+            directory_backend: self.directory.backend_name().to_owned(),
+            emergency_reason: request.emergency_reason,
+        };
+        let t = Instant::now();
+        let (session, decisions) = Session::open(&self.config.policy, open)?;
+        self.times.engine += t.elapsed();
+        let mut run = ResetRun::new(session, signer.key_id(), last_totp_step);
+        let reply = self.proceed(&mut run, decisions, signer, now)?;
+        Ok((run, reply))
+    }
+
+    // ----- agent actions -----
+
+    /// Apply one UI message (JSON, parsed strictly).
+    pub fn apply_ui_json(&mut self, run: &mut ResetRun, json: &str, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Reply, DeskError> {
+        let action = parse_ui_action(json)?;
+        self.apply_action(run, action, signer, now)
+    }
+
+    /// Apply one agent action. Secret-bearing actions (answers, TOTP, codes) are
+    /// checked here and reach the engine as verdicts only; the secrets are dropped.
+    pub fn apply_action(&mut self, run: &mut ResetRun, action: UiAction, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Reply, DeskError> {
+        self.usable(run, signer)?;
+        let event = match action.into_event(now) {
+            Ok(event) => event,
+            Err(secret_action) => self.check_secret(run, secret_action, now)?,
+        };
+        self.apply_event(run, event, signer, now)
+    }
+
+    /// The manager's answer, as the notifier adapter received it.
+    pub fn apply_manager_response(
+        &mut self,
+        run: &mut ResetRun,
+        response: ManagerResponse,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Reply, DeskError> {
+        self.usable(run, signer)?;
+        self.apply_event(run, Event::ManagerResponded { at: now, response }, signer, now)
+    }
+
+    /// A second agent co-signs with their own card (`co_signer`, slot 9c): the desk
+    /// has it sign this reset's approval digest, verifies the signature against the
+    /// co-signer's enrolled certificate, takes their name from the certificate and
+    /// their tier from the directory, and only then hands the co-signature to the
+    /// engine, which applies the separation-of-duties and tier rules.
+    pub fn co_sign(
+        &mut self,
+        run: &mut ResetRun,
+        co_signer: &mut dyn RecordSigner,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Reply, DeskError> {
+        self.usable(run, signer)?;
+        let digest = run.session.approval_digest();
+        let key_id = co_signer.key_id();
+        let t = Instant::now();
+        let signature_der = co_signer.sign_digest(&digest)?;
+        self.times.token += t.elapsed();
+        let verified = keys::verify_co_signature(&self.registry, &self.anchor, &key_id, &digest, &signature_der, now)?;
+        let t = Instant::now();
+        let tier = self.directory.account(&verified.username)?.agent_tier.ok_or_else(|| DeskError::CoSignerNotAnAgent(verified.username.clone()))?;
+        self.times.directory += t.elapsed();
+        let signature = CoSignature {
+            username: verified.username,
+            tier,
+            key_id,
+            digest,
+            signature_der,
+            verified_against_certificate: true,
+        };
+        self.apply_event(run, Event::CoSigned { at: now, signature }, signer, now)
+    }
+
+    // ----- reconciliation -----
+
+    /// Settle intents left without an outcome: compare each with the directory and
+    /// write a signed outcome (by the logged-in `agent`) where the directory decides
+    /// it; report the others for a person to check.
+    pub fn reconcile(&mut self, agent: &login::AgentIdentity, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Vec<Reconciliation>, DeskError> {
+        if hex::encode(signer.key_id()) != agent.signing_key_id {
+            return Err(DeskError::WrongSigner);
+        }
+        let mut out = Vec::new();
+        for pending in self.audit.pending_intents()? {
+            let facts = &pending.facts;
+            let request_id = facts.get("request_id").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let target = facts.pointer("/target/username").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let intent_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(pending.timestamp_ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let (finding, must_change) = if target.is_empty() {
+                (Finding::NeedsHuman { why: "the intent record names no target account".into() }, false)
+            } else {
+                match self.directory.account(&target) {
+                    Ok(account) => {
+                        let changed = self.directory.password_changed_at(&target)?;
+                        (reconcile::classify(intent_at, account.must_change_password, changed), account.must_change_password)
+                    }
+                    Err(DirectoryError::NotFound(_)) => (Finding::NeedsHuman { why: format!("the account {target:?} is no longer in the directory") }, false),
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let outcome = match &finding {
+                Finding::Applied { .. } => Some(AuditOutcome::Done),
+                Finding::NotApplied { .. } => Some(AuditOutcome::Failed { error: "not applied: the directory shows no password change since the intent (found at reconciliation)".into() }),
+                Finding::NeedsHuman { .. } => None,
+            };
+            let outcome_seq = match outcome {
+                Some(outcome) => {
+                    let facts = ReconciliationFacts {
+                        reconciliation: &finding,
+                        request_id: &request_id,
+                        target: TargetName { username: &target },
+                        reconciled_by: &agent.username,
+                        intent_at,
+                        must_change_pending: must_change,
+                        note: reconcile::note(&finding),
+                    };
+                    let event = AuditEvent::reset_outcome(pending.intent_ref(), &outcome, &facts)?;
+                    Some(self.append(&event, signer, now)?.seq)
+                }
+                None => None,
+            };
+            out.push(Reconciliation { intent_seq: pending.seq, request_id, target, finding, outcome_seq });
+        }
+        Ok(out)
+    }
+
+    // ----- the execution loop -----
+
+    fn usable(&self, run: &ResetRun, signer: &dyn RecordSigner) -> Result<(), DeskError> {
+        if let Some(why) = &run.broken {
+            return Err(DeskError::RunBroken(why.clone()));
+        }
+        if signer.key_id() != run.agent_key_id {
+            return Err(DeskError::WrongSigner);
+        }
+        Ok(())
+    }
+
+    /// Answers, TOTP and codes: checked against the account's material (fresh from
+    /// the directory), turned into a verdict-only event. A TOTP step that passed is
+    /// made durable before the engine hears of it.
+    fn check_secret(&mut self, run: &mut ResetRun, action: UiAction, now: OffsetDateTime) -> Result<Event, DeskError> {
+        let username = run.session.account().username.clone();
+        let t = Instant::now();
+        let material = self.directory.verification_material(&username)?;
+        let stored = self.replay.last_step(&username)?;
+        self.times.directory += t.elapsed();
+        run.secrets.last_totp_step = run.secrets.last_totp_step.max(stored);
+        let t = Instant::now();
+        let event = check_secret_action(action, now, &material, &mut run.secrets)?;
+        self.times.engine += t.elapsed();
+        if let Event::TotpChecked { accepted_step: Some(step), .. } = &event {
+            self.replay.accept(&username, *step)?;
+        }
+        Ok(event)
+    }
+
+    /// Feed one event, persist a counted failure it produced, execute the decisions.
+    fn apply_event(&mut self, run: &mut ResetRun, event: Event, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Reply, DeskError> {
+        let t = Instant::now();
+        let decisions = run.session.handle(event);
+        self.times.engine += t.elapsed();
+        self.proceed(run, decisions?, signer, now)
+    }
+
+    /// Record new failures, then execute `decisions`; any IO failure breaks the run.
+    fn proceed(&mut self, run: &mut ResetRun, decisions: Vec<Decision>, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Reply, DeskError> {
+        let result = self.record_failures(run, &decisions, signer, now).and_then(|()| self.execute(run, decisions, signer, now));
+        match result {
+            Ok((decisions, warnings)) => Ok(Reply {
+                request_id: run.request_id().to_owned(),
+                decisions,
+                status: run.status(),
+                in_band_secret_waiting: run.in_band.is_some(),
+                handoff_waiting: run.handoff_waiting(),
+                warnings,
+            }),
+            Err(e) => {
+                run.broken = Some(e.to_string());
+                // Nothing may leave a broken run.
+                run.password = None;
+                run.in_band = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// A failed step that counts toward the lockout is written as a signed
+    /// `verification-failed` record at once, unless the decisions already record it
+    /// (the lockout or refusal record carries every step).
+    fn record_failures(&mut self, run: &mut ResetRun, decisions: &[Decision], signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<(), DeskError> {
+        let facts = run.session.facts(FactsKind::Refusal, now);
+        let new_steps = facts.steps.get(run.steps_seen..).unwrap_or_default();
+        run.steps_seen = facts.steps.len();
+        if decisions.iter().any(|d| matches!(d, Decision::WriteRecord { .. })) {
+            return Ok(());
+        }
+        for step in new_steps {
+            let Verdict::Failed(reason) = step.verdict else { continue };
+            if !reason.counts_toward_lockout() {
+                continue;
+            }
+            let failed = FailedStepFacts {
+                request_id: &facts.request_id,
+                agent: facts.agent.clone(),
+                target: TargetName { username: &facts.target.username },
+                steps: [step],
+            };
+            self.append(&AuditEvent::new(EventType::VerificationFailed, &failed)?, signer, now)?;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, event: &AuditEvent, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Appended, DeskError> {
+        let t = Instant::now();
+        let mut timed = Timed { inner: signer, spent: Duration::ZERO };
+        let appended = self.audit.append(event, &mut timed, now);
+        let total = t.elapsed();
+        self.times.token += timed.spent;
+        self.times.audit_store += total.saturating_sub(timed.spent);
+        let appended = appended?;
+        self.times.records += 1;
+        Ok(appended)
+    }
+
+    /// Execute decisions in order; events they produce are fed back at once and their
+    /// decisions executed before the rest.
+    fn execute(&mut self, run: &mut ResetRun, decisions: Vec<Decision>, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<(Vec<Decision>, Vec<String>), DeskError> {
+        let mut queue: VecDeque<Decision> = decisions.into();
+        let mut done = Vec::new();
+        let mut warnings = Vec::new();
+        while let Some(decision) = queue.pop_front() {
+            let follow_up = self.execute_one(run, &decision, signer, now, &mut warnings)?;
+            done.push(decision);
+            if let Some(event) = follow_up {
+                let t = Instant::now();
+                let next = run.session.handle(event)?;
+                self.times.engine += t.elapsed();
+                for d in next.into_iter().rev() {
+                    queue.push_front(d);
+                }
+            }
+        }
+        Ok((done, warnings))
+    }
+
+    /// One decision's IO. Returns the event to feed back, if the decision has one.
+    fn execute_one(
+        &mut self,
+        run: &mut ResetRun,
+        decision: &Decision,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Event>, DeskError> {
+        match decision {
+            Decision::WriteIntent { facts } => {
+                let appended = self.append(&AuditEvent::reset_intent(facts.as_ref())?, signer, now)?;
+                run.intent = Some(appended);
+                Ok(Some(Event::IntentRecorded { at: now, seq: appended.seq, entry_hash: appended.entry_hash }))
+            }
+            Decision::ExecuteReset { username, password, context_words } => {
+                self.ensure_intent_durable(run)?;
+                let mut words: Vec<&str> = context_words.iter().map(String::as_str).collect();
+                words.push(&self.config.organisation);
+                let result = match crate::password::generate(password, &words) {
+                    Ok(secret) => {
+                        let t = Instant::now();
+                        let written = self.directory.set_temporary_password(username, &secret);
+                        self.times.directory += t.elapsed();
+                        match written {
+                            Ok(()) => {
+                                run.password = Some(secret);
+                                Ok(())
+                            }
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                    Err(e) => Err(format!("no temporary password was generated ({e}); the directory was not changed")),
+                };
+                Ok(Some(Event::DirectoryResult { at: now, result }))
+            }
+            Decision::WriteOutcome { facts } => {
+                let intent = run.intent.ok_or(DeskError::IntentNotDurable(0))?;
+                let outcome = match &facts.outcome {
+                    Outcome::Succeeded => AuditOutcome::Done,
+                    Outcome::DirectoryFailed { message } => AuditOutcome::Failed { error: message.clone() },
+                    other => AuditOutcome::Failed { error: format!("{other:?}") },
+                };
+                self.append(&AuditEvent::reset_outcome(intent.intent_ref(), &outcome, facts.as_ref())?, signer, now)?;
+                Ok(None)
+            }
+            Decision::WriteRecord { facts } => {
+                let kind = if facts.kind == FactsKind::Lockout { EventType::Lockout } else { EventType::Refusal };
+                self.append(&AuditEvent::new(kind, facts.as_ref())?, signer, now)?;
+                Ok(None)
+            }
+            Decision::HandOff { handoff } => {
+                let to = match &handoff.channel {
+                    HandoffChannel::CustomerWindow => None,
+                    HandoffChannel::RegisteredEmail { address } => Some(address.clone()),
+                    HandoffChannel::RegisteredPhone { number } => Some(number.clone()),
+                };
+                if let (Some(to), Some(password)) = (to, run.password.take()) {
+                    let message = self.password_message(run, &to);
+                    if let Some(secret) = self.deliver_secret(&message, password, now)? {
+                        run.in_band = Some(InBandSecret { kind: InBandKind::TemporaryPassword, to, secret });
+                    }
+                }
+                run.handoff_released = true;
+                Ok(None)
+            }
+            Decision::SendCode { label: _, to, not_after } => {
+                let (code, issued) = IssuedCode::issue(&self.config.policy.one_time_code, to, now, &mut rand::rngs::OsRng);
+                run.secrets.issued_code = Some(issued);
+                let message = self.code_message(run, to, *not_after);
+                if let Some(secret) = self.deliver_secret(&message, code, now)? {
+                    run.in_band = Some(InBandSecret { kind: InBandKind::OneTimeCode, to: to.clone(), secret });
+                }
+                Ok(None)
+            }
+            Decision::RequestManagerApproval { manager, address } => {
+                let account = run.session.account();
+                let message = Message {
+                    to: address.clone(),
+                    subject: format!("Approval needed: password reset for {}", account.display_name),
+                    body: format!(
+                        "Hello {manager},\n\nthe service desk of {org} was asked to reset the password of {name} ({user}), request {id}.\n\
+                         Reply to this message with APPROVE or DECLINE. If you know nothing of this request, reply DECLINE\n\
+                         and call the security team ({security}).\n",
+                        org = self.config.organisation,
+                        name = account.display_name,
+                        user = account.username,
+                        id = run.request_id(),
+                        security = self.config.smtp.security_team,
+                    ),
+                    request_id: run.request_id().to_owned(),
+                };
+                self.queue(&message, now)?;
+                Ok(None)
+            }
+            Decision::Notify { notification } => {
+                self.notify(notification, now, warnings)?;
+                Ok(None)
+            }
+            Decision::LockVerification { username, until } => {
+                let t = Instant::now();
+                let r = self.directory.lock_verification(username, *until);
+                self.times.directory += t.elapsed();
+                r?;
+                Ok(None)
+            }
+            Decision::Escalated { .. }
+            | Decision::NeedSteps { .. }
+            | Decision::ShowCallbackNumber { .. }
+            | Decision::RequestCoSignature { .. }
+            | Decision::Wait { .. }
+            | Decision::Refuse { .. } => Ok(None),
+        }
+    }
+
+    /// The invariant, checked where it matters: the intent record this run appended
+    /// is in the store, byte-for-byte the one appended, a reset intent, and not yet
+    /// closed by an outcome. Otherwise the directory is not touched.
+    pub fn ensure_intent_durable(&self, run: &ResetRun) -> Result<Appended, DeskError> {
+        let intent = run.intent.ok_or(DeskError::IntentNotDurable(0))?;
+        // Open intents are reset-intent records without an outcome, their hash
+        // recomputed from the stored bytes.
+        let open = self.audit.pending_intents()?;
+        if !open.iter().any(|p| p.seq == intent.seq && p.entry_hash == intent.entry_hash) {
+            return Err(DeskError::IntentNotDurable(intent.seq));
+        }
+        Ok(intent)
+    }
+
+    fn queue(&mut self, message: &Message, now: OffsetDateTime) -> Result<(), DeskError> {
+        let t = Instant::now();
+        let r = self.notifier.queue(message, now);
+        self.times.notifier += t.elapsed();
+        Ok(r?)
+    }
+
+    /// Hand a secret to the notifier; `Some` if it must be shown in-band.
+    fn deliver_secret(&mut self, message: &Message, secret: Secret, now: OffsetDateTime) -> Result<Option<Secret>, DeskError> {
+        let t = Instant::now();
+        let r = self.notifier.deliver_secret(message, secret, now);
+        self.times.notifier += t.elapsed();
+        match r? {
+            SecretDelivery::Sent => Ok(None),
+            // The secret is dropped (zeroized) with the error.
+            SecretDelivery::InBand(_) if self.config.mode == Mode::Production => Err(DeskError::InBandInProduction),
+            SecretDelivery::InBand(secret) => Ok(Some(secret)),
+        }
+    }
+
+    fn code_message(&self, run: &ResetRun, to: &str, not_after: OffsetDateTime) -> Message {
+        Message {
+            to: to.to_owned(),
+            subject: format!("{}: your verification code", self.config.organisation),
+            body: format!(
+                "The service desk is verifying your identity for a password reset (request {id}).\n\
+                 Read the code to the agent; it is valid until {not_after}.\n\
+                 If you did not ask for this, do not share the code and call the security team ({security}).\n",
+                id = run.request_id(),
+                security = self.config.smtp.security_team,
+            ),
+            request_id: run.request_id().to_owned(),
+        }
+    }
+
+    fn password_message(&self, run: &ResetRun, to: &str) -> Message {
+        Message {
+            to: to.to_owned(),
+            subject: format!("{}: your temporary password", self.config.organisation),
+            body: format!(
+                "Your password for {user} was reset by the service desk (request {id}). Use the temporary password\n\
+                 delivered with this message once: you must choose a new password at the next login.\n\
+                 If you did not ask for this, call the security team ({security}) at once.\n",
+                user = run.session.account().username,
+                id = run.request_id(),
+                security = self.config.smtp.security_team,
+            ),
+            request_id: run.request_id().to_owned(),
+        }
+    }
+
+    /// Queue one message per recipient; unaddressable recipients become warnings.
+    fn notify(&mut self, n: &Notification, now: OffsetDateTime, warnings: &mut Vec<String>) -> Result<(), DeskError> {
+        let security = self.config.smtp.security_team.clone();
+        let wasnt_me = format!("If this was not you, call the security team ({security}) at once.");
+        let (subject, body) = match &n.kind {
+            NotificationKind::ResetRequested { earliest } => (
+                "A password reset was requested for your account".to_owned(),
+                format!("The service desk received a request to reset the password of {} (request {}).\nIt can happen no earlier than {earliest}. {wasnt_me}\n", n.username, n.request_id),
+            ),
+            NotificationKind::ResetCompleted => (
+                "Your password was reset".to_owned(),
+                format!("The password of {} was reset by the service desk (request {}). {wasnt_me}\n", n.username, n.request_id),
+            ),
+            NotificationKind::VerificationLocked { until } => (
+                format!("Verification locked for {}", n.username),
+                format!("Too many failed identity verifications for {} (request {}); verification is locked until {until} and the account is flagged.\n", n.username, n.request_id),
+            ),
+            NotificationKind::EmergencyOverride { reason } => (
+                format!("Emergency reset path used for {}", n.username),
+                format!("An admin agent used the emergency path past a verification lockout for {} (request {}). Reason given: {reason}\n", n.username, n.request_id),
+            ),
+        };
+        for recipient in &n.recipients {
+            let to = match recipient {
+                Recipient::Contact { value, .. } => Some(value.clone()),
+                Recipient::SecurityTeam => Some(security.clone()).filter(|s| !s.trim().is_empty()),
+                Recipient::Manager { username } => {
+                    let t = Instant::now();
+                    let manager = self.directory.account(username);
+                    self.times.directory += t.elapsed();
+                    match manager {
+                        Ok(m) => m.emails.iter().find(|e| e.label == "work").or(m.emails.first()).map(|e| e.value.clone()),
+                        Err(DirectoryError::NotFound(_)) => None,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            match to {
+                Some(to) => {
+                    let message = Message { to, subject: subject.clone(), body: body.clone(), request_id: n.request_id.clone() };
+                    self.queue(&message, now)?;
+                }
+                None => warnings.push(format!("no address for {recipient:?}: the notification about request {} was not queued for them", n.request_id)),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! [`ResetRun`]: one reset request in progress at the desk — the engine's
+//! [`Session`] plus what only the adapter may hold: the issued one-time code (its
+//! salted hash), the TOTP replay state, the pointer to the durable intent record,
+//! and the temporary password between the directory write and the hand-off.
+//!
+//! The [`super::Desk`] drives it; the shell keeps it (one per open request) and
+//! reads its status. The password and in-band secrets leave it exactly once, through
+//! [`ResetRun::take_handoff_password`] and [`ResetRun::take_in_band_secret`].
+
+use crate::audit::Appended;
+use crate::secret::Secret;
+use crate::workflow::input::SecretCheckState;
+use crate::workflow::{Phase, Session, Status};
+
+/// What an in-band secret is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InBandKind {
+    /// A one-time code for the requester to read back to the agent.
+    OneTimeCode,
+    /// The temporary password for a registered channel.
+    TemporaryPassword,
+}
+
+/// A secret the notifier could not send out of band: show it on the requester's
+/// registered device (the demo's stand-in window) and drop it.
+#[derive(Debug)]
+pub struct InBandSecret {
+    pub kind: InBandKind,
+    /// The registered address or number it is meant for.
+    pub to: String,
+    pub secret: Secret,
+}
+
+/// One reset request in progress.
+pub struct ResetRun {
+    pub(super) session: Session,
+    /// The agent's slot 9c key id: every record of this run is signed with it.
+    pub(super) agent_key_id: [u8; 32],
+    pub(super) secrets: SecretCheckState,
+    /// Steps of the session already persisted or examined for failure records.
+    pub(super) steps_seen: usize,
+    /// The durable intent record, once appended.
+    pub(super) intent: Option<Appended>,
+    /// Generated and set in the directory; held until the hand-off decision.
+    pub(super) password: Option<Secret>,
+    pub(super) handoff_released: bool,
+    pub(super) in_band: Option<InBandSecret>,
+    /// Set when an IO step failed mid-way: the run cannot continue safely.
+    pub(super) broken: Option<String>,
+}
+
+impl std::fmt::Debug for ResetRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResetRun")
+            .field("request_id", &self.session.request_id())
+            .field("phase", &self.session.phase())
+            .field("intent", &self.intent.map(|a| a.seq))
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResetRun {
+    pub(super) fn new(session: Session, agent_key_id: [u8; 32], last_totp_step: Option<u64>) -> Self {
+        Self {
+            session,
+            agent_key_id,
+            secrets: SecretCheckState { issued_code: None, last_totp_step },
+            steps_seen: 0,
+            intent: None,
+            password: None,
+            handoff_released: false,
+            in_band: None,
+            broken: None,
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        self.session.request_id()
+    }
+
+    /// What the agent's screen shows. Holds nothing secret.
+    pub fn status(&self) -> Status {
+        self.session.status()
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.session.phase()
+    }
+
+    /// The digest a co-signer signs (for the co-signer's screen).
+    pub fn approval_digest(&self) -> [u8; 32] {
+        self.session.approval_digest()
+    }
+
+    /// Seq of the durable intent record, once written.
+    pub fn intent_seq(&self) -> Option<u64> {
+        self.intent.map(|a| a.seq)
+    }
+
+    /// Why the run stopped, if an IO step failed mid-way.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// Whether the temporary password waits for the customer-facing window.
+    pub fn handoff_waiting(&self) -> bool {
+        self.handoff_released && self.password.is_some()
+    }
+
+    /// The temporary password, once, after the engine decided the hand-off (and the
+    /// outcome record is durable). `None` before that and ever after.
+    pub fn take_handoff_password(&mut self) -> Option<Secret> {
+        if self.handoff_released {
+            self.password.take()
+        } else {
+            None
+        }
+    }
+
+    /// A secret to show on the requester's registered device, once.
+    pub fn take_in_band_secret(&mut self) -> Option<InBandSecret> {
+        self.in_band.take()
+    }
+}
