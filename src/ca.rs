@@ -611,6 +611,36 @@ mod tests {
         assert!(!CaPaths::in_data_dir(dir.path()).key.exists());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Whatever byte of a valid agent certificate is changed, the result either does
+        /// not parse or does not validate; nothing panics.
+        #[test]
+        fn any_single_byte_change_is_refused(pos in 0usize..10_000, xor in 1u8..=255) {
+            use std::sync::OnceLock;
+            static FIXTURE: OnceLock<(TrustAnchor, Vec<u8>)> = OnceLock::new();
+            let (anchor, der) = FIXTURE.get_or_init(|| {
+                let ca = ca();
+                let (_, spki) = agent_key();
+                let cert = ca.issue("alice", spki, NOW, NOW + time::Duration::days(30)).unwrap();
+                (ca.trust_anchor().clone(), cert.to_der().unwrap())
+            });
+            proptest::prop_assert!(anchor.validate(&Certificate::from_der(der).unwrap(), NOW).is_ok());
+            let mut bytes = der.clone();
+            let i = pos % bytes.len();
+            bytes[i] ^= xor;
+            if let Ok(cert) = parse_certificate(&bytes) {
+                proptest::prop_assert!(anchor.validate(&cert, NOW).is_err(), "byte {} changed and still valid", i);
+            }
+        }
+
+        /// Arbitrary bytes never panic the parser.
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = parse_certificate(&bytes);
+        }
+    }
+
     #[test]
     fn usernames_with_rfc4514_specials_survive() {
         let ca = ca();

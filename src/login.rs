@@ -221,7 +221,7 @@ pub fn login(
     now: OffsetDateTime,
 ) -> Result<AgentSession, LoginError> {
     let anchor = TrustAnchor::load(&config.ca_cert_path())?;
-    let registry = TokenRegistry::open(&config.data_dir)?;
+    let registry = TokenRegistry::open_existing(&config.data_dir)?;
     let ctx = LoginContext {
         anchor: &anchor,
         registry: &registry,

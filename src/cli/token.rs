@@ -83,7 +83,7 @@ pub fn run(cmd: Command) -> u8 {
             enroll(&data_dir, &agent, reader.as_deref(), config.as_deref(), allow_unattested)
         }
         Command::Revoke { data_dir, agent, serial, reason } => {
-            let reg = match TokenRegistry::open(&data_dir) {
+            let reg = match TokenRegistry::open_existing(&data_dir) {
                 Ok(r) => r,
                 Err(e) => return fail(e),
             };
@@ -142,7 +142,7 @@ fn status(reader: Option<&str>, data_dir: Option<&Path>, config: Option<&Path>) 
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            (TrustAnchor::load(&config.ca_cert_path()).ok(), TokenRegistry::open(d).ok())
+            (TrustAnchor::load(&config.ca_cert_path()).ok(), TokenRegistry::open_existing(d).ok())
         }
         None => (None, None),
     };

@@ -55,6 +55,8 @@ pub enum RegistryError {
     Corrupt(String),
     #[error("key {0} is already enrolled; revoke it first")]
     DuplicateKey(String),
+    #[error("there is no token registry at {0}; no key has been enrolled on this desk yet (`resetdesk token enroll`), or the data directory is wrong")]
+    Missing(String),
 }
 
 /// One enrolled key.
@@ -121,6 +123,16 @@ impl TokenRegistry {
     /// Open (creating if needed) `<data_dir>/tokens.sqlite`.
     pub fn open(data_dir: &Path) -> Result<Self, RegistryError> {
         Self::open_path(&data_dir.join(REGISTRY_FILE))
+    }
+
+    /// Open the registry in `data_dir` for reading and revocation; `Missing` when no key
+    /// was ever enrolled there (instead of silently creating an empty registry).
+    pub fn open_existing(data_dir: &Path) -> Result<Self, RegistryError> {
+        let path = data_dir.join(REGISTRY_FILE);
+        if !path.exists() {
+            return Err(RegistryError::Missing(path.display().to_string()));
+        }
+        Self::open_path(&path)
     }
 
     /// Open (creating if needed) the registry at `path`.
@@ -346,6 +358,15 @@ mod tests {
         let e = reg.record_enrolment("bob", 2, false, &[key(1, Slot::Signature)], t).unwrap_err();
         assert!(matches!(e, RegistryError::DuplicateKey(_)));
         assert_eq!(reg.by_key_id(&[1; 32]).unwrap().unwrap().username, "alice");
+    }
+
+    #[test]
+    fn open_existing_does_not_create_a_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(TokenRegistry::open_existing(dir.path()), Err(RegistryError::Missing(_))));
+        assert!(!dir.path().join(REGISTRY_FILE).exists());
+        TokenRegistry::open(dir.path()).unwrap();
+        TokenRegistry::open_existing(dir.path()).unwrap();
     }
 
     #[test]
