@@ -272,6 +272,19 @@ async fn lock_screen_shows_the_readers_the_core_sees() {
         .expect("virtual card in the list");
     assert_eq!(banner_visible, virtual_card, "virtual-token banner iff a virtual card is inserted");
 
+    // The CSP blocks inline scripts: an injected <script> does not run.
+    let ran = client
+        .execute(
+            "const s = document.createElement('script');
+             s.textContent = 'window.__cspProbe = true;';
+             document.head.append(s);
+             return window.__cspProbe === true;",
+            vec![],
+        )
+        .await
+        .expect("inject an inline script");
+    assert_eq!(ran, json!(false), "an inline script ran: the CSP is missing or too loose");
+
     // Only the app's own commands are granted: a built-in API is refused by the ACL.
     let refused = client
         .execute_async(
@@ -299,7 +312,7 @@ struct DemoDesk {
     config_file: PathBuf,
 }
 
-fn demo_desk(card: &VirtualCard, username: &str) -> DemoDesk {
+fn demo_desk(card: &VirtualCard, username: &str, extra_config: &str) -> DemoDesk {
     let now = OffsetDateTime::now_utc();
     let dir = tempfile::tempdir().expect("a temporary data directory");
     let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
@@ -316,7 +329,8 @@ fn demo_desk(card: &VirtualCard, username: &str) -> DemoDesk {
 
     let config_file = dir.path().join("resetdesk.toml");
     let data_dir = dir.path().to_str().expect("a UTF-8 temporary path");
-    std::fs::write(&config_file, format!("data_dir = {}\n", toml_string(data_dir))).expect("write the config");
+    let text = format!("data_dir = {}\n{extra_config}", toml_string(data_dir));
+    std::fs::write(&config_file, text).expect("write the config");
     DemoDesk { _dir: dir, config_file }
 }
 
@@ -361,6 +375,30 @@ async fn js(client: &Client, expr: &str) -> Value {
     client.execute(&format!("return ({expr});"), vec![]).await.unwrap_or_else(|e| panic!("{expr}: {e}"))
 }
 
+/// Type `pin`, press Enter, and wait for the agent's home; returns the name shown.
+async fn log_in(client: &Client, pin: &str) -> Value {
+    let field = client.find(Locator::Id("pin")).await.expect("PIN field");
+    field.send_keys(pin).await.expect("type the PIN");
+    field.send_keys("\u{E007}").await.expect("press Enter"); // WebDriver key code for Enter
+    wait_js(
+        client,
+        "the agent's home",
+        "!document.getElementById('view-home').hidden && document.getElementById('agent-name').textContent",
+    )
+    .await
+}
+
+/// Wait for the lock screen and return the core's lock reason it shows.
+async fn wait_locked(client: &Client, within: Duration, what: &str) -> Value {
+    wait_js_within(
+        client,
+        within,
+        what,
+        "!document.getElementById('view-lock').hidden && document.getElementById('lock-reason').dataset.reason",
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
     let Some(tauri_driver) = prerequisites() else { return };
@@ -369,7 +407,7 @@ async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
     }
     let _readers = lock_readers();
     let card = VirtualCard::insert(READER_0_PORT).expect("insert a virtual card (is vpcd running? scripts/pcscd.sh start)");
-    let desk = demo_desk(&card, "alice");
+    let desk = demo_desk(&card, "alice", "");
     let config_arg = desk.config_file.to_str().expect("a UTF-8 path");
 
     let driver = Driver::start(&tauri_driver);
@@ -406,15 +444,8 @@ async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
     assert_eq!(js(&client, "document.getElementById('pin').value").await, json!(""));
     assert_eq!(js(&client, "document.getElementById('view-home').hidden").await, json!(true));
 
-    // The right PIN: the agent's home, with name, tier and the banner.
-    pin_field.send_keys(PIN).await.expect("type the PIN");
-    pin_field.send_keys("\u{E007}").await.expect("press Enter"); // WebDriver key code for Enter
-    let name = wait_js(
-        &client,
-        "the agent's home",
-        "!document.getElementById('view-home').hidden && document.getElementById('agent-name').textContent",
-    )
-    .await;
+    // The right PIN (submitted with Enter): the agent's home, with name, tier and the banner.
+    let name = log_in(&client, PIN).await;
     assert_eq!(name, json!("Alice Schmidt"));
     assert_eq!(text_of(&client, "agent-tier").await, "Junior agent");
     assert_eq!(text_of(&client, "agent-username").await, "alice");
@@ -425,16 +456,16 @@ async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
     let page = js(&client, "document.documentElement.outerHTML").await;
     assert!(!page.as_str().unwrap_or_default().contains(PIN), "the PIN must not appear in the page");
 
+    // "Lock now": locked by the agent; the key is still in, so the PIN form is back.
+    client.find(Locator::Id("lock-button")).await.expect("Lock now").click().await.expect("click Lock now");
+    assert_eq!(wait_locked(&client, UI_TIMEOUT, "the manual lock").await, json!("manual"));
+    assert_eq!(js(&client, "!document.getElementById('login-form').hidden").await, json!(true));
+    assert_eq!(log_in(&client, PIN).await, json!("Alice Schmidt"), "a new login unlocks");
+
     // Removing the key locks the desk within a second.
     card.remove().expect("remove the virtual card");
     let removed = Instant::now();
-    let reason = wait_js_within(
-        &client,
-        Duration::from_secs(1),
-        "the lock screen after removal",
-        "!document.getElementById('view-lock').hidden && document.getElementById('lock-reason').dataset.reason",
-    )
-    .await;
+    let reason = wait_locked(&client, Duration::from_secs(1), "the lock screen after removal").await;
     let took = removed.elapsed();
     assert_eq!(reason, json!("key-removed"));
     assert!(took < Duration::from_secs(1), "lock took {took:?}");
@@ -444,4 +475,31 @@ async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
     assert_eq!(js(&client, "document.getElementById('view-home').hidden").await, json!(true));
 
     client.close().await.expect("close the session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_locks_by_itself() {
+    let Some(tauri_driver) = prerequisites() else { return };
+    if !virtual_readers_expected() {
+        return;
+    }
+    let _readers = lock_readers();
+    let card = VirtualCard::insert(READER_0_PORT).expect("insert a virtual card (is vpcd running? scripts/pcscd.sh start)");
+    let desk = demo_desk(&card, "alice", "[agents]\nidle_lock_seconds = 2\n");
+    let config_arg = desk.config_file.to_str().expect("a UTF-8 path");
+
+    let driver = Driver::start(&tauri_driver);
+    let client = connect(&driver, &["--config", config_arg]).await;
+    wait_js(&client, "the login form", "!document.getElementById('login-form').hidden").await;
+    assert_eq!(log_in(&client, PIN).await, json!("Alice Schmidt"));
+
+    // Nobody touches the desk: the core's idle rule locks it, the key still inserted.
+    let reason = wait_locked(&client, Duration::from_secs(6), "the idle lock").await;
+    assert_eq!(reason, json!("idle"));
+    assert!(text_of(&client, "lock-reason").await.contains("inactivity"));
+    assert_eq!(js(&client, "!document.getElementById('login-form').hidden").await, json!(true));
+
+    client.close().await.expect("close the session");
+    drop(driver);
+    card.remove().expect("remove the virtual card");
 }
