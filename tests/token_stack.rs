@@ -428,3 +428,26 @@ fn production_refuses_a_card_back_on_the_factory_pin() {
     assert!(login_with_card(&demo, piv, Secret::from("123456"), OffsetDateTime::now_utc()).is_ok());
     card.remove().unwrap();
 }
+
+#[test]
+fn cards_are_found_by_reader_and_serial_and_insertion_is_an_event() {
+    let _lock = lock_readers();
+    let mut watcher = CardWatcher::new().unwrap();
+    let card = VirtualCard::insert_with_serial(READER_1_PORT, 22_000_333).unwrap();
+    // The insertion may already be past: next_events reports changes since the last call.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut seen = Vec::new();
+    while !seen.contains(&CardEvent::Inserted { reader: card.reader_name().into() }) && Instant::now() < deadline {
+        seen.extend(watcher.next_events(Some(Duration::from_millis(500))).unwrap().unwrap_or_default());
+    }
+    assert!(seen.contains(&CardEvent::Inserted { reader: card.reader_name().into() }), "{seen:?}");
+
+    let cards = resetdesk::token::card::list_cards().unwrap();
+    let info = cards.iter().find(|c| c.serial == 22_000_333).expect("listed");
+    assert_eq!((info.reader.as_str(), info.is_virtual), ("Virtual PCD 00 01", true));
+    assert_eq!(PivCard::open_serial(22_000_333).unwrap().reader(), "Virtual PCD 00 01");
+    assert!(matches!(PivCard::open_serial(1), Err(TokenError::UnknownSerial(1))));
+    assert!(matches!(PivCard::open_reader("Virtual PCD 00 00"), Err(TokenError::NoCard)));
+    assert!(matches!(PivCard::open_reader("No Such Reader 00 00"), Err(TokenError::UnknownReader(_))));
+    card.remove().unwrap();
+}
