@@ -47,7 +47,7 @@ fn card_signed_and_cosigned_records_verify_against_the_registry_and_openssl() {
     let mut log = AuditLog::open(&dir.path().join("audit.sqlite")).unwrap();
     let now = OffsetDateTime::now_utc;
     let who = serde_json::json!({"agent": "alice"});
-    log.append(&Event::new(EventType::Login, &who).unwrap(), alice.signer().unwrap(), now()).unwrap();
+    log.heartbeat(EventType::Login, &who, alice.signer().unwrap(), now()).unwrap();
     let facts = audit_support::reset_facts("alice", "jdoe");
     let intent = log
         .append_cosigned(&Event::reset_intent(&facts).unwrap(), alice.signer().unwrap(), bob.signer().unwrap(), now())

@@ -41,7 +41,7 @@ fn fixture() -> Fixture {
     let mut bob = SoftSigner::from_seed("bob", 2);
     let mut log = AuditLog::open(&path).unwrap();
     let agent = serde_json::json!({"agent": "alice", "workstation": "desk-3"});
-    log.append(&Event::new(EventType::Login, &agent).unwrap(), &mut alice, now()).unwrap();
+    log.heartbeat(EventType::Login, &agent, &mut alice, now()).unwrap();
     let i1 = log.append(&Event::reset_intent(&reset_facts("alice", "jdoe")).unwrap(), &mut alice, now()).unwrap();
     let out = Event::reset_outcome(i1.intent_ref(), &Outcome::Done, &reset_facts("alice", "jdoe")).unwrap();
     log.append(&out, &mut alice, now()).unwrap();
@@ -55,7 +55,7 @@ fn fixture() -> Fixture {
     let failed = Outcome::Failed { error: "directory: constraint violation".into() };
     log.append(&Event::reset_outcome(i2.intent_ref(), &failed, &reset_facts("alice", "admin1")).unwrap(), &mut alice, now())
         .unwrap();
-    log.append(&Event::new(EventType::Logout, &agent).unwrap(), &mut alice, now()).unwrap();
+    log.heartbeat(EventType::Logout, &agent, &mut alice, now()).unwrap();
     Fixture {
         _dir: dir,
         path,
@@ -326,8 +326,7 @@ fn a_record_forged_with_an_unenrolled_key_is_caught() {
 fn a_certificate_from_another_ca_is_not_trusted() {
     let mut f = fixture();
     let mut log = AuditLog::open(&f.path).unwrap();
-    log.append(&Event::new(EventType::Lock, &serde_json::json!({"agent": "mallory"})).unwrap(), &mut f.mallory, now())
-        .unwrap();
+    log.heartbeat(EventType::Lock, &serde_json::json!({"agent": "mallory"}), &mut f.mallory, now()).unwrap();
     drop(log);
     let store = Store::open_read_only(&f.path).unwrap();
     let mut resolver = f.pki.resolver(&[&f.alice, &f.bob]);
@@ -472,7 +471,7 @@ fn a_clock_set_back_is_reported_not_failed() {
     let mut alice = SoftSigner::from_seed("alice", 1);
     let mut log = AuditLog::open(&f.path).unwrap();
     let earlier = now() - time::Duration::hours(1);
-    log.append(&Event::new(EventType::Lock, &serde_json::json!({"agent": "alice"})).unwrap(), &mut alice, earlier).unwrap();
+    log.heartbeat(EventType::Lock, &serde_json::json!({"agent": "alice"}), &mut alice, earlier).unwrap();
     drop(log);
     assert_eq!(f.verify().unwrap().clock_regressions, 1);
 }
@@ -496,7 +495,7 @@ impl RecordSigner for Impostor {
 fn with_key_check_a_record_that_would_not_verify_is_refused_not_written() {
     let f = fixture();
     let mut impostor = Impostor { claims: f.alice.key_id(), real: SoftSigner::from_seed("mallory", 66) };
-    let event = Event::new(EventType::Lock, &serde_json::json!({"agent": "alice"})).unwrap();
+    let event = Event::new(EventType::Refusal, &serde_json::json!({"agent": "alice"})).unwrap();
     let resolver = Box::new(f.pki.resolver(&[&f.alice, &f.bob]));
     let mut log = AuditLog::open(&f.path).unwrap().with_key_check(resolver);
     assert!(matches!(log.append(&event, &mut impostor, now()), Err(AuditError::WouldNotVerify(_))));
@@ -516,4 +515,71 @@ fn with_key_check_a_record_that_would_not_verify_is_refused_not_written() {
 
 fn impostor_of(victim: &SoftSigner) -> Impostor {
     Impostor { claims: victim.key_id(), real: SoftSigner::from_seed("mallory", 66) }
+}
+
+impl Fixture {
+    /// Append a correctly chained record with `payload`, signed with alice's key (as
+    /// someone holding her key could), bypassing the API's own checks.
+    fn append_forged(&mut self, event_type: EventType, payload: &str) {
+        let prev = entry_hash(&self.record(8));
+        let r = Record {
+            event_type,
+            seq: 9,
+            timestamp_ms: resetdesk::audit::log::unix_ms(now()).unwrap(),
+            key_id: self.alice.key_id(),
+            cosigner_key_id: None,
+            prev_hash: prev,
+            payload: payload.as_bytes().to_vec(),
+        };
+        let bytes = r.encode().unwrap();
+        let sig = self.alice.sign_digest(&signing_digest(&bytes)).unwrap();
+        self.db()
+            .execute(
+                "INSERT INTO audit_records (seq, record, signature, entry_hash, event_type, timestamp_ms) VALUES (9, ?1, ?2, x'', 0, 0)",
+                params![bytes, sig],
+            )
+            .unwrap();
+    }
+}
+
+#[test]
+fn heartbeats_state_the_head_and_the_latest_receipt() {
+    let mut f = fixture();
+    let receipt = f.receipt(5);
+    let mut log = AuditLog::open(&f.path).unwrap();
+    log.add_receipt(&receipt).unwrap();
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let hb = log.heartbeat(EventType::Lock, &serde_json::json!({"agent": "alice", "reason": "idle"}), &mut alice, now()).unwrap();
+    drop(log);
+    let payload = String::from_utf8(f.record(hb.seq as i64)[136..].to_vec()).unwrap();
+    let head = format!(r#""head":{{"entry_hash":"{}","seq":8}}"#, hex::encode(entry_hash(&f.record(8))));
+    assert!(payload.contains(&head), "{payload}");
+    assert!(payload.contains(r#""last_receipt":{"collector_key_id""#) && payload.contains(r#""tree_size":5"#), "{payload}");
+    let mut collectors = CollectorKeys::default();
+    collectors.add_spki_der(&f.collector.spki_der()).unwrap();
+    let store = Store::open_read_only(&f.path).unwrap();
+    let resolver = f.pki.resolver(&[&f.alice, &f.bob]);
+    verify_store(&store, &resolver, &[], &collectors, &[]).unwrap();
+    // Heartbeats must be written through the log, which states the head.
+    assert!(Event::new(EventType::Login, &()).is_err());
+}
+
+#[test]
+fn a_heartbeat_stating_a_false_head_or_receipt_is_caught() {
+    let mut f = fixture();
+    f.append_forged(EventType::Logout, &format!(r#"{{"facts":{{}},"head":{{"entry_hash":"{}","seq":7}}}}"#, "00".repeat(32)));
+    assert_eq!(bad_record(f.verify()), (9, Problem::HeartbeatHeadMismatch { seq: 7 }));
+    f.db().execute("DELETE FROM audit_records WHERE seq = 9", []).unwrap();
+    let head = hex::encode(entry_hash(&f.record(8)));
+    let zeros = "00".repeat(32);
+    f.append_forged(
+        EventType::Logout,
+        &format!(
+            r#"{{"facts":{{}},"head":{{"entry_hash":"{head}","seq":8}},"last_receipt":{{"collector_key_id":"{zeros}","head_hash":"{zeros}","tree_size":3}}}}"#
+        ),
+    );
+    assert_eq!(bad_record(f.verify()), (9, Problem::HeartbeatReceiptMismatch(3)));
+    f.db().execute("DELETE FROM audit_records WHERE seq = 9", []).unwrap();
+    f.append_forged(EventType::Logout, &format!(r#"{{"facts":{{}},"head":{{"entry_hash":"{head}","seq":8}}}}"#));
+    f.verify().unwrap();
 }

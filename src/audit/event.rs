@@ -48,6 +48,8 @@ pub enum EventError {
     ForbiddenKey(String),
     #[error("a reset outcome must be built with Event::reset_outcome, which links it to its intent")]
     OutcomeWithoutIntent,
+    #[error("a {0} heartbeat must be written with AuditLog::heartbeat, which states the log head in it")]
+    HeartbeatWithoutHead(&'static str),
 }
 
 /// How a reset intent ended.
@@ -61,11 +63,26 @@ pub enum Outcome {
 }
 
 /// The intent a reset outcome closes: its seq and entry hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct IntentRef {
     pub seq: u64,
     #[serde(with = "hex32")]
     pub entry_hash: Hash32,
+}
+
+/// The log head a heartbeat states: the seq and entry hash of the record before it.
+pub type HeadRef = IntentRef;
+
+/// The latest collector receipt the desk held when it wrote a heartbeat: the signed
+/// log thereby commits to what the collector had attested (cross-linking both logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptRef {
+    pub tree_size: u64,
+    /// Entry hash of record `tree_size`, as in the receipt's checkpoint.
+    #[serde(with = "hex32")]
+    pub head_hash: Hash32,
+    #[serde(with = "hex32")]
+    pub collector_key_id: Hash32,
 }
 
 /// An event ready to be written: its type and canonical payload bytes.
@@ -83,15 +100,44 @@ struct Body<'a, T: Serialize + ?Sized> {
     intent: Option<IntentRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     outcome: Option<&'a Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    head: Option<HeadRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_receipt: Option<ReceiptRef>,
+}
+
+impl<'a, T: Serialize + ?Sized> Body<'a, T> {
+    fn facts(facts: &'a T) -> Self {
+        Body { facts, intent: None, outcome: None, head: None, last_receipt: None }
+    }
 }
 
 impl Event {
-    /// An event of any type but [`EventType::ResetOutcome`] carrying `facts`.
+    /// An event carrying `facts`, of any type but a reset outcome (see
+    /// [`Event::reset_outcome`]) or a heartbeat (see `AuditLog::heartbeat`).
     pub fn new<T: Serialize + ?Sized>(event_type: EventType, facts: &T) -> Result<Self, EventError> {
         if event_type == EventType::ResetOutcome {
             return Err(EventError::OutcomeWithoutIntent);
         }
-        Self::build(event_type, Body { facts, intent: None, outcome: None }, None)
+        if event_type.is_heartbeat() {
+            return Err(EventError::HeartbeatWithoutHead(event_type.as_str()));
+        }
+        Self::build(event_type, Body::facts(facts), None)
+    }
+
+    /// A heartbeat (login, logout, lock, unlock) stating the log head it follows and
+    /// the latest receipt held. Built by the log inside the append transaction.
+    pub(crate) fn heartbeat<T: Serialize + ?Sized>(
+        event_type: EventType,
+        facts: &T,
+        head: HeadRef,
+        last_receipt: Option<ReceiptRef>,
+    ) -> Result<Self, EventError> {
+        if !event_type.is_heartbeat() {
+            return Err(EventError::Serialise(format!("{} is not a heartbeat type", event_type.as_str())));
+        }
+        let body = Body { head: Some(head), last_receipt, ..Body::facts(facts) };
+        Self::build(event_type, body, None)
     }
 
     /// The record written (and made durable) before the directory is touched.
@@ -105,7 +151,7 @@ impl Event {
         outcome: &Outcome,
         facts: &T,
     ) -> Result<Self, EventError> {
-        let body = Body { facts, intent: Some(intent), outcome: Some(outcome) };
+        let body = Body { intent: Some(intent), outcome: Some(outcome), ..Body::facts(facts) };
         Self::build(EventType::ResetOutcome, body, Some(intent))
     }
 
@@ -172,16 +218,25 @@ pub enum PayloadError {
     NoFacts,
     #[error("reset outcome payload lacks a valid \"intent\" {{seq, entry_hash}} or \"outcome\"")]
     BadOutcome,
-    #[error("payload of a {0} record must not carry \"intent\"/\"outcome\"")]
+    #[error("payload of a {0} record must not carry \"intent\"/\"outcome\"/\"head\"/\"last_receipt\"")]
     UnexpectedLink(&'static str),
+    #[error("heartbeat payload lacks a valid \"head\" {{seq, entry_hash}} or has a malformed \"last_receipt\"")]
+    BadHeartbeat,
 }
 
-/// A payload as read back: its JSON and, for outcomes, the link and result.
-#[derive(Debug, Clone, PartialEq)]
+/// A payload as read back: its JSON; for outcomes, the link and result; for
+/// heartbeats, the stated head and receipt.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ParsedPayload {
     pub value: Value,
     pub intent: Option<IntentRef>,
     pub outcome: Option<Outcome>,
+    pub head: Option<HeadRef>,
+    pub last_receipt: Option<ReceiptRef>,
+}
+
+fn member<T: serde::de::DeserializeOwned>(obj: &serde_json::Map<String, Value>, key: &str) -> Option<T> {
+    obj.get(key).and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 /// Parse and check stored payload bytes for a record of `event_type`: canonical
@@ -196,22 +251,31 @@ pub fn parse_payload(event_type: EventType, bytes: &[u8]) -> Result<ParsedPayloa
     if !obj.contains_key("facts") {
         return Err(PayloadError::NoFacts);
     }
-    let has_link = obj.contains_key("intent") || obj.contains_key("outcome");
-    if event_type != EventType::ResetOutcome {
-        if has_link {
+    let has_outcome_link = obj.contains_key("intent") || obj.contains_key("outcome");
+    let has_head = obj.contains_key("head") || obj.contains_key("last_receipt");
+    if event_type == EventType::ResetOutcome {
+        if has_head {
             return Err(PayloadError::UnexpectedLink(event_type.as_str()));
         }
-        return Ok(ParsedPayload { value, intent: None, outcome: None });
+        let intent: IntentRef = member(obj, "intent").ok_or(PayloadError::BadOutcome)?;
+        let outcome: Outcome = member(obj, "outcome").ok_or(PayloadError::BadOutcome)?;
+        return Ok(ParsedPayload { intent: Some(intent), outcome: Some(outcome), value, ..Default::default() });
     }
-    let intent: IntentRef = obj
-        .get("intent")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .ok_or(PayloadError::BadOutcome)?;
-    let outcome: Outcome = obj
-        .get("outcome")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .ok_or(PayloadError::BadOutcome)?;
-    Ok(ParsedPayload { value, intent: Some(intent), outcome: Some(outcome) })
+    if has_outcome_link {
+        return Err(PayloadError::UnexpectedLink(event_type.as_str()));
+    }
+    if !event_type.is_heartbeat() {
+        if has_head {
+            return Err(PayloadError::UnexpectedLink(event_type.as_str()));
+        }
+        return Ok(ParsedPayload { value, ..Default::default() });
+    }
+    let head: HeadRef = member(obj, "head").ok_or(PayloadError::BadHeartbeat)?;
+    let last_receipt = match obj.get("last_receipt") {
+        None => None,
+        Some(_) => Some(member::<ReceiptRef>(obj, "last_receipt").ok_or(PayloadError::BadHeartbeat)?),
+    };
+    Ok(ParsedPayload { head: Some(head), last_receipt, value, ..Default::default() })
 }
 
 /// Serde helper: a 32-byte hash as 64 lower-case hex digits.
@@ -281,10 +345,26 @@ mod tests {
     }
 
     #[test]
+    fn heartbeats_state_the_head_and_the_latest_receipt() {
+        assert!(matches!(Event::new(EventType::Logout, &()), Err(EventError::HeartbeatWithoutHead("logout"))));
+        let head = HeadRef { seq: 9, entry_hash: [1; 32] };
+        let receipt = ReceiptRef { tree_size: 7, head_hash: [2; 32], collector_key_id: [3; 32] };
+        let e = Event::heartbeat(EventType::Lock, &serde_json::json!({"agent": "a"}), head, Some(receipt)).unwrap();
+        let p = parse_payload(EventType::Lock, e.payload()).unwrap();
+        assert_eq!((p.head, p.last_receipt), (Some(head), Some(receipt)));
+        let e = Event::heartbeat(EventType::Login, &(), head, None).unwrap();
+        assert_eq!(parse_payload(EventType::Login, e.payload()).unwrap().last_receipt, None);
+        assert!(Event::heartbeat(EventType::Refusal, &(), head, None).is_err());
+        assert_eq!(parse_payload(EventType::Login, br#"{"facts":{}}"#), Err(PayloadError::BadHeartbeat));
+        let stray = br#"{"facts":{},"head":{"entry_hash":"00","seq":1}}"#;
+        assert_eq!(parse_payload(EventType::Refusal, stray), Err(PayloadError::UnexpectedLink("refusal")));
+    }
+
+    #[test]
     fn parse_rejects_non_canonical_and_misplaced_links() {
-        assert_eq!(parse_payload(EventType::Login, br#"{ "facts":{}}"#), Err(PayloadError::NotCanonical));
-        assert_eq!(parse_payload(EventType::Login, br#"{"agent":1}"#), Err(PayloadError::NoFacts));
-        assert!(matches!(parse_payload(EventType::Login, b"\xff"), Err(PayloadError::NotJson(_))));
+        assert_eq!(parse_payload(EventType::Refusal, br#"{ "facts":{}}"#), Err(PayloadError::NotCanonical));
+        assert_eq!(parse_payload(EventType::Refusal, br#"{"agent":1}"#), Err(PayloadError::NoFacts));
+        assert!(matches!(parse_payload(EventType::Refusal, b"\xff"), Err(PayloadError::NotJson(_))));
         assert_eq!(
             parse_payload(EventType::Login, br#"{"facts":{},"outcome":{"status":"done"}}"#),
             Err(PayloadError::UnexpectedLink("login"))

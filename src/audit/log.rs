@@ -11,7 +11,7 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
-use super::event::{parse_payload, Event, IntentRef};
+use super::event::{parse_payload, Event, EventError, HeadRef, IntentRef, ReceiptRef};
 use super::receipt::Receipt;
 use super::record::{entry_hash, signing_digest, EventType, Hash32, Record, RecordError};
 use super::resolver::KeyResolver;
@@ -62,6 +62,8 @@ pub enum AuditError {
     Cosign(TokenError),
     #[error("the audit record is invalid: {0}")]
     Record(#[from] RecordError),
+    #[error("the audit event is invalid: {0}")]
+    Event(#[from] EventError),
     #[error("the clock says {0}, before 1970; fix the system clock")]
     Clock(OffsetDateTime),
     #[error("the outcome refers to intent seq {0}, which is not a reset intent in this log")]
@@ -163,7 +165,27 @@ impl AuditLog {
 
     /// Sign `event` with `signer` and commit it durably before returning.
     pub fn append(&mut self, event: &Event, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Appended, AuditError> {
-        self.append_inner(event, signer, None, now)
+        self.append_inner(|_| Ok(event.clone()), signer, None, now)
+    }
+
+    /// Append a heartbeat (login, logout, lock, unlock): its payload states the log
+    /// head it follows (`"head": {seq, entry_hash}`) and the latest receipt the desk
+    /// holds (`"last_receipt"`), so whoever receives it can later detect truncation.
+    pub fn heartbeat<T: serde::Serialize + ?Sized>(
+        &mut self,
+        kind: EventType,
+        facts: &T,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Appended, AuditError> {
+        let latest = self.store.receipts()?.into_iter().max_by_key(|r| r.checkpoint.tree_size);
+        let last_receipt = latest.map(|r| ReceiptRef {
+            tree_size: r.checkpoint.tree_size,
+            head_hash: r.checkpoint.head_hash,
+            collector_key_id: r.collector_key_id,
+        });
+        let build = |head: HeadRef| Event::heartbeat(kind, facts, head, last_receipt).map_err(AuditError::Event);
+        self.append_inner(build, signer, None, now)
     }
 
     /// As [`append`](Self::append), with a second agent's co-signature over the same
@@ -176,12 +198,13 @@ impl AuditLog {
         cosigner: &mut dyn RecordSigner,
         now: OffsetDateTime,
     ) -> Result<Appended, AuditError> {
-        self.append_inner(event, signer, Some(cosigner), now)
+        self.append_inner(|_| Ok(event.clone()), signer, Some(cosigner), now)
     }
 
+    /// One append transaction; `event_for` builds the event once the head is known.
     fn append_inner(
         &mut self,
-        event: &Event,
+        event_for: impl FnOnce(HeadRef) -> Result<Event, AuditError>,
         signer: &mut dyn RecordSigner,
         cosigner: Option<&mut dyn RecordSigner>,
         now: OffsetDateTime,
@@ -192,6 +215,7 @@ impl AuditLog {
             Some((s, h)) => (s + 1, h),
             None => (1, [0; 32]),
         };
+        let event = &event_for(HeadRef { seq: seq - 1, entry_hash: prev_hash })?;
         if let Some(intent) = event.intent() {
             let bytes = tx.record(intent.seq)?.ok_or(AuditError::NoSuchIntent(intent.seq))?;
             let is_intent = Record::decode(&bytes).map(|r| r.event_type == EventType::ResetIntent).unwrap_or(false);

@@ -69,6 +69,10 @@ pub enum Problem {
     IntentHashMismatch(u64),
     #[error("intent seq {0} already has an outcome")]
     IntentClosedTwice(u64),
+    #[error("the head this heartbeat states (seq {seq}) is not the record before it")]
+    HeartbeatHeadMismatch { seq: u64 },
+    #[error("heartbeat refers to a receipt for records 1..={0} that does not match this log")]
+    HeartbeatReceiptMismatch(u64),
 }
 
 /// The first bad record, and why.
@@ -218,6 +222,19 @@ impl<'r> Verifier<'r> {
                     Some(_) => return Err(bad(Problem::IntentHashMismatch(link.seq))),
                     None if self.intents.contains(&link.seq) => return Err(bad(Problem::IntentClosedTwice(link.seq))),
                     None => return Err(bad(Problem::UnknownIntent(link.seq))),
+                }
+            }
+            t if t.is_heartbeat() => {
+                // parse_payload guarantees a heartbeat states its head.
+                let head = parsed.head.unwrap_or_default();
+                if head.seq.checked_add(1) != Some(record.seq) || head.entry_hash != prev {
+                    return Err(bad(Problem::HeartbeatHeadMismatch { seq: head.seq }));
+                }
+                if let Some(r) = parsed.last_receipt {
+                    let at = r.tree_size.checked_sub(1).and_then(|i| self.leaves.get(i as usize));
+                    if at != Some(&r.head_hash) {
+                        return Err(bad(Problem::HeartbeatReceiptMismatch(r.tree_size)));
+                    }
                 }
             }
             _ => {}

@@ -169,7 +169,7 @@ pub fn desk() -> Desk {
     let now = time::OffsetDateTime::now_utc;
     let mut log = AuditLog::open(&db).unwrap();
     let session = serde_json::json!({"agent": "alice", "workstation": "desk-3"});
-    log.append(&Event::new(EventType::Login, &session).unwrap(), &mut alice, now()).unwrap();
+    log.heartbeat(EventType::Login, &session, &mut alice, now()).unwrap();
     let i = log.append(&Event::reset_intent(&reset_facts("alice", "jdoe")).unwrap(), &mut alice, now()).unwrap();
     log.append(&Event::reset_outcome(i.intent_ref(), &Outcome::Done, &reset_facts("alice", "jdoe")).unwrap(), &mut alice, now())
         .unwrap();
@@ -178,7 +178,7 @@ pub fn desk() -> Desk {
         .unwrap();
     log.append(&Event::reset_outcome(i.intent_ref(), &Outcome::Done, &reset_facts("alice", "admin1")).unwrap(), &mut alice, now())
         .unwrap();
-    log.append(&Event::new(EventType::Logout, &session).unwrap(), &mut alice, now()).unwrap();
+    log.heartbeat(EventType::Logout, &session, &mut alice, now()).unwrap();
     drop(log);
     let ca_pem = dir.path().join("ca.pem");
     std::fs::write(&ca_pem, pki.ca_pem()).unwrap();
