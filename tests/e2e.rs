@@ -375,6 +375,32 @@ async fn js(client: &Client, expr: &str) -> Value {
     client.execute(&format!("return ({expr});"), vec![]).await.unwrap_or_else(|e| panic!("{expr}: {e}"))
 }
 
+/// The app running on a desk where alice's virtual card is enrolled and inserted.
+/// Fields drop in order: the window and drivers go first, then the card, the data
+/// directory, and last the reader lock.
+struct DeskApp {
+    client: Client,
+    _driver: Driver,
+    card: Option<VirtualCard>,
+    _desk: DemoDesk,
+    _readers: virtual_yubikey::ReaderLock,
+}
+
+/// `None` (skipped) when the prerequisites or the virtual readers are not there.
+async fn desk_app_with_alice_card(extra_config: &str) -> Option<DeskApp> {
+    let tauri_driver = prerequisites()?;
+    if !virtual_readers_expected() {
+        return None;
+    }
+    let readers = lock_readers();
+    let card = VirtualCard::insert(READER_0_PORT).expect("insert a virtual card (is vpcd running? scripts/pcscd.sh start)");
+    let desk = demo_desk(&card, "alice", extra_config);
+    let config_arg = desk.config_file.to_str().expect("a UTF-8 path");
+    let driver = Driver::start(&tauri_driver);
+    let client = connect(&driver, &["--config", config_arg]).await;
+    Some(DeskApp { client, _driver: driver, card: Some(card), _desk: desk, _readers: readers })
+}
+
 /// Type `pin`, press Enter, and wait for the agent's home; returns the name shown.
 async fn log_in(client: &Client, pin: &str) -> Value {
     let field = client.find(Locator::Id("pin")).await.expect("PIN field");
@@ -401,29 +427,20 @@ async fn wait_locked(client: &Client, within: Duration, what: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
-    let Some(tauri_driver) = prerequisites() else { return };
-    if !virtual_readers_expected() {
-        return;
-    }
-    let _readers = lock_readers();
-    let card = VirtualCard::insert(READER_0_PORT).expect("insert a virtual card (is vpcd running? scripts/pcscd.sh start)");
-    let desk = demo_desk(&card, "alice", "");
-    let config_arg = desk.config_file.to_str().expect("a UTF-8 path");
-
-    let driver = Driver::start(&tauri_driver);
-    let client = connect(&driver, &["--config", config_arg]).await;
+    let Some(mut desk) = desk_app_with_alice_card("").await else { return };
+    let client = &desk.client;
 
     // The inserted key brings up the PIN form, with the loud virtual-token banner.
     let picked = wait_js(
-        &client,
+        client,
         "the login form",
         "!document.getElementById('login-form').hidden && document.querySelector('#login-reader-options input:checked')?.value",
     )
     .await;
     assert_eq!(picked, json!(VIRTUAL_READER), "the key's reader is picked");
-    assert_eq!(text_of(&client, "lock-title").await, "Enter your PIN");
-    assert_eq!(js(&client, "!document.getElementById('virtual-banner').hidden").await, json!(true));
-    assert!(text_of(&client, "virtual-banner").await.to_lowercase().contains("virtual token — demo only"));
+    assert_eq!(text_of(client, "lock-title").await, "Enter your PIN");
+    assert_eq!(js(client, "!document.getElementById('virtual-banner').hidden").await, json!(true));
+    assert!(text_of(client, "virtual-banner").await.to_lowercase().contains("virtual token — demo only"));
     let pin_field = client.find(Locator::Id("pin")).await.expect("PIN field");
     assert_eq!(pin_field.attr("type").await.expect("type"), Some("password".into()));
     assert_eq!(pin_field.attr("autocomplete").await.expect("autocomplete"), Some("off".into()));
@@ -432,74 +449,63 @@ async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
     pin_field.send_keys("000000").await.expect("type a wrong PIN");
     client.find(Locator::Id("login-button")).await.expect("button").click().await.expect("click Log in");
     let tries = wait_js(
-        &client,
+        client,
         "the wrong-PIN message",
         "!document.getElementById('login-error').hidden && document.getElementById('login-error').dataset.triesLeft",
     )
     .await;
     assert_eq!(tries, json!("2"));
-    snapshot(&client, "login-wrong-pin").await;
-    let error = text_of(&client, "login-error").await;
+    snapshot(client, "login-wrong-pin").await;
+    let error = text_of(client, "login-error").await;
     assert!(error.contains("wrong PIN") && error.contains("2 tries left"), "{error}");
-    assert_eq!(js(&client, "document.getElementById('pin').value").await, json!(""));
-    assert_eq!(js(&client, "document.getElementById('view-home').hidden").await, json!(true));
+    assert_eq!(js(client, "document.getElementById('pin').value").await, json!(""));
+    assert_eq!(js(client, "document.getElementById('view-home').hidden").await, json!(true));
 
     // The right PIN (submitted with Enter): the agent's home, with name, tier and the banner.
-    let name = log_in(&client, PIN).await;
+    let name = log_in(client, PIN).await;
     assert_eq!(name, json!("Alice Schmidt"));
-    assert_eq!(text_of(&client, "agent-tier").await, "Junior agent");
-    assert_eq!(text_of(&client, "agent-username").await, "alice");
-    snapshot(&client, "home").await;
-    assert_eq!(js(&client, "!document.getElementById('virtual-banner').hidden").await, json!(true));
+    assert_eq!(text_of(client, "agent-tier").await, "Junior agent");
+    assert_eq!(text_of(client, "agent-username").await, "alice");
+    snapshot(client, "home").await;
+    assert_eq!(js(client, "!document.getElementById('virtual-banner').hidden").await, json!(true));
     // The PIN went to the core only: not in the field, not anywhere in the page.
-    assert_eq!(js(&client, "document.getElementById('pin').value").await, json!(""));
-    let page = js(&client, "document.documentElement.outerHTML").await;
+    assert_eq!(js(client, "document.getElementById('pin').value").await, json!(""));
+    let page = js(client, "document.documentElement.outerHTML").await;
     assert!(!page.as_str().unwrap_or_default().contains(PIN), "the PIN must not appear in the page");
 
     // "Lock now": locked by the agent; the key is still in, so the PIN form is back.
     client.find(Locator::Id("lock-button")).await.expect("Lock now").click().await.expect("click Lock now");
-    assert_eq!(wait_locked(&client, UI_TIMEOUT, "the manual lock").await, json!("manual"));
-    assert_eq!(js(&client, "!document.getElementById('login-form').hidden").await, json!(true));
-    assert_eq!(log_in(&client, PIN).await, json!("Alice Schmidt"), "a new login unlocks");
+    assert_eq!(wait_locked(client, UI_TIMEOUT, "the manual lock").await, json!("manual"));
+    assert_eq!(js(client, "!document.getElementById('login-form').hidden").await, json!(true));
+    assert_eq!(log_in(client, PIN).await, json!("Alice Schmidt"), "a new login unlocks");
 
     // Removing the key locks the desk within a second.
-    card.remove().expect("remove the virtual card");
+    desk.card.take().expect("the card is in").remove().expect("remove the virtual card");
     let removed = Instant::now();
-    let reason = wait_locked(&client, Duration::from_secs(1), "the lock screen after removal").await;
+    let reason = wait_locked(client, Duration::from_secs(1), "the lock screen after removal").await;
     let took = removed.elapsed();
     assert_eq!(reason, json!("key-removed"));
     assert!(took < Duration::from_secs(1), "lock took {took:?}");
-    assert_eq!(text_of(&client, "lock-title").await, "Insert your YubiKey");
-    assert!(text_of(&client, "lock-reason").await.contains("removed"));
-    snapshot(&client, "locked-after-removal").await;
-    assert_eq!(js(&client, "document.getElementById('view-home').hidden").await, json!(true));
+    assert_eq!(text_of(client, "lock-title").await, "Insert your YubiKey");
+    assert!(text_of(client, "lock-reason").await.contains("removed"));
+    snapshot(client, "locked-after-removal").await;
+    assert_eq!(js(client, "document.getElementById('view-home').hidden").await, json!(true));
 
-    client.close().await.expect("close the session");
+    desk.client.close().await.expect("close the session");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_locks_by_itself() {
-    let Some(tauri_driver) = prerequisites() else { return };
-    if !virtual_readers_expected() {
-        return;
-    }
-    let _readers = lock_readers();
-    let card = VirtualCard::insert(READER_0_PORT).expect("insert a virtual card (is vpcd running? scripts/pcscd.sh start)");
-    let desk = demo_desk(&card, "alice", "[agents]\nidle_lock_seconds = 2\n");
-    let config_arg = desk.config_file.to_str().expect("a UTF-8 path");
-
-    let driver = Driver::start(&tauri_driver);
-    let client = connect(&driver, &["--config", config_arg]).await;
-    wait_js(&client, "the login form", "!document.getElementById('login-form').hidden").await;
-    assert_eq!(log_in(&client, PIN).await, json!("Alice Schmidt"));
+    let Some(desk) = desk_app_with_alice_card("[agents]\nidle_lock_seconds = 2\n").await else { return };
+    let client = &desk.client;
+    wait_js(client, "the login form", "!document.getElementById('login-form').hidden").await;
+    assert_eq!(log_in(client, PIN).await, json!("Alice Schmidt"));
 
     // Nobody touches the desk: the core's idle rule locks it, the key still inserted.
-    let reason = wait_locked(&client, Duration::from_secs(6), "the idle lock").await;
+    let reason = wait_locked(client, Duration::from_secs(6), "the idle lock").await;
     assert_eq!(reason, json!("idle"));
-    assert!(text_of(&client, "lock-reason").await.contains("inactivity"));
-    assert_eq!(js(&client, "!document.getElementById('login-form').hidden").await, json!(true));
+    assert!(text_of(client, "lock-reason").await.contains("inactivity"));
+    assert_eq!(js(client, "!document.getElementById('login-form').hidden").await, json!(true));
 
-    client.close().await.expect("close the session");
-    drop(driver);
-    card.remove().expect("remove the virtual card");
+    desk.client.close().await.expect("close the session");
 }
