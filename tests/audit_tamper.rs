@@ -446,10 +446,19 @@ fn self_cosigning_is_refused() {
 }
 
 #[test]
-fn the_database_is_durable_wal_full() {
+fn the_database_is_durable_wal_full_and_private() {
     let f = fixture();
     let log = AuditLog::open(&f.path).unwrap();
     assert_eq!(log.store().durability().unwrap(), ("wal".to_string(), 2));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", f.path.display());
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
+    }
 }
 
 #[test]

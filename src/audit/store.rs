@@ -45,6 +45,8 @@ pub enum StoreError {
     Sqlite { path: String, source: rusqlite::Error },
     #[error("audit database {path} has schema version {found}, this build knows {SCHEMA_VERSION}; use a matching resetdesk")]
     Schema { path: String, found: i64 },
+    #[error("cannot create the audit database {path}: {source}; check the data directory exists and is writable")]
+    Create { path: String, source: std::io::Error },
     #[error("audit database {path} does not exist; pass the data directory of a desk (or --db FILE)")]
     Missing { path: String },
     #[error("audit database {path}, row {seq}: {what}; run `resetdesk audit verify` to find the damage")]
@@ -74,9 +76,12 @@ fn to_i64(v: u64) -> i64 {
 }
 
 impl Store {
-    /// Open (creating if needed) for appending.
+    /// Open (creating if needed) for appending. A new file is created readable by
+    /// its owner only (the log names accounts and agents); SQLite gives its WAL and
+    /// shared-memory files the same permissions.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let p = path.display().to_string();
+        create_private(path).map_err(|e| StoreError::Create { path: p.clone(), source: e })?;
         let err = |source| StoreError::Sqlite { path: p.clone(), source };
         let conn = Connection::open(path).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
@@ -222,6 +227,19 @@ fn bytes_of(v: rusqlite::types::ValueRef<'_>) -> Option<Vec<u8>> {
         ValueRef::Null => None,
         ValueRef::Integer(i) => Some(i.to_be_bytes().to_vec()),
         ValueRef::Real(f) => Some(f.to_be_bytes().to_vec()),
+    }
+}
+
+/// Create `path` empty with mode 0600 if it does not exist (SQLite then initialises it).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
