@@ -117,6 +117,9 @@ fn main() {
         (false, true) => (500, 60),
         (false, false) => (env_usize("AUDIT_BENCH_RECORDS", 2000), env_usize("AUDIT_BENCH_APPENDS", 200)),
     };
+    if smoke {
+        println!("(smoke run under `cargo test`: unoptimised, few records; run `cargo bench --bench audit` for numbers)");
+    }
     let pki = Pki::new(1);
     let mut alice = SoftSigner::from_seed("alice", 1);
     let resolver = pki.resolver(&[&alice]);
