@@ -243,8 +243,7 @@ fn member<T: serde::de::DeserializeOwned>(obj: &serde_json::Map<String, Value>, 
 /// JSON object with `facts`; outcomes carry a well-formed intent link and outcome.
 pub fn parse_payload(event_type: EventType, bytes: &[u8]) -> Result<ParsedPayload, PayloadError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| PayloadError::NotJson(e.to_string()))?;
-    let canonical = serde_json_canonicalizer::to_vec(&value).map_err(|e| PayloadError::NotJson(e.to_string()))?;
-    if canonical != bytes {
+    if !is_canonical(&value, bytes)? {
         return Err(PayloadError::NotCanonical);
     }
     let obj = value.as_object().ok_or(PayloadError::NoFacts)?;
@@ -276,6 +275,39 @@ pub fn parse_payload(event_type: EventType, bytes: &[u8]) -> Result<ParsedPayloa
         Some(_) => Some(member::<ReceiptRef>(obj, "last_receipt").ok_or(PayloadError::BadHeartbeat)?),
     };
     Ok(ParsedPayload { head: Some(head), last_receipt, value, ..Default::default() })
+}
+
+/// Whether `bytes`, which parsed to `value`, are the RFC 8785 form of `value`.
+///
+/// Fast path (the common case, ~5x cheaper than canonicalising): when every number
+/// is an integer of magnitude at most 2^53 and every object's keys come in strictly
+/// increasing UTF-16 order, RFC 8785 output is exactly serde_json's compact output
+/// (same string escapes: `\b \t \n \f \r`, `\u00xx` in lower case, nothing else), so
+/// one serialisation and a byte comparison decide. Anything else (floats, huge
+/// integers, other key orders) goes through the full canonicaliser.
+fn is_canonical(value: &Value, bytes: &[u8]) -> Result<bool, PayloadError> {
+    if plain_and_sorted(value) {
+        if let Ok(compact) = serde_json::to_vec(value) {
+            return Ok(compact == bytes);
+        }
+    }
+    let canonical = serde_json_canonicalizer::to_vec(value).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    Ok(canonical == bytes)
+}
+
+/// Integers within ±2^53 only, and object keys in strictly increasing UTF-16 order
+/// as iterated (so duplicates and any map ordering of the JSON library are covered).
+fn plain_and_sorted(value: &Value) -> bool {
+    const EXACT: u64 = 1 << 53;
+    match value {
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+        Value::Number(n) => n.as_u64().is_some_and(|u| u <= EXACT) || n.as_i64().is_some_and(|i| i.unsigned_abs() <= EXACT),
+        Value::Array(items) => items.iter().all(plain_and_sorted),
+        Value::Object(map) => {
+            let keys_sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a.encode_utf16().lt(b.encode_utf16()));
+            keys_sorted && map.values().all(plain_and_sorted)
+        }
+    }
 }
 
 /// Serde helper: a 32-byte hash as 64 lower-case hex digits.
@@ -358,6 +390,62 @@ mod tests {
         assert_eq!(parse_payload(EventType::Login, br#"{"facts":{}}"#), Err(PayloadError::BadHeartbeat));
         let stray = br#"{"facts":{},"head":{"entry_hash":"00","seq":1}}"#;
         assert_eq!(parse_payload(EventType::Refusal, stray), Err(PayloadError::UnexpectedLink("refusal")));
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            "\\PC{0,8}".prop_map(Value::String),
+            proptest::collection::vec(any::<char>(), 0..6).prop_map(|c| Value::String(c.into_iter().collect())),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    proptest::collection::vec(any::<char>(), 0..5).prop_map(|c| c.into_iter().collect::<String>()),
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The fast path never disagrees with the full RFC 8785 canonicaliser.
+        #[test]
+        fn canonical_check_agrees_with_the_canonicaliser(v in json_value()) {
+            let canonical = serde_json_canonicalizer::to_vec(&v).unwrap();
+            let reparsed: Value = serde_json::from_slice(&canonical).unwrap();
+            proptest::prop_assert!(is_canonical(&reparsed, &canonical).unwrap());
+            for other in [serde_json::to_vec(&v).unwrap(), serde_json::to_vec_pretty(&v).unwrap()] {
+                let parsed: Value = serde_json::from_slice(&other).unwrap();
+                let expected = serde_json_canonicalizer::to_vec(&parsed).unwrap() == other;
+                proptest::prop_assert_eq!(is_canonical(&parsed, &other).unwrap(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_edges() {
+        let check = |s: &str| is_canonical(&serde_json::from_str(s).unwrap(), s.as_bytes()).unwrap();
+        assert!(check(r#"{"a":1,"b":[true,null,"\u001f\n"]}"#));
+        assert!(!check(r#"{"b":1,"a":2}"#));
+        assert!(!check(r#"{"a":1,"a":2}"#));
+        assert!(!check(r#"{"a":-0}"#));
+        assert!(!check(r#"{"a":"\u0041"}"#));
+        assert!(!check(r#"{"a":1.50}"#));
+        assert!(check(r#"{"a":1.5}"#));
+        assert!(!check(r#"{"a":9007199254740993}"#), "beyond 2^53 JCS rounds to a double");
+        // UTF-16 order: U+FF61 sorts after U+1F600 (a surrogate pair, 0xD83D...) in UTF-16.
+        assert!(check("{\"\u{1F600}\":1,\"\u{FF61}\":2}"));
+        assert!(!check("{\"\u{FF61}\":2,\"\u{1F600}\":1}"));
     }
 
     #[test]
