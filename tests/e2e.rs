@@ -509,3 +509,20 @@ async fn an_idle_session_locks_by_itself() {
 
     desk.client.close().await.expect("close the session");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_that_does_not_load_is_shown_not_a_crash() {
+    let Some(tauri_driver) = prerequisites() else { return };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config_file = dir.path().join("resetdesk.toml");
+    std::fs::write(&config_file, "mode = \"sometimes\"\n").expect("write a bad config");
+    let config_arg = config_file.to_str().expect("a UTF-8 path");
+
+    let driver = Driver::start(&tauri_driver);
+    let client = connect(&driver, &["--config", config_arg]).await;
+    wait_js(&client, "the configuration problem", "!document.getElementById('config-error').hidden").await;
+    let shown = text_of(&client, "config-error-text").await;
+    assert!(shown.contains("resetdesk.toml") && shown.contains("mode"), "{shown}");
+    assert!(!text_of(&client, "lock-title").await.is_empty(), "the lock screen is still there");
+    client.close().await.expect("close the session");
+}

@@ -36,6 +36,8 @@ pub fn app_info(state: tauri::State<'_, AppState>) -> AppInfo {
 #[tauri::command]
 pub async fn reader_status() -> ReaderStatus {
     // pcscd calls block briefly: keep them off the main (UI) thread.
+    // `reader_status` never panics; were its worker lost anyway, "no service" is the
+    // state that lets nobody log in.
     tauri::async_runtime::spawn_blocking(readers::reader_status)
         .await
         .unwrap_or(ReaderStatus::NoService)

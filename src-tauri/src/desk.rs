@@ -11,6 +11,7 @@ use resetdesk::login::{self, AgentIdentity, AgentSession, LoginError};
 use resetdesk::secret::Secret;
 use resetdesk::session::{Decision, LockReason, SessionEvent};
 use resetdesk::token::watch::CardEvent;
+use resetdesk::token::TokenError;
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager};
 use time::OffsetDateTime;
@@ -92,11 +93,19 @@ impl Desk {
     }
 }
 
-/// The desk state. A poisoned lock (a panic while it was held) still holds a coherent
-/// `Desk`: every mutation above is a single assignment, so its data is used as is.
+/// The desk state. If a thread panicked while holding it (a bug), fail closed: the
+/// session, whatever state it was left in, is dropped (the desk locks) and the app goes on.
 pub fn desk(app: &AppHandle) -> MutexGuard<'_, Desk> {
     let state = app.state::<AppState>().inner();
-    state.desk.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state.desk.lock().unwrap_or_else(|poisoned| {
+        tracing::error!("the session state was poisoned by a panic; locking the desk");
+        let mut desk = poisoned.into_inner();
+        if desk.session.take().is_some() {
+            desk.last_lock = Some(LockReason::TokenLost);
+        }
+        state.desk.clear_poison();
+        desk
+    })
 }
 
 /// Forward an event to the session and tell the web view if it locked.
@@ -150,7 +159,7 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
     if desk.removals.get(reader).copied() != removals_before {
         // The key left the reader while its PIN and certificates were being checked.
         drop(session);
-        return Err(Failure::from(LoginError::Locked(LockReason::KeyRemoved)));
+        return Err(Failure::from(LoginError::Token(TokenError::Removed)));
     }
     tracing::info!(agent = session.username(), tier = ?session.tier(), virtual_token = session.is_virtual(), "agent logged in");
     desk.session = Some(session);

@@ -11,13 +11,15 @@ mod watcher;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    // Logs go to stderr (RUST_LOG to tune). They never contain a PIN: PINs only exist
+    // as `Secret`s, which print as `Secret(***)`.
+    let _already_set = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
-        .init();
+        .try_init();
 
     let args = match startup::Args::parse_from_env() {
         Ok(a) => a,

@@ -74,3 +74,36 @@ fn load_config(path: &Path) -> Result<Config, String> {
         e.to_string()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_flag_names_the_file() {
+        let args = Args::try_parse_from(["resetdesk-app", "--config", "/etc/resetdesk/desk.toml"]).unwrap();
+        assert_eq!(args.config_path(), Some(PathBuf::from("/etc/resetdesk/desk.toml")));
+        assert!(Args::try_parse_from(["resetdesk-app", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn no_file_means_demo_defaults() {
+        let state = AppState::load(None);
+        assert_eq!(state.mode(), Some(Mode::Demo));
+        assert_eq!(state.config_source, "built-in defaults");
+    }
+
+    #[test]
+    fn a_bad_or_missing_file_is_a_state_with_the_reason_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resetdesk.toml");
+        std::fs::write(&path, "organisation = \"Acme\"\nmode = \"sometimes\"\n").unwrap();
+        let state = AppState::load(Some(path.clone()));
+        let error = state.config.as_ref().unwrap_err();
+        assert!(error.contains("resetdesk.toml") && error.contains("mode"), "{error}");
+        assert_eq!(state.mode(), None);
+
+        let missing = AppState::load(Some(dir.path().join("absent.toml")));
+        assert!(missing.config.unwrap_err().contains("absent.toml"));
+    }
+}
