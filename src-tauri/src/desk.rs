@@ -102,6 +102,7 @@ pub fn desk(app: &AppHandle) -> MutexGuard<'_, Desk> {
         let mut desk = poisoned.into_inner();
         if desk.session.take().is_some() {
             desk.last_lock = Some(LockReason::TokenLost);
+            emit(app, &desk.view());
         }
         state.desk.clear_poison();
         desk
