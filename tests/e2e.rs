@@ -10,15 +10,17 @@
 //!
 //! Readers: with `RESETDESK_E2E_EXPECT_READERS=1` the tests require pcscd with the
 //! vpcd driver (reader "Virtual PCD 00 00", see `scripts/pcscd.sh start`) and run the
-//! login test on a virtual card; with `=0` they require pcscd to be stopped, check the
-//! "service not running" state and skip the login test. Unset, the lock-screen test asks
+//! login tests on a virtual card; with `=0` they require pcscd to be stopped, check the
+//! "service not running" state and skip the login tests. Unset, the lock-screen test asks
 //! the core what it sees and checks the window shows the same, and the login test runs
 //! when the vpcd readers are there.
 //!
 //! Without a display or without the drivers the tests are skipped with a message, except
 //! when `CI=true`: there, a missing prerequisite is a failure, never a silent pass (and
 //! `RESETDESK_E2E_EXPECT_READERS` must be set, so the login test cannot skip silently).
-//! Both tests hold the cross-process lock on the virtual readers while they run.
+//! Every test that looks at or uses the virtual readers holds their cross-process lock.
+//! The "pcscd not running" screen is also checked with pcscd up, by pointing the app at
+//! a socket that does not exist (`PCSCLITE_CSOCK_NAME`).
 //! `RESETDESK_E2E_SCREENSHOTS=DIR` saves the login test's screens there for review.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -87,6 +89,11 @@ struct Driver {
 
 impl Driver {
     fn start(tauri_driver: &Path) -> Driver {
+        Self::start_with_env(tauri_driver, &[])
+    }
+
+    /// Start with extra environment variables, which the app inherits.
+    fn start_with_env(tauri_driver: &Path, env: &[(&str, &str)]) -> Driver {
         use std::os::unix::process::CommandExt;
         let port = free_port();
         let native_port = free_port();
@@ -95,6 +102,7 @@ impl Driver {
         let err_file = log_file.try_clone().expect("clone the driver log handle");
         let child = Command::new(tauri_driver)
             .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(err_file)
@@ -172,6 +180,16 @@ async fn wait_js_within(client: &Client, timeout: Duration, what: &str, expr: &s
     }
 }
 
+/// The reader state the window shows once it has rendered one.
+async fn rendered_reader_state(client: &Client) -> Value {
+    wait_js(
+        client,
+        "the reader status to render",
+        "(() => { const s = document.getElementById('reader-status').dataset.state; return s !== 'loading' && s; })()",
+    )
+    .await
+}
+
 /// The state the window should show, from the test's explicit setting or from the core.
 fn expected_state() -> (String, Option<ReaderStatus>) {
     match std::env::var("RESETDESK_E2E_EXPECT_READERS").ok().as_deref() {
@@ -219,12 +237,7 @@ async fn lock_screen_shows_the_readers_the_core_sees() {
 
     // The reader panel leaves "loading" and shows what the core reports.
     let (want, core_view) = expected_state();
-    let shown = wait_js(
-        &client,
-        "the reader status to render",
-        "(() => { const s = document.getElementById('reader-status').dataset.state; return s !== 'loading' && s; })()",
-    )
-    .await;
+    let shown = rendered_reader_state(&client).await;
     assert_eq!(
         shown,
         json!(want),
@@ -524,5 +537,20 @@ async fn a_configuration_that_does_not_load_is_shown_not_a_crash() {
     let shown = text_of(&client, "config-error-text").await;
     assert!(shown.contains("resetdesk.toml") && shown.contains("mode"), "{shown}");
     assert!(!text_of(&client, "lock-title").await.is_empty(), "the lock screen is still there");
+    client.close().await.expect("close the session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_smart_card_service_the_lock_screen_says_so() {
+    let Some(tauri_driver) = prerequisites() else { return };
+    // pcsc-lite finds pcscd through this socket path: pointing it nowhere is "pcscd is not
+    // running" for the app alone, while the real pcscd keeps serving the other tests.
+    let driver = Driver::start_with_env(&tauri_driver, &[("PCSCLITE_CSOCK_NAME", "/nonexistent/pcscd.comm")]);
+    let client = connect(&driver, &[]).await;
+    let shown = rendered_reader_state(&client).await;
+    assert_eq!(shown, json!("no-service"));
+    assert!(text_of(&client, "reader-status").await.contains("Smart-card service not running"));
+    assert_eq!(text_of(&client, "lock-title").await, "Insert your YubiKey");
+    assert_eq!(js(&client, "document.getElementById('login-form').hidden").await, json!(true));
     client.close().await.expect("close the session");
 }
