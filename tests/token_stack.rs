@@ -87,6 +87,16 @@ impl Desk {
     }
 }
 
+/// Take the readers, make a desk, and enrol a fresh card in reader 0 for `username`.
+/// Bind the result as `(_lock, desk, card)`: the card leaves before the lock is released.
+fn enrolled_card(username: &str, pin: &str) -> (virtual_yubikey::ReaderLock, Desk, VirtualCard) {
+    let lock = lock_readers();
+    let desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    desk.enrol(&card, username, pin);
+    (lock, desk, card)
+}
+
 fn verify(key: &VerifyingKey, digest: &[u8; 32], der: &[u8]) -> bool {
     Signature::from_der(der).map(|s| key.verify_prehash(digest, &s).is_ok()).unwrap_or(false)
 }
@@ -160,10 +170,7 @@ fn enrolment_leaves_no_factory_credentials_and_the_old_pin_fails() {
 
 #[test]
 fn wrong_pin_reports_tries_left_and_three_wrong_pins_block() {
-    let _lock = lock_readers();
-    let desk = desk();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    desk.enrol(&card, "alice", "246810");
+    let (_lock, desk, card) = enrolled_card("alice", "246810");
     for expected in [2u8, 1] {
         let e = desk.login(&card, "000000").unwrap_err();
         assert_eq!(e.tries_left(), Some(expected), "{e}");
@@ -197,10 +204,7 @@ fn certificate_from_another_ca_is_refused() {
 
 #[test]
 fn expired_certificate_is_refused() {
-    let _lock = lock_readers();
-    let desk = desk();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    desk.enrol(&card, "dave", "246810");
+    let (_lock, desk, card) = enrolled_card("dave", "246810");
     let later = OffsetDateTime::now_utc() + time::Duration::days(3 * 365);
     match desk.login_at(&card, "246810", later) {
         Err(LoginError::Certificate { source: CertError::Expired { .. }, .. }) => {}
@@ -211,10 +215,7 @@ fn expired_certificate_is_refused() {
 
 #[test]
 fn revoked_key_and_non_agent_are_refused_and_production_refuses_virtual_tokens() {
-    let _lock = lock_readers();
-    let mut desk = desk();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    desk.enrol(&card, "alice", "246810");
+    let (_lock, mut desk, card) = enrolled_card("alice", "246810");
     let reg = TokenRegistry::open(&desk.config.data_dir).unwrap();
     reg.revoke("alice", Some(card.serial()), "key reported lost", OffsetDateTime::now_utc()).unwrap();
     match desk.login(&card, "246810") {
@@ -243,10 +244,7 @@ fn revoked_key_and_non_agent_are_refused_and_production_refuses_virtual_tokens()
 
 #[test]
 fn removing_the_key_locks_the_session_within_a_second() {
-    let _lock = lock_readers();
-    let desk = desk();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    desk.enrol(&card, "bob", "246810");
+    let (_lock, desk, card) = enrolled_card("bob", "246810");
     let mut session = desk.login(&card, "246810").unwrap();
     let reader = card.reader_name().to_owned();
 
@@ -275,10 +273,7 @@ fn removing_the_key_locks_the_session_within_a_second() {
 
 #[test]
 fn signing_after_removal_is_a_typed_error_and_locks_the_session() {
-    let _lock = lock_readers();
-    let desk = desk();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    desk.enrol(&card, "carol", "246810");
+    let (_lock, desk, card) = enrolled_card("carol", "246810");
     let mut session = desk.login(&card, "246810").unwrap();
     card.remove().unwrap();
     // The shell has not forwarded the removal yet: the card IO itself must fail cleanly.
@@ -360,10 +355,7 @@ fn signatures_verify_with_the_openssl_cli() {
 
 #[test]
 fn idle_time_locks_the_session_and_drops_the_signer() {
-    let _lock = lock_readers();
-    let desk = desk();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    desk.enrol(&card, "alice", "246810");
+    let (_lock, desk, card) = enrolled_card("alice", "246810");
     let t0 = OffsetDateTime::now_utc();
     let mut session = desk.login_at(&card, "246810", t0).unwrap();
     let idle = time::Duration::seconds(i64::from(desk.config.agents.idle_lock_seconds));
@@ -379,10 +371,7 @@ fn idle_time_locks_the_session_and_drops_the_signer() {
 
 #[test]
 fn card_reset_by_another_program_is_a_typed_error() {
-    let _lock = lock_readers();
-    let desk = desk();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    desk.enrol(&card, "bob", "246810");
+    let (_lock, desk, card) = enrolled_card("bob", "246810");
     let mut session = desk.login(&card, "246810").unwrap();
     let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
     let reader = std::ffi::CString::new(card.reader_name()).unwrap();
@@ -403,10 +392,7 @@ fn card_reset_by_another_program_is_a_typed_error() {
 fn production_refuses_a_card_back_on_the_factory_pin() {
     use resetdesk::ca::TrustAnchor;
     use resetdesk::login::{login_with_card, LoginContext, TokenPolicy};
-    let _lock = lock_readers();
-    let desk = desk();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    desk.enrol(&card, "carol", "246810");
+    let (_lock, desk, card) = enrolled_card("carol", "246810");
     let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
     piv.change_pin(&Secret::from("246810"), &Secret::from("123456")).unwrap();
     let anchor = TrustAnchor::load(&desk.config.ca_cert_path()).unwrap();
@@ -450,4 +436,27 @@ fn cards_are_found_by_reader_and_serial_and_insertion_is_an_event() {
     assert!(matches!(PivCard::open_reader("Virtual PCD 00 00"), Err(TokenError::NoCard)));
     assert!(matches!(PivCard::open_reader("No Such Reader 00 00"), Err(TokenError::UnknownReader(_))));
     card.remove().unwrap();
+}
+
+#[test]
+fn a_cancelled_watcher_stops_whenever_the_cancel_arrives() {
+    let _lock = lock_readers();
+    // Cancel before any wait.
+    let mut w = CardWatcher::new().unwrap();
+    w.canceller().cancel();
+    assert!(w.next_events(None).unwrap().is_none());
+    // Cancel racing with the watcher thread (before, during or between its waits).
+    for _ in 0..5 {
+        let w = CardWatcher::new().unwrap();
+        let cancel = w.canceller();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let r = w.run(|_| {});
+            let _ = tx.send(());
+            r
+        });
+        cancel.cancel();
+        rx.recv_timeout(Duration::from_secs(2)).expect("the watcher stops within 2 s of a cancel");
+        thread.join().unwrap().unwrap();
+    }
 }

@@ -2,13 +2,16 @@
 //!
 //! [`CardWatcher::next_events`] blocks in `SCardGetStatusChange` until a reader's state
 //! changes (or the timeout passes, or [`WatchCanceller::cancel`] is called from another
-//! thread) and returns [`CardEvent`]s. The shell runs it on a thread and feeds the
+//! thread) and returns [`CardEvent`]s. Waits are cut in slices of [`WAIT_SLICE`] so that
+//! a cancel can never be lost between two waits. The shell runs it on a thread and feeds the
 //! events to the session ([`crate::session`]). The translation from reader states to
 //! events ([`diff`]) is pure and tested without a reader.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::card::map_pcsc;
 use super::TokenError;
@@ -58,21 +61,32 @@ pub fn diff(before: &BTreeMap<String, ReaderSnapshot>, after: &BTreeMap<String, 
     out
 }
 
-/// Stops a blocked [`CardWatcher::next_events`] from another thread.
+/// Stops a [`CardWatcher`] from another thread: its current or next wait returns
+/// `Ok(None)` within [`WAIT_SLICE`], even if the cancel arrives between two waits.
 #[derive(Clone)]
-pub struct WatchCanceller(pcsc::Context);
+pub struct WatchCanceller {
+    ctx: pcsc::Context,
+    cancelled: Arc<AtomicBool>,
+}
 
 impl WatchCanceller {
     /// Make the watcher's current (or next) wait return `Ok(None)`.
     pub fn cancel(&self) {
-        let _ = self.0.cancel();
+        self.cancelled.store(true, Ordering::SeqCst);
+        // Wakes a wait in progress at once; a wait not yet started sees the flag.
+        let _ = self.ctx.cancel();
     }
 }
+
+/// Longest single PC/SC wait: a cancel that races with the start of a wait is still
+/// seen within this time. Card events wake the wait immediately regardless.
+pub const WAIT_SLICE: Duration = Duration::from_millis(250);
 
 /// A blocking watcher of PC/SC readers.
 pub struct CardWatcher {
     ctx: pcsc::Context,
     known: BTreeMap<String, ReaderSnapshot>,
+    cancelled: Arc<AtomicBool>,
 }
 
 /// The PnP pseudo-reader: its state changes when a reader is added or removed.
@@ -85,14 +99,14 @@ impl CardWatcher {
     /// see [`CardWatcher::present`]).
     pub fn new() -> Result<Self, TokenError> {
         let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(map_pcsc)?;
-        let mut w = Self { ctx, known: BTreeMap::new() };
+        let mut w = Self { ctx, known: BTreeMap::new(), cancelled: Arc::new(AtomicBool::new(false)) };
         w.known = w.snapshot()?.0;
         Ok(w)
     }
 
     /// A handle to cancel a blocked wait.
     pub fn canceller(&self) -> WatchCanceller {
-        WatchCanceller(self.ctx.clone())
+        WatchCanceller { ctx: self.ctx.clone(), cancelled: Arc::clone(&self.cancelled) }
     }
 
     /// Readers holding a card at the last snapshot.
@@ -121,9 +135,12 @@ impl CardWatcher {
     }
 
     /// Block until a reader changes, `timeout` passes (`Ok(Some(vec![]))`), or the
-    /// watch is cancelled (`Ok(None)`). `None` timeout waits forever. A change that
-    /// happened since the previous call is returned at once.
+    /// watch is cancelled (`Ok(None)`). `None` timeout waits until a change or a cancel.
+    /// A change that happened since the previous call is returned at once.
     pub fn next_events(&mut self, timeout: Option<Duration>) -> Result<Option<Vec<CardEvent>>, TokenError> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         let (now, mut states) = self.snapshot()?;
         let events = diff(&self.known, &now);
         self.known = now;
@@ -133,13 +150,27 @@ impl CardWatcher {
         for s in states.iter_mut() {
             s.sync_current_state();
         }
-        match self.ctx.get_status_change(timeout, &mut states) {
-            Ok(()) => {}
-            Err(pcsc::Error::Timeout) => return Ok(Some(Vec::new())),
-            Err(pcsc::Error::Cancelled) => return Ok(None),
-            // A reader vanished while we waited: the new snapshot below tells what happened.
-            Err(pcsc::Error::UnknownReader) | Err(pcsc::Error::ReaderUnavailable) => {}
-            Err(e) => return Err(map_pcsc(e)),
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if self.cancelled.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
+                None => WAIT_SLICE,
+            };
+            match self.ctx.get_status_change(slice, &mut states) {
+                Ok(()) => break,
+                Err(pcsc::Error::Timeout) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(Some(Vec::new()));
+                    }
+                }
+                Err(pcsc::Error::Cancelled) => return Ok(None),
+                // A reader vanished while we waited: the new snapshot below tells what happened.
+                Err(pcsc::Error::UnknownReader) | Err(pcsc::Error::ReaderUnavailable) => break,
+                Err(e) => return Err(map_pcsc(e)),
+            }
         }
         let (after, _) = self.snapshot()?;
         let events = diff(&self.known, &after);
