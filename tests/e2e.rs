@@ -509,14 +509,20 @@ async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_locks_by_itself() {
-    let Some(desk) = desk_app_with_alice_card("[agents]\nidle_lock_seconds = 2\n").await else { return };
+    let Some(desk) = desk_app_with_alice_card("[agents]\nidle_lock_seconds = 3\n").await else { return };
     let client = &desk.client;
     wait_js(client, "the login form", "!document.getElementById('login-form').hidden").await;
-    assert_eq!(log_in(client, PIN).await, json!("Alice Schmidt"));
+    let field = client.find(Locator::Id("pin")).await.expect("PIN field");
+    field.send_keys(PIN).await.expect("type the PIN");
+    field.send_keys("\u{E007}").await.expect("press Enter");
 
     // Nobody touches the desk: the core's idle rule locks it, the key still inserted.
-    let reason = wait_locked(client, Duration::from_secs(6), "the idle lock").await;
+    // (Not waiting for the home screen in between: on a slow machine it may be short.)
+    let reason = wait_locked(client, UI_TIMEOUT, "the idle lock").await;
     assert_eq!(reason, json!("idle"));
+    assert_eq!(text_of(client, "agent-name").await, "", "home is hidden again");
+    let logged_in_as = js(client, "document.getElementById('agent-name').textContent").await;
+    assert_eq!(logged_in_as, json!("Alice Schmidt"), "the login succeeded before the idle lock");
     assert!(text_of(client, "lock-reason").await.contains("inactivity"));
     assert_eq!(js(client, "!document.getElementById('login-form').hidden").await, json!(true));
 

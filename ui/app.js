@@ -180,7 +180,10 @@ async function submitLogin(event) {
     // The value goes straight into the call; the field is emptied before the answer.
     const pending = invoke("login", { reader, pin: pinField.value });
     pinField.value = "";
-    session = await pending;
+    await pending;
+    // Ask again rather than trust the answer: the core may already have locked the new
+    // session (key pulled, idle) and said so in an event that overtook the answer.
+    session = await invoke("session_state");
     render();
   } catch (failure) {
     showLoginError(failure);
