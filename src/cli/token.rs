@@ -146,6 +146,9 @@ fn status(reader: Option<&str>, data_dir: Option<&Path>, config: Option<&Path>) 
         }
         None => (None, None),
     };
+    if let (Some(d), None) = (data_dir, &registry) {
+        println!("(no token registry in {}: no key has been enrolled there)", d.display());
+    }
     let now = OffsetDateTime::now_utc();
     for info in chosen {
         let mut c = match PivCard::open_reader(&info.reader) {
