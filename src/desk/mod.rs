@@ -602,7 +602,8 @@ impl Desk {
                     HandoffChannel::RegisteredEmail { address } => Some(address.clone()),
                     HandoffChannel::RegisteredPhone { number } => Some(number.clone()),
                 };
-                if let (Some(to), Some(password)) = (to, run.password.take()) {
+                // A registered channel takes the password now; the customer window takes it later.
+                if let Some((to, password)) = to.and_then(|to| run.password.take().map(|p| (to, p))) {
                     let message = self.password_message(run, &to);
                     if let Some(secret) = self.deliver_secret(&message, password, now)? {
                         run.in_band = Some(InBandSecret { kind: InBandKind::TemporaryPassword, to, secret });

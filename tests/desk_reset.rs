@@ -1,0 +1,264 @@
+//! The desk drives resets end to end on real components: the embedded directory with
+//! the demo organisation, the signed audit store, and virtual PIV cards through the
+//! token layer. Needs `scripts/pcscd.sh start`; holds the reader lock.
+
+mod desk_support;
+
+use std::sync::Mutex;
+
+use desk_support::{answers_json, employee_record_json, site, totp_json, verified_run};
+use resetdesk::audit::{AuditError, EventType};
+use resetdesk::desk::reconcile::Finding;
+use resetdesk::desk::{Desk, DeskError};
+use resetdesk::directory::embedded::EmbeddedDirectory;
+use resetdesk::directory::{Account, Directory, DirectoryError, PasswordCheck, VerificationMaterial};
+use resetdesk::desk::outbox::Outbox;
+use resetdesk::policy::AuthorityRefusal;
+use resetdesk::secret::Secret;
+use resetdesk::token::TokenError;
+use resetdesk::workflow::{Decision, Phase, Refusal, WorkflowError};
+use time::OffsetDateTime;
+use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn names(decisions: &[Decision]) -> Vec<&'static str> {
+    decisions
+        .iter()
+        .map(|d| match d {
+            Decision::Escalated { .. } => "escalated",
+            Decision::NeedSteps { .. } => "need-steps",
+            Decision::SendCode { .. } => "send-code",
+            Decision::ShowCallbackNumber { .. } => "show-callback-number",
+            Decision::RequestManagerApproval { .. } => "request-manager-approval",
+            Decision::RequestCoSignature { .. } => "request-co-signature",
+            Decision::Wait { .. } => "wait",
+            Decision::Refuse { .. } => "refuse",
+            Decision::WriteRecord { .. } => "write-record",
+            Decision::WriteIntent { .. } => "write-intent",
+            Decision::ExecuteReset { .. } => "execute-reset",
+            Decision::WriteOutcome { .. } => "write-outcome",
+            Decision::HandOff { .. } => "hand-off",
+            Decision::Notify { .. } => "notify",
+            Decision::LockVerification { .. } => "lock-verification",
+        })
+        .collect()
+}
+
+#[test]
+fn a_junior_agent_completes_a_standard_reset_and_the_log_verifies() {
+    let _lock = lock_readers();
+    let site = site();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    let mut alice = site.agent(&card, "alice", "246810");
+    let identity = alice.identity().clone();
+    let mut desk = site.desk();
+    assert!(desk.pending_intents().unwrap().is_empty());
+
+    let (mut run, reply) = desk.start_reset(&identity, alice.signer().unwrap(), "jsmith", Default::default(), now()).unwrap();
+    assert_eq!(names(&reply.decisions), ["need-steps"], "{:?}", reply.decisions);
+    desk.apply_ui_json(&mut run, &answers_json("jsmith"), alice.signer().unwrap(), now()).unwrap();
+    desk.apply_ui_json(&mut run, &employee_record_json(&site, "jsmith"), alice.signer().unwrap(), now()).unwrap();
+    // Answers and employee record are both knowledge: one factor, not two.
+    let early = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now());
+    assert!(matches!(early, Err(DeskError::Workflow(WorkflowError::StepsMissing(_)))), "{early:?}");
+    assert!(site.records().is_empty());
+    desk.apply_ui_json(&mut run, &totp_json("jsmith", now()), alice.signer().unwrap(), now()).unwrap();
+    assert!(run.take_handoff_password().is_none(), "nothing to hand off before the reset");
+    let reply = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap();
+    assert_eq!(names(&reply.decisions), ["write-intent", "execute-reset", "write-outcome", "hand-off", "notify"]);
+    assert_eq!(run.phase(), Phase::Succeeded);
+    assert!(reply.handoff_waiting && reply.warnings.is_empty(), "{reply:?}");
+
+    // The password leaves the desk once, and it is the one the directory now holds.
+    let password = run.take_handoff_password().expect("the temporary password for the customer window");
+    assert!(run.take_handoff_password().is_none(), "only once");
+    assert_eq!(site.check_password("jsmith", &password), PasswordCheck { valid: true, must_change: true });
+    assert!(!site.check_password("jsmith", &resetdesk::demo::demo_password("jsmith")).valid);
+
+    // Intent before outcome, both signed by alice's card; the log verifies (library and CLI).
+    let records = site.records();
+    let types: Vec<EventType> = records.iter().map(|r| r.0).collect();
+    assert_eq!(types, [EventType::ResetIntent, EventType::ResetOutcome]);
+    assert_eq!(records[0].1["intent"], serde_json::Value::Null);
+    assert_eq!(records[1].1["intent"]["seq"], 1);
+    let summary = site.verify_audit();
+    assert_eq!((summary.records, summary.open_intents.len()), (2, 0));
+    let (ok, out) = site.verify_audit_cli();
+    assert!(ok && out.contains("OK"), "{out}");
+
+    // The holder and the manager are told; nothing secret is stored anywhere.
+    let outbox = site.outbox();
+    let to: Vec<&str> = outbox.iter().map(|m| m.recipient.as_str()).collect();
+    assert!(to.contains(&"jsmith@example.com") && to.contains(&"dgarcia@example.com"), "{to:?}");
+    assert!(outbox.iter().all(|m| m.delivered_at.is_none()), "queued for the SMTP sender");
+    let stored = site.all_stored_bytes();
+    assert!(!stored.contains(password.expose()), "the temporary password is nowhere on disk");
+    assert!(!stored.contains("Buddy") && !stored.contains("Ottawa"), "nor the answers");
+    drop(alice);
+    card.remove().unwrap();
+}
+
+#[test]
+fn a_privileged_reset_is_refused_for_a_junior_agent_and_recorded() {
+    let _lock = lock_readers();
+    let site = site();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    let mut alice = site.agent(&card, "alice", "246810");
+    let identity = alice.identity().clone();
+    let mut desk = site.desk();
+
+    let (mut run, reply) = desk.start_reset(&identity, alice.signer().unwrap(), "lwong", Default::default(), now()).unwrap();
+    assert_eq!(run.phase(), Phase::Refused);
+    assert!(
+        reply.decisions.iter().any(|d| matches!(d, Decision::Refuse { refusal: Refusal::NotAuthorised { reason: AuthorityRefusal::TierTooLow { .. } }, .. })),
+        "{:?}",
+        reply.decisions
+    );
+    let records = site.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].0, EventType::Refusal);
+    assert_eq!(records[0].1["target"]["username"], "lwong");
+    site.assert_untouched("lwong");
+
+    // Whatever the UI sends now, nothing reaches the directory.
+    for json in [r#"{"action":"request_reset"}"#.to_owned(), answers_json("lwong")] {
+        assert!(desk.apply_ui_json(&mut run, &json, alice.signer().unwrap(), now()).is_err());
+    }
+    site.assert_untouched("lwong");
+    assert_eq!(site.records().len(), 1);
+    assert!(site.verify_audit_cli().0);
+    drop(alice);
+    card.remove().unwrap();
+}
+
+#[test]
+fn a_failing_audit_append_leaves_the_directory_untouched() {
+    let _lock = lock_readers();
+    let site = site();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    let mut alice = site.agent(&card, "alice", "246810");
+    let mut desk = site.desk();
+    let mut run = verified_run(&mut desk, &mut alice, "ykim");
+
+    // The key is pulled before the intent is signed: the append fails, nothing is written.
+    card.remove().unwrap();
+    let err = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
+    assert!(matches!(err, DeskError::Audit(AuditError::Sign(TokenError::Removed))), "{err:?}");
+    assert!(site.records().is_empty(), "no record");
+    assert!(desk.pending_intents().unwrap().is_empty(), "no intent");
+    site.assert_untouched("ykim");
+    assert!(run.take_handoff_password().is_none());
+
+    // The run is over: a retry cannot slip past the missing intent.
+    let again = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
+    assert!(matches!(again, DeskError::RunBroken(_)), "{again:?}");
+    site.assert_untouched("ykim");
+}
+
+/// The embedded directory, with a fault injected around the reset write: the agent's
+/// key is pulled right after the write (so the outcome cannot be signed), and the
+/// write itself can be made to fail.
+struct PullKeyAfterWrite {
+    inner: EmbeddedDirectory,
+    card: Mutex<Option<VirtualCard>>,
+    refuse_write: bool,
+}
+
+impl Directory for PullKeyAfterWrite {
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+    fn account(&self, username: &str) -> Result<Account, DirectoryError> {
+        self.inner.account(username)
+    }
+    fn search(&self, query: &str, limit: usize) -> Result<Vec<Account>, DirectoryError> {
+        self.inner.search(query, limit)
+    }
+    fn verification_material(&self, username: &str) -> Result<VerificationMaterial, DirectoryError> {
+        self.inner.verification_material(username)
+    }
+    fn set_temporary_password(&self, username: &str, password: &Secret) -> Result<(), DirectoryError> {
+        let result = if self.refuse_write {
+            Err(DirectoryError::Refused("constraint violation (injected)".into()))
+        } else {
+            self.inner.set_temporary_password(username, password)
+        };
+        if let Some(card) = self.card.lock().unwrap().take() {
+            card.remove().unwrap();
+        }
+        result
+    }
+    fn lock_verification(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError> {
+        self.inner.lock_verification(username, until)
+    }
+    fn password_changed_at(&self, username: &str) -> Result<Option<OffsetDateTime>, DirectoryError> {
+        self.inner.password_changed_at(username)
+    }
+}
+
+#[test]
+fn a_failed_directory_write_is_recorded_as_the_outcome_and_nothing_is_handed_over() {
+    let _lock = lock_readers();
+    let site = site();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    let mut alice = site.agent(&card, "alice", "246810");
+    let directory = PullKeyAfterWrite { inner: site.directory(), card: Mutex::new(None), refuse_write: true };
+    let mut desk = Desk::open(site.config.clone(), Box::new(directory), Box::new(Outbox::open(site.dir.path()).unwrap())).unwrap();
+    let mut run = verified_run(&mut desk, &mut alice, "obrien");
+    let reply = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap();
+    assert_eq!(names(&reply.decisions), ["write-intent", "execute-reset", "write-outcome"]);
+    assert_eq!(run.phase(), Phase::DirectoryFailed);
+    assert!(run.take_handoff_password().is_none(), "no password to hand over");
+    let records = site.records();
+    assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), [EventType::ResetIntent, EventType::ResetOutcome]);
+    assert!(records[1].1["outcome"]["message"].as_str().unwrap().contains("injected"), "{}", records[1].1);
+    site.assert_untouched("obrien");
+    assert!(desk.pending_intents().unwrap().is_empty());
+    drop(alice);
+    card.remove().unwrap();
+}
+
+#[test]
+fn intents_left_open_by_a_pulled_key_are_reconciled_against_the_directory() {
+    let _lock = lock_readers();
+    let site = site();
+    let bob_card = VirtualCard::insert(READER_1_PORT).unwrap();
+    let mut bob = site.agent(&bob_card, "bob", "13572468");
+
+    // Twice the agent's key is pulled right after the directory call, so the outcome
+    // cannot be signed: once after a write that happened, once after one that failed.
+    for (target, refuse_write) in [("pdubois", false), ("gadeyemi", true)] {
+        let card = VirtualCard::insert(READER_0_PORT).unwrap();
+        let mut alice = site.agent(&card, "alice", "246810");
+        let directory = PullKeyAfterWrite { inner: site.directory(), card: Mutex::new(Some(card)), refuse_write };
+        let mut desk = Desk::open(site.config.clone(), Box::new(directory), Box::new(Outbox::open(site.dir.path()).unwrap())).unwrap();
+        let mut run = verified_run(&mut desk, &mut alice, target);
+        let err = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
+        assert!(matches!(err, DeskError::Audit(AuditError::Sign(_))), "{err:?}");
+        assert!(run.take_handoff_password().is_none(), "no outcome record, no hand-off");
+    }
+
+    // A new desk finds both intents open; bob's reconciliation settles them.
+    let mut desk = site.desk();
+    let pending = desk.pending_intents().unwrap();
+    assert_eq!(pending.len(), 2);
+    let bob_id = bob.identity().clone();
+    let done = desk.reconcile(&bob_id, bob.signer().unwrap(), now()).unwrap();
+    assert_eq!(done.len(), 2);
+    assert_eq!(done[0].target, "pdubois");
+    assert!(matches!(done[0].finding, Finding::Applied { .. }), "{:?}", done[0]);
+    assert_eq!(done[1].target, "gadeyemi");
+    assert!(matches!(done[1].finding, Finding::NotApplied { .. }), "{:?}", done[1]);
+    assert!(done.iter().all(|r| r.outcome_seq.is_some()));
+    site.assert_untouched("gadeyemi");
+    assert!(site.directory().account("pdubois").unwrap().must_change_password);
+    assert!(desk.pending_intents().unwrap().is_empty());
+    let summary = site.verify_audit();
+    assert!(summary.open_intents.is_empty());
+    assert!(site.verify_audit_cli().0);
+    drop(bob);
+    bob_card.remove().unwrap();
+}
