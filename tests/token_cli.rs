@@ -60,6 +60,12 @@ fn ca_init_then_enrol_a_card_and_inspect_it() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not in the directory"), "{err}");
 
+    // Staff, not an agent: refused.
+    let staff = ["token", "enroll", "--data-dir", &d, "--agent", "jsmith", "--reader", reader];
+    let (code, _, err) = resetdesk(&staff, "demo CA passphrase\n246810\n13579135\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not in an agent group"), "{err}");
+
     let (code, out, err) = resetdesk(&enrol, "demo CA passphrase\n246810\n13579135\n");
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("enrolled alice on {reader} (serial {}, virtual)", card.serial())), "{out}");
