@@ -35,6 +35,7 @@ pub struct Config {
     pub tiers: TierMapping,
     pub agents: AgentConfig,
     pub ca: CaConfig,
+    pub tokens: TokenConfig,
     pub policy: PolicyConfig,
     pub collector: CollectorConfig,
     pub smtp: SmtpConfig,
@@ -50,6 +51,7 @@ impl Default for Config {
             tiers: TierMapping::default(),
             agents: AgentConfig::default(),
             ca: CaConfig::default(),
+            tokens: TokenConfig::default(),
             policy: PolicyConfig::default(),
             collector: CollectorConfig::default(),
             smtp: SmtpConfig::default(),
@@ -180,6 +182,17 @@ impl AgentConfig {
 pub struct CaConfig {
     /// PEM certificate of the CA. Default: `<data_dir>/ca/ca.pem` (made by `resetdesk ca init`).
     pub cert_file: Option<PathBuf>,
+}
+
+/// What the desk accepts as an agent's token.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Accept keys whose on-device generation cannot be proven by PIV attestation
+    /// (YubiKeys older than firmware 4.3). Demo mode always accepts them; in
+    /// production they are refused unless this is `true`. Virtual tokens and
+    /// factory PINs/management keys are refused in production regardless.
+    pub allow_unattested: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -51,10 +51,14 @@ pub struct TokenPolicy {
 impl TokenPolicy {
     /// Demo: anything goes (with a banner). Production: no virtual tokens, no
     /// unattested keys, no factory credentials.
-    // Lead: when a `[tokens] allow_unattested` key lands in the configuration, read it here.
+    /// `[tokens] allow_unattested` relaxes only the attestation rule in production.
     pub fn from_config(config: &Config) -> Self {
         let production = config.mode == Mode::Production;
-        Self { refuse_virtual: production, allow_unattested: !production, refuse_defaults: production }
+        Self {
+            refuse_virtual: production,
+            allow_unattested: !production || config.tokens.allow_unattested,
+            refuse_defaults: production,
+        }
     }
 }
 
@@ -497,6 +501,10 @@ mod tests {
         assert_eq!(TokenPolicy::from_config(&c), DEMO);
         c.mode = Mode::Production;
         assert_eq!(TokenPolicy::from_config(&c), PROD);
+        c.tokens.allow_unattested = true;
+        let relaxed = TokenPolicy::from_config(&c);
+        assert!(relaxed.allow_unattested, "the key relaxes attestation");
+        assert!(relaxed.refuse_virtual && relaxed.refuse_defaults, "and nothing else");
     }
 
     #[test]

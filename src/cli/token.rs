@@ -275,7 +275,7 @@ fn enroll(data_dir: &Path, agent: &str, reader: Option<&str>, config: Option<&Pa
         current_pin: secrets.current_pin,
         current_puk: secrets.current_puk,
         refuse_virtual: production,
-        allow_unattested: allow_unattested || !production,
+        allow_unattested: allow_unattested || config.tokens.allow_unattested || !production,
     };
     let dir: &dyn crate::directory::Directory = &directory;
     match enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &bundle, &req, OffsetDateTime::now_utc()) {
