@@ -774,3 +774,13 @@ impl Desk {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_desk_and_its_runs_can_live_in_the_shell_state() {
+        fn send<T: Send>() {}
+        send::<super::Desk>();
+        send::<super::ResetRun>();
+    }
+}
