@@ -6,7 +6,7 @@
 
 mod desk_support;
 
-use desk_support::{site, totp_json};
+use desk_support::{at_desk, totp_json};
 use resetdesk::audit::EventType;
 use resetdesk::desk::DeskError;
 use resetdesk::directory::Directory;
@@ -14,18 +14,15 @@ use resetdesk::policy::RiskRule;
 use resetdesk::verification::{FailReason, Verdict};
 use resetdesk::workflow::{Decision, Phase, Refusal};
 use time::OffsetDateTime;
-use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT};
+use virtual_yubikey::lock_readers;
 
 const WRONG_ANSWERS: &str = r#"{"action":"security_answers","answers":[{"question":0,"answer":"Rex"},{"question":1,"answer":"Paris"}]}"#;
 
 #[test]
 fn three_failures_lock_verification_flag_the_account_and_tell_security() {
     let _lock = lock_readers();
-    let site = site();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    let mut alice = site.agent(&card, "alice", "246810");
+    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
     let identity = alice.identity().clone();
-    let mut desk = site.desk();
     let now = OffsetDateTime::now_utc();
 
     let (mut run, _) = desk.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), now).unwrap();
@@ -64,11 +61,8 @@ fn three_failures_lock_verification_flag_the_account_and_tell_security() {
 #[test]
 fn an_abandoned_failure_still_counts_and_a_used_totp_code_is_refused_later() {
     let _lock = lock_readers();
-    let site = site();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    let mut bob = site.agent(&card, "bob", "246810");
+    let (site, card, mut bob, mut desk) = at_desk("bob", "246810");
     let identity = bob.identity().clone();
-    let mut desk = site.desk();
     let now = OffsetDateTime::now_utc();
 
     // One wrong answer, then the session is simply dropped (no cancel, no record by the engine).

@@ -6,10 +6,10 @@ mod desk_support;
 
 use std::sync::Mutex;
 
-use desk_support::{answers_json, employee_record_json, site, totp_json, verified_run};
+use desk_support::{answers_json, at_desk, employee_record_json, site, totp_json, verified_run};
 use resetdesk::audit::{AuditError, EventType};
 use resetdesk::desk::reconcile::Finding;
-use resetdesk::desk::{Desk, DeskError};
+use resetdesk::desk::{Desk, DeskError, InBandKind};
 use resetdesk::directory::embedded::EmbeddedDirectory;
 use resetdesk::directory::{Account, Directory, DirectoryError, PasswordCheck, VerificationMaterial};
 use resetdesk::desk::outbox::Outbox;
@@ -50,11 +50,8 @@ fn names(decisions: &[Decision]) -> Vec<&'static str> {
 #[test]
 fn a_junior_agent_completes_a_standard_reset_and_the_log_verifies() {
     let _lock = lock_readers();
-    let site = site();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    let mut alice = site.agent(&card, "alice", "246810");
+    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
     let identity = alice.identity().clone();
-    let mut desk = site.desk();
     assert!(desk.pending_intents().unwrap().is_empty());
 
     let (mut run, reply) = desk.start_reset(&identity, alice.signer().unwrap(), "jsmith", Default::default(), now()).unwrap();
@@ -104,11 +101,8 @@ fn a_junior_agent_completes_a_standard_reset_and_the_log_verifies() {
 #[test]
 fn a_privileged_reset_is_refused_for_a_junior_agent_and_recorded() {
     let _lock = lock_readers();
-    let site = site();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    let mut alice = site.agent(&card, "alice", "246810");
+    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
     let identity = alice.identity().clone();
-    let mut desk = site.desk();
 
     let (mut run, reply) = desk.start_reset(&identity, alice.signer().unwrap(), "lwong", Default::default(), now()).unwrap();
     assert_eq!(run.phase(), Phase::Refused);
@@ -137,10 +131,7 @@ fn a_privileged_reset_is_refused_for_a_junior_agent_and_recorded() {
 #[test]
 fn a_failing_audit_append_leaves_the_directory_untouched() {
     let _lock = lock_readers();
-    let site = site();
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
-    let mut alice = site.agent(&card, "alice", "246810");
-    let mut desk = site.desk();
+    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
     let mut run = verified_run(&mut desk, &mut alice, "ykim");
 
     // The key is pulled before the intent is signed: the append fails, nothing is written.
@@ -261,4 +252,47 @@ fn intents_left_open_by_a_pulled_key_are_reconciled_against_the_directory() {
     assert!(site.verify_audit_cli().0);
     drop(bob);
     bob_card.remove().unwrap();
+}
+
+#[test]
+fn a_one_time_code_is_shown_in_band_once_never_stored_and_refused_in_production() {
+    let _lock = lock_readers();
+    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
+    let identity = alice.identity().clone();
+    let request_code = r#"{"action":"request_code","to":{"kind":"email","index":0}}"#;
+
+    // nhassan has no authenticator app: answers and a code sent to the work address.
+    let (mut run, _) = desk.start_reset(&identity, alice.signer().unwrap(), "nhassan", Default::default(), now()).unwrap();
+    desk.apply_ui_json(&mut run, &answers_json("nhassan"), alice.signer().unwrap(), now()).unwrap();
+    let reply = desk.apply_ui_json(&mut run, request_code, alice.signer().unwrap(), now()).unwrap();
+    assert_eq!(names(&reply.decisions), ["send-code"]);
+    assert!(reply.in_band_secret_waiting);
+    let shown = run.take_in_band_secret().expect("the code, for the requester's device");
+    assert!(run.take_in_band_secret().is_none(), "only once");
+    assert_eq!((shown.kind, shown.to.as_str()), (InBandKind::OneTimeCode, "nhassan@example.com"));
+    let row = site.outbox().into_iter().find(|m| m.recipient == "nhassan@example.com").unwrap();
+    assert!(row.delivered_in_band && row.delivered_at.is_some(), "{row:?}");
+    assert!(!row.body.contains(shown.secret.expose()) && !row.subject.contains(shown.secret.expose()));
+
+    let enter = serde_json::json!({"action": "enter_code", "code": shown.secret.expose()}).to_string();
+    drop(shown);
+    desk.apply_ui_json(&mut run, &enter, alice.signer().unwrap(), now()).unwrap();
+    desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap();
+    assert_eq!(run.phase(), Phase::Succeeded);
+    assert!(run.take_handoff_password().is_some());
+
+    // A production desk refuses to hand a code back in-band: none is even issued.
+    let mut config = site.config.clone();
+    config.mode = resetdesk::config::Mode::Production;
+    let mut desk = Desk::open_embedded(config).unwrap();
+    let before = site.outbox().len();
+    let (mut run, _) = desk.start_reset(&identity, alice.signer().unwrap(), "hjansen", Default::default(), now()).unwrap();
+    desk.apply_ui_json(&mut run, &answers_json("hjansen"), alice.signer().unwrap(), now()).unwrap();
+    let err = desk.apply_ui_json(&mut run, request_code, alice.signer().unwrap(), now()).unwrap_err();
+    assert!(matches!(err, DeskError::InBandInProduction), "{err:?}");
+    assert!(run.take_in_band_secret().is_none());
+    assert_eq!(site.outbox().len(), before, "no message about a code that was never sent");
+    site.assert_untouched("hjansen");
+    drop(alice);
+    card.remove().unwrap();
 }

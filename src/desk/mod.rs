@@ -564,7 +564,16 @@ impl Desk {
                 self.ensure_intent_durable(run)?;
                 let mut words: Vec<&str> = context_words.iter().map(String::as_str).collect();
                 words.push(&self.config.organisation);
+                let registered_channel = run
+                    .session
+                    .facts(FactsKind::Intent, now)
+                    .handoff
+                    .is_some_and(|h| h.channel != HandoffChannel::CustomerWindow);
                 let result = match crate::password::generate(password, &words) {
+                    // Never set a password that cannot be delivered.
+                    Ok(_) if registered_channel && self.check_secret_channel().is_err() => {
+                        Err(format!("not attempted: {}", DeskError::InBandInProduction))
+                    }
                     Ok(secret) => {
                         let t = Instant::now();
                         let written = self.directory.set_temporary_password(username, &secret);
@@ -613,6 +622,7 @@ impl Desk {
                 Ok(None)
             }
             Decision::SendCode { label: _, to, not_after } => {
+                self.check_secret_channel()?;
                 let (code, issued) = IssuedCode::issue(&self.config.policy.one_time_code, to, now, &mut rand::rngs::OsRng);
                 run.secrets.issued_code = Some(issued);
                 let message = self.code_message(run, to, *not_after);
@@ -638,7 +648,7 @@ impl Desk {
                     ),
                     request_id: run.request_id().to_owned(),
                 };
-                self.queue(&message, now)?;
+                self.queue(&[message], now)?;
                 Ok(None)
             }
             Decision::Notify { notification } => {
@@ -675,22 +685,29 @@ impl Desk {
         Ok(intent)
     }
 
-    fn queue(&mut self, message: &Message, now: OffsetDateTime) -> Result<(), DeskError> {
+    fn queue(&mut self, messages: &[Message], now: OffsetDateTime) -> Result<(), DeskError> {
         let t = Instant::now();
-        let r = self.notifier.queue(message, now);
+        let r = self.notifier.queue_all(messages, now);
         self.times.notifier += t.elapsed();
         Ok(r?)
     }
 
+    /// Production desks only send secrets out of band: refuse before one is made.
+    fn check_secret_channel(&self) -> Result<(), DeskError> {
+        if self.config.mode == Mode::Production && !self.notifier.sends_secrets() {
+            return Err(DeskError::InBandInProduction);
+        }
+        Ok(())
+    }
+
     /// Hand a secret to the notifier; `Some` if it must be shown in-band.
     fn deliver_secret(&mut self, message: &Message, secret: Secret, now: OffsetDateTime) -> Result<Option<Secret>, DeskError> {
+        self.check_secret_channel()?;
         let t = Instant::now();
         let r = self.notifier.deliver_secret(message, secret, now);
         self.times.notifier += t.elapsed();
         match r? {
             SecretDelivery::Sent => Ok(None),
-            // The secret is dropped (zeroized) with the error.
-            SecretDelivery::InBand(_) if self.config.mode == Mode::Production => Err(DeskError::InBandInProduction),
             SecretDelivery::InBand(secret) => Ok(Some(secret)),
         }
     }
@@ -748,6 +765,7 @@ impl Desk {
                 format!("An admin agent used the emergency path past a verification lockout for {} (request {}). Reason given: {reason}\n", n.username, n.request_id),
             ),
         };
+        let mut messages = Vec::with_capacity(n.recipients.len());
         for recipient in &n.recipients {
             let to = match recipient {
                 Recipient::Contact { value, .. } => Some(value.clone()),
@@ -764,14 +782,11 @@ impl Desk {
                 }
             };
             match to {
-                Some(to) => {
-                    let message = Message { to, subject: subject.clone(), body: body.clone(), request_id: n.request_id.clone() };
-                    self.queue(&message, now)?;
-                }
+                Some(to) => messages.push(Message { to, subject: subject.clone(), body: body.clone(), request_id: n.request_id.clone() }),
                 None => warnings.push(format!("no address for {recipient:?}: the notification about request {} was not queued for them", n.request_id)),
             }
         }
-        Ok(())
+        self.queue(&messages, now)
     }
 }
 

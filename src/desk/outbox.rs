@@ -76,6 +76,15 @@ pub trait Notifier {
     /// Queue a message that holds no secret.
     fn queue(&mut self, message: &Message, now: OffsetDateTime) -> Result<(), NotifyError>;
 
+    /// Queue several messages (one notification to all its recipients): all or none.
+    fn queue_all(&mut self, messages: &[Message], now: OffsetDateTime) -> Result<(), NotifyError> {
+        messages.iter().try_for_each(|m| self.queue(m, now))
+    }
+
+    /// Whether [`Notifier::deliver_secret`] sends secrets out of band (`false`: it
+    /// hands them back for in-band delivery, which production desks refuse).
+    fn sends_secrets(&self) -> bool;
+
     /// Deliver `secret` with `message` (which must not contain it). Implementations
     /// never store the secret.
     fn deliver_secret(&mut self, message: &Message, secret: Secret, now: OffsetDateTime) -> Result<SecretDelivery, NotifyError>;
@@ -120,17 +129,22 @@ impl Outbox {
         Ok(Self { conn, path: shown })
     }
 
-    fn insert(&self, m: &Message, now: OffsetDateTime, in_band: bool) -> Result<(), NotifyError> {
+    /// Insert `messages` in one transaction (one fsync).
+    fn insert(&mut self, messages: &[Message], now: OffsetDateTime, in_band: bool) -> Result<(), NotifyError> {
+        let path = self.path.clone();
+        let db = |source| NotifyError::Database { path: path.clone(), source };
         let created = rfc3339(now);
         let delivered = in_band.then(|| created.clone());
-        self.conn
-            .execute(
+        let tx = self.conn.transaction().map_err(db)?;
+        for m in messages {
+            tx.execute(
                 "INSERT INTO outbox (recipient, subject, body, request_id, created_at, delivered_at, delivered_in_band)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![m.to, m.subject, m.body, m.request_id, created, delivered, in_band],
             )
-            .map(drop)
-            .map_err(|source| NotifyError::Database { path: self.path.clone(), source })
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)
     }
 
     /// Every message, oldest first (for the later SMTP sender, the CLI and tests).
@@ -163,13 +177,21 @@ impl Outbox {
 
 impl Notifier for Outbox {
     fn queue(&mut self, message: &Message, now: OffsetDateTime) -> Result<(), NotifyError> {
-        self.insert(message, now, false)
+        self.insert(std::slice::from_ref(message), now, false)
+    }
+
+    fn queue_all(&mut self, messages: &[Message], now: OffsetDateTime) -> Result<(), NotifyError> {
+        self.insert(messages, now, false)
+    }
+
+    fn sends_secrets(&self) -> bool {
+        false
     }
 
     /// Stores the message without the secret, marked delivered in-band, and hands the
     /// secret back to the caller.
     fn deliver_secret(&mut self, message: &Message, secret: Secret, now: OffsetDateTime) -> Result<SecretDelivery, NotifyError> {
-        self.insert(message, now, true)?;
+        self.insert(std::slice::from_ref(message), now, true)?;
         Ok(SecretDelivery::InBand(secret))
     }
 }

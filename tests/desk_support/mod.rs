@@ -22,7 +22,7 @@ use resetdesk::token::card::PivCard;
 use resetdesk::token::enrol::{enrol, EnrolRequest};
 use resetdesk::token::registry::TokenRegistry;
 use time::OffsetDateTime;
-use virtual_yubikey::VirtualCard;
+use virtual_yubikey::{VirtualCard, READER_0_PORT};
 
 pub const PUK: &str = "87654321";
 
@@ -178,4 +178,14 @@ pub fn verified_run(desk: &mut Desk, agent: &mut AgentSession, target: &str) -> 
     desk.apply_ui_json(&mut run, &answers_json(target), agent.signer().unwrap(), now()).unwrap();
     desk.apply_ui_json(&mut run, &totp_json(target, now()), agent.signer().unwrap(), now()).unwrap();
     run
+}
+
+/// A fresh site with `username`'s card enrolled in the first reader, logged in, and the
+/// desk open. Take the reader lock first.
+pub fn at_desk(username: &str, pin: &str) -> (Site, VirtualCard, AgentSession, Desk) {
+    let site = site();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    let agent = site.agent(&card, username, pin);
+    let desk = site.desk();
+    (site, card, agent, desk)
 }
