@@ -20,6 +20,7 @@ pub mod token;
 pub mod ca;
 pub mod login;
 pub mod session;
+pub mod presence;
 pub mod policy;
 pub mod workflow;
 pub mod password;

@@ -6,6 +6,10 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use resetdesk::audit::store::Store;
+use resetdesk::audit::{EventType, Record};
+use resetdesk::token::registry::TokenRegistry;
+use sha2::{Digest, Sha256};
 use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT};
 
 /// Run `resetdesk ARGS` with `stdin`; (exit code, stdout, stderr).
@@ -77,6 +81,15 @@ fn ca_init_then_enrol_a_card_and_inspect_it() {
     assert_eq!(out.matches("CN=alice").count(), 2, "{out}");
     assert!(out.contains("enrolled for alice") && out.contains("PIN always, touch always"), "{out}");
 
+    // The new card signed an enrolment record; the log verifies.
+    let (kind, facts) = last_record(data.path());
+    assert_eq!(kind, EventType::Enrolment);
+    assert_enrolment_facts(data.path(), &facts, card.serial(), reader);
+    assert_eq!(facts["revoked_keys"], serde_json::json!([]), "a factory card replaced no keys");
+    let (code, out, err) = resetdesk(&["audit", "verify", "--data-dir", &d], "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("records: 1"), "{out}");
+
     let (code, out, _) = resetdesk(&["token", "list"], "");
     assert_eq!(code, 0);
     assert!(out.contains(&format!("{reader} [virtual]: YubiKey serial {}", card.serial())), "{out}");
@@ -94,5 +107,56 @@ fn ca_init_then_enrol_a_card_and_inspect_it() {
     } else {
         eprintln!("yubico-piv-tool not installed: cross-check skipped");
     }
+    // Enrolled again (current PIN and PUK on lines 4 and 5): the record names the two
+    // keys it replaced.
+    let old_keys = [facts["keys"][0]["key_id"].clone(), facts["keys"][1]["key_id"].clone()];
+    let (code, out, err) = resetdesk(&enrol, "demo CA passphrase\n135790\n24681357\n246810\n13579135\n");
+    assert_eq!(code, 0, "{out}{err}");
+    let (kind, facts) = last_record(data.path());
+    assert_eq!(kind, EventType::Enrolment);
+    assert_enrolment_facts(data.path(), &facts, card.serial(), reader);
+    let revoked: Vec<_> = facts["revoked_keys"].as_array().unwrap().iter().map(|k| (k["agent"].clone(), k["key_id"].clone())).collect();
+    assert_eq!(revoked, old_keys.map(|k| (serde_json::json!("alice"), k)).to_vec());
+    let (code, out, err) = resetdesk(&["audit", "verify", "--data-dir", &d], "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("records: 2"), "{out}");
+
+    // The record cannot be written (the audit database is not a file): the card is
+    // enrolled all the same, and the command says so and fails.
+    std::fs::rename(data.path().join("audit.sqlite"), data.path().join("audit.sqlite.moved")).unwrap();
+    std::fs::create_dir(data.path().join("audit.sqlite")).unwrap();
+    let (code, out, err) = resetdesk(&enrol, "demo CA passphrase\n246810\n13579135\n135790\n24681357\n");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("enrolled alice"), "{out}");
+    assert!(err.contains("the card IS enrolled") && err.contains("enrol the card again"), "{err}");
     card.remove().unwrap();
+}
+
+/// The newest audit record of `data_dir`: its type and facts.
+fn last_record(data_dir: &Path) -> (EventType, serde_json::Value) {
+    let store = Store::open_read_only(&data_dir.join("audit.sqlite")).unwrap();
+    let (seq, _) = store.head().unwrap().expect("an audit record");
+    let record = Record::decode(&store.get(seq).unwrap().unwrap().record).unwrap();
+    let payload: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
+    assert_eq!(hex::encode(record.key_id), payload["facts"]["keys"][1]["key_id"].as_str().unwrap_or_default(), "signed by the new 9c key");
+    (record.event_type, payload["facts"].clone())
+}
+
+/// The facts name the card and both keys as the registry has them (fingerprints of
+/// the enrolled certificates, policies), and no secret.
+fn assert_enrolment_facts(data_dir: &Path, facts: &serde_json::Value, serial: u32, reader: &str) {
+    assert_eq!((&facts["agent"], &facts["serial"], &facts["reader"]), (&serde_json::json!("alice"), &serde_json::json!(serial), &serde_json::json!(reader)));
+    assert_eq!((&facts["virtual"], &facts["attested"]), (&serde_json::json!(true), &serde_json::json!(false)));
+    assert!(facts["attestation_note"].is_string(), "{facts}");
+    let registry = TokenRegistry::open_existing(data_dir).unwrap();
+    for (key, (slot, pin, touch)) in facts["keys"].as_array().unwrap().iter().zip([("9a", "once", "never"), ("9c", "always", "always")]) {
+        let id: [u8; 32] = hex::decode(key["key_id"].as_str().unwrap()).unwrap().try_into().unwrap();
+        let enrolled = registry.by_key_id(&id).unwrap().expect("the key is enrolled");
+        assert!(enrolled.is_active());
+        let fingerprint = hex::encode(Sha256::digest(&enrolled.cert_der));
+        assert_eq!(*key, serde_json::json!({"slot": slot, "key_id": key["key_id"], "cert_sha256": fingerprint, "pin_policy": pin, "touch_policy": touch}));
+    }
+    for secret in ["246810", "135790", "13579135", "24681357", "demo CA passphrase"] {
+        assert!(!facts.to_string().contains(secret), "no secret in the record: {facts}");
+    }
 }

@@ -15,6 +15,11 @@
 //!
 //! Example (demo script): `printf '%s\n' "$CA_PASS" 246810 13579135 | resetdesk token
 //! enroll --data-dir DIR --agent alice --reader "Virtual PCD 00 00"`.
+//!
+//! After the enrolment, the new card signs an `enrolment` record into
+//! `<data_dir>/audit.sqlite` with the new PIN (a real YubiKey asks for a touch). If that
+//! fails the card is still enrolled, the command exits 1 and says so; enrol the card
+//! again (lines 4 and 5 = the new PIN and PUK) to write the record.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -28,7 +33,9 @@ use crate::config::Mode;
 use crate::directory::embedded::EmbeddedDirectory;
 use crate::secret::Secret;
 use crate::token::card::{self, PivCard, Slot, DEFAULT_PIN, DEFAULT_PUK};
+use crate::presence::open_audit_log;
 use crate::token::enrol::{enrol, load_attestation_bundle, EnrolRequest};
+use crate::token::enrol_record::record_enrolment;
 use crate::token::readers::{reader_status, ReaderStatus};
 use crate::token::registry::TokenRegistry;
 
@@ -280,6 +287,7 @@ fn enroll(data_dir: &Path, agent: &str, reader: Option<&str>, config: Option<&Pa
     let dir: &dyn crate::directory::Directory = &directory;
     match enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &bundle, &req, OffsetDateTime::now_utc()) {
         Ok(r) => {
+            let recorded = write_enrolment_record(data_dir, config.ca.cert_file.as_deref(), &registry, card, req.new_pin, &r);
             println!(
                 "enrolled {} on {} (serial {}{}): 9a key {}, 9c key {}",
                 r.username,
@@ -295,10 +303,40 @@ fn enroll(data_dir: &Path, agent: &str, reader: Option<&str>, config: Option<&Pa
                 (false, None) => println!("  not attested"),
             }
             println!("  PIN and PUK changed; management key replaced by a random PIN-protected one");
-            EXIT_OK
+            match recorded {
+                Ok(seq) => {
+                    println!("  enrolment record {seq} signed by the new key and written to the audit log");
+                    EXIT_OK
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    eprintln!(
+                        "error: the card IS enrolled, but the audit log has no record of it; fix the cause above, then enrol the card again with the new PIN and PUK as lines 4 and 5 (current PIN, current PUK): that writes the record"
+                    );
+                    EXIT_FAILED
+                }
+            }
         }
         Err(e) => fail(e),
     }
+}
+
+/// The signed `enrolment` record (see [`crate::token::enrol_record`]); its seq, or why not.
+fn write_enrolment_record(
+    data_dir: &Path,
+    ca_file: Option<&Path>,
+    registry: &TokenRegistry,
+    card: PivCard,
+    new_pin: Secret,
+    report: &crate::token::enrol::EnrolReport,
+) -> Result<u64, String> {
+    let mut audit = open_audit_log(data_dir, ca_file).map_err(|e| e.to_string())?;
+    if !report.is_virtual {
+        eprintln!("touch the key to sign the enrolment record");
+    }
+    let appended =
+        record_enrolment(&mut audit, registry, card, new_pin, report, OffsetDateTime::now_utc()).map_err(|e| e.to_string())?;
+    Ok(appended.seq)
 }
 
 #[cfg(test)]

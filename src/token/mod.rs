@@ -10,12 +10,13 @@
 //! - [`watch`]: insertion/removal events from PC/SC status changes;
 //! - [`registry`]: enrolled keys in `<data_dir>/tokens.sqlite`, looked up by key id;
 //! - [`attestation`]: PIV attestation chain verification (pure);
-//! - [`enrol`]: enrolment of a card for an agent;
+//! - [`enrol`]: enrolment of a card for an agent; [`enrol_record`]: its signed audit record;
 //! - [`readers`]: reader status for the lock screen.
 
 pub mod attestation;
 pub mod card;
 pub mod enrol;
+pub mod enrol_record;
 pub mod readers;
 pub mod registry;
 pub mod signer;
