@@ -792,10 +792,41 @@ impl Desk {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::policy::risk::tests::{account, walk_up, NOW};
+    use crate::tier::{AccountTier, AgentTier};
+
     #[test]
     fn the_desk_and_its_runs_can_live_in_the_shell_state() {
         fn send<T: Send>() {}
-        send::<super::Desk>();
-        send::<super::ResetRun>();
+        send::<Desk>();
+        send::<ResetRun>();
+    }
+
+    /// The directory guard itself: a run whose intent is not in the store, as
+    /// appended, is refused whatever the engine says.
+    #[test]
+    fn the_directory_guard_refuses_an_intent_that_is_not_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        crate::ca::OrgCa::init(dir.path(), &config.organisation, &Secret::from("guard test passphrase"), OffsetDateTime::now_utc()).unwrap();
+        TokenRegistry::open(dir.path()).unwrap();
+        let desk = Desk::open_embedded(config).unwrap();
+        let agent = AgentIdentity { username: "alice".into(), tier: AgentTier::Senior, groups: vec![], key_id: [1; 32] };
+        let open = OpenRequest {
+            request_id: "r1".into(),
+            at: NOW,
+            agent,
+            account: account(AccountTier::Standard),
+            manager: None,
+            context: walk_up(),
+            directory_backend: "embedded".into(),
+            emergency_reason: None,
+        };
+        let (session, _) = Session::open(&crate::policy::PolicyConfig::default(), open).unwrap();
+        let mut run = ResetRun::new(session, [1; 32], None);
+        assert!(matches!(desk.ensure_intent_durable(&run), Err(DeskError::IntentNotDurable(0))));
+        run.intent = Some(Appended { seq: 1, entry_hash: [7; 32] });
+        assert!(matches!(desk.ensure_intent_durable(&run), Err(DeskError::IntentNotDurable(1))));
     }
 }
