@@ -9,7 +9,10 @@
 #
 # Environment: RESETDESK_DATA_DIR (default /var/lib/resetdesk-demo),
 # RESETDESK_RUN_DIR (default /tmp/resetdesk-run), RESETDESK_DEMO_DETACH=1 to start
-# everything and return without running the app window (for scripts and tests).
+# everything and return without running the app window (for scripts and tests; the
+# virtual cards keep running: `pkill -f target/.*/virtual-yubikey` removes them),
+# RESETDESK_DEMO_BIN=DIR to use already built binaries (e.g. target/debug) instead
+# of building the release ones.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,9 +34,13 @@ fi
 
 bash scripts/setup-debian.sh
 
-say "building (release; the first build takes a few minutes)"
-cargo build --release --locked -p resetdesk -p resetdesk-app -p virtual-yubikey --bins
-BIN="$ROOT/target/release"
+if [[ -n "${RESETDESK_DEMO_BIN:-}" ]]; then
+  BIN="$(cd "$RESETDESK_DEMO_BIN" && pwd)"
+else
+  say "building (release; the first build takes a few minutes)"
+  cargo build --release --locked -p resetdesk -p resetdesk-app -p virtual-yubikey --bins
+  BIN="$ROOT/target/release"
+fi
 
 "$BIN/resetdesk" demo init --data-dir "$DATA"
 CONFIG="$DATA/resetdesk.toml"
