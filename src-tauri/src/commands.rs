@@ -59,10 +59,16 @@ pub async fn login(app: AppHandle, reader: String, pin: String) -> Result<Sessio
         .unwrap_or_else(|e| Err(Failure::internal(e)))
 }
 
-/// The agent pressed "Lock".
+/// The agent pressed "Lock": the signed logout record, then the lock (card IO, so off
+/// the UI thread).
 #[tauri::command]
-pub fn lock_session(app: AppHandle) {
-    desk::feed(&app, SessionEvent::LockRequested { at: OffsetDateTime::now_utc() });
+pub async fn lock_session(app: AppHandle) {
+    let worker = app.clone();
+    if let Err(e) = tauri::async_runtime::spawn_blocking(move || desk::lock_now(&worker)).await {
+        // The session was taken out (so dropped: locked) before anything could fail.
+        tracing::error!("the lock worker failed: {e}");
+        desk::show(&app);
+    }
 }
 
 /// The agent typed or clicked (the idle lock counts from the last activity).

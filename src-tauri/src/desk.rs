@@ -1,13 +1,20 @@
 //! The agent session as the shell holds it: the core's [`AgentSession`], fed with the
 //! watcher's card events, clock ticks and UI activity. Every decision (lock or not,
 //! why) is the core's; this module stores the result and tells the web view.
+//!
+//! Presence is signed through the core ([`resetdesk::presence`]): a login is let in
+//! only once its signed login record is written; "Lock now" writes the signed logout
+//! record, then locks; a lock nobody could sign (removal, idle) is remembered and
+//! stated in the next login record.
 
 use std::collections::BTreeMap;
 use std::sync::MutexGuard;
 
 use resetdesk::config::{Backend, Config};
 use resetdesk::directory::embedded::EmbeddedDirectory;
+use resetdesk::audit::AuditLog;
 use resetdesk::login::{self, AgentIdentity, AgentSession, LoginError};
+use resetdesk::presence::{self, SessionEnd};
 use resetdesk::secret::Secret;
 use resetdesk::session::{Decision, LockReason, SessionEvent};
 use resetdesk::token::watch::CardEvent;
@@ -67,6 +74,11 @@ pub struct Desk {
     /// Removals seen per reader. A login compares the count before and after its card
     /// IO, so a removal that happens while the PIN is being checked is never lost.
     removals: BTreeMap<String, u64>,
+    /// The desk's audit log, opened at the first login and kept. Taken out while a
+    /// presence record is being signed (card IO, perhaps a touch) so the lock is free.
+    audit: Option<AuditLog>,
+    /// How the last session ended when nobody could sign it; stated in the next login record.
+    unsigned_end: Option<SessionEnd>,
 }
 
 impl Desk {
@@ -84,8 +96,10 @@ impl Desk {
         match session.handle(event) {
             Decision::Stay => None,
             Decision::Lock(reason) => {
+                let identity = session.identity().clone();
                 self.session = None;
                 self.last_lock = Some(reason);
+                self.unsigned_end = Some(SessionEnd::new(&identity, reason, event_time(event)));
                 tracing::info!(?reason, "session locked");
                 Some(self.view())
             }
@@ -100,8 +114,9 @@ pub fn desk(app: &AppHandle) -> MutexGuard<'_, Desk> {
     state.desk.lock().unwrap_or_else(|poisoned| {
         tracing::error!("the session state was poisoned by a panic; locking the desk");
         let mut desk = poisoned.into_inner();
-        if desk.session.take().is_some() {
+        if let Some(session) = desk.session.take() {
             desk.last_lock = Some(LockReason::TokenLost);
+            desk.unsigned_end = Some(SessionEnd::new(session.identity(), LockReason::TokenLost, OffsetDateTime::now_utc()));
             emit(app, &desk.view());
         }
         state.desk.clear_poison();
@@ -117,6 +132,59 @@ pub fn feed(app: &AppHandle, event: SessionEvent) {
     }
 }
 
+fn event_time(event: &SessionEvent) -> OffsetDateTime {
+    match event {
+        SessionEvent::Activity { at }
+        | SessionEvent::Tick { at }
+        | SessionEvent::CardRemoved { at, .. }
+        | SessionEvent::CardInserted { at, .. }
+        | SessionEvent::LockRequested { at }
+        | SessionEvent::TokenLost { at } => *at,
+    }
+}
+
+/// The agent pressed "Lock now": sign the logout record, then lock. The desk locks
+/// whatever happens to the record; one that could not be written is remembered as an
+/// unsigned end and stated in the next login record. Blocking (card IO).
+pub fn lock_now(app: &AppHandle) {
+    let Some((mut session, audit)) = ({
+        let mut desk = desk(app);
+        desk.session.take().map(|s| (s, desk.audit.take()))
+    }) else {
+        return;
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut reason = LockReason::Manual;
+    let mut signed = false;
+    let audit = match audit {
+        Some(mut log) => {
+            match presence::record_logout(&mut log, &mut session, now) {
+                Ok(_) => signed = true,
+                Err(e) => {
+                    tracing::warn!("logout not recorded: {e}");
+                    reason = e.lock_reason().unwrap_or(reason);
+                }
+            }
+            Some(log)
+        }
+        None => None,
+    };
+    session.handle(&SessionEvent::LockRequested { at: now });
+    let mut desk = desk(app);
+    if desk.audit.is_none() {
+        desk.audit = audit;
+    }
+    desk.last_lock = Some(reason);
+    if !signed {
+        desk.unsigned_end = Some(SessionEnd::new(session.identity(), reason, now));
+    }
+    drop(session);
+    tracing::info!(?reason, "session locked");
+    let view = desk.view();
+    drop(desk);
+    emit(app, &view);
+}
+
 /// Forward a card event from the watcher.
 pub fn card_event(app: &AppHandle, event: CardEvent) {
     let at = OffsetDateTime::now_utc();
@@ -128,6 +196,12 @@ pub fn card_event(app: &AppHandle, event: CardEvent) {
         CardEvent::Inserted { reader } => SessionEvent::CardInserted { reader, at },
     };
     feed(app, event);
+}
+
+/// Tell the web view the current session state.
+pub fn show(app: &AppHandle) {
+    let view = desk(app).view();
+    emit(app, &view);
 }
 
 fn emit(app: &AppHandle, view: &SessionView) {
@@ -154,14 +228,36 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
     let directory = EmbeddedDirectory::open(&config.data_dir, config).map_err(|e| Failure::new(e.to_string()))?;
 
     let removals_before = desk(app).removals.get(reader).copied();
-    let session = login::login(config, &directory, reader, pin, OffsetDateTime::now_utc())?;
+    let mut session = login::login(config, &directory, reader, pin, OffsetDateTime::now_utc())?;
+
+    let (audit, unsigned_end) = {
+        let mut desk = desk(app);
+        if desk.removals.get(reader).copied() != removals_before {
+            // The key left the reader while its PIN and certificates were being checked.
+            return Err(Failure::from(LoginError::Token(TokenError::Removed)));
+        }
+        (desk.audit.take(), desk.unsigned_end.clone())
+    };
+    let mut audit = match audit {
+        Some(log) => log,
+        None => presence::open_audit_log(&config.data_dir, config.ca.cert_file.as_deref()).map_err(|e| Failure::new(e.to_string()))?,
+    };
+    // Fail closed: no signed login record, no session (dropping it wipes the PIN).
+    let recorded = presence::record_login(&mut audit, &mut session, unsigned_end.as_ref(), OffsetDateTime::now_utc());
 
     let mut desk = desk(app);
+    if desk.audit.is_none() {
+        desk.audit = Some(audit);
+    }
+    if let Err(e) = recorded {
+        return Err(Failure::new(e.to_string()));
+    }
     if desk.removals.get(reader).copied() != removals_before {
-        // The key left the reader while its PIN and certificates were being checked.
-        drop(session);
+        // The key left while the login record was being signed: stated in the next login.
+        desk.unsigned_end = Some(SessionEnd::new(session.identity(), LockReason::KeyRemoved, OffsetDateTime::now_utc()));
         return Err(Failure::from(LoginError::Token(TokenError::Removed)));
     }
+    desk.unsigned_end = None;
     tracing::info!(agent = session.username(), tier = ?session.tier(), virtual_token = session.is_virtual(), "agent logged in");
     desk.session = Some(session);
     desk.last_lock = None;

@@ -29,6 +29,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use resetdesk::audit::store::Store;
+use resetdesk::audit::{registry, verify_store, CollectorKeys, Summary};
 use resetdesk::ca::OrgCa;
 use resetdesk::config::Config;
 use resetdesk::directory::embedded::EmbeddedDirectory;
@@ -347,6 +349,13 @@ fn demo_desk(card: &VirtualCard, username: &str, extra_config: &str) -> DemoDesk
     DemoDesk { _dir: dir, config_file }
 }
 
+/// `resetdesk audit verify --data-dir DIR`, as a library call (the CLI is another package's binary).
+fn verify_audit(data_dir: &Path) -> Summary {
+    let keys = registry::load(data_dir, None).expect("the app's CA and token registry");
+    let store = Store::open_read_only(&data_dir.join(resetdesk::audit::store::FILE_NAME)).expect("the app's audit log");
+    verify_store(&store, &keys.resolver, &[], &CollectorKeys::default(), &[]).expect("the app's audit log verifies")
+}
+
 /// A TOML basic string.
 fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
@@ -489,6 +498,10 @@ async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
     // "Lock now": locked by the agent; the key is still in, so the PIN form is back.
     client.find(Locator::Id("lock-button")).await.expect("Lock now").click().await.expect("click Lock now");
     assert_eq!(wait_locked(client, UI_TIMEOUT, "the manual lock").await, json!("manual"));
+    // The app signed the login and, before locking, the logout: its log verifies offline.
+    let summary = verify_audit(desk._desk._dir.path());
+    assert_eq!(summary.records, 2, "{summary:?}");
+    assert_eq!((summary.by_type.get("login"), summary.by_type.get("logout")), (Some(&1), Some(&1)), "{summary:?}");
     assert_eq!(js(client, "!document.getElementById('login-form').hidden").await, json!(true));
     assert_eq!(log_in(client, PIN).await, json!("Alice Schmidt"), "a new login unlocks");
 
