@@ -20,7 +20,7 @@
 //! the agent. The virtual readers are shared with the test suites: hold their lock
 //! while the bench runs, e.g. `flock /tmp/resetdesk-virtual-readers.lock resetdesk-bench ...`.
 //!
-//! Each run resets fresh standard-tier accounts `bench-<run>-<n>` that it adds to the
+//! Each run resets fresh standard-tier accounts `bench-<random>-<n>` that it adds to the
 //! directory (as pgbench -i does), so every reset takes the same path under the
 //! default policy. Prints per-stage timings and the ratio of the whole to the sum of
 //! the token operations and the audit store's commits; asserts nothing about time.
@@ -156,7 +156,9 @@ fn prepare_virtual(config: &Config, agent: &str, reader: &str) -> Result<(), Str
 fn add_bench_accounts(directory: &mut EmbeddedDirectory, n: usize) -> Result<Vec<String>, String> {
     let now = OffsetDateTime::now_utc();
     let long_ago = now - TimeDuration::days(400);
-    let run = now.unix_timestamp();
+    let mut id = [0u8; 4];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let run = hex::encode(id);
     let mut names = Vec::with_capacity(n);
     for i in 0..n {
         let username = format!("bench-{run}-{i:05}");
