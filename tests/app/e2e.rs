@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use resetdesk::audit::store::Store;
-use resetdesk::audit::{registry, verify_store, CollectorKeys, Summary};
+use resetdesk::audit::{registry, verify_store, CollectorKeys, EventType, Record, Summary};
 use resetdesk::ca::OrgCa;
 use resetdesk::config::Config;
 use resetdesk::directory::embedded::EmbeddedDirectory;
@@ -539,7 +539,34 @@ async fn an_idle_session_locks_by_itself() {
     assert!(text_of(client, "lock-reason").await.contains("inactivity"));
     assert_eq!(js(client, "!document.getElementById('login-form').hidden").await, json!(true));
 
+    // The idle lock could not be signed (the PIN was wiped): the next login states it.
+    let data_dir = desk._desk._dir.path();
+    assert_eq!(verify_audit(data_dir).records, 1, "only the first login is signed");
+    let field = client.find(Locator::Id("pin")).await.expect("PIN field");
+    field.send_keys(PIN).await.expect("type the PIN");
+    field.send_keys("\u{E007}").await.expect("press Enter");
+    let facts = second_record_facts(data_dir).await;
+    assert_eq!(facts["agent"], json!("alice"));
+    assert_eq!(facts["previous_session_end"]["agent"], json!("alice"));
+    assert_eq!(facts["previous_session_end"]["reason"], json!("idle"));
+
     desk.client.close().await.expect("close the session");
+}
+
+/// Wait (polling, up to the UI timeout) until the app's verified log holds a second
+/// record; return that record's facts.
+async fn second_record_facts(data_dir: &Path) -> Value {
+    let deadline = Instant::now() + UI_TIMEOUT;
+    while verify_audit(data_dir).records < 2 {
+        assert!(Instant::now() < deadline, "timed out waiting for the second login record");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = Store::open_read_only(&data_dir.join(resetdesk::audit::store::FILE_NAME)).expect("the app's audit log");
+    let stored = store.get(2).expect("read record 2").expect("record 2");
+    let record = Record::decode(&stored.record).expect("a well-formed record");
+    assert_eq!(record.event_type, EventType::Login);
+    let payload: Value = serde_json::from_slice(&record.payload).expect("a JSON payload");
+    payload["facts"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
