@@ -6,25 +6,32 @@
 //!   events (including the current time) and return decisions; they never touch a
 //!   card, a file, a socket or the clock.
 //! - **adapters** behind small traits: [`directory`] (embedded SQLite, later LDAP/AD),
-//!   [`token`] (YubiKey PIV over PC/SC), [`audit::store`] (SQLite), notifier, sync.
+//!   [`token`] (YubiKey PIV over PC/SC), [`audit::store`] (SQLite), the notifier
+//!   outbox; [`desk`] drives one reset through them, [`login`] and [`presence`] run
+//!   the agent's session and its signed login/logout records.
 //! - **shells**: the `resetdesk` CLI (`src/bin/resetdesk`) and the Tauri app
 //!   (`src-tauri/`), each a thin layer of calls into this crate.
 
-pub mod config;
-pub mod demo;
-pub mod directory;
+// Sans-IO core: rules and state machines (no IO, no clock).
+pub mod password;
+pub mod policy;
 pub mod secret;
+pub mod session;
 pub mod text;
 pub mod tier;
-pub mod token;
-pub mod ca;
-pub mod login;
-pub mod session;
-pub mod presence;
-pub mod policy;
-pub mod workflow;
-pub mod password;
 pub mod verification;
-pub mod cli;
+pub mod workflow;
+
+// Adapters and the services that drive the core through them.
 pub mod audit;
+pub mod ca;
+pub mod config;
+pub mod demo;
 pub mod desk;
+pub mod directory;
+pub mod login;
+pub mod presence;
+pub mod token;
+
+// The command line's subcommands (the binary only parses arguments).
+pub mod cli;
