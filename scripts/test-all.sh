@@ -52,6 +52,9 @@ step "tests (workspace; the app window under Xvfb)"
 xvfb-run -a -s "-screen 0 1280x800x24 -nolisten tcp" \
   cargo test --workspace --all-targets --locked -- --test-threads=2
 
+step "the README's run command, detached: demo agents log in with the stated PINs"
+flock /tmp/resetdesk-virtual-readers.lock bash scripts/demo-smoke.sh target/debug
+
 step "benchmarks (quick run; prints numbers and ratios)"
 bash scripts/bench.sh --quick
 

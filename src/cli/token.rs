@@ -69,6 +69,17 @@ pub enum Command {
         #[arg(long)]
         allow_unattested: bool,
     },
+    /// Log in with the key in a reader exactly as the desk app does (PIN from stdin:
+    /// PIN, certificates against the CA, 9a challenge, agent in the directory, enrolment),
+    /// record the signed login and logout, and print the agent. Exit 0 if the login works.
+    CheckLogin {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        reader: String,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Revoke an agent's keys (all, or those on the card with --serial).
     Revoke {
         #[arg(long, value_name = "DIR")]
@@ -89,6 +100,7 @@ pub fn run(cmd: Command) -> u8 {
         Command::Enroll { data_dir, agent, reader, config, allow_unattested } => {
             enroll(&data_dir, &agent, reader.as_deref(), config.as_deref(), allow_unattested)
         }
+        Command::CheckLogin { data_dir, reader, config } => check_login(&data_dir, &reader, config.as_deref()),
         Command::Revoke { data_dir, agent, serial, reason } => {
             let reg = match TokenRegistry::open_existing(&data_dir) {
                 Ok(r) => r,
@@ -106,6 +118,49 @@ pub fn run(cmd: Command) -> u8 {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+fn check_login(data_dir: &Path, reader: &str, config: Option<&Path>) -> u8 {
+    let config = match load_config(config, Some(data_dir)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let pin = match super::read_secret_from_stdin("PIN") {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let directory = match EmbeddedDirectory::open(data_dir, &config) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let mut audit = match open_audit_log(data_dir, config.ca.cert_file.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let mut session = match crate::login::login(&config, &directory, reader, pin, OffsetDateTime::now_utc()) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = crate::presence::record_login(&mut audit, &mut session, None, OffsetDateTime::now_utc()) {
+        return fail(format!("the login worked, but its signed record could not be written, so the desk would refuse it: {e}"));
+    }
+    let id = session.identity().clone();
+    println!(
+        "{}: logged in as {} ({}, {} agent) with key serial {}{}",
+        reader,
+        id.username,
+        id.display_name,
+        id.tier,
+        id.serial,
+        if id.is_virtual { " [virtual token — demo only]" } else { "" }
+    );
+    match crate::presence::record_logout(&mut audit, &mut session, OffsetDateTime::now_utc()) {
+        Ok(_) => EXIT_OK,
+        Err(e) => fail(format!("logged out, but the signed logout record could not be written: {e}")),
     }
 }
 
