@@ -27,12 +27,10 @@ DAVE_PIN=135791 DAVE_PUK=86420975
 
 say() { printf 'run-demo: %s\n' "$*"; }
 
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "run-demo.sh: cargo not found. Install the Rust toolchain (rustup, Rust >= 1.89) first." >&2
-  exit 2
-fi
 
 bash scripts/setup-debian.sh
+# shellcheck source=ensure-rust.sh
+source scripts/ensure-rust.sh && ensure_rust
 
 if [[ -n "${RESETDESK_DEMO_BIN:-}" ]]; then
   BIN="$(cd "$RESETDESK_DEMO_BIN" && pwd)"

@@ -47,6 +47,10 @@ else
   echo "setup-debian.sh: all system packages present"
 fi
 
+# The Rust toolchain (rustup) when the machine has none.
+# shellcheck source=ensure-rust.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ensure-rust.sh" && ensure_rust
+
 if (( want_test )); then
   if ! command -v tauri-driver >/dev/null 2>&1; then
     echo "setup-debian.sh: installing tauri-driver (cargo install, about 80 s)"

@@ -13,15 +13,13 @@ cd "$ROOT"
 export RESETDESK_RUN_DIR="${RESETDESK_RUN_DIR:-/tmp/resetdesk-run}"
 mkdir -p "$RESETDESK_RUN_DIR"
 
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "test-all.sh: cargo not found. Install the Rust toolchain (rustup, Rust >= 1.89) first." >&2
-  exit 2
-fi
 
 step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
 
 step "system packages"
 bash scripts/setup-debian.sh --test
+# shellcheck source=ensure-rust.sh
+source scripts/ensure-rust.sh && ensure_rust
 
 export CARGO_INCREMENTAL=0
 export CARGO_TERM_COLOR=never
