@@ -133,13 +133,12 @@ fn a_tampered_heartbeat_is_caught_by_verify() {
 
 #[test]
 fn a_login_record_the_verifier_would_reject_is_not_written() {
-    let (_lock, site, card, mut session, log) = alice_at_the_desk();
-    drop(log);
-    // The key is revoked after the card was accepted: the record would not verify, so
-    // it is refused (and the shell keeps the desk locked).
+    let (_lock, site, card, mut session, mut log) = alice_at_the_desk();
+    // The key is revoked while the desk runs, after the card was accepted and with the
+    // audit log already open: the record would not verify, so it is refused at once
+    // (not after a restart), and the shell keeps the desk locked.
     let registry = resetdesk::token::registry::TokenRegistry::open_existing(site.dir.path()).unwrap();
     registry.revoke("alice", None, "lost", OffsetDateTime::now_utc() - time::Duration::seconds(1)).unwrap();
-    let mut log = audit(&site);
     match record_login(&mut log, &mut session, None, OffsetDateTime::now_utc()) {
         Err(PresenceError::Audit { record: "login", source: resetdesk::audit::AuditError::WouldNotVerify(_) }) => {}
         other => panic!("a revoked key's login record must be refused: {other:?}"),
