@@ -159,7 +159,8 @@ fn main() {
     println!("  verify_store (all checks):        {v:>9.0} records/s ({:.1} µs each)", 1e6 / v);
     println!("  ratio verifier/raw = {:.2}x  (goal >= 0.80x)", v / r);
     // Where the verifier's time beyond ECDSA goes (per record, best of the rounds).
-    let cost = |what: &str, f: &dyn Fn(&(Vec<u8>, Vec<u8>))| {
+    type RowCheck<'a> = &'a dyn Fn(&(Vec<u8>, Vec<u8>));
+    let cost = |what: &str, f: RowCheck| {
         let mut best = Duration::MAX;
         for _ in 0..ROUNDS {
             let start = Instant::now();

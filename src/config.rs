@@ -339,9 +339,8 @@ impl Config {
         if self.mode == Mode::Production && self.smtp.security == SmtpSecurity::None && !self.smtp.host.is_empty() {
             return Err(bad("smtp.security", "production refuses SMTP without TLS".into()));
         }
-        if !self.collector.url.is_empty()
-            && !(self.collector.url.starts_with("https://") || self.collector.url.starts_with("http://"))
-        {
+        let url = &self.collector.url;
+        if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
             return Err(bad("collector.url", format!("{:?} is not an http(s) URL", self.collector.url)));
         }
         if self.mode == Mode::Production && self.collector.url.starts_with("http://") {

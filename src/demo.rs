@@ -32,6 +32,9 @@ pub struct DemoPerson {
     pub totp: bool,
 }
 
+// One row of the table below per person: positional on purpose, so the table reads
+// like a spreadsheet.
+#[allow(clippy::too_many_arguments)]
 const fn p(
     username: &'static str,
     display_name: &'static str,
