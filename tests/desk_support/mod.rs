@@ -116,13 +116,23 @@ impl Site {
 
     /// Event types of the audit records, in order, with their facts.
     pub fn records(&self) -> Vec<(EventType, serde_json::Value)> {
-        let store = Store::open_read_only(&self.dir.path().join("audit.sqlite")).unwrap();
+        self.audit_records().into_iter().map(|(r, v)| (r.event_type, v["facts"].clone())).collect()
+    }
+
+    /// The decoded audit records, in order, each with its whole JSON payload; none
+    /// before the desk first opened the log.
+    pub fn audit_records(&self) -> Vec<(Record, serde_json::Value)> {
+        let path = self.dir.path().join("audit.sqlite");
+        if !path.exists() {
+            return Vec::new();
+        }
+        let store = Store::open_read_only(&path).unwrap();
         let mut out = Vec::new();
         store
             .for_each(|s| {
                 let r = Record::decode(&s.record).unwrap();
                 let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
-                out.push((r.event_type, v["facts"].clone()));
+                out.push((r, v));
                 Ok::<(), ()>(())
             })
             .unwrap()
