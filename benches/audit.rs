@@ -21,9 +21,9 @@ use resetdesk::audit::event::parse_payload;
 use resetdesk::audit::record::entry_hash;
 use resetdesk::audit::store::Store;
 use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, Event, Outcome, Record};
+use resetdesk::token::{RecordSigner, TokenError};
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use rusqlite::{params, Connection};
-use resetdesk::token::{RecordSigner, TokenError};
 use support::{reset_facts, Pki, SoftSigner};
 
 /// Runs of each side; the best of each is compared.
@@ -63,7 +63,8 @@ fn append_records(log: &mut AuditLog, alice: &mut dyn RecordSigner, n: usize) ->
     let start = Instant::now();
     let mut i = 0;
     while i < n {
-        let intent = log.append(&Event::reset_intent(&facts(i)).unwrap(), alice, time::OffsetDateTime::now_utc()).unwrap();
+        let intent =
+            log.append(&Event::reset_intent(&facts(i)).unwrap(), alice, time::OffsetDateTime::now_utc()).unwrap();
         i += 1;
         if i < n {
             let out = Event::reset_outcome(intent.intent_ref(), &Outcome::Done, &facts(i)).unwrap();
@@ -88,11 +89,13 @@ fn raw_inserts(path: &Path, rows: &[(Vec<u8>, Vec<u8>)]) -> Duration {
     let db = Connection::open(path).unwrap();
     db.pragma_update(None, "journal_mode", "WAL").unwrap();
     db.pragma_update(None, "synchronous", "FULL").unwrap();
-    db.execute_batch("CREATE TABLE t (seq INTEGER PRIMARY KEY, record BLOB NOT NULL, signature BLOB NOT NULL)").unwrap();
+    db.execute_batch("CREATE TABLE t (seq INTEGER PRIMARY KEY, record BLOB NOT NULL, signature BLOB NOT NULL)")
+        .unwrap();
     let start = Instant::now();
     for (i, (record, sig)) in rows.iter().enumerate() {
         let tx = db.unchecked_transaction().unwrap();
-        tx.execute("INSERT INTO t (seq, record, signature) VALUES (?1, ?2, ?3)", params![i as i64 + 1, record, sig]).unwrap();
+        tx.execute("INSERT INTO t (seq, record, signature) VALUES (?1, ?2, ?3)", params![i as i64 + 1, record, sig])
+            .unwrap();
         tx.commit().unwrap();
     }
     start.elapsed()
@@ -101,7 +104,13 @@ fn raw_inserts(path: &Path, rows: &[(Vec<u8>, Vec<u8>)]) -> Duration {
 fn rows_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let store = Store::open_read_only(path).unwrap();
     let mut rows = Vec::new();
-    store.for_each(|s| { rows.push((s.record, s.signature)); Ok::<_, ()>(()) }).unwrap().unwrap();
+    store
+        .for_each(|s| {
+            rows.push((s.record, s.signature));
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
     rows
 }
 
@@ -120,7 +129,9 @@ fn main() {
         (false, false) => (env_usize("AUDIT_BENCH_RECORDS", 2000), env_usize("AUDIT_BENCH_APPENDS", 200)),
     };
     if smoke {
-        println!("(smoke run under `cargo test`: unoptimised, few records; run `cargo bench --bench audit` for numbers)");
+        println!(
+            "(smoke run under `cargo test`: unoptimised, few records; run `cargo bench --bench audit` for numbers)"
+        );
     }
     let pki = Pki::new(1);
     let mut alice = SoftSigner::from_seed("alice", 1);
@@ -185,8 +196,18 @@ fn main() {
     });
     let start = Instant::now();
     let store = Store::open_read_only(&vpath).unwrap();
-    store.for_each(|s| { std::hint::black_box(s); Ok::<_, ()>(()) }).unwrap().unwrap();
-    println!("    of which {:<34} {:>6.2} µs", "SQLite read of the rows", start.elapsed().as_secs_f64() * 1e6 / n as f64);
+    store
+        .for_each(|s| {
+            std::hint::black_box(s);
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+    println!(
+        "    of which {:<34} {:>6.2} µs",
+        "SQLite read of the rows",
+        start.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
 
     // --- 2. durable append vs raw FULL insert ---------------------------------------
     let disk_dir = tempfile::tempdir().unwrap();
@@ -214,12 +235,21 @@ fn main() {
         }
     }
     let (a, i) = (per_sec(m, best_append), per_sec(m, best_insert));
-    println!("append: {m} records, WAL + synchronous=FULL, one transaction each (disk under {})", disk_dir.path().display());
+    println!(
+        "append: {m} records, WAL + synchronous=FULL, one transaction each (disk under {})",
+        disk_dir.path().display()
+    );
     println!("  raw SQLite insert of the same bytes: {i:>7.0} records/s ({:.2} ms each)", 1e3 / i);
     println!("  AuditLog::append (software signer):  {a:>7.0} records/s ({:.2} ms each)", 1e3 / a);
     let u = per_sec(m, best_unsigned);
     println!("  AuditLog::append minus signing time: {u:>7.0} records/s ({:.2} ms each)", 1e3 / u);
-    println!("  ratio append/raw time, signing excluded = {:.2}x  (goal <= 1.30x)", best_unsigned.as_secs_f64() / best_insert.as_secs_f64());
-    println!("  ratio append/raw time, software P-256 signing included = {:.2}x", best_append.as_secs_f64() / best_insert.as_secs_f64());
+    println!(
+        "  ratio append/raw time, signing excluded = {:.2}x  (goal <= 1.30x)",
+        best_unsigned.as_secs_f64() / best_insert.as_secs_f64()
+    );
+    println!(
+        "  ratio append/raw time, software P-256 signing included = {:.2}x",
+        best_append.as_secs_f64() / best_insert.as_secs_f64()
+    );
     println!("  (a YubiKey 9c signature adds ~10 ms per record on top; see AUDIT-DESIGN.md)");
 }

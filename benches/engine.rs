@@ -10,7 +10,9 @@ use std::time::{Duration as StdDuration, Instant};
 
 use resetdesk::directory::{Account, ContactPoint};
 use resetdesk::password::{self, PasswordSpec};
-use resetdesk::policy::{AgentIdentity, Channel, PasswordPolicy, PasswordStyle, PolicyConfig, RequestContext, StatedDetails};
+use resetdesk::policy::{
+    AgentIdentity, Channel, PasswordPolicy, PasswordStyle, PolicyConfig, RequestContext, StatedDetails,
+};
 use resetdesk::secret::Secret;
 use resetdesk::tier::{AccountTier, AgentTier};
 use resetdesk::verification::callback::CallbackReport;
@@ -51,7 +53,12 @@ fn request() -> OpenRequest {
         agent: AgentIdentity { username: "alice".into(), tier: AgentTier::Senior, groups: vec![], key_id: [1; 32] },
         account: account(),
         manager: None,
-        context: RequestContext { channel: Channel::WalkUp, stated: StatedDetails::default(), previous_resets: vec![], previous_failures: vec![] },
+        context: RequestContext {
+            channel: Channel::WalkUp,
+            stated: StatedDetails::default(),
+            previous_resets: vec![],
+            previous_failures: vec![],
+        },
         directory_backend: "embedded".into(),
         emergency_reason: None,
     }
@@ -66,7 +73,10 @@ fn events() -> Vec<Event> {
         Event::CodeRequested { at, to: ContactRef { kind: ContactKind::Email, index: 0 } },
         Event::CodeChecked { at, verdict: Verdict::Passed },
         Event::CallbackRequested { at },
-        Event::CallbackReported { at, report: CallbackReport { reached_account_holder: true, holder_confirmed_request: true } },
+        Event::CallbackReported {
+            at,
+            report: CallbackReport { reached_account_holder: true, holder_confirmed_request: true },
+        },
         Event::ResetRequested { at },
         Event::IntentRecorded { at, seq: 1, entry_hash: [0; 32] },
         Event::DirectoryResult { at, result: Ok(()) },

@@ -94,8 +94,9 @@ fn main() {
     let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
     let mut directory = EmbeddedDirectory::open(dir.path(), &config).expect("directory");
     resetdesk::demo::init(&mut directory, OffsetDateTime::now_utc()).expect("demo organisation");
-    let (ca, _) = OrgCa::init(dir.path(), &config.organisation, &Secret::from("bench CA passphrase"), OffsetDateTime::now_utc())
-        .expect("CA");
+    let (ca, _) =
+        OrgCa::init(dir.path(), &config.organisation, &Secret::from("bench CA passphrase"), OffsetDateTime::now_utc())
+            .expect("CA");
     let card = match VirtualCard::insert(READER_0_PORT) {
         Ok(c) => c,
         Err(e) => {

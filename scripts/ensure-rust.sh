@@ -13,9 +13,9 @@ ensure_rust() {
       { echo "ensure-rust: could not install Rust; install rustup by hand (Rust >= 1.89) and re-run" >&2; return 2; }
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
-  # The test command runs clippy; the minimal profile does not include it.
-  if ! cargo clippy --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
-    rustup component add clippy || echo "ensure-rust: could not add clippy (rustup component add clippy)" >&2
+  # The test command runs clippy and rustfmt; the minimal profile includes neither.
+  if ! { cargo clippy --version && cargo fmt --version; } >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    rustup component add clippy rustfmt || echo "ensure-rust: could not add clippy/rustfmt (rustup component add clippy rustfmt)" >&2
   fi
   local v
   v="$(rustc --version | sed -E 's/^rustc ([0-9]+)\.([0-9]+).*/\1 \2/')"

@@ -43,6 +43,9 @@ if cargo tree --locked -p resetdesk -e normal,dev --prefix none | grep -E '^(tau
 fi
 echo "ok: resetdesk has no tauri/gtk/webkit/wry dependency"
 
+step "formatting (rustfmt.toml)"
+cargo fmt --all -- --check
+
 step "clippy (workspace, all targets; warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

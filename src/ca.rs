@@ -68,7 +68,9 @@ pub const AGENT_CERT_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 360
 /// A problem with the CA files or with issuing a certificate.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
-    #[error("{path}: cannot read the CA file ({source}); run `resetdesk ca init --data-dir DIR` or set [ca] cert_file")]
+    #[error(
+        "{path}: cannot read the CA file ({source}); run `resetdesk ca init --data-dir DIR` or set [ca] cert_file"
+    )]
     Read {
         path: String,
         #[source]
@@ -86,7 +88,9 @@ pub enum CaError {
     BadCertificate { path: String, message: String },
     #[error("{path}: {message}; the organisation CA must be an ECDSA P-256 CA certificate (basicConstraints CA, keyCertSign)")]
     NotACa { path: String, message: String },
-    #[error("the CA passphrase is wrong, or {path} is damaged; try again with the passphrase given to `resetdesk ca init`")]
+    #[error(
+        "the CA passphrase is wrong, or {path} is damaged; try again with the passphrase given to `resetdesk ca init`"
+    )]
     WrongPassphrase { path: String },
     #[error("the CA key in {key} does not belong to the certificate in {cert}; restore the matching pair")]
     KeyMismatch { key: String, cert: String },
@@ -99,7 +103,9 @@ pub enum CaError {
 /// Why a certificate is not acceptable as an agent's certificate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertError {
-    #[error("the certificate was not issued by the organisation CA ({issuer}); enrol the key with `resetdesk token enroll`")]
+    #[error(
+        "the certificate was not issued by the organisation CA ({issuer}); enrol the key with `resetdesk token enroll`"
+    )]
     UnknownCa { issuer: String },
     #[error("the certificate expired on {not_after}; re-enrol the key")]
     Expired { not_after: OffsetDateTime },
@@ -258,17 +264,11 @@ impl OrgCa {
         let key = SigningKey::random(&mut rand::rngs::OsRng);
         let subject = name(&format!("{organisation} ResetDesk Agent CA"), Some(organisation))
             .map_err(|e| CaError::Build(e.to_string()))?;
-        let spki = SubjectPublicKeyInfoOwned::from_key(*key.verifying_key())
-            .map_err(|e| CaError::Build(e.to_string()))?;
-        let builder = CertificateBuilder::new(
-            Profile::Root,
-            random_serial(),
-            validity_from(now, validity)?,
-            subject,
-            spki,
-            &key,
-        )
-        .map_err(|e| CaError::Build(e.to_string()))?;
+        let spki =
+            SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).map_err(|e| CaError::Build(e.to_string()))?;
+        let builder =
+            CertificateBuilder::new(Profile::Root, random_serial(), validity_from(now, validity)?, subject, spki, &key)
+                .map_err(|e| CaError::Build(e.to_string()))?;
         let cert = builder.build::<DerSignature>().map_err(|e| CaError::Build(e.to_string()))?;
         let anchor = TrustAnchor::from_certificate(cert, "new CA").map_err(|e| CaError::Build(e.to_string()))?;
         Ok(Self { anchor, key })
@@ -276,7 +276,12 @@ impl OrgCa {
 
     /// `resetdesk ca init`: generate the CA and write it to `<data_dir>/ca/`, the key
     /// encrypted under `passphrase`. Refuses to overwrite an existing CA.
-    pub fn init(data_dir: &Path, organisation: &str, passphrase: &Secret, now: OffsetDateTime) -> Result<(Self, CaPaths), CaError> {
+    pub fn init(
+        data_dir: &Path,
+        organisation: &str,
+        passphrase: &Secret,
+        now: OffsetDateTime,
+    ) -> Result<(Self, CaPaths), CaError> {
         if passphrase.expose().chars().count() < MIN_PASSPHRASE_LEN {
             return Err(CaError::WeakPassphrase);
         }
@@ -305,11 +310,7 @@ impl OrgCa {
             .to_pkcs8_encrypted_pem(rand::rngs::OsRng, passphrase.expose().as_bytes(), LineEnding::LF)
             .map_err(|e| CaError::Build(e.to_string()))?;
         write_new(&paths.key, key_pem.as_bytes(), 0o600).map_err(werr(&paths.key))?;
-        let cert_pem = self
-            .anchor
-            .cert
-            .to_pem(LineEnding::LF)
-            .map_err(|e| CaError::Build(e.to_string()))?;
+        let cert_pem = self.anchor.cert.to_pem(LineEnding::LF).map_err(|e| CaError::Build(e.to_string()))?;
         write_new(&paths.cert, cert_pem.as_bytes(), 0o644).map_err(werr(&paths.cert))?;
         Ok(())
     }
@@ -387,11 +388,7 @@ pub fn p256_key(spki: &SubjectPublicKeyInfoOwned) -> Result<VerifyingKey, CertEr
     if spki.algorithm.oid != OID_EC_PUBLIC_KEY {
         return Err(CertError::NotP256);
     }
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
     if curve != Some(OID_P256) {
         return Err(CertError::NotP256);
     }
@@ -468,9 +465,7 @@ fn verify_cert_signature(cert: &Certificate, issuer_key: &VerifyingKey) -> Resul
         .as_bytes()
         .ok_or_else(|| CertError::Malformed("signature is not a whole number of bytes".into()))?;
     let sig = Signature::from_der(sig_bytes).map_err(|e| CertError::Malformed(e.to_string()))?;
-    issuer_key
-        .verify(&tbs, &sig)
-        .map_err(|_| CertError::UnknownCa { issuer: cert.tbs_certificate.issuer.to_string() })
+    issuer_key.verify(&tbs, &sig).map_err(|_| CertError::UnknownCa { issuer: cert.tbs_certificate.issuer.to_string() })
 }
 
 /// Decode extension `oid` of `cert` as `T`, `Ok(None)` when absent.
@@ -604,10 +599,7 @@ mod tests {
     #[test]
     fn short_passphrase_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            OrgCa::init(dir.path(), "X", &Secret::from("short"), NOW),
-            Err(CaError::WeakPassphrase)
-        ));
+        assert!(matches!(OrgCa::init(dir.path(), "X", &Secret::from("short"), NOW), Err(CaError::WeakPassphrase)));
         assert!(!CaPaths::in_data_dir(dir.path()).key.exists());
     }
 

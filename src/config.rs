@@ -116,11 +116,7 @@ impl Default for TierMapping {
                 "helpdesk-senior".into(),
                 "hr-admins".into(),
             ],
-            highest_groups: vec![
-                "domain-admins".into(),
-                "security-admins".into(),
-                "helpdesk-admin".into(),
-            ],
+            highest_groups: vec!["domain-admins".into(), "security-admins".into(), "helpdesk-admin".into()],
         }
     }
 }
@@ -265,10 +261,8 @@ pub enum ConfigError {
 impl Config {
     /// Read, parse and validate a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -321,10 +315,7 @@ impl Config {
         if self.directory.backend == Backend::Ldap {
             let url = &self.directory.ldap.url;
             if !(url.starts_with("ldaps://") || url.starts_with("ldap://")) {
-                return Err(bad(
-                    "directory.ldap.url",
-                    format!("{url:?} is not an LDAP URL: use ldaps://host:636"),
-                ));
+                return Err(bad("directory.ldap.url", format!("{url:?} is not an LDAP URL: use ldaps://host:636")));
             }
             if self.mode == Mode::Production && !url.starts_with("ldaps://") {
                 return Err(bad("directory.ldap.url", "production requires ldaps://".into()));

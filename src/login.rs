@@ -82,7 +82,9 @@ pub enum LoginError {
     },
     #[error("the key's two certificates name different agents ({a} in 9a, {c} in 9c); re-enrol the key")]
     CertificateMismatch { a: String, c: String },
-    #[error("the key did not prove it holds the certified private key; it may be a copy of someone else's certificate")]
+    #[error(
+        "the key did not prove it holds the certified private key; it may be a copy of someone else's certificate"
+    )]
     ChallengeFailed,
     #[error("{0:?} is not in the directory; ask an admin to revoke this key")]
     UnknownAgent(String),
@@ -434,7 +436,8 @@ mod tests {
     #[test]
     fn enrolled_agent_gets_the_tier_of_their_groups() {
         let (a, c) = (vc("bob", 1), vc("bob", 2));
-        let (ra, rc) = (rec("bob", 7, Slot::Authentication, false, false), rec("bob", 7, Slot::Signature, false, false));
+        let (ra, rc) =
+            (rec("bob", 7, Slot::Authentication, false, false), rec("bob", 7, Slot::Signature, false, false));
         let acc = account("bob", &["staff", "helpdesk-senior"]);
         assert_eq!(run(&a, &c, Some(&ra), Some(&rc), Some(&acc), DEMO).unwrap(), AgentTier::Senior);
     }

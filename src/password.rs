@@ -137,7 +137,9 @@ fn draw_characters<R: RngCore + CryptoRng>(length: usize, rng: &mut R) -> Zeroiz
 }
 
 fn has_all_classes(s: &str) -> bool {
-    s.bytes().any(|b| b.is_ascii_uppercase()) && s.bytes().any(|b| b.is_ascii_lowercase()) && s.bytes().any(|b| b.is_ascii_digit())
+    s.bytes().any(|b| b.is_ascii_uppercase())
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && s.bytes().any(|b| b.is_ascii_digit())
 }
 
 fn draw_passphrase<R: RngCore + CryptoRng>(words: usize, rng: &mut R) -> Zeroizing<String> {
@@ -159,7 +161,11 @@ fn draw_passphrase<R: RngCore + CryptoRng>(words: usize, rng: &mut R) -> Zeroizi
 }
 
 /// Generate a temporary password with `rng` (use [`generate`] in production).
-pub fn generate_with<R: RngCore + CryptoRng>(spec: &PasswordSpec, context: &[&str], rng: &mut R) -> Result<Secret, PasswordError> {
+pub fn generate_with<R: RngCore + CryptoRng>(
+    spec: &PasswordSpec,
+    context: &[&str],
+    rng: &mut R,
+) -> Result<Secret, PasswordError> {
     for _ in 0..MAX_DRAWS {
         let mut candidate = match spec.style {
             PasswordStyle::Characters => draw_characters(usize::from(spec.size.clamp(15, 64)), rng),
@@ -251,7 +257,10 @@ mod tests {
         // An RNG stuck at zero draws "AAAA...": refused every time, so generation gives up.
         let mut rng = rand::rngs::mock::StepRng::new(0, 0);
         let mut stuck = CryptoStep(&mut rng);
-        assert_eq!(generate_with(&spec(PasswordStyle::Characters), &[], &mut stuck).unwrap_err(), PasswordError::Exhausted(MAX_DRAWS));
+        assert_eq!(
+            generate_with(&spec(PasswordStyle::Characters), &[], &mut stuck).unwrap_err(),
+            PasswordError::Exhausted(MAX_DRAWS)
+        );
     }
 
     /// Marks the mock RNG as crypto-grade for the exhaustion test only.

@@ -78,7 +78,8 @@ impl PresenceError {
 pub fn open_audit_log(data_dir: &Path, ca_file: Option<&Path>) -> Result<AuditLog, PresenceError> {
     let keys = RegistryKeys::load(data_dir.to_owned(), ca_file.map(Path::to_owned))?;
     let path = data_dir.join(FILE_NAME);
-    let log = AuditLog::open(&path).map_err(|source| PresenceError::Open { path: path.display().to_string(), source })?;
+    let log =
+        AuditLog::open(&path).map_err(|source| PresenceError::Open { path: path.display().to_string(), source })?;
     Ok(log.with_key_check(Box::new(keys)))
 }
 
@@ -141,7 +142,11 @@ pub fn record_login(
 /// pressed "Lock now"); the shell locks the session afterwards, whatever the result.
 /// A session already past its idle deadline locks here (`Locked`, reason idle): that
 /// end is the shell's to remember.
-pub fn record_logout(audit: &mut AuditLog, session: &mut AgentSession, now: OffsetDateTime) -> Result<Appended, PresenceError> {
+pub fn record_logout(
+    audit: &mut AuditLog,
+    session: &mut AgentSession,
+    now: OffsetDateTime,
+) -> Result<Appended, PresenceError> {
     const RECORD: &str = "logout";
     if let Decision::Lock(reason) = session.handle(&SessionEvent::Tick { at: now }) {
         return Err(PresenceError::Locked { record: RECORD, reason });
@@ -187,7 +192,8 @@ mod tests {
     #[test]
     fn login_facts_name_the_key_and_state_the_previous_end() {
         let id = identity();
-        let end = SessionEnd::new(&id, LockReason::KeyRemoved, OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(90));
+        let end =
+            SessionEnd::new(&id, LockReason::KeyRemoved, OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(90));
         let facts = LoginFacts { agent: AgentFacts::of(&id), previous_session_end: Some(&end) };
         let v = serde_json::to_value(&facts).unwrap();
         assert_eq!(

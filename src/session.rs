@@ -103,9 +103,9 @@ impl SessionLock {
         }
         let (at, lock) = match event {
             SessionEvent::CardRemoved { reader, at } if *reader == self.reader => (*at, Some(LockReason::KeyRemoved)),
-            SessionEvent::CardRemoved { at, .. } | SessionEvent::CardInserted { at, .. } | SessionEvent::Tick { at } => {
-                (*at, None)
-            }
+            SessionEvent::CardRemoved { at, .. }
+            | SessionEvent::CardInserted { at, .. }
+            | SessionEvent::Tick { at } => (*at, None),
             SessionEvent::LockRequested { at } => (*at, Some(LockReason::Manual)),
             SessionEvent::TokenLost { at } => (*at, Some(LockReason::TokenLost)),
             SessionEvent::Activity { at } => (*at, None),
@@ -140,7 +140,10 @@ mod tests {
     #[test]
     fn removing_the_agents_key_locks_at_once() {
         let mut s = SessionLock::new(R, 300, T0);
-        assert_eq!(s.handle(&SessionEvent::CardRemoved { reader: R.into(), at: secs(1) }), Decision::Lock(LockReason::KeyRemoved));
+        assert_eq!(
+            s.handle(&SessionEvent::CardRemoved { reader: R.into(), at: secs(1) }),
+            Decision::Lock(LockReason::KeyRemoved)
+        );
         assert_eq!(s.locked(), Some(LockReason::KeyRemoved));
         // Reinsertion does not unlock, and the lock is reported once.
         assert_eq!(s.handle(&SessionEvent::CardInserted { reader: R.into(), at: secs(2) }), Decision::Stay);

@@ -28,8 +28,9 @@ fn card_signed_and_cosigned_records_verify_against_the_registry_and_openssl() {
     let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
     let mut directory = EmbeddedDirectory::open(dir.path(), &config).unwrap();
     resetdesk::demo::init(&mut directory, OffsetDateTime::now_utc()).unwrap();
-    let (ca, _) = OrgCa::init(dir.path(), &config.organisation, &Secret::from("test CA passphrase"), OffsetDateTime::now_utc())
-        .unwrap();
+    let (ca, _) =
+        OrgCa::init(dir.path(), &config.organisation, &Secret::from("test CA passphrase"), OffsetDateTime::now_utc())
+            .unwrap();
     let enrol_card = |card: &VirtualCard, user: &str, pin: &str| {
         let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
         let mut reg = TokenRegistry::open(&config.data_dir).unwrap();
@@ -42,8 +43,12 @@ fn card_signed_and_cosigned_records_verify_against_the_registry_and_openssl() {
     enrol_card(&alice_card, "alice", "246810");
     enrol_card(&bob_card, "bob", "13572468");
 
-    let mut alice = login(&config, &directory, alice_card.reader_name(), Secret::from("246810"), OffsetDateTime::now_utc()).unwrap();
-    let mut bob = login(&config, &directory, bob_card.reader_name(), Secret::from("13572468"), OffsetDateTime::now_utc()).unwrap();
+    let mut alice =
+        login(&config, &directory, alice_card.reader_name(), Secret::from("246810"), OffsetDateTime::now_utc())
+            .unwrap();
+    let mut bob =
+        login(&config, &directory, bob_card.reader_name(), Secret::from("13572468"), OffsetDateTime::now_utc())
+            .unwrap();
     let mut log = AuditLog::open(&dir.path().join("audit.sqlite")).unwrap();
     let now = OffsetDateTime::now_utc;
     let who = serde_json::json!({"agent": "alice"});
@@ -52,8 +57,12 @@ fn card_signed_and_cosigned_records_verify_against_the_registry_and_openssl() {
     let intent = log
         .append_cosigned(&Event::reset_intent(&facts).unwrap(), alice.signer().unwrap(), bob.signer().unwrap(), now())
         .unwrap();
-    log.append(&Event::reset_outcome(intent.intent_ref(), &Outcome::Done, &facts).unwrap(), alice.signer().unwrap(), now())
-        .unwrap();
+    log.append(
+        &Event::reset_outcome(intent.intent_ref(), &Outcome::Done, &facts).unwrap(),
+        alice.signer().unwrap(),
+        now(),
+    )
+    .unwrap();
     drop(log);
     drop((alice, bob));
 

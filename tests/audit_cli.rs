@@ -34,7 +34,10 @@ fn verify_passes_then_names_the_first_bad_record() {
     let o = resetdesk(&args);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains(": OK") && out.contains("records: 6 (seq 1..6)") && out.contains("co-signed records: 1"), "{out}");
+    assert!(
+        out.contains(": OK") && out.contains("records: 6 (seq 1..6)") && out.contains("co-signed records: 1"),
+        "{out}"
+    );
 
     let db = rusqlite::Connection::open(&d.db).unwrap();
     db.execute("UPDATE audit_records SET record = record || x'00' WHERE seq = 3", []).unwrap();
@@ -60,11 +63,29 @@ fn bad_input_exits_2() {
 fn export_then_verify_from_the_export_alone() {
     let d = audit_support::desk();
     let out = d.dir.path().join("export");
-    let o = resetdesk(&["audit", "export", "--db", s(&d.db), "--ca", s(&d.ca_pem), "--certs", s(&d.certs), "--out", s(&out)]);
+    let o = resetdesk(&[
+        "audit",
+        "export",
+        "--db",
+        s(&d.db),
+        "--ca",
+        s(&d.ca_pem),
+        "--certs",
+        s(&d.certs),
+        "--out",
+        s(&out),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("exported 6 record(s), 2 certificate(s)"), "{}", text(&o));
     let o = resetdesk(&[
-        "audit", "verify", "--db", s(&d.db), "--ca", s(&out.join("ca.pem")), "--certs", s(&out.join("certs")),
+        "audit",
+        "verify",
+        "--db",
+        s(&d.db),
+        "--ca",
+        s(&out.join("ca.pem")),
+        "--certs",
+        s(&out.join("certs")),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
@@ -101,17 +122,40 @@ fn truncation_is_caught_from_receipt_and_anchor_files() {
     // The collector received all 6 records: its receipt, and the logout heartbeat.
     let store = Store::open_read_only(&d.db).unwrap();
     let mut leaves = Vec::new();
-    store.for_each(|r| { leaves.push(entry_hash(&r.record)); Ok::<_, ()>(()) }).unwrap().unwrap();
+    store
+        .for_each(|r| {
+            leaves.push(entry_hash(&r.record));
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
     drop(store);
     let mut collector = audit_support::SoftSigner::from_seed("collector", 9);
-    let cp = Checkpoint { log_id: leaves[0], tree_size: 6, head_hash: leaves[5], root_hash: merkle_root(&leaves), issued_ms: 5 };
+    let cp = Checkpoint {
+        log_id: leaves[0],
+        tree_size: 6,
+        head_hash: leaves[5],
+        root_hash: merkle_root(&leaves),
+        issued_ms: 5,
+    };
     let receipt = Receipt::issue(cp, &mut collector).unwrap();
     let receipts = d.dir.path().join("receipts.jsonl");
     std::fs::write(&receipts, receipt.to_json() + "\n").unwrap();
     let collector_pem = d.dir.path().join("collector.pem");
     std::fs::write(&collector_pem, collector.public_key_pem()).unwrap();
     let out = d.dir.path().join("held-by-collector");
-    let o = resetdesk(&["audit", "export", "--db", s(&d.db), "--ca", s(&d.ca_pem), "--certs", s(&d.certs), "--out", s(&out)]);
+    let o = resetdesk(&[
+        "audit",
+        "export",
+        "--db",
+        s(&d.db),
+        "--ca",
+        s(&d.ca_pem),
+        "--certs",
+        s(&d.certs),
+        "--out",
+        s(&out),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let anchors = out.join("records.jsonl");
 

@@ -102,12 +102,18 @@ fn check_every_change_has_its_intent(dir: &Path) -> usize {
     let store = Store::open_read_only(&dir.join("audit.sqlite")).unwrap();
     let dirdb = directory(dir);
     let mut stmt = dirdb.prepare("SELECT intent_seq, intent_hash FROM password_changes").unwrap();
-    let changes: Vec<(i64, Vec<u8>)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let changes: Vec<(i64, Vec<u8>)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
     for (seq, hash) in &changes {
-        let stored = store.get(*seq as u64).unwrap().unwrap_or_else(|| panic!("directory change {seq} has no intent record"));
+        let stored =
+            store.get(*seq as u64).unwrap().unwrap_or_else(|| panic!("directory change {seq} has no intent record"));
         let record = Record::decode(&stored.record).unwrap();
         assert_eq!(record.event_type, EventType::ResetIntent, "record {seq}");
-        assert_eq!(&entry_hash(&stored.record)[..], &hash[..], "record {seq} is not the intent the change was made under");
+        assert_eq!(
+            &entry_hash(&stored.record)[..],
+            &hash[..],
+            "record {seq} is not the intent the change was made under"
+        );
     }
     changes.len()
 }
@@ -163,7 +169,11 @@ fn intent_before_action_survives_sigkill_at_random_points() {
         assert!(open.len() <= 1, "iteration {it}: {} intents open; only the one in flight may be", open.len());
         for p in open {
             let applied: bool = directory(dir)
-                .query_row("SELECT EXISTS (SELECT 1 FROM password_changes WHERE intent_seq = ?1)", [p.seq as i64], |r| r.get(0))
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM password_changes WHERE intent_seq = ?1)",
+                    [p.seq as i64],
+                    |r| r.get(0),
+                )
                 .unwrap();
             if applied {
                 killed_after_directory_write += 1;

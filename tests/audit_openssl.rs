@@ -97,11 +97,8 @@ fn the_documented_commands_work_as_written() {
     assert!(script.contains("cd OUT\n"));
     let script = script.replace("cd OUT\n", &format!("cd '{}'\n", out.display()));
     let run = |k: usize| {
-        let o = Command::new("bash")
-            .arg("-c")
-            .arg(format!("set -euo pipefail\nk={k}\n{script}"))
-            .output()
-            .expect("bash");
+        let o =
+            Command::new("bash").arg("-c").arg(format!("set -euo pipefail\nk={k}\n{script}")).output().expect("bash");
         (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
     };
     for k in [2, 4] {

@@ -6,8 +6,8 @@ mod audit_support;
 use std::path::PathBuf;
 
 use audit_support::{reset_facts, BrokenSigner, Pki, SoftSigner};
-use resetdesk::audit::record::{entry_hash, signing_digest};
 use resetdesk::audit::receipt::merkle_root;
+use resetdesk::audit::record::{entry_hash, signing_digest};
 use resetdesk::audit::store::Store;
 use resetdesk::audit::verify::{EndProblem, Problem};
 use resetdesk::audit::{
@@ -53,8 +53,12 @@ fn fixture() -> Fixture {
         .append_cosigned(&Event::reset_intent(&reset_facts("alice", "admin1")).unwrap(), &mut alice, &mut bob, now())
         .unwrap();
     let failed = Outcome::Failed { error: "directory: constraint violation".into() };
-    log.append(&Event::reset_outcome(i2.intent_ref(), &failed, &reset_facts("alice", "admin1")).unwrap(), &mut alice, now())
-        .unwrap();
+    log.append(
+        &Event::reset_outcome(i2.intent_ref(), &failed, &reset_facts("alice", "admin1")).unwrap(),
+        &mut alice,
+        now(),
+    )
+    .unwrap();
     log.heartbeat(EventType::Logout, &agent, &mut alice, now()).unwrap();
     Fixture {
         _dir: dir,
@@ -90,7 +94,10 @@ impl Fixture {
 
     fn set_record(&self, seq: i64, record: &[u8], signature: &[u8]) {
         self.db()
-            .execute("UPDATE audit_records SET record = ?2, signature = ?3 WHERE seq = ?1", params![seq, record, signature])
+            .execute(
+                "UPDATE audit_records SET record = ?2, signature = ?3 WHERE seq = ?1",
+                params![seq, record, signature],
+            )
             .unwrap();
     }
 
@@ -164,7 +171,8 @@ fn any_changed_byte_in_any_field_is_caught_at_that_record() {
 #[test]
 fn a_changed_signature_is_caught() {
     let f = fixture();
-    let mut sig: Vec<u8> = f.db().query_row("SELECT signature FROM audit_records WHERE seq = 5", [], |r| r.get(0)).unwrap();
+    let mut sig: Vec<u8> =
+        f.db().query_row("SELECT signature FROM audit_records WHERE seq = 5", [], |r| r.get(0)).unwrap();
     let last = sig.len() - 1;
     sig[last] ^= 1;
     f.set_record(5, &f.record(5), &sig);
@@ -214,8 +222,10 @@ fn a_duplicated_record_is_caught() {
     assert!(matches!(bad_record(f.verify()), (9, Problem::Backwards { expected: 9, found: 5 })));
     // ...or in place of the next one.
     f.db().execute("DELETE FROM audit_records WHERE seq = 9", []).unwrap();
-    let (r5, s5): (Vec<u8>, Vec<u8>) =
-        f.db().query_row("SELECT record, signature FROM audit_records WHERE seq = 5", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (r5, s5): (Vec<u8>, Vec<u8>) = f
+        .db()
+        .query_row("SELECT record, signature FROM audit_records WHERE seq = 5", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
     f.set_record(6, &r5, &s5);
     assert!(matches!(bad_record(f.verify()), (6, Problem::Backwards { expected: 6, found: 5 })));
 }
@@ -228,18 +238,17 @@ fn a_truncated_tail_is_caught_given_a_receipt() {
     f.db().execute("DELETE FROM audit_records WHERE seq > 6", []).unwrap();
     // The chain alone cannot tell (this is why receipts and heartbeats exist).
     assert_eq!(f.verify().unwrap().records, 6);
-    assert!(matches!(
-        end_problem(f.verify_with(&[receipt], &[])),
-        EndProblem::Truncated { covered: 8, end: 6, .. }
-    ));
+    assert!(matches!(end_problem(f.verify_with(&[receipt], &[])), EndProblem::Truncated { covered: 8, end: 6, .. }));
 }
 
 #[test]
 fn a_truncated_tail_is_caught_given_a_later_heartbeat() {
     let f = fixture();
     // The logout heartbeat (seq 8) reached the collector, signed by alice.
-    let (record, signature): (Vec<u8>, Vec<u8>) =
-        f.db().query_row("SELECT record, signature FROM audit_records WHERE seq = 8", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (record, signature): (Vec<u8>, Vec<u8>) = f
+        .db()
+        .query_row("SELECT record, signature FROM audit_records WHERE seq = 8", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
     let heartbeat = Anchor { record, signature };
     f.verify_with(&[], std::slice::from_ref(&heartbeat)).unwrap();
     f.db().execute("DELETE FROM audit_records WHERE seq = 8", []).unwrap();
@@ -266,7 +275,9 @@ impl Fixture {
             self.set_record(seq, &bytes, &sig);
             if r.cosigner_key_id.is_some() {
                 let cosig = self.bob.sign_digest(&signing_digest(&bytes)).unwrap();
-                self.db().execute("UPDATE audit_records SET cosignature = ?1 WHERE seq = ?2", params![cosig, seq]).unwrap();
+                self.db()
+                    .execute("UPDATE audit_records SET cosignature = ?1 WHERE seq = ?2", params![cosig, seq])
+                    .unwrap();
             }
         }
     }
@@ -333,7 +344,10 @@ fn a_certificate_from_another_ca_is_not_trusted() {
     let rogue = Pki::new(2).issue(&f.mallory);
     assert!(resolver.add_certificate_der(&rogue, None).is_err());
     let err = verify_store(&store, &resolver, &[], &CollectorKeys::default(), &[]).unwrap_err();
-    assert!(err.to_string().contains("not by the organisation CA") || err.to_string().contains("does not verify"), "{err}");
+    assert!(
+        err.to_string().contains("not by the organisation CA") || err.to_string().contains("does not verify"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -344,7 +358,10 @@ fn records_signed_after_revocation_are_caught() {
     resolver.add_certificate_der(&f.pki.issue(&f.bob), None).unwrap();
     resolver.add_certificate_der(&f.pki.issue(&f.alice), Some(1)).unwrap();
     let err = verify_store(&store, &resolver, &[], &CollectorKeys::default(), &[]).unwrap_err();
-    assert!(matches!(err, VerifyFailure::Record(ref b) if b.seq == 1 && matches!(b.problem, Problem::Revoked { .. })), "{err}");
+    assert!(
+        matches!(err, VerifyFailure::Record(ref b) if b.seq == 1 && matches!(b.problem, Problem::Revoked { .. })),
+        "{err}"
+    );
 }
 
 #[test]
@@ -405,10 +422,12 @@ fn an_intent_without_outcome_is_reported_at_open_and_can_be_closed_once() {
     assert_eq!(pending[0].facts["target_account"], "kim");
     assert_eq!(f.verify().unwrap().open_intents, vec![i.seq]);
 
-    let close = Event::reset_outcome(pending[0].intent_ref(), &Outcome::Done, &serde_json::json!({"reconciled": true})).unwrap();
+    let close = Event::reset_outcome(pending[0].intent_ref(), &Outcome::Done, &serde_json::json!({"reconciled": true}))
+        .unwrap();
     log.append(&close, &mut alice, now()).unwrap();
     assert!(matches!(log.append(&close, &mut alice, now()), Err(AuditError::IntentClosed(_))));
-    let wrong = Event::reset_outcome(resetdesk::audit::IntentRef { seq: 4, entry_hash: [0; 32] }, &Outcome::Done, &()).unwrap();
+    let wrong =
+        Event::reset_outcome(resetdesk::audit::IntentRef { seq: 4, entry_hash: [0; 32] }, &Outcome::Done, &()).unwrap();
     assert!(matches!(log.append(&wrong, &mut alice, now()), Err(AuditError::NoSuchIntent(4))));
     assert!(log.pending_intents().unwrap().is_empty());
     drop(log);
@@ -424,7 +443,12 @@ fn nothing_is_written_when_the_card_fails() {
     let r = log.append(&Event::reset_intent(&reset_facts("alice", "x")).unwrap(), &mut broken, now());
     assert!(matches!(r, Err(AuditError::Sign(_))));
     let mut alice = SoftSigner::from_seed("alice", 1);
-    let r = log.append_cosigned(&Event::reset_intent(&reset_facts("alice", "x")).unwrap(), &mut alice, &mut broken_other(), now());
+    let r = log.append_cosigned(
+        &Event::reset_intent(&reset_facts("alice", "x")).unwrap(),
+        &mut alice,
+        &mut broken_other(),
+        now(),
+    );
     assert!(matches!(r, Err(AuditError::Cosign(_))));
     assert_eq!(log.head().unwrap(), before);
     drop(log);
@@ -510,7 +534,10 @@ fn with_key_check_a_record_that_would_not_verify_is_refused_not_written() {
     assert!(matches!(log.append(&event, &mut impostor, now()), Err(AuditError::WouldNotVerify(_))));
     let mut bob = SoftSigner::from_seed("bob", 2);
     let mut alice = SoftSigner::from_seed("alice", 1);
-    assert!(matches!(log.append_cosigned(&event, &mut alice, &mut impostor_of(&bob), now()), Err(AuditError::WouldNotVerify(_))));
+    assert!(matches!(
+        log.append_cosigned(&event, &mut alice, &mut impostor_of(&bob), now()),
+        Err(AuditError::WouldNotVerify(_))
+    ));
     assert_eq!(log.head().unwrap().unwrap().seq, 8);
     log.append_cosigned(&event, &mut alice, &mut bob, now()).unwrap();
     drop(log);
@@ -558,12 +585,17 @@ fn heartbeats_state_the_head_and_the_latest_receipt() {
     let mut log = AuditLog::open(&f.path).unwrap();
     log.add_receipt(&receipt).unwrap();
     let mut alice = SoftSigner::from_seed("alice", 1);
-    let hb = log.heartbeat(EventType::Lock, &serde_json::json!({"agent": "alice", "reason": "idle"}), &mut alice, now()).unwrap();
+    let hb = log
+        .heartbeat(EventType::Lock, &serde_json::json!({"agent": "alice", "reason": "idle"}), &mut alice, now())
+        .unwrap();
     drop(log);
     let payload = String::from_utf8(f.record(hb.seq as i64)[136..].to_vec()).unwrap();
     let head = format!(r#""head":{{"entry_hash":"{}","seq":8}}"#, hex::encode(entry_hash(&f.record(8))));
     assert!(payload.contains(&head), "{payload}");
-    assert!(payload.contains(r#""last_receipt":{"collector_key_id""#) && payload.contains(r#""tree_size":5"#), "{payload}");
+    assert!(
+        payload.contains(r#""last_receipt":{"collector_key_id""#) && payload.contains(r#""tree_size":5"#),
+        "{payload}"
+    );
     let mut collectors = CollectorKeys::default();
     collectors.add_spki_der(&f.collector.spki_der()).unwrap();
     let store = Store::open_read_only(&f.path).unwrap();
@@ -576,7 +608,10 @@ fn heartbeats_state_the_head_and_the_latest_receipt() {
 #[test]
 fn a_heartbeat_stating_a_false_head_or_receipt_is_caught() {
     let mut f = fixture();
-    f.append_forged(EventType::Logout, &format!(r#"{{"facts":{{}},"head":{{"entry_hash":"{}","seq":7}}}}"#, "00".repeat(32)));
+    f.append_forged(
+        EventType::Logout,
+        &format!(r#"{{"facts":{{}},"head":{{"entry_hash":"{}","seq":7}}}}"#, "00".repeat(32)),
+    );
     assert_eq!(bad_record(f.verify()), (9, Problem::HeartbeatHeadMismatch { seq: 7 }));
     f.db().execute("DELETE FROM audit_records WHERE seq = 9", []).unwrap();
     let head = hex::encode(entry_hash(&f.record(8)));

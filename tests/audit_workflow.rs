@@ -9,8 +9,8 @@ use audit_support::{Pki, SoftSigner};
 use resetdesk::audit::store::Store;
 use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, Event, EventType, Outcome};
 use resetdesk::directory::{Account, ContactPoint};
-use resetdesk::policy::{AgentIdentity, Channel, PolicyConfig, RequestContext};
 use resetdesk::policy::risk::StatedDetails;
+use resetdesk::policy::{AgentIdentity, Channel, PolicyConfig, RequestContext};
 use resetdesk::tier::{AccountTier, AgentTier};
 use resetdesk::token::RecordSigner;
 use resetdesk::verification::Verdict;
@@ -51,7 +51,12 @@ fn a_workflow_reset_is_recorded_intent_first_and_verifies() {
     let req = OpenRequest {
         request_id: "req-1".into(),
         at: now,
-        agent: AgentIdentity { username: "alice".into(), tier: AgentTier::Junior, groups: vec![], key_id: alice.key_id() },
+        agent: AgentIdentity {
+            username: "alice".into(),
+            tier: AgentTier::Junior,
+            groups: vec![],
+            key_id: alice.key_id(),
+        },
         account: account(),
         manager: None,
         context: RequestContext {
@@ -75,10 +80,8 @@ fn a_workflow_reset_is_recorded_intent_first_and_verifies() {
     assert!(matches!(d.first(), Some(Decision::ExecuteReset { .. })), "{d:?}");
     // (directory write here)
     let d = s.handle(WfEvent::DirectoryResult { at: now, result: Ok(()) }).unwrap();
-    let facts = d
-        .iter()
-        .find_map(|x| if let Decision::WriteOutcome { facts } = x { Some(facts) } else { None })
-        .unwrap();
+    let facts =
+        d.iter().find_map(|x| if let Decision::WriteOutcome { facts } = x { Some(facts) } else { None }).unwrap();
     let outcome = Event::reset_outcome(intent.intent_ref(), &Outcome::Done, facts.as_ref()).unwrap();
     log.append(&outcome, &mut alice, real_now).unwrap();
     assert!(log.pending_intents().unwrap().is_empty());

@@ -72,7 +72,8 @@ fn demo_init_then_check_password() {
     let again = resetdesk(&["demo", "init", "--data-dir", &dir], None);
     assert!(again.status.success() && text(&again).contains("already present"));
 
-    let ok = resetdesk(&["directory", "check-password", "--data-dir", &dir, "--user", "jsmith"], Some("demo-pass-jsmith\n"));
+    let ok =
+        resetdesk(&["directory", "check-password", "--data-dir", &dir, "--user", "jsmith"], Some("demo-pass-jsmith\n"));
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
     assert!(text(&ok).contains("valid; no change required"));
 

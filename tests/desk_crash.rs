@@ -52,8 +52,8 @@ use resetdesk::desk::Desk;
 use resetdesk::directory::embedded::EmbeddedDirectory;
 use resetdesk::directory::Directory;
 use resetdesk::login::{login, LoginError};
-use resetdesk::token::TokenError;
 use resetdesk::secret::Secret;
+use resetdesk::token::TokenError;
 use resetdesk::workflow::Phase;
 use time::OffsetDateTime;
 use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT};
@@ -69,7 +69,8 @@ const PIN: &str = "246810";
 /// one-time code to the work address, without any risk escalation (not flagged, no
 /// recently changed contact details).
 const TARGETS: &[&str] = &[
-    "jsmith", "ykim", "obrien", "nhassan", "pdubois", "ewojcik", "gadeyemi", "lschulz", "cchen", "hjansen", "rpatel", "svolkova",
+    "jsmith", "ykim", "obrien", "nhassan", "pdubois", "ewojcik", "gadeyemi", "lschulz", "cchen", "hjansen", "rpatel",
+    "svolkova",
 ];
 
 /// Logins the child retries after a transient PC/SC error (see the child).
@@ -132,7 +133,8 @@ fn desk_crash_child() {
     say("ready");
     for k in first.. {
         let target = TARGETS[k % TARGETS.len()];
-        let (mut run, _) = desk.start_reset(&identity, agent.signer().unwrap(), target, Default::default(), now()).unwrap();
+        let (mut run, _) =
+            desk.start_reset(&identity, agent.signer().unwrap(), target, Default::default(), now()).unwrap();
         desk.apply_ui_json(&mut run, &answers_json(target), agent.signer().unwrap(), now()).unwrap();
         let request_code = r#"{"action":"request_code","to":{"kind":"email","index":0}}"#;
         desk.apply_ui_json(&mut run, request_code, agent.signer().unwrap(), now()).unwrap();
@@ -211,9 +213,14 @@ impl Progress {
                         return at;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => panic!("iteration {it}: no {word:?} line within {STALL:?}; seen {:?}", self.seen),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("iteration {it}: no {word:?} line within {STALL:?}; seen {:?}", self.seen)
+                }
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!("iteration {it}: the child ended before {word:?} (see its panic above); seen {:?}", self.seen)
+                    panic!(
+                        "iteration {it}: the child ended before {word:?} (see its panic above); seen {:?}",
+                        self.seen
+                    )
                 }
             }
         }
@@ -243,7 +250,8 @@ struct Expected {
 
 /// The directory's password-change time (ns since the epoch) and must-change flag.
 fn password_state(directory: &EmbeddedDirectory, username: &str) -> (i128, bool) {
-    let at = directory.password_changed_at(username).unwrap().expect("the demo sets a change time").unix_timestamp_nanos();
+    let at =
+        directory.password_changed_at(username).unwrap().expect("the demo sets a change time").unix_timestamp_nanos();
     (at, directory.account(username).unwrap().must_change_password)
 }
 
@@ -264,7 +272,8 @@ fn open_intents(records: &[(Record, serde_json::Value)]) -> Vec<&(Record, serde_
 /// The reconciliation outcome written for intent `seq`, if any: (seq, applied).
 fn reconciliation_of(records: &[(Record, serde_json::Value)], seq: u64) -> Option<(u64, bool)> {
     records.iter().find_map(|(r, v)| {
-        let closes = r.event_type == EventType::ResetOutcome && v.pointer("/intent/seq").and_then(|s| s.as_u64()) == Some(seq);
+        let closes =
+            r.event_type == EventType::ResetOutcome && v.pointer("/intent/seq").and_then(|s| s.as_u64()) == Some(seq);
         let finding = v.pointer("/facts/reconciliation/finding")?.as_str()?;
         closes.then(|| (r.seq, finding == "applied"))
     })
@@ -277,8 +286,9 @@ fn env_number(name: &str) -> Option<u64> {
 #[test]
 fn real_resets_survive_sigkill_at_random_points() {
     let iterations = env_number("RESETDESK_CRASH_ITERATIONS").unwrap_or(200);
-    let seed = env_number("RESETDESK_CRASH_SEED")
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed = env_number("RESETDESK_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
     eprintln!("desk crash test: {iterations} iterations, RESETDESK_CRASH_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
@@ -309,7 +319,8 @@ fn real_resets_survive_sigkill_at_random_points() {
         let first = it as usize;
         let mut child = Progress::spawn(&exe, &dir, card.reader_name(), first);
         let choice = rng.gen_range(0..100u32);
-        let micros_up_to = |rng: &mut StdRng, d: Duration| Duration::from_micros(rng.gen_range(0..=d.as_micros() as u64));
+        let micros_up_to =
+            |rng: &mut StdRng, d: Duration| Duration::from_micros(rng.gen_range(0..=d.as_micros() as u64));
         match times {
             // During start-up: login, opening the desk, reconciliation.
             Some((startup, _, _)) if choice < 10 => std::thread::sleep(micros_up_to(&mut rng, startup)),
@@ -340,8 +351,16 @@ fn real_resets_survive_sigkill_at_random_points() {
         let reported: Vec<&String> = lines.iter().filter(|l| l.starts_with("reconciled ")).collect();
         match &expected {
             Some(e) => {
-                let want = format!("reconciled {} {} {} true", e.seq, e.target, if e.applied { "applied" } else { "not-applied" });
-                assert!(reported.len() <= 1 && reported.iter().all(|l| **l == want), "iteration {it}: {reported:?}, expected {want:?}");
+                let want = format!(
+                    "reconciled {} {} {} true",
+                    e.seq,
+                    e.target,
+                    if e.applied { "applied" } else { "not-applied" }
+                );
+                assert!(
+                    reported.len() <= 1 && reported.iter().all(|l| **l == want),
+                    "iteration {it}: {reported:?}, expected {want:?}"
+                );
                 assert!(!ready || reported.len() == 1, "iteration {it}: ready without reconciling intent {}", e.seq);
                 reconciled_by_children += reported.len() as u64;
             }
@@ -354,16 +373,25 @@ fn real_resets_survive_sigkill_at_random_points() {
         for (target, last) in known.iter_mut() {
             let now_state = password_state(&directory, target);
             if now_state.0 == last.0 {
-                assert_eq!(now_state.1, last.1, "iteration {it}: {target}'s must-change changed without a password change");
+                assert_eq!(
+                    now_state.1, last.1,
+                    "iteration {it}: {target}'s must-change changed without a password change"
+                );
                 continue;
             }
             assert!(now_state.0 > last.0, "iteration {it}: {target}'s change time went back");
             assert!(now_state.1, "iteration {it}: {target}'s password changed without must-change");
             let intent = records.iter().find(|(r, v)| {
                 let at_ns = i128::from(r.timestamp_ms) * 1_000_000;
-                r.event_type == EventType::ResetIntent && target_of(v) == *target && at_ns >= last.0 / 1_000_000 * 1_000_000 && at_ns <= now_state.0
+                r.event_type == EventType::ResetIntent
+                    && target_of(v) == *target
+                    && at_ns >= last.0 / 1_000_000 * 1_000_000
+                    && at_ns <= now_state.0
             });
-            assert!(intent.is_some(), "iteration {it}: {target}'s password changed with no durable intent written before the change");
+            assert!(
+                intent.is_some(),
+                "iteration {it}: {target}'s password changed with no durable intent written before the change"
+            );
             *last = now_state;
             changes += 1;
         }
@@ -375,13 +403,20 @@ fn real_resets_survive_sigkill_at_random_points() {
                 .map(|(r, _)| i128::from(r.timestamp_ms) * 1_000_000)
                 .max()
                 .unwrap();
-            assert!(known[t].0 >= intent_at, "iteration {it}: the child finished resetting {t}, but the directory shows no change");
+            assert!(
+                known[t].0 >= intent_at,
+                "iteration {it}: the child finished resetting {t}, but the directory shows no change"
+            );
         }
-        assert!(records.iter().all(|(r, _)| r.key_id == records[0].0.key_id), "iteration {it}: every record is alice's");
+        assert!(
+            records.iter().all(|(r, _)| r.key_id == records[0].0.key_id),
+            "iteration {it}: every record is alice's"
+        );
 
         // The intent the previous child left open is closed once this one was ready.
         if let (Some(e), true) = (&expected, ready) {
-            let (_, applied) = reconciliation_of(&records, e.seq).unwrap_or_else(|| panic!("iteration {it}: intent {} was not closed", e.seq));
+            let (_, applied) = reconciliation_of(&records, e.seq)
+                .unwrap_or_else(|| panic!("iteration {it}: intent {} was not closed", e.seq));
             assert_eq!(applied, e.applied, "iteration {it}: intent {} reconciled the wrong way", e.seq);
         }
 
@@ -410,7 +445,9 @@ fn real_resets_survive_sigkill_at_random_points() {
                     Some(v) => {
                         let (target, head) = v.split_once(' ').unwrap();
                         let head: u64 = head.parse().unwrap();
-                        let wrote = records.iter().any(|(r, v)| r.seq > head && r.event_type == EventType::ResetIntent && target_of(v) == target);
+                        let wrote = records.iter().any(|(r, v)| {
+                            r.seq > head && r.event_type == EventType::ResetIntent && target_of(v) == target
+                        });
                         if wrote {
                             Landed::AfterOutcome
                         } else {
@@ -464,7 +501,10 @@ fn real_resets_survive_sigkill_at_random_points() {
     assert!(ok && out.contains("OK"), "{out}");
     // Every password change is one reset recorded as done (by the desk or by
     // reconciliation), and no reset recorded as done left the directory unchanged.
-    let done_outcomes = records.iter().filter(|(r, v)| r.event_type == EventType::ResetOutcome && v["outcome"]["status"] == "done").count() as u64;
+    let done_outcomes = records
+        .iter()
+        .filter(|(r, v)| r.event_type == EventType::ResetOutcome && v["outcome"]["status"] == "done")
+        .count() as u64;
     let intents = records.iter().filter(|(r, _)| r.event_type == EventType::ResetIntent).count() as u64;
 
     eprintln!(
@@ -475,8 +515,17 @@ fn real_resets_survive_sigkill_at_random_points() {
     );
     assert_eq!(done_outcomes, changes, "done outcomes vs password changes");
     if iterations >= 100 {
-        for phase in [Landed::StartUp, Landed::BeforeIntent, Landed::IntentBeforeWrite, Landed::WriteBeforeOutcome, Landed::AfterOutcome] {
-            assert!(landed.get(&phase).copied().unwrap_or(0) > 0, "no kill landed in {phase:?}: {landed:?} (seed {seed})");
+        for phase in [
+            Landed::StartUp,
+            Landed::BeforeIntent,
+            Landed::IntentBeforeWrite,
+            Landed::WriteBeforeOutcome,
+            Landed::AfterOutcome,
+        ] {
+            assert!(
+                landed.get(&phase).copied().unwrap_or(0) > 0,
+                "no kill landed in {phase:?}: {landed:?} (seed {seed})"
+            );
         }
         assert!(reconciled_by_children > 0);
     }

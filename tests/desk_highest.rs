@@ -34,14 +34,19 @@ fn a_highest_reset_needs_id_approval_cooling_off_and_a_second_agents_card() {
     let mut desk = site.desk();
     let t0 = OffsetDateTime::now_utc();
 
-    let (mut run, reply) = desk.start_reset(&identity, carol.signer().unwrap(), "adm-okafor", Default::default(), t0).unwrap();
+    let (mut run, reply) =
+        desk.start_reset(&identity, carol.signer().unwrap(), "adm-okafor", Default::default(), t0).unwrap();
     assert_eq!(run.status().effective_tier, resetdesk::tier::AccountTier::Highest);
-    assert!(reply.decisions.iter().any(|d| matches!(d, Decision::Notify { .. })), "holder and manager are told of the request");
+    assert!(
+        reply.decisions.iter().any(|d| matches!(d, Decision::Notify { .. })),
+        "holder and manager are told of the request"
+    );
     desk.apply_ui_json(&mut run, ID_INSPECTION, carol.signer().unwrap(), t0).unwrap();
     desk.apply_ui_json(&mut run, &totp_json("adm-okafor", t0), carol.signer().unwrap(), t0).unwrap();
 
     // The approval request goes to the manager's address on file, through the outbox.
-    let reply = desk.apply_ui_json(&mut run, r#"{"action":"request_manager_approval"}"#, carol.signer().unwrap(), t0).unwrap();
+    let reply =
+        desk.apply_ui_json(&mut run, r#"{"action":"request_manager_approval"}"#, carol.signer().unwrap(), t0).unwrap();
     let Some(Decision::RequestManagerApproval { manager, address }) = reply.decisions.first().cloned() else {
         panic!("{:?}", reply.decisions)
     };
@@ -53,9 +58,13 @@ fn a_highest_reset_needs_id_approval_cooling_off_and_a_second_agents_card() {
 
     // Carol cannot co-sign her own reset with her own card: refused, nothing changes.
     let carol_key = carol.signer().unwrap().key_id();
-    let mut carol_again = PivSigner::new(PivCard::open_reader(carol_card.reader_name()).unwrap(), Secret::from("246810"), carol_key);
+    let mut carol_again =
+        PivSigner::new(PivCard::open_reader(carol_card.reader_name()).unwrap(), Secret::from("246810"), carol_key);
     let own = desk.co_sign(&mut run, &mut carol_again, carol.signer().unwrap(), t0);
-    assert!(matches!(own, Err(DeskError::Workflow(WorkflowError::CoSignature(AuthorityRefusal::CoSignerIsAgent)))), "{own:?}");
+    assert!(
+        matches!(own, Err(DeskError::Workflow(WorkflowError::CoSignature(AuthorityRefusal::CoSignerIsAgent)))),
+        "{own:?}"
+    );
     assert!(run.status().missing.iter().any(|m| format!("{m:?}").contains("CoSignature")));
 
     // Dave's card in the second reader co-signs the digest of the verification so far.
@@ -64,10 +73,14 @@ fn a_highest_reset_needs_id_approval_cooling_off_and_a_second_agents_card() {
     assert!(run.status().missing.is_empty());
 
     // Cooling-off: the reset waits until the holder and manager could object.
-    let reply = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, carol.signer().unwrap(), t0 + Duration::minutes(5)).unwrap();
+    let reply = desk
+        .apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, carol.signer().unwrap(), t0 + Duration::minutes(5))
+        .unwrap();
     assert!(matches!(reply.decisions.as_slice(), [Decision::Wait { .. }]), "{:?}", reply.decisions);
     site.assert_untouched("adm-okafor");
-    let reply = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, carol.signer().unwrap(), t0 + Duration::minutes(31)).unwrap();
+    let reply = desk
+        .apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, carol.signer().unwrap(), t0 + Duration::minutes(31))
+        .unwrap();
     assert_eq!(run.phase(), Phase::Succeeded, "{:?}", reply.decisions);
     let password = run.take_handoff_password().unwrap();
     assert_eq!(site.check_password("adm-okafor", &password), PasswordCheck { valid: true, must_change: true });

@@ -16,7 +16,8 @@ use resetdesk::workflow::{Decision, Phase, Refusal};
 use time::OffsetDateTime;
 use virtual_yubikey::lock_readers;
 
-const WRONG_ANSWERS: &str = r#"{"action":"security_answers","answers":[{"question":0,"answer":"Rex"},{"question":1,"answer":"Paris"}]}"#;
+const WRONG_ANSWERS: &str =
+    r#"{"action":"security_answers","answers":[{"question":0,"answer":"Rex"},{"question":1,"answer":"Paris"}]}"#;
 
 #[test]
 fn three_failures_lock_verification_flag_the_account_and_tell_security() {
@@ -31,7 +32,11 @@ fn three_failures_lock_verification_flag_the_account_and_tell_security() {
         assert!(matches!(reply.decisions.as_slice(), [Decision::NeedSteps { .. }]), "{:?}", reply.decisions);
     }
     let types: Vec<EventType> = site.records().iter().map(|r| r.0).collect();
-    assert_eq!(types, [EventType::VerificationFailed, EventType::VerificationFailed], "each failure is on record at once");
+    assert_eq!(
+        types,
+        [EventType::VerificationFailed, EventType::VerificationFailed],
+        "each failure is on record at once"
+    );
     assert!(site.directory().account("cchen").unwrap().verification_locked_until.is_none());
 
     let reply = desk.apply_ui_json(&mut run, WRONG_ANSWERS, alice.signer().unwrap(), now).unwrap();
@@ -43,9 +48,13 @@ fn three_failures_lock_verification_flag_the_account_and_tell_security() {
     let records = site.records();
     let last = records.last().unwrap();
     assert_eq!(last.0, EventType::Lockout);
-    let failed_steps = last.1["steps"].as_array().unwrap().iter().filter(|s| s["verdict"]["result"] == "failed").count();
+    let failed_steps =
+        last.1["steps"].as_array().unwrap().iter().filter(|s| s["verdict"]["result"] == "failed").count();
     assert_eq!(failed_steps, 3);
-    assert!(site.outbox().iter().any(|m| m.recipient == "security@example.com" && m.subject.contains("Verification locked")));
+    assert!(site
+        .outbox()
+        .iter()
+        .any(|m| m.recipient == "security@example.com" && m.subject.contains("Verification locked")));
     site.assert_untouched("cchen");
 
     // A new request for the account is refused while the lock holds, and recorded.
@@ -75,7 +84,8 @@ fn an_abandoned_failure_still_counts_and_a_used_totp_code_is_refused_later() {
     drop(run);
 
     // The next session sees the earlier failure (risk escalation) ...
-    let (mut run, reply) = desk.start_reset(&identity, bob.signer().unwrap(), "rpatel", Default::default(), now).unwrap();
+    let (mut run, reply) =
+        desk.start_reset(&identity, bob.signer().unwrap(), "rpatel", Default::default(), now).unwrap();
     let escalated = reply.decisions.iter().any(|d| match d {
         Decision::Escalated { escalations } => escalations.iter().any(|e| e.rule == RiskRule::EarlierFailures),
         _ => false,
@@ -91,7 +101,12 @@ fn an_abandoned_failure_still_counts_and_a_used_totp_code_is_refused_later() {
 
     // Bad input is not a failure and changes nothing.
     let before = site.records().len();
-    let err = desk.apply_ui_json(&mut run, r#"{"action":"employee_record","employee_id":"x","date_of_hire":"yesterday"}"#, bob.signer().unwrap(), now);
+    let err = desk.apply_ui_json(
+        &mut run,
+        r#"{"action":"employee_record","employee_id":"x","date_of_hire":"yesterday"}"#,
+        bob.signer().unwrap(),
+        now,
+    );
     assert!(matches!(err, Err(DeskError::Workflow(_) | DeskError::Input(_))), "{err:?}");
     assert_eq!(site.records().len(), before);
     assert!(site.verify_audit_cli().0);

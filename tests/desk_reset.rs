@@ -8,11 +8,11 @@ use std::sync::Mutex;
 
 use desk_support::{answers_json, at_desk, employee_record_json, site, totp_json, verified_run};
 use resetdesk::audit::{AuditError, EventType};
+use resetdesk::desk::outbox::Outbox;
 use resetdesk::desk::reconcile::Finding;
 use resetdesk::desk::{Desk, DeskError, InBandKind};
 use resetdesk::directory::embedded::EmbeddedDirectory;
 use resetdesk::directory::{Account, Directory, DirectoryError, PasswordCheck, VerificationMaterial};
-use resetdesk::desk::outbox::Outbox;
 use resetdesk::policy::AuthorityRefusal;
 use resetdesk::secret::Secret;
 use resetdesk::token::TokenError;
@@ -54,7 +54,8 @@ fn a_junior_agent_completes_a_standard_reset_and_the_log_verifies() {
     let identity = alice.identity().clone();
     assert!(desk.pending_intents().unwrap().is_empty());
 
-    let (mut run, reply) = desk.start_reset(&identity, alice.signer().unwrap(), "jsmith", Default::default(), now()).unwrap();
+    let (mut run, reply) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "jsmith", Default::default(), now()).unwrap();
     assert_eq!(names(&reply.decisions), ["need-steps"], "{:?}", reply.decisions);
     desk.apply_ui_json(&mut run, &answers_json("jsmith"), alice.signer().unwrap(), now()).unwrap();
     desk.apply_ui_json(&mut run, &employee_record_json(&site, "jsmith"), alice.signer().unwrap(), now()).unwrap();
@@ -104,10 +105,14 @@ fn a_privileged_reset_is_refused_for_a_junior_agent_and_recorded() {
     let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
     let identity = alice.identity().clone();
 
-    let (mut run, reply) = desk.start_reset(&identity, alice.signer().unwrap(), "lwong", Default::default(), now()).unwrap();
+    let (mut run, reply) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "lwong", Default::default(), now()).unwrap();
     assert_eq!(run.phase(), Phase::Refused);
     assert!(
-        reply.decisions.iter().any(|d| matches!(d, Decision::Refuse { refusal: Refusal::NotAuthorised { reason: AuthorityRefusal::TierTooLow { .. } }, .. })),
+        reply.decisions.iter().any(|d| matches!(
+            d,
+            Decision::Refuse { refusal: Refusal::NotAuthorised { reason: AuthorityRefusal::TierTooLow { .. } }, .. }
+        )),
         "{:?}",
         reply.decisions
     );
@@ -136,7 +141,8 @@ fn a_failing_audit_append_leaves_the_directory_untouched() {
 
     // The key is pulled before the intent is signed: the append fails, nothing is written.
     card.remove().unwrap();
-    let err = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
+    let err =
+        desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
     assert!(matches!(err, DeskError::Audit(AuditError::Sign(TokenError::Removed))), "{err:?}");
     assert!(site.records().is_empty(), "no record");
     assert!(desk.pending_intents().unwrap().is_empty(), "no intent");
@@ -144,7 +150,8 @@ fn a_failing_audit_append_leaves_the_directory_untouched() {
     assert!(run.take_handoff_password().is_none());
 
     // The run is over: a retry cannot slip past the missing intent.
-    let again = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
+    let again =
+        desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
     assert!(matches!(again, DeskError::RunBroken(_)), "{again:?}");
     site.assert_untouched("ykim");
 }
@@ -197,7 +204,8 @@ fn a_failed_directory_write_is_recorded_as_the_outcome_and_nothing_is_handed_ove
     let card = VirtualCard::insert(READER_0_PORT).unwrap();
     let mut alice = site.agent(&card, "alice", "246810");
     let directory = PullKeyAfterWrite { inner: site.directory(), card: Mutex::new(None), refuse_write: true };
-    let mut desk = Desk::open(site.config.clone(), Box::new(directory), Box::new(Outbox::open(site.dir.path()).unwrap())).unwrap();
+    let mut desk =
+        Desk::open(site.config.clone(), Box::new(directory), Box::new(Outbox::open(site.dir.path()).unwrap())).unwrap();
     let mut run = verified_run(&mut desk, &mut alice, "obrien");
     let reply = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap();
     assert_eq!(names(&reply.decisions), ["write-intent", "execute-reset", "write-outcome"]);
@@ -225,9 +233,12 @@ fn intents_left_open_by_a_pulled_key_are_reconciled_against_the_directory() {
         let card = VirtualCard::insert(READER_0_PORT).unwrap();
         let mut alice = site.agent(&card, "alice", "246810");
         let directory = PullKeyAfterWrite { inner: site.directory(), card: Mutex::new(Some(card)), refuse_write };
-        let mut desk = Desk::open(site.config.clone(), Box::new(directory), Box::new(Outbox::open(site.dir.path()).unwrap())).unwrap();
+        let mut desk =
+            Desk::open(site.config.clone(), Box::new(directory), Box::new(Outbox::open(site.dir.path()).unwrap()))
+                .unwrap();
         let mut run = verified_run(&mut desk, &mut alice, target);
-        let err = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
+        let err =
+            desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
         assert!(matches!(err, DeskError::Audit(AuditError::Sign(_))), "{err:?}");
         assert!(run.take_handoff_password().is_none(), "no outcome record, no hand-off");
     }
@@ -262,7 +273,8 @@ fn a_one_time_code_is_shown_in_band_once_never_stored_and_refused_in_production(
     let request_code = r#"{"action":"request_code","to":{"kind":"email","index":0}}"#;
 
     // nhassan has no authenticator app: answers and a code sent to the work address.
-    let (mut run, _) = desk.start_reset(&identity, alice.signer().unwrap(), "nhassan", Default::default(), now()).unwrap();
+    let (mut run, _) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "nhassan", Default::default(), now()).unwrap();
     desk.apply_ui_json(&mut run, &answers_json("nhassan"), alice.signer().unwrap(), now()).unwrap();
     let reply = desk.apply_ui_json(&mut run, request_code, alice.signer().unwrap(), now()).unwrap();
     assert_eq!(names(&reply.decisions), ["send-code"]);
@@ -286,7 +298,8 @@ fn a_one_time_code_is_shown_in_band_once_never_stored_and_refused_in_production(
     config.mode = resetdesk::config::Mode::Production;
     let mut desk = Desk::open_embedded(config).unwrap();
     let before = site.outbox().len();
-    let (mut run, _) = desk.start_reset(&identity, alice.signer().unwrap(), "hjansen", Default::default(), now()).unwrap();
+    let (mut run, _) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "hjansen", Default::default(), now()).unwrap();
     desk.apply_ui_json(&mut run, &answers_json("hjansen"), alice.signer().unwrap(), now()).unwrap();
     let err = desk.apply_ui_json(&mut run, request_code, alice.signer().unwrap(), now()).unwrap_err();
     assert!(matches!(err, DeskError::InBandInProduction), "{err:?}");

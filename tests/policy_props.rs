@@ -212,7 +212,16 @@ fn script(ok: &[bool], who: usize) -> Vec<(Action, i64)> {
         (Action::RequestManager, 1),
         (Action::ManagerAnswer { right_person: ok[5], right_address: true, approved: true }, 1),
         (Action::Id(ok[6]), 1),
-        (Action::CoSign { who: co_signer, agent_key: co_signer == 3, tier: if ok[7] { AgentTier::Admin } else { AgentTier::Senior }, verified: true, right_digest: true }, 1),
+        (
+            Action::CoSign {
+                who: co_signer,
+                agent_key: co_signer == 3,
+                tier: if ok[7] { AgentTier::Admin } else { AgentTier::Senior },
+                verified: true,
+                right_digest: true,
+            },
+            1,
+        ),
         (Action::Reset, if ok[8] { 31 } else { 1 }),
         (Action::IntentRecorded, 0),
         (Action::Directory(ok[9]), 0),
@@ -251,16 +260,29 @@ fn verdict(pass: bool) -> Verdict {
 
 fn event(session: &Session, action: &Action, at: OffsetDateTime, totp_step: &mut u64) -> Event {
     match action.clone() {
-        Action::Answers(p) => Event::SecurityAnswersChecked { at, verdict: if p { Verdict::Passed } else { Verdict::Failed(FailReason::WrongAnswer) } },
-        Action::Employee(p) => Event::EmployeeRecordGiven { at, employee_id: if p { "E1234".into() } else { "E4321".into() }, date_of_hire: "2019-03-04".into() },
+        Action::Answers(p) => Event::SecurityAnswersChecked {
+            at,
+            verdict: if p { Verdict::Passed } else { Verdict::Failed(FailReason::WrongAnswer) },
+        },
+        Action::Employee(p) => Event::EmployeeRecordGiven {
+            at,
+            employee_id: if p { "E1234".into() } else { "E4321".into() },
+            date_of_hire: "2019-03-04".into(),
+        },
         Action::Totp(p) => {
             *totp_step += 1;
             Event::TotpChecked { at, verdict: verdict(p), accepted_step: p.then_some(*totp_step) }
         }
-        Action::RequestCode(email, index) => Event::CodeRequested { at, to: ContactRef { kind: if email { ContactKind::Email } else { ContactKind::Phone }, index } },
+        Action::RequestCode(email, index) => Event::CodeRequested {
+            at,
+            to: ContactRef { kind: if email { ContactKind::Email } else { ContactKind::Phone }, index },
+        },
         Action::CheckCode(p) => Event::CodeChecked { at, verdict: verdict(p) },
         Action::RequestCallback => Event::CallbackRequested { at },
-        Action::ReportCallback(reached, confirmed) => Event::CallbackReported { at, report: CallbackReport { reached_account_holder: reached, holder_confirmed_request: confirmed } },
+        Action::ReportCallback(reached, confirmed) => Event::CallbackReported {
+            at,
+            report: CallbackReport { reached_account_holder: reached, holder_confirmed_request: confirmed },
+        },
         Action::RequestManager => Event::ManagerApprovalRequested { at },
         Action::ManagerAnswer { right_person, right_address, approved } => Event::ManagerResponded {
             at,
@@ -350,12 +372,18 @@ fn drive(policy: &PolicyConfig, req: OpenRequest, actions: &[(Action, i64)]) -> 
         }
         // A step counts once, and only when it passed.
         let facts = session.facts(FactsKind::Intent, at);
-        let passed_in_facts: Vec<Method> = facts.steps.iter().filter(|s| s.verdict == Verdict::Passed).map(|s| s.method).collect();
+        let passed_in_facts: Vec<Method> =
+            facts.steps.iter().filter(|s| s.verdict == Verdict::Passed).map(|s| s.method).collect();
         let distinct: BTreeSet<Method> = passed_in_facts.iter().copied().collect();
         prop_assert_eq!(passed_in_facts.len(), distinct.len(), "a method passed twice");
         prop_assert_eq!(&distinct, session.passed());
         let counted = session.requirements().counted_factors(session.passed());
-        prop_assert_eq!(counted, independent_count(session.passed().iter().copied().filter(|m| session.requirements().factor_methods.contains(m))));
+        prop_assert_eq!(
+            counted,
+            independent_count(
+                session.passed().iter().copied().filter(|m| session.requirements().factor_methods.contains(m))
+            )
+        );
         // The co-signer is never the initiating agent.
         if let Some(co) = session.co_signer() {
             prop_assert!(!co.username.eq_ignore_ascii_case(AGENT));
@@ -451,21 +479,32 @@ fn escalation_never_lowers_requirements() {
 #[test]
 fn higher_tiers_are_at_least_as_strict() {
     let policy = PolicyConfig::default();
-    for (lower, higher) in [(AccountTier::Standard, AccountTier::Privileged), (AccountTier::Privileged, AccountTier::Highest)] {
+    for (lower, higher) in
+        [(AccountTier::Standard, AccountTier::Privileged), (AccountTier::Privileged, AccountTier::Highest)]
+    {
         assert!(policy.requirements(higher).at_least_as_strict_as(&policy.requirements(lower)));
     }
 }
 
 fn tier_policy() -> impl Strategy<Value = resetdesk::policy::TierPolicy> {
-    let factors = [Method::SecurityAnswers, Method::EmployeeRecord, Method::Totp, Method::OneTimeCode, Method::Callback, Method::GovernmentId];
+    let factors = [
+        Method::SecurityAnswers,
+        Method::EmployeeRecord,
+        Method::Totp,
+        Method::OneTimeCode,
+        Method::Callback,
+        Method::GovernmentId,
+    ];
     (1..4u8, proptest::array::uniform6(any::<bool>()), any::<bool>(), any::<bool>(), any::<bool>(), 0..120u32).prop_map(
-        move |(min_factors, pick, manager_approval, government_id, co_signature, cooling_off_minutes)| resetdesk::policy::TierPolicy {
-            min_factors,
-            factor_methods: factors.iter().zip(pick).filter(|(_, p)| *p).map(|(m, _)| *m).collect(),
-            manager_approval,
-            government_id,
-            co_signature,
-            cooling_off_minutes,
+        move |(min_factors, pick, manager_approval, government_id, co_signature, cooling_off_minutes)| {
+            resetdesk::policy::TierPolicy {
+                min_factors,
+                factor_methods: factors.iter().zip(pick).filter(|(_, p)| *p).map(|(m, _)| *m).collect(),
+                manager_approval,
+                government_id,
+                co_signature,
+                cooling_off_minutes,
+            }
         },
     )
 }
@@ -475,19 +514,22 @@ fn requirements_stay_monotone_under_any_configuration() {
     // Even a configuration that validation would refuse cannot make escalation lower
     // a requirement: requirements are combined with those of every lower tier.
     runner()
-        .run(&(tier_policy(), tier_policy(), tier_policy(), account_tier(), signals(), signals()), |(st, pr, hi, tier, s, extra)| {
-            let policy = PolicyConfig { standard: st, privileged: pr, highest: hi, ..PolicyConfig::default() };
-            let r = |t| policy.requirements(t);
-            prop_assert!(r(AccountTier::Privileged).at_least_as_strict_as(&r(AccountTier::Standard)));
-            prop_assert!(r(AccountTier::Highest).at_least_as_strict_as(&r(AccountTier::Privileged)));
-            let more = s.union(extra);
-            let mut same_time = s;
-            same_time.outside_hours = more.outside_hours;
-            let a = assess(&policy, &account(tier, same_time), &context(same_time), more.start());
-            let b = assess(&policy, &account(tier, more), &context(more), more.start());
-            prop_assert!(b.requirements(&policy).at_least_as_strict_as(&a.requirements(&policy)));
-            Ok(())
-        })
+        .run(
+            &(tier_policy(), tier_policy(), tier_policy(), account_tier(), signals(), signals()),
+            |(st, pr, hi, tier, s, extra)| {
+                let policy = PolicyConfig { standard: st, privileged: pr, highest: hi, ..PolicyConfig::default() };
+                let r = |t| policy.requirements(t);
+                prop_assert!(r(AccountTier::Privileged).at_least_as_strict_as(&r(AccountTier::Standard)));
+                prop_assert!(r(AccountTier::Highest).at_least_as_strict_as(&r(AccountTier::Privileged)));
+                let more = s.union(extra);
+                let mut same_time = s;
+                same_time.outside_hours = more.outside_hours;
+                let a = assess(&policy, &account(tier, same_time), &context(same_time), more.start());
+                let b = assess(&policy, &account(tier, more), &context(more), more.start());
+                prop_assert!(b.requirements(&policy).at_least_as_strict_as(&a.requirements(&policy)));
+                Ok(())
+            },
+        )
         .unwrap();
 }
 
@@ -514,7 +556,11 @@ fn bad_input_never_panics() {
             let _ = government_id::check(&inspection, date!(2026 - 11 - 25));
             let _ = totp::verify(&Secret::new(a.clone()), &Secret::new(b.clone()), T0, Some(u64::MAX));
             let _ = resetdesk::password::check(&a, &[&b, &c]);
-            let (mut s, _) = Session::open(&PolicyConfig::default(), open_request(AccountTier::Standard, AgentTier::Junior, Signals::default())).unwrap();
+            let (mut s, _) = Session::open(
+                &PolicyConfig::default(),
+                open_request(AccountTier::Standard, AgentTier::Junior, Signals::default()),
+            )
+            .unwrap();
             let _ = s.handle(Event::EmployeeRecordGiven { at: T0, employee_id: a.clone(), date_of_hire: b.clone() });
             let _ = s.handle(Event::Cancelled { at: T0, reason: c.clone() });
             Ok(())

@@ -60,7 +60,10 @@ fn login_and_logout_heartbeats_are_signed_and_verify() {
 
     let records = site.records();
     let facts = agent_facts(&session);
-    assert_eq!(records, vec![(EventType::Login, facts.clone()), (EventType::Logout, with(facts, "reason", json!("manual")))]);
+    assert_eq!(
+        records,
+        vec![(EventType::Login, facts.clone()), (EventType::Logout, with(facts, "reason", json!("manual")))]
+    );
     let (ok, out) = site.verify_audit_cli();
     assert!(ok, "{out}");
     assert!(out.contains("records: 2"), "{out}");

@@ -115,7 +115,8 @@ fn ca_init_then_enrol_a_card_and_inspect_it() {
     let (kind, facts) = last_record(data.path());
     assert_eq!(kind, EventType::Enrolment);
     assert_enrolment_facts(data.path(), &facts, card.serial(), reader);
-    let revoked: Vec<_> = facts["revoked_keys"].as_array().unwrap().iter().map(|k| (k["agent"].clone(), k["key_id"].clone())).collect();
+    let revoked: Vec<_> =
+        facts["revoked_keys"].as_array().unwrap().iter().map(|k| (k["agent"].clone(), k["key_id"].clone())).collect();
     assert_eq!(revoked, old_keys.map(|k| (serde_json::json!("alice"), k)).to_vec());
     let (code, out, err) = resetdesk(&["audit", "verify", "--data-dir", &d], "");
     assert_eq!(code, 0, "{out}{err}");
@@ -138,23 +139,35 @@ fn last_record(data_dir: &Path) -> (EventType, serde_json::Value) {
     let (seq, _) = store.head().unwrap().expect("an audit record");
     let record = Record::decode(&store.get(seq).unwrap().unwrap().record).unwrap();
     let payload: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
-    assert_eq!(hex::encode(record.key_id), payload["facts"]["keys"][1]["key_id"].as_str().unwrap_or_default(), "signed by the new 9c key");
+    assert_eq!(
+        hex::encode(record.key_id),
+        payload["facts"]["keys"][1]["key_id"].as_str().unwrap_or_default(),
+        "signed by the new 9c key"
+    );
     (record.event_type, payload["facts"].clone())
 }
 
 /// The facts name the card and both keys as the registry has them (fingerprints of
 /// the enrolled certificates, policies), and no secret.
 fn assert_enrolment_facts(data_dir: &Path, facts: &serde_json::Value, serial: u32, reader: &str) {
-    assert_eq!((&facts["agent"], &facts["serial"], &facts["reader"]), (&serde_json::json!("alice"), &serde_json::json!(serial), &serde_json::json!(reader)));
+    assert_eq!(
+        (&facts["agent"], &facts["serial"], &facts["reader"]),
+        (&serde_json::json!("alice"), &serde_json::json!(serial), &serde_json::json!(reader))
+    );
     assert_eq!((&facts["virtual"], &facts["attested"]), (&serde_json::json!(true), &serde_json::json!(false)));
     assert!(facts["attestation_note"].is_string(), "{facts}");
     let registry = TokenRegistry::open_existing(data_dir).unwrap();
-    for (key, (slot, pin, touch)) in facts["keys"].as_array().unwrap().iter().zip([("9a", "once", "never"), ("9c", "always", "always")]) {
+    for (key, (slot, pin, touch)) in
+        facts["keys"].as_array().unwrap().iter().zip([("9a", "once", "never"), ("9c", "always", "always")])
+    {
         let id: [u8; 32] = hex::decode(key["key_id"].as_str().unwrap()).unwrap().try_into().unwrap();
         let enrolled = registry.by_key_id(&id).unwrap().expect("the key is enrolled");
         assert!(enrolled.is_active());
         let fingerprint = hex::encode(Sha256::digest(&enrolled.cert_der));
-        assert_eq!(*key, serde_json::json!({"slot": slot, "key_id": key["key_id"], "cert_sha256": fingerprint, "pin_policy": pin, "touch_policy": touch}));
+        assert_eq!(
+            *key,
+            serde_json::json!({"slot": slot, "key_id": key["key_id"], "cert_sha256": fingerprint, "pin_policy": pin, "touch_policy": touch})
+        );
     }
     for secret in ["246810", "135790", "13579135", "24681357", "demo CA passphrase"] {
         assert!(!facts.to_string().contains(secret), "no secret in the record: {facts}");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
-use resetdesk::ca::{OrgCa, CertError, CA_VALIDITY};
+use resetdesk::ca::{CertError, OrgCa, CA_VALIDITY};
 use resetdesk::config::{Config, Mode};
 use resetdesk::directory::embedded::EmbeddedDirectory;
 use resetdesk::directory::Directory;
@@ -41,12 +41,20 @@ fn desk() -> Desk {
     let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
     let mut directory = EmbeddedDirectory::open(dir.path(), &config).unwrap();
     resetdesk::demo::init(&mut directory, OffsetDateTime::now_utc()).unwrap();
-    let (ca, _) = OrgCa::init(dir.path(), &config.organisation, &Secret::from(CA_PASS), OffsetDateTime::now_utc()).unwrap();
+    let (ca, _) =
+        OrgCa::init(dir.path(), &config.organisation, &Secret::from(CA_PASS), OffsetDateTime::now_utc()).unwrap();
     Desk { _dir: dir, config, ca, directory }
 }
 
 impl Desk {
-    fn enrol_with(&self, ca: &OrgCa, card: &VirtualCard, username: &str, pin: &str, check_directory: bool) -> EnrolReport {
+    fn enrol_with(
+        &self,
+        ca: &OrgCa,
+        card: &VirtualCard,
+        username: &str,
+        pin: &str,
+        check_directory: bool,
+    ) -> EnrolReport {
         let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
         let mut registry = TokenRegistry::open(&self.config.data_dir).unwrap();
         let req = EnrolRequest::factory_card(username, Secret::from(pin), Secret::from(PUK));
@@ -219,7 +227,9 @@ fn revoked_key_and_non_agent_are_refused_and_production_refuses_virtual_tokens()
     let reg = TokenRegistry::open(&desk.config.data_dir).unwrap();
     reg.revoke("alice", Some(card.serial()), "key reported lost", OffsetDateTime::now_utc()).unwrap();
     match desk.login(&card, "246810") {
-        Err(LoginError::Revoked { username, reason }) => assert_eq!((username.as_str(), reason.as_str()), ("alice", "key reported lost")),
+        Err(LoginError::Revoked { username, reason }) => {
+            assert_eq!((username.as_str(), reason.as_str()), ("alice", "key reported lost"))
+        }
         other => panic!("expected Revoked, got {other:?}"),
     }
 
@@ -342,7 +352,10 @@ fn signatures_verify_with_the_openssl_cli() {
     std::fs::write(work.path().join("sig.der"), &sig).unwrap();
     let run = |args: &[&str]| {
         let out = std::process::Command::new("openssl").args(args).current_dir(work.path()).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     assert!(run(&["x509", "-inform", "DER", "-in", "cert.der", "-pubkey", "-noout", "-out", "pub.pem"]).0);
     let (ok, out) = run(&["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig.der", "data"]);

@@ -38,9 +38,7 @@ pub async fn reader_status() -> ReaderStatus {
     // pcscd calls block briefly: keep them off the main (UI) thread.
     // `reader_status` never panics; were its worker lost anyway, "no service" is the
     // state that lets nobody log in.
-    tauri::async_runtime::spawn_blocking(readers::reader_status)
-        .await
-        .unwrap_or(ReaderStatus::NoService)
+    tauri::async_runtime::spawn_blocking(readers::reader_status).await.unwrap_or(ReaderStatus::NoService)
 }
 
 /// Whether an agent is logged in, or why the desk is locked.

@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::MutexGuard;
 
+use resetdesk::audit::AuditLog;
 use resetdesk::config::{Backend, Config};
 use resetdesk::directory::embedded::EmbeddedDirectory;
-use resetdesk::audit::AuditLog;
 use resetdesk::login::{self, AgentIdentity, AgentSession, LoginError};
 use resetdesk::presence::{self, SessionEnd};
 use resetdesk::secret::Secret;
@@ -37,7 +37,9 @@ pub enum SessionView {
         /// The core's sentence for the lock screen.
         message: Option<&'static str>,
     },
-    Active { agent: AgentIdentity },
+    Active {
+        agent: AgentIdentity,
+    },
 }
 
 /// A failed command, as the web view shows it: the core's message, and the PIN tries
@@ -116,7 +118,8 @@ pub fn desk(app: &AppHandle) -> MutexGuard<'_, Desk> {
         let mut desk = poisoned.into_inner();
         if let Some(session) = desk.session.take() {
             desk.last_lock = Some(LockReason::TokenLost);
-            desk.unsigned_end = Some(SessionEnd::new(session.identity(), LockReason::TokenLost, OffsetDateTime::now_utc()));
+            desk.unsigned_end =
+                Some(SessionEnd::new(session.identity(), LockReason::TokenLost, OffsetDateTime::now_utc()));
             emit(app, &desk.view());
         }
         state.desk.clear_poison();
@@ -240,7 +243,8 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
     };
     let mut audit = match audit {
         Some(log) => log,
-        None => presence::open_audit_log(&config.data_dir, config.ca.cert_file.as_deref()).map_err(|e| Failure::new(e.to_string()))?,
+        None => presence::open_audit_log(&config.data_dir, config.ca.cert_file.as_deref())
+            .map_err(|e| Failure::new(e.to_string()))?,
     };
     // Fail closed: no signed login record, no session (dropping it wipes the PIN).
     let recorded = presence::record_login(&mut audit, &mut session, unsigned_end.as_ref(), OffsetDateTime::now_utc());
@@ -254,7 +258,8 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
     }
     if desk.removals.get(reader).copied() != removals_before {
         // The key left while the login record was being signed: stated in the next login.
-        desk.unsigned_end = Some(SessionEnd::new(session.identity(), LockReason::KeyRemoved, OffsetDateTime::now_utc()));
+        desk.unsigned_end =
+            Some(SessionEnd::new(session.identity(), LockReason::KeyRemoved, OffsetDateTime::now_utc()));
         return Err(Failure::from(LoginError::Token(TokenError::Removed)));
     }
     desk.unsigned_end = None;

@@ -28,11 +28,7 @@ impl Args {
 
     /// `--config` wins over `$RESETDESK_CONFIG`; an empty variable counts as unset.
     pub fn config_path(&self) -> Option<PathBuf> {
-        self.config.clone().or_else(|| {
-            std::env::var_os(CONFIG_ENV)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
+        self.config.clone().or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
     }
 }
 
@@ -55,11 +51,7 @@ impl AppState {
                 config_source: "built-in defaults".into(),
                 desk: Mutex::default(),
             },
-            Some(p) => Self {
-                config: load_config(&p),
-                config_source: p.display().to_string(),
-                desk: Mutex::default(),
-            },
+            Some(p) => Self { config: load_config(&p), config_source: p.display().to_string(), desk: Mutex::default() },
         }
     }
 

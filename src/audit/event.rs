@@ -301,7 +301,9 @@ fn plain_and_sorted(value: &Value) -> bool {
     const EXACT: u64 = 1 << 53;
     match value {
         Value::Null | Value::Bool(_) | Value::String(_) => true,
-        Value::Number(n) => n.as_u64().is_some_and(|u| u <= EXACT) || n.as_i64().is_some_and(|i| i.unsigned_abs() <= EXACT),
+        Value::Number(n) => {
+            n.as_u64().is_some_and(|u| u <= EXACT) || n.as_i64().is_some_and(|i| i.unsigned_abs() <= EXACT)
+        }
         Value::Array(items) => items.iter().all(plain_and_sorted),
         Value::Object(map) => {
             let keys_sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a.encode_utf16().lt(b.encode_utf16()));

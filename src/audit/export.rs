@@ -22,10 +22,10 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::event::parse_payload;
+use super::receipt::Receipt;
 use super::record::{entry_hash, Record};
 use super::resolver::{certificate_pem, public_key_pem_of_certificate, KeyResolver};
 use super::store::{Store, StoreError};
-use super::receipt::Receipt;
 use super::verify::{Anchor, StoredRecord};
 
 /// One record in `records.jsonl`.

@@ -76,15 +76,26 @@ pub enum AuditError {
     Corrupt { seq: u64, why: String },
     #[error("the receipt does not match this log at seq {0}; it is for another log or the log was rewritten")]
     ReceiptMismatch(u64),
-    #[error("the card's signature would not verify ({0}); nothing was written; re-enrol the token or check the registry")]
+    #[error(
+        "the card's signature would not verify ({0}); nothing was written; re-enrol the token or check the registry"
+    )]
     WouldNotVerify(String),
 }
 
-fn check_signer(resolver: &dyn KeyResolver, key_id: &Hash32, at: u64, record: &[u8], sig: &[u8]) -> Result<(), AuditError> {
+fn check_signer(
+    resolver: &dyn KeyResolver,
+    key_id: &Hash32,
+    at: u64,
+    record: &[u8],
+    sig: &[u8],
+) -> Result<(), AuditError> {
     let key = resolver.resolve(key_id).map_err(|e| AuditError::WouldNotVerify(e.to_string()))?;
     check_key_at(&key, at).map_err(|p| AuditError::WouldNotVerify(p.to_string()))?;
     if !signature_valid(&key, record, sig) {
-        return Err(AuditError::WouldNotVerify(format!("signature does not match the certificate of `{}`", key.subject)));
+        return Err(AuditError::WouldNotVerify(format!(
+            "signature does not match the certificate of `{}`",
+            key.subject
+        )));
     }
     Ok(())
 }
@@ -118,7 +129,10 @@ impl AuditLog {
         let mut log = Self { store, pending_at_open: Vec::new(), key_check: None };
         log.pending_at_open = log.pending_intents()?;
         if !log.pending_at_open.is_empty() {
-            tracing::warn!(count = log.pending_at_open.len(), "reset intents without an outcome; reconcile them against the directory");
+            tracing::warn!(
+                count = log.pending_at_open.len(),
+                "reset intents without an outcome; reconcile them against the directory"
+            );
         }
         Ok(log)
     }
@@ -164,7 +178,12 @@ impl AuditLog {
     }
 
     /// Sign `event` with `signer` and commit it durably before returning.
-    pub fn append(&mut self, event: &Event, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Appended, AuditError> {
+    pub fn append(
+        &mut self,
+        event: &Event,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Appended, AuditError> {
         self.append_inner(|_| Ok(event.clone()), signer, None, now)
     }
 

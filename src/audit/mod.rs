@@ -17,16 +17,16 @@ pub mod export;
 pub mod log;
 pub mod offline;
 pub mod receipt;
-pub mod registry;
 pub mod record;
+pub mod registry;
 pub mod resolver;
 pub mod store;
 pub mod verify;
 
 pub use event::{Event, IntentRef, Outcome};
 pub use log::{Appended, AuditError, AuditLog, PendingIntent};
+pub use offline::{verify_store, VerifyFailure};
 pub use receipt::{Checkpoint, CollectorKeys, Receipt};
 pub use record::{EventType, Hash32, Record};
 pub use resolver::{CertificateResolver, KeyResolver, ResolvedKey};
-pub use offline::{verify_store, VerifyFailure};
 pub use verify::{Anchor, BadRecord, Summary, Verifier};

@@ -225,10 +225,7 @@ mod tests {
         let four = node(node(l[0], l[1]), node(l[2], l[3]));
         assert_eq!(merkle_root(&l[..4]), four);
         assert_eq!(merkle_root(&l), node(four, l[4]));
-        assert_eq!(
-            hex::encode(merkle_root(&[])),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(hex::encode(merkle_root(&[])), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]

@@ -137,7 +137,9 @@ pub struct Record {
 /// Why bytes are not a valid v1 record. Each says what was wrong where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
-    #[error("record is {len} bytes, shorter than the {HEADER_LEN}-byte header; it was truncated or is not an audit record")]
+    #[error(
+        "record is {len} bytes, shorter than the {HEADER_LEN}-byte header; it was truncated or is not an audit record"
+    )]
     TooShort { len: usize },
     #[error("record does not start with the audit domain tag; it is not a ResetDesk audit record")]
     BadDomainTag,
@@ -147,7 +149,9 @@ pub enum RecordError {
     UnknownEventType(u16),
     #[error("payload length {len} exceeds the limit of {MAX_PAYLOAD} bytes")]
     PayloadTooLarge { len: usize },
-    #[error("payload length field says {declared} bytes but {actual} follow the header; the record was cut or extended")]
+    #[error(
+        "payload length field says {declared} bytes but {actual} follow the header; the record was cut or extended"
+    )]
     LengthMismatch { declared: usize, actual: usize },
     #[error("sequence number 0 is invalid (the first record is 1)")]
     ZeroSeq,
@@ -293,10 +297,7 @@ mod tests {
     #[test]
     fn entry_hash_is_the_rfc6962_leaf_hash() {
         // RFC 6962 leaf hash of the empty leaf: SHA-256(0x00).
-        assert_eq!(
-            hex::encode(entry_hash(b"")),
-            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
-        );
+        assert_eq!(hex::encode(entry_hash(b"")), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
         assert_ne!(entry_hash(b"x"), signing_digest(b"x"));
     }
 

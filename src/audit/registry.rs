@@ -54,9 +54,7 @@ pub fn load(data_dir: &Path, ca_file: Option<&Path>) -> Result<Loaded, LoadError
         if key.slot != Slot::Signature {
             continue;
         }
-        let revoked_ms = key
-            .revoked_at
-            .map(|t| u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0));
+        let revoked_ms = key.revoked_at.map(|t| u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0));
         match resolver.add_certificate_der(&key.cert_der, revoked_ms) {
             Ok(_) => loaded += 1,
             Err(why) => refused.push((key.username.clone(), why)),

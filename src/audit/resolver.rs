@@ -44,7 +44,9 @@ pub struct ResolvedKey {
 /// Why a key id cannot be trusted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
-    #[error("signing key {0} is not enrolled (no certificate for it); the record was forged or the registry is incomplete")]
+    #[error(
+        "signing key {0} is not enrolled (no certificate for it); the record was forged or the registry is incomplete"
+    )]
     NotEnrolled(String),
     #[error("the certificate for key {key_id} is not trusted: {reason}")]
     Untrusted { key_id: String, reason: String },
@@ -141,7 +143,13 @@ impl CertificateResolver {
         self.add_certificate_der(&der, revoked_at_ms)
     }
 
-    fn check(&self, cert: &Certificate, der: &[u8], key_id: Hash32, revoked_at_ms: Option<u64>) -> Result<ResolvedKey, String> {
+    fn check(
+        &self,
+        cert: &Certificate,
+        der: &[u8],
+        key_id: Hash32,
+        revoked_at_ms: Option<u64>,
+    ) -> Result<ResolvedKey, String> {
         let tbs = &cert.tbs_certificate;
         let issuer = tbs.issuer.to_der().map_err(|e| e.to_string())?;
         if issuer != self.ca_subject_der {
@@ -177,9 +185,9 @@ impl CertificateResolver {
         };
         let tbs = cert.tbs_certificate.to_der().map_err(|e| e.to_string())?;
         let signature = cert.signature.as_bytes().ok_or("certificate signature has unused bits")?;
-        sig::UnparsedPublicKey::new(alg, &self.ca_key.bytes)
-            .verify(&tbs, signature)
-            .map_err(|_| "the organisation CA's signature on it does not verify (forged or from another CA)".to_string())
+        sig::UnparsedPublicKey::new(alg, &self.ca_key.bytes).verify(&tbs, signature).map_err(|_| {
+            "the organisation CA's signature on it does not verify (forged or from another CA)".to_string()
+        })
     }
 }
 

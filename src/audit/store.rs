@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS audit_receipts (
 pub enum StoreError {
     #[error("audit database {path}: {source}; check the path, permissions and free disk space")]
     Sqlite { path: String, source: rusqlite::Error },
-    #[error("audit database {path} has schema version {found}, this build knows {SCHEMA_VERSION}; use a matching resetdesk")]
+    #[error(
+        "audit database {path} has schema version {found}, this build knows {SCHEMA_VERSION}; use a matching resetdesk"
+    )]
     Schema { path: String, found: i64 },
     #[error("cannot create the audit database {path}: {source}; check the data directory exists and is writable")]
     Create { path: String, source: std::io::Error },
@@ -103,8 +105,9 @@ impl Store {
             return Err(StoreError::Missing { path: p });
         }
         let err = |source| StoreError::Sqlite { path: p.clone(), source };
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(err)?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(err)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
         if version != SCHEMA_VERSION {
             return Err(StoreError::Schema { path: p, found: version });
@@ -181,9 +184,7 @@ impl Store {
                  ORDER BY seq",
             )
             .map_err(self.err())?;
-        let rows = stmt
-            .query_map([i64::from(EventType::ResetIntent.code())], row_to_stored)
-            .map_err(self.err())?;
+        let rows = stmt.query_map([i64::from(EventType::ResetIntent.code())], row_to_stored).map_err(self.err())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
     }
 

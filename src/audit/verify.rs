@@ -43,7 +43,9 @@ pub enum Problem {
     Backwards { expected: u64, found: u64 },
     #[error("stored under seq {row} but the signed bytes say seq {inside}")]
     RowMismatch { row: u64, inside: u64 },
-    #[error("prev hash does not match the entry hash of the record before it: a record was changed, removed or reordered")]
+    #[error(
+        "prev hash does not match the entry hash of the record before it: a record was changed, removed or reordered"
+    )]
     BrokenChain,
     #[error("signer: {0}")]
     Signer(ResolveError),
@@ -109,9 +111,13 @@ pub enum EndProblem {
     Rewritten { index: usize, seq: u64 },
     #[error("anchor {index}: {problem}")]
     Anchor { index: usize, problem: String },
-    #[error("anchor {index} is record {seq} but the log ends at seq {end}: the tail was truncated or the log rolled back")]
+    #[error(
+        "anchor {index} is record {seq} but the log ends at seq {end}: the tail was truncated or the log rolled back"
+    )]
     AnchorBeyondEnd { index: usize, seq: u64, end: u64 },
-    #[error("anchor {index}: record {seq} in the log differs from the signed copy held elsewhere: the log was rewritten")]
+    #[error(
+        "anchor {index}: record {seq} in the log differs from the signed copy held elsewhere: the log was rewritten"
+    )]
     AnchorMismatch { index: usize, seq: u64 },
 }
 
@@ -274,7 +280,11 @@ impl<'r> Verifier<'r> {
             // tree_size >= 1 (Checkpoint::decode) and <= end, so the log is not empty.
             let expected = log_id.unwrap_or([0; 32]);
             if cp.log_id != expected {
-                return Err(EndProblem::OtherLog { index, found: hex::encode(cp.log_id), expected: hex::encode(expected) });
+                return Err(EndProblem::OtherLog {
+                    index,
+                    found: hex::encode(cp.log_id),
+                    expected: hex::encode(expected),
+                });
             }
             let covered = &self.leaves[..cp.tree_size as usize];
             if covered.last() != Some(&cp.head_hash) || merkle_root(covered) != cp.root_hash {

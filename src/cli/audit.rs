@@ -8,10 +8,10 @@ use clap::{Args, Subcommand};
 use super::{EXIT_BAD_INPUT, EXIT_FAILED};
 use crate::audit::export::{export, read_anchors, read_receipts, read_records};
 use crate::audit::offline::verify_records;
-use crate::audit::verify::StoredRecord;
 use crate::audit::record::Hash32;
 use crate::audit::resolver::CertificateResolver;
 use crate::audit::store::{Store, FILE_NAME};
+use crate::audit::verify::StoredRecord;
 use crate::audit::{registry, verify_store, Anchor, CollectorKeys, Receipt, Summary};
 
 #[derive(Debug, Subcommand)]
@@ -277,7 +277,10 @@ fn export_cmd(a: &ExportArgs) -> CmdResult {
         a.out.display()
     );
     if s.unknown_signers > 0 {
-        eprintln!("warning: {} signing key(s) have no trusted certificate; their records cannot be checked", s.unknown_signers);
+        eprintln!(
+            "warning: {} signing key(s) have no trusted certificate; their records cannot be checked",
+            s.unknown_signers
+        );
     }
     println!("check a record with openssl: see docs/audit-format.md; check the whole log: resetdesk audit verify");
     Ok(())

@@ -31,9 +31,9 @@ use super::{fail, load_config, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
 use crate::ca::{CaPaths, OrgCa, TrustAnchor};
 use crate::config::Mode;
 use crate::directory::embedded::EmbeddedDirectory;
+use crate::presence::open_audit_log;
 use crate::secret::Secret;
 use crate::token::card::{self, PivCard, Slot, DEFAULT_PIN, DEFAULT_PUK};
-use crate::presence::open_audit_log;
 use crate::token::enrol::{enrol, load_attestation_bundle, EnrolRequest};
 use crate::token::enrol_record::record_enrolment;
 use crate::token::readers::{reader_status, ReaderStatus};
@@ -96,7 +96,9 @@ pub enum Command {
 pub fn run(cmd: Command) -> u8 {
     match cmd {
         Command::List => list(),
-        Command::Status { reader, data_dir, config } => status(reader.as_deref(), data_dir.as_deref(), config.as_deref()),
+        Command::Status { reader, data_dir, config } => {
+            status(reader.as_deref(), data_dir.as_deref(), config.as_deref())
+        }
         Command::Enroll { data_dir, agent, reader, config, allow_unattested } => {
             enroll(&data_dir, &agent, reader.as_deref(), config.as_deref(), allow_unattested)
         }
@@ -108,7 +110,10 @@ pub fn run(cmd: Command) -> u8 {
             };
             match reg.revoke(&agent, serial, &reason, OffsetDateTime::now_utc()) {
                 Ok(0) => {
-                    eprintln!("error: {agent:?} has no active key{}", serial.map(|s| format!(" on card {s}")).unwrap_or_default());
+                    eprintln!(
+                        "error: {agent:?} has no active key{}",
+                        serial.map(|s| format!(" on card {s}")).unwrap_or_default()
+                    );
                     EXIT_FAILED
                 }
                 Ok(n) => {
@@ -146,7 +151,9 @@ fn check_login(data_dir: &Path, reader: &str, config: Option<&Path>) -> u8 {
         Err(e) => return fail(e),
     };
     if let Err(e) = crate::presence::record_login(&mut audit, &mut session, None, OffsetDateTime::now_utc()) {
-        return fail(format!("the login worked, but its signed record could not be written, so the desk would refuse it: {e}"));
+        return fail(format!(
+            "the login worked, but its signed record could not be written, so the desk would refuse it: {e}"
+        ));
     }
     let id = session.identity().clone();
     println!(
@@ -166,7 +173,9 @@ fn check_login(data_dir: &Path, reader: &str, config: Option<&Path>) -> u8 {
 
 fn list() -> u8 {
     match reader_status() {
-        ReaderStatus::NoService => fail("the PC/SC service (pcscd) is not running; start it (`scripts/pcscd.sh start` for the virtual readers)"),
+        ReaderStatus::NoService => fail(
+            "the PC/SC service (pcscd) is not running; start it (`scripts/pcscd.sh start` for the virtual readers)",
+        ),
         ReaderStatus::NoReaders => {
             println!("no smart-card readers");
             EXIT_OK
@@ -217,7 +226,13 @@ fn status(reader: Option<&str>, data_dir: Option<&Path>, config: Option<&Path>) 
             Ok(c) => c,
             Err(e) => return fail(e),
         };
-        println!("{}: serial {}, PIV {}{}", info.reader, info.serial, info.version, if info.is_virtual { ", virtual" } else { "" });
+        println!(
+            "{}: serial {}, PIV {}{}",
+            info.reader,
+            info.serial,
+            info.version,
+            if info.is_virtual { ", virtual" } else { "" }
+        );
         match c.pin_retries() {
             Ok(n) => println!("  PIN tries left: {n}"),
             Err(e) => println!("  PIN tries left: unknown ({e})"),
@@ -241,17 +256,17 @@ fn status(reader: Option<&str>, data_dir: Option<&Path>, config: Option<&Path>) 
                             Err(e) => println!("      chains to the organisation CA: no ({e})"),
                         }
                     }
-                    if let (Some(reg), Ok(kid)) = (&registry, crate::ca::key_id(&cert.tbs_certificate.subject_public_key_info)) {
+                    if let (Some(reg), Ok(kid)) =
+                        (&registry, crate::ca::key_id(&cert.tbs_certificate.subject_public_key_info))
+                    {
                         match reg.by_key_id(&kid) {
                             Ok(Some(r)) if r.is_active() => println!(
                                 "      enrolled for {} on {} (attested: {}, PIN {}, touch {})",
                                 r.username, r.enrolled_at, r.attested, r.pin_policy, r.touch_policy
                             ),
-                            Ok(Some(r)) => println!(
-                                "      REVOKED for {} ({})",
-                                r.username,
-                                r.revoked_reason.unwrap_or_default()
-                            ),
+                            Ok(Some(r)) => {
+                                println!("      REVOKED for {} ({})", r.username, r.revoked_reason.unwrap_or_default())
+                            }
                             Ok(None) => println!("      not in the token registry"),
                             Err(e) => println!("      registry: {e}"),
                         }
@@ -277,7 +292,8 @@ fn read_enrol_secrets(mut input: impl BufRead, interactive: bool) -> Result<Enro
         if interactive {
             eprint!("{what}{}: ", if required { "" } else { " (empty: factory default)" });
         }
-        let s = Secret::read_line_from(&mut input).map_err(|e| format!("could not read the {what} from standard input: {e}"))?;
+        let s = Secret::read_line_from(&mut input)
+            .map_err(|e| format!("could not read the {what} from standard input: {e}"))?;
         match (s.is_empty(), required) {
             (false, _) => Ok(s),
             (true, false) => Ok(Secret::from(default)),
@@ -342,7 +358,8 @@ fn enroll(data_dir: &Path, agent: &str, reader: Option<&str>, config: Option<&Pa
     let dir: &dyn crate::directory::Directory = &directory;
     match enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &bundle, &req, OffsetDateTime::now_utc()) {
         Ok(r) => {
-            let recorded = write_enrolment_record(data_dir, config.ca.cert_file.as_deref(), &registry, card, req.new_pin, &r);
+            let recorded =
+                write_enrolment_record(data_dir, config.ca.cert_file.as_deref(), &registry, card, req.new_pin, &r);
             println!(
                 "enrolled {} on {} (serial {}{}): 9a key {}, 9c key {}",
                 r.username,
@@ -389,8 +406,8 @@ fn write_enrolment_record(
     if !report.is_virtual {
         eprintln!("touch the key to sign the enrolment record");
     }
-    let appended =
-        record_enrolment(&mut audit, registry, card, new_pin, report, OffsetDateTime::now_utc()).map_err(|e| e.to_string())?;
+    let appended = record_enrolment(&mut audit, registry, card, new_pin, report, OffsetDateTime::now_utc())
+        .map_err(|e| e.to_string())?;
     Ok(appended.seq)
 }
 

@@ -41,7 +41,9 @@ use time::OffsetDateTime;
 
 use crate::audit::event::EventError;
 use crate::audit::store::FILE_NAME as AUDIT_FILE;
-use crate::audit::{Appended, AuditError, AuditLog, Event as AuditEvent, EventType, Outcome as AuditOutcome, PendingIntent};
+use crate::audit::{
+    Appended, AuditError, AuditLog, Event as AuditEvent, EventType, Outcome as AuditOutcome, PendingIntent,
+};
 use crate::ca::{CaError, TrustAnchor};
 use crate::config::{Config, Mode};
 use crate::directory::{Directory, DirectoryError};
@@ -52,11 +54,13 @@ use crate::token::registry::{RegistryError, TokenRegistry};
 use crate::token::{RecordSigner, TokenError};
 use crate::verification::co_signature::CoSignature;
 use crate::verification::manager_approval::ManagerResponse;
+use crate::verification::one_time_code::IssuedCode;
 use crate::verification::{InputError, Verdict};
 use crate::workflow::facts::{AgentFact, FactsKind, HandoffChannel, Outcome, StepFact};
 use crate::workflow::input::{check_secret_action, parse_ui_action, UiAction, UiInputError};
-use crate::workflow::{Decision, Event, Notification, NotificationKind, OpenRequest, Recipient, Session, Status, WorkflowError};
-use crate::verification::one_time_code::IssuedCode;
+use crate::workflow::{
+    Decision, Event, Notification, NotificationKind, OpenRequest, Recipient, Session, Status, WorkflowError,
+};
 
 use keys::{CoSignerKeyError, RegistryKeys};
 use outbox::{Message, Notifier, NotifyError, Outbox, SecretDelivery};
@@ -204,7 +208,11 @@ impl Desk {
     /// signature checked against the enrolled certificate before it is committed), the
     /// token registry and CA certificate, and the desk state. Intents left without an
     /// outcome are listed by [`Desk::pending_intents`]; settle them with [`Desk::reconcile`].
-    pub fn open(config: Config, directory: Box<dyn Directory + Send>, notifier: Box<dyn Notifier + Send>) -> Result<Self, DeskError> {
+    pub fn open(
+        config: Config,
+        directory: Box<dyn Directory + Send>,
+        notifier: Box<dyn Notifier + Send>,
+    ) -> Result<Self, DeskError> {
         let data_dir = config.data_dir.clone();
         let keys = RegistryKeys::load(data_dir.clone(), config.ca.cert_file.clone())?;
         let audit = AuditLog::open(&data_dir.join(AUDIT_FILE))?.with_key_check(Box::new(keys));
@@ -274,8 +282,9 @@ impl Desk {
             None => None,
         };
         self.times.directory += t.elapsed();
-        let identity = AgentIdentity::from_login_fields(&agent.username, agent.tier, agent_account.groups, &agent.signing_key_id)
-            .ok_or(DeskError::BadIdentity("the signing key id is not 32 bytes of hex"))?;
+        let identity =
+            AgentIdentity::from_login_fields(&agent.username, agent.tier, agent_account.groups, &agent.signing_key_id)
+                .ok_or(DeskError::BadIdentity("the signing key id is not 32 bytes of hex"))?;
         if signer.key_id() != identity.key_id {
             return Err(DeskError::WrongSigner);
         }
@@ -311,14 +320,26 @@ impl Desk {
     // ----- agent actions -----
 
     /// Apply one UI message (JSON, parsed strictly).
-    pub fn apply_ui_json(&mut self, run: &mut ResetRun, json: &str, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Reply, DeskError> {
+    pub fn apply_ui_json(
+        &mut self,
+        run: &mut ResetRun,
+        json: &str,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Reply, DeskError> {
         let action = parse_ui_action(json)?;
         self.apply_action(run, action, signer, now)
     }
 
     /// Apply one agent action. Secret-bearing actions (answers, TOTP, codes) are
     /// checked here and reach the engine as verdicts only; the secrets are dropped.
-    pub fn apply_action(&mut self, run: &mut ResetRun, action: UiAction, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Reply, DeskError> {
+    pub fn apply_action(
+        &mut self,
+        run: &mut ResetRun,
+        action: UiAction,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Reply, DeskError> {
         self.usable(run, signer)?;
         let event = match action.into_event(now) {
             Ok(event) => event,
@@ -359,7 +380,11 @@ impl Desk {
         self.times.token += t.elapsed();
         let verified = keys::verify_co_signature(&self.registry, &self.anchor, &key_id, &digest, &signature_der, now)?;
         let t = Instant::now();
-        let tier = self.directory.account(&verified.username)?.agent_tier.ok_or_else(|| DeskError::CoSignerNotAnAgent(verified.username.clone()))?;
+        let tier = self
+            .directory
+            .account(&verified.username)?
+            .agent_tier
+            .ok_or_else(|| DeskError::CoSignerNotAnAgent(verified.username.clone()))?;
         self.times.directory += t.elapsed();
         let signature = CoSignature {
             username: verified.username,
@@ -377,7 +402,12 @@ impl Desk {
     /// Settle intents left without an outcome: compare each with the directory and
     /// write a signed outcome (by the logged-in `agent`) where the directory decides
     /// it; report the others for a person to check.
-    pub fn reconcile(&mut self, agent: &login::AgentIdentity, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Vec<Reconciliation>, DeskError> {
+    pub fn reconcile(
+        &mut self,
+        agent: &login::AgentIdentity,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Reconciliation>, DeskError> {
         if hex::encode(signer.key_id()) != agent.signing_key_id {
             return Err(DeskError::WrongSigner);
         }
@@ -386,22 +416,33 @@ impl Desk {
             let facts = &pending.facts;
             let request_id = facts.get("request_id").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
             let target = facts.pointer("/target/username").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-            let intent_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(pending.timestamp_ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let intent_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(pending.timestamp_ms) * 1_000_000)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
             let (finding, must_change) = if target.is_empty() {
                 (Finding::NeedsHuman { why: "the intent record names no target account".into() }, false)
             } else {
                 match self.directory.account(&target) {
                     Ok(account) => {
                         let changed = self.directory.password_changed_at(&target)?;
-                        (reconcile::classify(intent_at, account.must_change_password, changed), account.must_change_password)
+                        (
+                            reconcile::classify(intent_at, account.must_change_password, changed),
+                            account.must_change_password,
+                        )
                     }
-                    Err(DirectoryError::NotFound(_)) => (Finding::NeedsHuman { why: format!("the account {target:?} is no longer in the directory") }, false),
+                    Err(DirectoryError::NotFound(_)) => (
+                        Finding::NeedsHuman { why: format!("the account {target:?} is no longer in the directory") },
+                        false,
+                    ),
                     Err(e) => return Err(e.into()),
                 }
             };
             let outcome = match &finding {
                 Finding::Applied { .. } => Some(AuditOutcome::Done),
-                Finding::NotApplied { .. } => Some(AuditOutcome::Failed { error: "not applied: the directory shows no password change since the intent (found at reconciliation)".into() }),
+                Finding::NotApplied { .. } => Some(AuditOutcome::Failed {
+                    error:
+                        "not applied: the directory shows no password change since the intent (found at reconciliation)"
+                            .into(),
+                }),
                 Finding::NeedsHuman { .. } => None,
             };
             let outcome_seq = match outcome {
@@ -457,7 +498,13 @@ impl Desk {
     }
 
     /// Feed one event, persist a counted failure it produced, execute the decisions.
-    fn apply_event(&mut self, run: &mut ResetRun, event: Event, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Reply, DeskError> {
+    fn apply_event(
+        &mut self,
+        run: &mut ResetRun,
+        event: Event,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Reply, DeskError> {
         let t = Instant::now();
         let decisions = run.session.handle(event);
         self.times.engine += t.elapsed();
@@ -465,8 +512,15 @@ impl Desk {
     }
 
     /// Record new failures, then execute `decisions`; any IO failure breaks the run.
-    fn proceed(&mut self, run: &mut ResetRun, decisions: Vec<Decision>, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Reply, DeskError> {
-        let result = self.record_failures(run, &decisions, signer, now).and_then(|()| self.execute(run, decisions, signer, now));
+    fn proceed(
+        &mut self,
+        run: &mut ResetRun,
+        decisions: Vec<Decision>,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Reply, DeskError> {
+        let result =
+            self.record_failures(run, &decisions, signer, now).and_then(|()| self.execute(run, decisions, signer, now));
         match result {
             Ok((decisions, warnings)) => Ok(Reply {
                 request_id: run.request_id().to_owned(),
@@ -489,7 +543,13 @@ impl Desk {
     /// A failed step that counts toward the lockout is written as a signed
     /// `verification-failed` record at once, unless the decisions already record it
     /// (the lockout or refusal record carries every step).
-    fn record_failures(&mut self, run: &mut ResetRun, decisions: &[Decision], signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<(), DeskError> {
+    fn record_failures(
+        &mut self,
+        run: &mut ResetRun,
+        decisions: &[Decision],
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<(), DeskError> {
         let facts = run.session.facts(FactsKind::Refusal, now);
         let new_steps = facts.steps.get(run.steps_seen..).unwrap_or_default();
         run.steps_seen = facts.steps.len();
@@ -512,7 +572,12 @@ impl Desk {
         Ok(())
     }
 
-    fn append(&mut self, event: &AuditEvent, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<Appended, DeskError> {
+    fn append(
+        &mut self,
+        event: &AuditEvent,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Appended, DeskError> {
         let t = Instant::now();
         let mut timed = Timed { inner: signer, spent: Duration::ZERO };
         let appended = self.audit.append(event, &mut timed, now);
@@ -526,7 +591,13 @@ impl Desk {
 
     /// Execute decisions in order; events they produce are fed back at once and their
     /// decisions executed before the rest.
-    fn execute(&mut self, run: &mut ResetRun, decisions: Vec<Decision>, signer: &mut dyn RecordSigner, now: OffsetDateTime) -> Result<(Vec<Decision>, Vec<String>), DeskError> {
+    fn execute(
+        &mut self,
+        run: &mut ResetRun,
+        decisions: Vec<Decision>,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<Decision>, Vec<String>), DeskError> {
         let mut queue: VecDeque<Decision> = decisions.into();
         let mut done = Vec::new();
         let mut warnings = Vec::new();
@@ -623,7 +694,8 @@ impl Desk {
             }
             Decision::SendCode { label: _, to, not_after } => {
                 self.check_secret_channel()?;
-                let (code, issued) = IssuedCode::issue(&self.config.policy.one_time_code, to, now, &mut rand::rngs::OsRng);
+                let (code, issued) =
+                    IssuedCode::issue(&self.config.policy.one_time_code, to, now, &mut rand::rngs::OsRng);
                 run.secrets.issued_code = Some(issued);
                 let message = self.code_message(run, to, *not_after);
                 if let Some(secret) = self.deliver_secret(&message, code, now)? {
@@ -701,7 +773,12 @@ impl Desk {
     }
 
     /// Hand a secret to the notifier; `Some` if it must be shown in-band.
-    fn deliver_secret(&mut self, message: &Message, secret: Secret, now: OffsetDateTime) -> Result<Option<Secret>, DeskError> {
+    fn deliver_secret(
+        &mut self,
+        message: &Message,
+        secret: Secret,
+        now: OffsetDateTime,
+    ) -> Result<Option<Secret>, DeskError> {
         self.check_secret_channel()?;
         let t = Instant::now();
         let r = self.notifier.deliver_secret(message, secret, now);
@@ -775,15 +852,25 @@ impl Desk {
                     let manager = self.directory.account(username);
                     self.times.directory += t.elapsed();
                     match manager {
-                        Ok(m) => m.emails.iter().find(|e| e.label == "work").or(m.emails.first()).map(|e| e.value.clone()),
+                        Ok(m) => {
+                            m.emails.iter().find(|e| e.label == "work").or(m.emails.first()).map(|e| e.value.clone())
+                        }
                         Err(DirectoryError::NotFound(_)) => None,
                         Err(e) => return Err(e.into()),
                     }
                 }
             };
             match to {
-                Some(to) => messages.push(Message { to, subject: subject.clone(), body: body.clone(), request_id: n.request_id.clone() }),
-                None => warnings.push(format!("no address for {recipient:?}: the notification about request {} was not queued for them", n.request_id)),
+                Some(to) => messages.push(Message {
+                    to,
+                    subject: subject.clone(),
+                    body: body.clone(),
+                    request_id: n.request_id.clone(),
+                }),
+                None => warnings.push(format!(
+                    "no address for {recipient:?}: the notification about request {} was not queued for them",
+                    n.request_id
+                )),
             }
         }
         self.queue(&messages, now)
@@ -809,10 +896,17 @@ mod tests {
     fn the_directory_guard_refuses_an_intent_that_is_not_in_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
-        crate::ca::OrgCa::init(dir.path(), &config.organisation, &Secret::from("guard test passphrase"), OffsetDateTime::now_utc()).unwrap();
+        crate::ca::OrgCa::init(
+            dir.path(),
+            &config.organisation,
+            &Secret::from("guard test passphrase"),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
         TokenRegistry::open(dir.path()).unwrap();
         let desk = Desk::open_embedded(config).unwrap();
-        let agent = AgentIdentity { username: "alice".into(), tier: AgentTier::Senior, groups: vec![], key_id: [1; 32] };
+        let agent =
+            AgentIdentity { username: "alice".into(), tier: AgentTier::Senior, groups: vec![], key_id: [1; 32] };
         let open = OpenRequest {
             request_id: "r1".into(),
             at: NOW,

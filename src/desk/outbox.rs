@@ -63,7 +63,9 @@ pub enum SecretDelivery {
 /// Why a message could not be queued.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    #[error("the outbox {path} could not be used ({source}); check the data directory, its permissions and free disk space")]
+    #[error(
+        "the outbox {path} could not be used ({source}); check the data directory, its permissions and free disk space"
+    )]
     Database {
         path: String,
         #[source]
@@ -87,7 +89,12 @@ pub trait Notifier {
 
     /// Deliver `secret` with `message` (which must not contain it). Implementations
     /// never store the secret.
-    fn deliver_secret(&mut self, message: &Message, secret: Secret, now: OffsetDateTime) -> Result<SecretDelivery, NotifyError>;
+    fn deliver_secret(
+        &mut self,
+        message: &Message,
+        secret: Secret,
+        now: OffsetDateTime,
+    ) -> Result<SecretDelivery, NotifyError>;
 }
 
 /// One stored message.
@@ -190,7 +197,12 @@ impl Notifier for Outbox {
 
     /// Stores the message without the secret, marked delivered in-band, and hands the
     /// secret back to the caller.
-    fn deliver_secret(&mut self, message: &Message, secret: Secret, now: OffsetDateTime) -> Result<SecretDelivery, NotifyError> {
+    fn deliver_secret(
+        &mut self,
+        message: &Message,
+        secret: Secret,
+        now: OffsetDateTime,
+    ) -> Result<SecretDelivery, NotifyError> {
         self.insert(std::slice::from_ref(message), now, true)?;
         Ok(SecretDelivery::InBand(secret))
     }

@@ -78,7 +78,9 @@ pub struct TargetName<'a> {
 /// What the record says to whoever reads it.
 pub fn note(finding: &Finding) -> &'static str {
     match finding {
-        Finding::Applied { .. } => "the temporary password was set but never handed over; start a new reset for the account holder",
+        Finding::Applied { .. } => {
+            "the temporary password was set but never handed over; start a new reset for the account holder"
+        }
         Finding::NotApplied { .. } => "the directory was not changed; the request may be started again",
         Finding::NeedsHuman { .. } => "not settled: check the account by hand",
     }
@@ -93,9 +95,18 @@ mod tests {
 
     #[test]
     fn the_directory_change_time_decides() {
-        assert_eq!(classify(AT, true, Some(AT - time::Duration::days(3))), Finding::NotApplied { last_change: Some(AT - time::Duration::days(3)) });
-        assert_eq!(classify(AT, false, Some(AT - time::Duration::seconds(1))), Finding::NotApplied { last_change: Some(AT - time::Duration::seconds(1)) });
-        assert_eq!(classify(AT, true, Some(AT + time::Duration::seconds(1))), Finding::Applied { changed_at: AT + time::Duration::seconds(1) });
+        assert_eq!(
+            classify(AT, true, Some(AT - time::Duration::days(3))),
+            Finding::NotApplied { last_change: Some(AT - time::Duration::days(3)) }
+        );
+        assert_eq!(
+            classify(AT, false, Some(AT - time::Duration::seconds(1))),
+            Finding::NotApplied { last_change: Some(AT - time::Duration::seconds(1)) }
+        );
+        assert_eq!(
+            classify(AT, true, Some(AT + time::Duration::seconds(1))),
+            Finding::Applied { changed_at: AT + time::Duration::seconds(1) }
+        );
         assert!(matches!(classify(AT, false, Some(AT + time::Duration::seconds(1))), Finding::NeedsHuman { .. }));
         assert!(matches!(classify(AT, true, None), Finding::NeedsHuman { .. }));
     }

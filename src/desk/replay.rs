@@ -14,7 +14,9 @@ pub const DESK_STATE_FILE: &str = "desk.sqlite";
 
 /// Why the replay guard could not be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("the desk state {path} could not be used ({source}); check the data directory, its permissions and free disk space")]
+#[error(
+    "the desk state {path} could not be used ({source}); check the data directory, its permissions and free disk space"
+)]
 pub struct ReplayError {
     path: String,
     #[source]
@@ -41,8 +43,10 @@ impl ReplayGuard {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS totp_last_step (username TEXT PRIMARY KEY NOT NULL, step INTEGER NOT NULL)")
-            .map_err(err)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS totp_last_step (username TEXT PRIMARY KEY NOT NULL, step INTEGER NOT NULL)",
+        )
+        .map_err(err)?;
         Ok(Self { conn, path })
     }
 

@@ -192,11 +192,9 @@ impl EmbeddedDirectory {
     pub fn check_password(&self, username: &str, password: &Secret) -> Result<PasswordCheck, DirectoryError> {
         let row: Option<(Option<String>, bool)> = self
             .conn
-            .query_row(
-                "SELECT password_phc, must_change FROM accounts WHERE username = ?1",
-                [username],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT password_phc, must_change FROM accounts WHERE username = ?1", [username], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         let (phc, must_change) = row.ok_or_else(|| DirectoryError::NotFound(username.to_owned()))?;
         let valid = match phc {
@@ -319,8 +317,9 @@ impl Directory for EmbeddedDirectory {
              WHERE username LIKE ?1 OR display_name LIKE ?1 OR employee_id LIKE ?1
              ORDER BY username LIMIT ?2",
         )?;
-        let names =
-            stmt.query_map(params![pattern, limit as i64], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        let names = stmt
+            .query_map(params![pattern, limit as i64], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
         names.iter().map(|n| self.account(n)).collect()
     }
 
@@ -336,10 +335,7 @@ impl Directory for EmbeddedDirectory {
         let security_answers = stmt
             .query_map([username], |r| Ok(SecurityAnswer { question: r.get(0)?, answer_phc: r.get(1)? }))?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(VerificationMaterial {
-            security_answers,
-            totp_secret: totp.map(|bytes| Secret::new(hex::encode(bytes))),
-        })
+        Ok(VerificationMaterial { security_answers, totp_secret: totp.map(|bytes| Secret::new(hex::encode(bytes))) })
     }
 
     fn set_temporary_password(&self, username: &str, password: &Secret) -> Result<(), DirectoryError> {
@@ -369,8 +365,10 @@ impl Directory for EmbeddedDirectory {
         let changed = row.ok_or_else(|| DirectoryError::NotFound(username.to_owned()))?;
         changed
             .map(|t| {
-                OffsetDateTime::parse(&t, &Rfc3339)
-                    .map_err(|e| DirectoryError::Corrupt { username: username.to_owned(), what: format!("password_changed_at {t:?}: {e}") })
+                OffsetDateTime::parse(&t, &Rfc3339).map_err(|e| DirectoryError::Corrupt {
+                    username: username.to_owned(),
+                    what: format!("password_changed_at {t:?}: {e}"),
+                })
             })
             .transpose()
     }

@@ -56,7 +56,9 @@ pub enum AuthorityRefusal {
     TierTooLow { agent: AgentTier, max: AccountTier, needed: AccountTier, required: AgentTier },
     #[error("this account ({department}) is outside your scope; hand it to an agent of that department or site")]
     OutOfScope { department: String },
-    #[error("the co-signer must be a different agent from the one doing the reset; ask a colleague with their own YubiKey")]
+    #[error(
+        "the co-signer must be a different agent from the one doing the reset; ask a colleague with their own YubiKey"
+    )]
     CoSignerIsAgent,
     #[error("the co-signer may not co-sign a reset of their own account")]
     CoSignerIsTarget,
@@ -69,7 +71,9 @@ pub enum AuthorityRefusal {
 /// A username as directories spell it: 1–256 ASCII letters, digits, `.`, `_`, `-`, `@`.
 /// Refuses look-alike Unicode (Cyrillic "а" for Latin "a") and control characters.
 pub fn is_plain_identifier(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+    !s.is_empty()
+        && s.len() <= 256
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
 }
 
 /// The lowest agent tier allowed to reset an account of `tier` under `policy`.
@@ -96,14 +100,24 @@ pub fn in_scope(policy: &PolicyConfig, agent: &AgentIdentity, account: &Account)
 }
 
 /// May this agent reset this account at this effective tier?
-pub fn check_agent(policy: &PolicyConfig, agent: &AgentIdentity, account: &Account, effective: AccountTier) -> Result<(), AuthorityRefusal> {
+pub fn check_agent(
+    policy: &PolicyConfig,
+    agent: &AgentIdentity,
+    account: &Account,
+    effective: AccountTier,
+) -> Result<(), AuthorityRefusal> {
     if agent.username.eq_ignore_ascii_case(&account.username) {
         return Err(AuthorityRefusal::OwnAccount);
     }
     let needed = effective.max(account.tier);
     let max = policy.agents.max_account_tier(agent.tier);
     if max < needed {
-        return Err(AuthorityRefusal::TierTooLow { agent: agent.tier, max, needed, required: required_agent_tier(policy, needed) });
+        return Err(AuthorityRefusal::TierTooLow {
+            agent: agent.tier,
+            max,
+            needed,
+            required: required_agent_tier(policy, needed),
+        });
     }
     if !in_scope(policy, agent, account) {
         return Err(AuthorityRefusal::OutOfScope { department: account.department.clone() });
@@ -137,7 +151,12 @@ pub fn check_co_signer(
     let needed = effective.max(account.tier);
     let max = policy.agents.max_account_tier(co_signer.tier);
     if max < needed {
-        return Err(AuthorityRefusal::TierTooLow { agent: co_signer.tier, max, needed, required: required_agent_tier(policy, needed) });
+        return Err(AuthorityRefusal::TierTooLow {
+            agent: co_signer.tier,
+            max,
+            needed,
+            required: required_agent_tier(policy, needed),
+        });
     }
     Ok(())
 }
@@ -165,22 +184,39 @@ mod tests {
     #[test]
     fn escalated_tier_decides_who_may_reset() {
         let p = PolicyConfig::default();
-        let err = check_agent(&p, &agent("ag", AgentTier::Junior), &account(AccountTier::Standard), AccountTier::Privileged).unwrap_err();
-        assert_eq!(err, AuthorityRefusal::TierTooLow { agent: AgentTier::Junior, max: AccountTier::Standard, needed: AccountTier::Privileged, required: AgentTier::Senior });
+        let err =
+            check_agent(&p, &agent("ag", AgentTier::Junior), &account(AccountTier::Standard), AccountTier::Privileged)
+                .unwrap_err();
+        assert_eq!(
+            err,
+            AuthorityRefusal::TierTooLow {
+                agent: AgentTier::Junior,
+                max: AccountTier::Standard,
+                needed: AccountTier::Privileged,
+                required: AgentTier::Senior
+            }
+        );
         assert!(err.to_string().contains("senior"));
     }
 
     #[test]
     fn nobody_resets_their_own_account() {
         let p = PolicyConfig::default();
-        assert_eq!(check_agent(&p, &agent("JDOE", AgentTier::Admin), &account(AccountTier::Standard), AccountTier::Standard), Err(AuthorityRefusal::OwnAccount));
+        assert_eq!(
+            check_agent(&p, &agent("JDOE", AgentTier::Admin), &account(AccountTier::Standard), AccountTier::Standard),
+            Err(AuthorityRefusal::OwnAccount)
+        );
     }
 
     #[test]
     fn scopes_limit_scoped_groups_only() {
         let mut p = PolicyConfig::default();
         p.scopes.push(AgentScope { group: "desk-paris".into(), departments: vec!["Sales".into()], subtrees: vec![] });
-        p.scopes.push(AgentScope { group: "desk-berlin".into(), departments: vec![], subtrees: vec!["OU=Berlin, DC=example,DC=com".into()] });
+        p.scopes.push(AgentScope {
+            group: "desk-berlin".into(),
+            departments: vec![],
+            subtrees: vec!["OU=Berlin, DC=example,DC=com".into()],
+        });
         let acc = account(AccountTier::Standard); // Finance, in ou=berlin
         let mut a = agent("ag", AgentTier::Senior);
         assert!(in_scope(&p, &a, &acc));
@@ -199,10 +235,22 @@ mod tests {
         let me = agent("alice", AgentTier::Admin);
         let key = [9u8; 32];
         let claim = |u, t, k| CoSignerClaim { username: u, tier: t, key_id: k };
-        assert_eq!(check_co_signer(&p, &claim("ALICE", AgentTier::Admin, &key), &me, &acc, AccountTier::Highest), Err(AuthorityRefusal::CoSignerIsAgent));
-        assert_eq!(check_co_signer(&p, &claim("bob", AgentTier::Admin, &me.key_id), &me, &acc, AccountTier::Highest), Err(AuthorityRefusal::CoSignerIsAgent));
-        assert_eq!(check_co_signer(&p, &claim("jdoe", AgentTier::Admin, &key), &me, &acc, AccountTier::Highest), Err(AuthorityRefusal::CoSignerIsTarget));
-        assert!(matches!(check_co_signer(&p, &claim("bob", AgentTier::Senior, &key), &me, &acc, AccountTier::Highest), Err(AuthorityRefusal::TierTooLow { .. })));
+        assert_eq!(
+            check_co_signer(&p, &claim("ALICE", AgentTier::Admin, &key), &me, &acc, AccountTier::Highest),
+            Err(AuthorityRefusal::CoSignerIsAgent)
+        );
+        assert_eq!(
+            check_co_signer(&p, &claim("bob", AgentTier::Admin, &me.key_id), &me, &acc, AccountTier::Highest),
+            Err(AuthorityRefusal::CoSignerIsAgent)
+        );
+        assert_eq!(
+            check_co_signer(&p, &claim("jdoe", AgentTier::Admin, &key), &me, &acc, AccountTier::Highest),
+            Err(AuthorityRefusal::CoSignerIsTarget)
+        );
+        assert!(matches!(
+            check_co_signer(&p, &claim("bob", AgentTier::Senior, &key), &me, &acc, AccountTier::Highest),
+            Err(AuthorityRefusal::TierTooLow { .. })
+        ));
         assert_eq!(check_co_signer(&p, &claim("bob", AgentTier::Admin, &key), &me, &acc, AccountTier::Highest), Ok(()));
     }
 

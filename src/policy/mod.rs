@@ -457,7 +457,9 @@ impl PolicyConfig {
                 return bad(&format!("{name}.cooling_off_minutes"), "at most 10080 (one week)".into());
             }
         }
-        for (lower, higher) in [(AccountTier::Standard, AccountTier::Privileged), (AccountTier::Privileged, AccountTier::Highest)] {
+        for (lower, higher) in
+            [(AccountTier::Standard, AccountTier::Privileged), (AccountTier::Privileged, AccountTier::Highest)]
+        {
             let (l, h) = (self.tier(lower), self.tier(higher));
             let weaker = h.min_factors < l.min_factors
                 || h.factor_methods.iter().any(|m| !l.factor_methods.contains(m))
@@ -468,7 +470,9 @@ impl PolicyConfig {
             if weaker {
                 return bad(
                     higher.as_str(),
-                    format!("must be at least as strict as {lower}: escalation to {higher} must never lower requirements"),
+                    format!(
+                        "must be at least as strict as {lower}: escalation to {higher} must never lower requirements"
+                    ),
                 );
             }
         }
@@ -508,12 +512,23 @@ impl PolicyConfig {
             return bad("risk.business_hours", "use 0 <= start_hour < end_hour <= 24".into());
         }
         if let Some(d) = bh.days.iter().find(|d| !WEEKDAYS.contains(&d.as_str())) {
-            return bad("risk.business_hours.days", format!("{d:?} is not a day: use mon, tue, wed, thu, fri, sat, sun"));
+            return bad(
+                "risk.business_hours.days",
+                format!("{d:?} is not a day: use mon, tue, wed, thu, fri, sat, sun"),
+            );
         }
         if !(-14 * 60..=14 * 60).contains(&bh.utc_offset_minutes) {
             return bad("risk.business_hours.utc_offset_minutes", "must be within -840..=840".into());
         }
-        for rule in [r.outside_business_hours.effect, r.remote_channel.effect, r.stated_details_mismatch.effect, r.flagged_account.effect, r.recent_contact_change.effect, r.recent_reset.effect, r.earlier_failures.effect] {
+        for rule in [
+            r.outside_business_hours.effect,
+            r.remote_channel.effect,
+            r.stated_details_mismatch.effect,
+            r.flagged_account.effect,
+            r.recent_contact_change.effect,
+            r.recent_reset.effect,
+            r.earlier_failures.effect,
+        ] {
             if rule == Effect::Require(Method::GovernmentId) {
                 return bad("risk", "government-id cannot be added by a rule; use raise-tier towards highest".into());
             }
@@ -540,7 +555,10 @@ impl PolicyConfig {
             return bad("password.words", "use 5 to 10 words".into());
         }
         if self.handoff.agent_may_view && self.handoff.agent_view_reason.trim().is_empty() {
-            return bad("handoff.agent_view_reason", "required when agent_may_view = true; it is recorded with every reset".into());
+            return bad(
+                "handoff.agent_view_reason",
+                "required when agent_may_view = true; it is recorded with every reset".into(),
+            );
         }
         Ok(())
     }
@@ -575,7 +593,9 @@ mod tests {
         let p: PolicyConfig =
             toml::from_str("[risk.remote_channel]\nenabled = true\neffect = { require = \"callback\" }\n").unwrap();
         assert_eq!(p.risk.remote_channel.effect, Effect::Require(Method::Callback));
-        assert!(toml::from_str::<PolicyConfig>("[risk.remote_channel]\nenabled = true\neffect = \"lower-tier\"\n").is_err());
+        assert!(
+            toml::from_str::<PolicyConfig>("[risk.remote_channel]\nenabled = true\neffect = \"lower-tier\"\n").is_err()
+        );
     }
 
     #[test]

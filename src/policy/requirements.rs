@@ -94,7 +94,10 @@ impl Requirements {
                 .iter()
                 .copied()
                 .filter(|m| !passed.contains(m))
-                .filter(|m| m.kind() != FactorKind::Knowledge || !passed.iter().any(|p| p.kind() == FactorKind::Knowledge && self.factor_methods.contains(p)))
+                .filter(|m| {
+                    m.kind() != FactorKind::Knowledge
+                        || !passed.iter().any(|p| p.kind() == FactorKind::Knowledge && self.factor_methods.contains(p))
+                })
                 .collect();
             let needed = u8::try_from(usize::from(self.min_factors) - counted).unwrap_or(u8::MAX);
             out.push(Missing::Factors { needed, choose_from });
@@ -159,7 +162,11 @@ mod tests {
         let mut p = PolicyConfig::default();
         p.highest.manager_approval = false; // invalid, but requirements stay monotone
         p.highest.factor_methods.push(SecurityAnswers);
-        let (s, pr, h) = (p.requirements(AccountTier::Standard), p.requirements(AccountTier::Privileged), p.requirements(AccountTier::Highest));
+        let (s, pr, h) = (
+            p.requirements(AccountTier::Standard),
+            p.requirements(AccountTier::Privileged),
+            p.requirements(AccountTier::Highest),
+        );
         assert!(pr.at_least_as_strict_as(&s) && h.at_least_as_strict_as(&pr));
         assert!(h.required_steps.contains(&ManagerApproval));
         assert!(!h.factor_methods.contains(&SecurityAnswers));

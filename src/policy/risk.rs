@@ -147,7 +147,10 @@ pub fn in_business_hours(policy: &PolicyConfig, now: OffsetDateTime) -> bool {
 }
 
 /// Contact points of an account that may be used for a code, callback or hand-off.
-pub fn usable_contacts<'a>(points: &'a [ContactPoint], excluded: &'a BTreeSet<String>) -> impl Iterator<Item = (usize, &'a ContactPoint)> {
+pub fn usable_contacts<'a>(
+    points: &'a [ContactPoint],
+    excluded: &'a BTreeSet<String>,
+) -> impl Iterator<Item = (usize, &'a ContactPoint)> {
     points.iter().enumerate().filter(move |(_, c)| !excluded.contains(&c.value))
 }
 
@@ -171,7 +174,8 @@ pub fn assess(policy: &PolicyConfig, account: &Account, ctx: &RequestContext, no
         a.excluded_contacts.insert(c.value.clone());
     }
     if rules.recent_contact_change.enabled && !recent.is_empty() {
-        let list: Vec<String> = recent.iter().map(|c| format!("{} ({} days ago)", c.label, days_ago(now, c.changed_at))).collect();
+        let list: Vec<String> =
+            recent.iter().map(|c| format!("{} ({} days ago)", c.label, days_ago(now, c.changed_at))).collect();
         a.escalate(
             RiskRule::RecentContactChange,
             rules.recent_contact_change.effect,
@@ -198,7 +202,10 @@ pub fn assess(policy: &PolicyConfig, account: &Account, ctx: &RequestContext, no
         a.escalate(
             RiskRule::EarlierFailures,
             rules.earlier_failures.effect,
-            format!("{failures} failed verification(s) for this account in the last {} hours", rules.earlier_failures.hours),
+            format!(
+                "{failures} failed verification(s) for this account in the last {} hours",
+                rules.earlier_failures.hours
+            ),
         );
     }
 
@@ -280,7 +287,12 @@ pub(crate) mod tests {
     }
 
     pub fn walk_up() -> RequestContext {
-        RequestContext { channel: Channel::WalkUp, stated: StatedDetails::default(), previous_resets: vec![], previous_failures: vec![] }
+        RequestContext {
+            channel: Channel::WalkUp,
+            stated: StatedDetails::default(),
+            previous_resets: vec![],
+            previous_failures: vec![],
+        }
     }
 
     #[test]

@@ -134,9 +134,7 @@ pub fn verify(
             let b = u.as_bytes();
             (b.len() <= 4).then(|| b.iter().fold(0u32, |acc, x| (acc << 8) | u32::from(*x)))
         }),
-        firmware: ext(&leaf, OID_FIRMWARE)
-            .filter(|v| v.len() == 3)
-            .map(|v| format!("{}.{}.{}", v[0], v[1], v[2])),
+        firmware: ext(&leaf, OID_FIRMWARE).filter(|v| v.len() == 3).map(|v| format!("{}.{}.{}", v[0], v[1], v[2])),
         policy: ext(&leaf, OID_POLICY).filter(|v| v.len() >= 2).map(|v| (v[0], v[1])),
     };
     if let Some(attested) = info.serial {
@@ -216,14 +214,33 @@ mod tests {
         let device_spki = device.trust_anchor().certificate().tbs_certificate.subject_public_key_info.clone();
         // Re-issue the device CA's key under the root: a leaf-shaped cert is fine for
         // the signature walk (attestation does not check CA flags, Yubico's f9 has none on old devices).
-        let f9 = root.issue("Yubico PIV Attestation", device_spki, NOW - time::Duration::days(1), NOW + time::Duration::days(100)).unwrap();
+        let f9 = root
+            .issue(
+                "Yubico PIV Attestation",
+                device_spki,
+                NOW - time::Duration::days(1),
+                NOW + time::Duration::days(100),
+            )
+            .unwrap();
         let key = SigningKey::random(&mut rand::rngs::OsRng);
         let generated = SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).unwrap();
-        let mut att = device.issue("YubiKey PIV Attestation 9c", generated.clone(), NOW - time::Duration::days(1), NOW + time::Duration::days(100)).unwrap();
+        let mut att = device
+            .issue(
+                "YubiKey PIV Attestation 9c",
+                generated.clone(),
+                NOW - time::Duration::days(1),
+                NOW + time::Duration::days(100),
+            )
+            .unwrap();
         // Make its issuer the f9 subject (OrgCa issues under its own CA name).
         att.tbs_certificate.issuer = f9.tbs_certificate.subject.clone();
         let att = resign(att, &device);
-        Pki { root: root.trust_anchor().certificate().clone(), f9: f9.to_der().unwrap(), attestation: att.to_der().unwrap(), generated }
+        Pki {
+            root: root.trust_anchor().certificate().clone(),
+            f9: f9.to_der().unwrap(),
+            attestation: att.to_der().unwrap(),
+            generated,
+        }
     }
 
     fn resign(mut cert: Certificate, by: &OrgCa) -> Certificate {
@@ -256,7 +273,8 @@ mod tests {
     #[test]
     fn attestation_of_another_key_is_refused() {
         let p = pki();
-        let other = SubjectPublicKeyInfoOwned::from_key(*SigningKey::random(&mut rand::rngs::OsRng).verifying_key()).unwrap();
+        let other =
+            SubjectPublicKeyInfoOwned::from_key(*SigningKey::random(&mut rand::rngs::OsRng).verifying_key()).unwrap();
         assert_eq!(verify(&p.attestation, &p.f9, &other, 1, &[p.root], &[], NOW), Err(AttestationError::WrongKey));
     }
 
@@ -264,7 +282,8 @@ mod tests {
     fn chain_to_an_unknown_root_is_refused() {
         let p = pki();
         let stranger = OrgCa::generate("Yubico Test", NOW - time::Duration::days(10), CA_VALIDITY).unwrap();
-        let r = verify(&p.attestation, &p.f9, &p.generated, 1, &[stranger.trust_anchor().certificate().clone()], &[], NOW);
+        let r =
+            verify(&p.attestation, &p.f9, &p.generated, 1, &[stranger.trust_anchor().certificate().clone()], &[], NOW);
         assert!(matches!(r, Err(AttestationError::Chain(_))), "{r:?}");
     }
 

@@ -290,11 +290,10 @@ impl PivCard {
     /// Write `cert` to `slot` (needs management-key authentication).
     pub fn write_certificate(&mut self, slot: Slot, cert: &x509_cert::Certificate) -> Result<(), TokenError> {
         let c = yubikey::Certificate { cert: cert.clone() };
-        c.write(&mut self.yk, slot.id(), yubikey::certificate::CertInfo::Uncompressed)
-            .map_err(|e| match e {
-                yubikey::Error::AuthenticationError => TokenError::ManagementKey,
-                e => map_error(e),
-            })
+        c.write(&mut self.yk, slot.id(), yubikey::certificate::CertInfo::Uncompressed).map_err(|e| match e {
+            yubikey::Error::AuthenticationError => TokenError::ManagementKey,
+            e => map_error(e),
+        })
     }
 
     /// Authenticate with the management key: the factory default first, then the

@@ -165,25 +165,20 @@ pub fn enrol(
     let spki_a = card.generate_p256(Slot::Authentication, PinPolicy::Once, TouchPolicy::Never)?;
     let spki_c = card.generate_p256(Slot::Signature, PinPolicy::Always, TouchPolicy::Always)?;
 
-    let roots: Vec<_> = attestation_certs
-        .iter()
-        .filter(|c| c.tbs_certificate.subject == c.tbs_certificate.issuer)
-        .cloned()
-        .collect();
-    let intermediates: Vec<_> = attestation_certs
-        .iter()
-        .filter(|c| c.tbs_certificate.subject != c.tbs_certificate.issuer)
-        .cloned()
-        .collect();
-    let mut attest = |slot: Slot, spki: &spki::SubjectPublicKeyInfoOwned| -> Result<Result<(), AttestationError>, TokenError> {
-        let Some(f9) = f9.as_ref() else {
-            return Ok(Err(AttestationError::Chain("the device has no attestation certificate (slot f9)".into())));
+    let roots: Vec<_> =
+        attestation_certs.iter().filter(|c| c.tbs_certificate.subject == c.tbs_certificate.issuer).cloned().collect();
+    let intermediates: Vec<_> =
+        attestation_certs.iter().filter(|c| c.tbs_certificate.subject != c.tbs_certificate.issuer).cloned().collect();
+    let mut attest =
+        |slot: Slot, spki: &spki::SubjectPublicKeyInfoOwned| -> Result<Result<(), AttestationError>, TokenError> {
+            let Some(f9) = f9.as_ref() else {
+                return Ok(Err(AttestationError::Chain("the device has no attestation certificate (slot f9)".into())));
+            };
+            let Some(cert) = card.attest(slot)? else {
+                return Ok(Err(AttestationError::Chain("the device does not support PIV attestation".into())));
+            };
+            Ok(attestation::verify(&cert, f9, spki, card.serial(), &roots, &intermediates, now).map(|_| ()))
         };
-        let Some(cert) = card.attest(slot)? else {
-            return Ok(Err(AttestationError::Chain("the device does not support PIV attestation".into())));
-        };
-        Ok(attestation::verify(&cert, f9, spki, card.serial(), &roots, &intermediates, now).map(|_| ()))
-    };
     let att_a = attest(Slot::Authentication, &spki_a)?;
     let att_c = attest(Slot::Signature, &spki_c)?;
     let note = att_a.as_ref().err().or(att_c.as_ref().err()).map(|e| e.to_string());

@@ -37,18 +37,14 @@ pub fn reader_status() -> ReaderStatus {
     let names = match ctx.list_readers_owned() {
         Ok(n) => n,
         Err(pcsc::Error::NoReadersAvailable) => return ReaderStatus::NoReaders,
-        Err(pcsc::Error::NoService) | Err(pcsc::Error::ServiceStopped) => {
-            return ReaderStatus::NoService
-        }
+        Err(pcsc::Error::NoService) | Err(pcsc::Error::ServiceStopped) => return ReaderStatus::NoService,
         Err(_) => return ReaderStatus::NoService,
     };
     if names.is_empty() {
         return ReaderStatus::NoReaders;
     }
-    let mut states: Vec<pcsc::ReaderState> = names
-        .iter()
-        .map(|n| pcsc::ReaderState::new(n.clone(), pcsc::State::UNAWARE))
-        .collect();
+    let mut states: Vec<pcsc::ReaderState> =
+        names.iter().map(|n| pcsc::ReaderState::new(n.clone(), pcsc::State::UNAWARE)).collect();
     let ok = ctx.get_status_change(std::time::Duration::from_millis(0), &mut states).is_ok();
     let readers = states
         .iter()
@@ -73,5 +69,4 @@ mod tests {
         assert!(is_virtual_reader("Virtual PCD 00 00"));
         assert!(!is_virtual_reader("Yubico YubiKey OTP+FIDO+CCID 00 00"));
     }
-
 }

@@ -318,15 +318,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut reg = TokenRegistry::open(dir.path()).unwrap();
         let t1 = datetime!(2026-01-01 10:00 UTC);
-        reg.record_enrolment("alice", 42, true, &[key(1, Slot::Authentication), key(2, Slot::Signature)], t1)
-            .unwrap();
+        reg.record_enrolment("alice", 42, true, &[key(1, Slot::Authentication), key(2, Slot::Signature)], t1).unwrap();
         let k = reg.by_key_id(&[2; 32]).unwrap().unwrap();
         assert_eq!((k.username.as_str(), k.serial, k.slot, k.is_active()), ("alice", 42, Slot::Signature, true));
         assert_eq!(k.enrolled_at, t1);
 
         let t2 = datetime!(2026-02-01 10:00 UTC);
-        reg.record_enrolment("alice", 42, true, &[key(3, Slot::Authentication), key(4, Slot::Signature)], t2)
-            .unwrap();
+        reg.record_enrolment("alice", 42, true, &[key(3, Slot::Authentication), key(4, Slot::Signature)], t2).unwrap();
         let old = reg.by_key_id(&[2; 32]).unwrap().unwrap();
         assert_eq!(old.revoked_at, Some(t2), "old keys stay for verification but are revoked");
         assert!(reg.by_key_id(&[4; 32]).unwrap().unwrap().is_active());

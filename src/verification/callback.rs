@@ -21,7 +21,11 @@ pub struct CallbackReport {
 
 /// The phone numbers on file that may be called: none that changed recently
 /// (`excluded`) nor any already used in this session (`used`).
-pub fn numbers_to_call<'a>(account: &'a Account, excluded: &BTreeSet<String>, used: &BTreeSet<String>) -> Vec<&'a ContactPoint> {
+pub fn numbers_to_call<'a>(
+    account: &'a Account,
+    excluded: &BTreeSet<String>,
+    used: &BTreeSet<String>,
+) -> Vec<&'a ContactPoint> {
     account.phones.iter().filter(|p| !excluded.contains(&p.value) && !used.contains(&p.value)).collect()
 }
 

@@ -95,7 +95,13 @@ pub fn check(
     if &co.digest != expected_digest {
         return Err(AuthorityRefusal::CoSignatureWrongDigest);
     }
-    check_co_signer(policy, &CoSignerClaim { username: &co.username, tier: co.tier, key_id: &co.key_id }, agent, account, effective)
+    check_co_signer(
+        policy,
+        &CoSignerClaim { username: &co.username, tier: co.tier, key_id: &co.key_id },
+        agent,
+        account,
+        effective,
+    )
 }
 
 #[cfg(test)]
@@ -139,7 +145,14 @@ mod tests {
     fn cosig(name: &str, digest: [u8; 32]) -> CoSignature {
         let mut sig = vec![0x30, 68];
         sig.extend([0u8; 68]);
-        CoSignature { username: name.into(), tier: AgentTier::Admin, key_id: [7; 32], digest, signature_der: sig, verified_against_certificate: true }
+        CoSignature {
+            username: name.into(),
+            tier: AgentTier::Admin,
+            key_id: [7; 32],
+            digest,
+            signature_der: sig,
+            verified_against_certificate: true,
+        }
     }
 
     #[test]
@@ -149,8 +162,14 @@ mod tests {
         let acc = account(AccountTier::Highest);
         let d = approval_digest(&stmt(&agent.key_id));
         assert_eq!(check(&p, &cosig("bob", d), &d, &agent, &acc, AccountTier::Highest), Ok(()));
-        assert_eq!(check(&p, &cosig("alice", d), &d, &agent, &acc, AccountTier::Highest), Err(AuthorityRefusal::CoSignerIsAgent));
-        assert_eq!(check(&p, &cosig("bob", [0; 32]), &d, &agent, &acc, AccountTier::Highest), Err(AuthorityRefusal::CoSignatureWrongDigest));
+        assert_eq!(
+            check(&p, &cosig("alice", d), &d, &agent, &acc, AccountTier::Highest),
+            Err(AuthorityRefusal::CoSignerIsAgent)
+        );
+        assert_eq!(
+            check(&p, &cosig("bob", [0; 32]), &d, &agent, &acc, AccountTier::Highest),
+            Err(AuthorityRefusal::CoSignatureWrongDigest)
+        );
         let mut c = cosig("bob", d);
         c.verified_against_certificate = false;
         assert_eq!(check(&p, &c, &d, &agent, &acc, AccountTier::Highest), Err(AuthorityRefusal::CoSignatureUnverified));

@@ -46,7 +46,10 @@ pub fn check(inspection: &IdInspection, today: Date) -> Result<(Verdict, IdInspe
     }
     let last4 = inspection.number_last4.trim();
     if last4.len() != 4 || !last4.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(InputError::Format { field: "document number", expected: "only the last 4 letters or digits, never the full number" });
+        return Err(InputError::Format {
+            field: "document number",
+            expected: "only the last 4 letters or digits, never the full number",
+        });
     }
     let expiry = parse_date("expiry date", &inspection.expiry)?;
     let facts = IdInspection {
@@ -106,11 +109,9 @@ mod tests {
         assert_eq!(check(&i, TODAY).unwrap().0, Verdict::Failed(FailReason::DocumentExpired));
         i.expiry = "2026-11-25".into(); // valid through its expiry day
         assert_eq!(check(&i, TODAY).unwrap().0, Verdict::Passed);
-        for (f, reason) in [
-            (0, FailReason::NameMismatch),
-            (1, FailReason::PhotoMismatch),
-            (2, FailReason::SecurityFeaturesNotChecked),
-        ] {
+        for (f, reason) in
+            [(0, FailReason::NameMismatch), (1, FailReason::PhotoMismatch), (2, FailReason::SecurityFeaturesNotChecked)]
+        {
             let mut i = good();
             match f {
                 0 => i.name_matches_record = false,
@@ -150,8 +151,10 @@ mod tests {
     fn ui_json_with_an_image_or_wrong_types_is_rejected() {
         let base = r#""document_type":"passport","issuing_authority":"DE","number_last4":"1234","expiry":"2030-01-01","name_matches_record":true,"photo_matches_person":true,"security_features_checked":true"#;
         assert!(serde_json::from_str::<IdInspection>(&format!("{{{base}}}")).is_ok());
-        assert!(serde_json::from_str::<IdInspection>(&format!("{{{base},\"photo\":\"data:image/png;base64,AAAA\"}}")).is_err());
-        let wrong_type = format!("{{{}}}", base.replacen("\"name_matches_record\":true", "\"name_matches_record\":\"yes\"", 1));
+        assert!(serde_json::from_str::<IdInspection>(&format!("{{{base},\"photo\":\"data:image/png;base64,AAAA\"}}"))
+            .is_err());
+        let wrong_type =
+            format!("{{{}}}", base.replacen("\"name_matches_record\":true", "\"name_matches_record\":\"yes\"", 1));
         assert!(serde_json::from_str::<IdInspection>(&wrong_type).is_err());
         let wrong_kind = format!("{{{}}}", base.replacen("passport", "library-card", 1));
         assert!(serde_json::from_str::<IdInspection>(&wrong_kind).is_err());

@@ -23,7 +23,10 @@ pub struct ManagerResponse {
 
 /// Where to send the approval request: the manager's first e-mail address that is
 /// not in `excluded` (recently changed).
-pub fn approval_address<'a>(manager: &'a Account, excluded: &std::collections::BTreeSet<String>) -> Option<&'a ContactPoint> {
+pub fn approval_address<'a>(
+    manager: &'a Account,
+    excluded: &std::collections::BTreeSet<String>,
+) -> Option<&'a ContactPoint> {
     manager.emails.iter().find(|e| !excluded.contains(&e.value))
 }
 
@@ -33,7 +36,10 @@ pub fn check(account: &Account, requested_via: &str, response: &ManagerResponse)
         return Err(InputError::Format { field: "approver", expected: "a directory username" });
     }
     let manager_matches = account.manager.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(&response.approver));
-    if !manager_matches || response.via_address != requested_via || response.approver.eq_ignore_ascii_case(&account.username) {
+    if !manager_matches
+        || response.via_address != requested_via
+        || response.approver.eq_ignore_ascii_case(&account.username)
+    {
         return Ok(Verdict::Failed(FailReason::WrongApprover));
     }
     Ok(if response.approved { Verdict::Passed } else { Verdict::Failed(FailReason::Declined) })
@@ -53,16 +59,28 @@ mod tests {
     fn only_the_manager_on_file_through_the_requested_address() {
         let a = account(AccountTier::Privileged); // manager: mboss
         assert_eq!(check(&a, "mboss@example.com", &resp("mboss", "mboss@example.com", true)), Ok(Verdict::Passed));
-        assert_eq!(check(&a, "mboss@example.com", &resp("mboss", "mboss@example.com", false)), Ok(Verdict::Failed(FailReason::Declined)));
-        assert_eq!(check(&a, "mboss@example.com", &resp("other", "mboss@example.com", true)), Ok(Verdict::Failed(FailReason::WrongApprover)));
-        assert_eq!(check(&a, "mboss@example.com", &resp("mboss", "attacker@evil.test", true)), Ok(Verdict::Failed(FailReason::WrongApprover)));
+        assert_eq!(
+            check(&a, "mboss@example.com", &resp("mboss", "mboss@example.com", false)),
+            Ok(Verdict::Failed(FailReason::Declined))
+        );
+        assert_eq!(
+            check(&a, "mboss@example.com", &resp("other", "mboss@example.com", true)),
+            Ok(Verdict::Failed(FailReason::WrongApprover))
+        );
+        assert_eq!(
+            check(&a, "mboss@example.com", &resp("mboss", "attacker@evil.test", true)),
+            Ok(Verdict::Failed(FailReason::WrongApprover))
+        );
     }
 
     #[test]
     fn no_manager_on_file_means_no_approval() {
         let mut a = account(AccountTier::Privileged);
         a.manager = None;
-        assert_eq!(check(&a, "x@example.com", &resp("mboss", "x@example.com", true)), Ok(Verdict::Failed(FailReason::WrongApprover)));
+        assert_eq!(
+            check(&a, "x@example.com", &resp("mboss", "x@example.com", true)),
+            Ok(Verdict::Failed(FailReason::WrongApprover))
+        );
     }
 
     #[test]

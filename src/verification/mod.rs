@@ -148,14 +148,20 @@ mod tests {
     #[test]
     fn text_checks() {
         assert_eq!(check_text("answer", "  "), Err(InputError::Empty { field: "answer" }));
-        assert_eq!(check_text("answer", &"x".repeat(MAX_INPUT_BYTES + 1)), Err(InputError::TooLong { field: "answer", max: MAX_INPUT_BYTES }));
+        assert_eq!(
+            check_text("answer", &"x".repeat(MAX_INPUT_BYTES + 1)),
+            Err(InputError::TooLong { field: "answer", max: MAX_INPUT_BYTES })
+        );
         assert_eq!(check_text("answer", "a\u{1b}[2J"), Err(InputError::ControlChars { field: "answer" }));
         assert_eq!(check_text("answer", "ok"), Ok(()));
     }
 
     #[test]
     fn verdict_serialises_for_the_audit() {
-        assert_eq!(serde_json::to_string(&Verdict::Failed(FailReason::CodeReused)).unwrap(), r#"{"result":"failed","reason":"code-reused"}"#);
+        assert_eq!(
+            serde_json::to_string(&Verdict::Failed(FailReason::CodeReused)).unwrap(),
+            r#"{"result":"failed","reason":"code-reused"}"#
+        );
         assert_eq!(serde_json::to_string(&Verdict::Passed).unwrap(), r#"{"result":"passed"}"#);
     }
 }

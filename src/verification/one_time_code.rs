@@ -36,7 +36,12 @@ fn digest(salt: &[u8; 16], code: &str) -> [u8; 32] {
 impl IssuedCode {
     /// Generate a code for `sent_to` at `now`. Returns the code (for the notifier only)
     /// and the record to check it against.
-    pub fn issue<R: RngCore + CryptoRng>(policy: &CodePolicy, sent_to: &str, now: OffsetDateTime, rng: &mut R) -> (Secret, IssuedCode) {
+    pub fn issue<R: RngCore + CryptoRng>(
+        policy: &CodePolicy,
+        sent_to: &str,
+        now: OffsetDateTime,
+        rng: &mut R,
+    ) -> (Secret, IssuedCode) {
         let digits = policy.digits.clamp(6, 10);
         let bound = 10u64.pow(u32::from(digits));
         let value = rng.gen_range(0..bound);
@@ -81,7 +86,11 @@ impl IssuedCode {
             Ok(Verdict::Passed)
         } else {
             self.attempts_left -= 1;
-            Ok(Verdict::Failed(if self.attempts_left == 0 { FailReason::TooManyAttempts } else { FailReason::WrongCode }))
+            Ok(Verdict::Failed(if self.attempts_left == 0 {
+                FailReason::TooManyAttempts
+            } else {
+                FailReason::WrongCode
+            }))
         }
     }
 }

@@ -60,7 +60,11 @@ pub fn verify_answer(answer_phc: &str, answer: &Secret) -> Result<bool, InputErr
 
 /// Check the answers given for `required` distinct questions (or all enrolled ones
 /// if fewer are enrolled). Passes only if every given answer is right.
-pub fn verify_answers(enrolled: &[SecurityAnswer], given: &[GivenAnswer], required: usize) -> Result<Verdict, InputError> {
+pub fn verify_answers(
+    enrolled: &[SecurityAnswer],
+    given: &[GivenAnswer],
+    required: usize,
+) -> Result<Verdict, InputError> {
     if enrolled.is_empty() {
         return Ok(Verdict::Failed(FailReason::NotEnrolled));
     }
@@ -115,7 +119,10 @@ pub(crate) mod tests {
     #[test]
     fn right_answers_pass_after_normalisation() {
         let e = enrolled();
-        assert_eq!(verify_answers(&e, &[given(0, "  fluffy\u{00A0}THE cat"), given(1, "ＳＴＲＡＳＳＥ")], 2), Ok(Verdict::Passed));
+        assert_eq!(
+            verify_answers(&e, &[given(0, "  fluffy\u{00A0}THE cat"), given(1, "ＳＴＲＡＳＳＥ")], 2),
+            Ok(Verdict::Passed)
+        );
     }
 
     #[test]
@@ -135,8 +142,14 @@ pub(crate) mod tests {
     fn bad_input_is_an_input_error_not_a_failure() {
         let e = enrolled();
         assert_eq!(verify_answers(&e, &[given(0, ""), given(1, "x")], 2), Err(InputError::Empty { field: "answer" }));
-        assert!(matches!(verify_answers(&e, &[given(0, &"a".repeat(5000)), given(1, "x")], 2), Err(InputError::TooLong { .. })));
-        assert!(matches!(verify_answers(&e, &[given(0, "a\u{7}"), given(1, "x")], 2), Err(InputError::ControlChars { .. })));
+        assert!(matches!(
+            verify_answers(&e, &[given(0, &"a".repeat(5000)), given(1, "x")], 2),
+            Err(InputError::TooLong { .. })
+        ));
+        assert!(matches!(
+            verify_answers(&e, &[given(0, "a\u{7}"), given(1, "x")], 2),
+            Err(InputError::ControlChars { .. })
+        ));
         assert!(matches!(verify_answers(&e, &[given(0, "a"), given(0, "x")], 2), Err(InputError::NotOffered { .. })));
         assert!(matches!(verify_answers(&e, &[given(7, "a")], 1), Err(InputError::NotOffered { .. })));
         assert!(matches!(verify_answers(&e, &[given(0, "fluffy the cat")], 2), Err(InputError::Empty { .. })));

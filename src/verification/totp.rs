@@ -31,7 +31,9 @@ pub struct TotpCheck {
 
 /// Decode the stored key: lowercase (or uppercase) hex of the raw key bytes.
 pub fn decode_key(encoded: &Secret) -> Result<Zeroizing<Vec<u8>>, InputError> {
-    let bytes = Zeroizing::new(hex::decode(encoded.expose().trim()).map_err(|_| InputError::StoredData { what: "TOTP key (not hex)" })?);
+    let bytes = Zeroizing::new(
+        hex::decode(encoded.expose().trim()).map_err(|_| InputError::StoredData { what: "TOTP key (not hex)" })?,
+    );
     if bytes.len() < 10 {
         return Err(InputError::StoredData { what: "TOTP key (shorter than 80 bits)" });
     }
@@ -57,11 +59,17 @@ pub fn hotp(key: &[u8], counter: u64, digits: u32) -> Zeroizing<String> {
 
 /// The time step that contains `at`.
 pub fn step_at(at: OffsetDateTime) -> Result<u64, InputError> {
-    u64::try_from(at.unix_timestamp().div_euclid(STEP_SECONDS)).map_err(|_| InputError::Format { field: "time", expected: "a time after 1970" })
+    u64::try_from(at.unix_timestamp().div_euclid(STEP_SECONDS))
+        .map_err(|_| InputError::Format { field: "time", expected: "a time after 1970" })
 }
 
 /// Check a typed code at time `at`, given the last step accepted for this account.
-pub fn verify(key: &Secret, typed: &Secret, at: OffsetDateTime, last_accepted_step: Option<u64>) -> Result<TotpCheck, InputError> {
+pub fn verify(
+    key: &Secret,
+    typed: &Secret,
+    at: OffsetDateTime,
+    last_accepted_step: Option<u64>,
+) -> Result<TotpCheck, InputError> {
     let code: Zeroizing<String> = Zeroizing::new(typed.expose().chars().filter(|c| *c != ' ').collect());
     if code.is_empty() {
         return Err(InputError::Empty { field: "code" });
@@ -104,7 +112,9 @@ mod tests {
     fn rfc6238_vectors() {
         let key = decode_key(&Secret::from(RFC_KEY)).unwrap();
         assert_eq!(&*key, b"12345678901234567890");
-        for (t, expected) in [(59, "94287082"), (1111111109, "07081804"), (1234567890, "89005924"), (20000000000, "65353130")] {
+        for (t, expected) in
+            [(59, "94287082"), (1111111109, "07081804"), (1234567890, "89005924"), (20000000000, "65353130")]
+        {
             assert_eq!(&*hotp(&key, step_at(at(t)).unwrap(), 8), expected);
         }
     }
@@ -134,7 +144,10 @@ mod tests {
         assert_eq!(again, TotpCheck { verdict: Verdict::Failed(FailReason::CodeReused), accepted_step: None });
         // An older code is refused too once a newer step was accepted.
         let older = Secret::from(hotp(&raw, step_at(t).unwrap() - 1, 6).as_str());
-        assert_eq!(verify(&key, &older, t, first.accepted_step).unwrap().verdict, Verdict::Failed(FailReason::CodeReused));
+        assert_eq!(
+            verify(&key, &older, t, first.accepted_step).unwrap().verdict,
+            Verdict::Failed(FailReason::CodeReused)
+        );
     }
 
     #[test]
@@ -144,12 +157,18 @@ mod tests {
         let raw = decode_key(&key).unwrap();
         let right = hotp(&raw, step_at(t).unwrap(), 6);
         let wrong: String = right.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect();
-        assert_eq!(verify(&key, &Secret::from(wrong.as_str()), t, None).unwrap().verdict, Verdict::Failed(FailReason::WrongCode));
+        assert_eq!(
+            verify(&key, &Secret::from(wrong.as_str()), t, None).unwrap().verdict,
+            Verdict::Failed(FailReason::WrongCode)
+        );
         assert_eq!(verify(&key, &Secret::from(""), t, None), Err(InputError::Empty { field: "code" }));
         assert!(matches!(verify(&key, &Secret::from("12345"), t, None), Err(InputError::Format { .. })));
         assert!(matches!(verify(&key, &Secret::from("１２３４５６"), t, None), Err(InputError::Format { .. })));
         assert!(matches!(verify(&key, &Secret::from(&*"1".repeat(5000)), t, None), Err(InputError::Format { .. })));
-        assert!(matches!(verify(&Secret::from("not hex!"), &Secret::from("123456"), t, None), Err(InputError::StoredData { .. })));
+        assert!(matches!(
+            verify(&Secret::from("not hex!"), &Secret::from("123456"), t, None),
+            Err(InputError::StoredData { .. })
+        ));
         assert!(matches!(verify(&key, &Secret::from("123456"), at(-100), None), Err(InputError::Format { .. })));
     }
 }

@@ -50,15 +50,27 @@ pub struct TargetFact {
 pub enum StepDetail {
     None,
     /// The contact point a code was sent to or a callback dialled.
-    Contact { label: String, value: String },
+    Contact {
+        label: String,
+        value: String,
+    },
     /// TOTP time step accepted (to refuse replays).
-    TotpStep { step: u64 },
+    TotpStep {
+        step: u64,
+    },
     /// Government-ID checklist facts.
     Document(IdInspection),
     /// Manager who answered, and through which address.
-    Manager { approver: String, via_address: String },
+    Manager {
+        approver: String,
+        via_address: String,
+    },
     /// Co-signer identity.
-    CoSigner { username: String, tier: AgentTier, key_id: String },
+    CoSigner {
+        username: String,
+        tier: AgentTier,
+        key_id: String,
+    },
 }
 
 /// One verification step and its typed result.
@@ -128,9 +140,15 @@ pub struct IntentRef {
 pub enum Outcome {
     Pending,
     Succeeded,
-    DirectoryFailed { message: String },
-    Refused { reason: String },
-    Cancelled { reason: String },
+    DirectoryFailed {
+        message: String,
+    },
+    Refused {
+        reason: String,
+    },
+    Cancelled {
+        reason: String,
+    },
     LockedOut {
         #[serde(with = "time::serde::rfc3339")]
         until: OffsetDateTime,

@@ -83,7 +83,8 @@ fn quoted_name(message: &str, prefix: &str) -> Option<String> {
     let rest = message.split(prefix).nth(1)?;
     let name = rest.split('`').next()?;
     // Field and variant names are identifiers; anything else is not repeated.
-    (!name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')).then(|| name.to_owned())
+    (!name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .then(|| name.to_owned())
 }
 
 /// Parse one UI message.
@@ -113,7 +114,9 @@ impl UiAction {
     /// it carries a secret that the adapter must first check (answers, TOTP, codes).
     pub fn into_event(self, at: OffsetDateTime) -> Result<Event, UiAction> {
         Ok(match self {
-            Self::EmployeeRecord { employee_id, date_of_hire } => Event::EmployeeRecordGiven { at, employee_id, date_of_hire },
+            Self::EmployeeRecord { employee_id, date_of_hire } => {
+                Event::EmployeeRecordGiven { at, employee_id, date_of_hire }
+            }
             Self::RequestCode { to } => Event::CodeRequested { at, to },
             Self::RequestCallback {} => Event::CallbackRequested { at },
             Self::CallbackResult { report } => Event::CallbackReported { at, report },
@@ -146,13 +149,22 @@ pub fn check_secret_action(
 ) -> Result<Event, InputError> {
     match action {
         UiAction::SecurityAnswers { answers } => {
-            let given: Vec<GivenAnswer> = answers.into_iter().map(|a| GivenAnswer { question: a.question, answer: a.answer.0 }).collect();
-            let verdict = security_answers::verify_answers(&material.security_answers, &given, security_answers::REQUIRED_ANSWERS)?;
+            let given: Vec<GivenAnswer> =
+                answers.into_iter().map(|a| GivenAnswer { question: a.question, answer: a.answer.0 }).collect();
+            let verdict = security_answers::verify_answers(
+                &material.security_answers,
+                &given,
+                security_answers::REQUIRED_ANSWERS,
+            )?;
             Ok(Event::SecurityAnswersChecked { at, verdict })
         }
         UiAction::Totp { code } => {
             let Some(key) = &material.totp_secret else {
-                return Ok(Event::TotpChecked { at, verdict: Verdict::Failed(FailReason::NotEnrolled), accepted_step: None });
+                return Ok(Event::TotpChecked {
+                    at,
+                    verdict: Verdict::Failed(FailReason::NotEnrolled),
+                    accepted_step: None,
+                });
             };
             let check = totp::verify(key, &code.0, at, state.last_totp_step)?;
             if let Some(step) = check.accepted_step {
@@ -176,7 +188,10 @@ mod tests {
 
     #[test]
     fn well_formed_actions_parse() {
-        let a = parse_ui_action(r#"{"action":"security_answers","answers":[{"question":0,"answer":"fluffy"},{"question":1,"answer":"x"}]}"#).unwrap();
+        let a = parse_ui_action(
+            r#"{"action":"security_answers","answers":[{"question":0,"answer":"fluffy"},{"question":1,"answer":"x"}]}"#,
+        )
+        .unwrap();
         match a {
             UiAction::SecurityAnswers { answers } => {
                 assert_eq!(answers.len(), 2);
@@ -194,7 +209,9 @@ mod tests {
         // A number where the answer string should be, and a string where the index should be.
         let e = parse_ui_action(r#"{"action":"totp","code":123456}"#).unwrap_err();
         assert!(matches!(e, UiInputError::WrongType { .. }), "{e:?}");
-        let e = parse_ui_action(r#"{"action":"security_answers","answers":[{"question":"hunter2-secret","answer":"x"}]}"#).unwrap_err();
+        let e =
+            parse_ui_action(r#"{"action":"security_answers","answers":[{"question":"hunter2-secret","answer":"x"}]}"#)
+                .unwrap_err();
         assert!(matches!(e, UiInputError::WrongType { .. }), "{e:?}");
         assert!(!e.to_string().contains("hunter2"));
         let e = parse_ui_action(r#"{"action":"callback_result","report":{"reached_account_holder":"yes-my-secret","holder_confirmed_request":true}}"#).unwrap_err();
@@ -203,21 +220,36 @@ mod tests {
 
     #[test]
     fn unknown_and_missing_fields_are_named() {
-        assert_eq!(parse_ui_action(r#"{"action":"totp","code":"1","extra":1}"#).unwrap_err(), UiInputError::UnknownField("extra".into()));
-        assert_eq!(parse_ui_action(r#"{"action":"employee_record","employee_id":"E1"}"#).unwrap_err(), UiInputError::MissingField("date_of_hire".into()));
+        assert_eq!(
+            parse_ui_action(r#"{"action":"totp","code":"1","extra":1}"#).unwrap_err(),
+            UiInputError::UnknownField("extra".into())
+        );
+        assert_eq!(
+            parse_ui_action(r#"{"action":"employee_record","employee_id":"E1"}"#).unwrap_err(),
+            UiInputError::MissingField("date_of_hire".into())
+        );
         // A number typed by the requester for the callback is not even a field.
         assert_eq!(
             parse_ui_action(r#"{"action":"request_callback","number":"+1 555 0100"}"#).unwrap_err(),
             UiInputError::UnknownField("number".into())
         );
         // The agent can neither choose the password nor make it permanent.
-        assert_eq!(parse_ui_action(r#"{"action":"request_reset","password":"Summer2026!"}"#).unwrap_err(), UiInputError::UnknownField("password".into()));
-        assert_eq!(parse_ui_action(r#"{"action":"request_reset","must_change":false}"#).unwrap_err(), UiInputError::UnknownField("must_change".into()));
+        assert_eq!(
+            parse_ui_action(r#"{"action":"request_reset","password":"Summer2026!"}"#).unwrap_err(),
+            UiInputError::UnknownField("password".into())
+        );
+        assert_eq!(
+            parse_ui_action(r#"{"action":"request_reset","must_change":false}"#).unwrap_err(),
+            UiInputError::UnknownField("must_change".into())
+        );
     }
 
     #[test]
     fn unknown_actions_and_garbage_are_rejected() {
-        assert_eq!(parse_ui_action(r#"{"action":"set_password","password":"P@ss"}"#).unwrap_err(), UiInputError::UnknownAction);
+        assert_eq!(
+            parse_ui_action(r#"{"action":"set_password","password":"P@ss"}"#).unwrap_err(),
+            UiInputError::UnknownAction
+        );
         assert_eq!(parse_ui_action(r#"{"action":"make_permanent"}"#).unwrap_err(), UiInputError::UnknownAction);
         assert!(matches!(parse_ui_action("{not json"), Err(UiInputError::Malformed { .. })));
         assert!(matches!(parse_ui_action(""), Err(UiInputError::Malformed { .. })));
@@ -248,9 +280,16 @@ mod tests {
             totp_secret: Some(Secret::from("3132333435363738393031323334353637383930")),
         };
         let mut state = SecretCheckState::default();
-        let a = parse_ui_action(r#"{"action":"security_answers","answers":[{"question":0,"answer":"REX"},{"question":1,"answer":"Ulm"}]}"#).unwrap();
-        assert!(matches!(check_secret_action(a, at, &material, &mut state), Ok(Event::SecurityAnswersChecked { verdict: Verdict::Passed, .. })));
-        let one = parse_ui_action(r#"{"action":"security_answers","answers":[{"question":0,"answer":"rex"}]}"#).unwrap();
+        let a = parse_ui_action(
+            r#"{"action":"security_answers","answers":[{"question":0,"answer":"REX"},{"question":1,"answer":"Ulm"}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            check_secret_action(a, at, &material, &mut state),
+            Ok(Event::SecurityAnswersChecked { verdict: Verdict::Passed, .. })
+        ));
+        let one =
+            parse_ui_action(r#"{"action":"security_answers","answers":[{"question":0,"answer":"rex"}]}"#).unwrap();
         assert!(check_secret_action(one, at, &material, &mut state).is_err(), "two questions are required");
 
         let key = totp::decode_key(material.totp_secret.as_ref().unwrap()).unwrap();

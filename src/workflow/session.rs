@@ -28,10 +28,14 @@ use crate::directory::{Account, ContactPoint};
 use crate::password::PasswordSpec;
 use crate::policy::authority::{check_agent, is_plain_identifier, required_agent_tier};
 use crate::policy::risk::assess;
-use crate::policy::{AgentIdentity, AuthorityRefusal, Channel, Method, Missing, PolicyConfig, Requirements, RiskAssessment, RiskRule};
+use crate::policy::{
+    AgentIdentity, AuthorityRefusal, Channel, Method, Missing, PolicyConfig, Requirements, RiskAssessment, RiskRule,
+};
 use crate::tier::{AccountTier, AgentTier};
 use crate::verification::co_signature::{self, approval_digest, ApprovalStatement};
-use crate::verification::{callback, check_text, employee_record, government_id, is_bidi_control, manager_approval, InputError, Verdict};
+use crate::verification::{
+    callback, check_text, employee_record, government_id, is_bidi_control, manager_approval, InputError, Verdict,
+};
 
 /// Where a session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,7 +78,9 @@ pub enum WorkflowError {
     AlreadyPassed(Method),
     #[error("no {0} is pending; request it first")]
     NothingPending(Method),
-    #[error("that contact point may not be used: it is not on file, changed recently, or was already used in this session")]
+    #[error(
+        "that contact point may not be used: it is not on file, changed recently, or was already used in this session"
+    )]
     ContactNotEligible,
     #[error("wait before sending another code: the next may be sent at {retry_at}")]
     CodeRateLimited { retry_at: OffsetDateTime },
@@ -86,7 +92,9 @@ pub enum WorkflowError {
     NotInPerson,
     #[error("co-signature refused: {0}")]
     CoSignature(AuthorityRefusal),
-    #[error("the co-signature comes last: complete the other steps first, so the co-signer approves the whole verification")]
+    #[error(
+        "the co-signature comes last: complete the other steps first, so the co-signer approves the whole verification"
+    )]
     CoSignTooEarly,
     #[error("the reset cannot go ahead yet; still missing: {0}")]
     StepsMissing(String),
@@ -180,7 +188,9 @@ impl Session {
     /// is returned in phase [`Phase::Refused`] with the refusal record to write.
     pub fn open(policy: &PolicyConfig, req: OpenRequest) -> Result<(Session, Vec<Decision>), WorkflowError> {
         if !is_plain_identifier(&req.request_id) || req.request_id.len() > 128 {
-            return Err(WorkflowError::BadRequest("the request id must be 1-128 letters, digits, '.', '_', '-' or '@'"));
+            return Err(WorkflowError::BadRequest(
+                "the request id must be 1-128 letters, digits, '.', '_', '-' or '@'",
+            ));
         }
         if !is_plain_identifier(&req.agent.username) {
             return Err(WorkflowError::BadRequest("the agent's username is not a plain directory username"));
@@ -197,7 +207,8 @@ impl Session {
         }
         let mut assessment = assess(policy, &req.account, &req.context, at);
         let window = Duration::minutes(i64::from(policy.lockout.window_minutes));
-        let failures: Vec<OffsetDateTime> = req.context.previous_failures.iter().copied().filter(|t| *t <= at && at - *t < window).collect();
+        let failures: Vec<OffsetDateTime> =
+            req.context.previous_failures.iter().copied().filter(|t| *t <= at && at - *t < window).collect();
 
         let mut session = Session {
             policy: policy.clone(),
@@ -234,7 +245,9 @@ impl Session {
             match req.emergency_reason {
                 None => return Ok(session.refuse(at, Refusal::Locked { until }, out)),
                 Some(_) if session.agent.tier != AgentTier::Admin => {
-                    let refusal = Refusal::EmergencyRefused { reason: "only an admin agent may use the emergency path; ask an admin".into() };
+                    let refusal = Refusal::EmergencyRefused {
+                        reason: "only an admin agent may use the emergency path; ask an admin".into(),
+                    };
                     return Ok(session.refuse(at, refusal, out));
                 }
                 Some(reason) => {
@@ -246,7 +259,10 @@ impl Session {
                     );
                     session.emergency = Some(reason.clone());
                     out.push(Decision::Notify {
-                        notification: session.notification(NotificationKind::EmergencyOverride { reason }, vec![Recipient::SecurityTeam]),
+                        notification: session.notification(
+                            NotificationKind::EmergencyOverride { reason },
+                            vec![Recipient::SecurityTeam],
+                        ),
                     });
                 }
             }
@@ -265,13 +281,16 @@ impl Session {
         if session.requirements.required_steps.contains(&Method::GovernmentId) && session.channel != Channel::WalkUp {
             return Ok(session.refuse(at, Refusal::InPersonRequired, out));
         }
-        if session.requirements.required_steps.contains(&Method::ManagerApproval) && session.manager_address().is_none() {
+        if session.requirements.required_steps.contains(&Method::ManagerApproval) && session.manager_address().is_none()
+        {
             return Ok(session.refuse(at, Refusal::NoManagerOnFile, out));
         }
         if session.requirements.cooling_off > Duration::ZERO {
             let earliest = at + session.requirements.cooling_off;
             let recipients = session.holder_and_manager();
-            out.push(Decision::Notify { notification: session.notification(NotificationKind::ResetRequested { earliest }, recipients) });
+            out.push(Decision::Notify {
+                notification: session.notification(NotificationKind::ResetRequested { earliest }, recipients),
+            });
         }
         out.push(Decision::NeedSteps { missing: session.missing() });
         Ok((session, out))
@@ -289,7 +308,11 @@ impl Session {
             passed: self.passed.iter().copied().collect(),
             missing: self.missing(),
             earliest_reset: self.earliest_reset(),
-            co_signer_min_tier: self.requirements.required_steps.contains(&Method::CoSignature).then(|| self.co_signer_min_tier()),
+            co_signer_min_tier: self
+                .requirements
+                .required_steps
+                .contains(&Method::CoSignature)
+                .then(|| self.co_signer_min_tier()),
         }
     }
 
@@ -364,7 +387,11 @@ impl Session {
             request_id: self.request_id.clone(),
             opened_at: self.opened_at,
             at,
-            agent: AgentFact { username: self.agent.username.clone(), tier: self.agent.tier, key_id: hex::encode(self.agent.key_id) },
+            agent: AgentFact {
+                username: self.agent.username.clone(),
+                tier: self.agent.tier,
+                key_id: hex::encode(self.agent.key_id),
+            },
             target: TargetFact {
                 username: self.account.username.clone(),
                 base_tier: self.assessment.base_tier,
@@ -379,7 +406,8 @@ impl Session {
             co_signer: self.co_signer.clone(),
             emergency_override: self.emergency.clone(),
             handoff: self.handoff.clone(),
-            password_spec: (kind != FactsKind::Refusal && kind != FactsKind::Lockout).then(|| PasswordSpec::from_policy(&self.policy.password)),
+            password_spec: (kind != FactsKind::Refusal && kind != FactsKind::Lockout)
+                .then(|| PasswordSpec::from_policy(&self.policy.password)),
             intent: self.intent.clone(),
             outcome: self.outcome.clone(),
         }
@@ -412,7 +440,9 @@ impl Session {
                 self.not_yet_passed(Method::Totp)?;
                 let detail = match (verdict, accepted_step) {
                     (Verdict::Passed, Some(step)) => StepDetail::TotpStep { step },
-                    (Verdict::Passed, None) => return Err(WorkflowError::BadRequest("a passed TOTP check must carry its accepted time step")),
+                    (Verdict::Passed, None) => {
+                        return Err(WorkflowError::BadRequest("a passed TOTP check must carry its accepted time step"))
+                    }
                     _ => StepDetail::None,
                 };
                 self.record_step(at, Method::Totp, verdict, detail)
@@ -425,15 +455,21 @@ impl Session {
                     self.pending_code = None;
                     self.used_contacts.insert(contact.value.clone());
                 }
-                self.record_step(at, Method::OneTimeCode, verdict, StepDetail::Contact { label: contact.label, value: contact.value })
+                self.record_step(
+                    at,
+                    Method::OneTimeCode,
+                    verdict,
+                    StepDetail::Contact { label: contact.label, value: contact.value },
+                )
             }
             (Phase::Verifying, Event::CallbackRequested { .. }) => {
                 self.not_yet_passed(Method::Callback)?;
-                let number = callback::numbers_to_call(&self.account, &self.assessment.excluded_contacts, &self.used_contacts)
-                    .into_iter()
-                    .next()
-                    .cloned()
-                    .ok_or(WorkflowError::NoCallbackNumber)?;
+                let number =
+                    callback::numbers_to_call(&self.account, &self.assessment.excluded_contacts, &self.used_contacts)
+                        .into_iter()
+                        .next()
+                        .cloned()
+                        .ok_or(WorkflowError::NoCallbackNumber)?;
                 self.pending_callback = Some(number.clone());
                 vec![Decision::ShowCallbackNumber { label: number.label, number: number.value }]
             }
@@ -443,17 +479,27 @@ impl Session {
                 let verdict = callback::verdict(report);
                 // Whatever the result, this number was used for verification.
                 self.used_contacts.insert(number.value.clone());
-                self.record_step(at, Method::Callback, verdict, StepDetail::Contact { label: number.label, value: number.value })
+                self.record_step(
+                    at,
+                    Method::Callback,
+                    verdict,
+                    StepDetail::Contact { label: number.label, value: number.value },
+                )
             }
             (Phase::Verifying, Event::ManagerApprovalRequested { .. }) => {
                 self.not_yet_passed(Method::ManagerApproval)?;
-                let (manager, address) = self.manager_address().ok_or(WorkflowError::BadRequest("no manager with a usable address is on file"))?;
+                let (manager, address) = self
+                    .manager_address()
+                    .ok_or(WorkflowError::BadRequest("no manager with a usable address is on file"))?;
                 self.pending_manager_address = Some(address.clone());
                 vec![Decision::RequestManagerApproval { manager, address }]
             }
             (Phase::Verifying, Event::ManagerResponded { response, .. }) => {
                 self.not_yet_passed(Method::ManagerApproval)?;
-                let address = self.pending_manager_address.clone().ok_or(WorkflowError::NothingPending(Method::ManagerApproval))?;
+                let address = self
+                    .pending_manager_address
+                    .clone()
+                    .ok_or(WorkflowError::NothingPending(Method::ManagerApproval))?;
                 let mut verdict = manager_approval::check(&self.account, &address, &response)?;
                 if response.approver.eq_ignore_ascii_case(&self.agent.username) {
                     // Separation of duties: the agent cannot approve their own reset as manager.
@@ -461,9 +507,16 @@ impl Session {
                 }
                 self.pending_manager_address = None;
                 if verdict.passed() {
-                    self.approvals.push(ApprovalFact { manager: response.approver.clone(), via_address: response.via_address.clone(), at });
+                    self.approvals.push(ApprovalFact {
+                        manager: response.approver.clone(),
+                        via_address: response.via_address.clone(),
+                        at,
+                    });
                 }
-                let detail = StepDetail::Manager { approver: response.approver, via_address: clean_text(&response.via_address, 320) };
+                let detail = StepDetail::Manager {
+                    approver: response.approver,
+                    via_address: clean_text(&response.via_address, 320),
+                };
                 self.record_step(at, Method::ManagerApproval, verdict, detail)
             }
             (Phase::Verifying, Event::IdInspected { inspection, .. }) => {
@@ -476,12 +529,20 @@ impl Session {
             }
             (Phase::Verifying, Event::CoSigned { signature, .. }) => {
                 self.not_yet_passed(Method::CoSignature)?;
-                let others_missing = self.missing().into_iter().any(|m| m != Missing::Step { method: Method::CoSignature });
+                let others_missing =
+                    self.missing().into_iter().any(|m| m != Missing::Step { method: Method::CoSignature });
                 if others_missing {
                     return Err(WorkflowError::CoSignTooEarly);
                 }
-                co_signature::check(&self.policy, &signature, &self.approval_digest(), &self.agent, &self.account, self.assessment.effective_tier)
-                    .map_err(WorkflowError::CoSignature)?;
+                co_signature::check(
+                    &self.policy,
+                    &signature,
+                    &self.approval_digest(),
+                    &self.agent,
+                    &self.account,
+                    self.assessment.effective_tier,
+                )
+                .map_err(WorkflowError::CoSignature)?;
                 let key_id = hex::encode(signature.key_id);
                 self.co_signer = Some(CoSignerFact {
                     username: signature.username.clone(),
@@ -527,7 +588,13 @@ impl Session {
     }
 
     /// Record a step result; a failure may trigger the lockout.
-    fn record_step(&mut self, at: OffsetDateTime, method: Method, verdict: Verdict, detail: StepDetail) -> Vec<Decision> {
+    fn record_step(
+        &mut self,
+        at: OffsetDateTime,
+        method: Method,
+        verdict: Verdict,
+        detail: StepDetail,
+    ) -> Vec<Decision> {
         self.steps.push(StepFact { at, method, verdict, detail });
         match verdict {
             Verdict::Passed => {
@@ -536,7 +603,10 @@ impl Session {
                 let only_co_signature_left = missing == [Missing::Step { method: Method::CoSignature }];
                 let mut out = vec![Decision::NeedSteps { missing }];
                 if only_co_signature_left {
-                    out.push(Decision::RequestCoSignature { digest: hex::encode(self.approval_digest()), min_tier: self.co_signer_min_tier() });
+                    out.push(Decision::RequestCoSignature {
+                        digest: hex::encode(self.approval_digest()),
+                        min_tier: self.co_signer_min_tier(),
+                    });
                 }
                 out
             }
@@ -577,7 +647,10 @@ impl Session {
         vec![
             Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Lockout, at)) },
             Decision::LockVerification { username: self.account.username.clone(), until },
-            Decision::Notify { notification: self.notification(NotificationKind::VerificationLocked { until }, vec![Recipient::SecurityTeam]) },
+            Decision::Notify {
+                notification: self
+                    .notification(NotificationKind::VerificationLocked { until }, vec![Recipient::SecurityTeam]),
+            },
             Decision::Refuse { explanation: refusal.explain(), refusal },
         ]
     }
@@ -630,7 +703,10 @@ impl Session {
             self.phase = Phase::Refused;
             let refusal = Refusal::NotAuthorised { reason };
             self.outcome = Outcome::Refused { reason: refusal.explain() };
-            return Ok(vec![Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) }, Decision::Refuse { explanation: refusal.explain(), refusal }]);
+            return Ok(vec![
+                Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) },
+                Decision::Refuse { explanation: refusal.explain(), refusal },
+            ]);
         }
         let earliest = self.earliest_reset();
         if at < earliest {
@@ -646,13 +722,20 @@ impl Session {
             self.phase = Phase::Refused;
             let refusal = Refusal::NoHandoffChannel;
             self.outcome = Outcome::Refused { reason: refusal.explain() };
-            return Ok(vec![Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) }, Decision::Refuse { explanation: refusal.explain(), refusal }]);
+            return Ok(vec![
+                Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) },
+                Decision::Refuse { explanation: refusal.explain(), refusal },
+            ]);
         };
         let h = &self.policy.handoff;
         let reason = h.agent_view_reason.trim();
         // Policy may let agents see the password, but only with a recorded reason.
         let agent_may_view = h.agent_may_view && !reason.is_empty();
-        self.handoff = Some(HandoffFact { channel, agent_may_view, agent_view_reason: agent_may_view.then(|| clean_text(reason, 1024)) });
+        self.handoff = Some(HandoffFact {
+            channel,
+            agent_may_view,
+            agent_view_reason: agent_may_view.then(|| clean_text(reason, 1024)),
+        });
         self.phase = Phase::AwaitingIntent;
         Ok(vec![Decision::WriteIntent { facts: Box::new(self.facts(FactsKind::Intent, at)) }])
     }
@@ -667,7 +750,9 @@ impl Session {
                     out.push(Decision::HandOff { handoff });
                 }
                 let recipients = self.holder_and_manager();
-                out.push(Decision::Notify { notification: self.notification(NotificationKind::ResetCompleted, recipients) });
+                out.push(Decision::Notify {
+                    notification: self.notification(NotificationKind::ResetCompleted, recipients),
+                });
                 out
             }
             Err(message) => {
@@ -682,11 +767,23 @@ impl Session {
     /// requests a registered channel of the other kind that verification did not use
     /// and that did not change recently.
     fn handoff_channel(&self) -> Option<HandoffChannel> {
-        let usable = |c: &&ContactPoint| !self.assessment.excluded_contacts.contains(&c.value) && !self.used_contacts.contains(&c.value);
+        let usable = |c: &&ContactPoint| {
+            !self.assessment.excluded_contacts.contains(&c.value) && !self.used_contacts.contains(&c.value)
+        };
         match self.channel {
             Channel::WalkUp => Some(HandoffChannel::CustomerWindow),
-            Channel::Phone => self.account.emails.iter().find(usable).map(|c| HandoffChannel::RegisteredEmail { address: c.value.clone() }),
-            Channel::Email => self.account.phones.iter().find(usable).map(|c| HandoffChannel::RegisteredPhone { number: c.value.clone() }),
+            Channel::Phone => self
+                .account
+                .emails
+                .iter()
+                .find(usable)
+                .map(|c| HandoffChannel::RegisteredEmail { address: c.value.clone() }),
+            Channel::Email => self
+                .account
+                .phones
+                .iter()
+                .find(usable)
+                .map(|c| HandoffChannel::RegisteredPhone { number: c.value.clone() }),
         }
     }
 
@@ -733,7 +830,8 @@ impl Session {
     }
 
     fn desk_date(&self, at: OffsetDateTime) -> time::Date {
-        let offset = UtcOffset::from_whole_seconds(i32::from(self.policy.risk.business_hours.utc_offset_minutes) * 60).unwrap_or(UtcOffset::UTC);
+        let offset = UtcOffset::from_whole_seconds(i32::from(self.policy.risk.business_hours.utc_offset_minutes) * 60)
+            .unwrap_or(UtcOffset::UTC);
         at.to_offset(offset).date()
     }
 

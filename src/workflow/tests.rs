@@ -50,7 +50,9 @@ fn passed(s: &mut Session, at: OffsetDateTime, m: Method) -> Vec<Decision> {
     let ev = match m {
         Method::SecurityAnswers => Event::SecurityAnswersChecked { at, verdict: Verdict::Passed },
         Method::Totp => Event::TotpChecked { at, verdict: Verdict::Passed, accepted_step: Some(1) },
-        Method::EmployeeRecord => Event::EmployeeRecordGiven { at, employee_id: "E1234".into(), date_of_hire: "2019-03-04".into() },
+        Method::EmployeeRecord => {
+            Event::EmployeeRecordGiven { at, employee_id: "E1234".into(), date_of_hire: "2019-03-04".into() }
+        }
         other => panic!("use the specific helper for {other}"),
     };
     s.handle(ev).unwrap()
@@ -59,13 +61,18 @@ fn passed(s: &mut Session, at: OffsetDateTime, m: Method) -> Vec<Decision> {
 fn do_callback(s: &mut Session, at: OffsetDateTime) {
     let d = s.handle(Event::CallbackRequested { at }).unwrap();
     assert_eq!(d, [Decision::ShowCallbackNumber { label: "mobile".into(), number: "+49 30 1234567".into() }]);
-    s.handle(Event::CallbackReported { at, report: CallbackReport { reached_account_holder: true, holder_confirmed_request: true } }).unwrap();
+    s.handle(Event::CallbackReported {
+        at,
+        report: CallbackReport { reached_account_holder: true, holder_confirmed_request: true },
+    })
+    .unwrap();
 }
 
 fn do_manager(s: &mut Session, at: OffsetDateTime) {
     let d = s.handle(Event::ManagerApprovalRequested { at }).unwrap();
     assert_eq!(d, [Decision::RequestManagerApproval { manager: "mboss".into(), address: "mboss@example.com".into() }]);
-    let response = ManagerResponse { approver: "mboss".into(), via_address: "mboss@example.com".into(), approved: true };
+    let response =
+        ManagerResponse { approver: "mboss".into(), via_address: "mboss@example.com".into(), approved: true };
     s.handle(Event::ManagerResponded { at, response }).unwrap();
 }
 
@@ -84,7 +91,14 @@ fn id_ok() -> IdInspection {
 fn co_sig(s: &Session, name: &str, tier: AgentTier) -> CoSignature {
     let mut der = vec![0x30, 68];
     der.extend([1u8; 68]);
-    CoSignature { username: name.into(), tier, key_id: [0xC0; 32], digest: s.approval_digest(), signature_der: der, verified_against_certificate: true }
+    CoSignature {
+        username: name.into(),
+        tier,
+        key_id: [0xC0; 32],
+        digest: s.approval_digest(),
+        signature_der: der,
+        verified_against_certificate: true,
+    }
 }
 
 /// Drive a session from ResetRequested to the end and return all decisions.
@@ -144,7 +158,10 @@ fn standard_walk_up_happy_path() {
 fn execute_reset_only_after_intent_recorded() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
     let early = s.handle(Event::IntentRecorded { at: NOW, seq: 1, entry_hash: [0; 32] });
-    assert!(matches!(early, Err(WorkflowError::IllegalTransition { event: "intent-recorded", phase: Phase::Verifying })));
+    assert!(matches!(
+        early,
+        Err(WorkflowError::IllegalTransition { event: "intent-recorded", phase: Phase::Verifying })
+    ));
     passed(&mut s, NOW, Method::SecurityAnswers);
     passed(&mut s, NOW, Method::Totp);
     s.handle(Event::ResetRequested { at: NOW }).unwrap();
@@ -159,7 +176,8 @@ fn outcome_records_point_at_the_intent() {
     passed(&mut s, NOW, Method::SecurityAnswers);
     passed(&mut s, NOW, Method::Totp);
     let all = finish(&mut s, NOW);
-    let outcome = all.iter().find_map(|d| if let Decision::WriteOutcome { facts } = d { Some(facts) } else { None }).unwrap();
+    let outcome =
+        all.iter().find_map(|d| if let Decision::WriteOutcome { facts } = d { Some(facts) } else { None }).unwrap();
     assert_eq!(outcome.kind, FactsKind::Outcome);
     assert_eq!(outcome.outcome, Outcome::Succeeded);
     assert_eq!(outcome.intent.as_ref().unwrap().seq, 7);
@@ -177,7 +195,9 @@ fn directory_failure_writes_a_failed_outcome_and_no_handoff() {
     let d = s.handle(Event::DirectoryResult { at: NOW, result: Err("constraint violation\u{7}".into()) }).unwrap();
     assert_eq!(d.len(), 1);
     match &d[0] {
-        Decision::WriteOutcome { facts } => assert_eq!(facts.outcome, Outcome::DirectoryFailed { message: "constraint violation ".into() }),
+        Decision::WriteOutcome { facts } => {
+            assert_eq!(facts.outcome, Outcome::DirectoryFailed { message: "constraint violation ".into() })
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(s.phase(), Phase::DirectoryFailed);
@@ -188,7 +208,9 @@ fn directory_failure_writes_a_failed_outcome_and_no_handoff() {
 fn junior_agent_is_refused_for_privileged_accounts_with_a_record() {
     let (s, d) = open(request(AccountTier::Privileged, AgentTier::Junior, walk_up()));
     assert_eq!(s.phase(), Phase::Refused);
-    assert!(matches!(d.last(), Some(Decision::Refuse { refusal: Refusal::NotAuthorised { .. }, explanation }) if explanation.contains("senior")));
+    assert!(
+        matches!(d.last(), Some(Decision::Refuse { refusal: Refusal::NotAuthorised { .. }, explanation }) if explanation.contains("senior"))
+    );
     assert!(d.iter().any(|d| matches!(d, Decision::WriteRecord { facts } if facts.kind == FactsKind::Refusal)));
 }
 
@@ -211,7 +233,9 @@ fn privileged_reset_needs_manager_and_cooling_off() {
     passed(&mut s, NOW, Method::SecurityAnswers); // knowledge does not count at this tier
     passed(&mut s, NOW, Method::Totp);
     do_callback(&mut s, NOW);
-    assert!(matches!(s.handle(Event::ResetRequested { at: NOW }), Err(WorkflowError::StepsMissing(m)) if m.contains("manager")));
+    assert!(
+        matches!(s.handle(Event::ResetRequested { at: NOW }), Err(WorkflowError::StepsMissing(m)) if m.contains("manager"))
+    );
     do_manager(&mut s, after(1));
     let d = s.handle(Event::ResetRequested { at: after(2) }).unwrap();
     assert_eq!(d, [Decision::Wait { until: after(10), reason: d_reason(&d) }]);
@@ -235,18 +259,28 @@ fn highest_needs_id_cosign_and_an_admin() {
     let id = s.handle(Event::IdInspected { at: NOW, inspection: id_ok() }).unwrap();
     assert!(matches!(&id[..], [Decision::NeedSteps { .. }]));
     // Co-signature comes last.
-    assert_eq!(s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "bob", AgentTier::Admin) }), Err(WorkflowError::CoSignTooEarly));
+    assert_eq!(
+        s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "bob", AgentTier::Admin) }),
+        Err(WorkflowError::CoSignTooEarly)
+    );
     passed(&mut s, NOW, Method::Totp);
     do_manager(&mut s, NOW);
     // Now only the co-signature is missing: the engine asks for it.
     let d = s.handle(Event::CodeRequested { at: NOW, to: ContactRef { kind: ContactKind::Email, index: 0 } });
     assert!(d.is_ok(), "codes may still be sent: {d:?}");
     // The initiating agent cannot co-sign; a senior is not enough for highest.
-    assert_eq!(s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "ALICE", AgentTier::Admin) }).unwrap_err(), WorkflowError::CoSignature(crate::policy::AuthorityRefusal::CoSignerIsAgent));
-    assert!(matches!(s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "carol", AgentTier::Senior) }), Err(WorkflowError::CoSignature(_))));
+    assert_eq!(
+        s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "ALICE", AgentTier::Admin) }).unwrap_err(),
+        WorkflowError::CoSignature(crate::policy::AuthorityRefusal::CoSignerIsAgent)
+    );
+    assert!(matches!(
+        s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "carol", AgentTier::Senior) }),
+        Err(WorkflowError::CoSignature(_))
+    ));
     s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "bob", AgentTier::Admin) }).unwrap();
     let all = finish(&mut s, after(30));
-    let intent = all.iter().find_map(|d| if let Decision::WriteIntent { facts } = d { Some(facts) } else { None }).unwrap();
+    let intent =
+        all.iter().find_map(|d| if let Decision::WriteIntent { facts } = d { Some(facts) } else { None }).unwrap();
     let co = intent.co_signer.as_ref().unwrap();
     assert_eq!((co.username.as_str(), co.tier), ("bob", AgentTier::Admin));
     assert_eq!(intent.approvals[0].manager, "mboss");
@@ -259,7 +293,8 @@ fn request_co_signature_is_emitted_when_only_it_is_missing() {
     passed(&mut s, NOW, Method::Totp);
     let d = s.handle(Event::ManagerApprovalRequested { at: NOW }).unwrap();
     assert!(matches!(d[0], Decision::RequestManagerApproval { .. }));
-    let response = ManagerResponse { approver: "mboss".into(), via_address: "mboss@example.com".into(), approved: true };
+    let response =
+        ManagerResponse { approver: "mboss".into(), via_address: "mboss@example.com".into(), approved: true };
     let d = s.handle(Event::ManagerResponded { at: NOW, response }).unwrap();
     assert!(d.iter().any(|d| matches!(d, Decision::RequestCoSignature { min_tier: AgentTier::Admin, digest } if *digest == hex::encode(s.approval_digest()))), "{d:?}");
 }
@@ -289,10 +324,14 @@ fn highest_by_phone_is_refused_in_person_required() {
 #[test]
 fn repeated_and_failed_steps_never_count_twice() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
-    s.handle(Event::TotpChecked { at: NOW, verdict: Verdict::Failed(FailReason::WrongCode), accepted_step: None }).unwrap();
+    s.handle(Event::TotpChecked { at: NOW, verdict: Verdict::Failed(FailReason::WrongCode), accepted_step: None })
+        .unwrap();
     assert!(s.passed().is_empty());
     passed(&mut s, NOW, Method::Totp);
-    assert_eq!(s.handle(Event::TotpChecked { at: NOW, verdict: Verdict::Passed, accepted_step: Some(2) }).unwrap_err(), WorkflowError::AlreadyPassed(Method::Totp));
+    assert_eq!(
+        s.handle(Event::TotpChecked { at: NOW, verdict: Verdict::Passed, accepted_step: Some(2) }).unwrap_err(),
+        WorkflowError::AlreadyPassed(Method::Totp)
+    );
     assert_eq!(s.requirements().counted_factors(s.passed()), 1);
 }
 
@@ -305,14 +344,20 @@ fn lockout_after_three_failures_notifies_security_and_locks() {
     s.handle(fail(NOW)).unwrap();
     // A callback that reaches nobody is not evidence against the requester.
     s.handle(Event::CallbackRequested { at: NOW }).unwrap();
-    s.handle(Event::CallbackReported { at: NOW, report: CallbackReport { reached_account_holder: false, holder_confirmed_request: false } }).unwrap();
+    s.handle(Event::CallbackReported {
+        at: NOW,
+        report: CallbackReport { reached_account_holder: false, holder_confirmed_request: false },
+    })
+    .unwrap();
     s.handle(fail(after(1))).unwrap();
     assert_eq!(s.phase(), Phase::Verifying);
     let d = s.handle(fail(after(2))).unwrap();
     assert_eq!(s.phase(), Phase::LockedOut);
     let until = after(2) + Duration::hours(4);
     assert!(d.contains(&Decision::LockVerification { username: "jdoe".into(), until }));
-    assert!(d.iter().any(|d| matches!(d, Decision::Notify { notification } if notification.recipients == [Recipient::SecurityTeam])));
+    assert!(d.iter().any(
+        |d| matches!(d, Decision::Notify { notification } if notification.recipients == [Recipient::SecurityTeam])
+    ));
     assert!(d.iter().any(|d| matches!(d, Decision::WriteRecord { facts } if facts.kind == FactsKind::Lockout)));
     assert!(matches!(d.last(), Some(Decision::Refuse { explanation, .. }) if explanation.contains("emergency path")));
     assert!(s.handle(Event::TotpChecked { at: after(3), verdict: Verdict::Passed, accepted_step: Some(1) }).is_err());
@@ -335,7 +380,10 @@ fn locked_account_is_refused_and_admin_emergency_path_is_audited() {
     assert_eq!(s.effective_tier(), AccountTier::Highest);
     assert!(s.requirements().required_steps.contains(&Method::CoSignature));
     assert!(d.iter().any(|d| matches!(d, Decision::Notify { notification } if matches!(notification.kind, NotificationKind::EmergencyOverride { .. }))));
-    assert_eq!(s.facts(FactsKind::Intent, NOW).emergency_override.as_deref(), Some("CFO locked out before payroll run"));
+    assert_eq!(
+        s.facts(FactsKind::Intent, NOW).emergency_override.as_deref(),
+        Some("CFO locked out before payroll run")
+    );
     // Not locked: the emergency path is not available.
     req.account.verification_locked_until = None;
     assert!(matches!(Session::open(&PolicyConfig::default(), req), Err(WorkflowError::BadRequest(_))));
@@ -348,15 +396,30 @@ fn codes_are_rate_limited_and_only_go_to_eligible_contacts() {
     req.account.emails.push(contact("new@evil.test", "personal", NOW - Duration::days(1)));
     let (mut s, _) = open(req);
     let email = |index| ContactRef { kind: ContactKind::Email, index };
-    assert_eq!(s.handle(Event::CodeRequested { at: NOW, to: email(1) }).unwrap_err(), WorkflowError::ContactNotEligible);
-    assert_eq!(s.handle(Event::CodeRequested { at: NOW, to: email(9) }).unwrap_err(), WorkflowError::ContactNotEligible);
-    assert!(matches!(s.handle(Event::CodeChecked { at: NOW, verdict: Verdict::Passed }), Err(WorkflowError::NothingPending(_))));
+    assert_eq!(
+        s.handle(Event::CodeRequested { at: NOW, to: email(1) }).unwrap_err(),
+        WorkflowError::ContactNotEligible
+    );
+    assert_eq!(
+        s.handle(Event::CodeRequested { at: NOW, to: email(9) }).unwrap_err(),
+        WorkflowError::ContactNotEligible
+    );
+    assert!(matches!(
+        s.handle(Event::CodeChecked { at: NOW, verdict: Verdict::Passed }),
+        Err(WorkflowError::NothingPending(_))
+    ));
     let d = s.handle(Event::CodeRequested { at: NOW, to: email(0) }).unwrap();
     assert_eq!(d, [Decision::SendCode { label: "work".into(), to: "jane@example.com".into(), not_after: after(10) }]);
-    assert!(matches!(s.handle(Event::CodeRequested { at: NOW + Duration::seconds(30), to: email(0) }), Err(WorkflowError::CodeRateLimited { .. })));
+    assert!(matches!(
+        s.handle(Event::CodeRequested { at: NOW + Duration::seconds(30), to: email(0) }),
+        Err(WorkflowError::CodeRateLimited { .. })
+    ));
     s.handle(Event::CodeRequested { at: after(1), to: email(0) }).unwrap();
     s.handle(Event::CodeRequested { at: after(2), to: email(0) }).unwrap();
-    assert_eq!(s.handle(Event::CodeRequested { at: after(3), to: email(0) }).unwrap_err(), WorkflowError::CodeLimitReached);
+    assert_eq!(
+        s.handle(Event::CodeRequested { at: after(3), to: email(0) }).unwrap_err(),
+        WorkflowError::CodeLimitReached
+    );
 }
 
 #[test]
@@ -372,7 +435,8 @@ fn remote_handoff_never_uses_the_request_or_verification_channel() {
     do_callback(&mut s, NOW);
     do_manager(&mut s, NOW);
     let all = finish(&mut s, after(10));
-    let handoff = all.iter().find_map(|d| if let Decision::HandOff { handoff } = d { Some(handoff) } else { None }).unwrap();
+    let handoff =
+        all.iter().find_map(|d| if let Decision::HandOff { handoff } = d { Some(handoff) } else { None }).unwrap();
     assert_eq!(handoff.channel, HandoffChannel::RegisteredEmail { address: "jane.home@example.org".into() });
 }
 
@@ -399,7 +463,8 @@ fn agent_view_needs_policy_and_a_recorded_reason() {
     passed(&mut s, NOW, Method::SecurityAnswers);
     passed(&mut s, NOW, Method::Totp);
     let all = finish(&mut s, NOW);
-    let intent = all.iter().find_map(|d| if let Decision::WriteIntent { facts } = d { Some(facts) } else { None }).unwrap();
+    let intent =
+        all.iter().find_map(|d| if let Decision::WriteIntent { facts } = d { Some(facts) } else { None }).unwrap();
     let h = intent.handoff.as_ref().unwrap();
     assert!(h.agent_may_view);
     assert_eq!(h.agent_view_reason.as_deref(), Some("kiosk screen broken at site B"));
@@ -413,7 +478,8 @@ fn manager_cannot_be_the_agent_and_wrong_approver_fails() {
     assert_eq!(s.phase(), Phase::Refused, "{d:?}");
     let (mut s, _) = open(request(AccountTier::Privileged, AgentTier::Senior, walk_up()));
     s.handle(Event::ManagerApprovalRequested { at: NOW }).unwrap();
-    let response = ManagerResponse { approver: "mboss".into(), via_address: "other@example.com".into(), approved: true };
+    let response =
+        ManagerResponse { approver: "mboss".into(), via_address: "other@example.com".into(), approved: true };
     s.handle(Event::ManagerResponded { at: NOW, response }).unwrap();
     assert!(!s.passed().contains(&Method::ManagerApproval));
 }
@@ -423,15 +489,25 @@ fn time_never_goes_backwards_and_errors_leave_the_session_unchanged() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
     passed(&mut s, after(5), Method::SecurityAnswers);
     let before = format!("{:?}", s.facts(FactsKind::Intent, NOW));
-    assert_eq!(s.handle(Event::TotpChecked { at: after(4), verdict: Verdict::Passed, accepted_step: Some(1) }).unwrap_err(), WorkflowError::TimeWentBackwards);
-    assert!(s.handle(Event::EmployeeRecordGiven { at: after(6), employee_id: "".into(), date_of_hire: "2019-03-04".into() }).is_err());
+    assert_eq!(
+        s.handle(Event::TotpChecked { at: after(4), verdict: Verdict::Passed, accepted_step: Some(1) }).unwrap_err(),
+        WorkflowError::TimeWentBackwards
+    );
+    assert!(s
+        .handle(Event::EmployeeRecordGiven { at: after(6), employee_id: "".into(), date_of_hire: "2019-03-04".into() })
+        .is_err());
     assert_eq!(before, format!("{:?}", s.facts(FactsKind::Intent, NOW)));
 }
 
 #[test]
 fn facts_hold_no_typed_values_and_serialise() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
-    s.handle(Event::EmployeeRecordGiven { at: NOW, employee_id: "E9999-typed".into(), date_of_hire: "2001-01-01".into() }).unwrap();
+    s.handle(Event::EmployeeRecordGiven {
+        at: NOW,
+        employee_id: "E9999-typed".into(),
+        date_of_hire: "2001-01-01".into(),
+    })
+    .unwrap();
     let json = serde_json::to_string(&s.facts(FactsKind::Intent, NOW)).unwrap();
     assert!(!json.contains("E9999") && !json.contains("2001-01-01"), "{json}");
     assert!(json.contains("\"verdict\":{\"result\":\"failed\",\"reason\":\"mismatch\"}"), "{json}");
@@ -463,7 +539,8 @@ fn on_the_emergency_path_one_failure_ends_the_session() {
     req.emergency_reason = Some("payroll run blocked".into());
     let (mut s, _) = open(req);
     assert_eq!(s.phase(), Phase::Verifying);
-    let d = s.handle(Event::SecurityAnswersChecked { at: NOW, verdict: Verdict::Failed(FailReason::WrongAnswer) }).unwrap();
+    let d =
+        s.handle(Event::SecurityAnswersChecked { at: NOW, verdict: Verdict::Failed(FailReason::WrongAnswer) }).unwrap();
     assert_eq!(s.phase(), Phase::LockedOut);
     assert!(d.iter().any(|d| matches!(d, Decision::LockVerification { .. })));
 }
@@ -492,5 +569,8 @@ fn implausible_times_are_refused_not_overflowed() {
     assert_eq!(Session::open(&PolicyConfig::default(), req).unwrap_err(), WorkflowError::ImplausibleTime);
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
     let far = datetime!(9999-12-31 23:59 UTC);
-    assert_eq!(s.handle(Event::CodeRequested { at: far, to: ContactRef { kind: ContactKind::Email, index: 0 } }).unwrap_err(), WorkflowError::ImplausibleTime);
+    assert_eq!(
+        s.handle(Event::CodeRequested { at: far, to: ContactRef { kind: ContactKind::Email, index: 0 } }).unwrap_err(),
+        WorkflowError::ImplausibleTime
+    );
 }

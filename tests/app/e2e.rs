@@ -65,9 +65,8 @@ fn find_tauri_driver() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("TAURI_DRIVER").map(PathBuf::from) {
         return p.is_file().then_some(p);
     }
-    let in_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join("tauri-driver")).find(|p| p.is_file())
-    });
+    let in_path = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("tauri-driver")).find(|p| p.is_file()));
     in_path.or_else(|| {
         let p = PathBuf::from(std::env::var_os("HOME")?).join(".cargo/bin/tauri-driver");
         p.is_file().then_some(p)
@@ -130,10 +129,8 @@ impl Driver {
     }
 
     fn signal_group(&self, signal: &str) {
-        let _ = Command::new("kill")
-            .args([signal, "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
+        let _ =
+            Command::new("kill").args([signal, "--", &format!("-{}", self.child.id())]).stderr(Stdio::null()).status();
     }
 }
 
@@ -415,7 +412,8 @@ async fn desk_app_with_alice_card(extra_config: &str) -> Option<DeskApp> {
         return None;
     }
     let readers = lock_readers();
-    let card = VirtualCard::insert(READER_0_PORT).expect("insert a virtual card (is vpcd running? scripts/pcscd.sh start)");
+    let card =
+        VirtualCard::insert(READER_0_PORT).expect("insert a virtual card (is vpcd running? scripts/pcscd.sh start)");
     let desk = demo_desk(&card, "alice", extra_config);
     let config_arg = desk.config_file.to_str().expect("a UTF-8 path");
     let driver = Driver::start(&tauri_driver);

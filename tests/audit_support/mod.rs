@@ -118,7 +118,13 @@ impl Pki {
 }
 
 /// Issue a certificate for `signer` under an issuer name, signed by `issuer_key`.
-pub fn issue_with(issuer_key: &SigningKey, issuer: &Name, signer: &SoftSigner, not_before: SystemTime, not_after: SystemTime) -> Vec<u8> {
+pub fn issue_with(
+    issuer_key: &SigningKey,
+    issuer: &Name,
+    signer: &SoftSigner,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Vec<u8> {
     let subject = Name::from_str(&format!("CN={},O=Test Org", signer.name)).unwrap();
     let spki = SubjectPublicKeyInfoOwned::from_key(*signer.key.verifying_key()).unwrap();
     let validity = Validity { not_before: time(not_before), not_after: time(not_after) };
@@ -171,13 +177,21 @@ pub fn desk() -> Desk {
     let session = serde_json::json!({"agent": "alice", "workstation": "desk-3"});
     log.heartbeat(EventType::Login, &session, &mut alice, now()).unwrap();
     let i = log.append(&Event::reset_intent(&reset_facts("alice", "jdoe")).unwrap(), &mut alice, now()).unwrap();
-    log.append(&Event::reset_outcome(i.intent_ref(), &Outcome::Done, &reset_facts("alice", "jdoe")).unwrap(), &mut alice, now())
-        .unwrap();
+    log.append(
+        &Event::reset_outcome(i.intent_ref(), &Outcome::Done, &reset_facts("alice", "jdoe")).unwrap(),
+        &mut alice,
+        now(),
+    )
+    .unwrap();
     let i = log
         .append_cosigned(&Event::reset_intent(&reset_facts("alice", "admin1")).unwrap(), &mut alice, &mut bob, now())
         .unwrap();
-    log.append(&Event::reset_outcome(i.intent_ref(), &Outcome::Done, &reset_facts("alice", "admin1")).unwrap(), &mut alice, now())
-        .unwrap();
+    log.append(
+        &Event::reset_outcome(i.intent_ref(), &Outcome::Done, &reset_facts("alice", "admin1")).unwrap(),
+        &mut alice,
+        now(),
+    )
+    .unwrap();
     log.heartbeat(EventType::Logout, &session, &mut alice, now()).unwrap();
     drop(log);
     let ca_pem = dir.path().join("ca.pem");

@@ -51,7 +51,13 @@ pub fn site() -> Site {
     let config = config_for(dir.path());
     let mut directory = EmbeddedDirectory::open(dir.path(), &config).unwrap();
     resetdesk::demo::init(&mut directory, OffsetDateTime::now_utc()).unwrap();
-    let (ca, _) = OrgCa::init(dir.path(), &config.organisation, &Secret::from("desk test CA passphrase"), OffsetDateTime::now_utc()).unwrap();
+    let (ca, _) = OrgCa::init(
+        dir.path(),
+        &config.organisation,
+        &Secret::from("desk test CA passphrase"),
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
     Site { dir, config, ca }
 }
 
@@ -68,12 +74,14 @@ impl Site {
         let req = EnrolRequest::factory_card(username, Secret::from(pin), Secret::from(PUK));
         let directory = self.directory();
         let d: &dyn Directory = &directory;
-        enrol(&mut piv, &self.ca, &mut registry, Some((d, &self.config.agents)), &[], &req, OffsetDateTime::now_utc()).unwrap();
+        enrol(&mut piv, &self.ca, &mut registry, Some((d, &self.config.agents)), &[], &req, OffsetDateTime::now_utc())
+            .unwrap();
     }
 
     /// Log in with the card in `card`'s reader.
     pub fn login(&self, card: &VirtualCard, pin: &str) -> AgentSession {
-        login(&self.config, &self.directory(), card.reader_name(), Secret::from(pin), OffsetDateTime::now_utc()).unwrap()
+        login(&self.config, &self.directory(), card.reader_name(), Secret::from(pin), OffsetDateTime::now_utc())
+            .unwrap()
     }
 
     /// Enrol and log in.

@@ -49,9 +49,7 @@ impl VirtualCard {
             return Err(Error::ReaderBusy(reader));
         }
         let mut seed = [0u8; 32];
-        rand_core::OsRng
-            .try_fill_bytes(&mut seed)
-            .map_err(Error::Entropy)?;
+        rand_core::OsRng.try_fill_bytes(&mut seed).map_err(Error::Entropy)?;
 
         let connect_err = |source| Error::Connect { port, source };
         let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).map_err(connect_err)?;
@@ -67,14 +65,7 @@ impl VirtualCard {
                 let _ = stopped_tx.send(reason);
             })
             .map_err(Error::Spawn)?;
-        let card = VirtualCard {
-            reader,
-            serial,
-            socket,
-            thread: Some(thread),
-            stopped_rx,
-            stopped: None,
-        };
+        let card = VirtualCard { reader, serial, socket, thread: Some(thread), stopped_rx, stopped: None };
         // On failure `card` is dropped here, which closes the socket again.
         watch.wait_for(true, INSERT_TIMEOUT)?;
         Ok(card)
@@ -160,8 +151,6 @@ fn run_card(stream: TcpStream, serial: u32, seed: [u8; 32]) -> String {
 /// A random 8-digit serial, like a YubiKey 5's.
 fn random_serial() -> u32 {
     // RandomState is seeded from OS randomness once per process and varies per instance.
-    let r = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
+    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
     10_000_000 + (r % 90_000_000) as u32
 }

@@ -18,9 +18,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A PC/SC call failed while checking or waiting for the reader.
-    #[error(
-        "PC/SC error on reader {reader} ({source}); is pcscd running? (`scripts/pcscd.sh status`)"
-    )]
+    #[error("PC/SC error on reader {reader} ({source}); is pcscd running? (`scripts/pcscd.sh status`)")]
     Pcsc {
         /// Reader being watched.
         reader: &'static str,
@@ -32,7 +30,9 @@ pub enum Error {
     #[error("pcscd has no reader named {0}; install vsmartcard-vpcd and restart pcscd (`scripts/pcscd.sh stop; scripts/pcscd.sh start`)")]
     ReaderMissing(&'static str),
     /// The reader already holds a card (another test or a demo `virtual-yubikey` process).
-    #[error("reader {0} already holds a card; stop the other virtual-yubikey process or take `lock_readers()` in tests")]
+    #[error(
+        "reader {0} already holds a card; stop the other virtual-yubikey process or take `lock_readers()` in tests"
+    )]
     ReaderBusy(&'static str),
     /// pcscd did not report the expected state in time.
     #[error("pcscd did not report {reader} as {expected} within {timeout:?}; check `scripts/pcscd.sh status` and that nothing else uses this reader")]

@@ -23,9 +23,7 @@ pub(crate) const CLAIMED_VERSION: [u8; 3] = [5, 4, 3];
 /// The short (truncated) PIV AID that the `yubikey` crate selects.
 const PIV_AID_SHORT: [u8; 5] = [0xA0, 0x00, 0x00, 0x03, 0x08];
 /// The full PIV AID piv-authenticator insists on.
-const PIV_AID_FULL: [u8; 11] = [
-    0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00,
-];
+const PIV_AID_FULL: [u8; 11] = [0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00];
 /// GET DATA body for the Key History object, which piv-authenticator pre-creates in a
 /// form the `yubikey` crate then mis-parses as a certificate.
 const GET_KEY_HISTORY: [u8; 5] = [0x5C, 0x03, 0x5F, 0xC1, 0x0C];
@@ -47,19 +45,11 @@ const MANAGEMENT_KEY_REF: u8 = 0x9B;
 /// a scripted fake.
 pub(crate) trait Applet {
     /// Process one complete (unchained) command; append the response body to `reply`.
-    fn respond(
-        &mut self,
-        command: CommandView<'_>,
-        reply: &mut heapless::VecView<u8>,
-    ) -> iso7816::Result;
+    fn respond(&mut self, command: CommandView<'_>, reply: &mut heapless::VecView<u8>) -> iso7816::Result;
 }
 
 impl<T: piv_authenticator::Client> Applet for piv_authenticator::Authenticator<T> {
-    fn respond(
-        &mut self,
-        command: CommandView<'_>,
-        reply: &mut heapless::VecView<u8>,
-    ) -> iso7816::Result {
+    fn respond(&mut self, command: CommandView<'_>, reply: &mut heapless::VecView<u8>) -> iso7816::Result {
         piv_authenticator::Authenticator::respond(self, command, reply)
     }
 }
@@ -80,13 +70,7 @@ pub(crate) struct PivCard<A> {
 impl<A: Applet> PivCard<A> {
     /// Wrap `applet`; GET SERIAL answers `serial`.
     pub(crate) fn new(applet: A, serial: u32) -> Self {
-        PivCard {
-            applet,
-            serial,
-            chain: None,
-            pending: Vec::new(),
-            admin_authenticated: false,
-        }
+        PivCard { applet, serial, chain: None, pending: Vec::new(), admin_authenticated: false }
     }
 
     /// Card reset or power cycle: forget volatile state the way a real card does
@@ -193,8 +177,7 @@ impl<A: Applet> PivCard<A> {
         if ins == INS_GENERAL_AUTHENTICATE && p2 == MANAGEMENT_KEY_REF {
             // Mutual authentication ends with the card's answer to the host's challenge
             // (dynamic authentication template 7C holding a response, tag 82).
-            self.admin_authenticated =
-                result.is_ok() && reply.first() == Some(&0x7C) && reply.get(2) == Some(&0x82);
+            self.admin_authenticated = result.is_ok() && reply.first() == Some(&0x7C) && reply.get(2) == Some(&0x82);
         }
         match result {
             Ok(()) => self.respond_body(&reply, view.extended),
@@ -285,24 +268,12 @@ mod tests {
     }
 
     impl Applet for Fake {
-        fn respond(
-            &mut self,
-            c: CommandView<'_>,
-            reply: &mut heapless::VecView<u8>,
-        ) -> iso7816::Result {
-            self.seen.push((
-                c.class().into_inner(),
-                u8::from(c.instruction()),
-                c.p1,
-                c.p2,
-                c.data().to_vec(),
-            ));
+        fn respond(&mut self, c: CommandView<'_>, reply: &mut heapless::VecView<u8>) -> iso7816::Result {
+            self.seen.push((c.class().into_inner(), u8::from(c.instruction()), c.p1, c.p2, c.data().to_vec()));
             if let Some(sw) = self.fail {
                 return Err(sw);
             }
-            reply
-                .extend_from_slice(&self.answer)
-                .map_err(|_| Status::WrongLength)
+            reply.extend_from_slice(&self.answer).map_err(|_| Status::WrongLength)
         }
     }
 
@@ -334,47 +305,28 @@ mod tests {
     #[test]
     fn key_history_object_is_not_found() {
         let mut c = card();
-        let r = c.execute(&[
-            0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x0C, 0x00,
-        ]);
+        let r = c.execute(&[0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x0C, 0x00]);
         assert_eq!(r, vec![0x6A, 0x82]);
         // Other objects still reach the applet.
-        c.execute(&[
-            0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x0A, 0x00,
-        ]);
+        c.execute(&[0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x0A, 0x00]);
         assert_eq!(c.applet.seen.len(), 1);
     }
 
     #[test]
     fn chained_command_reaches_the_applet_as_one() {
         let mut c = card();
-        assert_eq!(
-            c.execute(&[0x10, 0xDB, 0x3F, 0xFF, 0x02, 1, 2]),
-            vec![0x90, 0x00]
-        );
-        assert_eq!(
-            c.execute(&[0x10, 0xDB, 0x3F, 0xFF, 0x01, 3]),
-            vec![0x90, 0x00]
-        );
+        assert_eq!(c.execute(&[0x10, 0xDB, 0x3F, 0xFF, 0x02, 1, 2]), vec![0x90, 0x00]);
+        assert_eq!(c.execute(&[0x10, 0xDB, 0x3F, 0xFF, 0x01, 3]), vec![0x90, 0x00]);
         c.admin_authenticated = true;
-        assert_eq!(
-            c.execute(&[0x00, 0xDB, 0x3F, 0xFF, 0x01, 4]),
-            vec![0x90, 0x00]
-        );
-        assert_eq!(
-            c.applet.seen,
-            vec![(0x00, 0xDB, 0x3F, 0xFF, vec![1, 2, 3, 4])]
-        );
+        assert_eq!(c.execute(&[0x00, 0xDB, 0x3F, 0xFF, 0x01, 4]), vec![0x90, 0x00]);
+        assert_eq!(c.applet.seen, vec![(0x00, 0xDB, 0x3F, 0xFF, vec![1, 2, 3, 4])]);
     }
 
     #[test]
     fn chain_with_a_different_instruction_is_rejected() {
         let mut c = card();
         c.execute(&[0x10, 0xDB, 0x3F, 0xFF, 0x01, 1]);
-        assert_eq!(
-            c.execute(&[0x00, 0x47, 0x00, 0x9A, 0x01, 2]),
-            vec![0x68, 0x83]
-        );
+        assert_eq!(c.execute(&[0x00, 0x47, 0x00, 0x9A, 0x01, 2]), vec![0x68, 0x83]);
         assert!(c.applet.seen.is_empty());
     }
 
@@ -396,9 +348,7 @@ mod tests {
     fn long_response_is_fetched_with_get_response() {
         let mut c = card();
         c.applet.answer = (0..600u32).map(|i| i as u8).collect();
-        let r1 = c.execute(&[
-            0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x05, 0x00,
-        ]);
+        let r1 = c.execute(&[0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x05, 0x00]);
         assert_eq!(r1.len(), 258);
         assert_eq!(&r1[256..], &[0x61, 0x00]); // 344 left: "256 or more"
         let r2 = c.execute(&[0x00, 0xC0, 0x00, 0x00, 0x00]);
@@ -413,9 +363,7 @@ mod tests {
     #[test]
     fn admin_commands_need_a_fresh_management_key_authentication() {
         let mut c = card();
-        let generate = [
-            0x00, 0x47, 0x00, 0x9C, 0x05, 0xAC, 0x03, 0x80, 0x01, 0x11, 0x00,
-        ];
+        let generate = [0x00, 0x47, 0x00, 0x9C, 0x05, 0xAC, 0x03, 0x80, 0x01, 0x11, 0x00];
         assert_eq!(c.execute(&generate), vec![0x69, 0x82]);
         // Step 1 of mutual authentication (witness request) is not enough.
         c.applet.answer = vec![0x7C, 0x0A, 0x80, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -451,10 +399,7 @@ mod tests {
         let mut c = card();
         c.applet.fail = Some(Status::SecurityStatusNotSatisfied);
         c.applet.answer = vec![0x7C, 0x0A, 0x82, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(
-            c.execute(&[0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00, 0x00]),
-            vec![0x69, 0x82]
-        );
+        assert_eq!(c.execute(&[0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00, 0x00]), vec![0x69, 0x82]);
         assert!(!c.admin_authenticated);
     }
 
@@ -464,10 +409,7 @@ mod tests {
         assert_eq!(c.execute(&[]), vec![0x67, 0x00]);
         assert_eq!(c.execute(&[0x00, 0xA4]), vec![0x67, 0x00]);
         // Lc says 5 bytes, 1 present.
-        assert_eq!(
-            c.execute(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0]),
-            vec![0x67, 0x00]
-        );
+        assert_eq!(c.execute(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0]), vec![0x67, 0x00]);
         assert_eq!(c.execute(&[0xFF, 0xA4, 0x04, 0x00]), vec![0x6E, 0x00]);
         assert!(c.applet.seen.is_empty());
     }

@@ -42,10 +42,7 @@ pub fn try_lock_readers() -> Result<ReaderLock, Error> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| Error::Lock {
-            path: path.clone(),
-            source,
-        })?;
+        .map_err(|source| Error::Lock { path: path.clone(), source })?;
     file.lock().map_err(|source| Error::Lock { path, source })?;
     Ok(ReaderLock { _file: file })
 }

@@ -16,14 +16,9 @@ pub(crate) struct ReaderWatch {
 impl ReaderWatch {
     /// Connect to pcscd and learn the reader's current state.
     pub(crate) fn new(reader: &'static str) -> Result<Self, Error> {
-        let ctx = pcsc::Context::establish(pcsc::Scope::User)
-            .map_err(|source| Error::Pcsc { reader, source })?;
+        let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(|source| Error::Pcsc { reader, source })?;
         let name = CString::new(reader).map_err(|_| Error::ReaderMissing(reader))?;
-        let mut watch = ReaderWatch {
-            ctx,
-            reader,
-            state: pcsc::ReaderState::new(name, pcsc::State::UNAWARE),
-        };
+        let mut watch = ReaderWatch { ctx, reader, state: pcsc::ReaderState::new(name, pcsc::State::UNAWARE) };
         // With UNAWARE as the known state, pcscd answers at once with the real one.
         watch.next_change(Duration::ZERO)?;
         Ok(watch)
@@ -41,10 +36,7 @@ impl ReaderWatch {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.next_change(left) {
                 Ok(()) => {}
-                Err(Error::Pcsc {
-                    source: pcsc::Error::Timeout,
-                    ..
-                }) => {
+                Err(Error::Pcsc { source: pcsc::Error::Timeout, .. }) => {
                     return Err(Error::Timeout {
                         reader: self.reader,
                         expected: if present { "holding a card" } else { "empty" },

@@ -25,11 +25,8 @@ use trussed_wrap_key_to_file::WrapKeyToFileExtension;
 pub(crate) type CardClient<'a> = virt::Client<'a, CardDispatch>;
 
 /// The backends a card's client may use, in the order trussed tries them.
-const BACKENDS: &[BackendId<Backend>] = &[
-    BackendId::Custom(Backend::Auth),
-    BackendId::Custom(Backend::Staging),
-    BackendId::Core,
-];
+const BACKENDS: &[BackendId<Backend>] =
+    &[BackendId::Custom(Backend::Auth), BackendId::Custom(Backend::Staging), BackendId::Core];
 
 /// Custom trussed backends of the card.
 #[derive(Debug)]
@@ -128,22 +125,12 @@ impl ExtensionDispatch for CardDispatch {
             },
             Backend::Staging => {
                 let serve: StagingHandler<P> = match extension {
-                    Extension::Chunked => {
-                        ExtensionImpl::<ChunkedExtension>::extension_request_serialized
-                    }
-                    Extension::WrapKeyToFile => {
-                        ExtensionImpl::<WrapKeyToFileExtension>::extension_request_serialized
-                    }
+                    Extension::Chunked => ExtensionImpl::<ChunkedExtension>::extension_request_serialized,
+                    Extension::WrapKeyToFile => ExtensionImpl::<WrapKeyToFileExtension>::extension_request_serialized,
                     Extension::Hpke => ExtensionImpl::<HpkeExtension>::extension_request_serialized,
                     Extension::Auth => return Err(trussed_core::Error::RequestNotAvailable),
                 };
-                serve(
-                    &mut self.staging,
-                    core,
-                    &mut ctx.backends.staging,
-                    request,
-                    resources,
-                )
+                serve(&mut self.staging, core, &mut ctx.backends.staging, request, resources)
             }
         }
     }
@@ -204,17 +191,11 @@ impl<'a> trussed::platform::Platform for CardPlatform<'a> {
 pub(crate) fn with_fresh_card<R>(seed: [u8; 32], f: impl FnOnce(CardClient<'_>) -> R) -> R {
     let mut store = StoreConfig::ram();
     store.with_store(|store| {
-        let platform = CardPlatform {
-            rng: ChaCha8Rng::from_seed(seed),
-            store,
-            ui: virt::UserInterface::new(),
-        };
+        let platform = CardPlatform { rng: ChaCha8Rng::from_seed(seed), store, ui: virt::UserInterface::new() };
         let channel = trussed::pipe::TrussedChannel::new();
         let mut runner = virt::Runner::new();
         // A freshly created channel always splits (it can be split once only).
-        let Some((requester, responder)) = channel.split() else {
-            unreachable!("a new trussed channel splits")
-        };
+        let Some((requester, responder)) = channel.split() else { unreachable!("a new trussed channel splits") };
         runner.add_endpoint(responder, "piv", BACKENDS);
         let client = CardClient::new(requester, runner.syscall(), None);
         runner.run(platform, CardDispatch::new(), || f(client))

@@ -20,29 +20,17 @@ fn binary_inserts_until_sigterm_then_removes_the_card() {
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
 
     // Blocks until the binary has seen pcscd report the card (or exits early).
-    let first = lines
-        .next()
-        .expect("a line before exiting")
-        .expect("utf-8 line");
-    assert_eq!(
-        first,
-        "virtual PIV card inserted in Virtual PCD 00 01 (serial 31337)"
-    );
+    let first = lines.next().expect("a line before exiting").expect("utf-8 line");
+    assert_eq!(first, "virtual PIV card inserted in Virtual PCD 00 01 (serial 31337)");
     assert!(reader_has_card("Virtual PCD 00 01"));
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
     assert!(killed.success());
     let status = child.wait().expect("wait for virtual-yubikey");
     assert!(status.success(), "clean exit on SIGTERM, got {status}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert_eq!(rest, ["virtual PIV card removed from Virtual PCD 00 01"]);
-    assert!(
-        !reader_has_card("Virtual PCD 00 01"),
-        "the card is gone once it exits"
-    );
+    assert!(!reader_has_card("Virtual PCD 00 01"), "the card is gone once it exits");
 }
 
 #[test]
@@ -53,9 +41,6 @@ fn binary_rejects_a_port_that_is_not_a_vpcd_reader() {
         .expect("run virtual-yubikey");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("35963"),
-        "the message names the valid ports: {stderr}"
-    );
+    assert!(stderr.contains("35963"), "the message names the valid ports: {stderr}");
     assert!(out.stdout.is_empty());
 }

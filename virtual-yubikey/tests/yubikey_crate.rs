@@ -34,16 +34,9 @@ fn generate_9c(yk: &mut YubiKey) -> p256::ecdsa::VerifyingKey {
 
 /// Generate a P-256 key in `slot` after authenticating with the default management key.
 fn generate_p256(yk: &mut YubiKey, slot: SlotId) -> p256::ecdsa::VerifyingKey {
-    yk.authenticate(MgmKey::default())
-        .expect("default management key");
-    let spki = piv::generate(
-        yk,
-        slot,
-        AlgorithmId::EccP256,
-        PinPolicy::Default,
-        TouchPolicy::Never,
-    )
-    .expect("generate a P-256 key");
+    yk.authenticate(MgmKey::default()).expect("default management key");
+    let spki = piv::generate(yk, slot, AlgorithmId::EccP256, PinPolicy::Default, TouchPolicy::Never)
+        .expect("generate a P-256 key");
     p256::ecdsa::VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes())
         .expect("generated key is a P-256 point")
 }
@@ -91,11 +84,7 @@ fn default_pin_verifies_and_a_wrong_pin_reports_tries_left() {
         }
         assert_eq!(yk.get_pin_retries().unwrap(), 2);
         yk.verify_pin(DEFAULT_PIN).expect("factory PIN 123456");
-        assert_eq!(
-            yk.get_pin_retries().unwrap(),
-            3,
-            "a correct PIN resets the counter"
-        );
+        assert_eq!(yk.get_pin_retries().unwrap(), 3, "a correct PIN resets the counter");
     });
 }
 
@@ -103,26 +92,18 @@ fn default_pin_verifies_and_a_wrong_pin_reports_tries_left() {
 fn management_key_authenticates_and_a_9c_signature_verifies() {
     with_card_in_reader_0(None, |_, yk| {
         let wrong = MgmKey::new([0x42; 24]).unwrap();
-        assert!(
-            yk.authenticate(wrong).is_err(),
-            "a wrong management key must be refused"
-        );
+        assert!(yk.authenticate(wrong).is_err(), "a wrong management key must be refused");
         let public = generate_9c(yk);
 
         let digest: [u8; 32] = Sha256::digest(b"audit record 1").into();
         yk.verify_pin(DEFAULT_PIN).unwrap();
         let signature = sign_9c(yk, &digest).expect("sign with 9c after verify_pin");
-        public
-            .verify_prehash(&digest, &signature)
-            .expect("signature verifies with p256");
+        public.verify_prehash(&digest, &signature).expect("signature verifies with p256");
         let other: [u8; 32] = Sha256::digest(b"audit record 2").into();
         assert!(public.verify_prehash(&other, &signature).is_err());
 
         // Slot 9c wants the PIN again for every signature.
-        assert!(
-            sign_9c(yk, &digest).is_err(),
-            "9c signs only right after verify_pin"
-        );
+        assert!(sign_9c(yk, &digest).is_err(), "9c signs only right after verify_pin");
     });
 }
 
@@ -145,26 +126,19 @@ fn slot_9a_signs_login_challenges_after_one_verify_pin() {
 fn pin_puk_and_management_key_change_then_reset_restores_factory_defaults() {
     with_card_in_reader_0(None, |_, yk| {
         yk.change_pin(DEFAULT_PIN, b"24680135").expect("change PIN");
-        assert!(
-            yk.verify_pin(DEFAULT_PIN).is_err(),
-            "the old PIN no longer works"
-        );
+        assert!(yk.verify_pin(DEFAULT_PIN).is_err(), "the old PIN no longer works");
         yk.verify_pin(b"24680135").expect("the new PIN works");
-        yk.change_puk(b"12345678", b"87654321")
-            .expect("change PUK from the factory PUK");
+        yk.change_puk(b"12345678", b"87654321").expect("change PUK from the factory PUK");
 
         let new_key = MgmKey::new([
-            0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE, 0x01, 0x23, 0x45, 0x67, 0x89, 0xAB,
-            0xCD, 0xEF, 0x1F, 0x2E, 0x3D, 0x4C, 0x5B, 0x6A, 0x79, 0x08,
+            0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE, 0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF, 0x1F, 0x2E,
+            0x3D, 0x4C, 0x5B, 0x6A, 0x79, 0x08,
         ])
         .unwrap();
         yk.authenticate(MgmKey::default()).unwrap();
-        new_key
-            .set_manual(yk, false)
-            .expect("set a new management key");
+        new_key.set_manual(yk, false).expect("set a new management key");
         assert!(yk.authenticate(MgmKey::default()).is_err());
-        yk.authenticate(new_key)
-            .expect("the new management key works");
+        yk.authenticate(new_key).expect("the new management key works");
 
         // Reset needs the PIN blocked. (A YubiKey also wants the PUK blocked; this card
         // does not, and block_puk() loops forever against it.)
@@ -175,8 +149,7 @@ fn pin_puk_and_management_key_change_then_reset_restores_factory_defaults() {
         assert_eq!(yk.get_pin_retries().unwrap(), 0, "PIN blocked");
         yk.reset_device().expect("reset with the PIN blocked");
         yk.verify_pin(DEFAULT_PIN).expect("factory PIN after reset");
-        yk.authenticate(MgmKey::default())
-            .expect("factory management key after reset");
+        yk.authenticate(MgmKey::default()).expect("factory management key after reset");
     });
 }
 
@@ -205,16 +178,10 @@ fn objects_larger_than_one_apdu_round_trip() {
     let object: Vec<u8> = (0..1500u32).map(|i| (i * 7 + 3) as u8).collect();
     with_card_in_reader_0(None, |_, yk| {
         let mut data = object.clone();
-        assert!(
-            yk.save_object(CERT_9C_OBJECT, &mut data).is_err(),
-            "PUT DATA needs the management key"
-        );
+        assert!(yk.save_object(CERT_9C_OBJECT, &mut data).is_err(), "PUT DATA needs the management key");
         yk.authenticate(MgmKey::default()).unwrap();
-        yk.save_object(CERT_9C_OBJECT, &mut data)
-            .expect("chained PUT DATA");
-        let read = yk
-            .fetch_object(CERT_9C_OBJECT)
-            .expect("GET DATA with GET RESPONSE");
+        yk.save_object(CERT_9C_OBJECT, &mut data).expect("chained PUT DATA");
+        let read = yk.fetch_object(CERT_9C_OBJECT).expect("GET DATA with GET RESPONSE");
         assert_eq!(&read[..], &object[..]);
     });
 }
@@ -230,21 +197,10 @@ fn pin_and_management_login_end_with_the_connection() {
 
     let mut yk = open(card.reader_name());
     let digest: [u8; 32] = Sha256::digest(b"x").into();
-    assert!(
-        sign_9c(&mut yk, &digest).is_err(),
-        "PIN must not survive a reset"
-    );
-    let generated = piv::generate(
-        &mut yk,
-        SlotId::Signature,
-        AlgorithmId::EccP256,
-        PinPolicy::Default,
-        TouchPolicy::Never,
-    );
-    assert!(
-        generated.is_err(),
-        "management login must not survive a reset"
-    );
+    assert!(sign_9c(&mut yk, &digest).is_err(), "PIN must not survive a reset");
+    let generated =
+        piv::generate(&mut yk, SlotId::Signature, AlgorithmId::EccP256, PinPolicy::Default, TouchPolicy::Never);
+    assert!(generated.is_err(), "management login must not survive a reset");
     drop(yk);
     card.remove().unwrap();
 }
@@ -275,31 +231,19 @@ fn removing_a_card_makes_pcscd_report_the_reader_empty() {
     let reader = card.reader_name();
     assert!(reader_has_card(reader));
     assert!(
-        matches!(
-            VirtualCard::insert(READER_1_PORT),
-            Err(virtual_yubikey::Error::ReaderBusy(_))
-        ),
+        matches!(VirtualCard::insert(READER_1_PORT), Err(virtual_yubikey::Error::ReaderBusy(_))),
         "a second card in an occupied reader is refused"
     );
     card.remove().unwrap();
-    assert!(
-        !reader_has_card(reader),
-        "remove() returns once pcscd sees the reader empty"
-    );
+    assert!(!reader_has_card(reader), "remove() returns once pcscd sees the reader empty");
 
     // Drop removes as well, and the reader takes a new card afterwards.
     let card = VirtualCard::insert(READER_1_PORT).unwrap();
     drop(card);
-    assert!(
-        !reader_has_card(reader),
-        "drop waits for pcscd to see the reader empty"
-    );
+    assert!(!reader_has_card(reader), "drop waits for pcscd to see the reader empty");
 }
 
 #[test]
 fn unknown_port_is_an_error_not_a_connection() {
-    assert!(matches!(
-        VirtualCard::insert(35965),
-        Err(virtual_yubikey::Error::UnknownPort(35965))
-    ));
+    assert!(matches!(VirtualCard::insert(35965), Err(virtual_yubikey::Error::UnknownPort(35965))));
 }

@@ -55,7 +55,11 @@ const PET: &str = "Benchmark";
 const CITY: &str = "Springfield";
 
 #[derive(Debug, Parser)]
-#[command(name = "resetdesk-bench", version, about = "Complete resets through the real desk, token layer and audit store; per-stage timings")]
+#[command(
+    name = "resetdesk-bench",
+    version,
+    about = "Complete resets through the real desk, token layer and audit store; per-stage timings"
+)]
 struct Args {
     /// The desk's data directory (created with --virtual).
     #[arg(long, value_name = "DIR")]
@@ -116,7 +120,12 @@ fn start_virtual_card(path: Option<&Path>) -> Result<(VirtualCardProcess, String
         .args(["--port", VIRTUAL_PORT, "--serial", &serial.to_string()])
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start {} ({e}); build it with `cargo build -p virtual-yubikey` or pass --virtual-yubikey PATH", binary.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot start {} ({e}); build it with `cargo build -p virtual-yubikey` or pass --virtual-yubikey PATH",
+                binary.display()
+            )
+        })?;
     let stdout = child.stdout.take().ok_or("the virtual card's output is not readable")?;
     let process = VirtualCardProcess(child);
     // Blocks until the card reports its reader (or exits, closing the pipe).
@@ -142,13 +151,20 @@ fn prepare_virtual(config: &Config, agent: &str, reader: &str) -> Result<(), Str
     rand::rngs::OsRng.fill_bytes(&mut passphrase);
     // The CA key is written encrypted under a passphrase nobody keeps: this desk's CA
     // can issue no further certificates, which a benchmark desk never needs.
-    let (ca, _) = OrgCa::init(&config.data_dir, &config.organisation, &Secret::new(hex::encode(passphrase)), OffsetDateTime::now_utc()).map_err(fail("CA"))?;
+    let (ca, _) = OrgCa::init(
+        &config.data_dir,
+        &config.organisation,
+        &Secret::new(hex::encode(passphrase)),
+        OffsetDateTime::now_utc(),
+    )
+    .map_err(fail("CA"))?;
     let mut card = PivCard::open_reader(reader).map_err(fail("card"))?;
     let mut registry = TokenRegistry::open(&config.data_dir).map_err(fail("token registry"))?;
     let directory = EmbeddedDirectory::open(&config.data_dir, config).map_err(fail("directory"))?;
     let req = EnrolRequest::factory_card(agent, Secret::from(VIRTUAL_PIN), Secret::from("87654321"));
     let dir: &dyn Directory = &directory;
-    enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &[], &req, OffsetDateTime::now_utc()).map_err(fail("enrolment"))?;
+    enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &[], &req, OffsetDateTime::now_utc())
+        .map_err(fail("enrolment"))?;
     Ok(())
 }
 
@@ -210,17 +226,24 @@ fn script(username: &str, missing: &[Missing], now: OffsetDateTime) -> Result<Ve
         // Outside business hours the policy adds a callback: the holder answers and confirms.
         return Ok(vec![
             r#"{"action":"request_callback"}"#.into(),
-            r#"{"action":"callback_result","report":{"reached_account_holder":true,"holder_confirmed_request":true}}"#.into(),
+            r#"{"action":"callback_result","report":{"reached_account_holder":true,"holder_confirmed_request":true}}"#
+                .into(),
         ]);
     }
     Err(format!("the bench has no script for the remaining steps: {missing:?}"))
 }
 
 /// One complete reset; returns the temporary password the desk handed over.
-fn one_reset(desk: &mut Desk, agent: &mut AgentSession, identity: &resetdesk::login::AgentIdentity, username: &str) -> Result<Secret, String> {
+fn one_reset(
+    desk: &mut Desk,
+    agent: &mut AgentSession,
+    identity: &resetdesk::login::AgentIdentity,
+    username: &str,
+) -> Result<Secret, String> {
     let signer = agent.signer().map_err(fail("signer"))?;
-    let (mut run, mut reply): (ResetRun, Reply) =
-        desk.start_reset(identity, signer, username, Default::default(), OffsetDateTime::now_utc()).map_err(fail("start"))?;
+    let (mut run, mut reply): (ResetRun, Reply) = desk
+        .start_reset(identity, signer, username, Default::default(), OffsetDateTime::now_utc())
+        .map_err(fail("start"))?;
     while !reply.status.missing.is_empty() && !run.phase().is_final() {
         let now = OffsetDateTime::now_utc();
         for json in script(username, &reply.status.missing, now)? {
@@ -229,7 +252,8 @@ fn one_reset(desk: &mut Desk, agent: &mut AgentSession, identity: &resetdesk::lo
         }
     }
     let signer = agent.signer().map_err(fail("signer"))?;
-    desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, signer, OffsetDateTime::now_utc()).map_err(fail("reset"))?;
+    desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, signer, OffsetDateTime::now_utc())
+        .map_err(fail("reset"))?;
     if run.phase() != Phase::Succeeded {
         return Err(format!("the reset of {username} ended {:?}", run.phase()));
     }
@@ -242,7 +266,8 @@ fn ms(d: Duration) -> f64 {
 
 fn run(args: &Args) -> Result<(), String> {
     std::fs::create_dir_all(&args.data_dir).map_err(fail("data directory"))?;
-    let config = resetdesk::cli::load_config(None, Some(&args.data_dir)).map_err(|_| "the configuration in the data directory is invalid".to_string())?;
+    let config = resetdesk::cli::load_config(None, Some(&args.data_dir))
+        .map_err(|_| "the configuration in the data directory is invalid".to_string())?;
     let mut directory = EmbeddedDirectory::open(&config.data_dir, &config).map_err(fail("directory"))?;
     resetdesk::demo::init(&mut directory, OffsetDateTime::now_utc()).map_err(fail("demo directory"))?;
 
@@ -323,14 +348,29 @@ fn report(
     ];
     println!("{:<44} {:>10} {:>14} {:>7}", "stage", "total ms", "per reset ms", "share");
     for (name, d) in rows {
-        println!("{name:<44} {:>10.1} {:>14.2} {:>6.1}%", ms(d), ms(d) / n, 100.0 * d.as_secs_f64() / whole.as_secs_f64().max(1e-9));
+        println!(
+            "{name:<44} {:>10.1} {:>14.2} {:>6.1}%",
+            ms(d),
+            ms(d) / n,
+            100.0 * d.as_secs_f64() / whole.as_secs_f64().max(1e-9)
+        );
     }
     let mut sorted = per_reset.to_vec();
     sorted.sort();
     if let (Some(first), Some(last)) = (sorted.first(), sorted.last()) {
-        println!("per reset: min {:.1} ms, median {:.1} ms, max {:.1} ms", ms(*first), ms(sorted[sorted.len() / 2]), ms(*last));
+        println!(
+            "per reset: min {:.1} ms, median {:.1} ms, max {:.1} ms",
+            ms(*first),
+            ms(sorted[sorted.len() / 2]),
+            ms(*last)
+        );
     }
-    println!("records appended: {} ({:.1} per reset); throughput {:.2} resets/s", t.records, f64::from(t.records) / n, n / whole.as_secs_f64().max(1e-9));
+    println!(
+        "records appended: {} ({:.1} per reset); throughput {:.2} resets/s",
+        t.records,
+        f64::from(t.records) / n,
+        n / whole.as_secs_f64().max(1e-9)
+    );
     let floor = t.token + t.audit_store;
     println!(
         "ratio whole / (token + fsync): {:.2}x (goal <= 1.2x)",

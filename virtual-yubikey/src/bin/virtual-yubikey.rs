@@ -48,11 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    say(&format!(
-        "virtual PIV card inserted in {} (serial {})",
-        card.reader_name(),
-        card.serial()
-    ));
+    say(&format!("virtual PIV card inserted in {} (serial {})", card.reader_name(), card.serial()));
 
     while !stop.load(Ordering::SeqCst) {
         if let Some(reason) = card.wait_stopped(SIGNAL_CHECK) {
