@@ -26,6 +26,9 @@ use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use rusqlite::{params, Connection};
 use support::{reset_facts, Pki, SoftSigner};
 
+/// Any failure aborts the benchmark with its error: the numbers would be meaningless.
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
 /// Runs of each side; the best of each is compared.
 const ROUNDS: usize = 4;
 
@@ -59,20 +62,19 @@ impl RecordSigner for Timed<'_> {
     }
 }
 
-fn append_records(log: &mut AuditLog, alice: &mut dyn RecordSigner, n: usize) -> Duration {
+fn append_records(log: &mut AuditLog, alice: &mut dyn RecordSigner, n: usize) -> BenchResult<Duration> {
     let start = Instant::now();
     let mut i = 0;
     while i < n {
-        let intent =
-            log.append(&Event::reset_intent(&facts(i)).unwrap(), alice, time::OffsetDateTime::now_utc()).unwrap();
+        let intent = log.append(&Event::reset_intent(&facts(i))?, alice, time::OffsetDateTime::now_utc())?;
         i += 1;
         if i < n {
-            let out = Event::reset_outcome(intent.intent_ref(), &Outcome::Done, &facts(i)).unwrap();
-            log.append(&out, alice, time::OffsetDateTime::now_utc()).unwrap();
+            let out = Event::reset_outcome(intent.intent_ref(), &Outcome::Done, &facts(i))?;
+            log.append(&out, alice, time::OffsetDateTime::now_utc())?;
             i += 1;
         }
     }
-    start.elapsed()
+    Ok(start.elapsed())
 }
 
 /// Remove a SQLite database and its WAL side files.
@@ -84,41 +86,36 @@ fn remove_db(path: &Path) {
     }
 }
 
-fn raw_inserts(path: &Path, rows: &[(Vec<u8>, Vec<u8>)]) -> Duration {
+fn raw_inserts(path: &Path, rows: &[(Vec<u8>, Vec<u8>)]) -> BenchResult<Duration> {
     remove_db(path);
-    let db = Connection::open(path).unwrap();
-    db.pragma_update(None, "journal_mode", "WAL").unwrap();
-    db.pragma_update(None, "synchronous", "FULL").unwrap();
-    db.execute_batch("CREATE TABLE t (seq INTEGER PRIMARY KEY, record BLOB NOT NULL, signature BLOB NOT NULL)")
-        .unwrap();
+    let db = Connection::open(path)?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    db.pragma_update(None, "synchronous", "FULL")?;
+    db.execute_batch("CREATE TABLE t (seq INTEGER PRIMARY KEY, record BLOB NOT NULL, signature BLOB NOT NULL)")?;
     let start = Instant::now();
     for (i, (record, sig)) in rows.iter().enumerate() {
-        let tx = db.unchecked_transaction().unwrap();
-        tx.execute("INSERT INTO t (seq, record, signature) VALUES (?1, ?2, ?3)", params![i as i64 + 1, record, sig])
-            .unwrap();
-        tx.commit().unwrap();
+        let tx = db.unchecked_transaction()?;
+        tx.execute("INSERT INTO t (seq, record, signature) VALUES (?1, ?2, ?3)", params![i as i64 + 1, record, sig])?;
+        tx.commit()?;
     }
-    start.elapsed()
+    Ok(start.elapsed())
 }
 
-fn rows_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let store = Store::open_read_only(path).unwrap();
+fn rows_of(path: &Path) -> BenchResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    let store = Store::open_read_only(path)?;
     let mut rows = Vec::new();
-    store
-        .for_each(|s| {
-            rows.push((s.record, s.signature));
-            Ok::<_, ()>(())
-        })
-        .unwrap()
-        .unwrap();
-    rows
+    store.for_each(|s| {
+        rows.push((s.record, s.signature));
+        Ok::<_, std::convert::Infallible>(())
+    })??;
+    Ok(rows)
 }
 
 fn per_sec(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-fn main() {
+fn main() -> BenchResult<()> {
     // `cargo bench` passes --bench; `cargo test --benches` runs us too: keep that a
     // smoke run. `scripts/bench.sh --quick` (RESETDESK_BENCH_QUICK) runs fewer records.
     let smoke = std::env::args().all(|a| a != "--bench");
@@ -141,12 +138,12 @@ fn main() {
     // --- 1. verifier vs raw verify -------------------------------------------------
     // Built where fsync is cheap if possible (/dev/shm): this part measures reading.
     let shm = Path::new("/dev/shm");
-    let build_dir = if shm.is_dir() { tempfile::tempdir_in(shm).unwrap() } else { tempfile::tempdir().unwrap() };
+    let build_dir = if shm.is_dir() { tempfile::tempdir_in(shm)? } else { tempfile::tempdir()? };
     let vpath = build_dir.path().join("audit.sqlite");
-    let mut log = AuditLog::open(&vpath).unwrap();
-    append_records(&mut log, &mut alice, n);
+    let mut log = AuditLog::open(&vpath)?;
+    append_records(&mut log, &mut alice, n)?;
     drop(log);
-    let rows = rows_of(&vpath);
+    let rows = rows_of(&vpath)?;
     let avg_len = rows.iter().map(|r| r.0.len()).sum::<usize>() / rows.len();
 
     let mut best_verifier = Duration::MAX;
@@ -154,13 +151,15 @@ fn main() {
     for _ in 0..ROUNDS {
         let start = Instant::now();
         for (record, sig) in &rows {
-            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &pubkey).verify(record, sig).unwrap();
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &pubkey)
+                .verify(record, sig)
+                .map_err(|_| "a record written by this bench does not verify with ring")?;
         }
         best_raw = best_raw.min(start.elapsed());
 
         let start = Instant::now();
-        let store = Store::open_read_only(&vpath).unwrap();
-        let summary = verify_store(&store, &resolver, &[], &CollectorKeys::default(), &[]).unwrap();
+        let store = Store::open_read_only(&vpath)?;
+        let summary = verify_store(&store, &resolver, &[], &CollectorKeys::default(), &[])?;
         best_verifier = best_verifier.min(start.elapsed());
         assert_eq!(summary.records as usize, n);
     }
@@ -170,39 +169,41 @@ fn main() {
     println!("  verify_store (all checks):        {v:>9.0} records/s ({:.1} µs each)", 1e6 / v);
     println!("  ratio verifier/raw = {:.2}x  (goal >= 0.80x)", v / r);
     // Where the verifier's time beyond ECDSA goes (per record, best of the rounds).
-    type RowCheck<'a> = &'a dyn Fn(&(Vec<u8>, Vec<u8>));
-    let cost = |what: &str, f: RowCheck| {
+    type RowCheck<'a> = &'a dyn Fn(&(Vec<u8>, Vec<u8>)) -> BenchResult<()>;
+    let cost = |what: &str, f: RowCheck| -> BenchResult<()> {
         let mut best = Duration::MAX;
         for _ in 0..ROUNDS {
             let start = Instant::now();
-            rows.iter().for_each(f);
+            rows.iter().try_for_each(f)?;
             best = best.min(start.elapsed());
         }
         println!("    of which {what:<34} {:>6.2} µs", best.as_secs_f64() * 1e6 / n as f64);
+        Ok(())
     };
     cost("decode the fixed layout", &|(rec, _)| {
-        std::hint::black_box(Record::decode(rec).unwrap());
-    });
+        std::hint::black_box(Record::decode(rec)?);
+        Ok(())
+    })?;
     cost("entry hash (SHA-256)", &|(rec, _)| {
         std::hint::black_box(entry_hash(rec));
-    });
+        Ok(())
+    })?;
     cost("payload: JSON parse only", &|(rec, _)| {
-        let v: serde_json::Value = serde_json::from_slice(&rec[136..]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&rec[136..])?;
         std::hint::black_box(v);
-    });
+        Ok(())
+    })?;
     cost("payload: parse + canonical check", &|(rec, _)| {
-        let r = Record::decode(rec).unwrap();
-        std::hint::black_box(parse_payload(r.event_type, &r.payload).unwrap());
-    });
+        let r = Record::decode(rec)?;
+        std::hint::black_box(parse_payload(r.event_type, &r.payload)?);
+        Ok(())
+    })?;
     let start = Instant::now();
-    let store = Store::open_read_only(&vpath).unwrap();
-    store
-        .for_each(|s| {
-            std::hint::black_box(s);
-            Ok::<_, ()>(())
-        })
-        .unwrap()
-        .unwrap();
+    let store = Store::open_read_only(&vpath)?;
+    store.for_each(|s| {
+        std::hint::black_box(s);
+        Ok::<_, std::convert::Infallible>(())
+    })??;
     println!(
         "    of which {:<34} {:>6.2} µs",
         "SQLite read of the rows",
@@ -210,7 +211,7 @@ fn main() {
     );
 
     // --- 2. durable append vs raw FULL insert ---------------------------------------
-    let disk_dir = tempfile::tempdir().unwrap();
+    let disk_dir = tempfile::tempdir()?;
     let apath = disk_dir.path().join("audit.sqlite");
     let rpath = disk_dir.path().join("raw.sqlite");
     let mut best_append = Duration::MAX;
@@ -220,18 +221,18 @@ fn main() {
     for round in 0..ROUNDS {
         // Alternate which side goes first, so neither always gets the warmer disk.
         if round % 2 == 1 && !same_bytes.is_empty() {
-            best_insert = best_insert.min(raw_inserts(&rpath, &same_bytes));
+            best_insert = best_insert.min(raw_inserts(&rpath, &same_bytes)?);
         }
         remove_db(&apath);
-        let mut log = AuditLog::open(&apath).unwrap();
+        let mut log = AuditLog::open(&apath)?;
         let mut timed = Timed { inner: &mut alice, spent: Duration::ZERO };
-        let total = append_records(&mut log, &mut timed, m);
+        let total = append_records(&mut log, &mut timed, m)?;
         best_append = best_append.min(total);
         best_unsigned = best_unsigned.min(total.saturating_sub(timed.spent));
         drop(log);
-        same_bytes = rows_of(&apath);
+        same_bytes = rows_of(&apath)?;
         if round % 2 == 0 {
-            best_insert = best_insert.min(raw_inserts(&rpath, &same_bytes));
+            best_insert = best_insert.min(raw_inserts(&rpath, &same_bytes)?);
         }
     }
     let (a, i) = (per_sec(m, best_append), per_sec(m, best_insert));
@@ -252,4 +253,5 @@ fn main() {
         best_append.as_secs_f64() / best_insert.as_secs_f64()
     );
     println!("  (a YubiKey 9c signature adds ~10 ms per record on top; see AUDIT-DESIGN.md)");
+    Ok(())
 }

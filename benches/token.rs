@@ -23,6 +23,9 @@ const PIN: &str = "246810";
 const SELECT_PIV: [u8; 10] = [0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08];
 const GET_SERIAL: [u8; 4] = [0x00, 0xF8, 0x00, 0x00];
 
+/// Any failure aborts the benchmark with its error: the numbers would be meaningless.
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
 /// Iterations: `full`, or a fifth of it (at least 3) for quick runs.
 fn iterations(full: usize) -> usize {
     let quick = std::env::var_os("RESETDESK_BENCH_QUICK").is_some() || !std::env::args().any(|a| a == "--bench");
@@ -33,19 +36,19 @@ fn iterations(full: usize) -> usize {
     }
 }
 
-/// Median and mean of `n` runs of `f`.
-fn time(n: usize, mut f: impl FnMut()) -> (Duration, Duration) {
+/// Median and mean of `n` runs of `f`; the first failing run aborts.
+fn time(n: usize, mut f: impl FnMut() -> BenchResult<()>) -> BenchResult<(Duration, Duration)> {
     let n = iterations(n);
     let mut samples: Vec<Duration> = (0..n)
         .map(|_| {
             let t = Instant::now();
-            f();
-            t.elapsed()
+            f()?;
+            Ok(t.elapsed())
         })
-        .collect();
+        .collect::<BenchResult<_>>()?;
     samples.sort();
     let mean = samples.iter().sum::<Duration>() / n as u32;
-    (samples[n / 2], mean)
+    Ok((samples[n / 2], mean))
 }
 
 fn report(what: &str, (median, mean): (Duration, Duration)) {
@@ -88,68 +91,65 @@ fn status_ok(resp: &[u8]) -> bool {
     resp.len() >= 2 && resp[resp.len() - 2..] == [0x90, 0x00]
 }
 
-fn main() {
+fn main() -> BenchResult<()> {
     let _lock = lock_readers();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = tempfile::tempdir()?;
     let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
-    let mut directory = EmbeddedDirectory::open(dir.path(), &config).expect("directory");
-    resetdesk::demo::init(&mut directory, OffsetDateTime::now_utc()).expect("demo organisation");
+    let mut directory = EmbeddedDirectory::open(dir.path(), &config)?;
+    resetdesk::demo::init(&mut directory, OffsetDateTime::now_utc())?;
     let (ca, _) =
-        OrgCa::init(dir.path(), &config.organisation, &Secret::from("bench CA passphrase"), OffsetDateTime::now_utc())
-            .expect("CA");
-    let card = match VirtualCard::insert(READER_0_PORT) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("cannot insert the virtual card: {e}");
-            std::process::exit(1);
-        }
-    };
+        OrgCa::init(dir.path(), &config.organisation, &Secret::from("bench CA passphrase"), OffsetDateTime::now_utc())?;
+    let card = VirtualCard::insert(READER_0_PORT)?;
     {
-        let mut piv = PivCard::open_reader(card.reader_name()).expect("open card");
-        let mut registry = TokenRegistry::open(dir.path()).expect("registry");
+        let mut piv = PivCard::open_reader(card.reader_name())?;
+        let mut registry = TokenRegistry::open(dir.path())?;
         let req = EnrolRequest::factory_card("alice", Secret::from(PIN), Secret::from("87654321"));
-        enrol(&mut piv, &ca, &mut registry, None, &[], &req, OffsetDateTime::now_utc()).expect("enrol");
+        enrol(&mut piv, &ca, &mut registry, None, &[], &req, OffsetDateTime::now_utc())?;
     }
     println!("token benchmark: virtual card in {} (vpcd), serial {}", card.reader_name(), card.serial());
 
     // Raw APDUs over pcsc, no ResetDesk and no `yubikey` crate.
-    let ctx = pcsc::Context::establish(pcsc::Scope::User).expect("pcsc");
-    let reader = std::ffi::CString::new(card.reader_name()).expect("reader name");
-    let raw = ctx.connect(&reader, pcsc::ShareMode::Shared, pcsc::Protocols::ANY).expect("connect");
+    let ctx = pcsc::Context::establish(pcsc::Scope::User)?;
+    let reader = std::ffi::CString::new(card.reader_name())?;
+    let raw = ctx.connect(&reader, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)?;
     assert!(status_ok(&transmit(&raw, &SELECT_PIV)));
     let digest = [0x5Au8; 32];
     let raw_serial = time(100, || {
         let r = transmit(&raw, &GET_SERIAL);
         assert!(status_ok(&r) && r.len() == 6, "GET SERIAL: {r:02x?}");
-    });
+        Ok(())
+    })?;
     let raw_verify = time(50, || {
         let r = transmit(&raw, &verify_apdu());
         assert!(status_ok(&r));
-    });
+        Ok(())
+    })?;
     let raw_sign_9c = time(30, || {
         assert!(status_ok(&transmit(&raw, &verify_apdu())));
         let r = transmit(&raw, &sign_apdu(0x9C, &digest));
         assert!(status_ok(&r), "raw 9c sign: {r:02x?}");
-    });
+        Ok(())
+    })?;
     let raw_login = time(30, || {
         // The card work of a login: select, verify, sign a challenge with 9a.
         assert!(status_ok(&transmit(&raw, &SELECT_PIV)));
         assert!(status_ok(&transmit(&raw, &verify_apdu())));
         assert!(status_ok(&transmit(&raw, &sign_apdu(0x9A, &digest))));
-    });
+        Ok(())
+    })?;
     drop(raw);
 
     // Through ResetDesk.
     let full_login = time(20, || {
-        let s = login(&config, &directory, card.reader_name(), Secret::from(PIN), OffsetDateTime::now_utc());
-        assert!(s.is_ok(), "{:?}", s.err());
-    });
-    let mut session =
-        login(&config, &directory, card.reader_name(), Secret::from(PIN), OffsetDateTime::now_utc()).expect("login");
+        login(&config, &directory, card.reader_name(), Secret::from(PIN), OffsetDateTime::now_utc())?;
+        Ok(())
+    })?;
+    let mut session = login(&config, &directory, card.reader_name(), Secret::from(PIN), OffsetDateTime::now_utc())?;
     let full_sign = time(30, || {
-        let signer = session.signer().expect("unlocked");
-        signer.sign_digest(&digest).expect("sign");
-    });
+        let signer = session.signer()?;
+        signer.sign_digest(&digest)?;
+        Ok(())
+    })?;
 
     println!();
     report("raw APDU: GET SERIAL round trip", raw_serial);
@@ -162,7 +162,6 @@ fn main() {
     println!("overhead ratio, 9c signature: {:.2}x raw APDUs (medians)", ms(full_sign.0) / ms(raw_sign_9c.0));
     println!("overhead ratio, login:        {:.2}x raw card work (medians)", ms(full_login.0) / ms(raw_login.0));
     drop(session);
-    if let Err(e) = card.remove() {
-        eprintln!("removing the virtual card: {e}");
-    }
+    card.remove()?;
+    Ok(())
 }
