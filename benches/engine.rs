@@ -5,10 +5,12 @@
 //! - temporary-password generation with blocklist check (goal: p99 < 5 ms; the first
 //!   call also parses the bundled lists, which shows in `max`)
 
+#[path = "../tests/fixtures/mod.rs"]
+mod fixtures;
+
 use std::hint::black_box;
 use std::time::{Duration as StdDuration, Instant};
 
-use resetdesk::directory::{Account, ContactPoint};
 use resetdesk::password::{self, PasswordSpec};
 use resetdesk::policy::{
     AgentIdentity, Channel, PasswordPolicy, PasswordStyle, PolicyConfig, RequestContext, StatedDetails,
@@ -18,40 +20,17 @@ use resetdesk::tier::{AccountTier, AgentTier};
 use resetdesk::verification::callback::CallbackReport;
 use resetdesk::verification::{totp, Verdict};
 use resetdesk::workflow::{ContactKind, ContactRef, Event, OpenRequest, Session};
-use time::macros::{date, datetime};
+use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 const T0: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
-
-fn account() -> Account {
-    let old = datetime!(2020-01-01 0:00 UTC);
-    let point = |v: &str, l: &str| ContactPoint { value: v.into(), label: l.into(), changed_at: old };
-    Account {
-        username: "jdoe".into(),
-        display_name: "Jane Doe".into(),
-        employee_id: "E1234".into(),
-        department: "Finance".into(),
-        location: "Berlin".into(),
-        manager: Some("mboss".into()),
-        date_of_hire: date!(2019 - 03 - 04),
-        emails: vec![point("jane@example.com", "work")],
-        phones: vec![point("+49 30 1234567", "office")],
-        groups: vec![],
-        tier: AccountTier::Standard,
-        agent_tier: None,
-        flagged: false,
-        must_change_password: false,
-        verification_locked_until: None,
-        dn: None,
-    }
-}
 
 fn request() -> OpenRequest {
     OpenRequest {
         request_id: "bench".into(),
         at: T0,
         agent: AgentIdentity { username: "alice".into(), tier: AgentTier::Senior, groups: vec![], key_id: [1; 32] },
-        account: account(),
+        account: fixtures::jane_doe(AccountTier::Standard),
         manager: None,
         context: RequestContext {
             channel: Channel::WalkUp,

@@ -4,38 +4,26 @@
 //! the glue the desk adapter needs; the log then verifies offline.
 
 mod audit_support;
+mod fixtures;
 
 use audit_support::{Pki, SoftSigner};
+use fixtures::{jane_doe, point, LONG_AGO};
 use resetdesk::audit::store::Store;
 use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, Event, EventType, Outcome};
-use resetdesk::directory::{Account, ContactPoint};
+use resetdesk::directory::Account;
 use resetdesk::policy::risk::StatedDetails;
 use resetdesk::policy::{AgentIdentity, Channel, PolicyConfig, RequestContext};
 use resetdesk::tier::{AccountTier, AgentTier};
 use resetdesk::token::RecordSigner;
 use resetdesk::verification::Verdict;
 use resetdesk::workflow::{Decision, Event as WfEvent, OpenRequest, Session};
-use time::macros::{date, datetime};
+use time::macros::datetime;
 
 fn account() -> Account {
-    let at = datetime!(2020-01-01 0:00 UTC);
     Account {
-        username: "jdoe".into(),
-        display_name: "Jane Doe".into(),
-        employee_id: "E1234".into(),
-        department: "Finance".into(),
-        location: "Berlin".into(),
         manager: None,
-        date_of_hire: date!(2019 - 03 - 04),
-        emails: vec![ContactPoint { value: "jane@example.com".into(), label: "work".into(), changed_at: at }],
-        phones: vec![ContactPoint { value: "+49 30 1234567".into(), label: "mobile".into(), changed_at: at }],
-        groups: vec![],
-        tier: AccountTier::Standard,
-        agent_tier: None,
-        flagged: false,
-        must_change_password: false,
-        verification_locked_until: None,
-        dn: None,
+        phones: vec![point("+49 30 1234567", "mobile", LONG_AGO)],
+        ..jane_doe(AccountTier::Standard)
     }
 }
 

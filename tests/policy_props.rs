@@ -6,12 +6,15 @@
 //! co-signature accepted) was actually reached: a property over cases that never get
 //! there would prove nothing.
 
+mod fixtures;
+
 use std::cell::Cell;
 use std::collections::BTreeSet;
 
+use fixtures::{jane_doe, point, LONG_AGO};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use resetdesk::directory::{Account, ContactPoint};
+use resetdesk::directory::Account;
 use resetdesk::policy::requirements::independent_count;
 use resetdesk::policy::risk::assess;
 use resetdesk::policy::{AgentIdentity, Channel, Method, PolicyConfig, RequestContext, StatedDetails};
@@ -33,10 +36,6 @@ const AGENT_KEY: [u8; 32] = [0xA1; 32];
 
 fn runner() -> TestRunner {
     TestRunner::new(Config { cases: CASES, failure_persistence: None, ..Config::default() })
-}
-
-fn point(value: &str, label: &str, changed_at: OffsetDateTime) -> ContactPoint {
-    ContactPoint { value: value.into(), label: label.into(), changed_at }
 }
 
 /// Risk signals of a request; every combination is generated.
@@ -91,27 +90,14 @@ fn signals() -> impl Strategy<Value = Signals> {
 
 fn account(tier: AccountTier, s: Signals) -> Account {
     let now = s.start();
-    let old = datetime!(2020-01-01 0:00 UTC);
     Account {
-        username: "jdoe".into(),
-        display_name: "Jane Doe".into(),
-        employee_id: "E1234".into(),
-        department: "Finance".into(),
-        location: "Berlin".into(),
-        manager: Some("mboss".into()),
-        date_of_hire: date!(2019 - 03 - 04),
-        emails: vec![point("jane@example.com", "work", old), point("jane@home.example", "personal", old)],
+        emails: vec![point("jane@example.com", "work", LONG_AGO), point("jane@home.example", "personal", LONG_AGO)],
         phones: vec![
-            point("+49 30 1234567", "office", old),
-            point("+49 170 555", "mobile", if s.recent_contact_change { now - Duration::days(2) } else { old }),
+            point("+49 30 1234567", "office", LONG_AGO),
+            point("+49 170 555", "mobile", if s.recent_contact_change { now - Duration::days(2) } else { LONG_AGO }),
         ],
-        groups: vec![],
-        tier,
-        agent_tier: None,
         flagged: s.flagged,
-        must_change_password: false,
-        verification_locked_until: None,
-        dn: None,
+        ..jane_doe(tier)
     }
 }
 
