@@ -204,19 +204,9 @@ impl EmbeddedDirectory {
         Ok(PasswordCheck { valid, must_change: valid && must_change })
     }
 
-    /// Mark an account flagged (security team attention) or clear the flag.
-    pub fn set_flagged(&self, username: &str, flagged: bool) -> Result<(), DirectoryError> {
-        self.update_one("UPDATE accounts SET flagged = ?2 WHERE username = ?1", username, &flagged)
-    }
-
-    /// Lock verification attempts for an account until the given instant (`None` clears).
-    pub fn set_verification_lock(&self, username: &str, until: Option<OffsetDateTime>) -> Result<(), DirectoryError> {
-        let until = until.map(fmt_time);
-        self.update_one("UPDATE accounts SET verification_locked_until = ?2 WHERE username = ?1", username, &until)
-    }
-
-    fn update_one(&self, sql: &str, username: &str, value: &dyn rusqlite::ToSql) -> Result<(), DirectoryError> {
-        match self.conn.execute(sql, params![username, value])? {
+    /// Run an `UPDATE ... WHERE username = ?1` that must change exactly this account.
+    fn update_account(&self, username: &str, sql: &str, params: impl rusqlite::Params) -> Result<(), DirectoryError> {
+        match self.conn.execute(sql, params)? {
             0 => Err(DirectoryError::NotFound(username.to_owned())),
             _ => Ok(()),
         }
@@ -341,20 +331,21 @@ impl Directory for EmbeddedDirectory {
     fn set_temporary_password(&self, username: &str, password: &Secret) -> Result<(), DirectoryError> {
         let phc = hash_secret(password.expose())?;
         let now = fmt_time(OffsetDateTime::now_utc());
-        let n = self.conn.execute(
+        self.update_account(
+            username,
             "UPDATE accounts SET password_phc = ?2, must_change = 1, password_changed_at = ?3,
                 failed_logins = 0, login_locked_until = NULL
              WHERE username = ?1",
             params![username, phc, now],
-        )?;
-        if n == 0 {
-            return Err(DirectoryError::NotFound(username.to_owned()));
-        }
-        Ok(())
+        )
     }
 
     fn lock_verification(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError> {
-        self.lock_and_flag(username, until)
+        self.update_account(
+            username,
+            "UPDATE accounts SET verification_locked_until = ?2, flagged = 1 WHERE username = ?1",
+            params![username, fmt_time(until)],
+        )
     }
 
     fn password_changed_at(&self, username: &str) -> Result<Option<OffsetDateTime>, DirectoryError> {
@@ -371,19 +362,6 @@ impl Directory for EmbeddedDirectory {
                 })
             })
             .transpose()
-    }
-}
-
-impl EmbeddedDirectory {
-    fn lock_and_flag(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError> {
-        let n = self.conn.execute(
-            "UPDATE accounts SET verification_locked_until = ?2, flagged = 1 WHERE username = ?1",
-            params![username, fmt_time(until)],
-        )?;
-        if n == 0 {
-            return Err(DirectoryError::NotFound(username.to_owned()));
-        }
-        Ok(())
     }
 }
 

@@ -37,7 +37,7 @@ pub fn reader_status() -> ReaderStatus {
     let names = match ctx.list_readers_owned() {
         Ok(n) => n,
         Err(pcsc::Error::NoReadersAvailable) => return ReaderStatus::NoReaders,
-        Err(pcsc::Error::NoService) | Err(pcsc::Error::ServiceStopped) => return ReaderStatus::NoService,
+        // NoService, ServiceStopped and anything else: the app cannot see any key.
         Err(_) => return ReaderStatus::NoService,
     };
     if names.is_empty() {
