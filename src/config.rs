@@ -276,10 +276,7 @@ impl Config {
                 .and_then(|s| key_at(text, s.start))
                 .or_else(|| {
                     let key = key_from_message(&message)?;
-                    match e.span().and_then(|s| table_at(text, s.start)) {
-                        Some(table) => Some(format!("{table}.{key}")),
-                        None => Some(key),
-                    }
+                    Some(dotted(e.span().and_then(|s| table_at(text, s.start)), &key))
                 })
                 .unwrap_or_else(|| "-".into());
             ConfigError::Invalid { path: origin.to_owned(), line, key, message }
@@ -373,14 +370,16 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     if key.is_empty() || key.starts_with('[') {
         return None;
     }
-    let table = text[..line_start]
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')).map(str::trim));
-    Some(match table {
+    // The line holds a key, not a header, so its table is the last header before it.
+    Some(dotted(table_at(text, offset), key))
+}
+
+/// `table.key`, or `key` at the top level.
+fn dotted(table: Option<String>, key: &str) -> String {
+    match table {
         Some(t) => format!("{t}.{key}"),
         None => key.to_owned(),
-    })
+    }
 }
 
 /// The table (`[a.b]`) whose header is on, or last before, the line holding `offset`.
