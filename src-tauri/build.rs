@@ -4,7 +4,24 @@
 //! `AppManifest::commands` makes every app command subject to the capability ACL:
 //! a command not granted in `capabilities/` cannot be invoked from the web view.
 
-const COMMANDS: &[&str] = &["app_info", "reader_status", "session_state", "login", "lock_session", "activity"];
+const COMMANDS: &[&str] = &[
+    "app_info",
+    "reader_status",
+    "session_state",
+    "login",
+    "lock_session",
+    "activity",
+    "search_accounts",
+    "start_reset",
+    "reset_action",
+    "reset_screen",
+    "co_sign",
+    "show_to_customer",
+    "next_customer",
+    "park_reset",
+    "resume_reset",
+    "customer_take",
+];
 
 fn main() {
     let attributes = tauri_build::Attributes::new()

@@ -118,7 +118,7 @@ fn context(s: Signals) -> RequestContext {
         } else {
             Channel::WalkUp
         },
-        stated: StatedDetails { department: s.mismatch.then(|| "Sales".into()), manager: None, location: None },
+        stated: StatedDetails { department: s.mismatch.then(|| "Sales".into()), ..Default::default() },
         previous_resets: if s.recent_reset { vec![now - Duration::hours(2)] } else { vec![] },
         previous_failures: if s.earlier_failure { vec![now - Duration::hours(1)] } else { vec![] },
     }

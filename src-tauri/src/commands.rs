@@ -69,8 +69,19 @@ pub async fn lock_session(app: AppHandle) {
     }
 }
 
-/// The agent typed or clicked (the idle lock counts from the last activity).
+/// The agent typed or clicked (the idle lock counts from the last activity). Returns
+/// the session as it now stands (with the new idle deadline). Off the UI thread: a
+/// reset command may hold the desk state for a card operation.
 #[tauri::command]
-pub fn activity(app: AppHandle) {
-    desk::feed(&app, SessionEvent::Activity { at: OffsetDateTime::now_utc() });
+pub async fn activity(app: AppHandle) -> SessionView {
+    let worker = app.clone();
+    tauri::async_runtime::spawn_blocking(move || {
+        desk::feed(&worker, SessionEvent::Activity { at: OffsetDateTime::now_utc() });
+        desk::desk(&worker).view()
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::error!("the activity worker failed: {e}");
+        desk::desk(&app).view()
+    })
 }

@@ -12,6 +12,7 @@ use std::sync::MutexGuard;
 
 use resetdesk::audit::AuditLog;
 use resetdesk::config::{Backend, Config};
+use resetdesk::desk::{Desk as CoreDesk, ResetRun};
 use resetdesk::directory::embedded::EmbeddedDirectory;
 use resetdesk::login::{self, AgentIdentity, AgentSession, LoginError};
 use resetdesk::presence::{self, SessionEnd};
@@ -39,6 +40,11 @@ pub enum SessionView {
     },
     Active {
         agent: AgentIdentity,
+        /// When the idle lock will fire if nothing happens (the screen warns 60 s before).
+        #[serde(with = "time::serde::rfc3339::option")]
+        idle_lock_at: Option<OffsetDateTime>,
+        /// What the desk did at login that the agent should know (reconciled intents).
+        notices: Vec<String>,
     },
 }
 
@@ -51,7 +57,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(message: impl Into<String>) -> Self {
+    pub fn new(message: impl Into<String>) -> Self {
         Self { message: message.into(), tries_left: None }
     }
 
@@ -81,12 +87,27 @@ pub struct Desk {
     audit: Option<AuditLog>,
     /// How the last session ended when nobody could sign it; stated in the next login record.
     unsigned_end: Option<SessionEnd>,
+    /// The core's reset driver, opened at the first login and kept.
+    pub core: Option<CoreDesk>,
+    /// The reset on screen, if any. Dropped when the session locks.
+    pub run: Option<ResetRun>,
+    /// Resets waiting out their cooling-off; kept across locks (only the key that
+    /// opened one can go on with it).
+    pub parked: Vec<ResetRun>,
+    /// The secret on its way to the customer window; taken once.
+    pub customer: Option<crate::customer::CustomerSecret>,
+    /// Shown on the home screen after login.
+    notices: Vec<String>,
 }
 
 impl Desk {
     pub fn view(&self) -> SessionView {
         match &self.session {
-            Some(s) => SessionView::Active { agent: s.identity().clone() },
+            Some(s) => SessionView::Active {
+                agent: s.identity().clone(),
+                idle_lock_at: s.idle_deadline(),
+                notices: self.notices.clone(),
+            },
             None => SessionView::Locked { reason: self.last_lock, message: self.last_lock.map(LockReason::message) },
         }
     }
@@ -100,12 +121,35 @@ impl Desk {
             Decision::Lock(reason) => {
                 let identity = session.identity().clone();
                 self.session = None;
+                self.forget_customer();
                 self.last_lock = Some(reason);
                 self.unsigned_end = Some(SessionEnd::new(&identity, reason, event_time(event)));
                 tracing::info!(?reason, "session locked");
                 Some(self.view())
             }
         }
+    }
+}
+
+impl Desk {
+    /// The logged-in agent's session, or why nothing can be done.
+    pub fn agent(&mut self) -> Result<&mut AgentSession, Failure> {
+        self.session.as_mut().ok_or_else(|| Failure::new("the desk is locked; log in with your YubiKey"))
+    }
+
+    /// The agent's session and the core desk together (both needed to act on a reset).
+    pub fn agent_and_core(&mut self) -> Result<(&mut AgentSession, &mut CoreDesk), Failure> {
+        let session =
+            self.session.as_mut().ok_or_else(|| Failure::new("the desk is locked; log in with your YubiKey"))?;
+        let core = self.core.as_mut().ok_or_else(|| Failure::new("the desk is not open yet; log in again"))?;
+        Ok((session, core))
+    }
+
+    /// Drop the reset on screen and anything meant for the customer window (lock,
+    /// next customer). Parked resets stay.
+    pub fn forget_customer(&mut self) {
+        self.run = None;
+        self.customer = None;
     }
 }
 
@@ -131,6 +175,7 @@ pub fn desk(app: &AppHandle) -> MutexGuard<'_, Desk> {
 pub fn feed(app: &AppHandle, event: SessionEvent) {
     let locked = desk(app).feed(&event);
     if let Some(view) = locked {
+        crate::customer::clear(app);
         emit(app, &view);
     }
 }
@@ -173,7 +218,9 @@ pub fn lock_now(app: &AppHandle) {
         None => None,
     };
     session.handle(&SessionEvent::LockRequested { at: now });
+    crate::customer::clear(app);
     let mut desk = desk(app);
+    desk.forget_customer();
     if desk.audit.is_none() {
         desk.audit = audit;
     }
@@ -264,7 +311,43 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
     }
     desk.unsigned_end = None;
     tracing::info!(agent = session.username(), tier = ?session.tier(), virtual_token = session.is_virtual(), "agent logged in");
+    desk.notices = open_core(&mut desk, config, &mut session);
     desk.session = Some(session);
     desk.last_lock = None;
     Ok(desk.view())
+}
+
+/// Open the core desk at the first login and settle reset intents left open (a crash
+/// between the intent and its outcome), signed by the agent who just logged in.
+/// Returns what the agent should be told.
+fn open_core(desk: &mut Desk, config: &Config, session: &mut AgentSession) -> Vec<String> {
+    if desk.core.is_none() {
+        match CoreDesk::open_embedded(config.clone()) {
+            Ok(core) => desk.core = Some(core),
+            Err(e) => {
+                tracing::error!("the reset desk did not open: {e}");
+                return vec![format!("Resets are not available: {e}")];
+            }
+        }
+    }
+    let Some(core) = desk.core.as_mut() else { return Vec::new() };
+    match core.pending_intents() {
+        Ok(open) if open.is_empty() => return Vec::new(),
+        Ok(_) => {}
+        Err(e) => return vec![format!("Open reset intents could not be read: {e}")],
+    }
+    let identity = session.identity().clone();
+    let signer = match session.signer() {
+        Ok(s) => s,
+        Err(e) => return vec![format!("Open reset intents were not reconciled: {e}")],
+    };
+    match core.reconcile(&identity, signer, OffsetDateTime::now_utc()) {
+        Ok(found) => found
+            .iter()
+            .map(|r| {
+                format!("Reset {} of {}: {}", r.request_id, r.target, resetdesk::desk::reconcile::note(&r.finding))
+            })
+            .collect(),
+        Err(e) => vec![format!("Open reset intents were not reconciled: {e}")],
+    }
 }

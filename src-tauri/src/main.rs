@@ -4,7 +4,9 @@
 //! view (`ui/`) only renders that state. Decisions live in the core.
 
 mod commands;
+mod customer;
 mod desk;
+mod reset;
 mod startup;
 mod watcher;
 
@@ -41,8 +43,19 @@ fn main() -> ExitCode {
             commands::login,
             commands::lock_session,
             commands::activity,
+            reset::search_accounts,
+            reset::start_reset,
+            reset::reset_action,
+            reset::reset_screen,
+            reset::co_sign,
+            reset::show_to_customer,
+            reset::next_customer,
+            reset::park_reset,
+            reset::resume_reset,
+            customer::customer_take,
         ])
         .setup(|app| {
+            customer::place(app.handle());
             watcher::spawn_reader_watcher(app.handle().clone());
             Ok(())
         })

@@ -31,6 +31,7 @@ pub mod outbox;
 pub mod reconcile;
 pub mod replay;
 pub mod reset;
+pub mod view;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -282,6 +283,8 @@ impl Desk {
             None => None,
         };
         self.times.directory += t.elapsed();
+        let mut request = request;
+        request.stated.manager = view::stated_manager(request.stated.manager.take(), manager.as_ref());
         let identity =
             AgentIdentity::from_login_fields(&agent.username, agent.tier, agent_account.groups, &agent.signing_key_id)
                 .ok_or(DeskError::BadIdentity("the signing key id is not 32 bytes of hex"))?;
@@ -836,6 +839,10 @@ impl Desk {
             NotificationKind::VerificationLocked { until } => (
                 format!("Verification locked for {}", n.username),
                 format!("Too many failed identity verifications for {} (request {}); verification is locked until {until} and the account is flagged.\n", n.username, n.request_id),
+            ),
+            NotificationKind::FraudSuspected { note } => (
+                format!("Suspected fraud at the service desk: {}", n.username),
+                format!("An agent ended the reset request {} for {} on suspicion of fraud or coercion. The requester was not told. Agent's note: {note}\nThe signed record is in the desk's audit log.\n", n.request_id, n.username),
             ),
             NotificationKind::EmergencyOverride { reason } => (
                 format!("Emergency reset path used for {}", n.username),

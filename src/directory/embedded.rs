@@ -305,6 +305,7 @@ impl Directory for EmbeddedDirectory {
         let mut stmt = self.conn.prepare_cached(
             "SELECT username FROM accounts
              WHERE username LIKE ?1 OR display_name LIKE ?1 OR employee_id LIKE ?1
+                OR username IN (SELECT username FROM contacts WHERE kind = 'email' AND value LIKE ?1)
              ORDER BY username LIMIT ?2",
         )?;
         let names = stmt
@@ -490,6 +491,8 @@ mod tests {
         assert_eq!(dir.search("user", 10).unwrap().len(), 2);
         assert_eq!(dir.search("%", 10).unwrap().len(), 2, "wildcards are stripped, not interpreted");
         assert_eq!(dir.search("zzz", 10).unwrap().len(), 0);
+        let by_mail: Vec<String> = dir.search("dora@", 10).unwrap().into_iter().map(|a| a.username).collect();
+        assert_eq!(by_mail, ["dora"], "registered e-mail addresses are searched too");
     }
 
     #[test]

@@ -102,7 +102,8 @@ pub trait Directory {
     /// The account with this exact username.
     fn account(&self, username: &str) -> Result<Account, DirectoryError>;
 
-    /// Accounts whose username, display name or employee ID contain `query` (case-insensitive).
+    /// Accounts whose username, display name, employee ID or a registered e-mail address
+    /// contain `query` (case-insensitive).
     fn search(&self, query: &str, limit: usize) -> Result<Vec<Account>, DirectoryError>;
 
     /// Security answers and TOTP key for the verification steps.

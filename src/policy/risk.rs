@@ -38,9 +38,48 @@ impl Channel {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatedDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
+    /// The manager's username or display name, as the requester gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub manager: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The name the requester gives (recorded; the account is found by search).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Why they need a reset, in their words (recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The help-desk ticket this request belongs to (recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+}
+
+impl StatedDetails {
+    /// Longest stated detail kept, in bytes.
+    pub const MAX_FIELD_BYTES: usize = 256;
+
+    /// Trimmed copies with empty fields dropped; refuses control characters and
+    /// over-long fields (they go into signed records and onto screens).
+    pub fn cleaned(&self) -> Result<StatedDetails, crate::verification::InputError> {
+        fn one(field: &'static str, v: &Option<String>) -> Result<Option<String>, crate::verification::InputError> {
+            let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+            crate::verification::check_text(field, v)?;
+            if v.len() > StatedDetails::MAX_FIELD_BYTES {
+                return Err(crate::verification::InputError::TooLong { field, max: StatedDetails::MAX_FIELD_BYTES });
+            }
+            Ok(Some(v.to_owned()))
+        }
+        Ok(StatedDetails {
+            department: one("stated department", &self.department)?,
+            manager: one("stated manager", &self.manager)?,
+            location: one("stated location", &self.location)?,
+            name: one("stated name", &self.name)?,
+            reason: one("reason for the request", &self.reason)?,
+            ticket: one("ticket number", &self.ticket)?,
+        })
+    }
 }
 
 /// Facts about the request that the adapters gather before the session opens.

@@ -77,6 +77,8 @@ pub enum NotificationKind {
     },
     /// An admin used the emergency path.
     EmergencyOverride { reason: String },
+    /// The agent ended a request on suspicion of fraud or coercion.
+    FraudSuspected { note: String },
 }
 
 /// A message for the notifier adapter to deliver.

@@ -80,6 +80,9 @@ pub enum Event {
     DirectoryResult { at: OffsetDateTime, result: Result<(), String> },
     /// The agent (or the account holder, via "this wasn't me") stopped the request.
     Cancelled { at: OffsetDateTime, reason: String },
+    /// The agent suspects fraud or coercion (a discreet action): the request ends and
+    /// the security team is alerted.
+    FraudSuspected { at: OffsetDateTime, note: String },
 }
 
 impl Event {
@@ -100,7 +103,8 @@ impl Event {
             | Self::ResetRequested { at }
             | Self::IntentRecorded { at, .. }
             | Self::DirectoryResult { at, .. }
-            | Self::Cancelled { at, .. } => *at,
+            | Self::Cancelled { at, .. }
+            | Self::FraudSuspected { at, .. } => *at,
         }
     }
 
@@ -122,6 +126,7 @@ impl Event {
             Self::IntentRecorded { .. } => "intent-recorded",
             Self::DirectoryResult { .. } => "directory-result",
             Self::Cancelled { .. } => "cancelled",
+            Self::FraudSuspected { .. } => "fraud-suspected",
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::password::PasswordSpec;
-use crate::policy::{Channel, Escalation, Method};
+use crate::policy::{Channel, Escalation, Method, StatedDetails};
 use crate::tier::{AccountTier, AgentTier};
 use crate::verification::government_id::IdInspection;
 use crate::verification::Verdict;
@@ -169,6 +169,10 @@ pub struct ResetFacts {
     /// "embedded", "openldap", "active-directory".
     pub directory_backend: String,
     pub channel: Channel,
+    /// What the requester stated at intake (name, department, manager, location,
+    /// reason) and the ticket number; fields not asked are absent.
+    #[serde(default)]
+    pub intake: StatedDetails,
     pub escalations: Vec<Escalation>,
     /// Every step attempted, passed or failed, in order.
     pub steps: Vec<StepFact>,

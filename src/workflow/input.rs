@@ -59,6 +59,7 @@ pub enum UiAction {
     IdInspection { inspection: IdInspection },
     RequestReset {},
     Cancel { reason: String },
+    SuspectedFraud { note: String },
 }
 
 /// Why a UI message was rejected. Never contains the message's values.
@@ -124,6 +125,7 @@ impl UiAction {
             Self::IdInspection { inspection } => Event::IdInspected { at, inspection },
             Self::RequestReset {} => Event::ResetRequested { at },
             Self::Cancel { reason } => Event::Cancelled { at, reason },
+            Self::SuspectedFraud { note } => Event::FraudSuspected { at, note },
             secret @ (Self::SecurityAnswers { .. } | Self::Totp { .. } | Self::EnterCode { .. }) => return Err(secret),
         })
     }

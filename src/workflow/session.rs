@@ -30,6 +30,7 @@ use crate::policy::authority::{check_agent, is_plain_identifier, required_agent_
 use crate::policy::risk::assess;
 use crate::policy::{
     AgentIdentity, AuthorityRefusal, Channel, Method, Missing, PolicyConfig, Requirements, RiskAssessment, RiskRule,
+    StatedDetails,
 };
 use crate::tier::{AccountTier, AgentTier};
 use crate::verification::co_signature::{self, approval_digest, ApprovalStatement};
@@ -116,6 +117,28 @@ pub struct Status {
     pub co_signer_min_tier: Option<AgentTier>,
 }
 
+/// What a session waits for from outside (see [`Session::pending`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pending {
+    /// A one-time code was sent to this contact point and not yet entered correctly.
+    pub code_sent_to: Option<ContactPoint>,
+    /// The agent was shown this number to call back and has not reported the call.
+    pub callback_to: Option<ContactPoint>,
+    /// The manager was asked through this address and has not answered.
+    pub manager_asked_at: Option<String>,
+}
+
+/// Whether a contact point on file may be used for verification now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContactUse {
+    Usable,
+    /// Changed within the risk window: never used for a code, a callback or the hand-off.
+    ChangedRecently,
+    /// Already used for a verification step in this session.
+    AlreadyUsed,
+}
+
 /// One reset request, from opening to outcome.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -127,6 +150,8 @@ pub struct Session {
     account: Account,
     manager: Option<Account>,
     channel: Channel,
+    /// What the requester stated at intake, cleaned.
+    stated: StatedDetails,
     directory_backend: String,
     assessment: RiskAssessment,
     requirements: Requirements,
@@ -205,6 +230,8 @@ impl Session {
         if !plausible(at) {
             return Err(WorkflowError::ImplausibleTime);
         }
+        let mut req = req;
+        req.context.stated = req.context.stated.cleaned()?;
         let mut assessment = assess(policy, &req.account, &req.context, at);
         let window = Duration::minutes(i64::from(policy.lockout.window_minutes));
         let failures: Vec<OffsetDateTime> =
@@ -221,6 +248,7 @@ impl Session {
             account: req.account,
             manager: req.manager,
             channel: req.context.channel,
+            stated: req.context.stated.clone(),
             directory_backend: clean_text(&req.directory_backend, 64),
             phase: Phase::Verifying,
             passed: BTreeSet::new(),
@@ -365,6 +393,60 @@ impl Session {
         self.co_signer.as_ref()
     }
 
+    /// Every verification step of this session so far, in order, with its verdict.
+    pub fn steps(&self) -> &[StepFact] {
+        &self.steps
+    }
+
+    /// How the request reached the desk.
+    pub fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    /// When the session was opened.
+    pub fn opened_at(&self) -> OffsetDateTime {
+        self.opened_at
+    }
+
+    /// The account's manager as read when the session opened, if any.
+    pub fn manager(&self) -> Option<&Account> {
+        self.manager.as_ref()
+    }
+
+    /// What the session waits for from outside: a code sent, a number to call, a
+    /// manager's answer.
+    pub fn pending(&self) -> Pending {
+        Pending {
+            code_sent_to: self.pending_code.clone(),
+            callback_to: self.pending_callback.clone(),
+            manager_asked_at: self.pending_manager_address.clone(),
+        }
+    }
+
+    /// Whether `contact` (one of the account's own) may be used for a code or a
+    /// callback now.
+    pub fn contact_use(&self, contact: &ContactPoint) -> ContactUse {
+        if self.assessment.excluded_contacts.contains(&contact.value) {
+            ContactUse::ChangedRecently
+        } else if self.used_contacts.contains(&contact.value) {
+            ContactUse::AlreadyUsed
+        } else {
+            ContactUse::Usable
+        }
+    }
+
+    /// Failures counting toward the lockout within its window at `at` (earlier
+    /// sessions' and this one's).
+    pub fn recent_failures(&self, at: OffsetDateTime) -> usize {
+        let window = Duration::minutes(i64::from(self.policy.lockout.window_minutes));
+        self.failures.iter().filter(|t| **t <= at && at - **t < window).count()
+    }
+
+    /// The lockout policy in force for this session.
+    pub fn lockout_policy(&self) -> &crate::policy::LockoutPolicy {
+        &self.policy.lockout
+    }
+
     /// The digest a co-signer signs for this reset: who, whom, at which tier, and the
     /// steps passed so far.
     pub fn approval_digest(&self) -> [u8; 32] {
@@ -400,6 +482,7 @@ impl Session {
             },
             directory_backend: self.directory_backend.clone(),
             channel: self.channel,
+            intake: self.stated.clone(),
             escalations: self.assessment.escalations.clone(),
             steps: self.steps.clone(),
             approvals: self.approvals.clone(),
@@ -570,6 +653,23 @@ impl Session {
                 self.phase = Phase::Cancelled;
                 self.outcome = Outcome::Cancelled { reason: clean_text(&reason, 1024) };
                 vec![Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) }]
+            }
+            (Phase::Verifying | Phase::AwaitingIntent, Event::FraudSuspected { note, .. }) => {
+                let note = if note.trim().is_empty() { "no details given".to_owned() } else { note };
+                check_text("note", &note)?;
+                let note = clean_text(&note, 1024);
+                self.phase = Phase::Cancelled;
+                self.outcome = Outcome::Cancelled { reason: format!("suspected fraud: {note}") };
+                self.pending_code = None;
+                self.pending_callback = None;
+                self.pending_manager_address = None;
+                vec![
+                    Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) },
+                    Decision::Notify {
+                        notification: self
+                            .notification(NotificationKind::FraudSuspected { note }, vec![Recipient::SecurityTeam]),
+                    },
+                ]
             }
             (phase, _) => return Err(illegal(phase)),
         };

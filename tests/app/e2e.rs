@@ -34,6 +34,7 @@ use resetdesk::audit::{registry, verify_store, CollectorKeys, EventType, Record,
 use resetdesk::ca::OrgCa;
 use resetdesk::config::Config;
 use resetdesk::directory::embedded::EmbeddedDirectory;
+use resetdesk::directory::Directory;
 use resetdesk::secret::Secret;
 use resetdesk::token::card::PivCard;
 use resetdesk::token::enrol::{enrol, EnrolRequest};
@@ -597,4 +598,274 @@ async fn without_the_smart_card_service_the_lock_screen_says_so() {
     assert_eq!(text_of(&client, "lock-title").await, "Insert your YubiKey");
     assert_eq!(js(&client, "document.getElementById('login-form').hidden").await, json!(true));
     client.close().await.expect("close the session");
+}
+
+// ----- The reset screens -----
+
+/// Business hours around the clock: the outside-hours rule (which adds a callback)
+/// would otherwise make the steps depend on when the tests run.
+const ALL_HOURS: &str = "[policy.risk.business_hours]\nstart_hour = 0\nend_hour = 24\n\
+                         days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n";
+
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+/// Type into whatever has the focus (the keyboard, not a click).
+async fn keys(client: &Client, text: &str) {
+    client.active_element().await.expect("the focused element").send_keys(text).await.expect("send keys");
+}
+
+/// The id of the focused element.
+async fn focused(client: &Client) -> Value {
+    js(client, "document.activeElement && document.activeElement.id").await
+}
+
+/// Wait until the focus is on `id` (the app moves it as the steps advance).
+async fn wait_focus(client: &Client, id: &str) {
+    wait_js(
+        client,
+        &format!("the focus on #{id}"),
+        &format!("document.activeElement && document.activeElement.id === '{id}'"),
+    )
+    .await;
+}
+
+/// The demo authenticator's current code for `username`.
+fn totp_now(username: &str) -> String {
+    use resetdesk::verification::totp;
+    let key = resetdesk::demo::demo_totp_key(username);
+    let step = totp::step_at(OffsetDateTime::now_utc()).expect("a TOTP step for now");
+    totp::hotp(&key, step, totp::DIGITS).as_str().to_owned()
+}
+
+/// The demo security answers of `username`.
+fn demo_answers(username: &str) -> (&'static str, &'static str) {
+    let p = resetdesk::demo::DEMO_PEOPLE.iter().find(|p| p.username == username).expect("a demo person");
+    (p.pet, p.city)
+}
+
+/// Wrap the page's `fetch`, which carries Tauri's IPC on this platform, so every reply
+/// the main window receives is kept for the test (the test checks replies were seen).
+async fn record_ipc_replies(client: &Client) -> Value {
+    js(
+        client,
+        "(() => { const orig = window.fetch; window.__replies = [];
+            const wrapper = async (input, init) => {
+              const r = await orig(input, init);
+              const url = String(input && input.url ? input.url : input);
+              r.clone().text().then((t) => window.__replies.push(url + ' ' + t));
+              return r;
+            };
+            window.fetch = wrapper;
+            return window.fetch === wrapper; })()",
+    )
+    .await
+}
+
+/// `resetdesk` (the CLI, built beside the app) with `args` and `stdin`; (success, output).
+fn resetdesk_cli(args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let cli = Path::new(APP).with_file_name("resetdesk");
+    assert!(cli.is_file(), "{} is missing: build the workspace first (cargo build --workspace)", cli.display());
+    let mut child = Command::new(&cli)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run resetdesk");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().expect("resetdesk output");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// Event types of the app's audit log, in order.
+fn audit_types(data_dir: &Path) -> Vec<EventType> {
+    let path = data_dir.join(resetdesk::audit::store::FILE_NAME);
+    let store = Store::open_read_only(&path).expect("the app's audit log");
+    let mut out = Vec::new();
+    store
+        .for_each(|s| {
+            out.push(Record::decode(&s.record).expect("a record").event_type);
+            Ok::<(), ()>(())
+        })
+        .expect("read the log")
+        .expect("every record");
+    out
+}
+
+/// Log in by keyboard and search for `query`: the first result gets the focus.
+async fn search_by_keyboard(client: &Client, query: &str) {
+    wait_focus(client, "search-query").await;
+    keys(client, &format!("{query}{ENTER}")).await;
+    wait_focus(client, "pick-0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows_only_on_the_customer_screen() {
+    let Some(desk) = desk_app_with_alice_card(ALL_HOURS).await else { return };
+    let client = &desk.client;
+    let data_dir = desk._desk._dir.path().to_owned();
+    let main_window = client.window().await.expect("the main window");
+    wait_js(client, "the login form", "!document.getElementById('login-form').hidden").await;
+    assert_eq!(log_in(client, PIN).await, json!("Alice Schmidt"));
+    assert_eq!(js(client, "!!window.__TAURI__").await, json!(true));
+    assert_eq!(record_ipc_replies_installed(client).await, json!(true), "the IPC recorder is in place");
+
+    // Search: the focus starts in the search field; Enter searches; the result gets the focus.
+    search_by_keyboard(client, "jsmith").await;
+    let result = text_of(client, "search-results").await;
+    assert!(result.contains("Jordan Smith") && result.contains("Standard"), "{result}");
+    let on_file = resetdesk::demo::DEMO_PEOPLE.iter().find(|p| p.username == "jsmith").expect("jsmith");
+    let page = js(client, "document.documentElement.outerHTML").await.as_str().unwrap_or_default().to_owned();
+    let account = EmbeddedDirectory::open(&data_dir, &Config { data_dir: data_dir.clone(), ..Config::default() })
+        .expect("the directory")
+        .account("jsmith")
+        .expect("jsmith");
+    assert!(!page.contains(&account.employee_id), "the employee ID on file is never shown to the agent");
+    assert!(!page.contains(&account.date_of_hire.to_string()), "nor the date of hire");
+    assert!(!page.contains(on_file.pet) && !page.contains(on_file.city), "nor the answers");
+    snapshot(client, "search").await;
+
+    // Intake: no channel is preselected; Space picks "in person"; the ticket, then Enter.
+    keys(client, ENTER).await;
+    wait_focus(client, "channel-walk-up").await;
+    assert_eq!(js(client, "document.querySelector('input[name=channel]:checked') === null").await, json!(true));
+    keys(client, " ").await;
+    keys(client, &format!("{TAB}Jordan Smith")).await;
+    for _ in 0..5 {
+        keys(client, TAB).await;
+    }
+    assert_eq!(focused(client).await, json!("intake-ticket"));
+    keys(client, "INC-4711").await;
+    snapshot(client, "intake").await;
+    keys(client, ENTER).await;
+
+    // Verification: the security answers first (knowledge), then the authenticator code.
+    wait_focus(client, "answer-0").await;
+    snapshot(client, "verify").await;
+    let steps = text_of(client, "step-list").await;
+    assert!(steps.contains("security questions") && steps.contains("Not yet"), "{steps}");
+    let (pet, city) = demo_answers("jsmith");
+    keys(client, &format!("{pet}{TAB}{city}{ENTER}")).await;
+    // Knowledge counts once: the employee-record form is no longer offered; the TOTP field is next.
+    wait_focus(client, "totp-code").await;
+    assert_eq!(js(client, "document.getElementById('form-employee-record').hidden").await, json!(true));
+    assert_eq!(
+        js(client, "document.querySelector('#step-list [data-method=security-answers]').dataset.state").await,
+        json!("verified")
+    );
+    assert!(text_of(client, "missing-line").await.contains("1 more independent factor"));
+    keys(client, &format!("{}{ENTER}", totp_now("jsmith"))).await;
+
+    // Ready: the confirmation has the focus; Enter resets.
+    wait_focus(client, "confirm-reset").await;
+    assert!(audit_types(&data_dir).iter().all(|t| *t != EventType::ResetIntent), "no intent before the confirmation");
+    snapshot(client, "confirm").await;
+    keys(client, ENTER).await;
+
+    // Done: progress, then the hand-off to the customer screen.
+    wait_focus(client, "show-customer").await;
+    let progress = text_of(client, "progress-list").await;
+    assert!(progress.contains("Intent record signed") && progress.contains("Directory updated"), "{progress}");
+    snapshot(client, "done").await;
+    keys(client, ENTER).await;
+    wait_focus(client, "handoff-done").await;
+
+    // The customer window shows the password; the directory takes it, with must-change.
+    let windows = client.windows().await.expect("window handles");
+    assert_eq!(windows.len(), 2, "the main and the customer window");
+    let customer = windows.iter().find(|w| **w != main_window).expect("the customer window").clone();
+    client.switch_to_window(customer.clone()).await.expect("switch to the customer window");
+    let password =
+        wait_js(client, "the password on the customer screen", "document.getElementById('shown-secret')?.textContent")
+            .await
+            .as_str()
+            .expect("text")
+            .to_owned();
+    assert!(password.len() >= 12, "{password}");
+    assert!(!password.chars().any(|c| "0O1lI".contains(c)), "no ambiguous characters: {password}");
+    snapshot(client, "customer-screen").await;
+    let (ok, out) = resetdesk_cli(
+        &["directory", "check-password", "--data-dir", data_dir.to_str().expect("utf-8"), "--user", "jsmith"],
+        &format!("{password}\n"),
+    );
+    assert!(ok && out.contains("password valid") && out.contains("must be changed"), "{out}");
+
+    // Never in the main window: not in its DOM, not in any IPC reply it received.
+    client.switch_to_window(main_window.clone()).await.expect("back to the main window");
+    let page = js(client, "document.documentElement.outerHTML").await;
+    assert!(!page.as_str().unwrap_or_default().contains(&password), "the password must not reach the agent's window");
+    let replies = js(client, "window.__replies.join('\\n')").await;
+    let replies = replies.as_str().unwrap_or_default();
+    assert!(replies.contains("reset_action") && replies.contains("show_to_customer"), "replies recorded: {replies}");
+    assert!(!replies.contains(&password), "no IPC reply to the main window carries the password");
+
+    // Hand-off done (Enter): the customer screen clears; the log verifies.
+    keys(client, ENTER).await;
+    wait_focus(client, "search-query").await;
+    client.switch_to_window(customer).await.expect("switch to the customer window");
+    wait_js(client, "the customer screen to clear", "document.getElementById('shown').hidden").await;
+    assert_eq!(js(client, "document.getElementById('shown-secret').textContent").await, json!(""));
+    client.switch_to_window(main_window).await.expect("back to the main window");
+    let (ok, out) = resetdesk_cli(&["audit", "verify", "--data-dir", data_dir.to_str().expect("utf-8")], "");
+    assert!(ok, "{out}");
+    let types = audit_types(&data_dir);
+    assert!(types.contains(&EventType::ResetIntent) && types.contains(&EventType::ResetOutcome), "{types:?}");
+
+    desk.client.close().await.expect("close the session");
+}
+
+async fn record_ipc_replies_installed(client: &Client) -> Value {
+    record_ipc_replies(client).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_junior_agent_is_refused_a_privileged_reset_with_the_reason_and_it_is_recorded() {
+    let Some(desk) = desk_app_with_alice_card(ALL_HOURS).await else { return };
+    let client = &desk.client;
+    wait_js(client, "the login form", "!document.getElementById('login-form').hidden").await;
+    log_in(client, PIN).await;
+    search_by_keyboard(client, "lwong").await;
+    assert!(text_of(client, "search-results").await.contains("Privileged"));
+    keys(client, ENTER).await;
+    wait_focus(client, "channel-walk-up").await;
+    // Enter without a channel: the form says so next to the field; nothing is opened.
+    client.find(Locator::Id("intake-submit")).await.expect("submit").click().await.expect("click");
+    wait_js(client, "the channel error", "!document.getElementById('intake-channel-error').hidden").await;
+    keys(client, " ").await;
+    client.find(Locator::Id("intake-submit")).await.expect("submit").click().await.expect("click");
+
+    wait_focus(client, "refusal-done").await;
+    let text = text_of(client, "refusal-panel").await;
+    assert!(text.contains("junior") && text.contains("senior"), "the reason and who to hand it to: {text}");
+    snapshot(client, "refused").await;
+    let data_dir = desk._desk._dir.path();
+    assert!(audit_types(data_dir).contains(&EventType::Refusal), "the refusal is a signed record");
+    assert!(!audit_types(data_dir).contains(&EventType::ResetIntent));
+    desk.client.close().await.expect("close the session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_key_mid_verification_locks_the_screen_and_writes_no_intent() {
+    let Some(mut desk) = desk_app_with_alice_card(ALL_HOURS).await else { return };
+    let client = &desk.client;
+    wait_js(client, "the login form", "!document.getElementById('login-form').hidden").await;
+    log_in(client, PIN).await;
+    search_by_keyboard(client, "jsmith").await;
+    keys(client, ENTER).await;
+    wait_focus(client, "channel-walk-up").await;
+    keys(client, " ").await;
+    client.find(Locator::Id("intake-submit")).await.expect("submit").click().await.expect("click");
+    wait_focus(client, "answer-0").await;
+    let (pet, city) = demo_answers("jsmith");
+    keys(client, &format!("{pet}{TAB}{city}{ENTER}")).await;
+    wait_focus(client, "totp-code").await;
+
+    desk.card.take().expect("the card").remove().expect("remove the card");
+    assert_eq!(wait_locked(client, UI_TIMEOUT, "the lock after removal").await, json!("key-removed"));
+    assert_eq!(js(client, "document.getElementById('view-reset').hidden").await, json!(true));
+    let types = audit_types(desk._desk._dir.path());
+    assert!(!types.contains(&EventType::ResetIntent), "no intent after a removal: {types:?}");
+    desk.client.close().await.expect("close the session");
 }

@@ -1,0 +1,113 @@
+//! The customer-facing window (`customer`): shows the temporary password — or, on a
+//! demo desk without mail, a one-time code standing in for the requester's registered
+//! device — in large type to the person at the desk, never on the agent's screen.
+//!
+//! The window learns that something waits through the `customer` event, which carries
+//! no secret and is sent to that window only. It then takes the secret with
+//! `customer_take`: a command only the customer window's capability grants, which also
+//! checks the calling window's label, and which hands the secret out once. The window
+//! clears itself after [`SHOW_SECONDS`], and is told to clear when the agent confirms
+//! the hand-off, on "next customer" and on every lock.
+
+use resetdesk::secret::Secret;
+use serde::{Serialize, Serializer};
+use tauri::{AppHandle, Emitter, EventTarget, Manager};
+
+use crate::desk::{self, Failure};
+
+/// Label of the customer window (`tauri.conf.json`, `capabilities/customer.json`).
+pub const WINDOW: &str = "customer";
+/// The one event the customer window listens to.
+pub const EVENT: &str = "customer";
+/// How long the customer window shows a secret before clearing itself.
+pub const SHOW_SECONDS: u32 = 120;
+
+/// What waits for the customer window.
+pub struct CustomerSecret {
+    pub kind: SecretKind,
+    /// Masked destination, for a one-time code ("would arrive at j•••h@example.com").
+    pub for_contact: Option<String>,
+    pub secret: Secret,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretKind {
+    TemporaryPassword,
+    OneTimeCode,
+}
+
+#[derive(Clone, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+enum Signal {
+    /// Something waits: take it with `customer_take`.
+    Ready,
+    /// Clear the screen.
+    Clear,
+}
+
+fn signal(app: &AppHandle, s: Signal) {
+    if let Err(e) = app.emit_to(EventTarget::webview_window(WINDOW), EVENT, s) {
+        tracing::warn!("could not signal the customer window: {e}");
+    }
+}
+
+/// Tell the customer window a secret waits.
+pub fn ready(app: &AppHandle) {
+    signal(app, Signal::Ready);
+}
+
+/// Tell the customer window to clear (lock, hand-off confirmed, next customer).
+pub fn clear(app: &AppHandle) {
+    signal(app, Signal::Clear);
+}
+
+/// The secret as the customer window receives it: serialised straight from the
+/// [`Secret`], no plain copy kept here.
+pub struct Shown {
+    inner: CustomerSecret,
+}
+
+impl Serialize for Shown {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Shown", 4)?;
+        st.serialize_field("kind", &self.inner.kind)?;
+        st.serialize_field("for_contact", &self.inner.for_contact)?;
+        st.serialize_field("secret", self.inner.secret.expose())?;
+        st.serialize_field("clear_after_seconds", &SHOW_SECONDS)?;
+        st.end()
+    }
+}
+
+/// The customer window takes what waits for it, once. Any other window is refused,
+/// whatever its capability says.
+#[tauri::command]
+pub fn customer_take(window: tauri::WebviewWindow, app: AppHandle) -> Result<Option<Shown>, Failure> {
+    if window.label() != WINDOW {
+        tracing::warn!(window = window.label(), "a window other than the customer window asked for the secret");
+        return Err(Failure::new("only the customer window may show this"));
+    }
+    Ok(desk::desk(&app).customer.take().map(|inner| Shown { inner }))
+}
+
+/// Put the customer window where the customer sees it: on a second monitor when there
+/// is one, protected from screen capture where the platform allows.
+pub fn place(app: &AppHandle) {
+    let Some(window) = app.get_webview_window(WINDOW) else {
+        tracing::warn!("no customer window in the configuration");
+        return;
+    };
+    if let Err(e) = window.set_content_protected(true) {
+        tracing::warn!("the customer window could not be protected from capture: {e}");
+    }
+    let main_monitor = app.get_webview_window("main").and_then(|w| w.current_monitor().ok().flatten());
+    let monitors = window.available_monitors().unwrap_or_default();
+    let other = monitors.iter().find(|m| main_monitor.as_ref().is_none_or(|main| main.position() != m.position()));
+    if let (Some(other), true) = (other, monitors.len() > 1) {
+        if let Err(e) = window.set_position(*other.position()) {
+            tracing::warn!("could not move the customer window to the second monitor: {e}");
+        }
+        let _ = window.maximize();
+    }
+}

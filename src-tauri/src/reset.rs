@@ -1,0 +1,340 @@
+//! The reset commands: search, intake, each verification step, co-signature,
+//! execution, the hand-off and the cooling-off queue. Each is a few lines into the
+//! core ([`resetdesk::desk::Desk`]); what the screen shows is the core's
+//! [`ResetView`]. Card IO runs off the UI thread while the desk state is held, so a
+//! key removal is handled right after the operation it interrupted.
+
+use resetdesk::config::Config;
+use resetdesk::desk::view::{AccountCard, ResetView};
+use resetdesk::desk::{InBandKind, Reply, StartRequest};
+use resetdesk::directory::embedded::EmbeddedDirectory;
+use resetdesk::login;
+use resetdesk::policy::{Channel, StatedDetails};
+use resetdesk::secret::Secret;
+use resetdesk::tier::AccountTier;
+use resetdesk::workflow::Decision;
+use serde::{Deserialize, Serialize};
+use tauri::{AppHandle, Manager};
+use time::OffsetDateTime;
+
+use crate::customer::{self, CustomerSecret, SecretKind};
+use crate::desk::{self, Desk, Failure};
+use crate::startup::AppState;
+
+/// What the reset screens show after a command.
+#[derive(Debug, Serialize)]
+pub struct ResetScreen {
+    /// The reset on screen, if any.
+    view: Option<ResetView>,
+    /// The engine's word on the last action (a cooling-off wait), if any.
+    notice: Option<String>,
+    /// Notifications that could not be addressed, and similar.
+    warnings: Vec<String>,
+    /// What the last action did, in order (intent signed, directory updated, ...).
+    progress: Vec<ProgressStep>,
+    /// Resets waiting out their cooling-off.
+    parked: Vec<ParkedReset>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProgressStep {
+    step: &'static str,
+    label: &'static str,
+}
+
+/// A reset in the cooling-off queue.
+#[derive(Debug, Serialize)]
+struct ParkedReset {
+    request_id: String,
+    username: String,
+    display_name: String,
+    effective_tier: AccountTier,
+    #[serde(with = "time::serde::rfc3339")]
+    earliest_reset: OffsetDateTime,
+    due: bool,
+}
+
+/// The intake form. `channel` has no default: the agent must choose.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Intake {
+    channel: Channel,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    department: Option<String>,
+    #[serde(default)]
+    manager: Option<String>,
+    #[serde(default)]
+    location: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    ticket: Option<String>,
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// Run `f` on the desk state off the UI thread.
+async fn on_desk<T: Send + 'static>(
+    app: AppHandle,
+    f: impl FnOnce(&AppHandle, &mut Desk) -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    tauri::async_runtime::spawn_blocking(move || {
+        let mut state = desk::desk(&app);
+        f(&app, &mut state)
+    })
+    .await
+    .unwrap_or_else(|e| Err(Failure::internal(e)))
+}
+
+/// A new reset comes on screen only when the one there is finished.
+fn no_open_run(state: &Desk) -> Result<(), Failure> {
+    match &state.run {
+        Some(r) if !r.phase().is_final() => {
+            Err(Failure::new("another reset is on screen; finish, cancel or park it first"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> Failure {
+    Failure::new(e.to_string())
+}
+
+fn progress_of(reply: &Reply) -> Vec<ProgressStep> {
+    reply
+        .decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::WriteIntent { .. } => Some(("intent", "Intent record signed with your YubiKey and stored")),
+            Decision::ExecuteReset { .. } => {
+                Some(("directory", "Directory updated: temporary password, must change at next login"))
+            }
+            Decision::WriteOutcome { .. } => Some(("outcome", "Outcome record signed and stored")),
+            Decision::HandOff { .. } => Some(("handoff", "Hand-off prepared")),
+            Decision::Notify { .. } => Some(("notified", "Account holder and manager notified (outbox)")),
+            _ => None,
+        })
+        .map(|(step, label)| ProgressStep { step, label })
+        .collect()
+}
+
+fn notice_of(reply: &Reply) -> Option<String> {
+    reply.decisions.iter().find_map(|d| match d {
+        Decision::Wait { until, reason } => Some(format!("Cooling-off: {reason}. The reset can go ahead at {until}.")),
+        _ => None,
+    })
+}
+
+/// A one-time code or password the notifier could not send (a demo desk without mail)
+/// goes to the customer window, standing in for the requester's registered device.
+fn route_in_band(app: &AppHandle, state: &mut Desk) {
+    let Some(run) = state.run.as_mut() else { return };
+    if let Some(secret) = run.take_in_band_secret() {
+        let kind = match secret.kind {
+            InBandKind::OneTimeCode => SecretKind::OneTimeCode,
+            InBandKind::TemporaryPassword => SecretKind::TemporaryPassword,
+        };
+        let masked = resetdesk::desk::view::mask_email(&secret.to);
+        let for_contact =
+            Some(if secret.to.contains('@') { masked } else { resetdesk::desk::view::mask_phone(&secret.to) });
+        state.customer = Some(CustomerSecret { kind, for_contact, secret: secret.secret });
+        customer::ready(app);
+    }
+}
+
+/// The screen as it stands, with `reply`'s notice and progress.
+fn screen(state: &mut Desk, reply: Option<&Reply>) -> Result<ResetScreen, Failure> {
+    let at = now();
+    let agent = state.agent()?.username().to_owned();
+    let core = state.core.as_ref().ok_or_else(|| Failure::new("the desk is not open yet; log in again"))?;
+    let view = match &state.run {
+        Some(run) => Some(core.reset_view(run, at).map_err(fail)?),
+        None => None,
+    };
+    let parked = state
+        .parked
+        .iter()
+        .filter(|r| r.agent_username() == agent)
+        .map(|r| {
+            let status = r.status();
+            ParkedReset {
+                request_id: r.request_id().to_owned(),
+                username: r.account().username.clone(),
+                display_name: r.account().display_name.clone(),
+                effective_tier: status.effective_tier,
+                earliest_reset: status.earliest_reset,
+                due: status.earliest_reset <= at,
+            }
+        })
+        .collect();
+    Ok(ResetScreen {
+        view,
+        notice: reply.and_then(notice_of),
+        warnings: reply.map(|r| r.warnings.clone()).unwrap_or_default(),
+        progress: reply.map(progress_of).unwrap_or_default(),
+        parked,
+    })
+}
+
+/// Search the directory (name, username, employee ID, e-mail).
+#[tauri::command]
+pub async fn search_accounts(app: AppHandle, query: String) -> Result<Vec<AccountCard>, Failure> {
+    on_desk(app, move |_, state| {
+        state.agent()?;
+        let core = state.core.as_ref().ok_or_else(|| Failure::new("the desk is not open yet; log in again"))?;
+        core.search_accounts(&query, now()).map_err(fail)
+    })
+    .await
+}
+
+/// Open a reset of `username` with the intake details. A refusal is recorded and shown.
+#[tauri::command]
+pub async fn start_reset(app: AppHandle, username: String, intake: Intake) -> Result<ResetScreen, Failure> {
+    on_desk(app, move |app, state| {
+        no_open_run(state)?;
+        let request = StartRequest {
+            channel: Some(intake.channel),
+            stated: StatedDetails {
+                department: intake.department,
+                manager: intake.manager,
+                location: intake.location,
+                name: intake.name,
+                reason: intake.reason,
+                ticket: intake.ticket,
+            },
+            emergency_reason: None,
+        };
+        let (session, core) = state.agent_and_core()?;
+        let identity = session.identity().clone();
+        let signer = session.signer().map_err(fail)?;
+        let (run, reply) = core.start_reset(&identity, signer, &username, request, now()).map_err(fail)?;
+        state.customer = None;
+        state.run = Some(run);
+        route_in_band(app, state);
+        screen(state, Some(&reply))
+    })
+    .await
+}
+
+/// One agent action on the reset on screen, as the core's strict JSON (`UiAction`).
+/// The message may carry answers or codes: it is a [`Secret`] from here on.
+#[tauri::command]
+pub async fn reset_action(app: AppHandle, action: String) -> Result<ResetScreen, Failure> {
+    let action = Secret::new(action);
+    on_desk(app, move |app, state| {
+        let mut run = state.run.take().ok_or_else(|| Failure::new("no reset is open; search for the account first"))?;
+        let result = (|| {
+            let (session, core) = state.agent_and_core()?;
+            let signer = session.signer().map_err(fail)?;
+            core.apply_ui_json(&mut run, action.expose(), signer, now()).map_err(fail)
+        })();
+        state.run = Some(run);
+        let reply = result?;
+        route_in_band(app, state);
+        screen(state, Some(&reply))
+    })
+    .await
+}
+
+/// The reset on screen and the cooling-off queue, as they stand now.
+#[tauri::command]
+pub async fn reset_screen(app: AppHandle) -> Result<ResetScreen, Failure> {
+    on_desk(app, |_, state| screen(state, None)).await
+}
+
+/// A second agent co-signs with their own YubiKey in `reader`: they log in there with
+/// their PIN (the same token rules as any login), their card signs this reset's
+/// approval, and the core checks who they are before the engine accepts it.
+#[tauri::command]
+pub async fn co_sign(app: AppHandle, reader: String, pin: String) -> Result<ResetScreen, Failure> {
+    let pin = Secret::new(pin);
+    on_desk(app, move |app, state| {
+        let config: Config = app.state::<AppState>().config.clone().map_err(Failure::new)?;
+        if state.agent()?.reader() == reader {
+            return Err(Failure::new(
+                "that is your own key's reader: the second agent inserts their YubiKey into the other reader",
+            ));
+        }
+        let directory = EmbeddedDirectory::open(&config.data_dir, &config).map_err(fail)?;
+        let mut co_signer = login::login(&config, &directory, &reader, pin, now()).map_err(Failure::from)?;
+        let mut run = state.run.take().ok_or_else(|| Failure::new("no reset is open"))?;
+        let result = (|| {
+            let (session, core) = state.agent_and_core()?;
+            let signer = session.signer().map_err(fail)?;
+            let co = co_signer.signer().map_err(fail)?;
+            core.co_sign(&mut run, co, signer, now()).map_err(fail)
+        })();
+        state.run = Some(run);
+        drop(co_signer);
+        let reply = result?;
+        screen(state, Some(&reply))
+    })
+    .await
+}
+
+/// Send the temporary password to the customer window (the agent's screen never gets it).
+#[tauri::command]
+pub async fn show_to_customer(app: AppHandle) -> Result<ResetScreen, Failure> {
+    on_desk(app, |app, state| {
+        let run = state.run.as_mut().ok_or_else(|| Failure::new("no reset is open"))?;
+        let secret = run
+            .take_handoff_password()
+            .ok_or_else(|| Failure::new("there is no temporary password waiting for the customer window"))?;
+        state.customer = Some(CustomerSecret { kind: SecretKind::TemporaryPassword, for_contact: None, secret });
+        customer::ready(app);
+        screen(state, None)
+    })
+    .await
+}
+
+/// Hand-off confirmed or "next customer": clear the customer window and the reset on screen.
+#[tauri::command]
+pub async fn next_customer(app: AppHandle) -> Result<ResetScreen, Failure> {
+    on_desk(app, |app, state| {
+        if state.run.as_ref().is_some_and(|r| !r.phase().is_final()) {
+            return Err(Failure::new("the reset on screen is not finished; cancel or park it first"));
+        }
+        state.forget_customer();
+        customer::clear(app);
+        screen(state, None)
+    })
+    .await
+}
+
+/// Park the reset on screen in the cooling-off queue, to serve others meanwhile.
+#[tauri::command]
+pub async fn park_reset(app: AppHandle) -> Result<ResetScreen, Failure> {
+    on_desk(app, |app, state| {
+        let run = state.run.take().ok_or_else(|| Failure::new("no reset is open"))?;
+        if run.phase().is_final() {
+            state.run = Some(run);
+            return Err(Failure::new("this reset is finished; there is nothing to park"));
+        }
+        state.parked.push(run);
+        state.customer = None;
+        customer::clear(app);
+        screen(state, None)
+    })
+    .await
+}
+
+/// Take a parked reset back on screen.
+#[tauri::command]
+pub async fn resume_reset(app: AppHandle, request_id: String) -> Result<ResetScreen, Failure> {
+    on_desk(app, move |_, state| {
+        no_open_run(state)?;
+        let agent = state.agent()?.username().to_owned();
+        let at = state
+            .parked
+            .iter()
+            .position(|r| r.request_id() == request_id && r.agent_username() == agent)
+            .ok_or_else(|| Failure::new("no such parked reset of yours"))?;
+        state.run = Some(state.parked.remove(at));
+        screen(state, None)
+    })
+    .await
+}

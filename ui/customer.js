@@ -1,0 +1,71 @@
+// The customer-facing window: shows what the core hands it (once), in large type,
+// and clears it on the core's signal or after the time the core gives. Decides nothing.
+const tauri = window.__TAURI__;
+const $ = (id) => document.getElementById(id);
+
+let clearTimer = null;
+let countdown = null;
+
+const SPELL = { upper: "capital", lower: "small", digit: "digit" };
+
+/** "A b 7" read as "capital A, small b, digit 7": no guessing between look-alikes. */
+function spelled(text) {
+  return [...text].map((c) => {
+    if (/[A-Z]/.test(c)) return `${SPELL.upper} ${c}`;
+    if (/[a-z]/.test(c)) return `${SPELL.lower} ${c}`;
+    if (/[0-9]/.test(c)) return `${SPELL.digit} ${c}`;
+    if (c === " ") return "space";
+    return `“${c}”`;
+  }).join(", ");
+}
+
+function clearScreen() {
+  $("shown-secret").textContent = "";
+  $("shown-spelled").textContent = "";
+  $("shown-hint").textContent = "";
+  $("shown").hidden = true;
+  $("idle").hidden = false;
+  $("customer").dataset.state = "idle";
+  clearTimeout(clearTimer);
+  clearInterval(countdown);
+}
+
+function show(item) {
+  const password = item.kind === "temporary-password";
+  $("shown-title").textContent = password ? "Your temporary password" : "Your verification code";
+  // Groups of four, for reading and typing; the spaces are not part of it.
+  $("shown-secret").replaceChildren(...(item.secret.match(/.{1,4}/g) ?? []).map((g) => {
+    const span = document.createElement("span");
+    span.className = "group";
+    span.textContent = g;
+    return span;
+  }));
+  $("shown-spelled").textContent = spelled(item.secret);
+  $("shown-hint").textContent = password
+    ? "Shown in groups of four: type it without spaces at your next login. You will be asked to choose a new password at once."
+    : `Demo: this code stands in for a message to ${item.for_contact ?? "your registered address"}. Read it to the agent.`;
+  $("shown").hidden = false;
+  $("idle").hidden = true;
+  $("customer").dataset.state = item.kind;
+  let left = item.clear_after_seconds;
+  $("shown-seconds").textContent = String(left);
+  clearInterval(countdown);
+  countdown = setInterval(() => { left -= 1; $("shown-seconds").textContent = String(Math.max(0, left)); }, 1000);
+  clearTimeout(clearTimer);
+  clearTimer = setTimeout(clearScreen, item.clear_after_seconds * 1000);
+}
+
+async function start() {
+  if (!tauri) return;
+  await tauri.event.listen("customer", async (event) => {
+    if (event.payload.state === "clear") { clearScreen(); return; }
+    try {
+      const item = await tauri.core.invoke("customer_take");
+      if (item) show(item);
+    } catch (e) {
+      clearScreen();
+    }
+  });
+}
+
+start();
