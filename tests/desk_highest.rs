@@ -7,6 +7,7 @@ mod desk_support;
 
 use desk_support::{site, totp_json};
 use resetdesk::audit::EventType;
+use resetdesk::desk::approval::ApprovalInbox;
 use resetdesk::desk::DeskError;
 use resetdesk::directory::PasswordCheck;
 use resetdesk::policy::AuthorityRefusal;
@@ -14,7 +15,6 @@ use resetdesk::secret::Secret;
 use resetdesk::token::card::PivCard;
 use resetdesk::token::signer::PivSigner;
 use resetdesk::token::RecordSigner;
-use resetdesk::verification::manager_approval::ManagerResponse;
 use resetdesk::workflow::{Decision, Phase, WorkflowError};
 use time::{Duration, OffsetDateTime};
 use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
@@ -51,9 +51,18 @@ fn a_highest_reset_needs_id_approval_cooling_off_and_a_second_agents_card() {
         panic!("{:?}", reply.decisions)
     };
     assert_eq!((manager.as_str(), address.as_str()), ("jokafor", "jokafor@example.com"));
-    assert!(site.outbox().iter().any(|m| m.recipient == address && m.subject.contains("Approval needed")));
-    let approval = ManagerResponse { approver: manager, via_address: address, approved: true };
-    let reply = desk.apply_manager_response(&mut run, approval, carol.signer().unwrap(), t0).unwrap();
+    let message = site.outbox().into_iter().find(|m| m.recipient == address && m.subject.contains("Approval needed"));
+    let message = message.expect("the approval request in the outbox");
+    let token = message.body.split("Approval code (valid 30 minutes, once): ").nth(1).unwrap();
+    let token = token.split_whitespace().next().unwrap().to_owned();
+
+    // Nothing arrives until the manager answers with the token; a wrong one is refused.
+    assert!(desk.poll_manager_answer(&mut run, carol.signer().unwrap(), t0).unwrap().is_none());
+    let mut inbox = ApprovalInbox::open(site.dir.path()).unwrap();
+    assert!(inbox.answer(&Secret::from("0123456789abcdef0123456789abcdef"), true, t0).is_err());
+    let answered = inbox.answer(&Secret::new(token), true, t0).unwrap();
+    assert_eq!((answered.manager.as_str(), answered.address.as_str()), ("jokafor", "jokafor@example.com"));
+    let reply = desk.poll_manager_answer(&mut run, carol.signer().unwrap(), t0).unwrap().expect("the manager's answer");
     assert!(reply.decisions.iter().any(|d| matches!(d, Decision::RequestCoSignature { .. })), "{:?}", reply.decisions);
 
     // Carol cannot co-sign her own reset with her own card: refused, nothing changes.

@@ -26,6 +26,7 @@ let picked = null;
 let lastView = null;
 /** The verification method whose form is open (one at a time). */
 let selectedMethod = null;
+let pickedByAgent = false;
 let busy = false;
 
 /** Create an element with an optional class name and text. */
@@ -347,8 +348,16 @@ function renderReset(entering) {
     `(then verification is locked for ${v.failures.wait_minutes} min and the security team is told).`;
   $("failure-line").dataset.count = String(v.failures.count);
 
-  const offered = v.steps.filter((s) => s.useful && (s.method !== "totp" || v.totp_enrolled)).map((s) => s.method);
-  if (!offered.includes(selectedMethod)) selectedMethod = METHOD_FORMS.find((m) => offered.includes(m)) ?? null;
+  const offeredSteps = v.steps.filter((s) => s.useful && (s.method !== "totp" || v.totp_enrolled));
+  const offered = offeredSteps.map((s) => s.method);
+  if (!pickedByAgent || !offered.includes(selectedMethod)) {
+    // What to do next: required steps first (they take longest: the ID check, the
+    // manager's answer), then factors, the co-signature last; skip what is waiting.
+    const rank = (s) => (s.method === "co-signature" ? 3 : s.required ? 0 : 1) * 10 + METHOD_FORMS.indexOf(s.method);
+    const ordered = [...offeredSteps].sort((a, b) => rank(a) - rank(b));
+    selectedMethod = (ordered.find((s) => s.state !== "pending") ?? ordered[0])?.method ?? null;
+    pickedByAgent = false;
+  }
   const list = $("step-list");
   list.replaceChildren();
   for (const step of v.steps) {
@@ -362,6 +371,7 @@ function renderReset(entering) {
       use.setAttribute("aria-pressed", String(step.method === selectedMethod));
       use.addEventListener("click", () => {
         selectedMethod = step.method;
+        pickedByAgent = true;
         renderReset(false);
         resetFocusTarget(screen.view).focus();
       });
@@ -806,11 +816,17 @@ function onShortcut(e) {
   else if (e.key === "n" && page === "reset" && !$("done-panel").hidden) { e.preventDefault(); $("handoff-done").click(); }
 }
 
-/** Once a second: countdowns (cooling-off, parked resets, idle warning). */
+/** Once a second: countdowns (cooling-off, parked resets, idle warning); every 3 s
+ * while the manager's answer is awaited, ask the core whether it arrived. */
+let ticks = 0;
 function tick() {
   renderIdleWarning();
   if (session.state !== "active") return;
   const v = screen.view;
+  ticks += 1;
+  if (v && v.phase === "verifying" && v.manager?.state === "pending" && ticks % 3 === 0 && !busy) {
+    act(() => invoke("reset_screen"));
+  }
   if (v && v.ready && v.phase === "verifying" && v.cooling_off_seconds > 0) {
     v.cooling_off_seconds = Math.max(0, Math.round((Date.parse(v.earliest_reset) - Date.now()) / 1000));
     const wasDisabled = $("confirm-reset").disabled;

@@ -240,10 +240,24 @@ pub async fn reset_action(app: AppHandle, action: String) -> Result<ResetScreen,
     .await
 }
 
-/// The reset on screen and the cooling-off queue, as they stand now.
+/// The reset on screen and the cooling-off queue, as they stand now; a manager's
+/// answer that arrived through the approval channel is taken in first.
 #[tauri::command]
 pub async fn reset_screen(app: AppHandle) -> Result<ResetScreen, Failure> {
-    on_desk(app, |_, state| screen(state, None)).await
+    on_desk(app, |_, state| {
+        let mut reply = None;
+        if let Some(mut run) = state.run.take() {
+            let polled = (|| {
+                let (session, core) = state.agent_and_core()?;
+                let signer = session.signer().map_err(fail)?;
+                core.poll_manager_answer(&mut run, signer, now()).map_err(fail)
+            })();
+            state.run = Some(run);
+            reply = polled?;
+        }
+        screen(state, reply.as_ref())
+    })
+    .await
 }
 
 /// A second agent co-signs with their own YubiKey in `reader`: they log in there with

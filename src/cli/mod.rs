@@ -2,6 +2,7 @@
 //! `src/bin/resetdesk/main.rs` only parses arguments and calls into these modules.
 //! Each returns an exit code; errors are printed as one line saying what to do.
 
+pub mod approval;
 pub mod audit;
 pub mod ca;
 pub mod token;
@@ -16,6 +17,7 @@ pub const EXIT_FAILED: u8 = 1;
 pub mod config;
 pub mod demo;
 pub mod directory;
+pub mod outbox;
 
 /// Logs go to stderr, filtered by `RESETDESK_LOG` (default `warn`, without the
 /// `yubikey` crate's own error lines: every card error reaches the user once, as our

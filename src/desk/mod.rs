@@ -25,6 +25,7 @@
 //! makes every counted verification failure durable as a signed record as it
 //! happens, so that abandoning a session cannot erase it from the lockout count.
 
+pub mod approval;
 pub mod history;
 pub mod keys;
 pub mod outbox;
@@ -63,6 +64,7 @@ use crate::workflow::{
     Decision, Event, Notification, NotificationKind, OpenRequest, Recipient, Session, Status, WorkflowError,
 };
 
+use approval::{ApprovalChannel, ApprovalError, ApprovalInbox, Issued};
 use keys::{CoSignerKeyError, RegistryKeys};
 use outbox::{Message, Notifier, NotifyError, Outbox, SecretDelivery};
 use reconcile::{Finding, Reconciliation, ReconciliationFacts, TargetName};
@@ -112,6 +114,10 @@ pub enum DeskError {
     InBandInProduction,
     #[error("this reset stopped after a failure ({0}); nothing further was done: start a new reset")]
     RunBroken(String),
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+    #[error("production desks take manager approvals only through the collector's approval page; configure [collector] in resetdesk.toml")]
+    ApprovalChannelInProduction,
 }
 
 /// Where the time of desk calls went (cumulative since [`Desk::reset_stage_times`]).
@@ -195,6 +201,7 @@ pub struct Desk {
     registry: TokenRegistry,
     anchor: TrustAnchor,
     replay: ReplayGuard,
+    approvals: Box<dyn ApprovalChannel + Send>,
     times: StageTimes,
 }
 
@@ -220,7 +227,18 @@ impl Desk {
         let registry = TokenRegistry::open(&data_dir)?;
         let anchor = TrustAnchor::load(&config.ca_cert_path())?;
         let replay = ReplayGuard::open(&data_dir)?;
-        Ok(Self { config, directory, audit, notifier, registry, anchor, replay, times: StageTimes::default() })
+        let approvals = Box::new(ApprovalInbox::open(&data_dir)?);
+        Ok(Self {
+            config,
+            directory,
+            audit,
+            notifier,
+            registry,
+            anchor,
+            replay,
+            approvals,
+            times: StageTimes::default(),
+        })
     }
 
     /// [`Desk::open`] with the embedded directory and the outbox in `config.data_dir`.
@@ -351,8 +369,27 @@ impl Desk {
         self.apply_event(run, event, signer, now)
     }
 
-    /// The manager's answer, as the notifier adapter received it.
-    pub fn apply_manager_response(
+    /// Whether the manager answered this run's approval request through the approval
+    /// channel; if so the answer goes to the engine (the approver and address are the
+    /// ones the token went to). `None` while nothing arrived.
+    pub fn poll_manager_answer(
+        &mut self,
+        run: &mut ResetRun,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Option<Reply>, DeskError> {
+        self.usable(run, signer)?;
+        if run.session.pending().manager_asked_at.is_none() {
+            return Ok(None);
+        }
+        match self.approvals.take_answer(run.request_id())? {
+            Some(response) => self.apply_manager_response(run, response, signer, now).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The manager's answer, as the approval channel received it.
+    fn apply_manager_response(
         &mut self,
         run: &mut ResetRun,
         response: ManagerResponse,
@@ -707,18 +744,35 @@ impl Desk {
                 Ok(None)
             }
             Decision::RequestManagerApproval { manager, address } => {
+                if self.config.mode == Mode::Production {
+                    return Err(DeskError::ApprovalChannelInProduction);
+                }
+                let issued = Issued {
+                    request_id: run.request_id().to_owned(),
+                    manager: manager.clone(),
+                    address: address.clone(),
+                };
+                let token = self.approvals.issue(&issued, now)?;
                 let account = run.session.account();
+                let reasons: Vec<&str> =
+                    run.session.assessment().escalations.iter().map(|e| e.reason.as_str()).collect();
                 let message = Message {
                     to: address.clone(),
                     subject: format!("Approval needed: password reset for {}", account.display_name),
                     body: format!(
-                        "Hello {manager},\n\nthe service desk of {org} was asked to reset the password of {name} ({user}), request {id}.\n\
-                         Reply to this message with APPROVE or DECLINE. If you know nothing of this request, reply DECLINE\n\
-                         and call the security team ({security}).\n",
+                        "Hello {manager},\n\nthe service desk of {org} was asked to reset the password of {name} ({user}), request {id},\n\
+                         by {agent}. Reasons for extra care: {reasons}.\n\n\
+                         Approval code (valid {ttl} minutes, once): {token}\n\n\
+                         Approve or deny with this code. If you know nothing of this request, deny it and call the\n\
+                         security team ({security}).\n",
                         org = self.config.organisation,
                         name = account.display_name,
                         user = account.username,
                         id = run.request_id(),
+                        agent = run.session.agent().username,
+                        reasons = if reasons.is_empty() { "none".to_owned() } else { reasons.join("; ") },
+                        ttl = approval::DEFAULT_TTL.whole_minutes(),
+                        token = token.expose(),
                         security = self.config.smtp.security_team,
                     ),
                     request_id: run.request_id().to_owned(),

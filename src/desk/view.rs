@@ -335,7 +335,12 @@ impl ResetView {
                     StepState::NotYet
                 };
                 let required = req.required_steps.contains(&method);
+                // The co-signer approves the whole verification: offered only once
+                // everything else has passed (the engine refuses it earlier).
+                let co_sign_waits = method == Method::CoSignature
+                    && status.missing.iter().any(|m| *m != Missing::Step { method: Method::CoSignature });
                 let useful = state != StepState::Verified
+                    && !co_sign_waits
                     && (required
                         || (factors_passed < usize::from(req.min_factors)
                             && !(method.kind() == FactorKind::Knowledge && knowledge_passed)));

@@ -42,7 +42,7 @@ use resetdesk::token::readers::{reader_status, ReaderStatus};
 use resetdesk::token::registry::TokenRegistry;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
-use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT};
+use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
 
 const APP: &str = env!("CARGO_BIN_EXE_resetdesk-app");
 const VIRTUAL_READER: &str = "Virtual PCD 00 00";
@@ -326,6 +326,11 @@ struct DemoDesk {
 }
 
 fn demo_desk(card: &VirtualCard, username: &str, extra_config: &str) -> DemoDesk {
+    demo_desk_with(&[(card, username, PIN)], extra_config)
+}
+
+/// [`demo_desk`] with several agents, each with their card and PIN.
+fn demo_desk_with(cards: &[(&VirtualCard, &str, &str)], extra_config: &str) -> DemoDesk {
     let now = OffsetDateTime::now_utc();
     let dir = tempfile::tempdir().expect("a temporary data directory");
     let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
@@ -333,12 +338,13 @@ fn demo_desk(card: &VirtualCard, username: &str, extra_config: &str) -> DemoDesk
     resetdesk::demo::init(&mut directory, now).expect("load the demo organisation");
     let (ca, _) = OrgCa::init(dir.path(), &config.organisation, &Secret::from("e2e CA passphrase"), now)
         .expect("create the organisation CA");
-    let mut piv = PivCard::open_reader(card.reader_name()).expect("open the virtual card");
     let mut registry = TokenRegistry::open(dir.path()).expect("open the token registry");
-    let req = EnrolRequest::factory_card(username, Secret::from(PIN), Secret::from("87654321"));
-    let dir_ref: &dyn resetdesk::directory::Directory = &directory;
-    enrol(&mut piv, &ca, &mut registry, Some((dir_ref, &config.agents)), &[], &req, now).expect("enrol the card");
-    drop(piv);
+    for (card, username, pin) in cards {
+        let mut piv = PivCard::open_reader(card.reader_name()).expect("open the virtual card");
+        let req = EnrolRequest::factory_card(username, Secret::from(*pin), Secret::from("87654321"));
+        let dir_ref: &dyn resetdesk::directory::Directory = &directory;
+        enrol(&mut piv, &ca, &mut registry, Some((dir_ref, &config.agents)), &[], &req, now).expect("enrol the card");
+    }
 
     let config_file = dir.path().join("resetdesk.toml");
     let data_dir = dir.path().to_str().expect("a UTF-8 temporary path");
@@ -868,4 +874,132 @@ async fn removing_the_key_mid_verification_locks_the_screen_and_writes_no_intent
     let types = audit_types(desk._desk._dir.path());
     assert!(!types.contains(&EventType::ResetIntent), "no intent after a removal: {types:?}");
     desk.client.close().await.expect("close the session");
+}
+
+/// A highest-privilege policy without the cooling-off wait, so the test need not wait
+/// 30 minutes (the cooling-off queue has its own test).
+const NO_COOLING_OFF: &str = "[policy.privileged]\nmin_factors = 2\nfactor_methods = [\"totp\", \"one-time-code\", \"callback\", \"government-id\"]\n\
+    manager_approval = true\ngovernment_id = false\nco_signature = false\ncooling_off_minutes = 0\n\
+    [policy.highest]\nmin_factors = 2\nfactor_methods = [\"totp\", \"one-time-code\", \"callback\", \"government-id\"]\n\
+    manager_approval = true\ngovernment_id = true\nco_signature = true\ncooling_off_minutes = 0\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_cards_co_signature() {
+    let Some(tauri_driver) = prerequisites() else { return };
+    if !virtual_readers_expected() {
+        return;
+    }
+    let _readers = lock_readers();
+    let carol_card = VirtualCard::insert_with_serial(READER_0_PORT, 13_000_001).expect("carol's virtual card");
+    let dave_card = VirtualCard::insert_with_serial(READER_1_PORT, 13_000_002).expect("dave's virtual card");
+    let desk = demo_desk_with(
+        &[(&carol_card, "carol", PIN), (&dave_card, "dave", "135791")],
+        &format!("{ALL_HOURS}{NO_COOLING_OFF}"),
+    );
+    let data_dir = desk._dir.path().to_owned();
+    let data = data_dir.to_str().expect("utf-8").to_owned();
+    let driver = Driver::start(&tauri_driver);
+    let client = connect(&driver, &["--config", desk.config_file.to_str().expect("utf-8")]).await;
+    let client = &client;
+    wait_js(client, "the login form", "!document.getElementById('login-form').hidden").await;
+    // Both readers hold a card: carol picks her own reader.
+    client.find(Locator::Id("reader-option-0")).await.expect("first reader").click().await.expect("pick it");
+    assert_eq!(log_in(client, PIN).await, json!("Carol Ito"));
+
+    search_by_keyboard(client, "adm-okafor").await;
+    keys(client, ENTER).await;
+    wait_focus(client, "channel-walk-up").await;
+    keys(client, " ").await;
+    client.find(Locator::Id("intake-submit")).await.expect("submit").click().await.expect("click");
+
+    // Highest: ID inspection, manager approval and a co-signature required, plus 2
+    // factors. The required steps come first, the manager's approval (it takes time)
+    // before the ID check; it goes to the manager's address with a one-time code.
+    wait_focus(client, "manager-request").await;
+    let needs = text_of(client, "step-list").await;
+    assert!(needs.contains("government ID") && needs.contains("manager") && needs.contains("co-signature"), "{needs}");
+    keys(client, ENTER).await;
+
+    // While the manager is asked: the in-person ID checklist (facts only, the last 4
+    // characters of the number).
+    wait_focus(client, "id-type").await;
+    assert_eq!(
+        js(client, "document.querySelector('#step-list [data-method=manager-approval]').dataset.state").await,
+        json!("pending")
+    );
+    snapshot(client, "id-inspection").await;
+    client.find(Locator::Id("id-type")).await.expect("type").select_by_value("passport").await.expect("passport");
+    client.find(Locator::Id("id-issuer")).await.expect("issuer").send_keys("Nigeria").await.expect("type");
+    client.find(Locator::Id("id-last4")).await.expect("last4").send_keys("7Q2K").await.expect("type");
+    client.find(Locator::Id("id-expiry")).await.expect("expiry").send_keys("2031-05-01").await.expect("type");
+    for id in ["id-features", "id-name", "id-photo"] {
+        client.find(Locator::Id(id)).await.expect("check").click().await.expect("tick");
+    }
+    client
+        .find(Locator::Css("#form-government-id button[type=submit]"))
+        .await
+        .expect("record")
+        .click()
+        .await
+        .expect("click");
+
+    // The second factor: the authenticator code. The co-signature is not offered yet:
+    // the co-signer approves the whole verification, the manager's answer included.
+    wait_focus(client, "totp-code").await;
+    keys(client, &format!("{}{ENTER}", totp_now("adm-okafor"))).await;
+    wait_js(
+        client,
+        "the TOTP step",
+        "document.querySelector('#step-list [data-method=totp]').dataset.state === 'verified'",
+    )
+    .await;
+    assert_eq!(js(client, "document.getElementById('form-co-signature').hidden").await, json!(true));
+
+    // The manager answers with the code from the message; the screen picks it up by itself.
+    let (ok, mail) = resetdesk_cli(&["outbox", "show", "--data-dir", &data], "");
+    assert!(ok && mail.contains("Approval needed"), "{mail}");
+    let code = mail.split("Approval code (valid 30 minutes, once): ").nth(1).and_then(|r| r.split_whitespace().next());
+    let code = code.expect("the approval code in the message").to_owned();
+    let (ok, out) = resetdesk_cli(&["approval", "answer", "--data-dir", &data, "--approve"], "0000\n");
+    assert!(!ok, "a wrong code is refused: {out}");
+    let (ok, out) = resetdesk_cli(&["approval", "answer", "--data-dir", &data, "--approve"], &format!("{code}\n"));
+    assert!(ok && out.contains("approved by jokafor"), "{out}");
+
+    // The co-signature comes last: dave's card in the second reader, dave's PIN.
+    wait_focus(client, "cosign-pin").await;
+    let who = text_of(client, "cosign-who").await;
+    assert!(who.contains("never you, the account holder or their manager"), "{who}");
+    assert_eq!(
+        js(client, "document.querySelector('#cosign-readers input:checked')?.value").await,
+        json!("Virtual PCD 00 01")
+    );
+    snapshot(client, "co-signature").await;
+    keys(client, &format!("135791{ENTER}")).await;
+
+    wait_focus(client, "confirm-reset").await;
+    keys(client, ENTER).await;
+    wait_focus(client, "show-customer").await;
+    snapshot(client, "highest-done").await;
+
+    // The intent names dave as co-signer; the log verifies.
+    let (ok, out) = resetdesk_cli(&["audit", "verify", "--data-dir", &data], "");
+    assert!(ok, "{out}");
+    let store = Store::open_read_only(&data_dir.join(resetdesk::audit::store::FILE_NAME)).expect("the audit log");
+    let mut intent = None;
+    store
+        .for_each(|s| {
+            let r = Record::decode(&s.record).expect("a record");
+            if r.event_type == EventType::ResetIntent {
+                intent = Some(serde_json::from_slice::<Value>(&r.payload).expect("json")["facts"].clone());
+            }
+            Ok::<(), ()>(())
+        })
+        .expect("read")
+        .expect("records");
+    let intent = intent.expect("the intent record");
+    assert_eq!(intent["co_signer"]["username"], json!("dave"));
+    assert_eq!(intent["target"]["username"], json!("adm-okafor"));
+    client.clone().close().await.expect("close the session");
+    drop(driver);
+    drop((carol_card, dave_card));
 }

@@ -33,6 +33,12 @@ enum Command {
     /// Verify and export the signed audit trail.
     #[command(subcommand)]
     Audit(cli::audit::Command),
+    /// Answer a manager-approval request (embedded channel: demo and tests).
+    #[command(subcommand)]
+    Approval(cli::approval::Command),
+    /// Show the messages the desk queued (notifications, approval requests).
+    #[command(subcommand)]
+    Outbox(cli::outbox::Command),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,8 @@ fn main() -> ExitCode {
         Command::Ca(c) => cli::ca::run(c),
         Command::Token(c) => cli::token::run(c),
         Command::Audit(c) => cli::audit::run(c),
+        Command::Approval(c) => cli::approval::run(c),
+        Command::Outbox(c) => cli::outbox::run(c),
     };
     ExitCode::from(code)
 }
