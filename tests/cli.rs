@@ -94,3 +94,28 @@ fn secrets_are_never_accepted_as_arguments() {
     let o = resetdesk(&["directory", "check-password", "--data-dir", "/tmp", "--user", "x", "--password", "p"], None);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn demo_totp_prints_the_demo_authenticator_code_and_demo_init_shortens_the_cooling_off() {
+    use resetdesk::verification::totp;
+    let code_now = || {
+        let step = totp::step_at(time::OffsetDateTime::now_utc()).unwrap();
+        totp::hotp(&resetdesk::demo::demo_totp_key("jsmith"), step, totp::DIGITS).as_str().to_owned()
+    };
+    let before = code_now();
+    let o = resetdesk(&["demo", "totp", "--user", "jsmith"], None);
+    let after = code_now();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(&before) || text(&o).contains(&after), "{}", text(&o));
+    let o = resetdesk(&["demo", "totp", "--user", "nobody"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+
+    // The demo configuration keeps every rule but waits 1 and 2 minutes, not 10 and 30.
+    let d = tempfile::tempdir().unwrap();
+    let o = resetdesk(&["demo", "init", "--data-dir", d.path().to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let config = resetdesk::config::Config::load(&d.path().join("resetdesk.toml")).unwrap();
+    assert_eq!((config.policy.privileged.cooling_off_minutes, config.policy.highest.cooling_off_minutes), (1, 2));
+    assert!(config.policy.highest.co_signature && config.policy.highest.government_id);
+    assert!(config.policy.privileged.manager_approval && config.policy.highest.manager_approval);
+}
