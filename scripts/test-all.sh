@@ -32,6 +32,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+step "axe-core for the accessibility checks (from npm; loaded by the e2e tests only, never shipped)"
+if ! command -v npm >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends npm >/dev/null
+fi
+if [[ ! -f "$RESETDESK_RUN_DIR/axe/node_modules/axe-core/axe.min.js" ]]; then
+  npm install --prefix "$RESETDESK_RUN_DIR/axe" --no-audit --no-fund --silent axe-core@4.14.1
+fi
+export RESETDESK_AXE_JS="$RESETDESK_RUN_DIR/axe/node_modules/axe-core/axe.min.js"
+
 step "pcscd with the vpcd virtual readers"
 bash scripts/pcscd.sh start
 export RESETDESK_E2E_EXPECT_READERS=1

@@ -483,6 +483,7 @@ async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
     .await;
     assert_eq!(tries, json!("2"));
     snapshot(client, "login-wrong-pin").await;
+    assert_accessible(client, "lock").await;
     let error = text_of(client, "login-error").await;
     assert!(error.contains("wrong PIN") && error.contains("2 tries left"), "{error}");
     assert_eq!(js(client, "document.getElementById('pin').value").await, json!(""));
@@ -494,6 +495,7 @@ async fn agent_logs_in_with_a_virtual_key_and_removal_locks_within_a_second() {
     assert_eq!(text_of(client, "agent-tier").await, "Junior agent");
     assert_eq!(text_of(client, "agent-username").await, "alice");
     snapshot(client, "home").await;
+    assert_accessible(client, "home").await;
     assert_eq!(js(client, "!document.getElementById('virtual-banner').hidden").await, json!(true));
     // The PIN went to the core only: not in the field, not anywhere in the page.
     assert_eq!(js(client, "document.getElementById('pin').value").await, json!(""));
@@ -685,6 +687,46 @@ fn resetdesk_cli(args: &[&str], stdin: &str) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
+/// axe-core's `axe.min.js` (from npm, installed by `scripts/test-all.sh` into the run
+/// directory; `RESETDESK_AXE_JS` names it). Loaded only by the tests, never shipped.
+fn axe_js() -> Option<String> {
+    let path = std::env::var_os("RESETDESK_AXE_JS").map(PathBuf::from).unwrap_or_else(|| {
+        let run = std::env::var_os("RESETDESK_RUN_DIR").unwrap_or_else(|| "/tmp/resetdesk-run".into());
+        PathBuf::from(run).join("axe/node_modules/axe-core/axe.min.js")
+    });
+    match std::fs::read_to_string(&path) {
+        Ok(src) => Some(src),
+        Err(e) => skip(&format!("axe-core not found at {} ({e}); scripts/test-all.sh installs it", path.display())),
+    }
+}
+
+/// axe-core reports no serious or critical violation of WCAG 2.0/2.1/2.2 A and AA
+/// (target-size included) on the screen the window shows now.
+async fn assert_accessible(client: &Client, screen: &str) {
+    let Some(src) = axe_js() else { return };
+    if js(client, "typeof window.axe").await != json!("object") {
+        client.execute(&format!("{src}\n;return typeof window.axe;"), vec![]).await.expect("load axe-core");
+    }
+    let report = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] },
+                                 resultTypes: ['violations'] })
+               .then((r) => done(JSON.stringify(r.violations.map((v) => ({ id: v.id, impact: v.impact,
+                                  nodes: v.nodes.map((n) => n.target.join(' ')) })))))
+               .catch((e) => done('ERROR ' + e));",
+            vec![],
+        )
+        .await
+        .expect("run axe-core");
+    let report = report.as_str().unwrap_or_default();
+    assert!(!report.starts_with("ERROR"), "axe-core failed on {screen}: {report}");
+    let violations: Vec<Value> = serde_json::from_str(report).expect("axe's violations as JSON");
+    let bad: Vec<&Value> =
+        violations.iter().filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical"))).collect();
+    assert!(bad.is_empty(), "accessibility violations on the {screen} screen: {bad:#?}");
+}
+
 /// Event types of the app's audit log, in order.
 fn audit_types(data_dir: &Path) -> Vec<EventType> {
     let path = data_dir.join(resetdesk::audit::store::FILE_NAME);
@@ -732,6 +774,7 @@ async fn a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows
     assert!(!page.contains(&account.date_of_hire.to_string()), "nor the date of hire");
     assert!(!page.contains(on_file.pet) && !page.contains(on_file.city), "nor the answers");
     snapshot(client, "search").await;
+    assert_accessible(client, "search").await;
 
     // Intake: no channel is preselected; Space picks "in person"; the ticket, then Enter.
     keys(client, ENTER).await;
@@ -745,11 +788,13 @@ async fn a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows
     assert_eq!(focused(client).await, json!("intake-ticket"));
     keys(client, "INC-4711").await;
     snapshot(client, "intake").await;
+    assert_accessible(client, "intake").await;
     keys(client, ENTER).await;
 
     // Verification: the security answers first (knowledge), then the authenticator code.
     wait_focus(client, "answer-0").await;
     snapshot(client, "verify").await;
+    assert_accessible(client, "verification").await;
     let steps = text_of(client, "step-list").await;
     assert!(steps.contains("security questions") && steps.contains("Not yet"), "{steps}");
     let (pet, city) = demo_answers("jsmith");
@@ -768,6 +813,7 @@ async fn a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows
     wait_focus(client, "confirm-reset").await;
     assert!(audit_types(&data_dir).iter().all(|t| *t != EventType::ResetIntent), "no intent before the confirmation");
     snapshot(client, "confirm").await;
+    assert_accessible(client, "confirmation").await;
     keys(client, ENTER).await;
 
     // Done: progress, then the hand-off to the customer screen.
@@ -775,6 +821,7 @@ async fn a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows
     let progress = text_of(client, "progress-list").await;
     assert!(progress.contains("Intent record signed") && progress.contains("Directory updated"), "{progress}");
     snapshot(client, "done").await;
+    assert_accessible(client, "done").await;
     keys(client, ENTER).await;
     wait_focus(client, "handoff-done").await;
 
@@ -792,6 +839,7 @@ async fn a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows
     assert!(password.len() >= 12, "{password}");
     assert!(!password.chars().any(|c| "0O1lI".contains(c)), "no ambiguous characters: {password}");
     snapshot(client, "customer-screen").await;
+    assert_accessible(client, "customer").await;
     let (ok, out) = resetdesk_cli(
         &["directory", "check-password", "--data-dir", data_dir.to_str().expect("utf-8"), "--user", "jsmith"],
         &format!("{password}\n"),
@@ -846,6 +894,7 @@ async fn a_junior_agent_is_refused_a_privileged_reset_with_the_reason_and_it_is_
     let text = text_of(client, "refusal-panel").await;
     assert!(text.contains("junior") && text.contains("senior"), "the reason and who to hand it to: {text}");
     snapshot(client, "refused").await;
+    assert_accessible(client, "refusal").await;
     let data_dir = desk._desk._dir.path();
     assert!(audit_types(data_dir).contains(&EventType::Refusal), "the refusal is a signed record");
     assert!(!audit_types(data_dir).contains(&EventType::ResetIntent));
@@ -928,6 +977,7 @@ async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_card
         json!("pending")
     );
     snapshot(client, "id-inspection").await;
+    assert_accessible(client, "ID inspection").await;
     client.find(Locator::Id("id-type")).await.expect("type").select_by_value("passport").await.expect("passport");
     client.find(Locator::Id("id-issuer")).await.expect("issuer").send_keys("Nigeria").await.expect("type");
     client.find(Locator::Id("id-last4")).await.expect("last4").send_keys("7Q2K").await.expect("type");
@@ -974,6 +1024,7 @@ async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_card
         json!("Virtual PCD 00 01")
     );
     snapshot(client, "co-signature").await;
+    assert_accessible(client, "co-signature").await;
     keys(client, &format!("135791{ENTER}")).await;
 
     wait_focus(client, "confirm-reset").await;
