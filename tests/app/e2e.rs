@@ -1054,3 +1054,27 @@ async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_card
     drop(driver);
     drop((carol_card, dave_card));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_lock_is_announced_60_seconds_ahead_and_one_key_keeps_the_session() {
+    let Some(desk) = desk_app_with_alice_card("[agents]\nidle_lock_seconds = 63\n").await else { return };
+    let client = &desk.client;
+    wait_js(client, "the login form", "!document.getElementById('login-form').hidden").await;
+    log_in(client, PIN).await;
+    // 63 s of idleness allowed: the warning comes once 60 s or fewer are left.
+    let shown = wait_js(
+        client,
+        "the idle warning",
+        "!document.getElementById('idle-warning').hidden && document.getElementById('idle-seconds').textContent",
+    )
+    .await;
+    let left: u32 = shown.as_str().and_then(|s| s.parse().ok()).expect("seconds left");
+    assert!((50..=60).contains(&left), "{left}");
+    assert_eq!(js(client, "document.getElementById('idle-warning').getAttribute('role')").await, json!("alert"));
+    snapshot(client, "idle-warning").await;
+    // One key (here in the search field, where the focus is) and the warning goes.
+    keys(client, "j").await;
+    wait_js(client, "the warning to go", "document.getElementById('idle-warning').hidden").await;
+    assert_eq!(js(client, "document.body.dataset.page").await, json!("home"), "still logged in");
+    desk.client.close().await.expect("close the session");
+}
