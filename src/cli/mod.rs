@@ -17,14 +17,12 @@ pub mod config;
 pub mod demo;
 pub mod directory;
 
-/// Logs go to stderr, filtered by `RESETDESK_LOG` (default `warn`, without the
-/// `yubikey` crate's own error lines: every card error reaches the user once, as our
-/// typed error saying what to do; `RESETDESK_LOG=warn,yubikey=debug` shows them).
+/// Logs go to stderr, filtered by `RESETDESK_LOG` or `RUST_LOG` (default `warn`).
+/// The `yubikey` crate is always off ([`crate::logging`]): its APDU trace carries PINs,
+/// and every card error reaches the user once, as our typed error saying what to do.
 /// Secrets never reach a log statement: they are `Secret`s, whose `Debug` is `***`.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RESETDESK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,yubikey=off"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    crate::logging::init_stderr("warn");
 }
 
 /// Read a secret (PIN, password) from stdin. Refuses an interactive terminal unless
