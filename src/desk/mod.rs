@@ -42,12 +42,14 @@ use time::OffsetDateTime;
 use crate::audit::event::EventError;
 use crate::audit::store::FILE_NAME as AUDIT_FILE;
 use crate::audit::{
-    Appended, AuditError, AuditLog, Event as AuditEvent, EventType, Outcome as AuditOutcome, PendingIntent,
+    Appended, AuditError, AuditLog, Event as AuditEvent, EventType, MadeCosignature, Outcome as AuditOutcome,
+    PendingIntent,
 };
 use crate::ca::{CaError, TrustAnchor};
 use crate::config::{Config, Mode};
 use crate::directory::{Directory, DirectoryError};
 use crate::login;
+use crate::policy::authority::CoSignerClaim;
 use crate::policy::{AgentIdentity, Channel, RequestContext, StatedDetails};
 use crate::secret::Secret;
 use crate::token::registry::{RegistryError, TokenRegistry};
@@ -56,7 +58,7 @@ use crate::verification::co_signature::CoSignature;
 use crate::verification::manager_approval::ManagerResponse;
 use crate::verification::one_time_code::IssuedCode;
 use crate::verification::{InputError, Verdict};
-use crate::workflow::facts::{AgentFact, FactsKind, HandoffChannel, Outcome, StepFact};
+use crate::workflow::facts::{AgentFact, CoSignerFact, FactsKind, HandoffChannel, Outcome, StepFact};
 use crate::workflow::input::{check_secret_action, parse_ui_action, UiAction, UiInputError};
 use crate::workflow::{
     Decision, Event, Notification, NotificationKind, OpenRequest, Recipient, Session, Status, WorkflowError,
@@ -197,6 +199,14 @@ pub struct Desk {
     times: StageTimes,
 }
 
+/// The co-signature the engine accepted, as the audit log stores it.
+fn made_cosignature(co: &CoSignerFact) -> Result<MadeCosignature, DeskError> {
+    let unusable = || DeskError::BadIdentity("the accepted co-signature is not hex; co-sign again");
+    let key_id: [u8; 32] = hex::decode(&co.key_id).ok().and_then(|b| b.try_into().ok()).ok_or_else(unusable)?;
+    let signature = hex::decode(&co.signature).map_err(|_| unusable())?;
+    Ok(MadeCosignature { key_id, signature })
+}
+
 fn new_request_id() -> String {
     let mut bytes = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -282,9 +292,10 @@ impl Desk {
             None => None,
         };
         self.times.directory += t.elapsed();
-        let identity =
+        let mut identity =
             AgentIdentity::from_login_fields(&agent.username, agent.tier, agent_account.groups, &agent.signing_key_id)
                 .ok_or(DeskError::BadIdentity("the signing key id is not 32 bytes of hex"))?;
+        identity.employee_id = agent_account.employee_id;
         if signer.key_id() != identity.key_id {
             return Err(DeskError::WrongSigner);
         }
@@ -360,11 +371,14 @@ impl Desk {
         self.apply_event(run, Event::ManagerResponded { at: now, response }, signer, now)
     }
 
-    /// A second agent co-signs with their own card (`co_signer`, slot 9c): the desk
-    /// has it sign this reset's approval digest, verifies the signature against the
-    /// co-signer's enrolled certificate, takes their name from the certificate and
-    /// their tier from the directory, and only then hands the co-signature to the
-    /// engine, which applies the separation-of-duties and tier rules.
+    /// A second agent co-signs with their own card (`co_signer`, slot 9c). Before the
+    /// card signs anything, the desk establishes who it is from verifiable sources (the
+    /// key's registry row and CA-issued certificate, under the login's token rules; the
+    /// agent tier and employee ID from the directory) and the engine accepts them
+    /// (admin, not the agent, not the holder, not the holder's manager). Then the card
+    /// signs this reset's approval digest, the signature is verified against the
+    /// enrolled certificate, and the engine records the co-signature; the intent record
+    /// carries it (header: co-signer key id; beside the record: the signature).
     pub fn co_sign(
         &mut self,
         run: &mut ResetRun,
@@ -373,21 +387,29 @@ impl Desk {
         now: OffsetDateTime,
     ) -> Result<Reply, DeskError> {
         self.usable(run, signer)?;
-        let digest = run.session.approval_digest();
         let key_id = co_signer.key_id();
+        let policy = login::TokenPolicy::from_config(&self.config);
+        let enrolled = keys::enrolled_co_signer(&self.registry, &self.anchor, &key_id, policy, now)?;
+        let t = Instant::now();
+        let account = match self.directory.account(&enrolled.username) {
+            Ok(a) => a,
+            Err(DirectoryError::NotFound(_)) => return Err(DeskError::CoSignerNotAnAgent(enrolled.username)),
+            Err(e) => return Err(e.into()),
+        };
+        self.times.directory += t.elapsed();
+        let tier = account.agent_tier.ok_or_else(|| DeskError::CoSignerNotAnAgent(enrolled.username.clone()))?;
+        let claim =
+            CoSignerClaim { username: &enrolled.username, employee_id: &account.employee_id, tier, key_id: &key_id };
+        run.session.check_co_signer(&claim)?;
+
+        let digest = run.session.approval_digest();
         let t = Instant::now();
         let signature_der = co_signer.sign_digest(&digest)?;
         self.times.token += t.elapsed();
-        let verified = keys::verify_co_signature(&self.registry, &self.anchor, &key_id, &digest, &signature_der, now)?;
-        let t = Instant::now();
-        let tier = self
-            .directory
-            .account(&verified.username)?
-            .agent_tier
-            .ok_or_else(|| DeskError::CoSignerNotAnAgent(verified.username.clone()))?;
-        self.times.directory += t.elapsed();
+        enrolled.verify(&digest, &signature_der)?;
         let signature = CoSignature {
-            username: verified.username,
+            username: enrolled.username,
+            employee_id: account.employee_id,
             tier,
             key_id,
             digest,
@@ -578,9 +600,23 @@ impl Desk {
         signer: &mut dyn RecordSigner,
         now: OffsetDateTime,
     ) -> Result<Appended, DeskError> {
+        self.append_cosigned(event, signer, None, now)
+    }
+
+    /// [`Desk::append`], with the co-signature made at [`Desk::co_sign`] if there is one.
+    fn append_cosigned(
+        &mut self,
+        event: &AuditEvent,
+        signer: &mut dyn RecordSigner,
+        cosignature: Option<&MadeCosignature>,
+        now: OffsetDateTime,
+    ) -> Result<Appended, DeskError> {
         let t = Instant::now();
         let mut timed = Timed { inner: signer, spent: Duration::ZERO };
-        let appended = self.audit.append(event, &mut timed, now);
+        let appended = match cosignature {
+            Some(c) => self.audit.append_with_cosignature(event, &mut timed, c, now),
+            None => self.audit.append(event, &mut timed, now),
+        };
         let total = t.elapsed();
         self.times.token += timed.spent;
         self.times.audit_store += total.saturating_sub(timed.spent);
@@ -627,7 +663,9 @@ impl Desk {
     ) -> Result<Option<Event>, DeskError> {
         match decision {
             Decision::WriteIntent { facts } => {
-                let appended = self.append(&AuditEvent::reset_intent(facts.as_ref())?, signer, now)?;
+                let cosignature = facts.co_signer.as_ref().map(made_cosignature).transpose()?;
+                let event = AuditEvent::reset_intent(facts.as_ref())?;
+                let appended = self.append_cosigned(&event, signer, cosignature.as_ref(), now)?;
                 run.intent = Some(appended);
                 Ok(Some(Event::IntentRecorded { at: now, seq: appended.seq, entry_hash: appended.entry_hash }))
             }
@@ -905,8 +943,13 @@ mod tests {
         .unwrap();
         TokenRegistry::open(dir.path()).unwrap();
         let desk = Desk::open_embedded(config).unwrap();
-        let agent =
-            AgentIdentity { username: "alice".into(), tier: AgentTier::Senior, groups: vec![], key_id: [1; 32] };
+        let agent = AgentIdentity {
+            username: "alice".into(),
+            employee_id: "E-alice".into(),
+            tier: AgentTier::Senior,
+            groups: vec![],
+            key_id: [1; 32],
+        };
         let open = OpenRequest {
             request_id: "r1".into(),
             at: NOW,

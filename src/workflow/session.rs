@@ -26,7 +26,7 @@ use super::event::{ContactKind, ContactRef, Event, OpenRequest};
 use super::facts::*;
 use crate::directory::{Account, ContactPoint};
 use crate::password::PasswordSpec;
-use crate::policy::authority::{check_agent, is_plain_identifier, required_agent_tier};
+use crate::policy::authority::{check_agent, check_co_signer, is_plain_identifier, required_agent_tier, CoSignerClaim};
 use crate::policy::risk::assess;
 use crate::policy::{
     AgentIdentity, AuthorityRefusal, Channel, Method, Missing, PolicyConfig, Requirements, RiskAssessment, RiskRule,
@@ -367,8 +367,9 @@ impl Session {
 
     /// The digest a co-signer signs for this reset: who, whom, at which tier, and the
     /// steps passed so far.
+    /// The offline verifier recomputes it from the intent's facts
+    /// ([`co_signature::approval_of_intent`]).
     pub fn approval_digest(&self) -> [u8; 32] {
-        let passed_steps: Vec<&str> = self.passed.iter().map(|m| m.as_str()).collect();
         approval_digest(&ApprovalStatement {
             request_id: &self.request_id,
             agent: &self.agent.username,
@@ -376,8 +377,37 @@ impl Session {
             target: &self.account.username,
             effective_tier: self.assessment.effective_tier,
             opened_at: self.opened_at,
-            passed_steps: &passed_steps.join(","),
+            passed_steps: &co_signature::passed_steps_text(&self.passed),
         })
+    }
+
+    /// Whether `claim` may co-sign this reset now, before their card signs anything:
+    /// the session is waiting for exactly the co-signature, and the second agent passes
+    /// the separation-of-duties and tier rules. [`Event::CoSigned`] checks it again.
+    pub fn check_co_signer(&self, claim: &CoSignerClaim<'_>) -> Result<(), WorkflowError> {
+        self.co_sign_due()?;
+        check_co_signer(
+            &self.policy,
+            claim,
+            &self.agent,
+            &self.account,
+            self.manager.as_ref(),
+            self.assessment.effective_tier,
+        )
+        .map_err(WorkflowError::CoSignature)
+    }
+
+    /// In the verifying phase, with the co-signature the only step missing.
+    fn co_sign_due(&self) -> Result<(), WorkflowError> {
+        if self.phase != Phase::Verifying {
+            return Err(WorkflowError::IllegalTransition { event: "co-signed", phase: self.phase });
+        }
+        self.not_yet_passed(Method::CoSignature)?;
+        let others_missing = self.missing().into_iter().any(|m| m != Missing::Step { method: Method::CoSignature });
+        if others_missing {
+            return Err(WorkflowError::CoSignTooEarly);
+        }
+        Ok(())
     }
 
     /// The facts as they stand, for a record of `kind`.
@@ -528,18 +558,14 @@ impl Session {
                 self.record_step(at, Method::GovernmentId, verdict, StepDetail::Document(facts))
             }
             (Phase::Verifying, Event::CoSigned { signature, .. }) => {
-                self.not_yet_passed(Method::CoSignature)?;
-                let others_missing =
-                    self.missing().into_iter().any(|m| m != Missing::Step { method: Method::CoSignature });
-                if others_missing {
-                    return Err(WorkflowError::CoSignTooEarly);
-                }
+                self.co_sign_due()?;
                 co_signature::check(
                     &self.policy,
                     &signature,
                     &self.approval_digest(),
                     &self.agent,
                     &self.account,
+                    self.manager.as_ref(),
                     self.assessment.effective_tier,
                 )
                 .map_err(WorkflowError::CoSignature)?;
@@ -835,8 +861,9 @@ impl Session {
         at.to_offset(offset).date()
     }
 
-    /// The lowest agent tier that may co-sign this reset.
+    /// The lowest agent tier that may co-sign this reset: always an admin (dual control
+    /// at the highest tier is by a second admin), and never below the tier the reset needs.
     pub fn co_signer_min_tier(&self) -> AgentTier {
-        required_agent_tier(&self.policy, self.assessment.effective_tier.max(self.account.tier))
+        AgentTier::Admin.max(required_agent_tier(&self.policy, self.assessment.effective_tier.max(self.account.tier)))
     }
 }
