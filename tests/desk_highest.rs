@@ -6,10 +6,10 @@
 //! `resetdesk audit verify` (store and export) checks offline.
 //! Needs `scripts/pcscd.sh start`; holds the reader lock.
 
+mod cli_support;
 mod desk_support;
 
 use std::path::Path;
-use std::process::Command;
 
 use desk_support::{site, totp_json, Site};
 use resetdesk::audit::EventType;
@@ -224,8 +224,8 @@ fn site_dir(site: &Site) -> String {
 
 /// Run `resetdesk ARGS`; (success, stdout + stderr).
 fn resetdesk(args: &[&str]) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_resetdesk")).args(args).output().unwrap();
-    (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+    let (code, out, err) = cli_support::resetdesk(args, "");
+    (code == 0, out + &err)
 }
 
 fn audit_db(site: &Site) -> rusqlite::Connection {

@@ -2,41 +2,18 @@
 //! stack (pcscd + vpcd + virtual card), cross-checked with `yubico-piv-tool` when it is
 //! installed. Needs `scripts/pcscd.sh start`.
 
-use std::io::Write;
+mod cli_support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use cli_support::{resetdesk, resetdesk_env};
 
 use resetdesk::audit::store::Store;
 use resetdesk::audit::{EventType, Record};
 use resetdesk::token::registry::TokenRegistry;
 use sha2::{Digest, Sha256};
 use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT};
-
-/// Run `resetdesk ARGS` with `stdin`; (exit code, stdout, stderr).
-fn resetdesk(args: &[&str], stdin: &str) -> (i32, String, String) {
-    resetdesk_env(args, stdin, &[])
-}
-
-/// [`resetdesk`] with extra environment variables.
-fn resetdesk_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
-        .args(args)
-        .env_remove("RESETDESK_LOG")
-        .env_remove("RUST_LOG")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn dir_arg(d: &Path) -> String {
     d.display().to_string()

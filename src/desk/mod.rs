@@ -68,6 +68,7 @@ use keys::{CoSignerKeyError, RegistryKeys};
 use outbox::{Message, Notifier, NotifyError, Outbox, SecretDelivery};
 use reconcile::{Finding, Reconciliation, ReconciliationFacts, TargetName};
 use replay::{ReplayError, ReplayGuard};
+use reset::OutcomePending;
 pub use reset::{InBandKind, InBandSecret, ResetRun};
 
 /// Why a desk call failed. Messages say what to do; none contains a secret.
@@ -113,6 +114,8 @@ pub enum DeskError {
     InBandInProduction,
     #[error("this reset stopped after a failure ({0}); nothing further was done: start a new reset")]
     RunBroken(String),
+    #[error("the new password WAS set in the directory, but the outcome record (intent seq {intent_seq}) could not be signed ({why}); the reset is not complete and nothing was handed over: fix the cause (reinsert the key, touch it) and retry the outcome; the password is held until then, and if this desk stops, reconciliation settles the reset")]
+    OutcomePending { intent_seq: u64, why: String },
 }
 
 /// Where the time of desk calls went (cumulative since [`Desk::reset_stage_times`]).
@@ -491,6 +494,15 @@ impl Desk {
     // ----- the execution loop -----
 
     fn usable(&self, run: &ResetRun, signer: &dyn RecordSigner) -> Result<(), DeskError> {
+        self.same_signer(run, signer)?;
+        if let Some(pending) = &run.outcome_pending {
+            return Err(pending.error());
+        }
+        Ok(())
+    }
+
+    /// The run is not broken and `signer` is its agent's key.
+    fn same_signer(&self, run: &ResetRun, signer: &dyn RecordSigner) -> Result<(), DeskError> {
         if let Some(why) = &run.broken {
             return Err(DeskError::RunBroken(why.clone()));
         }
@@ -498,6 +510,23 @@ impl Desk {
             return Err(DeskError::WrongSigner);
         }
         Ok(())
+    }
+
+    /// Sign the outcome of a run whose outcome record failed after the directory write
+    /// ([`ResetRun::outcome_pending`]), then finish what followed it (hand-off,
+    /// notifications). Fails again, still pending, if the outcome still cannot be signed.
+    pub fn retry_outcome(
+        &mut self,
+        run: &mut ResetRun,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Reply, DeskError> {
+        self.same_signer(run, signer)?;
+        let pending = run.outcome_pending.take().ok_or(DeskError::Workflow(WorkflowError::IllegalTransition {
+            event: "retry-outcome",
+            phase: run.phase(),
+        }))?;
+        self.proceed(run, pending.remaining, signer, now)
     }
 
     /// Answers, TOTP and codes: checked against the account's material (fresh from
@@ -552,6 +581,9 @@ impl Desk {
                 handoff_waiting: run.handoff_waiting(),
                 warnings,
             }),
+            // The directory has the new password but the outcome is not signed: the run
+            // keeps the password (zeroized memory) and can retry; it is not a success.
+            Err(e @ DeskError::OutcomePending { .. }) => Err(e),
             Err(e) => {
                 run.broken = Some(e.to_string());
                 // Nothing may leave a broken run.
@@ -638,7 +670,18 @@ impl Desk {
         let mut done = Vec::new();
         let mut warnings = Vec::new();
         while let Some(decision) = queue.pop_front() {
-            let follow_up = self.execute_one(run, &decision, signer, now, &mut warnings)?;
+            let follow_up = match self.execute_one(run, &decision, signer, now, &mut warnings) {
+                Ok(follow_up) => follow_up,
+                Err(e) if matches!(decision, Decision::WriteOutcome { .. }) && run.password.is_some() => {
+                    let intent_seq = run.intent.map(|a| a.seq).unwrap_or_default();
+                    queue.push_front(decision);
+                    let pending = OutcomePending { intent_seq, why: e.to_string(), remaining: queue.into() };
+                    let error = pending.error();
+                    run.outcome_pending = Some(pending);
+                    return Err(error);
+                }
+                Err(e) => return Err(e),
+            };
             done.push(decision);
             if let Some(event) = follow_up {
                 let t = Instant::now();

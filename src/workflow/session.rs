@@ -47,6 +47,9 @@ pub enum Phase {
     AwaitingIntent,
     /// `ExecuteReset` was emitted; waiting for `DirectoryResult`.
     AwaitingDirectory,
+    /// Never the engine's own phase: the desk reports it while the directory has the new
+    /// password but the outcome record is not yet signed (`ResetRun::phase`).
+    OutcomePending,
     Succeeded,
     DirectoryFailed,
     Refused,
@@ -57,7 +60,7 @@ pub enum Phase {
 impl Phase {
     /// True once the session is over.
     pub fn is_final(self) -> bool {
-        !matches!(self, Self::Verifying | Self::AwaitingIntent | Self::AwaitingDirectory)
+        !matches!(self, Self::Verifying | Self::AwaitingIntent | Self::AwaitingDirectory | Self::OutcomePending)
     }
 }
 

@@ -33,6 +33,9 @@ enum Command {
     /// Verify and export the signed audit trail.
     #[command(subcommand)]
     Audit(cli::audit::Command),
+    /// Desk maintenance: reconcile reset intents left without an outcome.
+    #[command(subcommand)]
+    Desk(cli::desk::Command),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Ca(c) => cli::ca::run(c),
         Command::Token(c) => cli::token::run(c),
         Command::Audit(c) => cli::audit::run(c),
+        Command::Desk(c) => cli::desk::run(c),
     };
     ExitCode::from(code)
 }
