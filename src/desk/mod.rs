@@ -61,9 +61,10 @@ use crate::verification::{InputError, Verdict};
 use crate::workflow::facts::{AgentFact, CoSignerFact, FactsKind, HandoffChannel, Outcome, StepFact};
 use crate::workflow::input::{check_secret_action, parse_ui_action, UiAction, UiInputError};
 use crate::workflow::{
-    Decision, Event, Notification, NotificationKind, OpenRequest, Recipient, Session, Status, WorkflowError,
+    Decision, Event, Notification, NotificationKind, OpenRequest, Phase, Recipient, Session, Status, WorkflowError,
 };
 
+use history::HistorySource;
 use keys::{CoSignerKeyError, RegistryKeys};
 use outbox::{Message, Notifier, NotifyError, Outbox, SecretDelivery};
 use reconcile::{Finding, Reconciliation, ReconciliationFacts, TargetName};
@@ -98,6 +99,8 @@ pub enum DeskError {
     Ca(#[from] CaError),
     #[error("the enrolled keys could not be loaded: {0}")]
     Keys(#[from] crate::audit::registry::LoadError),
+    #[error(transparent)]
+    History(#[from] history::HistoryError),
     #[error("co-signature refused: {0}")]
     CoSigner(#[from] CoSignerKeyError),
     #[error("the co-signer {0:?} is not a help-desk agent in the directory; ask an agent to co-sign")]
@@ -199,6 +202,8 @@ pub struct Desk {
     registry: TokenRegistry,
     anchor: TrustAnchor,
     replay: ReplayGuard,
+    /// Where account histories come from; `None`: this desk's audit store.
+    history: Option<Box<dyn HistorySource + Send>>,
     times: StageTimes,
 }
 
@@ -232,7 +237,17 @@ impl Desk {
         let registry = TokenRegistry::open(&data_dir)?;
         let anchor = TrustAnchor::load(&config.ca_cert_path())?;
         let replay = ReplayGuard::open(&data_dir)?;
-        Ok(Self { config, directory, audit, notifier, registry, anchor, replay, times: StageTimes::default() })
+        Ok(Self {
+            config,
+            directory,
+            audit,
+            notifier,
+            registry,
+            anchor,
+            replay,
+            history: None,
+            times: StageTimes::default(),
+        })
     }
 
     /// [`Desk::open`] with the embedded directory and the outbox in `config.data_dir`.
@@ -244,6 +259,28 @@ impl Desk {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Read account histories from `source` instead of this desk's audit store (e.g.
+    /// a collector's view across desks, which includes this desk's records).
+    pub fn with_history_source(mut self, source: Box<dyn HistorySource + Send>) -> Self {
+        self.history = Some(source);
+        self
+    }
+
+    /// The history of `username` from the configured source, timed.
+    fn account_history(
+        &mut self,
+        username: &str,
+        exclude_request: Option<&str>,
+    ) -> Result<history::AccountHistory, DeskError> {
+        let t = Instant::now();
+        let history = match &self.history {
+            Some(source) => source.account_history(username, exclude_request),
+            None => self.audit.store().account_history(username, exclude_request),
+        };
+        self.times.history += t.elapsed();
+        Ok(history?)
     }
 
     /// The directory (read access for the shell: search, account details).
@@ -303,8 +340,8 @@ impl Desk {
             return Err(DeskError::WrongSigner);
         }
 
+        let history = self.account_history(&account.username, None)?;
         let t = Instant::now();
-        let history = history::account_history(self.audit.store(), &account.username).map_err(AuditError::from)?;
         let last_totp_step = history.last_totp_step.max(self.replay.last_step(&account.username)?);
         self.times.history += t.elapsed();
 
@@ -549,6 +586,8 @@ impl Desk {
     }
 
     /// Feed one event, persist a counted failure it produced, execute the decisions.
+    /// While verifying, the failures of other sessions on the account are read afresh
+    /// first, so a failure this event brings counts against them all.
     fn apply_event(
         &mut self,
         run: &mut ResetRun,
@@ -556,6 +595,12 @@ impl Desk {
         signer: &mut dyn RecordSigner,
         now: OffsetDateTime,
     ) -> Result<Reply, DeskError> {
+        if run.session.phase() == Phase::Verifying {
+            let username = run.session.account().username.clone();
+            let request_id = run.request_id().to_owned();
+            let earlier = self.account_history(&username, Some(&request_id))?.failures;
+            run.session.refresh_earlier_failures(earlier);
+        }
         let t = Instant::now();
         let decisions = run.session.handle(event);
         self.times.engine += t.elapsed();

@@ -136,7 +136,10 @@ pub struct Session {
     phase: Phase,
     passed: BTreeSet<Method>,
     steps: Vec<StepFact>,
-    /// Failures counting toward lockout: earlier ones (from the store) and this session's.
+    /// Failures counting toward lockout in other sessions (from the account's history,
+    /// refreshed by [`Session::refresh_earlier_failures`]).
+    earlier_failures: Vec<OffsetDateTime>,
+    /// This session's failures counting toward lockout.
     failures: Vec<OffsetDateTime>,
     codes_sent: Vec<OffsetDateTime>,
     pending_code: Option<ContactPoint>,
@@ -210,7 +213,7 @@ impl Session {
         }
         let mut assessment = assess(policy, &req.account, &req.context, at);
         let window = Duration::minutes(i64::from(policy.lockout.window_minutes));
-        let failures: Vec<OffsetDateTime> =
+        let earlier_failures: Vec<OffsetDateTime> =
             req.context.previous_failures.iter().copied().filter(|t| *t <= at && at - *t < window).collect();
 
         let mut session = Session {
@@ -228,7 +231,8 @@ impl Session {
             phase: Phase::Verifying,
             passed: BTreeSet::new(),
             steps: Vec::new(),
-            failures,
+            earlier_failures,
+            failures: Vec::new(),
             codes_sent: Vec::new(),
             pending_code: None,
             pending_callback: None,
@@ -363,6 +367,15 @@ impl Session {
         self.opened_at + self.requirements.cooling_off
     }
 
+    /// Replace the failures of other sessions with a fresh read of the account's
+    /// history (without this session's own records), so that sessions running in
+    /// parallel on one account share one lockout count: together they get no more
+    /// than `max_failures` guesses. Only ever adds to what the lockout counts from
+    /// this session; the risk escalation decided at open is unchanged.
+    pub fn refresh_earlier_failures(&mut self, earlier: Vec<OffsetDateTime>) {
+        self.earlier_failures = earlier;
+    }
+
     /// The co-signer, once accepted.
     pub fn co_signer(&self) -> Option<&CoSignerFact> {
         self.co_signer.as_ref()
@@ -456,6 +469,15 @@ impl Session {
         }
         if at < self.last_at {
             return Err(WorkflowError::TimeWentBackwards);
+        }
+        // Another session on the account may have used up the guesses since this one
+        // last looked (`refresh_earlier_failures`): then no step counts, nothing is
+        // reset; the session locks out. (The emergency path already runs past a lock.)
+        if self.phase == Phase::Verifying && self.emergency.is_none() && !matches!(event, Event::Cancelled { .. }) {
+            if let Some(until) = self.locked_by_failures(at) {
+                self.last_at = at;
+                return Ok(self.lock_out(at, until));
+            }
         }
         let name = event.name();
         let illegal = |phase| WorkflowError::IllegalTransition { event: name, phase };
@@ -654,16 +676,21 @@ impl Session {
 
     /// Until when verification is locked at `at`, if it is.
     fn locked_until(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
+        let from_directory = self.account.verification_locked_until;
+        self.locked_by_failures(at).into_iter().chain(from_directory).filter(|until| *until > at).max()
+    }
+
+    /// Until when the failures counted so far (this session's and, as last read, the
+    /// other sessions') lock verification at `at`, if they do.
+    fn locked_by_failures(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
         let lock = &self.policy.lockout;
         let window = Duration::minutes(i64::from(lock.window_minutes));
-        let recent: Vec<&OffsetDateTime> = self.failures.iter().filter(|t| **t <= at && at - **t < window).collect();
-        let from_failures = if recent.len() >= lock.max_failures as usize {
-            recent.iter().max().map(|last| **last + Duration::minutes(i64::from(lock.wait_minutes)))
-        } else {
-            None
-        };
-        let from_directory = self.account.verification_locked_until;
-        from_failures.into_iter().chain(from_directory).filter(|until| *until > at).max()
+        let recent: Vec<&OffsetDateTime> =
+            self.earlier_failures.iter().chain(&self.failures).filter(|t| **t <= at && at - **t < window).collect();
+        if recent.len() < lock.max_failures as usize {
+            return None;
+        }
+        recent.iter().max().map(|last| **last + Duration::minutes(i64::from(lock.wait_minutes))).filter(|u| *u > at)
     }
 
     fn lock_out(&mut self, at: OffsetDateTime, until: OffsetDateTime) -> Vec<Decision> {
