@@ -29,7 +29,13 @@ fn request() -> OpenRequest {
     OpenRequest {
         request_id: "bench".into(),
         at: T0,
-        agent: AgentIdentity { username: "alice".into(), tier: AgentTier::Senior, groups: vec![], key_id: [1; 32] },
+        agent: AgentIdentity {
+            username: "alice".into(),
+            employee_id: "E-alice".into(),
+            tier: AgentTier::Senior,
+            groups: vec![],
+            key_id: [1; 32],
+        },
         account: fixtures::jane_doe(AccountTier::Standard),
         manager: None,
         context: RequestContext {

@@ -20,6 +20,7 @@ const COMMANDS: &[&str] = &[
     "next_customer",
     "park_reset",
     "resume_reset",
+    "retry_outcome",
     "customer_take",
 ];
 

@@ -29,6 +29,7 @@ pub mod config;
 pub mod demo;
 pub mod desk;
 pub mod directory;
+pub mod logging;
 pub mod login;
 pub mod presence;
 pub mod token;

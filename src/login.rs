@@ -235,6 +235,7 @@ pub fn login(
         agents: &config.agents,
         policy: TokenPolicy::from_config(config),
     };
+    tracing::debug!(reader, "login: opening the card");
     let card = PivCard::open_reader(reader)?;
     login_with_card(&ctx, card, pin, now)
 }

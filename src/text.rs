@@ -1,6 +1,7 @@
 //! Normalisation of free text typed by requesters and agents.
 
 use unicode_normalization::UnicodeNormalization;
+use zeroize::Zeroizing;
 
 /// Longest free-text input accepted anywhere (answers, names, notes): 4 KiB.
 pub const MAX_INPUT_BYTES: usize = 4096;
@@ -9,11 +10,30 @@ pub const MAX_INPUT_BYTES: usize = 4096;
 /// case folding, then every run of white space collapsed to one ASCII space and the
 /// ends trimmed. NFKC runs again after folding, since folding can denormalise.
 /// "  Fluffy\u{00A0}THE  cat " and "fluffy the cat" normalise alike.
-pub fn normalize_answer(input: &str) -> String {
-    let nfkc: String = input.nfkc().collect();
-    let folded = caseless::default_case_fold_str(&nfkc);
-    let nfkc2: String = folded.nfkc().collect();
-    nfkc2.split_whitespace().collect::<Vec<_>>().join(" ")
+///
+/// Answers are secrets: the result and every intermediate buffer are zeroized when
+/// dropped (buffers are sized up front so that growing them leaves no stale copy in
+/// the common case).
+pub fn normalize_answer(input: &str) -> Zeroizing<String> {
+    let nfkc = collect_zeroizing(input.nfkc(), input.len());
+    let folded = Zeroizing::new(caseless::default_case_fold_str(&nfkc));
+    let nfkc2 = collect_zeroizing(folded.nfkc(), folded.len());
+    let mut out = Zeroizing::new(String::with_capacity(nfkc2.len()));
+    for word in nfkc2.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// Collect characters into a zeroizing string with room for `len` bytes and some
+/// expansion (NFKC rarely grows text by more than a third).
+fn collect_zeroizing(chars: impl Iterator<Item = char>, len: usize) -> Zeroizing<String> {
+    let mut s = Zeroizing::new(String::with_capacity(len.saturating_mul(4) / 3 + 16));
+    s.extend(chars);
+    s
 }
 
 /// True if the text contains control characters other than ordinary white space.
@@ -27,7 +47,7 @@ mod tests {
 
     #[test]
     fn answers_normalise_case_width_and_space() {
-        assert_eq!(normalize_answer("  Fluffy\u{00A0}THE \t cat "), "fluffy the cat");
+        assert_eq!(normalize_answer("  Fluffy\u{00A0}THE \t cat ").as_str(), "fluffy the cat");
         // Fullwidth letters (NFKC) and German sharp s (case folding).
         assert_eq!(normalize_answer("ＳＴＲＡＳＳＥ"), normalize_answer("straße"));
     }

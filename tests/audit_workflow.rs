@@ -41,6 +41,7 @@ fn a_workflow_reset_is_recorded_intent_first_and_verifies() {
         at: now,
         agent: AgentIdentity {
             username: "alice".into(),
+            employee_id: "E-alice".into(),
             tier: AgentTier::Junior,
             groups: vec![],
             key_id: alice.key_id(),

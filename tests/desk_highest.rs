@@ -1,15 +1,24 @@
 //! A highest-tier reset at the desk: in-person ID inspection, TOTP, the manager's
 //! approval through the outbox, the cooling-off wait, and a co-signature from a second
-//! agent's card in the second reader — the agent's own card refused as co-signer.
+//! agent's card in the second reader — the agent's own card refused as co-signer, and
+//! so are the account holder's and the manager's other accounts (by employee ID),
+//! before their card signs. The intent record carries the co-signature, which
+//! `resetdesk audit verify` (store and export) checks offline.
 //! Needs `scripts/pcscd.sh start`; holds the reader lock.
 
+mod cli_support;
 mod desk_support;
 
-use desk_support::{site, totp_json};
+use std::path::Path;
+
+use desk_support::{site, totp_json, Site};
 use resetdesk::audit::EventType;
 use resetdesk::desk::approval::ApprovalInbox;
 use resetdesk::desk::DeskError;
-use resetdesk::directory::PasswordCheck;
+use resetdesk::desk::{Desk, ResetRun};
+use resetdesk::directory::embedded::NewAccount;
+use resetdesk::directory::{Directory, PasswordCheck};
+use resetdesk::login::AgentSession;
 use resetdesk::policy::AuthorityRefusal;
 use resetdesk::secret::Secret;
 use resetdesk::token::card::PivCard;
@@ -30,40 +39,9 @@ fn a_highest_reset_needs_id_approval_cooling_off_and_a_second_agents_card() {
     let dave_card = VirtualCard::insert_with_serial(READER_1_PORT, 12_000_002).unwrap();
     let mut carol = site.agent(&carol_card, "carol", "246810");
     let mut dave = site.agent(&dave_card, "dave", "135791");
-    let identity = carol.identity().clone();
     let mut desk = site.desk();
     let t0 = OffsetDateTime::now_utc();
-
-    let (mut run, reply) =
-        desk.start_reset(&identity, carol.signer().unwrap(), "adm-okafor", Default::default(), t0).unwrap();
-    assert_eq!(run.status().effective_tier, resetdesk::tier::AccountTier::Highest);
-    assert!(
-        reply.decisions.iter().any(|d| matches!(d, Decision::Notify { .. })),
-        "holder and manager are told of the request"
-    );
-    desk.apply_ui_json(&mut run, ID_INSPECTION, carol.signer().unwrap(), t0).unwrap();
-    desk.apply_ui_json(&mut run, &totp_json("adm-okafor", t0), carol.signer().unwrap(), t0).unwrap();
-
-    // The approval request goes to the manager's address on file, through the outbox.
-    let reply =
-        desk.apply_ui_json(&mut run, r#"{"action":"request_manager_approval"}"#, carol.signer().unwrap(), t0).unwrap();
-    let Some(Decision::RequestManagerApproval { manager, address }) = reply.decisions.first().cloned() else {
-        panic!("{:?}", reply.decisions)
-    };
-    assert_eq!((manager.as_str(), address.as_str()), ("jokafor", "jokafor@example.com"));
-    let message = site.outbox().into_iter().find(|m| m.recipient == address && m.subject.contains("Approval needed"));
-    let message = message.expect("the approval request in the outbox");
-    let token = message.body.split("Approval code (valid 30 minutes, once): ").nth(1).unwrap();
-    let token = token.split_whitespace().next().unwrap().to_owned();
-
-    // Nothing arrives until the manager answers with the token; a wrong one is refused.
-    assert!(desk.poll_manager_answer(&mut run, carol.signer().unwrap(), t0).unwrap().is_none());
-    let mut inbox = ApprovalInbox::open(site.dir.path()).unwrap();
-    assert!(inbox.answer(&Secret::from("0123456789abcdef0123456789abcdef"), true, t0).is_err());
-    let answered = inbox.answer(&Secret::new(token), true, t0).unwrap();
-    assert_eq!((answered.manager.as_str(), answered.address.as_str()), ("jokafor", "jokafor@example.com"));
-    let reply = desk.poll_manager_answer(&mut run, carol.signer().unwrap(), t0).unwrap().expect("the manager's answer");
-    assert!(reply.decisions.iter().any(|d| matches!(d, Decision::RequestCoSignature { .. })), "{:?}", reply.decisions);
+    let mut run = up_to_co_sign(&site, &mut desk, &mut carol, t0);
 
     // Carol cannot co-sign her own reset with her own card: refused, nothing changes.
     let carol_key = carol.signer().unwrap().key_id();
@@ -99,8 +77,214 @@ fn a_highest_reset_needs_id_approval_cooling_off_and_a_second_agents_card() {
     let intent = records.iter().find(|r| r.0 == EventType::ResetIntent).unwrap();
     assert_eq!(intent.1["co_signer"]["username"], "dave");
     assert_eq!(intent.1["co_signer"]["digest"], hex::encode(digest));
+
+    // The header names dave's key; the co-signature is stored beside the record, and
+    // the verifier checks it against dave's enrolled certificate: store and export.
+    let dave_key = dave.signer().unwrap().key_id();
+    let (header, _) = site.audit_records().into_iter().find(|(r, _)| r.event_type == EventType::ResetIntent).unwrap();
+    assert_eq!(header.cosigner_key_id, Some(dave_key));
+    let (ok, out) = site.verify_audit_cli();
+    assert!(ok && out.contains("co-signed records: 1"), "{out}");
+    let export = site.dir.path().join("export");
+    let (ok, out) = resetdesk(&["audit", "export", "--data-dir", &site_dir(&site), "--out", export.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let (ok, out) = resetdesk(&["audit", "verify", "--export", export.to_str().unwrap()]);
+    assert!(ok && out.contains("co-signed records: 1"), "{out}");
+
+    // Removed or swapped (dave's signature over something else), the co-signature fails.
+    let stored = cosignature_of(&site, header.seq).expect("a stored co-signature");
+    set_cosignature(&site, header.seq, None);
+    let (ok, out) = site.verify_audit_cli();
+    assert!(!ok && out.contains(&format!("record {}", header.seq)) && out.contains("no co-signature"), "{out}");
+    let other = dave.signer().unwrap().sign_digest(&[0x5a; 32]).unwrap();
+    set_cosignature(&site, header.seq, Some(&other));
+    let (ok, out) = site.verify_audit_cli();
+    assert!(!ok && out.contains("co-signature does not verify"), "{out}");
+    set_cosignature(&site, header.seq, Some(&stored));
     assert!(site.verify_audit_cli().0);
+    for (tamper, why) in [(None, "no co-signature"), (Some(&other), "co-signature does not verify")] {
+        let edited = site.dir.path().join(format!("export-{}", tamper.is_some()));
+        copy_dir(&export, &edited);
+        edit_export_cosignature(&edited, header.seq, tamper.map(|s| s.as_slice()));
+        let (ok, out) = resetdesk(&["audit", "verify", "--export", edited.to_str().unwrap()]);
+        assert!(!ok && out.contains(why), "{why}: {out}");
+    }
     drop((carol, dave));
     carol_card.remove().unwrap();
     dave_card.remove().unwrap();
+}
+
+/// Carol's reset of adm-okafor up to the co-signature: the ID inspection, TOTP and
+/// the manager's approval through the outbox.
+fn up_to_co_sign(site: &Site, desk: &mut Desk, carol: &mut AgentSession, t0: OffsetDateTime) -> ResetRun {
+    let identity = carol.identity().clone();
+    let (mut run, reply) =
+        desk.start_reset(&identity, carol.signer().unwrap(), "adm-okafor", Default::default(), t0).unwrap();
+    assert_eq!(run.status().effective_tier, resetdesk::tier::AccountTier::Highest);
+    assert!(
+        reply.decisions.iter().any(|d| matches!(d, Decision::Notify { .. })),
+        "holder and manager are told of the request"
+    );
+    desk.apply_ui_json(&mut run, ID_INSPECTION, carol.signer().unwrap(), t0).unwrap();
+    desk.apply_ui_json(&mut run, &totp_json("adm-okafor", t0), carol.signer().unwrap(), t0).unwrap();
+
+    // The approval request goes to the manager's address on file, through the outbox.
+    let reply =
+        desk.apply_ui_json(&mut run, r#"{"action":"request_manager_approval"}"#, carol.signer().unwrap(), t0).unwrap();
+    let Some(Decision::RequestManagerApproval { manager, address }) = reply.decisions.first().cloned() else {
+        panic!("{:?}", reply.decisions)
+    };
+    assert_eq!((manager.as_str(), address.as_str()), ("jokafor", "jokafor@example.com"));
+    let message = site.outbox().into_iter().find(|m| m.recipient == address && m.subject.contains("Approval needed"));
+    let message = message.expect("the approval request in the outbox");
+    let token = message.body.split("Approval code (valid 30 minutes, once): ").nth(1).unwrap();
+    let token = token.split_whitespace().next().unwrap().to_owned();
+
+    // Nothing arrives until the manager answers with the token; a wrong one is refused.
+    assert!(desk.poll_manager_answer(&mut run, carol.signer().unwrap(), t0).unwrap().is_none());
+    let mut inbox = ApprovalInbox::open(site.dir.path()).unwrap();
+    assert!(inbox.answer(&Secret::from("0123456789abcdef0123456789abcdef"), true, t0).is_err());
+    let answered = inbox.answer(&Secret::new(token), true, t0).unwrap();
+    assert_eq!((answered.manager.as_str(), answered.address.as_str()), ("jokafor", "jokafor@example.com"));
+    let reply = desk.poll_manager_answer(&mut run, carol.signer().unwrap(), t0).unwrap().expect("the manager's answer");
+    assert!(reply.decisions.iter().any(|d| matches!(d, Decision::RequestCoSignature { .. })), "{:?}", reply.decisions);
+    run
+}
+
+/// An admin agent `username` who is, by employee ID, the same person as `same_as`.
+/// The embedded directory keeps employee IDs unique as stored, so the second account
+/// spells it in lower case (employee IDs compare case-insensitively, as LDAP's
+/// `employeeNumber` does).
+fn add_admin_account_of(site: &Site, username: &str, same_as: &str) {
+    let person = site.directory().account(same_as).unwrap();
+    let employee_id = person.employee_id.to_lowercase();
+    assert_ne!(employee_id, person.employee_id, "the ID has letters");
+    let account = NewAccount {
+        username: username.into(),
+        display_name: format!("{} (desk admin)", person.display_name),
+        employee_id,
+        department: "Service Desk".into(),
+        location: person.location,
+        manager: None,
+        date_of_hire: person.date_of_hire,
+        emails: vec![],
+        phones: vec![],
+        groups: vec!["staff".into(), "helpdesk-admin".into()],
+        password: None,
+        security_answers: vec![],
+        totp_secret: None,
+        flagged: false,
+    };
+    site.directory().create_account(&account, OffsetDateTime::now_utc()).unwrap();
+}
+
+/// A signer that counts the card's signatures.
+struct Counting<'a> {
+    inner: &'a mut dyn RecordSigner,
+    signatures: u32,
+}
+
+impl RecordSigner for Counting<'_> {
+    fn key_id(&self) -> [u8; 32] {
+        self.inner.key_id()
+    }
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, resetdesk::token::TokenError> {
+        self.signatures += 1;
+        self.inner.sign_digest(digest)
+    }
+}
+
+/// Separation of duties compares people: another account of the account holder, or of
+/// the holder's manager, is refused as co-signer although it is an admin agent with an
+/// enrolled card, and its card never signs.
+#[test]
+fn the_holder_and_the_manager_cannot_co_sign_under_another_username() {
+    let _lock = lock_readers();
+    let site = site();
+    add_admin_account_of(&site, "okafor-desk", "adm-okafor");
+    add_admin_account_of(&site, "jokafor-desk", "jokafor");
+    let carol_card = VirtualCard::insert_with_serial(READER_0_PORT, 12_000_011).unwrap();
+    let mut carol = site.agent(&carol_card, "carol", "246810");
+    let mut desk = site.desk();
+    let t0 = OffsetDateTime::now_utc();
+    let mut run = up_to_co_sign(&site, &mut desk, &mut carol, t0);
+
+    for (serial, who, refusal) in [
+        (12_000_012, "okafor-desk", AuthorityRefusal::CoSignerIsTarget),
+        (12_000_013, "jokafor-desk", AuthorityRefusal::CoSignerIsManager),
+    ] {
+        let card = VirtualCard::insert_with_serial(READER_1_PORT, serial).unwrap();
+        let mut other = site.agent(&card, who, "135791");
+        let mut counting = Counting { inner: other.signer().unwrap(), signatures: 0 };
+        let r = desk.co_sign(&mut run, &mut counting, carol.signer().unwrap(), OffsetDateTime::now_utc());
+        assert!(matches!(&r, Err(DeskError::Workflow(WorkflowError::CoSignature(x))) if *x == refusal), "{who}: {r:?}");
+        assert_eq!(counting.signatures, 0, "{who}'s card signed nothing");
+        assert!(run.status().missing.iter().any(|m| format!("{m:?}").contains("CoSignature")));
+        drop(other);
+        card.remove().unwrap();
+    }
+    drop(carol);
+    carol_card.remove().unwrap();
+}
+
+fn site_dir(site: &Site) -> String {
+    site.dir.path().display().to_string()
+}
+
+/// Run `resetdesk ARGS`; (success, stdout + stderr).
+fn resetdesk(args: &[&str]) -> (bool, String) {
+    let (code, out, err) = cli_support::resetdesk(args, "");
+    (code == 0, out + &err)
+}
+
+fn audit_db(site: &Site) -> rusqlite::Connection {
+    rusqlite::Connection::open(site.dir.path().join("audit.sqlite")).unwrap()
+}
+
+fn cosignature_of(site: &Site, seq: u64) -> Option<Vec<u8>> {
+    audit_db(site).query_row("SELECT cosignature FROM audit_records WHERE seq = ?1", [seq], |r| r.get(0)).unwrap()
+}
+
+fn set_cosignature(site: &Site, seq: u64, value: Option<&[u8]>) {
+    let n = audit_db(site)
+        .execute("UPDATE audit_records SET cosignature = ?1 WHERE seq = ?2", rusqlite::params![value, seq])
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Replace (or drop) the co-signature of record `seq` in an export's records.jsonl.
+fn edit_export_cosignature(export: &Path, seq: u64, value: Option<&[u8]>) {
+    use base64::Engine;
+    let path = export.join("records.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut edited = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["seq"] == seq {
+                edited += 1;
+                v["cosignature_b64"] = match value {
+                    Some(b) => base64::engine::general_purpose::STANDARD.encode(b).into(),
+                    None => serde_json::Value::Null,
+                };
+            }
+            v.to_string()
+        })
+        .collect();
+    assert_eq!(edited, 1);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
 }

@@ -113,3 +113,41 @@ fn an_abandoned_failure_still_counts_and_a_used_totp_code_is_refused_later() {
     drop(bob);
     card.remove().unwrap();
 }
+
+/// Item 4 of the hardening issue: two sessions opened in parallel on one account share
+/// one lockout count. Each reads the other's failures afresh before every step, so
+/// together they get max_failures (3) guesses: the third failure, in either session,
+/// locks verification; the other session then locks out at its next step, whatever
+/// it brings (a right answer included), and resets nothing.
+#[test]
+fn parallel_sessions_on_one_account_share_the_lockout_count() {
+    let _lock = lock_readers();
+    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
+    let identity = alice.identity().clone();
+    let t0 = OffsetDateTime::now_utc();
+    // Each step a second later (the history counts a step once per request, time, method).
+    let at = |s: i64| t0 + time::Duration::seconds(s);
+    assert_eq!(site.config.policy.lockout.max_failures, 3);
+
+    let (mut a, _) = desk.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), at(0)).unwrap();
+    let (mut b, _) = desk.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), at(0)).unwrap();
+    desk.apply_ui_json(&mut a, WRONG_ANSWERS, alice.signer().unwrap(), at(1)).unwrap();
+    desk.apply_ui_json(&mut b, WRONG_ANSWERS, alice.signer().unwrap(), at(2)).unwrap();
+    assert!(site.directory().account("cchen").unwrap().verification_locked_until.is_none());
+    let reply = desk.apply_ui_json(&mut a, WRONG_ANSWERS, alice.signer().unwrap(), at(3)).unwrap();
+    assert_eq!(a.phase(), Phase::LockedOut, "the third failure of the two sessions together locks");
+    assert!(reply.decisions.iter().any(|d| matches!(d, Decision::LockVerification { .. })));
+    assert!(site.directory().account("cchen").unwrap().verification_locked_until.is_some());
+
+    // Session b's next step is the right answers: it is not evaluated, b locks out.
+    let reply =
+        desk.apply_ui_json(&mut b, &desk_support::answers_json("cchen"), alice.signer().unwrap(), at(4)).unwrap();
+    assert_eq!(b.phase(), Phase::LockedOut, "{:?}", reply.decisions);
+    assert!(!b.status().passed.contains(&resetdesk::policy::Method::SecurityAnswers));
+    let failures = site.records().iter().filter(|r| r.0 == EventType::VerificationFailed).count();
+    assert_eq!(failures, 2, "a's first and b's failure were recorded as they happened");
+    site.assert_untouched("cchen");
+    assert!(site.verify_audit_cli().0);
+    drop(alice);
+    card.remove().unwrap();
+}

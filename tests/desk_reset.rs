@@ -2,10 +2,12 @@
 //! the demo organisation, the signed audit store, and virtual PIV cards through the
 //! token layer. Needs `scripts/pcscd.sh start`; holds the reader lock.
 
+mod cli_support;
 mod desk_support;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use cli_support::resetdesk;
 use desk_support::{answers_json, at_desk, employee_record_json, site, totp_json, verified_run};
 use resetdesk::audit::{AuditError, EventType};
 use resetdesk::desk::outbox::Outbox;
@@ -157,15 +159,24 @@ fn a_failing_audit_append_leaves_the_directory_untouched() {
 }
 
 /// The embedded directory, with a fault injected around the reset write: the agent's
-/// key is pulled right after the write (so the outcome cannot be signed), and the
-/// write itself can be made to fail.
-struct PullKeyAfterWrite {
+/// key is pulled right after the write, or another process's exclusive lock on the
+/// audit database is taken (either way the outcome cannot be signed); and the write
+/// itself can be made to fail.
+struct FaultAfterWrite {
     inner: EmbeddedDirectory,
     card: Mutex<Option<VirtualCard>>,
     refuse_write: bool,
+    /// A connection to the audit database that takes `BEGIN EXCLUSIVE` after the write.
+    lock_audit: Option<Arc<Mutex<rusqlite::Connection>>>,
 }
 
-impl Directory for PullKeyAfterWrite {
+impl FaultAfterWrite {
+    fn pull_key(inner: EmbeddedDirectory, card: Option<VirtualCard>, refuse_write: bool) -> Self {
+        Self { inner, card: Mutex::new(card), refuse_write, lock_audit: None }
+    }
+}
+
+impl Directory for FaultAfterWrite {
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
     }
@@ -187,6 +198,9 @@ impl Directory for PullKeyAfterWrite {
         if let Some(card) = self.card.lock().unwrap().take() {
             card.remove().unwrap();
         }
+        if let Some(conn) = &self.lock_audit {
+            conn.lock().unwrap().execute_batch("BEGIN EXCLUSIVE").unwrap();
+        }
         result
     }
     fn lock_verification(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError> {
@@ -203,7 +217,7 @@ fn a_failed_directory_write_is_recorded_as_the_outcome_and_nothing_is_handed_ove
     let site = site();
     let card = VirtualCard::insert(READER_0_PORT).unwrap();
     let mut alice = site.agent(&card, "alice", "246810");
-    let directory = PullKeyAfterWrite { inner: site.directory(), card: Mutex::new(None), refuse_write: true };
+    let directory = FaultAfterWrite::pull_key(site.directory(), None, true);
     let mut desk =
         Desk::open(site.config.clone(), Box::new(directory), Box::new(Outbox::open(site.dir.path()).unwrap())).unwrap();
     let mut run = verified_run(&mut desk, &mut alice, "obrien");
@@ -220,28 +234,38 @@ fn a_failed_directory_write_is_recorded_as_the_outcome_and_nothing_is_handed_ove
     card.remove().unwrap();
 }
 
-#[test]
-fn intents_left_open_by_a_pulled_key_are_reconciled_against_the_directory() {
-    let _lock = lock_readers();
-    let site = site();
-    let bob_card = VirtualCard::insert(READER_1_PORT).unwrap();
-    let mut bob = site.agent(&bob_card, "bob", "13572468");
-
-    // Twice the agent's key is pulled right after the directory call, so the outcome
-    // cannot be signed: once after a write that happened, once after one that failed.
+/// Twice alice's key is pulled right after the directory call, so the outcome cannot
+/// be signed: once after a write that happened (pdubois), once after one that failed
+/// (gadeyemi). Leaves both intents open.
+fn leave_two_intents_open(site: &desk_support::Site) {
     for (target, refuse_write) in [("pdubois", false), ("gadeyemi", true)] {
         let card = VirtualCard::insert(READER_0_PORT).unwrap();
         let mut alice = site.agent(&card, "alice", "246810");
-        let directory = PullKeyAfterWrite { inner: site.directory(), card: Mutex::new(Some(card)), refuse_write };
+        let directory = FaultAfterWrite::pull_key(site.directory(), Some(card), refuse_write);
         let mut desk =
             Desk::open(site.config.clone(), Box::new(directory), Box::new(Outbox::open(site.dir.path()).unwrap()))
                 .unwrap();
         let mut run = verified_run(&mut desk, &mut alice, target);
         let err =
             desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
-        assert!(matches!(err, DeskError::Audit(AuditError::Sign(_))), "{err:?}");
+        if refuse_write {
+            assert!(matches!(err, DeskError::Audit(AuditError::Sign(_))), "{err:?}");
+        } else {
+            // The directory has the password: the run says so and is not a success.
+            assert!(matches!(err, DeskError::OutcomePending { .. }), "{err:?}");
+            assert_eq!(run.phase(), Phase::OutcomePending);
+        }
         assert!(run.take_handoff_password().is_none(), "no outcome record, no hand-off");
     }
+}
+
+#[test]
+fn intents_left_open_by_a_pulled_key_are_reconciled_against_the_directory() {
+    let _lock = lock_readers();
+    let site = site();
+    let bob_card = VirtualCard::insert(READER_1_PORT).unwrap();
+    let mut bob = site.agent(&bob_card, "bob", "13572468");
+    leave_two_intents_open(&site);
 
     // A new desk finds both intents open; bob's reconciliation settles them.
     let mut desk = site.desk();
@@ -308,4 +332,83 @@ fn a_one_time_code_is_shown_in_band_once_never_stored_and_refused_in_production(
     site.assert_untouched("hjansen");
     drop(alice);
     card.remove().unwrap();
+}
+
+/// Item 3 of the hardening issue: the directory took the new password, then the outcome
+/// record cannot be committed (another process holds the audit database's write lock).
+/// The run does not report success and hands nothing over; it holds the password and
+/// says the outcome is pending; once the lock is gone, the retry signs the outcome and
+/// the password is handed over, the one that works in the directory.
+#[test]
+fn an_outcome_that_cannot_be_written_after_the_directory_write_is_pending_and_retriable() {
+    let _lock = lock_readers();
+    let site = site();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    let mut alice = site.agent(&card, "alice", "246810");
+    let conn = Arc::new(Mutex::new(rusqlite::Connection::open(site.dir.path().join("audit.sqlite")).unwrap()));
+    let mut directory = FaultAfterWrite::pull_key(site.directory(), None, false);
+    directory.lock_audit = Some(conn.clone());
+    let mut desk =
+        Desk::open(site.config.clone(), Box::new(directory), Box::new(Outbox::open(site.dir.path()).unwrap())).unwrap();
+    let mut run = verified_run(&mut desk, &mut alice, "pdubois");
+
+    let err =
+        desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
+    assert!(matches!(err, DeskError::OutcomePending { .. }), "{err:?}");
+    assert!(err.to_string().contains("WAS set in the directory") && err.to_string().contains("retry"), "{err}");
+    assert_eq!(run.phase(), Phase::OutcomePending);
+    assert_eq!(run.status().phase, Phase::OutcomePending, "the screen does not show success");
+    assert!(run.outcome_pending().is_some_and(|why| why.contains("locked") || why.contains("busy")), "{run:?}");
+    assert!(run.take_handoff_password().is_none(), "nothing handed over before the outcome is signed");
+    assert!(run.broken().is_none());
+    assert!(site.directory().account("pdubois").unwrap().must_change_password, "the directory has it");
+    // Other actions are refused while the outcome is pending; the retry is the way on.
+    let again = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now());
+    assert!(matches!(again, Err(DeskError::OutcomePending { .. })), "{again:?}");
+
+    conn.lock().unwrap().execute_batch("ROLLBACK").unwrap();
+    let reply = desk.retry_outcome(&mut run, alice.signer().unwrap(), now()).unwrap();
+    assert!(run.outcome_pending().is_none());
+    assert_eq!(run.phase(), Phase::Succeeded);
+    assert!(reply.handoff_waiting);
+    let password = run.take_handoff_password().expect("the held password, once");
+    assert_eq!(site.check_password("pdubois", &password), PasswordCheck { valid: true, must_change: true });
+    let kinds: Vec<_> = site.records().iter().map(|r| r.0).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == EventType::ResetOutcome).count(), 1, "{kinds:?}");
+    assert!(desk.pending_intents().unwrap().is_empty());
+    assert!(site.verify_audit_cli().0);
+    assert!(matches!(desk.retry_outcome(&mut run, alice.signer().unwrap(), now()), Err(DeskError::Workflow(_))));
+    drop(alice);
+    card.remove().unwrap();
+}
+
+/// `resetdesk desk reconcile`: bob logs in with his card (PIN on stdin) and the open
+/// intents are settled as the directory says, signed by him; a second run finds none.
+#[test]
+fn the_cli_reconciles_open_intents_with_the_agent_s_card() {
+    let _lock = lock_readers();
+    let site = site();
+    let bob_card = VirtualCard::insert(READER_1_PORT).unwrap();
+    site.enrol(&bob_card, "bob", "13572468");
+    leave_two_intents_open(&site);
+    assert_eq!(site.desk().pending_intents().unwrap().len(), 2);
+
+    let dir = site.dir.path().to_str().unwrap();
+    let args = ["desk", "reconcile", "--data-dir", dir, "--reader", bob_card.reader_name()];
+    let (code, out, err) = resetdesk(&args, "000000\n");
+    assert_eq!(code, 1, "a wrong PIN logs nobody in: {out}{err}");
+    assert_eq!(site.desk().pending_intents().unwrap().len(), 2, "nothing was settled");
+    let (code, out, err) = resetdesk(&args, "13572468\n");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("account pdubois): applied"), "{out}");
+    assert!(out.contains("account gadeyemi): not applied"), "{out}");
+    assert!(out.contains("reconciled by bob: 2 settled, 0 need a person"), "{out}");
+    assert!(site.desk().pending_intents().unwrap().is_empty());
+    let outcomes: Vec<_> = site.records().into_iter().filter(|r| r.0 == EventType::ResetOutcome).collect();
+    assert_eq!(outcomes.len(), 2);
+    assert!(outcomes.iter().all(|(_, facts)| facts["reconciled_by"] == "bob"), "{outcomes:?}");
+    assert!(site.verify_audit_cli().0);
+    let (code, out, _) = resetdesk(&args, "13572468\n");
+    assert_eq!((code, out.trim()), (0, "no open reset intents: nothing to reconcile"));
+    bob_card.remove().unwrap();
 }

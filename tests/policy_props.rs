@@ -128,7 +128,13 @@ fn open_request(tier: AccountTier, agent_tier: AgentTier, s: Signals) -> OpenReq
     OpenRequest {
         request_id: "req-prop".into(),
         at: s.start(),
-        agent: AgentIdentity { username: AGENT.into(), tier: agent_tier, groups: vec![], key_id: AGENT_KEY },
+        agent: AgentIdentity {
+            username: AGENT.into(),
+            employee_id: "E-agent".into(),
+            tier: agent_tier,
+            groups: vec![],
+            key_id: AGENT_KEY,
+        },
         account: account(tier, s),
         manager: Some(manager()),
         context: context(s),
@@ -287,6 +293,7 @@ fn event(session: &Session, action: &Action, at: OffsetDateTime, totp_step: &mut
                 at,
                 signature: CoSignature {
                     username: name.into(),
+                    employee_id: format!("E-{name}"),
                     tier,
                     key_id: if agent_key { AGENT_KEY } else { [who as u8 + 1; 32] },
                     digest: if right_digest { session.approval_digest() } else { [0; 32] },

@@ -307,6 +307,7 @@ function headingFor(view) {
     case "locked-out": return "Verification locked";
     case "cancelled": return "Request ended";
     case "directory-failed": return "The directory refused the reset";
+    case "outcome-pending": return "Outcome not signed yet";
     default: return view.ready ? "Ready to reset" : "Verify the requester";
   }
 }
@@ -315,6 +316,7 @@ function headingFor(view) {
 function resetFocusTarget(view) {
   if (view.refusal || view.phase === "cancelled" || view.phase === "directory-failed") return $("refusal-done");
   if (view.phase === "succeeded") return view.handoff_waiting ? $("show-customer") : $("handoff-done");
+  if (view.phase === "outcome-pending") return $("retry-outcome");
   if (view.ready) return view.cooling_off_seconds > 0 ? $("park-reset") : $("confirm-reset");
   for (const m of METHOD_FORMS) {
     const form = $(`form-${m}`);
@@ -437,6 +439,8 @@ function renderReset(entering) {
         (v.channel === "walk-up" ? "It is shown on the customer screen, never on yours." : "It goes to a registered channel not used for verification.");
     $("confirm-reset").disabled = wait > 0;
   }
+
+  $("outcome-panel").hidden = v.phase !== "outcome-pending";
 
   const done = $("done-panel");
   done.hidden = v.phase !== "succeeded";
@@ -762,6 +766,7 @@ function wireForms() {
   });
 
   $("confirm-reset").addEventListener("click", () => act(action({ action: "request_reset" })));
+  $("retry-outcome").addEventListener("click", () => act(() => invoke("retry_outcome")));
   $("show-customer").addEventListener("click", () => act(() => invoke("show_to_customer")).then((ok) => { if (ok) $("handoff-done").focus(); }));
   const nextCustomer = () => act(() => invoke("next_customer")).then((ok) => {
     if (ok) { page = "home"; picked = null; $("search-results").replaceChildren(); $("search-query").value = ""; render(); $("search-query").focus(); }

@@ -146,9 +146,14 @@ impl Desk {
     }
 
     /// Drop the reset on screen and anything meant for the customer window (lock,
-    /// next customer). Parked resets stay.
+    /// next customer). Parked resets stay, and so does a reset whose outcome record is
+    /// still to be signed (it holds the password set in the directory): it is parked.
     pub fn forget_customer(&mut self) {
-        self.run = None;
+        if let Some(run) = self.run.take() {
+            if run.phase() == resetdesk::workflow::Phase::OutcomePending {
+                self.parked.push(run);
+            }
+        }
         self.customer = None;
     }
 }

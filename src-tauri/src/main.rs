@@ -13,15 +13,10 @@ mod watcher;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // Logs go to stderr (RUST_LOG to tune). They never contain a PIN: PINs only exist
-    // as `Secret`s, which print as `Secret(***)`.
-    let _already_set = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    // Logs go to stderr (RESETDESK_LOG or RUST_LOG to tune). They never contain a PIN:
+    // PINs only exist as `Secret`s (`Debug` = `***`), and the core's filter keeps the
+    // `yubikey` crate's APDU trace (which carries PIN VERIFY data) off whatever is asked.
+    resetdesk::logging::init_stderr("info");
 
     let args = match startup::Args::parse_from_env() {
         Ok(a) => a,
@@ -52,6 +47,7 @@ fn main() -> ExitCode {
             reset::next_customer,
             reset::park_reset,
             reset::resume_reset,
+            reset::retry_outcome,
             customer::customer_take,
         ])
         .setup(|app| {

@@ -319,6 +319,25 @@ pub async fn next_customer(app: AppHandle) -> Result<ResetScreen, Failure> {
     .await
 }
 
+/// Sign the outcome record that could not be signed after the directory write (the
+/// key was pulled, a touch missed), then finish the hand-off.
+#[tauri::command]
+pub async fn retry_outcome(app: AppHandle) -> Result<ResetScreen, Failure> {
+    on_desk(app, |app, state| {
+        let mut run = state.run.take().ok_or_else(|| Failure::new("no reset is open"))?;
+        let result = (|| {
+            let (session, core) = state.agent_and_core()?;
+            let signer = session.signer().map_err(fail)?;
+            core.retry_outcome(&mut run, signer, now()).map_err(fail)
+        })();
+        state.run = Some(run);
+        let reply = result?;
+        route_in_band(app, state);
+        screen(state, Some(&reply))
+    })
+    .await
+}
+
 /// Park the reset on screen in the cooling-off queue, to serve others meanwhile.
 #[tauri::command]
 pub async fn park_reset(app: AppHandle) -> Result<ResetScreen, Failure> {

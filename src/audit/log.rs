@@ -16,7 +16,7 @@ use super::receipt::Receipt;
 use super::record::{entry_hash, signing_digest, EventType, Hash32, Record, RecordError};
 use super::resolver::KeyResolver;
 use super::store::{NewRow, Store, StoreError};
-use super::verify::{check_key_at, signature_valid};
+use super::verify::{check_key_at, cosigned_digest, signature_valid, signature_valid_over};
 use crate::token::{RecordSigner, TokenError};
 
 /// Where a record landed.
@@ -82,16 +82,44 @@ pub enum AuditError {
     WouldNotVerify(String),
 }
 
+/// A co-signature the co-signer's card made earlier: over the approval digest of a
+/// reset intent (see [`cosigned_digest`]), when the second agent approved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MadeCosignature {
+    /// SHA-256 of the co-signer's 9c SubjectPublicKeyInfo: goes into the record header.
+    pub key_id: Hash32,
+    /// DER ECDSA signature: stored beside the record.
+    pub signature: Vec<u8>,
+}
+
+/// Who co-signs a record being appended.
+enum Cosigner<'a> {
+    /// A card present now: it signs what [`cosigned_digest`] says.
+    Card(&'a mut dyn RecordSigner),
+    /// A signature made earlier.
+    Made(&'a MadeCosignature),
+}
+
+/// What the signature `sig` by `key_id` must verify over.
+enum Signed<'a> {
+    Record(&'a [u8]),
+    Digest(&'a Hash32),
+}
+
 fn check_signer(
     resolver: &dyn KeyResolver,
     key_id: &Hash32,
     at: u64,
-    record: &[u8],
+    signed: Signed<'_>,
     sig: &[u8],
 ) -> Result<(), AuditError> {
     let key = resolver.resolve(key_id).map_err(|e| AuditError::WouldNotVerify(e.to_string()))?;
     check_key_at(&key, at).map_err(|p| AuditError::WouldNotVerify(p.to_string()))?;
-    if !signature_valid(&key, record, sig) {
+    let valid = match signed {
+        Signed::Record(record) => signature_valid(&key, record, sig),
+        Signed::Digest(digest) => signature_valid_over(&key, digest, sig),
+    };
+    if !valid {
         return Err(AuditError::WouldNotVerify(format!(
             "signature does not match the certificate of `{}`",
             key.subject
@@ -217,7 +245,22 @@ impl AuditLog {
         cosigner: &mut dyn RecordSigner,
         now: OffsetDateTime,
     ) -> Result<Appended, AuditError> {
-        self.append_inner(|_| Ok(event.clone()), signer, Some(cosigner), now)
+        self.append_inner(|_| Ok(event.clone()), signer, Some(Cosigner::Card(cosigner)), now)
+    }
+
+    /// As [`append`](Self::append), with a co-signature made earlier: for a reset
+    /// intent whose facts name the co-signer, their card's signature over the approval
+    /// digest ([`cosigned_digest`]). The header names the co-signer's key and the
+    /// signature is stored beside the record; both are checked before the commit when
+    /// the log has a key check, and by the verifier.
+    pub fn append_with_cosignature(
+        &mut self,
+        event: &Event,
+        signer: &mut dyn RecordSigner,
+        cosignature: &MadeCosignature,
+        now: OffsetDateTime,
+    ) -> Result<Appended, AuditError> {
+        self.append_inner(|_| Ok(event.clone()), signer, Some(Cosigner::Made(cosignature)), now)
     }
 
     /// One append transaction; `event_for` builds the event once the head is known.
@@ -225,7 +268,7 @@ impl AuditLog {
         &mut self,
         event_for: impl FnOnce(HeadRef) -> Result<Event, AuditError>,
         signer: &mut dyn RecordSigner,
-        cosigner: Option<&mut dyn RecordSigner>,
+        cosigner: Option<Cosigner<'_>>,
         now: OffsetDateTime,
     ) -> Result<Appended, AuditError> {
         let timestamp_ms = unix_ms(now)?;
@@ -250,22 +293,35 @@ impl AuditLog {
             seq,
             timestamp_ms,
             key_id: signer.key_id(),
-            cosigner_key_id: cosigner.as_ref().map(|c| c.key_id()),
+            cosigner_key_id: cosigner.as_ref().map(|c| match c {
+                Cosigner::Card(card) => card.key_id(),
+                Cosigner::Made(made) => made.key_id,
+            }),
             prev_hash,
             payload: event.payload().to_vec(),
-        }
-        .encode()?;
-        let digest = signing_digest(&record);
-        let signature = signer.sign_digest(&digest)?;
-        let cosignature = match cosigner {
-            Some(c) => Some(c.sign_digest(&digest).map_err(AuditError::Cosign)?),
-            None => None,
         };
+        let record_bytes = record.encode()?;
+        let digest = signing_digest(&record_bytes);
+        let co_digest =
+            cosigned_digest(&record, &record_bytes).map_err(|p| AuditError::WouldNotVerify(p.to_string()))?;
+        if cosigner.is_none() && co_digest.is_some() {
+            return Err(AuditError::WouldNotVerify(
+                "the reset intent's facts name a co-signer but no co-signature was given".into(),
+            ));
+        }
+        let signature = signer.sign_digest(&digest)?;
+        let cosignature = match (cosigner, co_digest) {
+            (Some(Cosigner::Card(c)), Some(d)) => Some(c.sign_digest(&d).map_err(AuditError::Cosign)?),
+            (Some(Cosigner::Made(made)), Some(_)) => Some(made.signature.clone()),
+            // cosigned_digest is Some whenever the header names a co-signer.
+            _ => None,
+        };
+        let record = record_bytes;
         if let Some(resolver) = &self.key_check {
             let rec = Record::decode(&record)?;
-            check_signer(resolver.as_ref(), &rec.key_id, rec.timestamp_ms, &record, &signature)?;
-            if let (Some(id), Some(cosig)) = (rec.cosigner_key_id, &cosignature) {
-                check_signer(resolver.as_ref(), &id, rec.timestamp_ms, &record, cosig)?;
+            check_signer(resolver.as_ref(), &rec.key_id, rec.timestamp_ms, Signed::Record(&record), &signature)?;
+            if let (Some(id), Some(cosig), Some(d)) = (rec.cosigner_key_id, &cosignature, &co_digest) {
+                check_signer(resolver.as_ref(), &id, rec.timestamp_ms, Signed::Digest(d), cosig)?;
             }
         }
         tx.insert(&NewRow {

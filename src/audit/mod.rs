@@ -24,7 +24,7 @@ pub mod store;
 pub mod verify;
 
 pub use event::{Event, IntentRef, Outcome};
-pub use log::{Appended, AuditError, AuditLog, PendingIntent};
+pub use log::{Appended, AuditError, AuditLog, MadeCosignature, PendingIntent};
 pub use offline::{verify_store, VerifyFailure};
 pub use receipt::{Checkpoint, CollectorKeys, Receipt};
 pub use record::{EventType, Hash32, Record};

@@ -5,7 +5,9 @@
 //! this order: the bytes decode; seq continues by one; the row key matches; the prev
 //! hash is the previous entry hash; the signer's key is enrolled, CA-issued, valid and
 //! not revoked at the record's time; the ECDSA signature verifies; a declared
-//! co-signer co-signed (and nobody else did); the payload is canonical and an outcome
+//! co-signer co-signed (and nobody else did) — over the approval digest recomputed
+//! from the facts for a reset intent that names its co-signer, else over the record
+//! ([`cosigned_digest`]) —; the payload is canonical and an outcome
 //! closes an earlier, still open intent with the right hash. At the end, every
 //! receipt must be signed by a trusted collector and match the log (no truncation or
 //! rewrite up to it), and every anchor (a signed record held elsewhere, e.g. a
@@ -15,12 +17,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 
 use super::event::{parse_payload, PayloadError};
 use super::receipt::{merkle_root, CollectorKeys, Receipt, ReceiptError};
-use super::record::{entry_hash, EventType, Hash32, Record, RecordError};
+use super::record::{entry_hash, signing_digest, EventType, Hash32, Record, RecordError};
 use super::resolver::{KeyResolver, ResolveError, ResolvedKey};
+use crate::verification::co_signature::{approval_of_intent, ApprovalFactsError};
 
 /// A record as stored: the signed bytes and signatures, under its row key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +67,12 @@ pub enum Problem {
     BadCosignature(String),
     #[error("a co-signature is stored but the record names no co-signer")]
     UnexpectedCosignature,
+    #[error("the reset intent's facts name a co-signer but its header does not: the co-signature was removed")]
+    CosignerNotInHeader,
+    #[error("the co-signer in the header is not the one the facts name")]
+    CosignerMismatch,
+    #[error("co-signed approval: {0}")]
+    Approval(ApprovalFactsError),
     #[error("payload: {0}")]
     Payload(#[from] PayloadError),
     #[error("outcome refers to intent seq {0}, which is not an earlier reset intent")]
@@ -199,21 +209,28 @@ impl<'r> Verifier<'r> {
             return Err(bad(Problem::BadSignature(signer.subject.clone())));
         }
 
+        let parsed = parse_payload(record.event_type, &record.payload).map_err(|e| bad(e.into()))?;
         match (record.cosigner_key_id, &stored.cosignature) {
-            (None, None) => {}
-            (None, Some(_)) => return Err(bad(Problem::UnexpectedCosignature)),
+            (None, cosig) => {
+                if cosig.is_some() {
+                    return Err(bad(Problem::UnexpectedCosignature));
+                }
+                if cosigned_digest(&record, &stored.record).map_err(bad)?.is_some() {
+                    return Err(bad(Problem::CosignerNotInHeader));
+                }
+            }
             (Some(id), cosig) => {
                 let co = self.key(&id).map_err(|e| bad(Problem::Cosigner(e)))?;
                 check_key_at(&co, record.timestamp_ms).map_err(bad)?;
                 let cosig = cosig.as_ref().ok_or_else(|| bad(Problem::MissingCosignature(co.subject.clone())))?;
-                if !signature_valid(&co, &stored.record, cosig) {
+                let digest = cosigned_digest(&record, &stored.record).map_err(bad)?.unwrap_or_default();
+                if !signature_valid_over(&co, &digest, cosig) {
                     return Err(bad(Problem::BadCosignature(co.subject.clone())));
                 }
                 self.summary.cosigned += 1;
             }
         }
 
-        let parsed = parse_payload(record.event_type, &record.payload).map_err(|e| bad(e.into()))?;
         let hash = entry_hash(&stored.record);
         match record.event_type {
             EventType::ResetIntent => {
@@ -319,6 +336,37 @@ impl<'r> Verifier<'r> {
         self.summary.open_intents = self.open_intents.keys().copied().collect();
         Ok(self.summary)
     }
+}
+
+/// What a record's co-signer signs: for a reset intent whose facts name a co-signer,
+/// the approval digest recomputed from the facts (the second agent's card signed it
+/// when they approved, before the record existed; the header must name the same key);
+/// for any other record, the record's signing digest, like the main signature.
+/// `Ok(None)` when the record declares no co-signer and its facts name none.
+pub fn cosigned_digest(record: &Record, record_bytes: &[u8]) -> Result<Option<Hash32>, Problem> {
+    let stated = match record.event_type {
+        EventType::ResetIntent => {
+            let value: serde_json::Value = serde_json::from_slice(&record.payload)
+                .map_err(|e| Problem::Payload(PayloadError::NotJson(e.to_string())))?;
+            let facts = value.get("facts").ok_or(Problem::Payload(PayloadError::NoFacts))?;
+            approval_of_intent(facts).map_err(Problem::Approval)?
+        }
+        _ => None,
+    };
+    match (stated, record.cosigner_key_id) {
+        (Some(stated), Some(id)) if stated.key_id_hex.eq_ignore_ascii_case(&hex::encode(id)) => Ok(Some(stated.digest)),
+        (Some(_), Some(_)) => Err(Problem::CosignerMismatch),
+        (Some(stated), None) => Ok(Some(stated.digest)),
+        (None, Some(_)) => Ok(Some(signing_digest(record_bytes))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// ECDSA P-256 over a 32-byte digest (DER signature) with `key`.
+pub fn signature_valid_over(key: &ResolvedKey, digest: &Hash32, signature: &[u8]) -> bool {
+    let Ok(public) = p256::ecdsa::VerifyingKey::from_sec1_bytes(&key.public_key) else { return false };
+    let Ok(signature) = p256::ecdsa::Signature::from_der(signature) else { return false };
+    public.verify_prehash(digest, &signature).is_ok()
 }
 
 /// ECDSA P-256 over SHA-256(`record`), DER signature, with `key`.

@@ -16,17 +16,16 @@ pub const EXIT_FAILED: u8 = 1;
 
 pub mod config;
 pub mod demo;
+pub mod desk;
 pub mod directory;
 pub mod outbox;
 
-/// Logs go to stderr, filtered by `RESETDESK_LOG` (default `warn`, without the
-/// `yubikey` crate's own error lines: every card error reaches the user once, as our
-/// typed error saying what to do; `RESETDESK_LOG=warn,yubikey=debug` shows them).
+/// Logs go to stderr, filtered by `RESETDESK_LOG` or `RUST_LOG` (default `warn`).
+/// The `yubikey` crate is always off ([`crate::logging`]): its APDU trace carries PINs,
+/// and every card error reaches the user once, as our typed error saying what to do.
 /// Secrets never reach a log statement: they are `Secret`s, whose `Debug` is `***`.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RESETDESK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,yubikey=off"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    crate::logging::init_stderr("warn");
 }
 
 /// Read a secret (PIN, password) from stdin. Refuses an interactive terminal unless
@@ -43,6 +42,33 @@ pub fn read_secret_from_stdin(what: &str) -> Result<crate::secret::Secret, Strin
         return Err(format!("no {what} on standard input; pipe it in, e.g. `printf '%s\\n' \"$X\" | resetdesk ...`"));
     }
     Ok(s)
+}
+
+/// The arguments of a command that logs an agent in with a card (PIN on stdin).
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: std::path::PathBuf,
+    #[arg(long, value_name = "NAME")]
+    pub reader: String,
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// The configuration for `--data-dir` and an agent logged in exactly as the app does,
+/// with the card in `--reader` and the PIN from stdin. On error, prints it and returns
+/// the exit status (2 for bad input, 1 for a refused login).
+pub fn login_from_stdin(args: &LoginArgs) -> Result<(crate::config::Config, crate::login::AgentSession), u8> {
+    let (data_dir, reader) = (args.data_dir.as_path(), args.reader.as_str());
+    let config = load_config(args.config.as_deref(), Some(data_dir))?;
+    let pin = read_secret_from_stdin("PIN").map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_BAD_INPUT
+    })?;
+    let directory = crate::directory::embedded::EmbeddedDirectory::open(data_dir, &config).map_err(fail)?;
+    let session =
+        crate::login::login(&config, &directory, reader, pin, time::OffsetDateTime::now_utc()).map_err(fail)?;
+    Ok((config, session))
 }
 
 /// Print an error (which says what to do) and return the failure exit status.

@@ -72,14 +72,7 @@ pub enum Command {
     /// Log in with the key in a reader exactly as the desk app does (PIN from stdin:
     /// PIN, certificates against the CA, 9a challenge, agent in the directory, enrolment),
     /// record the signed login and logout, and print the agent. Exit 0 if the login works.
-    CheckLogin {
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
-        #[arg(long, value_name = "NAME")]
-        reader: String,
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-    },
+    CheckLogin(super::LoginArgs),
     /// Revoke an agent's keys (all, or those on the card with --serial).
     Revoke {
         #[arg(long, value_name = "DIR")]
@@ -102,7 +95,7 @@ pub fn run(cmd: Command) -> u8 {
         Command::Enroll { data_dir, agent, reader, config, allow_unattested } => {
             enroll(&data_dir, &agent, reader.as_deref(), config.as_deref(), allow_unattested)
         }
-        Command::CheckLogin { data_dir, reader, config } => check_login(&data_dir, &reader, config.as_deref()),
+        Command::CheckLogin(args) => check_login(&args),
         Command::Revoke { data_dir, agent, serial, reason } => {
             let reg = match TokenRegistry::open_existing(&data_dir) {
                 Ok(r) => r,
@@ -126,28 +119,14 @@ pub fn run(cmd: Command) -> u8 {
     }
 }
 
-fn check_login(data_dir: &Path, reader: &str, config: Option<&Path>) -> u8 {
-    let config = match load_config(config, Some(data_dir)) {
-        Ok(c) => c,
+fn check_login(args: &super::LoginArgs) -> u8 {
+    let (data_dir, reader) = (args.data_dir.as_path(), args.reader.as_str());
+    let (config, mut session) = match super::login_from_stdin(args) {
+        Ok(logged_in) => logged_in,
         Err(code) => return code,
-    };
-    let pin = match super::read_secret_from_stdin("PIN") {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_BAD_INPUT;
-        }
-    };
-    let directory = match EmbeddedDirectory::open(data_dir, &config) {
-        Ok(d) => d,
-        Err(e) => return fail(e),
     };
     let mut audit = match open_audit_log(data_dir, config.ca.cert_file.as_deref()) {
         Ok(a) => a,
-        Err(e) => return fail(e),
-    };
-    let mut session = match crate::login::login(&config, &directory, reader, pin, OffsetDateTime::now_utc()) {
-        Ok(s) => s,
         Err(e) => return fail(e),
     };
     if let Err(e) = crate::presence::record_login(&mut audit, &mut session, None, OffsetDateTime::now_utc()) {

@@ -6,6 +6,11 @@
 //! outcome; a failure record, then the lockout record), so steps are counted once
 //! per `(request id, time, method)`. Reads every record: linear in the size of the
 //! log, which is fine for a desk's log; an index by account comes with the collector.
+//!
+//! [`HistorySource`] is the adapter: the desk reads its own audit store ([`Store`]
+//! implements it) unless it is given another source (the collector's cross-desk view,
+//! later). The desk reads it when a session opens and again before each step, so
+//! failures recorded by a parallel session count at once.
 
 use std::collections::BTreeSet;
 
@@ -38,9 +43,40 @@ fn target_of(facts: &Value) -> Option<&str> {
     facts.pointer("/target/username").and_then(Value::as_str)
 }
 
+/// Why an account's history could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("the account's history could not be read from the audit store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the account's history is unavailable ({0}); try again, or check the connection to the collector")]
+    Unavailable(String),
+}
+
+/// Where an account's earlier resets, failures and TOTP steps come from.
+pub trait HistorySource {
+    /// The history of `username`, without the records of request `exclude_request`
+    /// (the session asking, whose own steps it already knows).
+    fn account_history(&self, username: &str, exclude_request: Option<&str>) -> Result<AccountHistory, HistoryError>;
+}
+
+impl HistorySource for Store {
+    fn account_history(&self, username: &str, exclude_request: Option<&str>) -> Result<AccountHistory, HistoryError> {
+        Ok(account_history_except(self, username, exclude_request)?)
+    }
+}
+
 /// Read the history of `username` from `store`. Records that cannot be decoded are
 /// skipped here (the verifier reports them); they never hide a failure that decodes.
 pub fn account_history(store: &Store, username: &str) -> Result<AccountHistory, StoreError> {
+    account_history_except(store, username, None)
+}
+
+/// [`account_history`] without the records of request `exclude_request`.
+pub fn account_history_except(
+    store: &Store,
+    username: &str,
+    exclude_request: Option<&str>,
+) -> Result<AccountHistory, StoreError> {
     let mut history = AccountHistory::default();
     let mut seen_steps: BTreeSet<(String, i128, String)> = BTreeSet::new();
     store
@@ -55,6 +91,9 @@ pub fn account_history(store: &Store, username: &str) -> Result<AccountHistory, 
                 history.resets.extend(time_of_ms(record.timestamp_ms));
             }
             let request_id = facts.get("request_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+            if exclude_request.is_some_and(|r| r == request_id) {
+                return Ok(());
+            }
             let steps = facts.get("steps").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
             for step in steps.iter().filter_map(|s| serde_json::from_value::<StepFact>(s.clone()).ok()) {
                 if let StepDetail::TotpStep { step: n } = step.detail {

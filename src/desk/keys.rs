@@ -1,5 +1,6 @@
-//! Enrolled keys, as the desk needs them: verifying a co-signer's signature against
-//! their enrolled certificate, and the audit log's pre-commit key check.
+//! Enrolled keys, as the desk needs them: a co-signer's enrolled key (checked before
+//! their card signs) and their signature against it, and the audit log's pre-commit
+//! key check.
 //!
 //! Identity comes from verifiable sources only: the co-signer's username from their
 //! CA-issued certificate (which must match the registry row), their agent tier from
@@ -10,13 +11,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
-use p256::ecdsa::Signature;
+use p256::ecdsa::{Signature, VerifyingKey};
 use time::OffsetDateTime;
 
 use crate::audit::registry;
 use crate::audit::resolver::ResolveError;
 use crate::audit::{KeyResolver, ResolvedKey};
 use crate::ca::TrustAnchor;
+use crate::login::TokenPolicy;
 use crate::token::card::Slot;
 use crate::token::registry::TokenRegistry;
 
@@ -29,6 +31,10 @@ pub enum CoSignerKeyError {
     Revoked,
     #[error("the co-signer's key is not a signature (9c) key; re-enrol the key")]
     WrongSlot,
+    #[error("the co-signer's key is on a virtual (demo) token; production desks accept only hardware YubiKeys")]
+    Virtual,
+    #[error("the co-signer's key was not attested as generated on a YubiKey; production desks refuse such keys")]
+    Unattested,
     #[error("the co-signer's certificate is not acceptable ({0}); re-enrol the key")]
     Certificate(String),
     #[error("the co-signer's signature does not verify with their enrolled certificate; remove and reinsert the key, then sign again")]
@@ -37,25 +43,25 @@ pub enum CoSignerKeyError {
     Registry(String),
 }
 
-/// A co-signer whose key, certificate and signature checked out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedCoSigner {
+/// A co-signer's enrolled key, checked before their card signs anything.
+#[derive(Debug, Clone)]
+pub struct EnrolledCoSigner {
     /// From the certificate's CN (equal to the registry row's username).
     pub username: String,
     pub key_id: [u8; 32],
+    public_key: VerifyingKey,
 }
 
-/// Check that `key_id` is an active, enrolled 9c key with a certificate the
-/// organisation CA issued and that is valid at `now`, and that `signature_der` over
-/// `digest` verifies with it.
-pub fn verify_co_signature(
+/// Check that `key_id` is an active, enrolled 9c key that passes the login's token
+/// rules (`policy`: in production no virtual and no unattested keys), with a
+/// certificate the organisation CA issued and that is valid at `now`.
+pub fn enrolled_co_signer(
     registry: &TokenRegistry,
     anchor: &TrustAnchor,
     key_id: &[u8; 32],
-    digest: &[u8; 32],
-    signature_der: &[u8],
+    policy: TokenPolicy,
     now: OffsetDateTime,
-) -> Result<VerifiedCoSigner, CoSignerKeyError> {
+) -> Result<EnrolledCoSigner, CoSignerKeyError> {
     let record = registry
         .by_key_id(key_id)
         .map_err(|e| CoSignerKeyError::Registry(e.to_string()))?
@@ -66,14 +72,26 @@ pub fn verify_co_signature(
     if record.slot != Slot::Signature {
         return Err(CoSignerKeyError::WrongSlot);
     }
+    if record.is_virtual && policy.refuse_virtual {
+        return Err(CoSignerKeyError::Virtual);
+    }
+    if !record.attested && !policy.allow_unattested {
+        return Err(CoSignerKeyError::Unattested);
+    }
     let cert = crate::ca::parse_certificate(&record.cert_der).map_err(CoSignerKeyError::Certificate)?;
     let valid = anchor.validate(&cert, now).map_err(|e| CoSignerKeyError::Certificate(e.to_string()))?;
     if &valid.key_id != key_id || valid.username != record.username {
         return Err(CoSignerKeyError::Certificate("it does not match the registry entry".into()));
     }
-    let signature = Signature::from_der(signature_der).map_err(|_| CoSignerKeyError::BadSignature)?;
-    valid.public_key.verify_prehash(digest, &signature).map_err(|_| CoSignerKeyError::BadSignature)?;
-    Ok(VerifiedCoSigner { username: valid.username, key_id: *key_id })
+    Ok(EnrolledCoSigner { username: valid.username, key_id: *key_id, public_key: valid.public_key })
+}
+
+impl EnrolledCoSigner {
+    /// `signature_der` over `digest` verifies with the enrolled certificate's key.
+    pub fn verify(&self, digest: &[u8; 32], signature_der: &[u8]) -> Result<(), CoSignerKeyError> {
+        let signature = Signature::from_der(signature_der).map_err(|_| CoSignerKeyError::BadSignature)?;
+        self.public_key.verify_prehash(digest, &signature).map_err(|_| CoSignerKeyError::BadSignature)
+    }
 }
 
 /// The audit log's key check over the data directory's CA and token registry.

@@ -44,12 +44,14 @@ use time::OffsetDateTime;
 use crate::audit::event::EventError;
 use crate::audit::store::FILE_NAME as AUDIT_FILE;
 use crate::audit::{
-    Appended, AuditError, AuditLog, Event as AuditEvent, EventType, Outcome as AuditOutcome, PendingIntent,
+    Appended, AuditError, AuditLog, Event as AuditEvent, EventType, MadeCosignature, Outcome as AuditOutcome,
+    PendingIntent,
 };
 use crate::ca::{CaError, TrustAnchor};
 use crate::config::{Config, Mode};
 use crate::directory::{Directory, DirectoryError};
 use crate::login;
+use crate::policy::authority::CoSignerClaim;
 use crate::policy::{AgentIdentity, Channel, RequestContext, StatedDetails};
 use crate::secret::Secret;
 use crate::token::registry::{RegistryError, TokenRegistry};
@@ -58,17 +60,19 @@ use crate::verification::co_signature::CoSignature;
 use crate::verification::manager_approval::ManagerResponse;
 use crate::verification::one_time_code::IssuedCode;
 use crate::verification::{InputError, Verdict};
-use crate::workflow::facts::{AgentFact, FactsKind, HandoffChannel, Outcome, StepFact};
+use crate::workflow::facts::{AgentFact, CoSignerFact, FactsKind, HandoffChannel, Outcome, StepFact};
 use crate::workflow::input::{check_secret_action, parse_ui_action, UiAction, UiInputError};
 use crate::workflow::{
-    Decision, Event, Notification, NotificationKind, OpenRequest, Recipient, Session, Status, WorkflowError,
+    Decision, Event, Notification, NotificationKind, OpenRequest, Phase, Recipient, Session, Status, WorkflowError,
 };
 
 use approval::{ApprovalChannel, ApprovalError, ApprovalInbox, Issued};
+use history::HistorySource;
 use keys::{CoSignerKeyError, RegistryKeys};
 use outbox::{Message, Notifier, NotifyError, Outbox, SecretDelivery};
 use reconcile::{Finding, Reconciliation, ReconciliationFacts, TargetName};
 use replay::{ReplayError, ReplayGuard};
+use reset::OutcomePending;
 pub use reset::{InBandKind, InBandSecret, ResetRun};
 
 /// Why a desk call failed. Messages say what to do; none contains a secret.
@@ -98,6 +102,8 @@ pub enum DeskError {
     Ca(#[from] CaError),
     #[error("the enrolled keys could not be loaded: {0}")]
     Keys(#[from] crate::audit::registry::LoadError),
+    #[error(transparent)]
+    History(#[from] history::HistoryError),
     #[error("co-signature refused: {0}")]
     CoSigner(#[from] CoSignerKeyError),
     #[error("the co-signer {0:?} is not a help-desk agent in the directory; ask an agent to co-sign")]
@@ -118,6 +124,8 @@ pub enum DeskError {
     Approval(#[from] ApprovalError),
     #[error("production desks take manager approvals only through the collector's approval page; configure [collector] in resetdesk.toml")]
     ApprovalChannelInProduction,
+    #[error("the new password WAS set in the directory, but the outcome record (intent seq {intent_seq}) could not be signed ({why}); the reset is not complete and nothing was handed over: fix the cause (reinsert the key, touch it) and retry the outcome; the password is held until then, and if this desk stops, reconciliation settles the reset")]
+    OutcomePending { intent_seq: u64, why: String },
 }
 
 /// Where the time of desk calls went (cumulative since [`Desk::reset_stage_times`]).
@@ -202,7 +210,17 @@ pub struct Desk {
     anchor: TrustAnchor,
     replay: ReplayGuard,
     approvals: Box<dyn ApprovalChannel + Send>,
+    /// Where account histories come from; `None`: this desk's audit store.
+    history: Option<Box<dyn HistorySource + Send>>,
     times: StageTimes,
+}
+
+/// The co-signature the engine accepted, as the audit log stores it.
+fn made_cosignature(co: &CoSignerFact) -> Result<MadeCosignature, DeskError> {
+    let unusable = || DeskError::BadIdentity("the accepted co-signature is not hex; co-sign again");
+    let key_id: [u8; 32] = hex::decode(&co.key_id).ok().and_then(|b| b.try_into().ok()).ok_or_else(unusable)?;
+    let signature = hex::decode(&co.signature).map_err(|_| unusable())?;
+    Ok(MadeCosignature { key_id, signature })
 }
 
 fn new_request_id() -> String {
@@ -237,6 +255,7 @@ impl Desk {
             anchor,
             replay,
             approvals,
+            history: None,
             times: StageTimes::default(),
         })
     }
@@ -250,6 +269,28 @@ impl Desk {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Read account histories from `source` instead of this desk's audit store (e.g.
+    /// a collector's view across desks, which includes this desk's records).
+    pub fn with_history_source(mut self, source: Box<dyn HistorySource + Send>) -> Self {
+        self.history = Some(source);
+        self
+    }
+
+    /// The history of `username` from the configured source, timed.
+    fn account_history(
+        &mut self,
+        username: &str,
+        exclude_request: Option<&str>,
+    ) -> Result<history::AccountHistory, DeskError> {
+        let t = Instant::now();
+        let history = match &self.history {
+            Some(source) => source.account_history(username, exclude_request),
+            None => self.audit.store().account_history(username, exclude_request),
+        };
+        self.times.history += t.elapsed();
+        Ok(history?)
     }
 
     /// The directory (read access for the shell: search, account details).
@@ -303,15 +344,16 @@ impl Desk {
         self.times.directory += t.elapsed();
         let mut request = request;
         request.stated.manager = view::stated_manager(request.stated.manager.take(), manager.as_ref());
-        let identity =
+        let mut identity =
             AgentIdentity::from_login_fields(&agent.username, agent.tier, agent_account.groups, &agent.signing_key_id)
                 .ok_or(DeskError::BadIdentity("the signing key id is not 32 bytes of hex"))?;
+        identity.employee_id = agent_account.employee_id;
         if signer.key_id() != identity.key_id {
             return Err(DeskError::WrongSigner);
         }
 
+        let history = self.account_history(&account.username, None)?;
         let t = Instant::now();
-        let history = history::account_history(self.audit.store(), &account.username).map_err(AuditError::from)?;
         let last_totp_step = history.last_totp_step.max(self.replay.last_step(&account.username)?);
         self.times.history += t.elapsed();
 
@@ -400,11 +442,14 @@ impl Desk {
         self.apply_event(run, Event::ManagerResponded { at: now, response }, signer, now)
     }
 
-    /// A second agent co-signs with their own card (`co_signer`, slot 9c): the desk
-    /// has it sign this reset's approval digest, verifies the signature against the
-    /// co-signer's enrolled certificate, takes their name from the certificate and
-    /// their tier from the directory, and only then hands the co-signature to the
-    /// engine, which applies the separation-of-duties and tier rules.
+    /// A second agent co-signs with their own card (`co_signer`, slot 9c). Before the
+    /// card signs anything, the desk establishes who it is from verifiable sources (the
+    /// key's registry row and CA-issued certificate, under the login's token rules; the
+    /// agent tier and employee ID from the directory) and the engine accepts them
+    /// (admin, not the agent, not the holder, not the holder's manager). Then the card
+    /// signs this reset's approval digest, the signature is verified against the
+    /// enrolled certificate, and the engine records the co-signature; the intent record
+    /// carries it (header: co-signer key id; beside the record: the signature).
     pub fn co_sign(
         &mut self,
         run: &mut ResetRun,
@@ -413,21 +458,29 @@ impl Desk {
         now: OffsetDateTime,
     ) -> Result<Reply, DeskError> {
         self.usable(run, signer)?;
-        let digest = run.session.approval_digest();
         let key_id = co_signer.key_id();
+        let policy = login::TokenPolicy::from_config(&self.config);
+        let enrolled = keys::enrolled_co_signer(&self.registry, &self.anchor, &key_id, policy, now)?;
+        let t = Instant::now();
+        let account = match self.directory.account(&enrolled.username) {
+            Ok(a) => a,
+            Err(DirectoryError::NotFound(_)) => return Err(DeskError::CoSignerNotAnAgent(enrolled.username)),
+            Err(e) => return Err(e.into()),
+        };
+        self.times.directory += t.elapsed();
+        let tier = account.agent_tier.ok_or_else(|| DeskError::CoSignerNotAnAgent(enrolled.username.clone()))?;
+        let claim =
+            CoSignerClaim { username: &enrolled.username, employee_id: &account.employee_id, tier, key_id: &key_id };
+        run.session.check_co_signer(&claim)?;
+
+        let digest = run.session.approval_digest();
         let t = Instant::now();
         let signature_der = co_signer.sign_digest(&digest)?;
         self.times.token += t.elapsed();
-        let verified = keys::verify_co_signature(&self.registry, &self.anchor, &key_id, &digest, &signature_der, now)?;
-        let t = Instant::now();
-        let tier = self
-            .directory
-            .account(&verified.username)?
-            .agent_tier
-            .ok_or_else(|| DeskError::CoSignerNotAnAgent(verified.username.clone()))?;
-        self.times.directory += t.elapsed();
+        enrolled.verify(&digest, &signature_der)?;
         let signature = CoSignature {
-            username: verified.username,
+            username: enrolled.username,
+            employee_id: account.employee_id,
             tier,
             key_id,
             digest,
@@ -509,6 +562,15 @@ impl Desk {
     // ----- the execution loop -----
 
     fn usable(&self, run: &ResetRun, signer: &dyn RecordSigner) -> Result<(), DeskError> {
+        self.same_signer(run, signer)?;
+        if let Some(pending) = &run.outcome_pending {
+            return Err(pending.error());
+        }
+        Ok(())
+    }
+
+    /// The run is not broken and `signer` is its agent's key.
+    fn same_signer(&self, run: &ResetRun, signer: &dyn RecordSigner) -> Result<(), DeskError> {
         if let Some(why) = &run.broken {
             return Err(DeskError::RunBroken(why.clone()));
         }
@@ -516,6 +578,23 @@ impl Desk {
             return Err(DeskError::WrongSigner);
         }
         Ok(())
+    }
+
+    /// Sign the outcome of a run whose outcome record failed after the directory write
+    /// ([`ResetRun::outcome_pending`]), then finish what followed it (hand-off,
+    /// notifications). Fails again, still pending, if the outcome still cannot be signed.
+    pub fn retry_outcome(
+        &mut self,
+        run: &mut ResetRun,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Reply, DeskError> {
+        self.same_signer(run, signer)?;
+        let pending = run.outcome_pending.take().ok_or(DeskError::Workflow(WorkflowError::IllegalTransition {
+            event: "retry-outcome",
+            phase: run.phase(),
+        }))?;
+        self.proceed(run, pending.remaining, signer, now)
     }
 
     /// Answers, TOTP and codes: checked against the account's material (fresh from
@@ -538,6 +617,8 @@ impl Desk {
     }
 
     /// Feed one event, persist a counted failure it produced, execute the decisions.
+    /// While verifying, the failures of other sessions on the account are read afresh
+    /// first, so a failure this event brings counts against them all.
     fn apply_event(
         &mut self,
         run: &mut ResetRun,
@@ -545,6 +626,12 @@ impl Desk {
         signer: &mut dyn RecordSigner,
         now: OffsetDateTime,
     ) -> Result<Reply, DeskError> {
+        if run.session.phase() == Phase::Verifying {
+            let username = run.session.account().username.clone();
+            let request_id = run.request_id().to_owned();
+            let earlier = self.account_history(&username, Some(&request_id))?.failures;
+            run.session.refresh_earlier_failures(earlier);
+        }
         let t = Instant::now();
         let decisions = run.session.handle(event);
         self.times.engine += t.elapsed();
@@ -570,6 +657,9 @@ impl Desk {
                 handoff_waiting: run.handoff_waiting(),
                 warnings,
             }),
+            // The directory has the new password but the outcome is not signed: the run
+            // keeps the password (zeroized memory) and can retry; it is not a success.
+            Err(e @ DeskError::OutcomePending { .. }) => Err(e),
             Err(e) => {
                 run.broken = Some(e.to_string());
                 // Nothing may leave a broken run.
@@ -618,9 +708,23 @@ impl Desk {
         signer: &mut dyn RecordSigner,
         now: OffsetDateTime,
     ) -> Result<Appended, DeskError> {
+        self.append_cosigned(event, signer, None, now)
+    }
+
+    /// [`Desk::append`], with the co-signature made at [`Desk::co_sign`] if there is one.
+    fn append_cosigned(
+        &mut self,
+        event: &AuditEvent,
+        signer: &mut dyn RecordSigner,
+        cosignature: Option<&MadeCosignature>,
+        now: OffsetDateTime,
+    ) -> Result<Appended, DeskError> {
         let t = Instant::now();
         let mut timed = Timed { inner: signer, spent: Duration::ZERO };
-        let appended = self.audit.append(event, &mut timed, now);
+        let appended = match cosignature {
+            Some(c) => self.audit.append_with_cosignature(event, &mut timed, c, now),
+            None => self.audit.append(event, &mut timed, now),
+        };
         let total = t.elapsed();
         self.times.token += timed.spent;
         self.times.audit_store += total.saturating_sub(timed.spent);
@@ -642,7 +746,18 @@ impl Desk {
         let mut done = Vec::new();
         let mut warnings = Vec::new();
         while let Some(decision) = queue.pop_front() {
-            let follow_up = self.execute_one(run, &decision, signer, now, &mut warnings)?;
+            let follow_up = match self.execute_one(run, &decision, signer, now, &mut warnings) {
+                Ok(follow_up) => follow_up,
+                Err(e) if matches!(decision, Decision::WriteOutcome { .. }) && run.password.is_some() => {
+                    let intent_seq = run.intent.map(|a| a.seq).unwrap_or_default();
+                    queue.push_front(decision);
+                    let pending = OutcomePending { intent_seq, why: e.to_string(), remaining: queue.into() };
+                    let error = pending.error();
+                    run.outcome_pending = Some(pending);
+                    return Err(error);
+                }
+                Err(e) => return Err(e),
+            };
             done.push(decision);
             if let Some(event) = follow_up {
                 let t = Instant::now();
@@ -667,7 +782,9 @@ impl Desk {
     ) -> Result<Option<Event>, DeskError> {
         match decision {
             Decision::WriteIntent { facts } => {
-                let appended = self.append(&AuditEvent::reset_intent(facts.as_ref())?, signer, now)?;
+                let cosignature = facts.co_signer.as_ref().map(made_cosignature).transpose()?;
+                let event = AuditEvent::reset_intent(facts.as_ref())?;
+                let appended = self.append_cosigned(&event, signer, cosignature.as_ref(), now)?;
                 run.intent = Some(appended);
                 Ok(Some(Event::IntentRecorded { at: now, seq: appended.seq, entry_hash: appended.entry_hash }))
             }
@@ -966,8 +1083,13 @@ mod tests {
         .unwrap();
         TokenRegistry::open(dir.path()).unwrap();
         let desk = Desk::open_embedded(config).unwrap();
-        let agent =
-            AgentIdentity { username: "alice".into(), tier: AgentTier::Senior, groups: vec![], key_id: [1; 32] };
+        let agent = AgentIdentity {
+            username: "alice".into(),
+            employee_id: "E-alice".into(),
+            tier: AgentTier::Senior,
+            groups: vec![],
+            key_id: [1; 32],
+        };
         let open = OpenRequest {
             request_id: "r1".into(),
             at: NOW,

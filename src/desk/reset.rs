@@ -48,6 +48,26 @@ pub struct ResetRun {
     pub(super) in_band: Option<InBandSecret>,
     /// Set when an IO step failed mid-way: the run cannot continue safely.
     pub(super) broken: Option<String>,
+    /// Set when the directory took the new password but its outcome record could not
+    /// be signed: the password stays in `password`, and the decisions from the outcome
+    /// on wait for [`super::Desk::retry_outcome`].
+    pub(super) outcome_pending: Option<OutcomePending>,
+}
+
+/// The outcome record of a reset the directory applied could not be written yet.
+#[derive(Debug)]
+pub(super) struct OutcomePending {
+    pub(super) intent_seq: u64,
+    /// Why the outcome could not be signed (no secret: an error message).
+    pub(super) why: String,
+    /// The decisions still to execute, the outcome record first.
+    pub(super) remaining: Vec<crate::workflow::Decision>,
+}
+
+impl OutcomePending {
+    pub(super) fn error(&self) -> super::DeskError {
+        super::DeskError::OutcomePending { intent_seq: self.intent_seq, why: self.why.clone() }
+    }
 }
 
 impl std::fmt::Debug for ResetRun {
@@ -57,6 +77,7 @@ impl std::fmt::Debug for ResetRun {
             .field("phase", &self.session.phase())
             .field("intent", &self.intent.map(|a| a.seq))
             .field("broken", &self.broken)
+            .field("outcome_pending", &self.outcome_pending.as_ref().map(|p| p.intent_seq))
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +94,7 @@ impl ResetRun {
             handoff_released: false,
             in_band: None,
             broken: None,
+            outcome_pending: None,
         }
     }
 
@@ -80,13 +102,30 @@ impl ResetRun {
         self.session.request_id()
     }
 
-    /// What the agent's screen shows. Holds nothing secret.
+    /// What the agent's screen shows. Holds nothing secret. While the outcome record
+    /// is pending, the phase is [`Phase::OutcomePending`], never `Succeeded`.
     pub fn status(&self) -> Status {
-        self.session.status()
+        let mut status = self.session.status();
+        status.phase = self.phase();
+        status
     }
 
+    /// The engine's phase, except [`Phase::OutcomePending`] while the directory has the
+    /// new password but the outcome record is not signed yet.
     pub fn phase(&self) -> Phase {
-        self.session.phase()
+        if self.outcome_pending.is_some() {
+            Phase::OutcomePending
+        } else {
+            self.session.phase()
+        }
+    }
+
+    /// Why the outcome record is still unsigned after the directory took the new
+    /// password (`None` when it is not pending). The password is held in the run
+    /// (zeroized memory) until [`super::Desk::retry_outcome`] signs the outcome; it is
+    /// not handed over before.
+    pub fn outcome_pending(&self) -> Option<&str> {
+        self.outcome_pending.as_ref().map(|p| p.why.as_str())
     }
 
     /// The digest a co-signer signs (for the co-signer's screen).

@@ -19,6 +19,7 @@ use super::{Account, ContactPoint, Directory, DirectoryError, PasswordCheck, Sec
 use crate::config::{AgentConfig, Config, TierMapping};
 use crate::secret::Secret;
 use crate::text::normalize_answer;
+use zeroize::Zeroizing;
 
 /// File name of the embedded directory inside the data directory.
 pub const FILE_NAME: &str = "directory.sqlite";
@@ -326,7 +327,10 @@ impl Directory for EmbeddedDirectory {
         let security_answers = stmt
             .query_map([username], |r| Ok(SecurityAnswer { question: r.get(0)?, answer_phc: r.get(1)? }))?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(VerificationMaterial { security_answers, totp_secret: totp.map(|bytes| Secret::new(hex::encode(bytes))) })
+        Ok(VerificationMaterial {
+            security_answers,
+            totp_secret: totp.map(|bytes| Secret::new(hex::encode(Zeroizing::new(bytes).as_slice()))),
+        })
     }
 
     fn set_temporary_password(&self, username: &str, password: &Secret) -> Result<(), DirectoryError> {

@@ -13,6 +13,9 @@ use crate::tier::{AccountTier, AgentTier};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentIdentity {
     pub username: String,
+    /// The agent's employee ID in the directory (empty if unknown): separation of
+    /// duties compares people, so `bob` may not act on `bob-adm`.
+    pub employee_id: String,
     pub tier: AgentTier,
     /// Directory groups of the agent (for scopes).
     pub groups: Vec<String>,
@@ -22,11 +25,12 @@ pub struct AgentIdentity {
 
 impl AgentIdentity {
     /// Build from a login's fields; `key_id_hex` is the 64-hex-digit audit key id.
-    /// `None` if the key id is not 32 bytes of hex.
+    /// `None` if the key id is not 32 bytes of hex. The employee ID is left empty: set
+    /// it from the agent's directory account.
     pub fn from_login_fields(username: &str, tier: AgentTier, groups: Vec<String>, key_id_hex: &str) -> Option<Self> {
         let bytes = hex::decode(key_id_hex).ok()?;
         let key_id: [u8; 32] = bytes.try_into().ok()?;
-        Some(Self { username: username.to_owned(), tier, groups, key_id })
+        Some(Self { username: username.to_owned(), employee_id: String::new(), tier, groups, key_id })
     }
 }
 
@@ -50,7 +54,9 @@ pub struct AgentScope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "refusal", rename_all = "kebab-case")]
 pub enum AuthorityRefusal {
-    #[error("agents may not reset their own account; ask another agent")]
+    #[error(
+        "agents may not reset their own account (or another account of theirs, by employee ID); ask another agent"
+    )]
     OwnAccount,
     #[error("a {agent} agent may reset up to {max} accounts, and this reset counts as {needed}; hand it to a {required} agent")]
     TierTooLow { agent: AgentTier, max: AccountTier, needed: AccountTier, required: AgentTier },
@@ -60,8 +66,12 @@ pub enum AuthorityRefusal {
         "the co-signer must be a different agent from the one doing the reset; ask a colleague with their own YubiKey"
     )]
     CoSignerIsAgent,
-    #[error("the co-signer may not co-sign a reset of their own account")]
+    #[error("the co-signer may not co-sign a reset of their own account (compared by employee ID); ask another admin")]
     CoSignerIsTarget,
+    #[error("the account holder's manager may not co-sign this reset (compared by employee ID); ask another admin")]
+    CoSignerIsManager,
+    #[error("the co-signer must be an admin agent (this one is {0}); ask an admin to co-sign with their YubiKey")]
+    CoSignerNotAdmin(AgentTier),
     #[error("the co-signature was not verified against the co-signer's enrolled certificate; sign again on this desk")]
     CoSignatureUnverified,
     #[error("the co-signature is over a different approval; sign the approval shown for this reset")]
@@ -99,6 +109,16 @@ pub fn in_scope(policy: &PolicyConfig, agent: &AgentIdentity, account: &Account)
     })
 }
 
+/// Two directory entries are the same person if their usernames are equal (ignoring
+/// ASCII case) or their employee IDs are (normalised; empty IDs match nothing).
+pub fn same_person(username_a: &str, employee_id_a: &str, username_b: &str, employee_id_b: &str) -> bool {
+    if username_a.eq_ignore_ascii_case(username_b) {
+        return true;
+    }
+    let (a, b) = (normalize_answer(employee_id_a), normalize_answer(employee_id_b));
+    !a.is_empty() && a == b
+}
+
 /// May this agent reset this account at this effective tier?
 pub fn check_agent(
     policy: &PolicyConfig,
@@ -106,7 +126,7 @@ pub fn check_agent(
     account: &Account,
     effective: AccountTier,
 ) -> Result<(), AuthorityRefusal> {
-    if agent.username.eq_ignore_ascii_case(&account.username) {
+    if same_person(&agent.username, &agent.employee_id, &account.username, &account.employee_id) {
         return Err(AuthorityRefusal::OwnAccount);
     }
     let needed = effective.max(account.tier);
@@ -129,24 +149,38 @@ pub fn check_agent(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoSignerClaim<'a> {
     pub username: &'a str,
+    pub employee_id: &'a str,
     pub tier: AgentTier,
     pub key_id: &'a [u8; 32],
 }
 
-/// May this second agent co-sign this reset? (The signature itself is verified by the
-/// token adapter against the co-signer's enrolled certificate.)
+/// May this second agent co-sign this reset? An admin agent who is not the agent
+/// (by name, key or employee ID), not the account holder and not the holder's manager
+/// (by name or employee ID), and who may reset an account of this tier. (The signature
+/// itself is verified by the token adapter against the co-signer's enrolled certificate.)
 pub fn check_co_signer(
     policy: &PolicyConfig,
     co_signer: &CoSignerClaim<'_>,
     agent: &AgentIdentity,
     account: &Account,
+    manager: Option<&Account>,
     effective: AccountTier,
 ) -> Result<(), AuthorityRefusal> {
-    if co_signer.username.eq_ignore_ascii_case(&agent.username) || co_signer.key_id == &agent.key_id {
+    let is = |username: &str, employee_id: &str| {
+        same_person(co_signer.username, co_signer.employee_id, username, employee_id)
+    };
+    if is(&agent.username, &agent.employee_id) || co_signer.key_id == &agent.key_id {
         return Err(AuthorityRefusal::CoSignerIsAgent);
     }
-    if co_signer.username.eq_ignore_ascii_case(&account.username) {
+    if is(&account.username, &account.employee_id) {
         return Err(AuthorityRefusal::CoSignerIsTarget);
+    }
+    let manager_named = account.manager.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(co_signer.username));
+    if manager_named || manager.is_some_and(|m| is(&m.username, &m.employee_id)) {
+        return Err(AuthorityRefusal::CoSignerIsManager);
+    }
+    if co_signer.tier != AgentTier::Admin {
+        return Err(AuthorityRefusal::CoSignerNotAdmin(co_signer.tier));
     }
     let needed = effective.max(account.tier);
     let max = policy.agents.max_account_tier(co_signer.tier);
@@ -162,12 +196,19 @@ pub fn check_co_signer(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::policy::risk::tests::account;
 
-    fn agent(name: &str, tier: AgentTier) -> AgentIdentity {
-        AgentIdentity { username: name.into(), tier, groups: vec![], key_id: [name.len() as u8; 32] }
+    /// An agent whose employee ID is `E-<name>` and whose key id depends on the name's length.
+    pub(crate) fn agent(name: &str, tier: AgentTier) -> AgentIdentity {
+        AgentIdentity {
+            username: name.into(),
+            employee_id: format!("E-{name}"),
+            tier,
+            groups: vec![],
+            key_id: [name.len() as u8; 32],
+        }
     }
 
     #[test]
@@ -231,27 +272,45 @@ mod tests {
     #[test]
     fn co_signer_rules() {
         let p = PolicyConfig::default();
-        let acc = account(AccountTier::Highest);
+        let acc = account(AccountTier::Highest); // jdoe, E1234, manager mboss
+        let mut boss = account(AccountTier::Standard);
+        (boss.username, boss.employee_id, boss.manager) = ("mboss".into(), "E0042".into(), None);
         let me = agent("alice", AgentTier::Admin);
         let key = [9u8; 32];
-        let claim = |u, t, k| CoSignerClaim { username: u, tier: t, key_id: k };
+        let claim = |u, e, t, k| CoSignerClaim { username: u, employee_id: e, tier: t, key_id: k };
+        let check = |c: &CoSignerClaim<'_>| check_co_signer(&p, c, &me, &acc, Some(&boss), AccountTier::Highest);
+        assert_eq!(check(&claim("ALICE", "E9", AgentTier::Admin, &key)), Err(AuthorityRefusal::CoSignerIsAgent));
+        assert_eq!(check(&claim("bob", "E9", AgentTier::Admin, &me.key_id)), Err(AuthorityRefusal::CoSignerIsAgent));
+        // The agent's second account (another username, the same person).
         assert_eq!(
-            check_co_signer(&p, &claim("ALICE", AgentTier::Admin, &key), &me, &acc, AccountTier::Highest),
+            check(&claim("alice-adm", "e-alice", AgentTier::Admin, &key)),
             Err(AuthorityRefusal::CoSignerIsAgent)
         );
+        assert_eq!(check(&claim("jdoe", "E9", AgentTier::Admin, &key)), Err(AuthorityRefusal::CoSignerIsTarget));
+        assert_eq!(check(&claim("jdoe-adm", "E1234", AgentTier::Admin, &key)), Err(AuthorityRefusal::CoSignerIsTarget));
+        assert_eq!(check(&claim("mboss", "E9", AgentTier::Admin, &key)), Err(AuthorityRefusal::CoSignerIsManager));
         assert_eq!(
-            check_co_signer(&p, &claim("bob", AgentTier::Admin, &me.key_id), &me, &acc, AccountTier::Highest),
-            Err(AuthorityRefusal::CoSignerIsAgent)
+            check(&claim("mboss-adm", "E0042", AgentTier::Admin, &key)),
+            Err(AuthorityRefusal::CoSignerIsManager)
         );
         assert_eq!(
-            check_co_signer(&p, &claim("jdoe", AgentTier::Admin, &key), &me, &acc, AccountTier::Highest),
-            Err(AuthorityRefusal::CoSignerIsTarget)
+            check(&claim("bob", "E9", AgentTier::Senior, &key)),
+            Err(AuthorityRefusal::CoSignerNotAdmin(AgentTier::Senior))
         );
-        assert!(matches!(
-            check_co_signer(&p, &claim("bob", AgentTier::Senior, &key), &me, &acc, AccountTier::Highest),
-            Err(AuthorityRefusal::TierTooLow { .. })
-        ));
-        assert_eq!(check_co_signer(&p, &claim("bob", AgentTier::Admin, &key), &me, &acc, AccountTier::Highest), Ok(()));
+        assert_eq!(check(&claim("bob", "E9", AgentTier::Admin, &key)), Ok(()));
+        // Empty employee IDs are unknown, not equal.
+        assert_eq!(check(&claim("bob", "", AgentTier::Admin, &key)), Ok(()));
+    }
+
+    #[test]
+    fn an_agent_never_resets_another_account_of_their_own() {
+        let p = PolicyConfig::default();
+        let mut own = account(AccountTier::Standard);
+        (own.username, own.employee_id) = ("alice-adm".into(), "E-alice".into());
+        let me = agent("alice", AgentTier::Admin);
+        assert_eq!(check_agent(&p, &me, &own, AccountTier::Standard), Err(AuthorityRefusal::OwnAccount));
+        own.employee_id = "E-other".into();
+        assert_eq!(check_agent(&p, &me, &own, AccountTier::Standard), Ok(()));
     }
 
     #[test]

@@ -50,7 +50,8 @@ const OID_SHA256_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.1
 const OID_ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const OID_ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.34");
+/// secp384r1 (SEC 2; RFC 5480 §2.1.1.1).
+const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 
 /// What a verified attestation says about the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,14 +215,7 @@ mod tests {
         let device_spki = device.trust_anchor().certificate().tbs_certificate.subject_public_key_info.clone();
         // Re-issue the device CA's key under the root: a leaf-shaped cert is fine for
         // the signature walk (attestation does not check CA flags, Yubico's f9 has none on old devices).
-        let f9 = root
-            .issue(
-                "Yubico PIV Attestation",
-                device_spki,
-                NOW - time::Duration::days(1),
-                NOW + time::Duration::days(100),
-            )
-            .unwrap();
+        let f9 = issue_f9(&root, device_spki);
         let key = SigningKey::random(&mut rand::rngs::OsRng);
         let generated = SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).unwrap();
         let mut att = device
@@ -241,6 +235,12 @@ mod tests {
             attestation: att.to_der().unwrap(),
             generated,
         }
+    }
+
+    /// The device (f9) certificate for `device_spki`, issued by `root`.
+    fn issue_f9(root: &OrgCa, device_spki: SubjectPublicKeyInfoOwned) -> Certificate {
+        let valid = (NOW - time::Duration::days(1), NOW + time::Duration::days(100));
+        root.issue("Yubico PIV Attestation", device_spki, valid.0, valid.1).unwrap()
     }
 
     fn resign(mut cert: Certificate, by: &OrgCa) -> Certificate {
@@ -284,6 +284,36 @@ mod tests {
         let stranger = OrgCa::generate("Yubico Test", NOW - time::Duration::days(10), CA_VALIDITY).unwrap();
         let r =
             verify(&p.attestation, &p.f9, &p.generated, 1, &[stranger.trust_anchor().certificate().clone()], &[], NOW);
+        assert!(matches!(r, Err(AttestationError::Chain(_))), "{r:?}");
+    }
+
+    /// Newer Yubico device CAs have P-384 keys and sign with ECDSA SHA-384: a chain
+    /// root (P-256) → f9 (P-384 key) → attestation (signed by the P-384 key) verifies,
+    /// and a wrong signature in it does not.
+    #[test]
+    fn a_p384_device_ca_chain_is_accepted() {
+        use p384::ecdsa::signature::Signer;
+        let p = pki();
+        let root = OrgCa::generate("Yubico Test", NOW - time::Duration::days(10), CA_VALIDITY).unwrap();
+        let device_key = p384::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let device_spki = SubjectPublicKeyInfoOwned::from_key(*device_key.verifying_key()).unwrap();
+        let curve = device_spki.algorithm.parameters.as_ref().unwrap().decode_as::<ObjectIdentifier>().unwrap();
+        assert_eq!(curve.to_string(), "1.3.132.0.34", "the key's curve is secp384r1");
+        let f9 = issue_f9(&root, device_spki);
+        let mut att = Certificate::from_der(&p.attestation).unwrap();
+        att.tbs_certificate.issuer = f9.tbs_certificate.subject.clone();
+        let sha384 = spki::AlgorithmIdentifierOwned { oid: OID_ECDSA_SHA384, parameters: None };
+        att.tbs_certificate.signature = sha384.clone();
+        att.signature_algorithm = sha384;
+        let sig: p384::ecdsa::DerSignature = device_key.sign(&att.tbs_certificate.to_der().unwrap());
+        att.signature = der::asn1::BitString::from_bytes(sig.as_bytes()).unwrap();
+        let (att, f9) = (att.to_der().unwrap(), f9.to_der().unwrap());
+        let roots = [root.trust_anchor().certificate().clone()];
+        verify(&att, &f9, &p.generated, 1234, &roots, &[], NOW).expect("a P-384 device CA chain verifies");
+
+        let mut forged = Certificate::from_der(&att).unwrap();
+        forged.tbs_certificate.serial_number = x509_cert::serial_number::SerialNumber::from(7u32);
+        let r = verify(&forged.to_der().unwrap(), &f9, &p.generated, 1234, &roots, &[], NOW);
         assert!(matches!(r, Err(AttestationError::Chain(_))), "{r:?}");
     }
 

@@ -9,19 +9,26 @@
 //! co-signer is not the agent (by name or key), not the account holder, and may
 //! reset an account of this tier.
 
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::directory::Account;
 use crate::policy::authority::{check_co_signer, AgentIdentity, AuthorityRefusal, CoSignerClaim};
-use crate::policy::PolicyConfig;
+use crate::policy::{Method, PolicyConfig};
 use crate::tier::{AccountTier, AgentTier};
+use crate::verification::Verdict;
 
 /// A co-signature as the token adapter delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoSignature {
     /// Co-signer's directory username (from their verified certificate).
     pub username: String,
+    /// Co-signer's employee ID (from the directory): separation of duties compares
+    /// people, not accounts (`bob` and `bob-adm` are one person).
+    pub employee_id: String,
     pub tier: AgentTier,
     /// SHA-256 of the co-signer's slot 9c public key.
     pub key_id: [u8; 32],
@@ -74,6 +81,101 @@ pub fn approval_digest(s: &ApprovalStatement<'_>) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The `passed_steps` field of an [`ApprovalStatement`]: the methods passed, in
+/// their order (`Method`'s `Ord`), comma-separated.
+pub fn passed_steps_text<'a>(passed: impl IntoIterator<Item = &'a Method>) -> String {
+    passed.into_iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// Why a reset intent's facts do not state an approval a co-signature can be over.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApprovalFactsError {
+    #[error("the intent's facts do not state the approval ({0}); the record was not written by a ResetDesk desk")]
+    Unreadable(String),
+    #[error("the intent's facts name no co-signature step")]
+    NoCoSignatureStep,
+    #[error("the approval digest in the facts is not the one recomputed from them")]
+    DigestMismatch,
+}
+
+/// The facts of a reset intent that the approval digest covers (the rest is ignored).
+#[derive(Debug, Deserialize)]
+struct IntentApprovalFacts {
+    request_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    opened_at: OffsetDateTime,
+    agent: NamedKey,
+    target: TargetTier,
+    steps: Vec<StepSeen>,
+    co_signer: Option<CoSignerSeen>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NamedKey {
+    username: String,
+    key_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TargetTier {
+    username: String,
+    effective_tier: AccountTier,
+}
+
+#[derive(Debug, Deserialize)]
+struct StepSeen {
+    method: Method,
+    verdict: Verdict,
+}
+
+#[derive(Debug, Deserialize)]
+struct CoSignerSeen {
+    key_id: String,
+    digest: String,
+}
+
+/// A co-signer as a reset intent's facts name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatedCoSigner {
+    /// Hex key id of the co-signer's 9c key, as the facts state it.
+    pub key_id_hex: String,
+    /// The approval digest recomputed from the facts (checked against the stated one).
+    pub digest: [u8; 32],
+}
+
+/// Recompute, from a reset intent's `facts` (the JSON the workflow wrote), the
+/// approval digest its co-signer signed: the same statement [`approval_digest`] is
+/// built from at the desk, with the steps passed before the co-signature step.
+/// `Ok(None)` if the facts name no co-signer. Pure: the offline verifier and the
+/// audit log's pre-commit check both call it.
+pub fn approval_of_intent(facts: &serde_json::Value) -> Result<Option<StatedCoSigner>, ApprovalFactsError> {
+    if facts.get("co_signer").is_none_or(serde_json::Value::is_null) {
+        return Ok(None);
+    }
+    let f = IntentApprovalFacts::deserialize(facts).map_err(|e| ApprovalFactsError::Unreadable(e.to_string()))?;
+    let Some(co) = f.co_signer else { return Ok(None) };
+    let agent_key_id: [u8; 32] = hex::decode(&f.agent.key_id)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApprovalFactsError::Unreadable("agent.key_id is not 32 bytes of hex".into()))?;
+    let cut =
+        f.steps.iter().position(|s| s.method == Method::CoSignature).ok_or(ApprovalFactsError::NoCoSignatureStep)?;
+    let passed: BTreeSet<Method> = f.steps[..cut].iter().filter(|s| s.verdict.passed()).map(|s| s.method).collect();
+    let digest = approval_digest(&ApprovalStatement {
+        request_id: &f.request_id,
+        agent: &f.agent.username,
+        agent_key_id: &agent_key_id,
+        target: &f.target.username,
+        effective_tier: f.target.effective_tier,
+        opened_at: f.opened_at,
+        passed_steps: &passed_steps_text(&passed),
+    });
+    if !co.digest.eq_ignore_ascii_case(&hex::encode(digest)) {
+        return Err(ApprovalFactsError::DigestMismatch);
+    }
+    Ok(Some(StatedCoSigner { key_id_hex: co.key_id, digest }))
+}
+
 /// Plausibility of a DER ECDSA signature (SEQUENCE, at most 72 bytes for P-256). The
 /// cryptographic check is the adapter's.
 fn plausible_der(sig: &[u8]) -> bool {
@@ -87,6 +189,7 @@ pub fn check(
     expected_digest: &[u8; 32],
     agent: &AgentIdentity,
     account: &Account,
+    manager: Option<&Account>,
     effective: AccountTier,
 ) -> Result<(), AuthorityRefusal> {
     if !co.verified_against_certificate || !plausible_der(&co.signature_der) {
@@ -95,13 +198,19 @@ pub fn check(
     if &co.digest != expected_digest {
         return Err(AuthorityRefusal::CoSignatureWrongDigest);
     }
-    check_co_signer(
-        policy,
-        &CoSignerClaim { username: &co.username, tier: co.tier, key_id: &co.key_id },
-        agent,
-        account,
-        effective,
-    )
+    check_co_signer(policy, &co.claim(), agent, account, manager, effective)
+}
+
+impl CoSignature {
+    /// Who claims to co-sign, for [`check_co_signer`].
+    pub fn claim(&self) -> CoSignerClaim<'_> {
+        CoSignerClaim {
+            username: &self.username,
+            employee_id: &self.employee_id,
+            tier: self.tier,
+            key_id: &self.key_id,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +256,7 @@ mod tests {
         sig.extend([0u8; 68]);
         CoSignature {
             username: name.into(),
+            employee_id: format!("E-{name}"),
             tier: AgentTier::Admin,
             key_id: [7; 32],
             digest,
@@ -158,23 +268,35 @@ mod tests {
     #[test]
     fn checks() {
         let p = PolicyConfig::default();
-        let agent = AgentIdentity { username: "alice".into(), tier: AgentTier::Admin, groups: vec![], key_id: [1; 32] };
+        let agent = AgentIdentity {
+            username: "alice".into(),
+            employee_id: "E-alice".into(),
+            tier: AgentTier::Admin,
+            groups: vec![],
+            key_id: [1; 32],
+        };
         let acc = account(AccountTier::Highest);
         let d = approval_digest(&stmt(&agent.key_id));
-        assert_eq!(check(&p, &cosig("bob", d), &d, &agent, &acc, AccountTier::Highest), Ok(()));
+        assert_eq!(check(&p, &cosig("bob", d), &d, &agent, &acc, None, AccountTier::Highest), Ok(()));
         assert_eq!(
-            check(&p, &cosig("alice", d), &d, &agent, &acc, AccountTier::Highest),
+            check(&p, &cosig("alice", d), &d, &agent, &acc, None, AccountTier::Highest),
             Err(AuthorityRefusal::CoSignerIsAgent)
         );
         assert_eq!(
-            check(&p, &cosig("bob", [0; 32]), &d, &agent, &acc, AccountTier::Highest),
+            check(&p, &cosig("bob", [0; 32]), &d, &agent, &acc, None, AccountTier::Highest),
             Err(AuthorityRefusal::CoSignatureWrongDigest)
         );
         let mut c = cosig("bob", d);
         c.verified_against_certificate = false;
-        assert_eq!(check(&p, &c, &d, &agent, &acc, AccountTier::Highest), Err(AuthorityRefusal::CoSignatureUnverified));
+        assert_eq!(
+            check(&p, &c, &d, &agent, &acc, None, AccountTier::Highest),
+            Err(AuthorityRefusal::CoSignatureUnverified)
+        );
         let mut c = cosig("bob", d);
         c.signature_der = vec![];
-        assert_eq!(check(&p, &c, &d, &agent, &acc, AccountTier::Highest), Err(AuthorityRefusal::CoSignatureUnverified));
+        assert_eq!(
+            check(&p, &c, &d, &agent, &acc, None, AccountTier::Highest),
+            Err(AuthorityRefusal::CoSignatureUnverified)
+        );
     }
 }

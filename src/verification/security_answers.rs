@@ -30,7 +30,7 @@ pub struct GivenAnswer {
 
 fn normalised(answer: &Secret) -> Result<Zeroizing<String>, InputError> {
     check_text("answer", answer.expose())?;
-    let n = Zeroizing::new(normalize_answer(answer.expose()));
+    let n = normalize_answer(answer.expose());
     if n.is_empty() {
         return Err(InputError::Empty { field: "answer" });
     }

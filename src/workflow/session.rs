@@ -26,7 +26,7 @@ use super::event::{ContactKind, ContactRef, Event, OpenRequest};
 use super::facts::*;
 use crate::directory::{Account, ContactPoint};
 use crate::password::PasswordSpec;
-use crate::policy::authority::{check_agent, is_plain_identifier, required_agent_tier};
+use crate::policy::authority::{check_agent, check_co_signer, is_plain_identifier, required_agent_tier, CoSignerClaim};
 use crate::policy::risk::assess;
 use crate::policy::{
     AgentIdentity, AuthorityRefusal, Channel, Method, Missing, PolicyConfig, Requirements, RiskAssessment, RiskRule,
@@ -48,6 +48,9 @@ pub enum Phase {
     AwaitingIntent,
     /// `ExecuteReset` was emitted; waiting for `DirectoryResult`.
     AwaitingDirectory,
+    /// Never the engine's own phase: the desk reports it while the directory has the new
+    /// password but the outcome record is not yet signed (`ResetRun::phase`).
+    OutcomePending,
     Succeeded,
     DirectoryFailed,
     Refused,
@@ -58,7 +61,7 @@ pub enum Phase {
 impl Phase {
     /// True once the session is over.
     pub fn is_final(self) -> bool {
-        !matches!(self, Self::Verifying | Self::AwaitingIntent | Self::AwaitingDirectory)
+        !matches!(self, Self::Verifying | Self::AwaitingIntent | Self::AwaitingDirectory | Self::OutcomePending)
     }
 }
 
@@ -158,7 +161,10 @@ pub struct Session {
     phase: Phase,
     passed: BTreeSet<Method>,
     steps: Vec<StepFact>,
-    /// Failures counting toward lockout: earlier ones (from the store) and this session's.
+    /// Failures counting toward lockout in other sessions (from the account's history,
+    /// refreshed by [`Session::refresh_earlier_failures`]).
+    earlier_failures: Vec<OffsetDateTime>,
+    /// This session's failures counting toward lockout.
     failures: Vec<OffsetDateTime>,
     codes_sent: Vec<OffsetDateTime>,
     pending_code: Option<ContactPoint>,
@@ -234,7 +240,7 @@ impl Session {
         req.context.stated = req.context.stated.cleaned()?;
         let mut assessment = assess(policy, &req.account, &req.context, at);
         let window = Duration::minutes(i64::from(policy.lockout.window_minutes));
-        let failures: Vec<OffsetDateTime> =
+        let earlier_failures: Vec<OffsetDateTime> =
             req.context.previous_failures.iter().copied().filter(|t| *t <= at && at - *t < window).collect();
 
         let mut session = Session {
@@ -253,7 +259,8 @@ impl Session {
             phase: Phase::Verifying,
             passed: BTreeSet::new(),
             steps: Vec::new(),
-            failures,
+            earlier_failures,
+            failures: Vec::new(),
             codes_sent: Vec::new(),
             pending_code: None,
             pending_callback: None,
@@ -388,6 +395,15 @@ impl Session {
         self.opened_at + self.requirements.cooling_off
     }
 
+    /// Replace the failures of other sessions with a fresh read of the account's
+    /// history (without this session's own records), so that sessions running in
+    /// parallel on one account share one lockout count: together they get no more
+    /// than `max_failures` guesses. Only ever adds to what the lockout counts from
+    /// this session; the risk escalation decided at open is unchanged.
+    pub fn refresh_earlier_failures(&mut self, earlier: Vec<OffsetDateTime>) {
+        self.earlier_failures = earlier;
+    }
+
     /// The co-signer, once accepted.
     pub fn co_signer(&self) -> Option<&CoSignerFact> {
         self.co_signer.as_ref()
@@ -449,8 +465,9 @@ impl Session {
 
     /// The digest a co-signer signs for this reset: who, whom, at which tier, and the
     /// steps passed so far.
+    /// The offline verifier recomputes it from the intent's facts
+    /// ([`co_signature::approval_of_intent`]).
     pub fn approval_digest(&self) -> [u8; 32] {
-        let passed_steps: Vec<&str> = self.passed.iter().map(|m| m.as_str()).collect();
         approval_digest(&ApprovalStatement {
             request_id: &self.request_id,
             agent: &self.agent.username,
@@ -458,8 +475,37 @@ impl Session {
             target: &self.account.username,
             effective_tier: self.assessment.effective_tier,
             opened_at: self.opened_at,
-            passed_steps: &passed_steps.join(","),
+            passed_steps: &co_signature::passed_steps_text(&self.passed),
         })
+    }
+
+    /// Whether `claim` may co-sign this reset now, before their card signs anything:
+    /// the session is waiting for exactly the co-signature, and the second agent passes
+    /// the separation-of-duties and tier rules. [`Event::CoSigned`] checks it again.
+    pub fn check_co_signer(&self, claim: &CoSignerClaim<'_>) -> Result<(), WorkflowError> {
+        self.co_sign_due()?;
+        check_co_signer(
+            &self.policy,
+            claim,
+            &self.agent,
+            &self.account,
+            self.manager.as_ref(),
+            self.assessment.effective_tier,
+        )
+        .map_err(WorkflowError::CoSignature)
+    }
+
+    /// In the verifying phase, with the co-signature the only step missing.
+    fn co_sign_due(&self) -> Result<(), WorkflowError> {
+        if self.phase != Phase::Verifying {
+            return Err(WorkflowError::IllegalTransition { event: "co-signed", phase: self.phase });
+        }
+        self.not_yet_passed(Method::CoSignature)?;
+        let others_missing = self.missing().into_iter().any(|m| m != Missing::Step { method: Method::CoSignature });
+        if others_missing {
+            return Err(WorkflowError::CoSignTooEarly);
+        }
+        Ok(())
     }
 
     /// The facts as they stand, for a record of `kind`.
@@ -506,6 +552,15 @@ impl Session {
         }
         if at < self.last_at {
             return Err(WorkflowError::TimeWentBackwards);
+        }
+        // Another session on the account may have used up the guesses since this one
+        // last looked (`refresh_earlier_failures`): then no step counts, nothing is
+        // reset; the session locks out. (The emergency path already runs past a lock.)
+        if self.phase == Phase::Verifying && self.emergency.is_none() && !matches!(event, Event::Cancelled { .. }) {
+            if let Some(until) = self.locked_by_failures(at) {
+                self.last_at = at;
+                return Ok(self.lock_out(at, until));
+            }
         }
         let name = event.name();
         let illegal = |phase| WorkflowError::IllegalTransition { event: name, phase };
@@ -611,18 +666,14 @@ impl Session {
                 self.record_step(at, Method::GovernmentId, verdict, StepDetail::Document(facts))
             }
             (Phase::Verifying, Event::CoSigned { signature, .. }) => {
-                self.not_yet_passed(Method::CoSignature)?;
-                let others_missing =
-                    self.missing().into_iter().any(|m| m != Missing::Step { method: Method::CoSignature });
-                if others_missing {
-                    return Err(WorkflowError::CoSignTooEarly);
-                }
+                self.co_sign_due()?;
                 co_signature::check(
                     &self.policy,
                     &signature,
                     &self.approval_digest(),
                     &self.agent,
                     &self.account,
+                    self.manager.as_ref(),
                     self.assessment.effective_tier,
                 )
                 .map_err(WorkflowError::CoSignature)?;
@@ -725,16 +776,21 @@ impl Session {
 
     /// Until when verification is locked at `at`, if it is.
     fn locked_until(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
+        let from_directory = self.account.verification_locked_until;
+        self.locked_by_failures(at).into_iter().chain(from_directory).filter(|until| *until > at).max()
+    }
+
+    /// Until when the failures counted so far (this session's and, as last read, the
+    /// other sessions') lock verification at `at`, if they do.
+    fn locked_by_failures(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
         let lock = &self.policy.lockout;
         let window = Duration::minutes(i64::from(lock.window_minutes));
-        let recent: Vec<&OffsetDateTime> = self.failures.iter().filter(|t| **t <= at && at - **t < window).collect();
-        let from_failures = if recent.len() >= lock.max_failures as usize {
-            recent.iter().max().map(|last| **last + Duration::minutes(i64::from(lock.wait_minutes)))
-        } else {
-            None
-        };
-        let from_directory = self.account.verification_locked_until;
-        from_failures.into_iter().chain(from_directory).filter(|until| *until > at).max()
+        let recent: Vec<&OffsetDateTime> =
+            self.earlier_failures.iter().chain(&self.failures).filter(|t| **t <= at && at - **t < window).collect();
+        if recent.len() < lock.max_failures as usize {
+            return None;
+        }
+        recent.iter().max().map(|last| **last + Duration::minutes(i64::from(lock.wait_minutes))).filter(|u| *u > at)
     }
 
     fn lock_out(&mut self, at: OffsetDateTime, until: OffsetDateTime) -> Vec<Decision> {
@@ -935,8 +991,9 @@ impl Session {
         at.to_offset(offset).date()
     }
 
-    /// The lowest agent tier that may co-sign this reset.
+    /// The lowest agent tier that may co-sign this reset: always an admin (dual control
+    /// at the highest tier is by a second admin), and never below the tier the reset needs.
     pub fn co_signer_min_tier(&self) -> AgentTier {
-        required_agent_tier(&self.policy, self.assessment.effective_tier.max(self.account.tier))
+        AgentTier::Admin.max(required_agent_tier(&self.policy, self.assessment.effective_tier.max(self.account.tier)))
     }
 }

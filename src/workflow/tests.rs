@@ -6,7 +6,7 @@ use time::{Duration, OffsetDateTime};
 use super::*;
 use crate::directory::Account;
 use crate::policy::risk::tests::{account, contact, walk_up, NOW};
-use crate::policy::{AgentIdentity, Channel, Method, PolicyConfig, RequestContext};
+use crate::policy::{Channel, Method, PolicyConfig, RequestContext};
 use crate::tier::{AccountTier, AgentTier};
 use crate::verification::callback::CallbackReport;
 use crate::verification::co_signature::CoSignature;
@@ -14,9 +14,7 @@ use crate::verification::government_id::{DocumentType, IdInspection};
 use crate::verification::manager_approval::ManagerResponse;
 use crate::verification::{FailReason, Verdict};
 
-fn agent(name: &str, tier: AgentTier) -> AgentIdentity {
-    AgentIdentity { username: name.into(), tier, groups: vec![], key_id: [name.len() as u8; 32] }
-}
+use crate::policy::authority::tests::agent;
 
 fn manager() -> Account {
     let mut m = account(AccountTier::Standard);
@@ -93,6 +91,7 @@ fn co_sig(s: &Session, name: &str, tier: AgentTier) -> CoSignature {
     der.extend([1u8; 68]);
     CoSignature {
         username: name.into(),
+        employee_id: format!("E-{name}"),
         tier,
         key_id: [0xC0; 32],
         digest: s.approval_digest(),
@@ -277,6 +276,7 @@ fn highest_needs_id_cosign_and_an_admin() {
         s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "carol", AgentTier::Senior) }),
         Err(WorkflowError::CoSignature(_))
     ));
+    let digest = s.approval_digest();
     s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "bob", AgentTier::Admin) }).unwrap();
     let all = finish(&mut s, after(30));
     let intent =
@@ -284,6 +284,20 @@ fn highest_needs_id_cosign_and_an_admin() {
     let co = intent.co_signer.as_ref().unwrap();
     assert_eq!((co.username.as_str(), co.tier), ("bob", AgentTier::Admin));
     assert_eq!(intent.approvals[0].manager, "mboss");
+    // The offline verifier recomputes the digest bob signed from the intent's facts alone.
+    let json = serde_json::to_value(intent.as_ref()).unwrap();
+    let stated = crate::verification::co_signature::approval_of_intent(&json).unwrap().unwrap();
+    assert_eq!((stated.digest, stated.key_id_hex.as_str()), (digest, co.key_id.as_str()));
+    // A fact the co-signer approved, changed, no longer gives their digest.
+    let mut changed = json.clone();
+    changed["target"]["username"] = "jdoe2".into();
+    changed["co_signer"]["digest"] = hex::encode([0u8; 32]).into();
+    assert!(crate::verification::co_signature::approval_of_intent(&changed).is_err());
+    changed["co_signer"]["digest"] = json["co_signer"]["digest"].clone();
+    assert_eq!(
+        crate::verification::co_signature::approval_of_intent(&changed),
+        Err(crate::verification::co_signature::ApprovalFactsError::DigestMismatch)
+    );
 }
 
 #[test]

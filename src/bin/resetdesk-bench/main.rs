@@ -82,6 +82,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    resetdesk::logging::init_stderr("warn");
     let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,6 +39,9 @@ enum Command {
     /// Show the messages the desk queued (notifications, approval requests).
     #[command(subcommand)]
     Outbox(cli::outbox::Command),
+    /// Desk maintenance: reconcile reset intents left without an outcome.
+    #[command(subcommand)]
+    Desk(cli::desk::Command),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Audit(c) => cli::audit::run(c),
         Command::Approval(c) => cli::approval::run(c),
         Command::Outbox(c) => cli::outbox::run(c),
+        Command::Desk(c) => cli::desk::run(c),
     };
     ExitCode::from(code)
 }
