@@ -21,6 +21,8 @@ const COMMANDS: &[&str] = &[
     "park_reset",
     "resume_reset",
     "retry_outcome",
+    "audit_page",
+    "audit_export",
     "customer_take",
 ];
 

@@ -478,8 +478,47 @@ function renderReset(entering) {
 
 function currentPage() {
   if (session.state !== "active") return "lock";
+  if (page === "audit") return "audit";
   if (screen.view) return "reset";
   return page;
+}
+
+const CHECK_TEXT = { verified: "✔ verified", failed: "✖ FAILED", "not-checked": "– not checked" };
+
+function renderAudit(data) {
+  const summary = data.verified
+    ? `✔ All ${data.total_records} records verify (signatures, chain, co-signatures). ${data.open_intents.length} open intent(s). Sync: ${data.sync}.`
+    : `✖ The log does not verify: ${data.first_problem}. Sync: ${data.sync}.`;
+  $("audit-summary").textContent = summary;
+  $("audit-summary").dataset.verified = String(data.verified);
+  const body = $("audit-rows");
+  body.replaceChildren();
+  for (const r of data.rows) {
+    const tr = el("tr");
+    tr.dataset.check = r.check.state;
+    const cells = [String(r.seq), r.timestamp_ms ? new Date(r.timestamp_ms).toLocaleString() : "?", r.kind.replaceAll("_", " "),
+      r.agent ?? "", r.target ?? "", r.outcome ?? "", r.cosigned ? "✔ yes" : "",
+      r.check.state === "failed" ? `✖ ${r.check.problem}` : (CHECK_TEXT[r.check.state] ?? r.check.state), r.receipted ? "✔" : "–"];
+    for (const c of cells) tr.append(el("td", null, c));
+    body.append(tr);
+  }
+}
+
+async function loadAudit() {
+  const filter = { event_type: $("audit-type").value || null, text: $("audit-text").value.trim() || null };
+  try {
+    renderAudit(await invoke("audit_page", { filter }));
+  } catch (failure) {
+    $("audit-summary").textContent = failureText(failure);
+  }
+}
+
+function showPage(next) {
+  page = next;
+  $("nav-desk").setAttribute("aria-current", next === "audit" ? "false" : "page");
+  $("nav-audit").setAttribute("aria-current", next === "audit" ? "page" : "false");
+  render();
+  if (next === "audit") { loadAudit(); $("audit-title").focus(); }
 }
 
 function render() {
@@ -494,7 +533,8 @@ function render() {
   $("view-home").hidden = now !== "home";
   $("view-intake").hidden = now !== "intake";
   $("view-reset").hidden = now !== "reset";
-  $("shortcuts-button").hidden = !active;
+  $("view-audit").hidden = now !== "audit";
+  $("app-nav").hidden = !active;
   document.body.dataset.page = now;
 
   if (now === "home") renderHome(previous !== "home");
@@ -793,6 +833,20 @@ function wireForms() {
   });
 
   $("shortcuts-button").addEventListener("click", openShortcuts);
+  $("nav-desk").addEventListener("click", () => showPage("home"));
+  $("nav-audit").addEventListener("click", () => showPage("audit"));
+  $("audit-filter").addEventListener("submit", (e) => { e.preventDefault(); loadAudit(); });
+  $("audit-export").addEventListener("click", async () => {
+    const box = $("audit-exported");
+    try {
+      const out = await invoke("audit_export");
+      box.textContent = `Exported ${out.records} records and ${out.certificates} certificate(s) to ${out.folder}. ` +
+        "Check it with `resetdesk audit verify --export FOLDER`, or with openssl alone (README).";
+    } catch (failure) {
+      box.textContent = failureText(failure);
+    }
+    box.hidden = false;
+  });
   $("shortcuts-close").addEventListener("click", closeShortcuts);
 }
 

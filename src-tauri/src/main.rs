@@ -48,6 +48,8 @@ fn main() -> ExitCode {
             reset::park_reset,
             reset::resume_reset,
             reset::retry_outcome,
+            reset::audit_page,
+            reset::audit_export,
             customer::customer_take,
         ])
         .setup(|app| {

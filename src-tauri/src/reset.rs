@@ -4,6 +4,7 @@
 //! [`ResetView`]. Card IO runs off the UI thread while the desk state is held, so a
 //! key removal is handled right after the operation it interrupted.
 
+use resetdesk::audit::browse::{AuditFilter, AuditPage};
 use resetdesk::config::Config;
 use resetdesk::desk::view::{AccountCard, ResetView};
 use resetdesk::desk::{InBandKind, Reply, StartRequest};
@@ -315,6 +316,41 @@ pub async fn next_customer(app: AppHandle) -> Result<ResetScreen, Failure> {
         state.forget_customer();
         customer::clear(app);
         screen(state, None)
+    })
+    .await
+}
+
+/// The Audit screen: this desk's records, each checked as `resetdesk audit verify`
+/// checks it, newest first.
+#[tauri::command]
+pub async fn audit_page(app: AppHandle, filter: AuditFilter) -> Result<AuditPage, Failure> {
+    on_desk(app, move |_, state| {
+        let (_, core) = state.agent_and_core()?;
+        core.audit_page(&filter).map_err(fail)
+    })
+    .await
+}
+
+/// What the export wrote, for the Audit screen.
+#[derive(Debug, Serialize)]
+pub struct Exported {
+    folder: String,
+    records: u64,
+    certificates: usize,
+}
+
+/// Export the log (JSON Lines + PEM certificates, checkable with openssl) into a new
+/// folder under the data directory.
+#[tauri::command]
+pub async fn audit_export(app: AppHandle) -> Result<Exported, Failure> {
+    on_desk(app, |_, state| {
+        let (_, core) = state.agent_and_core()?;
+        let (folder, summary) = core.audit_export(now()).map_err(fail)?;
+        Ok(Exported {
+            folder: folder.display().to_string(),
+            records: summary.records,
+            certificates: summary.certificates,
+        })
     })
     .await
 }

@@ -12,6 +12,7 @@
 //! Pure (sans-IO): `record`, `event`, `receipt`, `resolver`, `verify`.
 //! Adapters: `store` (SQLite), `log` (store + signer), `export` (files).
 
+pub mod browse;
 pub mod event;
 pub mod export;
 pub mod log;

@@ -122,6 +122,8 @@ pub enum DeskError {
     RunBroken(String),
     #[error(transparent)]
     Approval(#[from] ApprovalError),
+    #[error("the audit export failed: {0}")]
+    Export(String),
     #[error("production desks take manager approvals only through the collector's approval page; configure [collector] in resetdesk.toml")]
     ApprovalChannelInProduction,
     #[error("the new password WAS set in the directory, but the outcome record (intent seq {intent_seq}) could not be signed ({why}); the reset is not complete and nothing was handed over: fix the cause (reinsert the key, touch it) and retry the outcome; the password is held until then, and if this desk stops, reconciliation settles the reset")]

@@ -520,6 +520,33 @@ impl super::Desk {
     }
 }
 
+impl super::Desk {
+    /// The Audit screen: this desk's records, each checked by the offline verifier
+    /// against the enrolled keys and the CA (read afresh), newest first.
+    pub fn audit_page(
+        &self,
+        filter: &crate::audit::browse::AuditFilter,
+    ) -> Result<crate::audit::browse::AuditPage, super::DeskError> {
+        let keys = crate::audit::registry::load(&self.config.data_dir, self.config.ca.cert_file.as_deref())?;
+        Ok(crate::audit::browse::browse(self.audit.store(), &keys.resolver, filter)
+            .map_err(crate::audit::AuditError::from)?)
+    }
+
+    /// Export the log for a third party (JSON Lines and PEM certificates, checkable
+    /// with openssl) into a new folder under `<data_dir>/exports/`; returns the folder.
+    pub fn audit_export(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<(std::path::PathBuf, crate::audit::export::ExportSummary), super::DeskError> {
+        let keys = crate::audit::registry::load(&self.config.data_dir, self.config.ca.cert_file.as_deref())?;
+        let stamp = now.unix_timestamp();
+        let out = self.config.data_dir.join("exports").join(format!("audit-{stamp}"));
+        let summary = crate::audit::export::export(self.audit.store(), &keys.resolver, &out)
+            .map_err(|e| super::DeskError::Export(e.to_string()))?;
+        Ok((out, summary))
+    }
+}
+
 impl ResetRun {
     /// The username of the agent who opened this reset.
     pub fn agent_username(&self) -> &str {

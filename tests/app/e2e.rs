@@ -867,6 +867,26 @@ async fn a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows
     let types = audit_types(&data_dir);
     assert!(types.contains(&EventType::ResetIntent) && types.contains(&EventType::ResetOutcome), "{types:?}");
 
+    // The Audit screen says what the verifier says, and exports for an auditor.
+    client.find(Locator::Id("nav-audit")).await.expect("Audit log").click().await.expect("open it");
+    wait_js(client, "the audit summary", "document.getElementById('audit-summary').dataset.verified === 'true'").await;
+    let rows = text_of(client, "audit-rows").await;
+    assert!(rows.contains("reset intent") && rows.contains("reset outcome") && rows.contains("jsmith"), "{rows}");
+    assert!(rows.contains("done") && rows.contains("verified"), "{rows}");
+    snapshot(client, "audit").await;
+    assert_accessible(client, "audit").await;
+    client.find(Locator::Id("audit-export")).await.expect("export").click().await.expect("export");
+    let exported = wait_js(
+        client,
+        "the export",
+        "!document.getElementById('audit-exported').hidden && document.getElementById('audit-exported').textContent",
+    )
+    .await;
+    let exported = exported.as_str().unwrap_or_default();
+    let folder = exported.split(" to ").nth(1).and_then(|r| r.split(". Check").next()).expect("the export folder");
+    let (ok, out) = resetdesk_cli(&["audit", "verify", "--export", folder], "");
+    assert!(ok, "the exported log verifies: {out}");
+
     desk.client.close().await.expect("close the session");
 }
 
@@ -955,7 +975,7 @@ async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_card
     client.find(Locator::Id("reader-option-0")).await.expect("first reader").click().await.expect("pick it");
     assert_eq!(log_in(client, PIN).await, json!("Carol Ito"));
 
-    search_by_keyboard(client, "adm-okafor").await;
+    search_by_keyboard(client, "kpetrov").await;
     keys(client, ENTER).await;
     wait_focus(client, "channel-walk-up").await;
     keys(client, " ").await;
@@ -965,6 +985,8 @@ async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_card
     // factors. The required steps come first, the manager's approval (it takes time)
     // before the ID check; it goes to the manager's address with a one-time code.
     wait_focus(client, "manager-request").await;
+    let reasons = text_of(client, "escalation-list").await;
+    assert!(reasons.contains("changed"), "the recently changed mobile number is a stated risk reason: {reasons}");
     let needs = text_of(client, "step-list").await;
     assert!(needs.contains("government ID") && needs.contains("manager") && needs.contains("co-signature"), "{needs}");
     keys(client, ENTER).await;
@@ -996,7 +1018,7 @@ async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_card
     // The second factor: the authenticator code. The co-signature is not offered yet:
     // the co-signer approves the whole verification, the manager's answer included.
     wait_focus(client, "totp-code").await;
-    keys(client, &format!("{}{ENTER}", totp_now("adm-okafor"))).await;
+    keys(client, &format!("{}{ENTER}", totp_now("kpetrov"))).await;
     wait_js(
         client,
         "the TOTP step",
@@ -1049,7 +1071,7 @@ async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_card
         .expect("records");
     let intent = intent.expect("the intent record");
     assert_eq!(intent["co_signer"]["username"], json!("dave"));
-    assert_eq!(intent["target"]["username"], json!("adm-okafor"));
+    assert_eq!(intent["target"]["username"], json!("kpetrov"));
     client.clone().close().await.expect("close the session");
     drop(driver);
     drop((carol_card, dave_card));
