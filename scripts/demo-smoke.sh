@@ -40,12 +40,18 @@ echo "ok: audit verify: $(head -1 <<<"$v")"
 first_pid=${pids%% *}
 kill "$first_pid"
 # Wait (up to 10 s) until pcscd reports the reader empty: the card's removal event.
+# (The listing is read whole before grep looks at it: `grep -q` stops reading at the
+# first match, and under pipefail the writer's broken pipe would fail the check.)
+reader_empty() {
+  local listing
+  listing=$("$BIN/resetdesk" token list 2>/dev/null) || true
+  grep -q '^Virtual PCD 00 00 \[virtual\]: empty' <<<"$listing"
+}
 for _ in $(seq 1 100); do
-  "$BIN/resetdesk" token list 2>/dev/null | grep -q '^Virtual PCD 00 00 \[virtual\]: empty' && break
+  reader_empty && break
   sleep 0.1
 done
-"$BIN/resetdesk" token list 2>/dev/null | grep -q '^Virtual PCD 00 00 \[virtual\]: empty' ||
-  fail "the card was stopped but pcscd still reports it: $("$BIN/resetdesk" token list 2>&1)"
+reader_empty || fail "the card was stopped but pcscd still reports it: $("$BIN/resetdesk" token list 2>&1)"
 if r=$(login "Virtual PCD 00 00" 246810); then fail "a login worked after the card was removed: $r"; fi
 echo "ok: removed card refused ($r)"
 echo "demo-smoke: passed"

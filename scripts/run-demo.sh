@@ -55,7 +55,8 @@ cleanup() {
 }
 
 # A real key: any reader that is not a vpcd one and holds a PIV card.
-if "$BIN/resetdesk" token list 2>/dev/null | grep -v '\[virtual\]' | grep -q 'YubiKey serial'; then
+listing=$("$BIN/resetdesk" token list 2>/dev/null) || true
+if grep -v '\[virtual\]' <<<"$listing" | grep -q 'YubiKey serial'; then
   say "a real YubiKey is present: using it (enrol it with \`resetdesk token enroll\` if needed)"
 else
   say "no real YubiKey found: starting two virtual PIV cards (virtual token — demo only)"

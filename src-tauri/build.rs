@@ -23,6 +23,8 @@ const COMMANDS: &[&str] = &[
     "retry_outcome",
     "audit_page",
     "audit_export",
+    "admin_view",
+    "reconcile_now",
     "customer_take",
 ];
 

@@ -478,7 +478,7 @@ function renderReset(entering) {
 
 function currentPage() {
   if (session.state !== "active") return "lock";
-  if (page === "audit") return "audit";
+  if (page === "audit" || page === "admin") return page;
   if (screen.view) return "reset";
   return page;
 }
@@ -515,10 +515,58 @@ async function loadAudit() {
 
 function showPage(next) {
   page = next;
-  $("nav-desk").setAttribute("aria-current", next === "audit" ? "false" : "page");
+  $("nav-desk").setAttribute("aria-current", next === "audit" || next === "admin" ? "false" : "page");
   $("nav-audit").setAttribute("aria-current", next === "audit" ? "page" : "false");
+  $("nav-admin").setAttribute("aria-current", next === "admin" ? "page" : "false");
   render();
   if (next === "audit") { loadAudit(); $("audit-title").focus(); }
+  if (next === "admin") { loadAdmin(); $("admin-title").focus(); }
+}
+
+const METHOD_NAMES = {
+  "security-answers": "security questions", "employee-record": "employee data", totp: "authenticator",
+  "one-time-code": "one-time code", callback: "callback", "government-id": "ID in person",
+};
+
+async function loadAdmin() {
+  $("admin-error").hidden = true;
+  let v;
+  try {
+    v = await invoke("admin_view");
+  } catch (failure) {
+    $("admin-error").textContent = failureText(failure);
+    $("admin-error").hidden = false;
+    return;
+  }
+  $("admin-mode").textContent = v.mode === "production" ? "production" : "demo installation";
+  const agentsFor = (tier) => Object.entries(v.policy.agents)
+    .filter(([, max]) => ["standard", "privileged", "highest"].indexOf(max) >= ["standard", "privileged", "highest"].indexOf(tier))
+    .map(([a]) => TIER_LABELS[a] ?? a).join(", ");
+  const yes = (b) => (b ? "required" : "–");
+  $("admin-policy-rows").replaceChildren(...["standard", "privileged", "highest"].map((tier) => {
+    const t = v.policy[tier];
+    const tr = el("tr");
+    for (const c of [TIER_NAMES[tier], String(t.min_factors), t.factor_methods.map((m) => METHOD_NAMES[m] ?? m).join(", "),
+      yes(t.manager_approval), yes(t.government_id), yes(t.co_signature), t.cooling_off_minutes ? `${t.cooling_off_minutes} min` : "none", agentsFor(tier)]) {
+      tr.append(el("td", null, c));
+    }
+    return tr;
+  }));
+  const l = v.policy.lockout;
+  $("admin-lockout").textContent = `Lockout: ${l.max_failures} failed verifications within ${l.window_minutes} min lock verification for ${l.wait_minutes} min and alert the security team.`;
+  $("admin-keys").replaceChildren(...v.keys.map((k) => {
+    const tr = el("tr");
+    for (const c of [k.username, String(k.serial), k.slot, new Date(k.enrolled_at).toLocaleString(),
+      k.is_virtual ? "virtual — demo only" : (k.attested ? "YubiKey, attested" : "YubiKey, not attested"),
+      k.revoked_at ? `revoked ${new Date(k.revoked_at).toLocaleString()}: ${k.revoked_reason ?? ""}` : "active"]) {
+      tr.append(el("td", null, c));
+    }
+    return tr;
+  }));
+  $("admin-intents").replaceChildren(...v.open_intents.map((i) =>
+    el("li", "result", `#${i.seq} ${new Date(i.timestamp_ms).toLocaleString()}: reset ${i.request_id} of ${i.target} by ${i.agent}`)));
+  $("admin-intents-none").hidden = v.open_intents.length > 0;
+  $("admin-reconcile").hidden = v.open_intents.length === 0;
 }
 
 function render() {
@@ -534,6 +582,8 @@ function render() {
   $("view-intake").hidden = now !== "intake";
   $("view-reset").hidden = now !== "reset";
   $("view-audit").hidden = now !== "audit";
+  $("view-admin").hidden = now !== "admin";
+  $("nav-admin").hidden = !(active && session.agent.tier === "admin");
   $("app-nav").hidden = !active;
   document.body.dataset.page = now;
 
@@ -835,6 +885,18 @@ function wireForms() {
   $("shortcuts-button").addEventListener("click", openShortcuts);
   $("nav-desk").addEventListener("click", () => showPage("home"));
   $("nav-audit").addEventListener("click", () => showPage("audit"));
+  $("nav-admin").addEventListener("click", () => showPage("admin"));
+  $("admin-reconcile").addEventListener("click", async () => {
+    const box = $("admin-reconciled");
+    try {
+      const notes = await invoke("reconcile_now");
+      box.replaceChildren(...notes.map((n) => el("li", null, n)));
+    } catch (failure) {
+      box.replaceChildren(el("li", null, failureText(failure)));
+    }
+    box.hidden = false;
+    loadAdmin();
+  });
   $("audit-filter").addEventListener("submit", (e) => { e.preventDefault(); loadAudit(); });
   $("audit-export").addEventListener("click", async () => {
     const box = $("audit-exported");

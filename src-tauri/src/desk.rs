@@ -19,7 +19,7 @@ use resetdesk::presence::{self, SessionEnd};
 use resetdesk::secret::Secret;
 use resetdesk::session::{Decision, LockReason, SessionEvent};
 use resetdesk::token::watch::CardEvent;
-use resetdesk::token::TokenError;
+use resetdesk::token::{RecordSigner, TokenError};
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager};
 use time::OffsetDateTime;
@@ -336,23 +336,35 @@ fn open_core(desk: &mut Desk, config: &Config, session: &mut AgentSession) -> Ve
         }
     }
     let Some(core) = desk.core.as_mut() else { return Vec::new() };
-    match core.pending_intents() {
-        Ok(open) if open.is_empty() => return Vec::new(),
-        Ok(_) => {}
-        Err(e) => return vec![format!("Open reset intents could not be read: {e}")],
-    }
     let identity = session.identity().clone();
     let signer = match session.signer() {
         Ok(s) => s,
-        Err(e) => return vec![format!("Open reset intents were not reconciled: {e}")],
+        Err(e) => return vec![format!("Open reset intents and parked resets were not loaded: {e}")],
     };
-    match core.reconcile(&identity, signer, OffsetDateTime::now_utc()) {
-        Ok(found) => found
-            .iter()
-            .map(|r| {
+    let now = OffsetDateTime::now_utc();
+    let mut notices = Vec::new();
+    match core.pending_intents() {
+        Ok(open) if open.is_empty() => {}
+        Ok(_) => match core.reconcile(&identity, signer, now) {
+            Ok(found) => notices.extend(found.iter().map(|r| {
                 format!("Reset {} of {}: {}", r.request_id, r.target, resetdesk::desk::reconcile::note(&r.finding))
-            })
-            .collect(),
-        Err(e) => vec![format!("Open reset intents were not reconciled: {e}")],
+            })),
+            Err(e) => notices.push(format!("Open reset intents were not reconciled: {e}")),
+        },
+        Err(e) => notices.push(format!("Open reset intents could not be read: {e}")),
     }
+    // This agent's parked resets, from before a restart (each signature checked).
+    match core.parked_runs(&signer.key_id(), now) {
+        Ok(runs) => {
+            for run in runs {
+                match run {
+                    Ok(run) if !desk.parked.iter().any(|p| p.request_id() == run.request_id()) => desk.parked.push(run),
+                    Ok(_) => {}
+                    Err(e) => notices.push(e.to_string()),
+                }
+            }
+        }
+        Err(e) => notices.push(format!("Parked resets could not be loaded: {e}")),
+    }
+    notices
 }

@@ -50,6 +50,8 @@ fn main() -> ExitCode {
             reset::retry_outcome,
             reset::audit_page,
             reset::audit_export,
+            reset::admin_view,
+            reset::reconcile_now,
             customer::customer_take,
         ])
         .setup(|app| {

@@ -6,7 +6,7 @@
 
 use resetdesk::audit::browse::{AuditFilter, AuditPage};
 use resetdesk::config::Config;
-use resetdesk::desk::view::{AccountCard, ResetView};
+use resetdesk::desk::view::{AccountCard, AdminView, ResetView};
 use resetdesk::desk::{InBandKind, Reply, StartRequest};
 use resetdesk::directory::embedded::EmbeddedDirectory;
 use resetdesk::login;
@@ -331,6 +331,35 @@ pub async fn audit_page(app: AppHandle, filter: AuditFilter) -> Result<AuditPage
     .await
 }
 
+/// The Admin screen (admin agents only): the policy in force, enrolled keys, open intents.
+#[tauri::command]
+pub async fn admin_view(app: AppHandle) -> Result<AdminView, Failure> {
+    on_desk(app, |_, state| {
+        let (session, core) = state.agent_and_core()?;
+        core.admin_view(session.tier()).map_err(fail)
+    })
+    .await
+}
+
+/// Settle the open intents now (each outcome signed by the logged-in admin).
+#[tauri::command]
+pub async fn reconcile_now(app: AppHandle) -> Result<Vec<String>, Failure> {
+    on_desk(app, |_, state| {
+        let (session, core) = state.agent_and_core()?;
+        core.admin_view(session.tier()).map_err(fail)?;
+        let identity = session.identity().clone();
+        let signer = session.signer().map_err(fail)?;
+        let found = core.reconcile(&identity, signer, now()).map_err(fail)?;
+        Ok(found
+            .iter()
+            .map(|r| {
+                format!("Reset {} of {}: {}", r.request_id, r.target, resetdesk::desk::reconcile::note(&r.finding))
+            })
+            .collect())
+    })
+    .await
+}
+
 /// What the export wrote, for the Audit screen.
 #[derive(Debug, Serialize)]
 pub struct Exported {
@@ -379,10 +408,17 @@ pub async fn retry_outcome(app: AppHandle) -> Result<ResetScreen, Failure> {
 pub async fn park_reset(app: AppHandle) -> Result<ResetScreen, Failure> {
     on_desk(app, |app, state| {
         let run = state.run.take().ok_or_else(|| Failure::new("no reset is open"))?;
-        if run.phase().is_final() {
+        // Signed by the agent's card and kept on disk: it survives a restart.
+        let saved = (|| {
+            let (session, core) = state.agent_and_core()?;
+            let signer = session.signer().map_err(fail)?;
+            core.park(&run, signer, now()).map_err(fail)
+        })();
+        if let Err(e) = saved {
             state.run = Some(run);
-            return Err(Failure::new("this reset is finished; there is nothing to park"));
+            return Err(e);
         }
+        state.parked.retain(|r| r.request_id() != run.request_id());
         state.parked.push(run);
         state.customer = None;
         customer::clear(app);
@@ -402,7 +438,13 @@ pub async fn resume_reset(app: AppHandle, request_id: String) -> Result<ResetScr
             .iter()
             .position(|r| r.request_id() == request_id && r.agent_username() == agent)
             .ok_or_else(|| Failure::new("no such parked reset of yours"))?;
-        state.run = Some(state.parked.remove(at));
+        let run = state.parked.remove(at);
+        if let Some(core) = state.core.as_ref() {
+            if let Err(e) = core.unpark(run.request_id()) {
+                tracing::warn!("a resumed reset stays in the parked store: {e}");
+            }
+        }
+        state.run = Some(run);
         screen(state, None)
     })
     .await

@@ -29,6 +29,7 @@ pub mod approval;
 pub mod history;
 pub mod keys;
 pub mod outbox;
+pub mod parking;
 pub mod reconcile;
 pub mod replay;
 pub mod reset;
@@ -124,6 +125,10 @@ pub enum DeskError {
     Approval(#[from] ApprovalError),
     #[error("the audit export failed: {0}")]
     Export(String),
+    #[error(transparent)]
+    Parking(#[from] parking::ParkingError),
+    #[error("only admin agents see the Admin screen; ask an admin")]
+    AdminOnly,
     #[error("production desks take manager approvals only through the collector's approval page; configure [collector] in resetdesk.toml")]
     ApprovalChannelInProduction,
     #[error("the new password WAS set in the directory, but the outcome record (intent seq {intent_seq}) could not be signed ({why}); the reset is not complete and nothing was handed over: fix the cause (reinsert the key, touch it) and retry the outcome; the password is held until then, and if this desk stops, reconciliation settles the reset")]

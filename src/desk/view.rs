@@ -547,6 +547,57 @@ impl super::Desk {
     }
 }
 
+/// An intent without an outcome, as the Admin screen lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenIntent {
+    pub seq: u64,
+    pub timestamp_ms: u64,
+    pub request_id: String,
+    pub target: String,
+    pub agent: String,
+}
+
+/// The Admin screen (admin agents only): the policy in force, the enrolled keys, the
+/// intents left open.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminView {
+    pub policy: PolicyConfig,
+    pub mode: crate::config::Mode,
+    pub keys: Vec<crate::token::registry::KeyRecord>,
+    pub open_intents: Vec<OpenIntent>,
+}
+
+impl super::Desk {
+    /// The Admin screen for an agent of `tier`: refused below admin.
+    pub fn admin_view(&self, tier: AgentTier) -> Result<AdminView, super::DeskError> {
+        if tier != AgentTier::Admin {
+            return Err(super::DeskError::AdminOnly);
+        }
+        let open_intents = self
+            .audit
+            .pending_intents()?
+            .into_iter()
+            .map(|p| {
+                let text =
+                    |ptr: &str| p.facts.pointer(ptr).and_then(serde_json::Value::as_str).unwrap_or("?").to_owned();
+                OpenIntent {
+                    seq: p.seq,
+                    timestamp_ms: p.timestamp_ms,
+                    request_id: text("/request_id"),
+                    target: text("/target/username"),
+                    agent: text("/agent/username"),
+                }
+            })
+            .collect();
+        Ok(AdminView {
+            policy: self.config.policy.clone(),
+            mode: self.config.mode,
+            keys: self.registry.all()?,
+            open_intents,
+        })
+    }
+}
+
 impl ResetRun {
     /// The username of the agent who opened this reset.
     pub fn agent_username(&self) -> &str {

@@ -7,7 +7,7 @@
 
 pub mod embedded;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
 use crate::secret::Secret;
@@ -15,7 +15,7 @@ use crate::tier::{AccountTier, AgentTier};
 
 /// A registered contact point (email address or phone number) and when it last changed.
 /// Recently changed contact points escalate risk and are never used for callbacks or codes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactPoint {
     pub value: String,
     /// Free label: "work", "mobile", "personal".
@@ -25,7 +25,7 @@ pub struct ContactPoint {
 }
 
 /// An account as the directory describes it. Holds nothing secret: safe to show an agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub username: String,
     pub display_name: String,

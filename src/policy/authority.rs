@@ -10,7 +10,7 @@ use crate::tier::{AccountTier, AgentTier};
 /// The logged-in agent as the policy sees it: built by the shell from the login
 /// (`crate::login::AgentIdentity`: username, tier, 9c key id) plus the agent's
 /// directory groups.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AgentIdentity {
     pub username: String,
     /// The agent's employee ID in the directory (empty if unknown): separation of

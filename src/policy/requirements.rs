@@ -9,7 +9,7 @@ use super::{FactorKind, Method, PolicyConfig};
 use crate::tier::AccountTier;
 
 /// Everything a reset must have before the engine will write the intent record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Requirements {
     /// The effective tier these requirements belong to.
     pub tier: AccountTier,
@@ -19,9 +19,23 @@ pub struct Requirements {
     pub factor_methods: BTreeSet<Method>,
     /// Steps that must pass whatever the factor count (approvals, ID, added by rules).
     pub required_steps: BTreeSet<Method>,
-    /// Time between opening the request and the earliest reset.
-    #[serde(skip)]
+    /// Time between opening the request and the earliest reset (whole seconds when
+    /// serialised).
+    #[serde(with = "cooling_off_seconds")]
     pub cooling_off: Duration,
+}
+
+mod cooling_off_seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(d.whole_seconds())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        i64::deserialize(d).map(Duration::seconds)
+    }
 }
 
 /// Something still missing before the reset may go ahead.

@@ -117,7 +117,7 @@ pub struct Escalation {
 }
 
 /// The result of applying every rule to a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RiskAssessment {
     pub base_tier: AccountTier,
     pub effective_tier: AccountTier,

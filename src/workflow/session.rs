@@ -39,7 +39,7 @@ use crate::verification::{
 };
 
 /// Where a session is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     /// Collecting verification steps.
@@ -143,7 +143,9 @@ pub enum ContactUse {
 }
 
 /// One reset request, from opening to outcome.
-#[derive(Debug, Clone)]
+/// Serialisable so a parked reset survives a restart ([`crate::desk::parking`], which
+/// signs the snapshot with the agent's card): it holds verdicts, never a secret.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Session {
     policy: PolicyConfig,
     request_id: String,

@@ -913,6 +913,11 @@ async fn a_junior_agent_is_refused_a_privileged_reset_with_the_reason_and_it_is_
     wait_focus(client, "refusal-done").await;
     let text = text_of(client, "refusal-panel").await;
     assert!(text.contains("junior") && text.contains("senior"), "the reason and who to hand it to: {text}");
+    assert_eq!(
+        js(client, "document.getElementById('nav-admin').hidden").await,
+        json!(true),
+        "no Admin screen for a junior agent"
+    );
     snapshot(client, "refused").await;
     assert_accessible(client, "refusal").await;
     let data_dir = desk._desk._dir.path();
@@ -1072,6 +1077,17 @@ async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_card
     let intent = intent.expect("the intent record");
     assert_eq!(intent["co_signer"]["username"], json!("dave"));
     assert_eq!(intent["target"]["username"], json!("kpetrov"));
+
+    // The Admin screen (carol is an admin): the policy in force, both keys, no open intent.
+    client.find(Locator::Id("nav-admin")).await.expect("Admin").click().await.expect("open it");
+    wait_js(client, "the admin view", "document.getElementById('admin-keys').children.length >= 2").await;
+    let keys = text_of(client, "admin-keys").await;
+    assert!(keys.contains("carol") && keys.contains("dave") && keys.contains("virtual"), "{keys}");
+    let policy = text_of(client, "admin-policy-rows").await;
+    assert!(policy.contains("Highest privilege") && policy.contains("ID in person"), "{policy}");
+    assert_eq!(js(client, "document.getElementById('admin-intents-none').hidden").await, json!(false));
+    snapshot(client, "admin").await;
+    assert_accessible(client, "admin").await;
     client.clone().close().await.expect("close the session");
     drop(driver);
     drop((carol_card, dave_card));
@@ -1099,4 +1115,63 @@ async fn the_idle_lock_is_announced_60_seconds_ahead_and_one_key_keeps_the_sessi
     wait_js(client, "the warning to go", "document.getElementById('idle-warning').hidden").await;
     assert_eq!(js(client, "document.body.dataset.page").await, json!("home"), "still logged in");
     desk.client.close().await.expect("close the session");
+}
+
+/// Standard resets wait one minute (the default is none), for the cooling-off queue.
+const STANDARD_COOLING_OFF: &str = "[policy.standard]\nmin_factors = 2\n\
+    factor_methods = [\"security-answers\", \"employee-record\", \"totp\", \"one-time-code\", \"callback\", \"government-id\"]\n\
+    manager_approval = false\ngovernment_id = false\nco_signature = false\ncooling_off_minutes = 1\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_cooling_off_reset_resumes_after_an_app_restart() {
+    let Some(desk) = desk_app_with_alice_card(&format!("{ALL_HOURS}{STANDARD_COOLING_OFF}")).await else { return };
+    let DeskApp { client, _driver: driver, card, _desk: site, _readers: readers } = desk;
+    wait_js(&client, "the login form", "!document.getElementById('login-form').hidden").await;
+    log_in(&client, PIN).await;
+    search_by_keyboard(&client, "jsmith").await;
+    keys(&client, ENTER).await;
+    wait_focus(&client, "channel-walk-up").await;
+    keys(&client, " ").await;
+    client.find(Locator::Id("intake-submit")).await.expect("submit").click().await.expect("click");
+    wait_focus(&client, "answer-0").await;
+    let (pet, city) = demo_answers("jsmith");
+    keys(&client, &format!("{pet}{TAB}{city}{ENTER}")).await;
+    wait_focus(&client, "totp-code").await;
+    keys(&client, &format!("{}{ENTER}", totp_now("jsmith"))).await;
+
+    // Verified, but the cooling-off runs: the reset cannot be confirmed; park it.
+    wait_focus(&client, "park-reset").await;
+    assert_eq!(js(&client, "document.getElementById('confirm-reset').disabled").await, json!(true));
+    assert!(text_of(&client, "confirm-text").await.contains("Cooling-off"));
+    keys(&client, ENTER).await;
+    wait_js(&client, "the parked reset on the home screen", "!document.getElementById('parked-panel').hidden").await;
+    assert!(text_of(&client, "parked-list").await.contains("Jordan Smith"));
+    snapshot(&client, "parked").await;
+
+    // The app stops and starts again (the card stays in): the parked reset is back.
+    client.close().await.expect("close the first session");
+    drop(driver);
+    let tauri_driver = prerequisites().expect("the drivers");
+    let driver = Driver::start(&tauri_driver);
+    let client = connect(&driver, &["--config", site.config_file.to_str().expect("utf-8")]).await;
+    wait_js(&client, "the login form", "!document.getElementById('login-form').hidden").await;
+    log_in(&client, PIN).await;
+    wait_js(&client, "the parked reset after the restart", "!document.getElementById('parked-panel').hidden").await;
+    let parked = text_of(&client, "parked-list").await;
+    assert!(parked.contains("Jordan Smith") && parked.contains("Due"), "{parked}");
+    client.find(Locator::Css("#parked-list button")).await.expect("Resume").click().await.expect("resume");
+    wait_js(&client, "the resumed reset", "document.body.dataset.page === 'reset'").await;
+    for method in ["security-answers", "totp"] {
+        let state =
+            js(&client, &format!("document.querySelector('#step-list [data-method={method}]').dataset.state")).await;
+        assert_eq!(state, json!("verified"), "{method} stays verified across the restart");
+    }
+    assert_eq!(
+        js(&client, "document.getElementById('confirm-reset').disabled").await,
+        json!(true),
+        "the wait still runs"
+    );
+    client.close().await.expect("close the session");
+    drop(driver);
+    drop((card, site, readers));
 }
