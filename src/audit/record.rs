@@ -57,11 +57,13 @@ pub enum EventType {
     Refusal,
     /// A token was enrolled (or re-enrolled) for an agent.
     Enrolment,
+    /// An admin revoked an agent's keys; the record's timestamp is the revocation time.
+    Revocation,
 }
 
 impl EventType {
     /// Every event type, in code order.
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 11] = [
         Self::ResetIntent,
         Self::ResetOutcome,
         Self::Login,
@@ -72,6 +74,7 @@ impl EventType {
         Self::Lockout,
         Self::Refusal,
         Self::Enrolment,
+        Self::Revocation,
     ];
 
     /// The wire code (stable; never reuse a retired number).
@@ -87,6 +90,7 @@ impl EventType {
             Self::Lockout => 8,
             Self::Refusal => 9,
             Self::Enrolment => 10,
+            Self::Revocation => 11,
         }
     }
 
@@ -108,6 +112,7 @@ impl EventType {
             Self::Lockout => "lockout",
             Self::Refusal => "refusal",
             Self::Enrolment => "enrolment",
+            Self::Revocation => "revocation",
         }
     }
 

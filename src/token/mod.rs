@@ -19,6 +19,7 @@ pub mod enrol;
 pub mod enrol_record;
 pub mod readers;
 pub mod registry;
+pub mod revocation;
 pub mod signer;
 pub mod watch;
 
