@@ -94,3 +94,15 @@ fn secrets_are_never_accepted_as_arguments() {
     let o = resetdesk(&["directory", "check-password", "--data-dir", "/tmp", "--user", "x", "--password", "p"], None);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Item 7 of the hardening issue: `demo init` never puts the demo organisation (known
+/// passwords and answers) into a desk configured for production.
+#[test]
+fn demo_init_refuses_a_production_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "resetdesk.toml", "mode = \"production\"\norganisation = \"Example Corp\"\n");
+    let o = resetdesk(&["demo", "init", "--data-dir", dir.path().to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("production"), "{}", text(&o));
+    assert!(!dir.path().join("directory.sqlite").exists(), "no demo directory was created");
+}
