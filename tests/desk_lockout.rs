@@ -151,3 +151,44 @@ fn parallel_sessions_on_one_account_share_the_lockout_count() {
     drop(alice);
     card.remove().unwrap();
 }
+
+/// Item 7 of the hardening issue: the flag a lockout sets lapses after `flag_days`
+/// (default 30) past the lock. While it holds, a junior agent cannot reset the account
+/// (the flag raises the tier); after it, they can again.
+#[test]
+fn a_lockout_flag_lapses_and_a_junior_agent_may_reset_again() {
+    let _lock = lock_readers();
+    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
+    let identity = alice.identity().clone();
+    let t0 = OffsetDateTime::now_utc();
+    let (mut run, _) = desk.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), t0).unwrap();
+    for i in 0..3 {
+        desk.apply_ui_json(&mut run, WRONG_ANSWERS, alice.signer().unwrap(), t0 + time::Duration::seconds(i)).unwrap();
+    }
+    assert_eq!(run.phase(), Phase::LockedOut);
+    let account = site.directory().account("cchen").unwrap();
+    let (until, flag_until) = (account.verification_locked_until.unwrap(), account.flagged_until.unwrap());
+    assert_eq!(flag_until, until + time::Duration::days(i64::from(site.config.policy.lockout.flag_days)));
+
+    let flagged = |reply: &resetdesk::desk::Reply| {
+        reply.decisions.iter().any(|d| match d {
+            Decision::Escalated { escalations } => escalations.iter().any(|e| e.rule == RiskRule::FlaggedAccount),
+            Decision::Refuse { explanation, .. } => explanation.contains("junior"),
+            _ => false,
+        })
+    };
+    // The lock is over, the flag holds: a junior agent is refused (the tier went up).
+    let later = until + time::Duration::days(1);
+    let (run, reply) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), later).unwrap();
+    assert_eq!(run.phase(), Phase::Refused, "{:?}", reply.decisions);
+    assert!(flagged(&reply), "{:?}", reply.decisions);
+    // The flag lapsed: the junior agent may verify the holder again.
+    let lapsed = flag_until + time::Duration::minutes(1);
+    let (run, reply) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), lapsed).unwrap();
+    assert_eq!(run.phase(), Phase::Verifying, "{:?}", reply.decisions);
+    assert!(!flagged(&reply), "{:?}", reply.decisions);
+    drop(alice);
+    card.remove().unwrap();
+}

@@ -203,8 +203,13 @@ impl Directory for FaultAfterWrite {
         }
         result
     }
-    fn lock_verification(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError> {
-        self.inner.lock_verification(username, until)
+    fn lock_verification(
+        &self,
+        username: &str,
+        until: OffsetDateTime,
+        flag_until: OffsetDateTime,
+    ) -> Result<(), DirectoryError> {
+        self.inner.lock_verification(username, until, flag_until)
     }
     fn password_changed_at(&self, username: &str) -> Result<Option<OffsetDateTime>, DirectoryError> {
         self.inner.password_changed_at(username)

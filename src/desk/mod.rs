@@ -853,9 +853,9 @@ impl Desk {
                 self.notify(notification, now, warnings)?;
                 Ok(None)
             }
-            Decision::LockVerification { username, until } => {
+            Decision::LockVerification { username, until, flag_until } => {
                 let t = Instant::now();
-                let r = self.directory.lock_verification(username, *until);
+                let r = self.directory.lock_verification(username, *until, *flag_until);
                 self.times.directory += t.elapsed();
                 r?;
                 Ok(None)

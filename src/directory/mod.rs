@@ -44,12 +44,22 @@ pub struct Account {
     pub agent_tier: Option<AgentTier>,
     /// Flagged by the security team or by lockout: resets escalate.
     pub flagged: bool,
+    /// For a flag a lockout set: when it lapses. `None`: until the security team clears it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub flagged_until: Option<OffsetDateTime>,
     pub must_change_password: bool,
     /// Verification lockout (too many failed verifications) until this instant.
     #[serde(with = "time::serde::rfc3339::option")]
     pub verification_locked_until: Option<OffsetDateTime>,
     /// Distinguished name for LDAP backends; `None` for the embedded one.
     pub dn: Option<String>,
+}
+
+impl Account {
+    /// Whether the account is flagged at `at` (a lockout's flag lapses at `flagged_until`).
+    pub fn flagged_at(&self, at: OffsetDateTime) -> bool {
+        self.flagged && self.flagged_until.is_none_or(|until| at < until)
+    }
 }
 
 /// A security question and the argon2id PHC string of its normalised answer.
@@ -113,8 +123,14 @@ pub trait Directory {
     fn set_temporary_password(&self, username: &str, password: &Secret) -> Result<(), DirectoryError>;
 
     /// After too many failed verifications: refuse verification for the account until
-    /// `until` and flag it for the security team, atomically.
-    fn lock_verification(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError>;
+    /// `until` and flag it until `flag_until`, atomically. A flag without an end (set by
+    /// the security team) keeps no end.
+    fn lock_verification(
+        &self,
+        username: &str,
+        until: OffsetDateTime,
+        flag_until: OffsetDateTime,
+    ) -> Result<(), DirectoryError>;
 
     /// When the account's password was last set, if the backend can tell (`None`:
     /// unknown). The desk compares it with a reset intent left without an outcome.
