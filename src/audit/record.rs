@@ -59,11 +59,13 @@ pub enum EventType {
     Enrolment,
     /// An admin revoked an agent's keys; the record's timestamp is the revocation time.
     Revocation,
+    /// An admin cleared a lockout or a flag, or set a contact point, of an account.
+    AdminAction,
 }
 
 impl EventType {
     /// Every event type, in code order.
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 12] = [
         Self::ResetIntent,
         Self::ResetOutcome,
         Self::Login,
@@ -75,6 +77,7 @@ impl EventType {
         Self::Refusal,
         Self::Enrolment,
         Self::Revocation,
+        Self::AdminAction,
     ];
 
     /// The wire code (stable; never reuse a retired number).
@@ -91,6 +94,7 @@ impl EventType {
             Self::Refusal => 9,
             Self::Enrolment => 10,
             Self::Revocation => 11,
+            Self::AdminAction => 12,
         }
     }
 
@@ -113,6 +117,7 @@ impl EventType {
             Self::Refusal => "refusal",
             Self::Enrolment => "enrolment",
             Self::Revocation => "revocation",
+            Self::AdminAction => "admin_action",
         }
     }
 

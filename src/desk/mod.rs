@@ -25,6 +25,7 @@
 //! makes every counted verification failure durable as a signed record as it
 //! happens, so that abandoning a session cannot erase it from the lockout count.
 
+pub mod admin;
 pub mod history;
 pub mod keys;
 pub mod outbox;

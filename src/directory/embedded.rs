@@ -380,6 +380,51 @@ impl Directory for EmbeddedDirectory {
         )
     }
 
+    fn clear_verification_lock(&self, username: &str) -> Result<(), DirectoryError> {
+        self.update_account(
+            username,
+            "UPDATE accounts SET verification_locked_until = NULL WHERE username = ?1",
+            params![username],
+        )
+    }
+
+    fn clear_flag(&self, username: &str) -> Result<(), DirectoryError> {
+        self.update_account(
+            username,
+            "UPDATE accounts SET flagged = 0, flagged_until = NULL WHERE username = ?1",
+            params![username],
+        )
+    }
+
+    fn set_contact_point(
+        &self,
+        username: &str,
+        kind: crate::workflow::ContactKind,
+        point: &ContactPoint,
+    ) -> Result<(), DirectoryError> {
+        let kind = match kind {
+            crate::workflow::ContactKind::Email => "email",
+            crate::workflow::ContactKind::Phone => "phone",
+        };
+        // One transaction: the old point with this label goes, the new one comes.
+        let tx = self.conn.unchecked_transaction()?;
+        let exists: Option<i64> =
+            tx.query_row("SELECT 1 FROM accounts WHERE username = ?1", [username], |r| r.get(0)).optional()?;
+        if exists.is_none() {
+            return Err(DirectoryError::NotFound(username.to_owned()));
+        }
+        tx.execute(
+            "DELETE FROM contacts WHERE username = ?1 AND kind = ?2 AND (label = ?3 OR value = ?4)",
+            params![username, kind, point.label, point.value],
+        )?;
+        tx.execute(
+            "INSERT INTO contacts (username, kind, value, label, changed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![username, kind, point.value, point.label, fmt_time(point.changed_at)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn password_changed_at(&self, username: &str) -> Result<Option<OffsetDateTime>, DirectoryError> {
         let row: Option<Option<String>> = self
             .conn

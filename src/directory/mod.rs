@@ -132,6 +132,40 @@ pub trait Directory {
         flag_until: OffsetDateTime,
     ) -> Result<(), DirectoryError>;
 
+    /// An admin's action: end the account's verification lockout now (the flag stays).
+    fn clear_verification_lock(&self, username: &str) -> Result<(), DirectoryError> {
+        let _ = username;
+        Err(DirectoryError::Refused(format!(
+            "the {} backend cannot clear a verification lock here; use its own tools",
+            self.backend_name()
+        )))
+    }
+
+    /// An admin's action: clear the account's flag (set by a lockout or the security team).
+    fn clear_flag(&self, username: &str) -> Result<(), DirectoryError> {
+        let _ = username;
+        Err(DirectoryError::Refused(format!(
+            "the {} backend cannot clear a flag here; use its own tools",
+            self.backend_name()
+        )))
+    }
+
+    /// An admin's action: the account's `kind` contact point labelled `point.label`
+    /// becomes `point.value`, changed at `point.changed_at` (the time the risk rules
+    /// read: a recent change escalates and the point is not used for codes or callbacks).
+    fn set_contact_point(
+        &self,
+        username: &str,
+        kind: crate::workflow::ContactKind,
+        point: &ContactPoint,
+    ) -> Result<(), DirectoryError> {
+        let _ = (username, kind, point);
+        Err(DirectoryError::Refused(format!(
+            "the {} backend cannot edit contact points here; use its own tools",
+            self.backend_name()
+        )))
+    }
+
     /// When the account's password was last set, if the backend can tell (`None`:
     /// unknown). The desk compares it with a reset intent left without an outcome.
     fn password_changed_at(&self, username: &str) -> Result<Option<OffsetDateTime>, DirectoryError> {

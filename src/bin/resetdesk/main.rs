@@ -36,6 +36,10 @@ enum Command {
     /// Desk maintenance: reconcile reset intents left without an outcome.
     #[command(subcommand)]
     Desk(cli::desk::Command),
+    /// Admin actions on an account, each a signed audit record: clear a lockout or a
+    /// flag, set a contact point.
+    #[command(subcommand)]
+    Admin(cli::admin::Command),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Token(c) => cli::token::run(c),
         Command::Audit(c) => cli::audit::run(c),
         Command::Desk(c) => cli::desk::run(c),
+        Command::Admin(c) => cli::admin::run(c),
     };
     ExitCode::from(code)
 }
