@@ -11,6 +11,7 @@
 //! - [`authority`]: which agents may reset which accounts, and who may co-sign.
 
 pub mod authority;
+pub mod recheck;
 pub mod requirements;
 pub mod risk;
 
