@@ -315,9 +315,9 @@ fn a_one_time_code_is_shown_in_band_once_never_stored_and_refused_in_production(
     assert!(row.delivered_in_band && row.delivered_at.is_some(), "{row:?}");
     assert!(!row.body.contains(shown.secret.expose()) && !row.subject.contains(shown.secret.expose()));
 
-    let enter = serde_json::json!({"action": "enter_code", "code": shown.secret.expose()}).to_string();
+    let enter = Secret::new(serde_json::json!({"action": "enter_code", "code": shown.secret.expose()}).to_string());
     drop(shown);
-    desk.apply_ui_json(&mut run, &enter, alice.signer().unwrap(), now()).unwrap();
+    desk.apply_ui_secret_json(&mut run, enter, alice.signer().unwrap(), now()).unwrap();
     desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap();
     assert_eq!(run.phase(), Phase::Succeeded);
     assert!(run.take_handoff_password().is_some());

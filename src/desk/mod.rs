@@ -187,6 +187,10 @@ impl RecordSigner for Timed<'_> {
         self.spent += t.elapsed();
         r
     }
+
+    fn card_serial(&self) -> Option<u32> {
+        self.inner.card_serial()
+    }
 }
 
 /// Facts of a failed verification step, written as it happens (see the module doc).
@@ -391,6 +395,21 @@ impl Desk {
         self.apply_action(run, action, signer, now)
     }
 
+    /// [`Desk::apply_ui_json`] for a message that may carry a secret (answers, TOTP, a
+    /// code), handed over as a [`Secret`] so the JSON text is zeroized when this returns
+    /// (the shell wraps the IPC string at once). The parsed secrets are `Secret`s too.
+    pub fn apply_ui_secret_json(
+        &mut self,
+        run: &mut ResetRun,
+        json: Secret,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Reply, DeskError> {
+        let action = parse_ui_action(json.expose())?;
+        drop(json);
+        self.apply_action(run, action, signer, now)
+    }
+
     /// Apply one agent action. Secret-bearing actions (answers, TOTP, codes) are
     /// checked here and reach the engine as verdicts only; the secrets are dropped.
     pub fn apply_action(
@@ -438,7 +457,8 @@ impl Desk {
         self.usable(run, signer)?;
         let key_id = co_signer.key_id();
         let policy = login::TokenPolicy::from_config(&self.config);
-        let enrolled = keys::enrolled_co_signer(&self.registry, &self.anchor, &key_id, policy, now)?;
+        let enrolled =
+            keys::enrolled_co_signer(&self.registry, &self.anchor, &key_id, co_signer.card_serial(), policy, now)?;
         let t = Instant::now();
         let account = match self.directory.account(&enrolled.username) {
             Ok(a) => a,
