@@ -415,6 +415,7 @@ mod tests {
             flagged: false,
             must_change_password: false,
             verification_locked_until: None,
+            flagged_until: None,
             dn: None,
         }
     }

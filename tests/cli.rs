@@ -119,3 +119,15 @@ fn demo_totp_prints_the_demo_authenticator_code_and_demo_init_shortens_the_cooli
     assert!(config.policy.highest.co_signature && config.policy.highest.government_id);
     assert!(config.policy.privileged.manager_approval && config.policy.highest.manager_approval);
 }
+
+/// Item 7 of the hardening issue: `demo init` never puts the demo organisation (known
+/// passwords and answers) into a desk configured for production.
+#[test]
+fn demo_init_refuses_a_production_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "resetdesk.toml", "mode = \"production\"\norganisation = \"Example Corp\"\n");
+    let o = resetdesk(&["demo", "init", "--data-dir", dir.path().to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("production"), "{}", text(&o));
+    assert!(!dir.path().join("directory.sqlite").exists(), "no demo directory was created");
+}

@@ -14,6 +14,7 @@ use std::path::Path;
 use desk_support::{site, totp_json, Site};
 use resetdesk::audit::EventType;
 use resetdesk::desk::approval::ApprovalInbox;
+use resetdesk::desk::keys::CoSignerKeyError;
 use resetdesk::desk::DeskError;
 use resetdesk::desk::{Desk, ResetRun};
 use resetdesk::directory::embedded::NewAccount;
@@ -53,6 +54,12 @@ fn a_highest_reset_needs_id_approval_cooling_off_and_a_second_agents_card() {
         "{own:?}"
     );
     assert!(run.status().missing.iter().any(|m| format!("{m:?}").contains("CoSignature")));
+
+    // A signer whose card is not the one the key was enrolled on is refused.
+    let mut elsewhere = Counting { inner: dave.signer().unwrap(), signatures: 0, serial: Some(12_000_999) };
+    let moved = desk.co_sign(&mut run, &mut elsewhere, carol.signer().unwrap(), t0);
+    assert!(matches!(moved, Err(DeskError::CoSigner(CoSignerKeyError::WrongCard { .. }))), "{moved:?}");
+    assert_eq!(elsewhere.signatures, 0);
 
     // Dave's card in the second reader co-signs the digest of the verification so far.
     let digest = run.approval_digest();
@@ -178,10 +185,11 @@ fn add_admin_account_of(site: &Site, username: &str, same_as: &str) {
     site.directory().create_account(&account, OffsetDateTime::now_utc()).unwrap();
 }
 
-/// A signer that counts the card's signatures.
+/// A signer that counts the card's signatures (and, with `serial`, claims another card).
 struct Counting<'a> {
     inner: &'a mut dyn RecordSigner,
     signatures: u32,
+    serial: Option<u32>,
 }
 
 impl RecordSigner for Counting<'_> {
@@ -191,6 +199,9 @@ impl RecordSigner for Counting<'_> {
     fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, resetdesk::token::TokenError> {
         self.signatures += 1;
         self.inner.sign_digest(digest)
+    }
+    fn card_serial(&self) -> Option<u32> {
+        self.serial.or(self.inner.card_serial())
     }
 }
 
@@ -215,7 +226,7 @@ fn the_holder_and_the_manager_cannot_co_sign_under_another_username() {
     ] {
         let card = VirtualCard::insert_with_serial(READER_1_PORT, serial).unwrap();
         let mut other = site.agent(&card, who, "135791");
-        let mut counting = Counting { inner: other.signer().unwrap(), signatures: 0 };
+        let mut counting = Counting { inner: other.signer().unwrap(), signatures: 0, serial: None };
         let r = desk.co_sign(&mut run, &mut counting, carol.signer().unwrap(), OffsetDateTime::now_utc());
         assert!(matches!(&r, Err(DeskError::Workflow(WorkflowError::CoSignature(x))) if *x == refusal), "{who}: {r:?}");
         assert_eq!(counting.signatures, 0, "{who}'s card signed nothing");

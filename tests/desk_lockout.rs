@@ -4,6 +4,7 @@
 //! and tells the security team. A TOTP code accepted once is refused in a later
 //! session. Needs `scripts/pcscd.sh start`; holds the reader lock.
 
+mod cli_support;
 mod desk_support;
 
 use desk_support::{at_desk, totp_json};
@@ -150,4 +151,131 @@ fn parallel_sessions_on_one_account_share_the_lockout_count() {
     assert!(site.verify_audit_cli().0);
     drop(alice);
     card.remove().unwrap();
+}
+
+/// Item 7 of the hardening issue: the flag a lockout sets lapses after `flag_days`
+/// (default 30) past the lock. While it holds, a junior agent cannot reset the account
+/// (the flag raises the tier); after it, they can again.
+#[test]
+fn a_lockout_flag_lapses_and_a_junior_agent_may_reset_again() {
+    let _lock = lock_readers();
+    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
+    let identity = alice.identity().clone();
+    lock_out(&mut desk, &mut alice, "cchen");
+    let account = site.directory().account("cchen").unwrap();
+    let (until, flag_until) = (account.verification_locked_until.unwrap(), account.flagged_until.unwrap());
+    assert_eq!(flag_until, until + time::Duration::days(i64::from(site.config.policy.lockout.flag_days)));
+
+    let flagged = |reply: &resetdesk::desk::Reply| {
+        reply.decisions.iter().any(|d| match d {
+            Decision::Escalated { escalations } => escalations.iter().any(|e| e.rule == RiskRule::FlaggedAccount),
+            Decision::Refuse { explanation, .. } => explanation.contains("junior"),
+            _ => false,
+        })
+    };
+    // The lock is over, the flag holds: a junior agent is refused (the tier went up).
+    let later = until + time::Duration::days(1);
+    let (run, reply) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), later).unwrap();
+    assert_eq!(run.phase(), Phase::Refused, "{:?}", reply.decisions);
+    assert!(flagged(&reply), "{:?}", reply.decisions);
+    // The flag lapsed: the junior agent may verify the holder again.
+    let lapsed = flag_until + time::Duration::minutes(1);
+    let (run, reply) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), lapsed).unwrap();
+    assert_eq!(run.phase(), Phase::Verifying, "{:?}", reply.decisions);
+    assert!(!flagged(&reply), "{:?}", reply.decisions);
+    drop(alice);
+    card.remove().unwrap();
+}
+
+/// The rules that fired when a request for `target` opened (or the refusal, if any).
+fn opened(
+    site: &desk_support::Site,
+    card: &virtual_yubikey::VirtualCard,
+    pin: &str,
+    target: &str,
+) -> (Phase, Vec<RiskRule>) {
+    let mut agent = site.login(card, pin);
+    let identity = agent.identity().clone();
+    let mut desk = site.desk();
+    let (run, reply) = desk
+        .start_reset(&identity, agent.signer().unwrap(), target, Default::default(), OffsetDateTime::now_utc())
+        .unwrap();
+    let rules = reply
+        .decisions
+        .iter()
+        .flat_map(|d| match d {
+            Decision::Escalated { escalations } => escalations.iter().map(|e| e.rule).collect(),
+            _ => vec![],
+        })
+        .collect();
+    (run.phase(), rules)
+}
+
+/// Item 7 of the hardening issue: the admin actions, each a signed record by the
+/// admin's card before the directory changes. A junior agent cannot; an admin clears
+/// the lockout (the failures before it stop counting) and the flag, so a junior agent
+/// may verify the holder again; a contact point set now counts as recently changed.
+#[test]
+fn an_admin_clears_a_lockout_and_a_flag_and_sets_a_contact_point_each_signed() {
+    use virtual_yubikey::{VirtualCard, READER_1_PORT};
+    let _lock = lock_readers();
+    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
+    let carol_card = VirtualCard::insert(READER_1_PORT).unwrap();
+    site.enrol(&carol_card, "carol", "135791");
+    lock_out(&mut desk, &mut alice, "cchen");
+    drop((alice, desk));
+    assert_eq!(opened(&site, &card, "246810", "cchen").0, Phase::Refused, "locked");
+
+    let dir = site.dir.path().to_str().unwrap().to_owned();
+    let admin = |action: &str, reader: &str, pin: &str, extra: &[&str]| {
+        let mut args = vec!["admin", action, "--data-dir", &dir, "--reader", reader, "--user", "cchen"];
+        args.extend_from_slice(&["--reason", "holder called from the office, verified in person"]);
+        args.extend_from_slice(extra);
+        cli_support::resetdesk(&args, &format!("{pin}\n"))
+    };
+    let (code, _, err) = admin("clear-lockout", card.reader_name(), "246810", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("only an admin agent"), "{err}");
+    assert!(site.directory().account("cchen").unwrap().verification_locked_until.is_some());
+
+    for action in ["clear-lockout", "unflag"] {
+        let (code, out, err) = admin(action, carol_card.reader_name(), "135791", &[]);
+        assert_eq!(code, 0, "{action}: {out}{err}");
+        let (record, payload) = site.audit_records().pop().unwrap();
+        assert_eq!(record.event_type, EventType::AdminAction);
+        assert_eq!(
+            (payload["facts"]["action"].as_str(), payload["facts"]["by"].as_str()),
+            (Some(action), Some("carol"))
+        );
+    }
+    let account = site.directory().account("cchen").unwrap();
+    assert_eq!((account.verification_locked_until, account.flagged), (None, false), "{account:?}");
+    let (phase, rules) = opened(&site, &card, "246810", "cchen");
+    assert_eq!(phase, Phase::Verifying, "a junior agent may verify the holder again");
+    assert!(!rules.contains(&RiskRule::EarlierFailures), "the failures before the clearing stop counting: {rules:?}");
+
+    let extra = ["--kind", "phone", "--label", "mobile", "--value", "+1 555 0100"];
+    let (code, out, err) = admin("set-contact", carol_card.reader_name(), "135791", &extra);
+    assert_eq!(code, 0, "{out}{err}");
+    let account = site.directory().account("cchen").unwrap();
+    let mobile = account.phones.iter().find(|p| p.label == "mobile").unwrap();
+    assert_eq!(mobile.value, "+1 555 0100");
+    assert!(OffsetDateTime::now_utc() - mobile.changed_at < time::Duration::minutes(5), "stamped now");
+    assert!(opened(&site, &card, "246810", "cchen").1.contains(&RiskRule::RecentContactChange));
+    assert!(site.verify_audit_cli().0);
+    card.remove().unwrap();
+    carol_card.remove().unwrap();
+}
+
+/// Three wrong answers for `target`, a second apart, in one session: locked out.
+fn lock_out(desk: &mut resetdesk::desk::Desk, agent: &mut resetdesk::login::AgentSession, target: &str) {
+    let identity = agent.identity().clone();
+    let t0 = OffsetDateTime::now_utc();
+    let (mut run, _) = desk.start_reset(&identity, agent.signer().unwrap(), target, Default::default(), t0).unwrap();
+    for i in 0..3 {
+        desk.apply_ui_json(&mut run, WRONG_ANSWERS, agent.signer().unwrap(), t0 + time::Duration::seconds(i)).unwrap();
+    }
+    assert_eq!(run.phase(), Phase::LockedOut);
 }

@@ -203,8 +203,13 @@ impl Directory for FaultAfterWrite {
         }
         result
     }
-    fn lock_verification(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError> {
-        self.inner.lock_verification(username, until)
+    fn lock_verification(
+        &self,
+        username: &str,
+        until: OffsetDateTime,
+        flag_until: OffsetDateTime,
+    ) -> Result<(), DirectoryError> {
+        self.inner.lock_verification(username, until, flag_until)
     }
     fn password_changed_at(&self, username: &str) -> Result<Option<OffsetDateTime>, DirectoryError> {
         self.inner.password_changed_at(username)
@@ -310,9 +315,9 @@ fn a_one_time_code_is_shown_in_band_once_never_stored_and_refused_in_production(
     assert!(row.delivered_in_band && row.delivered_at.is_some(), "{row:?}");
     assert!(!row.body.contains(shown.secret.expose()) && !row.subject.contains(shown.secret.expose()));
 
-    let enter = serde_json::json!({"action": "enter_code", "code": shown.secret.expose()}).to_string();
+    let enter = Secret::new(serde_json::json!({"action": "enter_code", "code": shown.secret.expose()}).to_string());
     drop(shown);
-    desk.apply_ui_json(&mut run, &enter, alice.signer().unwrap(), now()).unwrap();
+    desk.apply_ui_secret_json(&mut run, enter, alice.signer().unwrap(), now()).unwrap();
     desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap();
     assert_eq!(run.phase(), Phase::Succeeded);
     assert!(run.take_handoff_password().is_some());
@@ -411,4 +416,48 @@ fn the_cli_reconciles_open_intents_with_the_agent_s_card() {
     let (code, out, _) = resetdesk(&args, "13572468\n");
     assert_eq!((code, out.trim()), (0, "no open reset intents: nothing to reconcile"));
     bob_card.remove().unwrap();
+}
+
+/// Item 2 of the hardening issue: before the intent is written the desk reads the
+/// account and the agent again. A contact point changed since the request opened, or
+/// the agent's tier dropped in the directory: no intent, no directory write; the
+/// request is recorded as cancelled with the reason, and the desk says what changed.
+#[test]
+fn the_account_and_the_agent_are_read_again_before_the_intent() {
+    let _lock = lock_readers();
+    let (site, card, mut bob, mut desk) = at_desk("bob", "246810");
+    let directory = site.directory();
+
+    // The holder's mobile number changes while the agent verifies.
+    let mut run = verified_run(&mut desk, &mut bob, "ykim");
+    let changed =
+        resetdesk::directory::ContactPoint { value: "+1 555 0199".into(), label: "mobile".into(), changed_at: now() };
+    directory.set_contact_point("ykim", resetdesk::workflow::ContactKind::Phone, &changed).unwrap();
+    let err = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, bob.signer().unwrap(), now()).unwrap_err();
+    assert!(matches!(&err, DeskError::ChangedSinceOpened(why) if why.contains("contact points")), "{err:?}");
+    assert_eq!(run.phase(), Phase::Cancelled);
+    let records = site.records();
+    assert!(records.iter().all(|r| r.0 != EventType::ResetIntent), "no intent");
+    let last = records.last().unwrap();
+    assert_eq!(last.0, EventType::Refusal);
+    assert!(last.1["outcome"]["reason"].as_str().unwrap().contains("contact points"), "{}", last.1);
+    site.assert_untouched("ykim");
+
+    // The agent is moved from the senior to the junior group during the request.
+    let mut run = verified_run(&mut desk, &mut bob, "obrien");
+    let db = rusqlite::Connection::open(site.dir.path().join("directory.sqlite")).unwrap();
+    db.execute("UPDATE group_members SET group_name = 'helpdesk-junior' WHERE username = 'bob' AND group_name = 'helpdesk-senior'", [])
+        .unwrap();
+    let err = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, bob.signer().unwrap(), now()).unwrap_err();
+    assert!(matches!(&err, DeskError::ChangedSinceOpened(why) if why.contains("now junior")), "{err:?}");
+    site.assert_untouched("obrien");
+    // A new request takes the lower tier, the directory's, not the login's (senior):
+    // a privileged account is refused.
+    let identity = bob.identity().clone();
+    assert_eq!(identity.tier, resetdesk::tier::AgentTier::Senior);
+    let (run, reply) = desk.start_reset(&identity, bob.signer().unwrap(), "lwong", Default::default(), now()).unwrap();
+    assert_eq!(run.phase(), Phase::Refused, "{:?}", reply.decisions);
+    assert!(site.verify_audit_cli().0);
+    drop(bob);
+    card.remove().unwrap();
 }

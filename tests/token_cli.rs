@@ -202,3 +202,94 @@ fn assert_enrolment_facts(data_dir: &Path, facts: &serde_json::Value, serial: u3
         assert!(!facts.to_string().contains(secret), "no secret in the record: {facts}");
     }
 }
+
+/// Item 6 of the hardening issue: `token revoke` is evidence. An admin's card signs a
+/// `revocation` record naming the keys; a junior agent cannot revoke. The verifier
+/// applies the recorded revocation without the registry (an export): a record by a
+/// revoked key after it fails, and so does one dated before the revocation that
+/// follows it in the log (a clock set back to sign past the revocation).
+#[test]
+fn a_revocation_is_a_signed_record_the_verifier_applies() {
+    use resetdesk::audit::{AuditLog, Event};
+    use resetdesk::secret::Secret;
+    use resetdesk::token::card::PivCard;
+    use resetdesk::token::signer::PivSigner;
+    use virtual_yubikey::READER_1_PORT;
+
+    let _lock = lock_readers();
+    let data = tempfile::tempdir().unwrap();
+    let d = dir_arg(data.path());
+    assert_eq!(resetdesk(&["demo", "init", "--data-dir", &d], "").0, 0);
+    assert_eq!(resetdesk(&["ca", "init", "--data-dir", &d], "demo CA passphrase\n").0, 0);
+    let alice_card = VirtualCard::insert(READER_0_PORT).unwrap();
+    let carol_card = VirtualCard::insert(READER_1_PORT).unwrap();
+    for (card, agent, pin) in [(&alice_card, "alice", "246810"), (&carol_card, "carol", "135791")] {
+        let enrol = ["token", "enroll", "--data-dir", &d, "--agent", agent, "--reader", card.reader_name()];
+        let (code, out, err) = resetdesk(&enrol, &format!("demo CA passphrase\n{pin}\n13579135\n"));
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let revoke = |reader: &str, agent: &str, pin: &str| {
+        let args = ["token", "revoke", "--data-dir", &d, "--reader", reader, "--agent", agent, "--reason", "lost"];
+        resetdesk(&args, &format!("{pin}\n"))
+    };
+    let (code, _, err) = revoke(alice_card.reader_name(), "carol", "246810");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("only an admin agent may revoke"), "{err}");
+    let (code, out, err) = revoke(carol_card.reader_name(), "alice", "135791");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("revoked 2 key(s) of \"alice\"") && out.contains("signed by carol"), "{out}");
+
+    let registry = TokenRegistry::open_existing(data.path()).unwrap();
+    let keys = registry.all().unwrap();
+    let key_of = |user: &str, slot: &str| {
+        keys.iter().find(|k| k.username == user && k.slot.as_str() == slot).map(|k| k.key_id).unwrap()
+    };
+    let store = Store::open_read_only(&data.path().join("audit.sqlite")).unwrap();
+    let (seq, _) = store.head().unwrap().unwrap();
+    let record = Record::decode(&store.get(seq).unwrap().unwrap().record).unwrap();
+    drop(store);
+    assert_eq!(record.event_type, EventType::Revocation);
+    assert_eq!(record.key_id, key_of("carol", "9c"), "signed by the admin's card");
+    let facts: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
+    let named: Vec<&str> =
+        facts["facts"]["keys"].as_array().unwrap().iter().map(|k| k["key_id"].as_str().unwrap()).collect();
+    assert_eq!(named, [hex::encode(key_of("alice", "9a")), hex::encode(key_of("alice", "9c"))]);
+    let (code, out, err) = resetdesk(&["audit", "verify", "--data-dir", &d], "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("revocation 1"), "{out}");
+
+    // Alice's card still holds the revoked key; a desk without the key check lets it
+    // sign. Dated before the revocation: the backdating is caught.
+    let revoked_at =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(record.timestamp_ms) * 1_000_000).unwrap();
+    let mut alice = PivSigner::new(
+        PivCard::open_reader(alice_card.reader_name()).unwrap(),
+        Secret::from("246810"),
+        key_of("alice", "9c"),
+    );
+    let event = Event::new(EventType::Refusal, &serde_json::json!({"agent": "alice"})).unwrap();
+    let mut log = AuditLog::open(&data.path().join("audit.sqlite")).unwrap();
+    let backdated = log.append(&event, &mut alice, revoked_at - time::Duration::hours(1)).unwrap();
+    drop(log);
+    let (code, _, err) = resetdesk(&["audit", "verify", "--data-dir", &d], "");
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("record {}", backdated.seq)) && err.contains("clock was set back"), "{err}");
+    rusqlite::Connection::open(data.path().join("audit.sqlite"))
+        .unwrap()
+        .execute("DELETE FROM audit_records WHERE seq = ?1", [backdated.seq])
+        .unwrap();
+
+    // Dated after it: the export (no registry) refuses it from the revocation record.
+    let mut log = AuditLog::open(&data.path().join("audit.sqlite")).unwrap();
+    let late = log.append(&event, &mut alice, time::OffsetDateTime::now_utc()).unwrap();
+    drop(log);
+    let out_dir = data.path().join("export");
+    let (code, out, err) = resetdesk(&["audit", "export", "--data-dir", &d, "--out", out_dir.to_str().unwrap()], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = resetdesk(&["audit", "verify", "--export", out_dir.to_str().unwrap()], "");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("record {}", late.seq)) && err.contains("was revoked"), "{err}");
+    drop(alice);
+    alice_card.remove().unwrap();
+    carol_card.remove().unwrap();
+}

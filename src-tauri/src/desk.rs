@@ -19,7 +19,7 @@ use resetdesk::presence::{self, SessionEnd};
 use resetdesk::secret::Secret;
 use resetdesk::session::{Decision, LockReason, SessionEvent};
 use resetdesk::token::watch::CardEvent;
-use resetdesk::token::{RecordSigner, TokenError};
+use resetdesk::token::TokenError;
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager};
 use time::OffsetDateTime;
@@ -354,7 +354,7 @@ fn open_core(desk: &mut Desk, config: &Config, session: &mut AgentSession) -> Ve
         Err(e) => notices.push(format!("Open reset intents could not be read: {e}")),
     }
     // This agent's parked resets, from before a restart (each signature checked).
-    match core.parked_runs(&signer.key_id(), now) {
+    match core.parked_runs(signer, now) {
         Ok(runs) => {
             for run in runs {
                 match run {

@@ -231,7 +231,7 @@ pub async fn reset_action(app: AppHandle, action: String) -> Result<ResetScreen,
         let result = (|| {
             let (session, core) = state.agent_and_core()?;
             let signer = session.signer().map_err(fail)?;
-            core.apply_ui_json(&mut run, action.expose(), signer, now()).map_err(fail)
+            core.apply_ui_secret_json(&mut run, action, signer, now()).map_err(fail)
         })();
         state.run = Some(run);
         let reply = result?;

@@ -57,11 +57,15 @@ pub enum EventType {
     Refusal,
     /// A token was enrolled (or re-enrolled) for an agent.
     Enrolment,
+    /// An admin revoked an agent's keys; the record's timestamp is the revocation time.
+    Revocation,
+    /// An admin cleared a lockout or a flag, or set a contact point, of an account.
+    AdminAction,
 }
 
 impl EventType {
     /// Every event type, in code order.
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 12] = [
         Self::ResetIntent,
         Self::ResetOutcome,
         Self::Login,
@@ -72,6 +76,8 @@ impl EventType {
         Self::Lockout,
         Self::Refusal,
         Self::Enrolment,
+        Self::Revocation,
+        Self::AdminAction,
     ];
 
     /// The wire code (stable; never reuse a retired number).
@@ -87,6 +93,8 @@ impl EventType {
             Self::Lockout => 8,
             Self::Refusal => 9,
             Self::Enrolment => 10,
+            Self::Revocation => 11,
+            Self::AdminAction => 12,
         }
     }
 
@@ -108,6 +116,8 @@ impl EventType {
             Self::Lockout => "lockout",
             Self::Refusal => "refusal",
             Self::Enrolment => "enrolment",
+            Self::Revocation => "revocation",
+            Self::AdminAction => "admin_action",
         }
     }
 

@@ -73,6 +73,10 @@ pub enum Problem {
     CosignerMismatch,
     #[error("co-signed approval: {0}")]
     Approval(ApprovalFactsError),
+    #[error("dated {at} ms, before the revocation recorded at seq {seq} ({revoked_at} ms) that precedes it: the desk's clock was set back to sign past a revocation")]
+    BackdatedAcrossRevocation { at: u64, seq: u64, revoked_at: u64 },
+    #[error("the revocation record names no key it revoked, or a key id that is not 32 bytes of hex")]
+    BadRevocation,
     #[error("payload: {0}")]
     Payload(#[from] PayloadError),
     #[error("outcome refers to intent seq {0}, which is not an earlier reset intent")]
@@ -162,6 +166,10 @@ pub struct Verifier<'r> {
     intents: HashSet<u64>,
     /// Records per signing key; turned into subjects at the end (no per-record clone).
     per_key: HashMap<Hash32, u64>,
+    /// Keys revoked by `revocation` records so far: when (UTC ms).
+    revoked: HashMap<Hash32, u64>,
+    /// The latest revocation so far: (seq, UTC ms). No later record may be dated before it.
+    last_revocation: Option<(u64, u64)>,
     summary: Summary,
 }
 
@@ -174,6 +182,8 @@ impl<'r> Verifier<'r> {
             open_intents: BTreeMap::new(),
             intents: HashSet::new(),
             per_key: HashMap::new(),
+            revoked: HashMap::new(),
+            last_revocation: None,
             summary: Summary::default(),
         }
     }
@@ -203,8 +213,14 @@ impl<'r> Verifier<'r> {
             return Err(bad(Problem::BrokenChain));
         }
 
+        if let Some((seq, revoked_at)) = self.last_revocation {
+            if record.timestamp_ms < revoked_at {
+                return Err(bad(Problem::BackdatedAcrossRevocation { at: record.timestamp_ms, seq, revoked_at }));
+            }
+        }
         let signer = self.key(&record.key_id).map_err(|e| bad(Problem::Signer(e)))?;
         check_key_at(&signer, record.timestamp_ms).map_err(bad)?;
+        self.check_not_revoked_by_record(&signer, record.timestamp_ms).map_err(bad)?;
         if !signature_valid(&signer, &stored.record, &stored.signature) {
             return Err(bad(Problem::BadSignature(signer.subject.clone())));
         }
@@ -222,6 +238,7 @@ impl<'r> Verifier<'r> {
             (Some(id), cosig) => {
                 let co = self.key(&id).map_err(|e| bad(Problem::Cosigner(e)))?;
                 check_key_at(&co, record.timestamp_ms).map_err(bad)?;
+                self.check_not_revoked_by_record(&co, record.timestamp_ms).map_err(bad)?;
                 let cosig = cosig.as_ref().ok_or_else(|| bad(Problem::MissingCosignature(co.subject.clone())))?;
                 let digest = cosigned_digest(&record, &stored.record).map_err(bad)?.unwrap_or_default();
                 if !signature_valid_over(&co, &digest, cosig) {
@@ -246,6 +263,13 @@ impl<'r> Verifier<'r> {
                     None if self.intents.contains(&link.seq) => return Err(bad(Problem::IntentClosedTwice(link.seq))),
                     None => return Err(bad(Problem::UnknownIntent(link.seq))),
                 }
+            }
+            EventType::Revocation => {
+                let keys = revoked_key_ids(parsed.value.get("facts")).ok_or_else(|| bad(Problem::BadRevocation))?;
+                for key in keys {
+                    self.revoked.entry(key).or_insert(record.timestamp_ms);
+                }
+                self.last_revocation = Some((record.seq, record.timestamp_ms));
             }
             t if t.is_heartbeat() => {
                 // parse_payload guarantees a heartbeat states its head.
@@ -276,6 +300,15 @@ impl<'r> Verifier<'r> {
         *s.by_type.entry(record.event_type.as_str()).or_default() += 1;
         *self.per_key.entry(record.key_id).or_default() += 1;
         Ok(())
+    }
+
+    /// A key named by an earlier `revocation` record signs nothing dated at or after it
+    /// (this holds without the registry, e.g. for an export).
+    fn check_not_revoked_by_record(&self, key: &ResolvedKey, at: u64) -> Result<(), Problem> {
+        match self.revoked.get(&key.key_id) {
+            Some(&revoked) if at >= revoked => Err(Problem::Revoked { subject: key.subject.clone(), at, revoked }),
+            _ => Ok(()),
+        }
     }
 
     /// Check receipts and anchors against the whole log and return the summary.
@@ -360,6 +393,17 @@ pub fn cosigned_digest(record: &Record, record_bytes: &[u8]) -> Result<Option<Ha
         (None, Some(_)) => Ok(Some(signing_digest(record_bytes))),
         (None, None) => Ok(None),
     }
+}
+
+/// The key ids a `revocation` record's facts name (`facts.keys[].key_id`); `None` if
+/// there are none or one is not 32 bytes of hex.
+fn revoked_key_ids(facts: Option<&serde_json::Value>) -> Option<Vec<Hash32>> {
+    let keys = facts?.get("keys")?.as_array()?;
+    let ids: Option<Vec<Hash32>> = keys
+        .iter()
+        .map(|k| k.get("key_id")?.as_str().and_then(|h| hex::decode(h).ok()).and_then(|b| b.try_into().ok()))
+        .collect();
+    ids.filter(|ids| !ids.is_empty())
 }
 
 /// ECDSA P-256 over a 32-byte digest (DER signature) with `key`.

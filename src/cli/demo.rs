@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use time::OffsetDateTime;
 
-use super::{fail, load_config, EXIT_OK};
+use super::{fail, load_config, EXIT_BAD_INPUT, EXIT_OK};
 use crate::directory::embedded::EmbeddedDirectory;
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +72,14 @@ pub fn run(cmd: Command) -> u8 {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if config.mode == crate::config::Mode::Production {
+                eprintln!(
+                    "error: {} says mode = \"production\": demo init never puts the demo organisation (known \
+                     passwords and answers) into a production desk; use a separate data directory for the demo",
+                    config_path.display()
+                );
+                return EXIT_BAD_INPUT;
+            }
             let mut dir = match EmbeddedDirectory::open(&data_dir, &config) {
                 Ok(d) => d,
                 Err(e) => return fail(e),

@@ -2,6 +2,7 @@
 //! `src/bin/resetdesk/main.rs` only parses arguments and calls into these modules.
 //! Each returns an exit code; errors are printed as one line saying what to do.
 
+pub mod admin;
 pub mod approval;
 pub mod audit;
 pub mod ca;

@@ -73,10 +73,12 @@ pub enum Command {
     /// PIN, certificates against the CA, 9a challenge, agent in the directory, enrolment),
     /// record the signed login and logout, and print the agent. Exit 0 if the login works.
     CheckLogin(super::LoginArgs),
-    /// Revoke an agent's keys (all, or those on the card with --serial).
+    /// Revoke an agent's keys (all, or those on the card with --serial). An admin logs
+    /// in with the key in --reader (PIN on stdin); their card signs the `revocation`
+    /// audit record. Their old records still verify; none by the revoked keys after it.
     Revoke {
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        admin: super::LoginArgs,
         #[arg(long, value_name = "USERNAME")]
         agent: String,
         #[arg(long)]
@@ -96,26 +98,35 @@ pub fn run(cmd: Command) -> u8 {
             enroll(&data_dir, &agent, reader.as_deref(), config.as_deref(), allow_unattested)
         }
         Command::CheckLogin(args) => check_login(&args),
-        Command::Revoke { data_dir, agent, serial, reason } => {
-            let reg = match TokenRegistry::open_existing(&data_dir) {
-                Ok(r) => r,
-                Err(e) => return fail(e),
-            };
-            match reg.revoke(&agent, serial, &reason, OffsetDateTime::now_utc()) {
-                Ok(0) => {
-                    eprintln!(
-                        "error: {agent:?} has no active key{}",
-                        serial.map(|s| format!(" on card {s}")).unwrap_or_default()
-                    );
-                    EXIT_FAILED
-                }
-                Ok(n) => {
-                    println!("revoked {n} key(s) of {agent:?}");
-                    EXIT_OK
-                }
-                Err(e) => fail(e),
-            }
+        Command::Revoke { admin, agent, serial, reason } => revoke(&admin, &agent, serial, &reason),
+    }
+}
+
+fn revoke(admin: &super::LoginArgs, agent: &str, serial: Option<u32>, reason: &str) -> u8 {
+    let (config, mut session) = match super::login_from_stdin(admin) {
+        Ok(logged_in) => logged_in,
+        Err(code) => return code,
+    };
+    let registry = match TokenRegistry::open_existing(&admin.data_dir) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let mut audit = match open_audit_log(&admin.data_dir, config.ca.cert_file.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let now = OffsetDateTime::now_utc();
+    match crate::token::revocation::revoke_signed(&registry, &mut audit, &mut session, agent, serial, reason, now) {
+        Ok(done) => {
+            println!(
+                "revoked {} key(s) of {agent:?}; revocation record seq {} signed by {}",
+                done.keys.len(),
+                done.record.seq,
+                session.identity().username
+            );
+            EXIT_OK
         }
+        Err(e) => fail(e),
     }
 }
 

@@ -87,6 +87,12 @@ pub fn account_history_except(
             if !target_of(facts).is_some_and(|t| t.eq_ignore_ascii_case(username)) {
                 return Ok(());
             }
+            // An admin cleared the lockout: the failures before it no longer count.
+            if record.event_type == EventType::AdminAction && facts.get("action") == Some(&Value::from("clear-lockout"))
+            {
+                history.failures.clear();
+                return Ok(());
+            }
             if record.event_type == EventType::ResetOutcome && parsed.outcome == Some(Outcome::Done) {
                 history.resets.extend(time_of_ms(record.timestamp_ms));
             }

@@ -31,6 +31,8 @@ pub enum CoSignerKeyError {
     Revoked,
     #[error("the co-signer's key is not a signature (9c) key; re-enrol the key")]
     WrongSlot,
+    #[error("the co-signer's key is enrolled on card {enrolled}, not on the card presented ({presented}); use the enrolled YubiKey")]
+    WrongCard { enrolled: u32, presented: String },
     #[error("the co-signer's key is on a virtual (demo) token; production desks accept only hardware YubiKeys")]
     Virtual,
     #[error("the co-signer's key was not attested as generated on a YubiKey; production desks refuse such keys")]
@@ -53,12 +55,14 @@ pub struct EnrolledCoSigner {
 }
 
 /// Check that `key_id` is an active, enrolled 9c key that passes the login's token
-/// rules (`policy`: in production no virtual and no unattested keys), with a
+/// rules (`policy`: in production no virtual and no unattested keys), on the enrolled
+/// card (`card_serial`, as the signer reports it; production requires a card), with a
 /// certificate the organisation CA issued and that is valid at `now`.
 pub fn enrolled_co_signer(
     registry: &TokenRegistry,
     anchor: &TrustAnchor,
     key_id: &[u8; 32],
+    card_serial: Option<u32>,
     policy: TokenPolicy,
     now: OffsetDateTime,
 ) -> Result<EnrolledCoSigner, CoSignerKeyError> {
@@ -71,6 +75,14 @@ pub fn enrolled_co_signer(
     }
     if record.slot != Slot::Signature {
         return Err(CoSignerKeyError::WrongSlot);
+    }
+    match card_serial {
+        Some(s) if s == record.serial => {}
+        None if !policy.refuse_virtual => {}
+        other => {
+            let presented = other.map_or_else(|| "none: not a card".to_owned(), |s| s.to_string());
+            return Err(CoSignerKeyError::WrongCard { enrolled: record.serial, presented });
+        }
     }
     if record.is_virtual && policy.refuse_virtual {
         return Err(CoSignerKeyError::Virtual);

@@ -25,6 +25,7 @@
 //! makes every counted verification failure durable as a signed record as it
 //! happens, so that abandoning a session cannot erase it from the lockout count.
 
+pub mod admin;
 pub mod approval;
 pub mod history;
 pub mod keys;
@@ -131,6 +132,10 @@ pub enum DeskError {
     AdminOnly,
     #[error("production desks take manager approvals only through the collector's approval page; configure [collector] in resetdesk.toml")]
     ApprovalChannelInProduction,
+    #[error("the reset was not done: the directory changed since the request opened ({0}), so its verification no longer stands; the request is recorded as cancelled: start a new one")]
+    ChangedSinceOpened(String),
+    #[error("{0:?} is not in an agent group in the directory (any more); an agent must do this")]
+    NotAnAgent(String),
     #[error("the new password WAS set in the directory, but the outcome record (intent seq {intent_seq}) could not be signed ({why}); the reset is not complete and nothing was handed over: fix the cause (reinsert the key, touch it) and retry the outcome; the password is held until then, and if this desk stops, reconciliation settles the reset")]
     OutcomePending { intent_seq: u64, why: String },
 }
@@ -195,6 +200,10 @@ impl RecordSigner for Timed<'_> {
         let r = self.inner.sign_digest(digest);
         self.spent += t.elapsed();
         r
+    }
+
+    fn card_serial(&self) -> Option<u32> {
+        self.inner.card_serial()
     }
 }
 
@@ -351,13 +360,17 @@ impl Desk {
         self.times.directory += t.elapsed();
         let mut request = request;
         request.stated.manager = view::stated_manager(request.stated.manager.take(), manager.as_ref());
+        // The agent's authority is the lower of the login's tier and the directory's now.
+        let directory_tier = agent_account.agent_tier.ok_or_else(|| DeskError::NotAnAgent(agent.username.clone()))?;
+        let tier = agent.tier.min(directory_tier);
         let mut identity =
-            AgentIdentity::from_login_fields(&agent.username, agent.tier, agent_account.groups, &agent.signing_key_id)
+            AgentIdentity::from_login_fields(&agent.username, tier, agent_account.groups, &agent.signing_key_id)
                 .ok_or(DeskError::BadIdentity("the signing key id is not 32 bytes of hex"))?;
         identity.employee_id = agent_account.employee_id;
         if signer.key_id() != identity.key_id {
             return Err(DeskError::WrongSigner);
         }
+        self.check_enrolled_signer(&agent.username, &identity.key_id)?;
 
         let history = self.account_history(&account.username, None)?;
         let t = Instant::now();
@@ -398,6 +411,21 @@ impl Desk {
         now: OffsetDateTime,
     ) -> Result<Reply, DeskError> {
         let action = parse_ui_action(json)?;
+        self.apply_action(run, action, signer, now)
+    }
+
+    /// [`Desk::apply_ui_json`] for a message that may carry a secret (answers, TOTP, a
+    /// code), handed over as a [`Secret`] so the JSON text is zeroized when this returns
+    /// (the shell wraps the IPC string at once). The parsed secrets are `Secret`s too.
+    pub fn apply_ui_secret_json(
+        &mut self,
+        run: &mut ResetRun,
+        json: Secret,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Reply, DeskError> {
+        let action = parse_ui_action(json.expose())?;
+        drop(json);
         self.apply_action(run, action, signer, now)
     }
 
@@ -467,7 +495,8 @@ impl Desk {
         self.usable(run, signer)?;
         let key_id = co_signer.key_id();
         let policy = login::TokenPolicy::from_config(&self.config);
-        let enrolled = keys::enrolled_co_signer(&self.registry, &self.anchor, &key_id, policy, now)?;
+        let enrolled =
+            keys::enrolled_co_signer(&self.registry, &self.anchor, &key_id, co_signer.card_serial(), policy, now)?;
         let t = Instant::now();
         let account = match self.directory.account(&enrolled.username) {
             Ok(a) => a,
@@ -753,6 +782,19 @@ impl Desk {
         let mut done = Vec::new();
         let mut warnings = Vec::new();
         while let Some(decision) = queue.pop_front() {
+            if matches!(decision, Decision::WriteIntent { .. }) {
+                if let Some(why) = self.changed_since_opened(run, now)? {
+                    // Recorded as cancelled, with the reason; no intent, no directory write.
+                    let cancel = run.session.handle(Event::Cancelled {
+                        at: now,
+                        reason: format!("the directory changed since the request opened: {why}"),
+                    })?;
+                    for d in &cancel {
+                        self.execute_one(run, d, signer, now, &mut warnings)?;
+                    }
+                    return Err(DeskError::ChangedSinceOpened(why));
+                }
+            }
             let follow_up = match self.execute_one(run, &decision, signer, now, &mut warnings) {
                 Ok(follow_up) => follow_up,
                 Err(e) if matches!(decision, Decision::WriteOutcome { .. }) && run.password.is_some() => {
@@ -908,9 +950,9 @@ impl Desk {
                 self.notify(notification, now, warnings)?;
                 Ok(None)
             }
-            Decision::LockVerification { username, until } => {
+            Decision::LockVerification { username, until, flag_until } => {
                 let t = Instant::now();
-                let r = self.directory.lock_verification(username, *until);
+                let r = self.directory.lock_verification(username, *until, *flag_until);
                 self.times.directory += t.elapsed();
                 r?;
                 Ok(None)
@@ -922,6 +964,48 @@ impl Desk {
             | Decision::Wait { .. }
             | Decision::Refuse { .. } => Ok(None),
         }
+    }
+
+    /// The signing key is an active 9c key enrolled for `username` (the registry row
+    /// names the username of the enrolled certificate).
+    fn check_enrolled_signer(&self, username: &str, key_id: &[u8; 32]) -> Result<(), DeskError> {
+        match self.registry.by_key_id(key_id)? {
+            Some(k) if k.username == username && k.is_active() && k.slot == crate::token::card::Slot::Signature => {
+                Ok(())
+            }
+            _ => Err(DeskError::WrongSigner),
+        }
+    }
+
+    /// Before the intent: read the account and the agent again. `Some(why)` if the
+    /// account changed in a way that matters, the agent's tier dropped, or the signing
+    /// key is no longer enrolled for them (`policy::recheck`).
+    fn changed_since_opened(&mut self, run: &ResetRun, now: OffsetDateTime) -> Result<Option<String>, DeskError> {
+        let t = Instant::now();
+        let opened = run.session.account();
+        let account = match self.directory.account(&opened.username) {
+            Ok(a) => a,
+            Err(DirectoryError::NotFound(_)) => return Ok(Some("the account was removed".into())),
+            Err(e) => return Err(e.into()),
+        };
+        let agent = run.session.agent();
+        let agent_tier = match self.directory.account(&agent.username) {
+            Ok(a) => a.agent_tier,
+            Err(DirectoryError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        self.times.directory += t.elapsed();
+        let changes = crate::policy::recheck::account_changes(opened, &account, now);
+        if !changes.is_empty() {
+            return Ok(Some(changes.join(", ")));
+        }
+        if let Some(why) = crate::policy::recheck::agent_change(agent.tier, agent_tier) {
+            return Ok(Some(why));
+        }
+        if self.check_enrolled_signer(&agent.username, &agent.key_id).is_err() {
+            return Ok(Some("your signing key is no longer enrolled for you".into()));
+        }
+        Ok(None)
     }
 
     /// The invariant, checked where it matters: the intent record this run appended

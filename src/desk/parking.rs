@@ -164,19 +164,22 @@ impl super::Desk {
         Ok(())
     }
 
-    /// The runs the agent with `key_id` parked, each signature checked against the
-    /// enrolled key now. A row that fails the check is reported, not loaded.
+    /// The runs the agent whose card is `signer` parked, each signature checked
+    /// against that enrolled key now (on the enrolled card, with the login's token
+    /// rules). A row that fails the check is reported, not loaded.
     pub fn parked_runs(
         &self,
-        key_id: &[u8; 32],
+        signer: &dyn RecordSigner,
         now: OffsetDateTime,
     ) -> Result<Vec<Result<ResetRun, ParkingError>>, DeskError> {
         let store = ParkedRuns::open(&self.config.data_dir)?;
         let policy = TokenPolicy::from_config(&self.config);
+        let key_id = &signer.key_id();
         let mut out = Vec::new();
         for (request_id, bytes, signature) in store.rows(key_id)? {
-            let verified = keys::enrolled_co_signer(&self.registry, &self.anchor, key_id, policy, now)
-                .and_then(|k| k.verify(&digest(&bytes), &signature));
+            let verified =
+                keys::enrolled_co_signer(&self.registry, &self.anchor, key_id, signer.card_serial(), policy, now)
+                    .and_then(|k| k.verify(&digest(&bytes), &signature));
             if verified.is_err() {
                 out.push(Err(ParkingError::BadSignature(request_id)));
                 continue;

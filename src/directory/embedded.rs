@@ -66,6 +66,8 @@ const MIGRATIONS: &[&str] = &[
         answer_phc TEXT NOT NULL,
         PRIMARY KEY (username, position)
     );",
+    // 2: a lockout's flag lapses (NULL: a flag without an end, set by the security team).
+    "ALTER TABLE accounts ADD COLUMN flagged_until TEXT;",
 ];
 
 /// A new account for [`EmbeddedDirectory::create_account`] (demo data, imports).
@@ -214,12 +216,12 @@ impl EmbeddedDirectory {
     }
 
     fn load_account(&self, username: &str) -> Result<Option<Account>, DirectoryError> {
-        type Row = (String, String, String, String, Option<String>, String, bool, bool, Option<String>);
+        type Row = (String, String, String, String, Option<String>, String, bool, bool, Option<String>, Option<String>);
         let row: Option<Row> = self
             .conn
             .query_row(
                 "SELECT display_name, employee_id, department, location, manager, date_of_hire,
-                        flagged, must_change, verification_locked_until
+                        flagged, must_change, verification_locked_until, flagged_until
                  FROM accounts WHERE username = ?1",
                 [username],
                 |r| {
@@ -233,11 +235,23 @@ impl EmbeddedDirectory {
                         r.get(6)?,
                         r.get(7)?,
                         r.get(8)?,
+                        r.get(9)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((display_name, employee_id, department, location, manager, hire, flagged, must_change, vlock)) = row
+        let Some((
+            display_name,
+            employee_id,
+            department,
+            location,
+            manager,
+            hire,
+            flagged,
+            must_change,
+            vlock,
+            flag_end,
+        )) = row
         else {
             return Ok(None);
         };
@@ -246,6 +260,9 @@ impl EmbeddedDirectory {
             .map_err(|e| corrupt(format!("date_of_hire {hire:?}: {e}")))?;
         let verification_locked_until = vlock
             .map(|t| OffsetDateTime::parse(&t, &Rfc3339).map_err(|e| corrupt(format!("verification lock {t:?}: {e}"))))
+            .transpose()?;
+        let flagged_until = flag_end
+            .map(|t| OffsetDateTime::parse(&t, &Rfc3339).map_err(|e| corrupt(format!("flag end {t:?}: {e}"))))
             .transpose()?;
 
         let mut stmt = self.conn.prepare_cached(
@@ -285,6 +302,7 @@ impl EmbeddedDirectory {
             agent_tier: self.agents.agent_tier(&groups),
             groups,
             flagged,
+            flagged_until,
             must_change_password: must_change,
             verification_locked_until,
             dn: None,
@@ -345,12 +363,67 @@ impl Directory for EmbeddedDirectory {
         )
     }
 
-    fn lock_verification(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError> {
+    fn lock_verification(
+        &self,
+        username: &str,
+        until: OffsetDateTime,
+        flag_until: OffsetDateTime,
+    ) -> Result<(), DirectoryError> {
+        // A flag without an end (the security team's) keeps none; a lapsed or lapsing
+        // lockout flag is renewed. (The right side reads the row before the update.)
         self.update_account(
             username,
-            "UPDATE accounts SET verification_locked_until = ?2, flagged = 1 WHERE username = ?1",
-            params![username, fmt_time(until)],
+            "UPDATE accounts SET verification_locked_until = ?2,
+                flagged_until = CASE WHEN flagged = 1 AND flagged_until IS NULL THEN NULL ELSE ?3 END,
+                flagged = 1
+             WHERE username = ?1",
+            params![username, fmt_time(until), fmt_time(flag_until)],
         )
+    }
+
+    fn clear_verification_lock(&self, username: &str) -> Result<(), DirectoryError> {
+        self.update_account(
+            username,
+            "UPDATE accounts SET verification_locked_until = NULL WHERE username = ?1",
+            params![username],
+        )
+    }
+
+    fn clear_flag(&self, username: &str) -> Result<(), DirectoryError> {
+        self.update_account(
+            username,
+            "UPDATE accounts SET flagged = 0, flagged_until = NULL WHERE username = ?1",
+            params![username],
+        )
+    }
+
+    fn set_contact_point(
+        &self,
+        username: &str,
+        kind: crate::workflow::ContactKind,
+        point: &ContactPoint,
+    ) -> Result<(), DirectoryError> {
+        let kind = match kind {
+            crate::workflow::ContactKind::Email => "email",
+            crate::workflow::ContactKind::Phone => "phone",
+        };
+        // One transaction: the old point with this label goes, the new one comes.
+        let tx = self.conn.unchecked_transaction()?;
+        let exists: Option<i64> =
+            tx.query_row("SELECT 1 FROM accounts WHERE username = ?1", [username], |r| r.get(0)).optional()?;
+        if exists.is_none() {
+            return Err(DirectoryError::NotFound(username.to_owned()));
+        }
+        tx.execute(
+            "DELETE FROM contacts WHERE username = ?1 AND kind = ?2 AND (label = ?3 OR value = ?4)",
+            params![username, kind, point.label, point.value],
+        )?;
+        tx.execute(
+            "INSERT INTO contacts (username, kind, value, label, changed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![username, kind, point.value, point.label, fmt_time(point.changed_at)],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn password_changed_at(&self, username: &str) -> Result<Option<OffsetDateTime>, DirectoryError> {
@@ -475,15 +548,26 @@ mod tests {
     }
 
     #[test]
-    fn lock_verification_sets_lock_and_flag() {
+    fn lock_verification_sets_lock_and_a_flag_that_lapses() {
         let (_d, mut dir) = open();
         dir.create_account(&new_account("hal", &[]), OffsetDateTime::now_utc()).unwrap();
         let until = datetime!(2030-01-01 12:00 UTC);
-        dir.lock_verification("hal", until).unwrap();
+        let flag_until = datetime!(2030-01-31 12:00 UTC);
+        dir.lock_verification("hal", until, flag_until).unwrap();
         let a = dir.account("hal").unwrap();
-        assert_eq!(a.verification_locked_until, Some(until));
-        assert!(a.flagged);
-        assert!(matches!(dir.lock_verification("ghost", until), Err(DirectoryError::NotFound(_))));
+        assert_eq!((a.verification_locked_until, a.flagged, a.flagged_until), (Some(until), true, Some(flag_until)));
+        assert!(a.flagged_at(flag_until - time::Duration::seconds(1)));
+        assert!(!a.flagged_at(flag_until), "the lockout's flag lapses");
+        assert!(matches!(dir.lock_verification("ghost", until, flag_until), Err(DirectoryError::NotFound(_))));
+
+        // A flag the security team set has no end, and a lockout does not give it one.
+        let mut flagged = new_account("ida", &[]);
+        flagged.flagged = true;
+        dir.create_account(&flagged, OffsetDateTime::now_utc()).unwrap();
+        dir.lock_verification("ida", until, flag_until).unwrap();
+        let a = dir.account("ida").unwrap();
+        assert_eq!((a.flagged, a.flagged_until), (true, None));
+        assert!(a.flagged_at(flag_until + time::Duration::days(3650)));
     }
 
     #[test]

@@ -44,12 +44,22 @@ pub struct Account {
     pub agent_tier: Option<AgentTier>,
     /// Flagged by the security team or by lockout: resets escalate.
     pub flagged: bool,
+    /// For a flag a lockout set: when it lapses. `None`: until the security team clears it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub flagged_until: Option<OffsetDateTime>,
     pub must_change_password: bool,
     /// Verification lockout (too many failed verifications) until this instant.
     #[serde(with = "time::serde::rfc3339::option")]
     pub verification_locked_until: Option<OffsetDateTime>,
     /// Distinguished name for LDAP backends; `None` for the embedded one.
     pub dn: Option<String>,
+}
+
+impl Account {
+    /// Whether the account is flagged at `at` (a lockout's flag lapses at `flagged_until`).
+    pub fn flagged_at(&self, at: OffsetDateTime) -> bool {
+        self.flagged && self.flagged_until.is_none_or(|until| at < until)
+    }
 }
 
 /// A security question and the argon2id PHC string of its normalised answer.
@@ -114,8 +124,48 @@ pub trait Directory {
     fn set_temporary_password(&self, username: &str, password: &Secret) -> Result<(), DirectoryError>;
 
     /// After too many failed verifications: refuse verification for the account until
-    /// `until` and flag it for the security team, atomically.
-    fn lock_verification(&self, username: &str, until: OffsetDateTime) -> Result<(), DirectoryError>;
+    /// `until` and flag it until `flag_until`, atomically. A flag without an end (set by
+    /// the security team) keeps no end.
+    fn lock_verification(
+        &self,
+        username: &str,
+        until: OffsetDateTime,
+        flag_until: OffsetDateTime,
+    ) -> Result<(), DirectoryError>;
+
+    /// An admin's action: end the account's verification lockout now (the flag stays).
+    fn clear_verification_lock(&self, username: &str) -> Result<(), DirectoryError> {
+        let _ = username;
+        Err(DirectoryError::Refused(format!(
+            "the {} backend cannot clear a verification lock here; use its own tools",
+            self.backend_name()
+        )))
+    }
+
+    /// An admin's action: clear the account's flag (set by a lockout or the security team).
+    fn clear_flag(&self, username: &str) -> Result<(), DirectoryError> {
+        let _ = username;
+        Err(DirectoryError::Refused(format!(
+            "the {} backend cannot clear a flag here; use its own tools",
+            self.backend_name()
+        )))
+    }
+
+    /// An admin's action: the account's `kind` contact point labelled `point.label`
+    /// becomes `point.value`, changed at `point.changed_at` (the time the risk rules
+    /// read: a recent change escalates and the point is not used for codes or callbacks).
+    fn set_contact_point(
+        &self,
+        username: &str,
+        kind: crate::workflow::ContactKind,
+        point: &ContactPoint,
+    ) -> Result<(), DirectoryError> {
+        let _ = (username, kind, point);
+        Err(DirectoryError::Refused(format!(
+            "the {} backend cannot edit contact points here; use its own tools",
+            self.backend_name()
+        )))
+    }
 
     /// When the account's password was last set, if the backend can tell (`None`:
     /// unknown). The desk compares it with a reset intent left without an outcome.

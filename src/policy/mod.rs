@@ -11,6 +11,7 @@
 //! - [`authority`]: which agents may reset which accounts, and who may co-sign.
 
 pub mod authority;
+pub mod recheck;
 pub mod requirements;
 pub mod risk;
 
@@ -281,11 +282,14 @@ pub struct LockoutPolicy {
     pub window_minutes: u32,
     /// How long verification is refused after a lockout.
     pub wait_minutes: u32,
+    /// How long the flag a lockout sets lasts after the lock ends (the flag raises the
+    /// tier of later resets); a flag set by the security team lasts until they clear it.
+    pub flag_days: u32,
 }
 
 impl Default for LockoutPolicy {
     fn default() -> Self {
-        Self { max_failures: 3, window_minutes: 24 * 60, wait_minutes: 4 * 60 }
+        Self { max_failures: 3, window_minutes: 24 * 60, wait_minutes: 4 * 60, flag_days: 30 }
     }
 }
 
@@ -536,6 +540,9 @@ impl PolicyConfig {
         let l = &self.lockout;
         if l.max_failures == 0 || l.window_minutes == 0 || l.wait_minutes == 0 {
             return bad("lockout", "max_failures, window_minutes and wait_minutes must be at least 1".into());
+        }
+        if !(1..=3650).contains(&l.flag_days) {
+            return bad("lockout.flag_days", "use 1 to 3650 days".into());
         }
         let c = &self.one_time_code;
         if !(6..=10).contains(&c.digits) {

@@ -282,7 +282,7 @@ pub fn assess(policy: &PolicyConfig, account: &Account, ctx: &RequestContext, no
         );
     }
 
-    if rules.flagged_account.enabled && account.flagged {
+    if rules.flagged_account.enabled && account.flagged_at(now) {
         a.escalate(
             RiskRule::FlaggedAccount,
             rules.flagged_account.effect,
@@ -321,6 +321,7 @@ pub(crate) mod tests {
             flagged: false,
             must_change_password: false,
             verification_locked_until: None,
+            flagged_until: None,
             dn: Some("uid=jdoe,ou=people,ou=berlin,dc=example,dc=com".into()),
         }
     }

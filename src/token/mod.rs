@@ -19,6 +19,7 @@ pub mod enrol;
 pub mod enrol_record;
 pub mod readers;
 pub mod registry;
+pub mod revocation;
 pub mod signer;
 pub mod watch;
 
@@ -29,6 +30,12 @@ pub trait RecordSigner {
 
     /// ECDSA P-256 signature (DER) over a SHA-256 digest computed by the caller.
     fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, TokenError>;
+
+    /// The serial of the card holding the key, if the signer is a card (`None` for
+    /// software signers). A co-signer's card must be the enrolled one.
+    fn card_serial(&self) -> Option<u32> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

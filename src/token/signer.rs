@@ -52,4 +52,8 @@ impl RecordSigner for PivSigner {
         self.card.verify_pin(&self.pin)?;
         self.card.sign_digest(Slot::Signature, digest)
     }
+
+    fn card_serial(&self) -> Option<u32> {
+        Some(self.card.serial())
+    }
 }

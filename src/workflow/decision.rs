@@ -133,10 +133,12 @@ pub enum Decision {
     HandOff { handoff: HandoffFact },
     /// Deliver a notification.
     Notify { notification: Notification },
-    /// Lock verification for the account until `until` and flag it.
+    /// Lock verification for the account until `until` and flag it until `flag_until`.
     LockVerification {
         username: String,
         #[serde(with = "time::serde::rfc3339")]
         until: OffsetDateTime,
+        #[serde(with = "time::serde::rfc3339")]
+        flag_until: OffsetDateTime,
     },
 }

@@ -804,7 +804,11 @@ impl Session {
         let refusal = Refusal::Locked { until };
         vec![
             Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Lockout, at)) },
-            Decision::LockVerification { username: self.account.username.clone(), until },
+            Decision::LockVerification {
+                username: self.account.username.clone(),
+                until,
+                flag_until: until + Duration::days(i64::from(self.policy.lockout.flag_days)),
+            },
             Decision::Notify {
                 notification: self
                     .notification(NotificationKind::VerificationLocked { until }, vec![Recipient::SecurityTeam]),

@@ -368,7 +368,8 @@ fn lockout_after_three_failures_notifies_security_and_locks() {
     let d = s.handle(fail(after(2))).unwrap();
     assert_eq!(s.phase(), Phase::LockedOut);
     let until = after(2) + Duration::hours(4);
-    assert!(d.contains(&Decision::LockVerification { username: "jdoe".into(), until }));
+    let flag_until = until + Duration::days(30);
+    assert!(d.contains(&Decision::LockVerification { username: "jdoe".into(), until, flag_until }));
     assert!(d.iter().any(
         |d| matches!(d, Decision::Notify { notification } if notification.recipients == [Recipient::SecurityTeam])
     ));

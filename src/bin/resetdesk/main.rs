@@ -42,6 +42,10 @@ enum Command {
     /// Desk maintenance: reconcile reset intents left without an outcome.
     #[command(subcommand)]
     Desk(cli::desk::Command),
+    /// Admin actions on an account, each a signed audit record: clear a lockout or a
+    /// flag, set a contact point.
+    #[command(subcommand)]
+    Admin(cli::admin::Command),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Approval(c) => cli::approval::run(c),
         Command::Outbox(c) => cli::outbox::run(c),
         Command::Desk(c) => cli::desk::run(c),
+        Command::Admin(c) => cli::admin::run(c),
     };
     ExitCode::from(code)
 }
