@@ -20,3 +20,6 @@ bench_dir="$(mktemp -d)"; trap 'rm -rf "$bench_dir"' EXIT
 echo "-- resetdesk-bench ($resets resets)"
 flock /tmp/resetdesk-virtual-readers.lock target/release/resetdesk-bench --data-dir "$bench_dir" --resets "$resets" --virtual
 target/release/resetdesk audit verify --data-dir "$bench_dir"
+# The desk app: cold start, idle memory next to a minimal Tauri window, binary size.
+echo "-- bench-app"
+if [[ "${RESETDESK_BENCH_QUICK:-0}" == 1 ]]; then bash scripts/bench-app.sh --quick; else bash scripts/bench-app.sh; fi

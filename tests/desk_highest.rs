@@ -30,7 +30,7 @@ use time::{Duration, OffsetDateTime};
 use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
 
 const ID_INSPECTION: &str = r#"{"action":"id_inspection","inspection":{"document_type":"passport","issuing_authority":"Nigeria",
-    "number_last4":"7Q2K","expiry":"2031-05-01","name_matches_record":true,"photo_matches_person":true,"security_features_checked":true}}"#;
+    "number_last4":"7Q2K","expiry":"2031-05-01","name_matches_record":true,"photo_matches_person":true,"security_features_checked":true,"template_and_format_ok":true,"no_tampering":true}}"#;
 
 #[test]
 fn a_highest_reset_needs_id_approval_cooling_off_and_a_second_agents_card() {

@@ -239,6 +239,8 @@ fn id(valid: bool) -> IdInspection {
         name_matches_record: true,
         photo_matches_person: true,
         security_features_checked: true,
+        template_and_format_ok: true,
+        no_tampering: true,
     }
 }
 
@@ -545,6 +547,8 @@ fn bad_input_never_panics() {
                 name_matches_record: true,
                 photo_matches_person: true,
                 security_features_checked: true,
+                template_and_format_ok: true,
+                no_tampering: true,
             };
             let _ = government_id::check(&inspection, date!(2026 - 11 - 25));
             let _ = totp::verify(&Secret::new(a.clone()), &Secret::new(b.clone()), T0, Some(u64::MAX));

@@ -300,6 +300,33 @@ function renderCoSignReaders() {
   readerRadios(box, others, "cosign-reader", "cosign-reader", previous);
 }
 
+const STRENGTH_TEXT = { fair: "fair", strong: "strong", superior: "superior" };
+
+/** The document kinds the core offers, with the strength the core derives. */
+function renderDocuments(view) {
+  const select = $("id-type");
+  if (select.dataset.for !== view.request_id) {
+    select.dataset.for = view.request_id;
+    const choose = el("option", null, "Choose…");
+    choose.value = "";
+    select.replaceChildren(choose, ...view.id_documents.map((d) => {
+      const o = el("option", null, `${d.label} (${STRENGTH_TEXT[d.strength] ?? d.strength})`);
+      o.value = d.document_type;
+      return o;
+    }));
+  }
+  const picked = view.id_documents.find((d) => d.document_type === select.value);
+  const line = $("id-strength");
+  line.textContent = picked
+    ? (picked.sufficient
+      ? `Evidence strength: ${STRENGTH_TEXT[picked.strength]} — enough for this check.`
+      : `Evidence strength: ${STRENGTH_TEXT[picked.strength]} — too weak on its own: ask for a government photo ID.`)
+    : "";
+  line.dataset.sufficient = picked ? String(picked.sufficient) : "";
+  const submit = $("form-government-id").querySelector("button[type=submit]");
+  submit.disabled = !!picked && !picked.sufficient;
+}
+
 function headingFor(view) {
   switch (view.phase) {
     case "succeeded": return "Password reset";
@@ -405,6 +432,7 @@ function renderReset(entering) {
     $("code-sent").hidden = !v.code_sent_to;
     $("code-sent").textContent = v.code_sent_to ? `A code was sent to ${v.code_sent_to}. Ask the requester to read it to you.` : "";
   }
+  if (!$("form-government-id").hidden) renderDocuments(v);
   if (!$("form-callback").hidden) {
     $("callback-script").hidden = !v.callback;
     $("callback-start").hidden = !!v.callback;
@@ -831,6 +859,7 @@ function wireForms() {
     e.preventDefault();
     act(action({ action: "request_manager_approval" }), e.currentTarget);
   });
+  $("id-type").addEventListener("change", () => { if (screen.view) renderDocuments(screen.view); });
   $("form-government-id").addEventListener("submit", (e) => {
     e.preventDefault();
     const form = e.currentTarget;
@@ -842,6 +871,8 @@ function wireForms() {
       name_matches_record: $("id-name").checked,
       photo_matches_person: $("id-photo").checked,
       security_features_checked: $("id-features").checked,
+      template_and_format_ok: $("id-template").checked,
+      no_tampering: $("id-untampered").checked,
     };
     act(action({ action: "id_inspection", inspection }), form).then((ok) => { if (ok) { form.reset(); } });
   });

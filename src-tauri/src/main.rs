@@ -12,7 +12,11 @@ mod watcher;
 
 use std::process::ExitCode;
 
+/// When the process started, for the cold-start measurement (`scripts/bench-app.sh`).
+pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 fn main() -> ExitCode {
+    STARTED.get_or_init(std::time::Instant::now);
     // Logs go to stderr (RESETDESK_LOG or RUST_LOG to tune). They never contain a PIN:
     // PINs only exist as `Secret`s (`Debug` = `***`), and the core's filter keeps the
     // `yubikey` crate's APDU trace (which carries PIN VERIFY data) off whatever is asked.

@@ -268,6 +268,8 @@ pub struct ResetView {
     /// The question texts (never the answers).
     pub questions: Vec<String>,
     pub totp_enrolled: bool,
+    /// The document kinds the ID inspection offers, with their evidence strength.
+    pub id_documents: Vec<crate::verification::government_id::DocumentChoice>,
     pub emails: Vec<ContactOption>,
     pub phones: Vec<ContactOption>,
     /// Masked address or number a one-time code was sent to.
@@ -457,6 +459,7 @@ impl ResetView {
             cooling_off_seconds: (status.earliest_reset - now).whole_seconds().max(0),
             questions: inputs.questions,
             totp_enrolled: inputs.totp_enrolled,
+            id_documents: crate::verification::government_id::document_choices(),
             emails: options(ContactKind::Email, &account.emails),
             phones: options(ContactKind::Phone, &account.phones),
             code_sent_to: pending.code_sent_to.as_ref().map(mask),

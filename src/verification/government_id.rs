@@ -8,7 +8,7 @@ use time::Date;
 use super::employee_record::parse_date;
 use super::{check_text, FailReason, InputError, Verdict};
 
-/// Kinds of photo ID the desk accepts.
+/// Kinds of photo ID the agent may be shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DocumentType {
@@ -16,6 +16,70 @@ pub enum DocumentType {
     NationalIdCard,
     DrivingLicence,
     ResidencePermit,
+    /// A corporate or student ID: fair evidence only, too weak on its own.
+    EmployeeBadge,
+}
+
+/// Evidence strength after NIST SP 800-63A-4 §2.4.1 / Appendix A.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strength {
+    Fair,
+    Strong,
+    /// Issuer-signed data checked to a trust anchor: the desk cannot check a chip
+    /// signature, so no document inspected here is rated superior.
+    Superior,
+}
+
+/// The strength a desk inspection can give a document of `kind` must reach for an
+/// in-person check to pass (one document is inspected; a fair one is too weak).
+pub const MIN_STRENGTH: Strength = Strength::Strong;
+
+impl DocumentType {
+    pub const ALL: [DocumentType; 5] =
+        [Self::Passport, Self::NationalIdCard, Self::DrivingLicence, Self::ResidencePermit, Self::EmployeeBadge];
+
+    /// The strength of this kind of document as inspected at the desk (sight and touch,
+    /// no chip check): government photo IDs are strong, corporate IDs fair.
+    pub fn strength(self) -> Strength {
+        match self {
+            Self::Passport | Self::NationalIdCard | Self::DrivingLicence | Self::ResidencePermit => Strength::Strong,
+            Self::EmployeeBadge => Strength::Fair,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Passport => "Passport",
+            Self::NationalIdCard => "National ID card",
+            Self::DrivingLicence => "Driving licence",
+            Self::ResidencePermit => "Residence permit",
+            Self::EmployeeBadge => "Employee or student ID",
+        }
+    }
+}
+
+/// A document kind as the inspection screen offers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentChoice {
+    pub document_type: DocumentType,
+    pub label: &'static str,
+    pub strength: Strength,
+    /// Strong enough for an in-person check on its own.
+    pub sufficient: bool,
+}
+
+/// Every document kind with its strength, for the screen.
+pub fn document_choices() -> Vec<DocumentChoice> {
+    DocumentType::ALL
+        .into_iter()
+        .map(|d| DocumentChoice {
+            document_type: d,
+            label: d.label(),
+            strength: d.strength(),
+            sufficient: d.strength() >= MIN_STRENGTH,
+        })
+        .collect()
 }
 
 /// The checklist as the agent filled it in. Once [`check`]ed, the normalised copy it
@@ -32,7 +96,13 @@ pub struct IdInspection {
     pub expiry: String,
     pub name_matches_record: bool,
     pub photo_matches_person: bool,
+    /// Physical security features checked by sight and touch (raised print, holograms,
+    /// microprint).
     pub security_features_checked: bool,
+    /// The template and format are those of this kind of document from this issuer, complete.
+    pub template_and_format_ok: bool,
+    /// No sign of tampering (lamination damage, altered photo or text).
+    pub no_tampering: bool,
 }
 
 const MAX_AUTHORITY_BYTES: usize = 128;
@@ -60,10 +130,16 @@ pub fn check(inspection: &IdInspection, today: Date) -> Result<(Verdict, IdInspe
         name_matches_record: inspection.name_matches_record,
         photo_matches_person: inspection.photo_matches_person,
         security_features_checked: inspection.security_features_checked,
+        template_and_format_ok: inspection.template_and_format_ok,
+        no_tampering: inspection.no_tampering,
     };
-    let verdict = if expiry < today {
+    let verdict = if inspection.document_type.strength() < MIN_STRENGTH {
+        Verdict::Failed(FailReason::EvidenceTooWeak)
+    } else if !inspection.no_tampering {
+        Verdict::Failed(FailReason::SignsOfTampering)
+    } else if expiry < today {
         Verdict::Failed(FailReason::DocumentExpired)
-    } else if !inspection.security_features_checked {
+    } else if !inspection.security_features_checked || !inspection.template_and_format_ok {
         Verdict::Failed(FailReason::SecurityFeaturesNotChecked)
     } else if !inspection.photo_matches_person {
         Verdict::Failed(FailReason::PhotoMismatch)
@@ -91,7 +167,25 @@ mod tests {
             name_matches_record: true,
             photo_matches_person: true,
             security_features_checked: true,
+            template_and_format_ok: true,
+            no_tampering: true,
         }
+    }
+
+    #[test]
+    fn a_fair_document_is_too_weak_and_tampering_stops_the_check() {
+        let mut i = good();
+        i.document_type = DocumentType::EmployeeBadge;
+        assert_eq!(check(&i, TODAY).unwrap().0, Verdict::Failed(FailReason::EvidenceTooWeak));
+        assert!(document_choices().iter().all(|c| c.sufficient == (c.document_type != DocumentType::EmployeeBadge)));
+        let mut i = good();
+        i.no_tampering = false;
+        assert_eq!(check(&i, TODAY).unwrap().0, Verdict::Failed(FailReason::SignsOfTampering));
+        assert!(FailReason::SignsOfTampering.counts_toward_lockout());
+        assert!(!FailReason::EvidenceTooWeak.counts_toward_lockout(), "a weak document is no evidence against anyone");
+        let mut i = good();
+        i.template_and_format_ok = false;
+        assert_eq!(check(&i, TODAY).unwrap().0, Verdict::Failed(FailReason::SecurityFeaturesNotChecked));
     }
 
     #[test]
@@ -149,7 +243,7 @@ mod tests {
 
     #[test]
     fn ui_json_with_an_image_or_wrong_types_is_rejected() {
-        let base = r#""document_type":"passport","issuing_authority":"DE","number_last4":"1234","expiry":"2030-01-01","name_matches_record":true,"photo_matches_person":true,"security_features_checked":true"#;
+        let base = r#""document_type":"passport","issuing_authority":"DE","number_last4":"1234","expiry":"2030-01-01","name_matches_record":true,"photo_matches_person":true,"security_features_checked":true,"template_and_format_ok":true,"no_tampering":true"#;
         assert!(serde_json::from_str::<IdInspection>(&format!("{{{base}}}")).is_ok());
         assert!(serde_json::from_str::<IdInspection>(&format!("{{{base},\"photo\":\"data:image/png;base64,AAAA\"}}"))
             .is_err());

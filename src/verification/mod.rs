@@ -63,13 +63,17 @@ pub enum FailReason {
     NameMismatch,
     PhotoMismatch,
     SecurityFeaturesNotChecked,
+    /// The document is fair evidence only (a corporate ID): too weak on its own.
+    EvidenceTooWeak,
+    /// The document shows signs of tampering.
+    SignsOfTampering,
 }
 
 impl FailReason {
     /// Whether this failure is evidence against the requester (counts toward lockout).
     /// Unreachable callbacks and missing enrolments are not.
     pub fn counts_toward_lockout(self) -> bool {
-        !matches!(self, Self::NotReached | Self::NotEnrolled)
+        !matches!(self, Self::NotReached | Self::NotEnrolled | Self::EvidenceTooWeak)
     }
 
     /// What the agent sees and can do next.
@@ -88,7 +92,11 @@ impl FailReason {
             Self::DocumentExpired => "the document has expired; ask for a valid one",
             Self::NameMismatch => "the name on the document does not match the record",
             Self::PhotoMismatch => "the photo does not match the person present: stop and report to the security team",
-            Self::SecurityFeaturesNotChecked => "check the document's security features before confirming",
+            Self::SecurityFeaturesNotChecked => {
+                "check the document's template, format and security features before confirming"
+            }
+            Self::EvidenceTooWeak => "a corporate or student ID is too weak on its own: ask for a government photo ID",
+            Self::SignsOfTampering => "the document shows signs of tampering: do not go on; use Suspected fraud",
         }
     }
 }

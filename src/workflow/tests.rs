@@ -83,6 +83,8 @@ fn id_ok() -> IdInspection {
         name_matches_record: true,
         photo_matches_person: true,
         security_features_checked: true,
+        template_and_format_ok: true,
+        no_tampering: true,
     }
 }
 

@@ -1009,7 +1009,17 @@ async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_card
     client.find(Locator::Id("id-issuer")).await.expect("issuer").send_keys("Nigeria").await.expect("type");
     client.find(Locator::Id("id-last4")).await.expect("last4").send_keys("7Q2K").await.expect("type");
     client.find(Locator::Id("id-expiry")).await.expect("expiry").send_keys("2031-05-01").await.expect("type");
-    for id in ["id-features", "id-name", "id-photo"] {
+    // A corporate ID is fair evidence only: the screen says so and blocks it.
+    client.find(Locator::Id("id-type")).await.expect("type").select_by_value("employee-badge").await.expect("badge");
+    wait_js(client, "the strength line", "document.getElementById('id-strength').dataset.sufficient === 'false'").await;
+    assert!(text_of(client, "id-strength").await.contains("too weak"));
+    assert_eq!(
+        js(client, "document.querySelector('#form-government-id button[type=submit]').disabled").await,
+        json!(true)
+    );
+    client.find(Locator::Id("id-type")).await.expect("type").select_by_value("passport").await.expect("passport");
+    wait_js(client, "the strength line", "document.getElementById('id-strength').dataset.sufficient === 'true'").await;
+    for id in ["id-template", "id-features", "id-untampered", "id-name", "id-photo"] {
         client.find(Locator::Id(id)).await.expect("check").click().await.expect("tick");
     }
     client
