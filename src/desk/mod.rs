@@ -903,6 +903,7 @@ impl Desk {
                 Ok(None)
             }
             Decision::Escalated { .. }
+            | Decision::StepsExpired { .. }
             | Decision::NeedSteps { .. }
             | Decision::ShowCallbackNumber { .. }
             | Decision::RequestCoSignature { .. }

@@ -63,13 +63,16 @@ pub enum FailReason {
     NameMismatch,
     PhotoMismatch,
     SecurityFeaturesNotChecked,
+    /// A step that had passed is too old to count at the reset (`[policy.freshness]`);
+    /// not evidence against the requester.
+    StepExpired,
 }
 
 impl FailReason {
     /// Whether this failure is evidence against the requester (counts toward lockout).
     /// Unreachable callbacks and missing enrolments are not.
     pub fn counts_toward_lockout(self) -> bool {
-        !matches!(self, Self::NotReached | Self::NotEnrolled)
+        !matches!(self, Self::NotReached | Self::NotEnrolled | Self::StepExpired)
     }
 
     /// What the agent sees and can do next.
@@ -89,6 +92,7 @@ impl FailReason {
             Self::NameMismatch => "the name on the document does not match the record",
             Self::PhotoMismatch => "the photo does not match the person present: stop and report to the security team",
             Self::SecurityFeaturesNotChecked => "check the document's security features before confirming",
+            Self::StepExpired => "this step was done too long ago to count now; do it again",
         }
     }
 }
