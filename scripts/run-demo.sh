@@ -70,9 +70,10 @@ else
       sleep 0.1
     done
     grep -q "inserted" "$log" || { echo "run-demo: the virtual card on port $1 did not start" >&2; cat "$log" >&2; exit 1; }
-    # The virtual card keeps its keys in RAM: enrol it afresh at every start, after
-    # revoking the previous run's keys (their audit records still verify).
-    "$BIN/resetdesk" token revoke --data-dir "$DATA" --agent "$3" --reason "demo card re-enrolled" >/dev/null 2>&1 || true
+    # The virtual card keeps its keys in RAM: enrol it afresh at every start. The
+    # previous run's keys are gone with that run's card process, so nobody can sign
+    # with them; their audit records still verify. (Revoking them is an admin's
+    # signed act: `resetdesk token revoke --reader ...` with an admin's card.)
     printf '%s\n' "$DEMO_CA_PASSPHRASE" "$4" "$5" |
       "$BIN/resetdesk" token enroll --data-dir "$DATA" --agent "$3" --reader "$6" --config "$CONFIG" --allow-unattested >/dev/null
     say "virtual card in \"$6\" enrolled for $3 (PIN $4)"

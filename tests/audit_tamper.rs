@@ -627,3 +627,31 @@ fn a_heartbeat_stating_a_false_head_or_receipt_is_caught() {
     f.append_forged(EventType::Logout, &format!(r#"{{"facts":{{}},"head":{{"entry_hash":"{head}","seq":8}}}}"#));
     f.verify().unwrap();
 }
+
+/// A `revocation` record applies to the records after it, from its time on; one that
+/// names no key is refused.
+#[test]
+fn a_recorded_revocation_stops_the_revoked_key_and_must_name_its_keys() {
+    let f = fixture();
+    let mut log = AuditLog::open(&f.path).unwrap();
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let mut bob = SoftSigner::from_seed("bob", 2);
+    let revocation = serde_json::json!({"agent": "alice", "reason": "lost", "revoked_by": "bob",
+        "keys": [{"slot": "9c", "key_id": hex::encode(alice.key_id()), "serial": 1}]});
+    let revoked = log.append(&Event::new(EventType::Revocation, &revocation).unwrap(), &mut bob, now()).unwrap();
+    let after =
+        log.append(&Event::new(EventType::Refusal, &serde_json::json!({"agent": "alice"})).unwrap(), &mut alice, now());
+    let after = after.unwrap();
+    drop(log);
+    let (seq, problem) = bad_record(f.verify());
+    assert_eq!(seq, after.seq);
+    assert!(matches!(problem, Problem::Revoked { .. }), "{problem:?}");
+    assert!(revoked.seq < after.seq);
+
+    let g = fixture();
+    let mut log = AuditLog::open(&g.path).unwrap();
+    let empty = serde_json::json!({"agent": "alice", "reason": "lost", "revoked_by": "bob", "keys": []});
+    let r = log.append(&Event::new(EventType::Revocation, &empty).unwrap(), &mut bob, now()).unwrap();
+    drop(log);
+    assert_eq!(bad_record(g.verify()), (r.seq, Problem::BadRevocation));
+}

@@ -116,6 +116,22 @@ fn a_highest_reset_needs_id_approval_cooling_off_and_a_second_agents_card() {
         let (ok, out) = resetdesk(&["audit", "verify", "--export", edited.to_str().unwrap()]);
         assert!(!ok && out.contains(why), "{why}: {out}");
     }
+
+    // The acting agent strips the co-signer: she cuts the log after the intent and signs
+    // the intent again, without the co-signer in its header. Her signature is good, but
+    // the facts still name the co-signer: the verifier refuses it.
+    use resetdesk::audit::record::{entry_hash, signing_digest};
+    let db = audit_db(&site);
+    db.execute("DELETE FROM audit_records WHERE seq > ?1", [header.seq]).unwrap();
+    let stripped = resetdesk::audit::Record { cosigner_key_id: None, ..header.clone() }.encode().unwrap();
+    let signature = carol.signer().unwrap().sign_digest(&signing_digest(&stripped)).unwrap();
+    db.execute(
+        "UPDATE audit_records SET record = ?1, signature = ?2, cosignature = NULL, entry_hash = ?3 WHERE seq = ?4",
+        rusqlite::params![stripped, signature, entry_hash(&stripped).to_vec(), header.seq],
+    )
+    .unwrap();
+    let (ok, out) = site.verify_audit_cli();
+    assert!(!ok && out.contains("facts name a co-signer but its header does not"), "{out}");
     drop((carol, dave));
     carol_card.remove().unwrap();
     dave_card.remove().unwrap();

@@ -131,9 +131,13 @@ fn parallel_sessions_on_one_account_share_the_lockout_count() {
     assert_eq!(site.config.policy.lockout.max_failures, 3);
 
     let (mut a, _) = desk.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), at(0)).unwrap();
-    let (mut b, _) = desk.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), at(0)).unwrap();
+    // Session b runs on a second desk over the same data directory (its own audit log
+    // connection), as a second workstation would.
+    let mut desk_b = site.desk();
+    let (mut b, _) =
+        desk_b.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), at(0)).unwrap();
     desk.apply_ui_json(&mut a, WRONG_ANSWERS, alice.signer().unwrap(), at(1)).unwrap();
-    desk.apply_ui_json(&mut b, WRONG_ANSWERS, alice.signer().unwrap(), at(2)).unwrap();
+    desk_b.apply_ui_json(&mut b, WRONG_ANSWERS, alice.signer().unwrap(), at(2)).unwrap();
     assert!(site.directory().account("cchen").unwrap().verification_locked_until.is_none());
     let reply = desk.apply_ui_json(&mut a, WRONG_ANSWERS, alice.signer().unwrap(), at(3)).unwrap();
     assert_eq!(a.phase(), Phase::LockedOut, "the third failure of the two sessions together locks");
@@ -142,7 +146,7 @@ fn parallel_sessions_on_one_account_share_the_lockout_count() {
 
     // Session b's next step is the right answers: it is not evaluated, b locks out.
     let reply =
-        desk.apply_ui_json(&mut b, &desk_support::answers_json("cchen"), alice.signer().unwrap(), at(4)).unwrap();
+        desk_b.apply_ui_json(&mut b, &desk_support::answers_json("cchen"), alice.signer().unwrap(), at(4)).unwrap();
     assert_eq!(b.phase(), Phase::LockedOut, "{:?}", reply.decisions);
     assert!(!b.status().passed.contains(&resetdesk::policy::Method::SecurityAnswers));
     let failures = site.records().iter().filter(|r| r.0 == EventType::VerificationFailed).count();

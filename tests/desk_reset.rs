@@ -31,6 +31,7 @@ fn names(decisions: &[Decision]) -> Vec<&'static str> {
         .iter()
         .map(|d| match d {
             Decision::Escalated { .. } => "escalated",
+            Decision::StepsExpired { .. } => "steps-expired",
             Decision::NeedSteps { .. } => "need-steps",
             Decision::SendCode { .. } => "send-code",
             Decision::ShowCallbackNumber { .. } => "show-callback-number",
@@ -459,5 +460,27 @@ fn the_account_and_the_agent_are_read_again_before_the_intent() {
     assert_eq!(run.phase(), Phase::Refused, "{:?}", reply.decisions);
     assert!(site.verify_audit_cli().0);
     drop(bob);
+    card.remove().unwrap();
+}
+
+/// Item 2 of the hardening issue: verification has a maximum age. Steps passed more
+/// than an hour before the reset are missing again: no intent, no directory write;
+/// done again, the reset goes through.
+#[test]
+fn steps_older_than_their_maximum_age_must_be_redone() {
+    let _lock = lock_readers();
+    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
+    let mut run = verified_run(&mut desk, &mut alice, "ykim");
+    let later = now() + time::Duration::minutes(61);
+    let reply = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), later).unwrap();
+    assert_eq!(names(&reply.decisions), ["steps-expired", "need-steps"]);
+    assert_eq!(run.phase(), Phase::Verifying);
+    assert!(site.records().iter().all(|r| r.0 != EventType::ResetIntent), "no intent");
+    site.assert_untouched("ykim");
+    desk.apply_ui_json(&mut run, &answers_json("ykim"), alice.signer().unwrap(), later).unwrap();
+    desk.apply_ui_json(&mut run, &totp_json("ykim", later), alice.signer().unwrap(), later).unwrap();
+    desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), later).unwrap();
+    assert_eq!(run.phase(), Phase::Succeeded);
+    drop(alice);
     card.remove().unwrap();
 }

@@ -365,12 +365,19 @@ fn drive(policy: &PolicyConfig, req: OpenRequest, actions: &[(Action, i64)]) -> 
                 _ => {}
             }
         }
-        // A step counts once, and only when it passed.
+        // A step counts once, and only when it passed (and did not expire since: then it
+        // may pass again).
         let facts = session.facts(FactsKind::Intent, at);
-        let passed_in_facts: Vec<Method> =
-            facts.steps.iter().filter(|s| s.verdict == Verdict::Passed).map(|s| s.method).collect();
-        let distinct: BTreeSet<Method> = passed_in_facts.iter().copied().collect();
-        prop_assert_eq!(passed_in_facts.len(), distinct.len(), "a method passed twice");
+        let mut distinct: BTreeSet<Method> = BTreeSet::new();
+        for s in &facts.steps {
+            match s.verdict {
+                Verdict::Passed => prop_assert!(distinct.insert(s.method), "a method passed twice"),
+                Verdict::Failed(FailReason::StepExpired) => {
+                    prop_assert!(distinct.remove(&s.method), "expired unpassed")
+                }
+                Verdict::Failed(_) => {}
+            }
+        }
         prop_assert_eq!(&distinct, session.passed());
         let counted = session.requirements().counted_factors(session.passed());
         prop_assert_eq!(

@@ -268,6 +268,20 @@ fn a_revocation_is_a_signed_record_the_verifier_applies() {
         key_of("alice", "9c"),
     );
     let event = Event::new(EventType::Refusal, &serde_json::json!({"agent": "alice"})).unwrap();
+    // A desk (the log with its key check) refuses to write such a record, even by a
+    // key that is not revoked: the verifier would reject its date.
+    let mut carol = PivSigner::new(
+        PivCard::open_reader(carol_card.reader_name()).unwrap(),
+        Secret::from("135791"),
+        key_of("carol", "9c"),
+    );
+    let mut desk_log = resetdesk::presence::open_audit_log(data.path(), None).unwrap();
+    let refused = desk_log.append(&event, &mut carol, revoked_at - time::Duration::hours(1));
+    assert!(
+        matches!(&refused, Err(resetdesk::audit::AuditError::WouldNotVerify(m)) if m.contains("clock")),
+        "{refused:?}"
+    );
+    drop((desk_log, carol));
     let mut log = AuditLog::open(&data.path().join("audit.sqlite")).unwrap();
     let backdated = log.append(&event, &mut alice, revoked_at - time::Duration::hours(1)).unwrap();
     drop(log);

@@ -126,6 +126,7 @@ fn progress_of(reply: &Reply) -> Vec<ProgressStep> {
 fn notice_of(reply: &Reply) -> Option<String> {
     reply.decisions.iter().find_map(|d| match d {
         Decision::Wait { until, reason } => Some(format!("Cooling-off: {reason}. The reset can go ahead at {until}.")),
+        Decision::StepsExpired { reason, .. } => Some(format!("Steps to redo: {reason}")),
         _ => None,
     })
 }

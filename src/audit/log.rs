@@ -277,6 +277,14 @@ impl AuditLog {
             Some((s, h)) => (s + 1, h),
             None => (1, [0; 32]),
         };
+        // With the key check, a record the verifier would reject for its date is refused too.
+        if let Some(revoked_at) = if self.key_check.is_some() { tx.latest_revocation_ms()? } else { None } {
+            if timestamp_ms < revoked_at {
+                return Err(AuditError::WouldNotVerify(format!(
+                    "the desk's clock ({timestamp_ms} ms) is before a revocation recorded at {revoked_at} ms; fix the system clock"
+                )));
+            }
+        }
         let event = &event_for(HeadRef { seq: seq - 1, entry_hash: prev_hash })?;
         if let Some(intent) = event.intent() {
             let bytes = tx.record(intent.seq)?.ok_or(AuditError::NoSuchIntent(intent.seq))?;

@@ -291,6 +291,19 @@ impl AppendTx<'_> {
             .map_err(self.err())
     }
 
+    /// The time (UTC ms, as the cached column has it) of the latest `revocation` record.
+    /// A record dated before it would not verify.
+    pub fn latest_revocation_ms(&self) -> Result<Option<u64>, StoreError> {
+        let code = i64::from(crate::audit::EventType::Revocation.code());
+        let ms: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT MAX(timestamp_ms) FROM audit_records WHERE event_type = ?1")
+            .map_err(self.err())?
+            .query_row([code], |r| r.get(0))
+            .map_err(self.err())?;
+        Ok(ms.and_then(|m| u64::try_from(m).ok()))
+    }
+
     pub fn has_outcome_for(&self, seq: u64) -> Result<bool, StoreError> {
         self.tx
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM audit_records WHERE intent_seq = ?1)")

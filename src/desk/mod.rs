@@ -958,6 +958,7 @@ impl Desk {
                 Ok(None)
             }
             Decision::Escalated { .. }
+            | Decision::StepsExpired { .. }
             | Decision::NeedSteps { .. }
             | Decision::ShowCallbackNumber { .. }
             | Decision::RequestCoSignature { .. }

@@ -369,6 +369,25 @@ pub struct PolicyConfig {
     pub one_time_code: CodePolicy,
     pub password: PasswordPolicy,
     pub handoff: HandoffPolicy,
+    pub freshness: FreshnessPolicy,
+}
+
+/// How old verification may be when the reset runs. Time spent waiting for the
+/// cooling-off does not count; older steps (all of them, past the session's age) must
+/// be done again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FreshnessPolicy {
+    /// A passed step counts for this long.
+    pub step_max_age_minutes: u32,
+    /// A request's passed steps all count for at most this long after it opened.
+    pub session_max_age_minutes: u32,
+}
+
+impl Default for FreshnessPolicy {
+    fn default() -> Self {
+        Self { step_max_age_minutes: 60, session_max_age_minutes: 240 }
+    }
 }
 
 impl Default for PolicyConfig {
@@ -406,6 +425,7 @@ impl Default for PolicyConfig {
             one_time_code: CodePolicy::default(),
             password: PasswordPolicy::default(),
             handoff: HandoffPolicy::default(),
+            freshness: FreshnessPolicy::default(),
         }
     }
 }
@@ -543,6 +563,10 @@ impl PolicyConfig {
         }
         if !(1..=3650).contains(&l.flag_days) {
             return bad("lockout.flag_days", "use 1 to 3650 days".into());
+        }
+        let f = &self.freshness;
+        if !(1..=1440).contains(&f.step_max_age_minutes) || !(1..=1440).contains(&f.session_max_age_minutes) {
+            return bad("freshness", "step_max_age_minutes and session_max_age_minutes must be 1 to 1440".into());
         }
         let c = &self.one_time_code;
         if !(6..=10).contains(&c.digits) {

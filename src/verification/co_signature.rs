@@ -19,7 +19,7 @@ use crate::directory::Account;
 use crate::policy::authority::{check_co_signer, AgentIdentity, AuthorityRefusal, CoSignerClaim};
 use crate::policy::{Method, PolicyConfig};
 use crate::tier::{AccountTier, AgentTier};
-use crate::verification::Verdict;
+use crate::verification::{FailReason, Verdict};
 
 /// A co-signature as the token adapter delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,9 +158,25 @@ pub fn approval_of_intent(facts: &serde_json::Value) -> Result<Option<StatedCoSi
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| ApprovalFactsError::Unreadable("agent.key_id is not 32 bytes of hex".into()))?;
-    let cut =
-        f.steps.iter().position(|s| s.method == Method::CoSignature).ok_or(ApprovalFactsError::NoCoSignatureStep)?;
-    let passed: BTreeSet<Method> = f.steps[..cut].iter().filter(|s| s.verdict.passed()).map(|s| s.method).collect();
+    // The co-signature that counts is the last one that passed; the steps that stood then
+    // are those passed before it and not expired since (`FailReason::StepExpired`).
+    let cut = f
+        .steps
+        .iter()
+        .rposition(|s| s.method == Method::CoSignature && s.verdict.passed())
+        .ok_or(ApprovalFactsError::NoCoSignatureStep)?;
+    let mut passed = BTreeSet::new();
+    for s in &f.steps[..cut] {
+        match s.verdict {
+            Verdict::Passed => {
+                passed.insert(s.method);
+            }
+            Verdict::Failed(FailReason::StepExpired) => {
+                passed.remove(&s.method);
+            }
+            Verdict::Failed(_) => {}
+        }
+    }
     let digest = approval_digest(&ApprovalStatement {
         request_id: &f.request_id,
         agent: &f.agent.username,

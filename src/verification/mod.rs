@@ -67,13 +67,16 @@ pub enum FailReason {
     EvidenceTooWeak,
     /// The document shows signs of tampering.
     SignsOfTampering,
+    /// A step that had passed is too old to count at the reset (`[policy.freshness]`);
+    /// not evidence against the requester.
+    StepExpired,
 }
 
 impl FailReason {
     /// Whether this failure is evidence against the requester (counts toward lockout).
     /// Unreachable callbacks and missing enrolments are not.
     pub fn counts_toward_lockout(self) -> bool {
-        !matches!(self, Self::NotReached | Self::NotEnrolled | Self::EvidenceTooWeak)
+        !matches!(self, Self::NotReached | Self::NotEnrolled | Self::EvidenceTooWeak | Self::StepExpired)
     }
 
     /// What the agent sees and can do next.
@@ -97,6 +100,7 @@ impl FailReason {
             }
             Self::EvidenceTooWeak => "a corporate or student ID is too weak on its own: ask for a government photo ID",
             Self::SignsOfTampering => "the document shows signs of tampering: do not go on; use Suspected fraud",
+            Self::StepExpired => "this step was done too long ago to count now; do it again",
         }
     }
 }

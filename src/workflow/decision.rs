@@ -133,6 +133,9 @@ pub enum Decision {
     HandOff { handoff: HandoffFact },
     /// Deliver a notification.
     Notify { notification: Notification },
+    /// These passed steps are too old to count now (`[policy.freshness]`); they are
+    /// missing again and must be redone.
+    StepsExpired { methods: Vec<crate::policy::Method>, reason: String },
     /// Lock verification for the account until `until` and flag it until `flag_until`.
     LockVerification {
         username: String,

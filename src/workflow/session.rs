@@ -35,7 +35,8 @@ use crate::policy::{
 use crate::tier::{AccountTier, AgentTier};
 use crate::verification::co_signature::{self, approval_digest, ApprovalStatement};
 use crate::verification::{
-    callback, check_text, employee_record, government_id, is_bidi_control, manager_approval, InputError, Verdict,
+    callback, check_text, employee_record, government_id, is_bidi_control, manager_approval, FailReason, InputError,
+    Verdict,
 };
 
 /// Where a session is.
@@ -776,6 +777,28 @@ impl Session {
         }
     }
 
+    /// Passed steps too old to count at `at`: older than the step age, or all of them
+    /// when the request is older than the session age. Time inside the cooling-off
+    /// period (from opening to the earliest reset) is not counted.
+    fn expired_steps(&self, at: OffsetDateTime) -> Vec<Method> {
+        let f = &self.policy.freshness;
+        let (wait_from, wait_to) = (self.opened_at, self.earliest_reset());
+        let age = |since: OffsetDateTime| {
+            let overlap = (wait_to.min(at) - wait_from.max(since)).max(Duration::ZERO);
+            (at - since) - overlap
+        };
+        let session_over = age(self.opened_at) > Duration::minutes(i64::from(f.session_max_age_minutes));
+        let step_max = Duration::minutes(i64::from(f.step_max_age_minutes));
+        self.passed
+            .iter()
+            .copied()
+            .filter(|m| {
+                let last = self.steps.iter().rev().find(|s| s.method == *m && s.verdict.passed()).map(|s| s.at);
+                session_over || last.is_none_or(|t| age(t) > step_max)
+            })
+            .collect()
+    }
+
     /// Until when verification is locked at `at`, if it is.
     fn locked_until(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
         let from_directory = self.account.verification_locked_until;
@@ -856,6 +879,30 @@ impl Session {
     }
 
     fn request_reset(&mut self, at: OffsetDateTime) -> Result<Vec<Decision>, WorkflowError> {
+        let mut expired = self.expired_steps(at);
+        if !expired.is_empty() {
+            // The co-signer approved the evidence as it stood: it must approve again.
+            if self.passed.contains(&Method::CoSignature) && !expired.contains(&Method::CoSignature) {
+                expired.push(Method::CoSignature);
+            }
+            for m in &expired {
+                self.passed.remove(m);
+                let verdict = Verdict::Failed(FailReason::StepExpired);
+                self.steps.push(StepFact { at, method: *m, verdict, detail: StepDetail::None });
+            }
+            if expired.contains(&Method::CoSignature) {
+                self.co_signer = None;
+            }
+            let f = &self.policy.freshness;
+            let reason = format!(
+                "verification counts for {} minutes a step and {} minutes a request (cooling-off waits excepted); redo these steps",
+                f.step_max_age_minutes, f.session_max_age_minutes
+            );
+            return Ok(vec![
+                Decision::StepsExpired { methods: expired, reason },
+                Decision::NeedSteps { missing: self.missing() },
+            ]);
+        }
         let missing = self.missing();
         if !missing.is_empty() {
             return Err(WorkflowError::StepsMissing(describe_missing(&missing)));

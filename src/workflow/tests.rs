@@ -591,3 +591,64 @@ fn implausible_times_are_refused_not_overflowed() {
         WorkflowError::ImplausibleTime
     );
 }
+
+#[test]
+fn old_steps_must_be_redone_and_the_cooling_off_wait_does_not_age_them() {
+    // Standard: no cooling-off. Steps at NOW; 61 minutes later they are too old.
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
+    passed(&mut s, NOW, Method::SecurityAnswers);
+    passed(&mut s, after(30), Method::Totp);
+    let d = s.handle(Event::ResetRequested { at: after(61) }).unwrap();
+    assert!(
+        matches!(&d[..], [Decision::StepsExpired { methods, .. }, Decision::NeedSteps { .. }] if methods == &[Method::SecurityAnswers]),
+        "{d:?}"
+    );
+    assert_eq!(s.phase(), Phase::Verifying);
+    assert!(s.missing().iter().any(|m| matches!(m, crate::policy::Missing::Factors { .. })), "{:?}", s.missing());
+    passed(&mut s, after(62), Method::SecurityAnswers);
+    assert!(matches!(s.handle(Event::ResetRequested { at: after(62) }).unwrap()[0], Decision::WriteIntent { .. }));
+
+    // The session's age limit (240 minutes) drops every step, however recent.
+    let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
+    passed(&mut s, after(200), Method::SecurityAnswers);
+    passed(&mut s, after(230), Method::Totp);
+    let d = s.handle(Event::ResetRequested { at: after(241) }).unwrap();
+    assert!(matches!(&d[0], Decision::StepsExpired { methods, .. } if methods.len() == 2), "{d:?}");
+
+    // Privileged: 10 minutes of cooling-off. Steps at NOW, reset at 65 minutes: 55
+    // minutes of age outside the wait, so they still count.
+    let mut p = PolicyConfig::default();
+    p.freshness.step_max_age_minutes = 60;
+    let (mut s, _) = Session::open(&p, request(AccountTier::Privileged, AgentTier::Senior, walk_up())).unwrap();
+    passed(&mut s, NOW, Method::Totp);
+    s.handle(Event::IdInspected { at: NOW, inspection: id_ok() }).unwrap();
+    do_manager(&mut s, NOW);
+    let d = s.handle(Event::ResetRequested { at: after(65) }).unwrap();
+    assert!(matches!(d[0], Decision::WriteIntent { .. }), "{d:?}");
+}
+
+#[test]
+fn expired_steps_take_the_co_signature_with_them_and_the_verifier_sees_the_second() {
+    use crate::verification::co_signature::approval_of_intent;
+    let (mut s, _) = open(request(AccountTier::Highest, AgentTier::Admin, walk_up()));
+    let verify_all = |s: &mut Session, at: OffsetDateTime| {
+        s.handle(Event::IdInspected { at, inspection: id_ok() }).unwrap();
+        passed(s, at, Method::Totp);
+        do_manager(s, at);
+        s.handle(Event::CoSigned { at, signature: co_sig(s, "bob", AgentTier::Admin) }).unwrap();
+    };
+    verify_all(&mut s, NOW);
+    // 30 minutes of cooling-off do not count; 61 more do.
+    let d = s.handle(Event::ResetRequested { at: after(91) }).unwrap();
+    assert!(matches!(&d[0], Decision::StepsExpired { methods, .. } if methods.contains(&Method::CoSignature)), "{d:?}");
+    assert!(s.co_signer().is_none());
+    verify_all(&mut s, after(92));
+    let all = finish(&mut s, after(92));
+    let intent =
+        all.iter().find_map(|d| if let Decision::WriteIntent { facts } = d { Some(facts) } else { None }).unwrap();
+    // The verifier recomputes the second co-signer's digest from the facts (the expired
+    // steps and the first co-signature are in them too).
+    let stated = approval_of_intent(&serde_json::to_value(intent.as_ref()).unwrap()).unwrap().unwrap();
+    assert_eq!(hex::encode(stated.digest), intent.co_signer.as_ref().unwrap().digest);
+    assert_eq!(intent.steps.iter().filter(|st| st.method == Method::CoSignature).count(), 3, "passed, expired, passed");
+}

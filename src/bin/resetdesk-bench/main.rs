@@ -292,6 +292,11 @@ fn run(args: &Args) -> Result<(), String> {
     let targets = add_bench_accounts(&mut directory, args.resets)?;
 
     let mut desk = Desk::open_embedded(config.clone()).map_err(fail("desk"))?;
+    // A desk start settles the intents an earlier run left open (killed mid-reset).
+    let signer = agent.signer().map_err(fail("signer"))?;
+    for r in desk.reconcile(&identity, signer, OffsetDateTime::now_utc()).map_err(fail("reconcile"))? {
+        eprintln!("resetdesk-bench: reconciled intent seq {} ({}): {:?}", r.intent_seq, r.target, r.finding);
+    }
     desk.reset_stage_times();
     let mut per_reset = Vec::with_capacity(args.resets);
     let mut last = None;
