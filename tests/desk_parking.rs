@@ -67,6 +67,17 @@ fn a_parked_reset_comes_back_after_a_restart_and_a_changed_one_is_refused() {
 
     desk.unpark(&request_id).unwrap();
     assert!(desk.parked_runs(alice.signer().unwrap(), t0).unwrap().is_empty());
+
+    // A run that was carried on (here: cancelled, so the log has a record of its
+    // request) never comes back from a stale row, even one its own card signed.
+    let mut desk = site.desk();
+    let (mut run, _) = desk.start_reset(&identity, alice.signer().unwrap(), "jsmith", Default::default(), t0).unwrap();
+    desk.park(&run, alice.signer().unwrap(), t0).unwrap();
+    desk.apply_ui_json(&mut run, r#"{"action":"cancel","reason":"requester left"}"#, alice.signer().unwrap(), t0)
+        .unwrap();
+    let back = desk.parked_runs(alice.signer().unwrap(), t0).unwrap();
+    assert!(matches!(back.as_slice(), [Err(ParkingError::AlreadyRecorded(id))] if id == run.request_id()));
+    assert!(desk.parked_runs(alice.signer().unwrap(), t0).unwrap().is_empty(), "and the row is gone");
     drop(alice);
     card.remove().unwrap();
 }

@@ -881,9 +881,10 @@ function wireForms() {
     const form = e.currentTarget;
     const reader = form.querySelector("input[name=cosign-reader]:checked")?.value;
     if (!reader) { formError(form, "The second agent's YubiKey is not in a reader yet."); return; }
-    const pending = invoke("co_sign", { reader, pin: $("cosign-pin").value });
+    if (busy) { formError(form, "Another step is still running; try again in a moment."); return; }
+    const pin = $("cosign-pin").value;
     $("cosign-pin").value = "";
-    act(() => pending, form);
+    act(() => invoke("co_sign", { reader, pin }), form);
   });
 
   $("confirm-reset").addEventListener("click", () => act(action({ action: "request_reset" })));

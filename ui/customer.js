@@ -4,6 +4,8 @@ const tauri = window.__TAURI__;
 const $ = (id) => document.getElementById(id);
 
 let clearTimer = null;
+/** Bumped by every clear: a take still in flight when the screen is cleared is dropped. */
+let generation = 0;
 let countdown = null;
 
 const SPELL = { upper: "capital", lower: "small", digit: "digit" };
@@ -20,6 +22,7 @@ function spelled(text) {
 }
 
 function clearScreen() {
+  generation += 1;
   $("shown-secret").textContent = "";
   $("shown-spelled").textContent = "";
   $("shown-hint").textContent = "";
@@ -59,9 +62,10 @@ async function start() {
   if (!tauri) return;
   await tauri.event.listen("customer", async (event) => {
     if (event.payload.state === "clear") { clearScreen(); return; }
+    const asked = generation;
     try {
       const item = await tauri.core.invoke("customer_take");
-      if (item) show(item);
+      if (item && asked === generation) show(item);
     } catch (e) {
       clearScreen();
     }

@@ -44,7 +44,7 @@ pub async fn reader_status() -> ReaderStatus {
 /// Whether an agent is logged in, or why the desk is locked. The page asks last at
 /// start-up, right before it renders the lock screen: the first answer is logged with
 /// the time since the process started (what `scripts/bench-app.sh` reads).
-#[tauri::command]
+#[tauri::command(async)]
 pub fn session_state(app: AppHandle) -> SessionView {
     static FIRST: std::sync::Once = std::sync::Once::new();
     FIRST.call_once(|| {

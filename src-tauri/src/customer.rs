@@ -82,7 +82,7 @@ impl Serialize for Shown {
 
 /// The customer window takes what waits for it, once. Any other window is refused,
 /// whatever its capability says.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn customer_take(window: tauri::WebviewWindow, app: AppHandle) -> Result<Option<Shown>, Failure> {
     if window.label() != WINDOW {
         tracing::warn!(window = window.label(), "a window other than the customer window asked for the secret");
@@ -91,16 +91,30 @@ pub fn customer_take(window: tauri::WebviewWindow, app: AppHandle) -> Result<Opt
     Ok(desk::desk(&app).customer.take().map(|inner| Shown { inner }))
 }
 
-/// Put the customer window where the customer sees it: on a second monitor when there
-/// is one, protected from screen capture where the platform allows.
-pub fn place(app: &AppHandle) {
-    let Some(window) = app.get_webview_window(WINDOW) else {
-        tracing::warn!("no customer window in the configuration");
+/// Open the customer window at the first login (nobody can be served before one, and
+/// an idle lock screen then costs one web view, not two) and put it where the customer
+/// sees it: on a second monitor when there is one, protected from screen capture
+/// where the platform allows. Later calls do nothing.
+pub fn ensure(app: &AppHandle) {
+    if app.get_webview_window(WINDOW).is_some() {
         return;
-    };
-    if let Err(e) = window.set_content_protected(true) {
-        tracing::warn!("the customer window could not be protected from capture: {e}");
     }
+    let built = tauri::WebviewWindowBuilder::new(app, WINDOW, tauri::WebviewUrl::App("customer.html".into()))
+        .title("ResetDesk — for the customer")
+        .inner_size(900.0, 520.0)
+        .min_inner_size(480.0, 260.0)
+        .focused(false)
+        .content_protected(true)
+        .build();
+    let window = match built {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(
+                "the customer window could not be opened: {e}; passwords cannot be handed over at the desk"
+            );
+            return;
+        }
+    };
     let main_monitor = app.get_webview_window("main").and_then(|w| w.current_monitor().ok().flatten());
     let monitors = window.available_monitors().unwrap_or_default();
     let other = monitors.iter().find(|m| main_monitor.as_ref().is_none_or(|main| main.position() != m.position()));

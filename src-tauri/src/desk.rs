@@ -98,6 +98,8 @@ pub struct Desk {
     pub customer: Option<crate::customer::CustomerSecret>,
     /// Shown on the home screen after login.
     notices: Vec<String>,
+    /// "Lock now" is signing the logout record: no login until it is done.
+    locking: bool,
 }
 
 impl Desk {
@@ -171,6 +173,8 @@ pub fn desk(app: &AppHandle) -> MutexGuard<'_, Desk> {
                 Some(SessionEnd::new(session.identity(), LockReason::TokenLost, OffsetDateTime::now_utc()));
             emit(app, &desk.view());
         }
+        desk.forget_customer();
+        crate::customer::clear(app);
         state.desk.clear_poison();
         desk
     })
@@ -202,10 +206,18 @@ fn event_time(event: &SessionEvent) -> OffsetDateTime {
 pub fn lock_now(app: &AppHandle) {
     let Some((mut session, audit)) = ({
         let mut desk = desk(app);
-        desk.session.take().map(|s| (s, desk.audit.take()))
+        let taken = desk.session.take().map(|s| (s, desk.audit.take()));
+        if taken.is_some() {
+            // In the same critical section: nothing meant for the customer survives
+            // into the time the logout record is being signed.
+            desk.forget_customer();
+            desk.locking = true;
+        }
+        taken
     }) else {
         return;
     };
+    crate::customer::clear(app);
     let now = OffsetDateTime::now_utc();
     let mut reason = LockReason::Manual;
     let mut signed = false;
@@ -223,9 +235,8 @@ pub fn lock_now(app: &AppHandle) {
         None => None,
     };
     session.handle(&SessionEvent::LockRequested { at: now });
-    crate::customer::clear(app);
     let mut desk = desk(app);
-    desk.forget_customer();
+    desk.locking = false;
     if desk.audit.is_none() {
         desk.audit = audit;
     }
@@ -277,8 +288,14 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
             "this build of the desk app only supports the embedded directory; set directory.backend = \"embedded\"",
         ));
     }
-    if desk(app).session.is_some() {
-        return Err(Failure::new("an agent is already logged in; lock the session first"));
+    {
+        let desk = desk(app);
+        if desk.session.is_some() {
+            return Err(Failure::new("an agent is already logged in; lock the session first"));
+        }
+        if desk.locking {
+            return Err(Failure::new("the desk is locking (signing the logout record); log in again in a moment"));
+        }
     }
     let directory = EmbeddedDirectory::open(&config.data_dir, config).map_err(|e| Failure::new(e.to_string()))?;
 
@@ -314,12 +331,21 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
             Some(SessionEnd::new(session.identity(), LockReason::KeyRemoved, OffsetDateTime::now_utc()));
         return Err(Failure::from(LoginError::Token(TokenError::Removed)));
     }
+    if desk.session.is_some() || desk.locking {
+        // Another login (or a lock) got here first while this one signed its record.
+        return Err(Failure::new("another login or lock happened meanwhile; try again"));
+    }
     desk.unsigned_end = None;
     tracing::info!(agent = session.username(), tier = ?session.tier(), virtual_token = session.is_virtual(), "agent logged in");
     desk.notices = open_core(&mut desk, config, &mut session);
     desk.session = Some(session);
     desk.last_lock = None;
-    Ok(desk.view())
+    let view = desk.view();
+    // Not while holding the desk state: opening a window waits for the main thread,
+    // which may be waiting for that state.
+    drop(desk);
+    crate::customer::ensure(app);
+    Ok(view)
 }
 
 /// Open the core desk at the first login and settle reset intents left open (a crash

@@ -59,7 +59,6 @@ fn main() -> ExitCode {
             customer::customer_take,
         ])
         .setup(|app| {
-            customer::place(app.handle());
             watcher::spawn_reader_watcher(app.handle().clone());
             Ok(())
         })

@@ -215,6 +215,7 @@ pub async fn start_reset(app: AppHandle, username: String, intake: Intake) -> Re
         let signer = session.signer().map_err(fail)?;
         let (run, reply) = core.start_reset(&identity, signer, &username, request, now()).map_err(fail)?;
         state.customer = None;
+        customer::clear(app);
         state.run = Some(run);
         route_in_band(app, state);
         screen(state, Some(&reply))
@@ -296,6 +297,7 @@ pub async fn co_sign(app: AppHandle, reader: String, pin: String) -> Result<Rese
 #[tauri::command]
 pub async fn show_to_customer(app: AppHandle) -> Result<ResetScreen, Failure> {
     on_desk(app, |app, state| {
+        state.agent()?;
         let run = state.run.as_mut().ok_or_else(|| Failure::new("no reset is open"))?;
         let secret = run
             .take_handoff_password()
@@ -311,6 +313,7 @@ pub async fn show_to_customer(app: AppHandle) -> Result<ResetScreen, Failure> {
 #[tauri::command]
 pub async fn next_customer(app: AppHandle) -> Result<ResetScreen, Failure> {
     on_desk(app, |app, state| {
+        state.agent()?;
         if state.run.as_ref().is_some_and(|r| !r.phase().is_final()) {
             return Err(Failure::new("the reset on screen is not finished; cancel or park it first"));
         }
@@ -439,12 +442,10 @@ pub async fn resume_reset(app: AppHandle, request_id: String) -> Result<ResetScr
             .iter()
             .position(|r| r.request_id() == request_id && r.agent_username() == agent)
             .ok_or_else(|| Failure::new("no such parked reset of yours"))?;
+        let core = state.core.as_ref().ok_or_else(|| Failure::new("the desk is not open yet; log in again"))?;
+        // Off the disk first: a run back on screen must never come back again later.
+        core.unpark(&request_id).map_err(fail)?;
         let run = state.parked.remove(at);
-        if let Some(core) = state.core.as_ref() {
-            if let Err(e) = core.unpark(run.request_id()) {
-                tracing::warn!("a resumed reset stays in the parked store: {e}");
-            }
-        }
         state.run = Some(run);
         screen(state, None)
     })

@@ -162,12 +162,17 @@ impl ApprovalInbox {
         if now >= expires {
             return Err(ApprovalError::Expired);
         }
-        self.conn
+        let changed = self
+            .conn
             .execute(
                 "UPDATE approvals SET approved = ?2, answered_at = ?3 WHERE request_id = ?1 AND approved IS NULL",
                 params![request_id, approve, fmt(now)],
             )
             .map_err(self.err())?;
+        if changed != 1 {
+            // Another answer got there first.
+            return Err(ApprovalError::AlreadyAnswered);
+        }
         Ok(Issued { request_id, manager, address })
     }
 }
@@ -209,7 +214,13 @@ impl ApprovalChannel for ApprovalInbox {
             .optional()
             .map_err(self.err())?;
         let Some((manager, address, approved)) = row else { return Ok(None) };
-        self.conn.execute("UPDATE approvals SET taken = 1 WHERE request_id = ?1", [request_id]).map_err(self.err())?;
+        let changed = self
+            .conn
+            .execute("UPDATE approvals SET taken = 1 WHERE request_id = ?1 AND taken = 0", [request_id])
+            .map_err(self.err())?;
+        if changed != 1 {
+            return Ok(None);
+        }
         Ok(Some(ManagerResponse { approver: manager, via_address: address, approved }))
     }
 }

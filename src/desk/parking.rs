@@ -4,9 +4,13 @@
 //! account as read, never an answer, a code or a password — signed by the agent's
 //! card (slot 9c) over SHA-256 of a domain tag and the snapshot. Resuming checks the
 //! signature against the agent's enrolled certificate (registry and CA, the same
-//! rules as for a co-signer's key), so editing the file cannot mark a step passed,
-//! shorten the cooling-off or hand the reset to another agent. Only runs still
-//! verifying are parked: nothing was written to the directory for them.
+//! rules as for a co-signer's key), so nobody but that agent's card can mark a step
+//! passed, shorten the cooling-off or hand the reset to another agent. (The agent
+//! could sign an edited snapshot with their own card and PIN; what stops them is what
+//! stops any agent: the re-check before the intent and the freshness of each step,
+//! and every step's evidence is in the signed records.) Only runs still verifying are
+//! parked, and a run whose request already has a record in the audit log (it was
+//! executed, refused or cancelled) is never loaded again.
 //!
 //! Rows live in `<data_dir>/desk.sqlite` (table `parked_runs`) until the run is
 //! resumed or the agent drops it.
@@ -42,6 +46,8 @@ pub enum ParkingError {
     Corrupt(String, String),
     #[error("the parked reset {0} does not carry a valid signature of its agent's enrolled key; it was changed or the key was revoked: start the request again")]
     BadSignature(String),
+    #[error("the parked reset {0} was already carried on (the audit log has a record of it); it is dropped")]
+    AlreadyRecorded(String),
 }
 
 /// What is stored of a run (serialised as JSON, then signed).
@@ -175,8 +181,14 @@ impl super::Desk {
         let store = ParkedRuns::open(&self.config.data_dir)?;
         let policy = TokenPolicy::from_config(&self.config);
         let key_id = &signer.key_id();
+        let recorded = self.recorded_request_ids()?;
         let mut out = Vec::new();
         for (request_id, bytes, signature) in store.rows(key_id)? {
+            if recorded.contains(&request_id) {
+                store.remove(&request_id)?;
+                out.push(Err(ParkingError::AlreadyRecorded(request_id)));
+                continue;
+            }
             let verified =
                 keys::enrolled_co_signer(&self.registry, &self.anchor, key_id, signer.card_serial(), policy, now)
                     .and_then(|k| k.verify(&digest(&bytes), &signature));
@@ -195,6 +207,24 @@ impl super::Desk {
             }
         }
         Ok(out)
+    }
+
+    /// Request ids the audit log has any record of.
+    fn recorded_request_ids(&self) -> Result<std::collections::BTreeSet<String>, DeskError> {
+        let mut ids = std::collections::BTreeSet::new();
+        self.audit
+            .store()
+            .for_each(|stored| {
+                let Ok(record) = crate::audit::Record::decode(&stored.record) else { return Ok::<(), ()>(()) };
+                let Ok(value) = serde_json::from_slice::<serde_json::Value>(&record.payload) else { return Ok(()) };
+                if let Some(id) = value.pointer("/facts/request_id").and_then(serde_json::Value::as_str) {
+                    ids.insert(id.to_owned());
+                }
+                Ok(())
+            })
+            .map_err(crate::audit::AuditError::from)?
+            .ok();
+        Ok(ids)
     }
 
     /// Forget a parked run on disk (it is back on screen, or dropped).

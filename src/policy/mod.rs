@@ -430,6 +430,11 @@ impl Default for PolicyConfig {
     }
 }
 
+/// Longest window of a rule in days, in hours, and of the lockout in minutes.
+const MAX_DAYS: u32 = 3650;
+const MAX_HOURS: u32 = 8760;
+const MAX_LOCKOUT_MINUTES: u32 = 30 * 24 * 60;
+
 /// A policy value that cannot work, with the dotted key under `[policy]` to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("policy.{key}: {message}")]
@@ -531,6 +536,19 @@ impl PolicyConfig {
         if r.recent_reset.hours == 0 || r.earlier_failures.hours == 0 {
             return bad("risk", "rule windows must be at least 1 hour".into());
         }
+        // Upper bounds on every time value: the engine adds them to instants, and a
+        // value near u32::MAX would overflow the calendar.
+        if r.recent_contact_change.days > MAX_DAYS {
+            return bad("risk.recent_contact_change.days", format!("at most {MAX_DAYS} (ten years)"));
+        }
+        for (key, hours) in [
+            ("risk.recent_reset.hours", r.recent_reset.hours),
+            ("risk.earlier_failures.hours", r.earlier_failures.hours),
+        ] {
+            if hours > MAX_HOURS {
+                return bad(key, format!("at most {MAX_HOURS} (one year)"));
+            }
+        }
         let bh = &r.business_hours;
         if bh.start_hour > 23 || bh.end_hour == 0 || bh.end_hour > 24 || bh.start_hour >= bh.end_hour {
             return bad("risk.business_hours", "use 0 <= start_hour < end_hour <= 24".into());
@@ -561,6 +579,11 @@ impl PolicyConfig {
         if l.max_failures == 0 || l.window_minutes == 0 || l.wait_minutes == 0 {
             return bad("lockout", "max_failures, window_minutes and wait_minutes must be at least 1".into());
         }
+        for (key, minutes) in [("lockout.window_minutes", l.window_minutes), ("lockout.wait_minutes", l.wait_minutes)] {
+            if minutes > MAX_LOCKOUT_MINUTES {
+                return bad(key, format!("at most {MAX_LOCKOUT_MINUTES} (30 days)"));
+            }
+        }
         if !(1..=3650).contains(&l.flag_days) {
             return bad("lockout.flag_days", "use 1 to 3650 days".into());
         }
@@ -577,6 +600,12 @@ impl PolicyConfig {
         }
         if c.max_per_session == 0 || c.max_attempts == 0 {
             return bad("one_time_code", "max_per_session and max_attempts must be at least 1".into());
+        }
+        if c.max_per_session > 20 || c.max_attempts > 10 {
+            return bad("one_time_code", "max_per_session is at most 20 and max_attempts at most 10".into());
+        }
+        if c.min_interval_seconds > 3600 {
+            return bad("one_time_code.min_interval_seconds", "at most 3600 (one hour)".into());
         }
         let p = &self.password;
         if !(15..=64).contains(&p.length) {
@@ -597,6 +626,30 @@ impl PolicyConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_time_value_has_an_upper_bound_that_names_its_key() {
+        let huge = u32::MAX;
+        type Set = fn(&mut PolicyConfig, u32);
+        let cases: [(&str, Set); 6] = [
+            ("lockout.wait_minutes", |p, v| p.lockout.wait_minutes = v),
+            ("lockout.window_minutes", |p, v| p.lockout.window_minutes = v),
+            ("risk.recent_contact_change.days", |p, v| p.risk.recent_contact_change.days = v),
+            ("risk.recent_reset.hours", |p, v| p.risk.recent_reset.hours = v),
+            ("risk.earlier_failures.hours", |p, v| p.risk.earlier_failures.hours = v),
+            ("one_time_code.min_interval_seconds", |p, v| p.one_time_code.min_interval_seconds = v),
+        ];
+        for (key, set) in cases {
+            let mut p = PolicyConfig::default();
+            set(&mut p, huge);
+            let e = p.validate().expect_err(key);
+            assert_eq!(e.key, key, "{e}");
+        }
+        let mut p = PolicyConfig::default();
+        p.lockout.wait_minutes = MAX_LOCKOUT_MINUTES;
+        p.risk.recent_contact_change.days = MAX_DAYS;
+        assert!(p.validate().is_ok(), "the bounds themselves are allowed");
+    }
     use super::*;
 
     #[test]
