@@ -1185,3 +1185,72 @@ async fn a_parked_cooling_off_reset_resumes_after_an_app_restart() {
     drop(driver);
     drop((card, site, readers));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_time_code_reaches_the_customer_screen_on_a_demo_desk_and_passes_once_read_back() {
+    let Some(desk) = desk_app_with_alice_card(ALL_HOURS).await else { return };
+    let client = &desk.client;
+    let main_window = client.window().await.expect("the main window");
+    wait_js(client, "the login form", "!document.getElementById('login-form').hidden").await;
+    log_in(client, PIN).await;
+    search_by_keyboard(client, "jsmith").await;
+    keys(client, ENTER).await;
+    wait_focus(client, "channel-walk-up").await;
+    keys(client, " ").await;
+    client.find(Locator::Id("intake-submit")).await.expect("submit").click().await.expect("click");
+    wait_focus(client, "answer-0").await;
+    let (pet, city) = demo_answers("jsmith");
+    keys(client, &format!("{pet}{TAB}{city}{ENTER}")).await;
+    wait_focus(client, "totp-code").await;
+
+    // The agent picks the one-time code instead of the authenticator; the contact
+    // points on file are offered masked, and the code goes to the first usable one.
+    client
+        .find(Locator::Css("#step-list [data-method=one-time-code] .step-pick"))
+        .await
+        .expect("the one-time-code method")
+        .click()
+        .await
+        .expect("pick it");
+    wait_js(client, "the code form", "!document.getElementById('form-one-time-code').hidden").await;
+    let offered = text_of(client, "code-contact-options").await;
+    assert!(offered.contains("•••") && !offered.contains("jsmith@example.com"), "masked: {offered}");
+    client.find(Locator::Id("code-send")).await.expect("Send code").click().await.expect("send");
+    wait_js(client, "the code sent", "!document.getElementById('code-sent').hidden").await;
+
+    // On a demo desk without mail, the code shows on the customer screen (standing in
+    // for the requester's phone), never on the agent's.
+    let customer =
+        client.windows().await.expect("windows").into_iter().find(|w| *w != main_window).expect("the customer window");
+    client.switch_to_window(customer).await.expect("to the customer window");
+    let code = wait_js(client, "the code on the customer screen", "document.getElementById('customer').dataset.state === 'one-time-code' && document.getElementById('shown-secret').textContent").await;
+    let code = code.as_str().expect("text").to_owned();
+    assert!(code.len() >= 6 && code.chars().all(|c| c.is_ascii_digit()), "{code}");
+    client.switch_to_window(main_window).await.expect("back");
+    let page = js(client, "document.documentElement.outerHTML").await;
+    assert!(!page.as_str().unwrap_or_default().contains(&code), "the code is not on the agent's screen");
+
+    // A wrong code fails (and counts); the right one, read back, passes.
+    client
+        .find(Locator::Id("code-entry"))
+        .await
+        .expect("code field")
+        .send_keys(&format!("000000{ENTER}"))
+        .await
+        .expect("type");
+    wait_js(client, "the counted failure", "document.getElementById('failure-line').dataset.count === '1'").await;
+    assert!(text_of(client, "step-list").await.contains("1 attempt"), "the failed attempt is shown");
+    client
+        .find(Locator::Id("code-entry"))
+        .await
+        .expect("code field")
+        .send_keys(&format!("{code}{ENTER}"))
+        .await
+        .expect("type");
+    wait_focus(client, "confirm-reset").await;
+    assert_eq!(
+        js(client, "document.querySelector('#step-list [data-method=one-time-code]').dataset.state").await,
+        json!("verified")
+    );
+    desk.client.close().await.expect("close the session");
+}
