@@ -377,14 +377,10 @@ function renderReset(entering) {
     `(then verification is locked for ${v.failures.wait_minutes} min and the security team is told).`;
   $("failure-line").dataset.count = String(v.failures.count);
 
-  const offeredSteps = v.steps.filter((s) => s.useful && (s.method !== "totp" || v.totp_enrolled));
-  const offered = offeredSteps.map((s) => s.method);
+  // The core says which steps are worth offering and what comes next.
+  const offered = v.steps.filter((s) => s.useful).map((s) => s.method);
   if (!pickedByAgent || !offered.includes(selectedMethod)) {
-    // What to do next: required steps first (they take longest: the ID check, the
-    // manager's answer), then factors, the co-signature last; skip what is waiting.
-    const rank = (s) => (s.method === "co-signature" ? 3 : s.required ? 0 : 1) * 10 + METHOD_FORMS.indexOf(s.method);
-    const ordered = [...offeredSteps].sort((a, b) => rank(a) - rank(b));
-    selectedMethod = (ordered.find((s) => s.state !== "pending") ?? ordered[0])?.method ?? null;
+    selectedMethod = v.next_method;
     pickedByAgent = false;
   }
   const list = $("step-list");
@@ -450,10 +446,9 @@ function renderReset(entering) {
   }
   if (!$("form-co-signature").hidden) {
     const tier = TIER_LABELS[v.co_signer_min_tier] ?? v.co_signer_min_tier;
-    const left = v.missing.filter((m) => !m.startsWith("co-signature"));
+    // (The form is offered only once everything else has passed: the core's rule.)
     $("cosign-who").textContent = `Who may co-sign: an agent of tier “${tier}” or higher, with their own enrolled YubiKey — ` +
-      "never you, the account holder or their manager. " +
-      (left.length ? "Complete the other steps first: the co-signer approves the whole verification." : "Everything else has passed.");
+      "never you, the account holder or their manager. Everything else has passed: the co-signer approves the whole verification.";
     renderCoSignReaders();
   }
 
@@ -567,9 +562,8 @@ async function loadAdmin() {
     return;
   }
   $("admin-mode").textContent = v.mode === "production" ? "production" : "demo installation";
-  const agentsFor = (tier) => Object.entries(v.policy.agents)
-    .filter(([, max]) => ["standard", "privileged", "highest"].indexOf(max) >= ["standard", "privileged", "highest"].indexOf(tier))
-    .map(([a]) => TIER_LABELS[a] ?? a).join(", ");
+  const agentsFor = (tier) => (v.agents_by_tier.find(([t]) => t === tier)?.[1] ?? [])
+    .map((a) => TIER_LABELS[a] ?? a).join(", ");
   const yes = (b) => (b ? "required" : "–");
   $("admin-policy-rows").replaceChildren(...["standard", "privileged", "highest"].map((tier) => {
     const t = v.policy[tier];
@@ -982,9 +976,12 @@ function tick() {
   }
   if (v && v.ready && v.phase === "verifying" && v.cooling_off_seconds > 0) {
     v.cooling_off_seconds = Math.max(0, Math.round((Date.parse(v.earliest_reset) - Date.now()) / 1000));
-    const wasDisabled = $("confirm-reset").disabled;
-    renderReset(false);
-    if (wasDisabled && !$("confirm-reset").disabled) announce("reset-status", "The cooling-off is over: the reset can go ahead.");
+    if (v.cooling_off_seconds === 0 && !busy) {
+      // The wait is over by the desk's clock: ask the core, which decides.
+      act(() => invoke("reset_screen")).then(() => announce("reset-status", "The cooling-off is over: the reset can go ahead."));
+    } else {
+      renderReset(false);
+    }
   }
   if (currentPage() === "home" && screen.parked.length) renderParked();
 }

@@ -140,9 +140,7 @@ fn route_in_band(app: &AppHandle, state: &mut Desk) {
             InBandKind::OneTimeCode => SecretKind::OneTimeCode,
             InBandKind::TemporaryPassword => SecretKind::TemporaryPassword,
         };
-        let masked = resetdesk::desk::view::mask_email(&secret.to);
-        let for_contact =
-            Some(if secret.to.contains('@') { masked } else { resetdesk::desk::view::mask_phone(&secret.to) });
+        let for_contact = Some(resetdesk::desk::view::mask_contact(&secret.to));
         state.customer = Some(CustomerSecret { kind, for_contact, secret: secret.secret });
         customer::ready(app);
     }

@@ -143,10 +143,15 @@ pub fn mask_phone(value: &str) -> String {
 }
 
 fn mask(c: &ContactPoint) -> String {
-    if c.value.contains('@') {
-        mask_email(&c.value)
+    mask_contact(&c.value)
+}
+
+/// An address or a number on file, masked ([`mask_email`] or [`mask_phone`]).
+pub fn mask_contact(value: &str) -> String {
+    if value.contains('@') {
+        mask_email(value)
     } else {
-        mask_phone(&c.value)
+        mask_phone(value)
     }
 }
 
@@ -278,6 +283,10 @@ pub struct ResetView {
     pub manager: Option<ManagerView>,
     pub co_signer_min_tier: Option<AgentTier>,
     pub co_signer: Option<String>,
+    /// What the agent should do next: the manager's approval first (the answer takes
+    /// longest), then the other required steps, then factors, the co-signature last; a
+    /// step that is waiting for an answer comes after the others.
+    pub next_method: Option<Method>,
     pub failures: FailureView,
     pub refusal: Option<RefusalView>,
     /// The directory's message when the write failed.
@@ -311,7 +320,7 @@ impl ResetView {
 
         let factors_passed = req.counted_factors(s.passed());
         let knowledge_passed = s.passed().iter().any(|m| m.kind() == FactorKind::Knowledge);
-        let steps = Method::ALL
+        let steps: Vec<StepRow> = Method::ALL
             .into_iter()
             .filter(|m| req.factor_methods.contains(m) || req.required_steps.contains(m))
             .map(|method| {
@@ -341,8 +350,11 @@ impl ResetView {
                 // everything else has passed (the engine refuses it earlier).
                 let co_sign_waits = method == Method::CoSignature
                     && status.missing.iter().any(|m| *m != Missing::Step { method: Method::CoSignature });
+                // Nothing to offer for a method the account has nothing enrolled for.
+                let not_enrolled = method == Method::Totp && !inputs.totp_enrolled;
                 let useful = state != StepState::Verified
                     && !co_sign_waits
+                    && !not_enrolled
                     && (required
                         || (factors_passed < usize::from(req.min_factors)
                             && !(method.kind() == FactorKind::Knowledge && knowledge_passed)));
@@ -441,6 +453,7 @@ impl ResetView {
             _ => None,
         });
 
+        let next = next_method(&steps);
         ResetView {
             request_id: s.request_id().to_owned(),
             phase: status.phase,
@@ -467,6 +480,7 @@ impl ResetView {
             manager,
             co_signer_min_tier: status.co_signer_min_tier,
             co_signer,
+            next_method: next,
             failures: FailureView {
                 count: s.recent_failures(now),
                 max: lockout.max_failures,
@@ -565,6 +579,8 @@ pub struct OpenIntent {
 #[derive(Debug, Clone, Serialize)]
 pub struct AdminView {
     pub policy: PolicyConfig,
+    /// Which agent tiers may reset each account tier (standard, privileged, highest).
+    pub agents_by_tier: Vec<(AccountTier, Vec<AgentTier>)>,
     pub mode: crate::config::Mode,
     pub keys: Vec<crate::token::registry::KeyRecord>,
     pub open_intents: Vec<OpenIntent>,
@@ -592,7 +608,13 @@ impl super::Desk {
                 }
             })
             .collect();
+        let policy = &self.config.policy;
+        let agents_by_tier = AccountTier::ALL
+            .into_iter()
+            .map(|t| (t, AgentTier::ALL.into_iter().filter(|a| policy.agents.max_account_tier(*a) >= t).collect()))
+            .collect();
         Ok(AdminView {
+            agents_by_tier,
             policy: self.config.policy.clone(),
             mode: self.config.mode,
             keys: self.registry.all()?,
@@ -611,6 +633,20 @@ impl ResetRun {
     pub fn account(&self) -> &Account {
         self.session.account()
     }
+}
+
+fn next_method(steps: &[StepRow]) -> Option<Method> {
+    let rank = |s: &StepRow| {
+        // The manager's answer takes longest: ask first.
+        let group = match s.method {
+            Method::ManagerApproval => 0,
+            Method::CoSignature => 3,
+            _ if s.required => 1,
+            _ => 2,
+        };
+        (s.state == StepState::Pending, group, Method::ALL.iter().position(|m| *m == s.method))
+    };
+    steps.iter().filter(|s| s.useful).min_by_key(|s| rank(s)).map(|s| s.method)
 }
 
 fn describe(m: &Missing) -> String {
@@ -635,6 +671,40 @@ mod tests {
         assert_eq!(mask_email("not-an-address"), "•••");
         assert_eq!(mask_phone("+49 30 1234567"), "+•• •• •••••67");
         assert!(!mask_phone("+49 30 1234567").contains("12345"));
+    }
+
+    fn row(method: Method, required: bool, state: StepState, useful: bool) -> StepRow {
+        StepRow {
+            method,
+            name: method.describe(),
+            kind: method.kind(),
+            required,
+            counts_as_factor: !required,
+            state,
+            useful,
+            attempts: 0,
+            advice: None,
+        }
+    }
+
+    #[test]
+    fn next_comes_the_manager_then_required_steps_then_factors_then_the_co_signature_and_waiting_steps_last() {
+        let mut steps = vec![
+            row(Method::Totp, false, StepState::NotYet, true),
+            row(Method::ManagerApproval, true, StepState::NotYet, true),
+            row(Method::GovernmentId, true, StepState::NotYet, true),
+            row(Method::CoSignature, true, StepState::NotYet, false),
+        ];
+        assert_eq!(next_method(&steps), Some(Method::ManagerApproval), "the answer takes longest: ask first");
+        steps[1].state = StepState::Pending;
+        assert_eq!(next_method(&steps), Some(Method::GovernmentId), "then the other required steps");
+        steps[2].useful = false; // ID verified
+        assert_eq!(next_method(&steps), Some(Method::Totp));
+        steps[0].useful = false;
+        assert_eq!(next_method(&steps), Some(Method::ManagerApproval), "only the waiting step is left");
+        steps[1].useful = false;
+        steps[3].useful = true;
+        assert_eq!(next_method(&steps), Some(Method::CoSignature));
     }
 
     #[test]
