@@ -134,6 +134,11 @@ impl Desk {
 }
 
 impl Desk {
+    /// Whether an agent is logged in.
+    pub fn has_session(&self) -> bool {
+        self.session.is_some()
+    }
+
     /// The logged-in agent's session, or why nothing can be done.
     pub fn agent(&mut self) -> Result<&mut AgentSession, Failure> {
         self.session.as_mut().ok_or_else(|| Failure::new("the desk is locked; log in with your YubiKey"))
@@ -283,6 +288,11 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
         .config
         .as_ref()
         .map_err(|e| Failure::new(format!("ResetDesk's configuration did not load, so nobody can log in: {e}")))?;
+    if !crate::watcher::alive(app) {
+        return Err(Failure::new(
+            "the smart-card watcher is not running, so removing a key would not lock the desk; restart ResetDesk",
+        ));
+    }
     if config.directory.backend != Backend::Embedded {
         return Err(Failure::new(
             "this build of the desk app only supports the embedded directory; set directory.backend = \"embedded\"",

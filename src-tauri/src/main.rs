@@ -60,6 +60,7 @@ fn main() -> ExitCode {
         ])
         .setup(|app| {
             watcher::spawn_reader_watcher(app.handle().clone());
+            watcher::spawn_watcher_guard(app.handle().clone());
             Ok(())
         })
         .run(tauri::generate_context!("../tauri.conf.json"));

@@ -41,6 +41,9 @@ pub struct AppState {
     pub config_source: String,
     /// The agent session (see [`crate::desk`]).
     pub desk: Mutex<Desk>,
+    /// When the reader watcher last went round its loop (ms since the process started;
+    /// 0: not yet). See [`crate::watcher::alive`].
+    pub watcher_beat: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -50,8 +53,14 @@ impl AppState {
                 config: Ok(Config::default()),
                 config_source: "built-in defaults".into(),
                 desk: Mutex::default(),
+                watcher_beat: Default::default(),
             },
-            Some(p) => Self { config: load_config(&p), config_source: p.display().to_string(), desk: Mutex::default() },
+            Some(p) => Self {
+                config: load_config(&p),
+                config_source: p.display().to_string(),
+                desk: Mutex::default(),
+                watcher_beat: Default::default(),
+            },
         }
     }
 
