@@ -75,7 +75,7 @@ impl From<LoginError> for Failure {
 }
 
 #[derive(Default)]
-pub struct Desk {
+pub struct DeskState {
     session: Option<AgentSession>,
     /// Why the last session locked, for the lock screen.
     last_lock: Option<LockReason>,
@@ -102,7 +102,7 @@ pub struct Desk {
     locking: bool,
 }
 
-impl Desk {
+impl DeskState {
     pub fn view(&self) -> SessionView {
         match &self.session {
             Some(s) => SessionView::Active {
@@ -133,7 +133,7 @@ impl Desk {
     }
 }
 
-impl Desk {
+impl DeskState {
     /// Whether an agent is logged in.
     pub fn has_session(&self) -> bool {
         self.session.is_some()
@@ -167,7 +167,7 @@ impl Desk {
 
 /// The desk state. If a thread panicked while holding it (a bug), fail closed: the
 /// session, whatever state it was left in, is dropped (the desk locks) and the app goes on.
-pub fn desk(app: &AppHandle) -> MutexGuard<'_, Desk> {
+pub fn desk(app: &AppHandle) -> MutexGuard<'_, DeskState> {
     let state = app.state::<AppState>().inner();
     state.desk.lock().unwrap_or_else(|poisoned| {
         tracing::error!("the session state was poisoned by a panic; locking the desk");
@@ -361,7 +361,7 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
 /// Open the core desk at the first login and settle reset intents left open (a crash
 /// between the intent and its outcome), signed by the agent who just logged in.
 /// Returns what the agent should be told.
-fn open_core(desk: &mut Desk, config: &Config, session: &mut AgentSession) -> Vec<String> {
+fn open_core(desk: &mut DeskState, config: &Config, session: &mut AgentSession) -> Vec<String> {
     if desk.core.is_none() {
         match CoreDesk::open_embedded(config.clone()) {
             Ok(core) => desk.core = Some(core),

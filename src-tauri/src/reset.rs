@@ -19,7 +19,7 @@ use tauri::{AppHandle, Manager};
 use time::OffsetDateTime;
 
 use crate::customer::{self, CustomerSecret, SecretKind};
-use crate::desk::{self, Desk, Failure};
+use crate::desk::{self, DeskState, Failure};
 use crate::startup::AppState;
 
 /// What the reset screens show after a command.
@@ -81,7 +81,7 @@ fn now() -> OffsetDateTime {
 /// Run `f` on the desk state off the UI thread.
 async fn on_desk<T: Send + 'static>(
     app: AppHandle,
-    f: impl FnOnce(&AppHandle, &mut Desk) -> Result<T, Failure> + Send + 'static,
+    f: impl FnOnce(&AppHandle, &mut DeskState) -> Result<T, Failure> + Send + 'static,
 ) -> Result<T, Failure> {
     tauri::async_runtime::spawn_blocking(move || {
         let mut state = desk::desk(&app);
@@ -92,7 +92,7 @@ async fn on_desk<T: Send + 'static>(
 }
 
 /// A new reset comes on screen only when the one there is finished.
-fn no_open_run(state: &Desk) -> Result<(), Failure> {
+fn no_open_run(state: &DeskState) -> Result<(), Failure> {
     match &state.run {
         Some(r) if !r.phase().is_final() => {
             Err(Failure::new("another reset is on screen; finish, cancel or park it first"))
@@ -133,7 +133,7 @@ fn notice_of(reply: &Reply) -> Option<String> {
 
 /// A one-time code or password the notifier could not send (a demo desk without mail)
 /// goes to the customer window, standing in for the requester's registered device.
-fn route_in_band(app: &AppHandle, state: &mut Desk) {
+fn route_in_band(app: &AppHandle, state: &mut DeskState) {
     let Some(run) = state.run.as_mut() else { return };
     if let Some(secret) = run.take_in_band_secret() {
         let kind = match secret.kind {
@@ -147,7 +147,7 @@ fn route_in_band(app: &AppHandle, state: &mut Desk) {
 }
 
 /// The screen as it stands, with `reply`'s notice and progress.
-fn screen(state: &mut Desk, reply: Option<&Reply>) -> Result<ResetScreen, Failure> {
+fn screen(state: &mut DeskState, reply: Option<&Reply>) -> Result<ResetScreen, Failure> {
     let at = now();
     let agent = state.agent()?.username().to_owned();
     let core = state.core.as_ref().ok_or_else(|| Failure::new("the desk is not open yet; log in again"))?;

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use clap::Parser;
 use resetdesk::config::{Config, Mode};
 
-use crate::desk::Desk;
+use crate::desk::DeskState;
 
 /// Environment variable naming the configuration file when `--config` is not given.
 pub const CONFIG_ENV: &str = "RESETDESK_CONFIG";
@@ -40,7 +40,7 @@ pub struct AppState {
     /// Where the configuration came from, for the status line ("built-in defaults" or the path).
     pub config_source: String,
     /// The agent session (see [`crate::desk`]).
-    pub desk: Mutex<Desk>,
+    pub desk: Mutex<DeskState>,
     /// When the reader watcher last went round its loop (ms since the process started;
     /// 0: not yet). See [`crate::watcher::alive`].
     pub watcher_beat: std::sync::atomic::AtomicU64,
