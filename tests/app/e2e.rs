@@ -155,11 +155,25 @@ async fn connect(driver: &Driver, app_args: &[&str]) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("wry"));
     caps.insert("tauri:options".into(), json!({ "application": APP, "args": app_args }));
-    ClientBuilder::native()
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .unwrap_or_else(|e| panic!("WebDriver session did not open: {e}; driver log:\n{}", driver.log_text()))
+    // tauri-driver starts WebKitWebDriver for the session and proxies to it; on a loaded
+    // 2-core machine the native driver is sometimes not listening yet when the first
+    // request arrives ("tcp connect error"). That is the harness, not the app: retry a
+    // few times, then fail with the driver's log.
+    let mut last = None;
+    for attempt in 0..4 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(750)).await;
+        }
+        match ClientBuilder::native()
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+        {
+            Ok(client) => return client,
+            Err(e) => last = Some(e.to_string()),
+        }
+    }
+    panic!("WebDriver session did not open: {}; driver log:\n{}", last.unwrap_or_default(), driver.log_text())
 }
 
 /// Poll a JavaScript expression in the page until it is truthy; return its value.
