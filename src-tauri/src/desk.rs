@@ -18,6 +18,7 @@ use resetdesk::login::{self, AgentIdentity, AgentSession, LoginError};
 use resetdesk::presence::{self, SessionEnd};
 use resetdesk::secret::Secret;
 use resetdesk::session::{Decision, LockReason, SessionEvent};
+use resetdesk::token::signer::PivSigner;
 use resetdesk::token::watch::CardEvent;
 use resetdesk::token::TokenError;
 use serde::Serialize;
@@ -133,6 +134,14 @@ impl DeskState {
     }
 }
 
+fn locked() -> Failure {
+    Failure::new("the desk is locked; log in with your YubiKey")
+}
+
+fn not_open() -> Failure {
+    Failure::new("the desk is not open yet; log in again")
+}
+
 impl DeskState {
     /// Whether an agent is logged in.
     pub fn has_session(&self) -> bool {
@@ -141,15 +150,26 @@ impl DeskState {
 
     /// The logged-in agent's session, or why nothing can be done.
     pub fn agent(&mut self) -> Result<&mut AgentSession, Failure> {
-        self.session.as_mut().ok_or_else(|| Failure::new("the desk is locked; log in with your YubiKey"))
+        self.session.as_mut().ok_or_else(locked)
     }
 
     /// The agent's session and the core desk together (both needed to act on a reset).
     pub fn agent_and_core(&mut self) -> Result<(&mut AgentSession, &mut CoreDesk), Failure> {
-        let session =
-            self.session.as_mut().ok_or_else(|| Failure::new("the desk is locked; log in with your YubiKey"))?;
-        let core = self.core.as_mut().ok_or_else(|| Failure::new("the desk is not open yet; log in again"))?;
+        let session = self.session.as_mut().ok_or_else(locked)?;
+        let core = self.core.as_mut().ok_or_else(not_open)?;
         Ok((session, core))
+    }
+
+    /// One core call on the reset on screen, with the agent's signer.
+    pub fn with_run<T>(
+        &mut self,
+        f: impl FnOnce(&mut CoreDesk, &mut ResetRun, &mut PivSigner) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let run = self.run.as_mut().ok_or_else(|| Failure::new("no reset is open; search for the account first"))?;
+        let session = self.session.as_mut().ok_or_else(locked)?;
+        let core = self.core.as_mut().ok_or_else(not_open)?;
+        let signer = session.signer().map_err(|e| Failure::new(e.to_string()))?;
+        f(core, run, signer)
     }
 
     /// Drop the reset on screen and anything meant for the customer window (lock,

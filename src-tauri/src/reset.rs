@@ -227,14 +227,8 @@ pub async fn start_reset(app: AppHandle, username: String, intake: Intake) -> Re
 pub async fn reset_action(app: AppHandle, action: String) -> Result<ResetScreen, Failure> {
     let action = Secret::new(action);
     on_desk(app, move |app, state| {
-        let mut run = state.run.take().ok_or_else(|| Failure::new("no reset is open; search for the account first"))?;
-        let result = (|| {
-            let (session, core) = state.agent_and_core()?;
-            let signer = session.signer().map_err(fail)?;
-            core.apply_ui_secret_json(&mut run, action, signer, now()).map_err(fail)
-        })();
-        state.run = Some(run);
-        let reply = result?;
+        let reply =
+            state.with_run(|core, run, signer| core.apply_ui_secret_json(run, action, signer, now()).map_err(fail))?;
         route_in_band(app, state);
         screen(state, Some(&reply))
     })
@@ -246,16 +240,12 @@ pub async fn reset_action(app: AppHandle, action: String) -> Result<ResetScreen,
 #[tauri::command]
 pub async fn reset_screen(app: AppHandle) -> Result<ResetScreen, Failure> {
     on_desk(app, |_, state| {
-        let mut reply = None;
-        if let Some(mut run) = state.run.take() {
-            let polled = (|| {
-                let (session, core) = state.agent_and_core()?;
-                let signer = session.signer().map_err(fail)?;
-                core.poll_manager_answer(&mut run, signer, now()).map_err(fail)
-            })();
-            state.run = Some(run);
-            reply = polled?;
-        }
+        let reply = match state.run {
+            Some(_) => {
+                state.with_run(|core, run, signer| core.poll_manager_answer(run, signer, now()).map_err(fail))?
+            }
+            None => None,
+        };
         screen(state, reply.as_ref())
     })
     .await
@@ -276,16 +266,12 @@ pub async fn co_sign(app: AppHandle, reader: String, pin: String) -> Result<Rese
         }
         let directory = EmbeddedDirectory::open(&config.data_dir, &config).map_err(fail)?;
         let mut co_signer = login::login(&config, &directory, &reader, pin, now()).map_err(Failure::from)?;
-        let mut run = state.run.take().ok_or_else(|| Failure::new("no reset is open"))?;
-        let result = (|| {
-            let (session, core) = state.agent_and_core()?;
-            let signer = session.signer().map_err(fail)?;
+        let reply = state.with_run(|core, run, signer| {
             let co = co_signer.signer().map_err(fail)?;
-            core.co_sign(&mut run, co, signer, now()).map_err(fail)
-        })();
-        state.run = Some(run);
+            core.co_sign(run, co, signer, now()).map_err(fail)
+        });
         drop(co_signer);
-        let reply = result?;
+        let reply = reply?;
         screen(state, Some(&reply))
     })
     .await
@@ -391,14 +377,7 @@ pub async fn audit_export(app: AppHandle) -> Result<Exported, Failure> {
 #[tauri::command]
 pub async fn retry_outcome(app: AppHandle) -> Result<ResetScreen, Failure> {
     on_desk(app, |app, state| {
-        let mut run = state.run.take().ok_or_else(|| Failure::new("no reset is open"))?;
-        let result = (|| {
-            let (session, core) = state.agent_and_core()?;
-            let signer = session.signer().map_err(fail)?;
-            core.retry_outcome(&mut run, signer, now()).map_err(fail)
-        })();
-        state.run = Some(run);
-        let reply = result?;
+        let reply = state.with_run(|core, run, signer| core.retry_outcome(run, signer, now()).map_err(fail))?;
         route_in_band(app, state);
         screen(state, Some(&reply))
     })
@@ -409,17 +388,9 @@ pub async fn retry_outcome(app: AppHandle) -> Result<ResetScreen, Failure> {
 #[tauri::command]
 pub async fn park_reset(app: AppHandle) -> Result<ResetScreen, Failure> {
     on_desk(app, |app, state| {
-        let run = state.run.take().ok_or_else(|| Failure::new("no reset is open"))?;
         // Signed by the agent's card and kept on disk: it survives a restart.
-        let saved = (|| {
-            let (session, core) = state.agent_and_core()?;
-            let signer = session.signer().map_err(fail)?;
-            core.park(&run, signer, now()).map_err(fail)
-        })();
-        if let Err(e) = saved {
-            state.run = Some(run);
-            return Err(e);
-        }
+        state.with_run(|core, run, signer| core.park(run, signer, now()).map_err(fail))?;
+        let run = state.run.take().ok_or_else(|| Failure::new("no reset is open"))?;
         state.parked.retain(|r| r.request_id() != run.request_id());
         state.parked.push(run);
         state.customer = None;

@@ -763,6 +763,23 @@ async fn search_by_keyboard(client: &Client, query: &str) {
     wait_focus(client, "pick-0").await;
 }
 
+/// From the home screen: find `username`, open a walk-up request (no other intake).
+async fn open_walk_up_request(client: &Client, username: &str) {
+    search_by_keyboard(client, username).await;
+    keys(client, ENTER).await;
+    wait_focus(client, "channel-walk-up").await;
+    keys(client, " ").await;
+    client.find(Locator::Id("intake-submit")).await.expect("submit").click().await.expect("click");
+}
+
+/// Answer `username`'s demo security questions; the authenticator code is next.
+async fn answer_security_questions(client: &Client, username: &str) {
+    wait_focus(client, "answer-0").await;
+    let (pet, city) = demo_answers(username);
+    keys(client, &format!("{pet}{TAB}{city}{ENTER}")).await;
+    wait_focus(client, "totp-code").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows_only_on_the_customer_screen() {
     let Some(desk) = desk_app_with_alice_card(ALL_HOURS).await else { return };
@@ -946,15 +963,8 @@ async fn removing_the_key_mid_verification_locks_the_screen_and_writes_no_intent
     let client = &desk.client;
     wait_js(client, "the login form", "!document.getElementById('login-form').hidden").await;
     log_in(client, PIN).await;
-    search_by_keyboard(client, "jsmith").await;
-    keys(client, ENTER).await;
-    wait_focus(client, "channel-walk-up").await;
-    keys(client, " ").await;
-    client.find(Locator::Id("intake-submit")).await.expect("submit").click().await.expect("click");
-    wait_focus(client, "answer-0").await;
-    let (pet, city) = demo_answers("jsmith");
-    keys(client, &format!("{pet}{TAB}{city}{ENTER}")).await;
-    wait_focus(client, "totp-code").await;
+    open_walk_up_request(client, "jsmith").await;
+    answer_security_questions(client, "jsmith").await;
 
     desk.card.take().expect("the card").remove().expect("remove the card");
     assert_eq!(wait_locked(client, UI_TIMEOUT, "the lock after removal").await, json!("key-removed"));
@@ -994,11 +1004,7 @@ async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_card
     client.find(Locator::Id("reader-option-0")).await.expect("first reader").click().await.expect("pick it");
     assert_eq!(log_in(client, PIN).await, json!("Carol Ito"));
 
-    search_by_keyboard(client, "kpetrov").await;
-    keys(client, ENTER).await;
-    wait_focus(client, "channel-walk-up").await;
-    keys(client, " ").await;
-    client.find(Locator::Id("intake-submit")).await.expect("submit").click().await.expect("click");
+    open_walk_up_request(client, "kpetrov").await;
 
     // Highest: ID inspection, manager approval and a co-signature required, plus 2
     // factors. The required steps come first, the manager's approval (it takes time)
@@ -1152,15 +1158,8 @@ async fn a_parked_cooling_off_reset_resumes_after_an_app_restart() {
     let DeskApp { client, _driver: driver, card, _desk: site, _readers: readers } = desk;
     wait_js(&client, "the login form", "!document.getElementById('login-form').hidden").await;
     log_in(&client, PIN).await;
-    search_by_keyboard(&client, "jsmith").await;
-    keys(&client, ENTER).await;
-    wait_focus(&client, "channel-walk-up").await;
-    keys(&client, " ").await;
-    client.find(Locator::Id("intake-submit")).await.expect("submit").click().await.expect("click");
-    wait_focus(&client, "answer-0").await;
-    let (pet, city) = demo_answers("jsmith");
-    keys(&client, &format!("{pet}{TAB}{city}{ENTER}")).await;
-    wait_focus(&client, "totp-code").await;
+    open_walk_up_request(&client, "jsmith").await;
+    answer_security_questions(&client, "jsmith").await;
     keys(&client, &format!("{}{ENTER}", totp_now("jsmith"))).await;
 
     // Verified, but the cooling-off runs: the reset cannot be confirmed; park it.
@@ -1207,15 +1206,8 @@ async fn a_one_time_code_reaches_the_customer_screen_on_a_demo_desk_and_passes_o
     let main_window = client.window().await.expect("the main window");
     wait_js(client, "the login form", "!document.getElementById('login-form').hidden").await;
     log_in(client, PIN).await;
-    search_by_keyboard(client, "jsmith").await;
-    keys(client, ENTER).await;
-    wait_focus(client, "channel-walk-up").await;
-    keys(client, " ").await;
-    client.find(Locator::Id("intake-submit")).await.expect("submit").click().await.expect("click");
-    wait_focus(client, "answer-0").await;
-    let (pet, city) = demo_answers("jsmith");
-    keys(client, &format!("{pet}{TAB}{city}{ENTER}")).await;
-    wait_focus(client, "totp-code").await;
+    open_walk_up_request(client, "jsmith").await;
+    answer_security_questions(client, "jsmith").await;
 
     // The agent picks the one-time code instead of the authenticator; the contact
     // points on file are offered masked, and the code goes to the first usable one.
