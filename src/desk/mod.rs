@@ -359,7 +359,7 @@ impl Desk {
         };
         self.times.directory += t.elapsed();
         let mut request = request;
-        request.stated.manager = view::stated_manager(request.stated.manager.take(), manager.as_ref());
+        request.stated.manager = crate::policy::risk::stated_manager(request.stated.manager.take(), manager.as_ref());
         // The agent's authority is the lower of the login's tier and the directory's now.
         let directory_tier = agent_account.agent_tier.ok_or_else(|| DeskError::NotAnAgent(agent.username.clone()))?;
         let tier = agent.tier.min(directory_tier);

@@ -15,7 +15,6 @@ use super::reset::ResetRun;
 use crate::directory::{Account, ContactPoint};
 use crate::policy::authority::required_agent_tier;
 use crate::policy::{Channel, Escalation, FactorKind, Method, Missing, PolicyConfig, StatedDetails};
-use crate::text::normalize_answer;
 use crate::tier::{AccountTier, AgentTier};
 use crate::verification::Verdict;
 use crate::workflow::facts::{Outcome, StepDetail};
@@ -152,15 +151,6 @@ pub fn mask_contact(value: &str) -> String {
         mask_email(value)
     } else {
         mask_phone(value)
-    }
-}
-
-/// A stated manager given by display name becomes the manager's username, so that
-/// "Diana Garcia" matches `dgarcia` in the mismatch rule; anything else stays as typed.
-pub fn stated_manager(stated: Option<String>, manager: Option<&Account>) -> Option<String> {
-    match (stated, manager) {
-        (Some(s), Some(m)) if normalize_answer(&s) == normalize_answer(&m.display_name) => Some(m.username.clone()),
-        (s, _) => s,
     }
 }
 
@@ -705,15 +695,5 @@ mod tests {
         steps[1].useful = false;
         steps[3].useful = true;
         assert_eq!(next_method(&steps), Some(Method::CoSignature));
-    }
-
-    #[test]
-    fn a_manager_stated_by_display_name_matches_the_record() {
-        let mut m = crate::policy::risk::tests::account(AccountTier::Standard);
-        m.username = "dgarcia".into();
-        m.display_name = "Diana García".into();
-        assert_eq!(stated_manager(Some("diana garcía".into()), Some(&m)), Some("dgarcia".into()));
-        assert_eq!(stated_manager(Some("Someone Else".into()), Some(&m)), Some("Someone Else".into()));
-        assert_eq!(stated_manager(None, Some(&m)), None);
     }
 }

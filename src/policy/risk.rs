@@ -197,6 +197,15 @@ fn differs(stated: &Option<String>, recorded: &str) -> bool {
     stated.as_ref().is_some_and(|s| normalize_answer(s) != normalize_answer(recorded))
 }
 
+/// A stated manager given by display name becomes the manager's username, so that
+/// "Diana Garcia" matches `dgarcia` in the mismatch rule; anything else stays as typed.
+pub fn stated_manager(stated: Option<String>, manager: Option<&Account>) -> Option<String> {
+    match (stated, manager) {
+        (Some(s), Some(m)) if normalize_answer(&s) == normalize_answer(&m.display_name) => Some(m.username.clone()),
+        (s, _) => s,
+    }
+}
+
 /// Apply every rule of the policy to a request at time `now`.
 pub fn assess(policy: &PolicyConfig, account: &Account, ctx: &RequestContext, now: OffsetDateTime) -> RiskAssessment {
     let rules = &policy.risk;
@@ -333,6 +342,16 @@ pub(crate) mod tests {
             previous_resets: vec![],
             previous_failures: vec![],
         }
+    }
+
+    #[test]
+    fn a_manager_stated_by_display_name_matches_the_record() {
+        let mut m = account(AccountTier::Standard);
+        m.username = "dgarcia".into();
+        m.display_name = "Diana García".into();
+        assert_eq!(stated_manager(Some("diana garcía".into()), Some(&m)), Some("dgarcia".into()));
+        assert_eq!(stated_manager(Some("Someone Else".into()), Some(&m)), Some("Someone Else".into()));
+        assert_eq!(stated_manager(None, Some(&m)), None);
     }
 
     #[test]
