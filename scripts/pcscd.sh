@@ -70,13 +70,28 @@ readers_visible() {
   timeout 3 pcsc_scan -r 2>/dev/null | grep -q "Virtual PCD"
 }
 
-# Wait until the virtual readers show; $1 is the pcscd pid to watch for an early exit.
+# True while process $1 exists. For the pcscd this script just forked, the process is
+# first a bash subshell, then nohup, then pcscd: its name says nothing until the last exec
+# (checking the name there once failed a loaded CI machine), so only existence counts.
+is_alive() {
+  kill -0 "$1" 2>/dev/null
+}
+
+# Wait until the virtual readers show; $1 is the pcscd pid to watch for an early exit,
+# $2 "child" when this script started it (then its exit status is reported).
 wait_ready() {
-  local pid="$1" deadline=$((SECONDS + READY_TIMEOUT))
+  local pid="$1" kind="${2:-other}" deadline=$((SECONDS + READY_TIMEOUT))
   while ! readers_visible; do
-    if ! is_pcscd "$pid"; then
-      echo "pcscd.sh: pcscd (pid $pid) exited during start-up; last lines of $LOG_FILE:" >&2
+    if { [[ "$kind" == child ]] && ! is_alive "$pid"; } || { [[ "$kind" != child ]] && ! is_pcscd "$pid"; }; then
+      local status=unknown
+      if [[ "$kind" == child ]]; then
+        status=0
+        wait "$pid" 2>/dev/null || status=$?
+      fi
+      echo "pcscd.sh: pcscd (pid $pid) exited during start-up (exit status $status); last lines of $LOG_FILE:" >&2
       tail -n 20 "$LOG_FILE" >&2 2>/dev/null || true
+      echo "pcscd.sh: files in /run/pcscd:" >&2
+      ls -la /run/pcscd >&2 2>/dev/null || true
       exit 1
     fi
     if (( SECONDS >= deadline )); then
@@ -102,6 +117,10 @@ cmd_start() {
     return 0
   fi
 
+  # No pcscd runs: a socket or pid file left in /run/pcscd by one that was killed (a
+  # session's end kills with SIGKILL) makes a new pcscd refuse to start when the stale pid
+  # now belongs to another process ("Another pcscd seems to be running").
+  rm -f /run/pcscd/pcscd.comm /run/pcscd/pcscd.pid 2>/dev/null || true
   mkdir -p "$RUN_DIR"
   local -a opts=(--foreground)
   [[ "${PCSCD_TRACE:-0}" == 1 ]] && opts+=(--apdu --debug)
@@ -118,7 +137,7 @@ cmd_start() {
   ) &
   pid=$!
   echo "$pid" >"$PID_FILE"
-  if ! wait_ready "$pid"; then
+  if ! wait_ready "$pid" child; then
     kill "$pid" 2>/dev/null || true
     rm -f "$PID_FILE"
     die "pcscd started but showed no Virtual PCD reader within ${READY_TIMEOUT}s (stopped it again); see $LOG_FILE"
