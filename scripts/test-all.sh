@@ -65,6 +65,9 @@ step "tests (workspace; the app window under Xvfb)"
 xvfb-run -a -s "-screen 0 1280x800x24 -nolisten tcp" \
   cargo test --workspace --all-targets --locked -- --test-threads=2
 
+step "the .deb: built by the Tauri bundler, installed with dpkg -i, a reset in the installed app's window"
+bash scripts/test-deb.sh
+
 step "the README's run command, detached: demo agents log in with the stated PINs"
 flock /tmp/resetdesk-virtual-readers.lock bash scripts/demo-smoke.sh target/debug
 

@@ -11,12 +11,17 @@ use crate::desk::DeskState;
 /// Environment variable naming the configuration file when `--config` is not given.
 pub const CONFIG_ENV: &str = "RESETDESK_CONFIG";
 
+/// The machine-wide configuration an installed desk (the `.deb`) reads when neither
+/// `--config` nor `$RESETDESK_CONFIG` names one: the desktop entry starts the app
+/// without arguments.
+pub const SYSTEM_CONFIG: &str = "/etc/resetdesk/resetdesk.toml";
+
 /// ResetDesk desk application (Tauri shell).
 #[derive(Debug, Parser)]
 #[command(name = "resetdesk-app", version, about)]
 pub struct Args {
-    /// Configuration file (resetdesk.toml). Defaults to $RESETDESK_CONFIG, else the
-    /// built-in defaults (demo mode).
+    /// Configuration file (resetdesk.toml). Defaults to $RESETDESK_CONFIG, else
+    /// /etc/resetdesk/resetdesk.toml when it exists, else the built-in defaults (demo mode).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -26,9 +31,17 @@ impl Args {
         Self::try_parse()
     }
 
-    /// `--config` wins over `$RESETDESK_CONFIG`; an empty variable counts as unset.
+    /// `--config` wins over `$RESETDESK_CONFIG` (an empty variable counts as unset),
+    /// which wins over [`SYSTEM_CONFIG`] when that file exists.
     pub fn config_path(&self) -> Option<PathBuf> {
-        self.config.clone().or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+        self.config_path_with(Path::new(SYSTEM_CONFIG))
+    }
+
+    fn config_path_with(&self, system: &Path) -> Option<PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| system.is_file().then(|| system.to_path_buf()))
     }
 }
 
@@ -85,6 +98,21 @@ mod tests {
         let args = Args::try_parse_from(["resetdesk-app", "--config", "/etc/resetdesk/desk.toml"]).unwrap();
         assert_eq!(args.config_path(), Some(PathBuf::from("/etc/resetdesk/desk.toml")));
         assert!(Args::try_parse_from(["resetdesk-app", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn the_system_file_is_read_only_when_present_and_nothing_else_names_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = dir.path().join("resetdesk.toml");
+        let no_flag = Args::try_parse_from(["resetdesk-app"]).unwrap();
+        if std::env::var_os(CONFIG_ENV).is_none_or(|v| v.is_empty()) {
+            assert_eq!(no_flag.config_path_with(&system), None, "absent file: built-in defaults");
+            std::fs::write(&system, "").unwrap();
+            assert_eq!(no_flag.config_path_with(&system), Some(system.clone()));
+        }
+        let flag = Args::try_parse_from(["resetdesk-app", "--config", "/srv/desk.toml"]).unwrap();
+        std::fs::write(&system, "").unwrap();
+        assert_eq!(flag.config_path_with(&system), Some(PathBuf::from("/srv/desk.toml")), "the flag wins");
     }
 
     #[test]

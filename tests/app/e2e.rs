@@ -44,7 +44,15 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
 
-const APP: &str = env!("CARGO_BIN_EXE_resetdesk-app");
+/// The app under test: the workspace's build, or an installed one named by
+/// `RESETDESK_E2E_APP` (scripts/test-deb.sh sets /usr/bin/resetdesk-app after `dpkg -i`;
+/// the CLI is then the installed one beside it).
+fn app_binary() -> PathBuf {
+    std::env::var_os("RESETDESK_E2E_APP")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_resetdesk-app")))
+}
 const VIRTUAL_READER: &str = "Virtual PCD 00 00";
 /// Generous: the first WebKit start on a cold 2-core machine can take several seconds.
 const UI_TIMEOUT: Duration = Duration::from_secs(20);
@@ -154,7 +162,7 @@ impl Drop for Driver {
 async fn connect(driver: &Driver, app_args: &[&str]) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("wry"));
-    caps.insert("tauri:options".into(), json!({ "application": APP, "args": app_args }));
+    caps.insert("tauri:options".into(), json!({ "application": app_binary(), "args": app_args }));
     // tauri-driver starts WebKitWebDriver for the session and proxies to it; on a loaded
     // 2-core machine the native driver is sometimes not listening yet when the first
     // request arrives ("tcp connect error"). That is the harness, not the app: retry a
@@ -687,7 +695,7 @@ async fn record_ipc_replies(client: &Client) -> Value {
 /// `resetdesk` (the CLI, built beside the app) with `args` and `stdin`; (success, output).
 fn resetdesk_cli(args: &[&str], stdin: &str) -> (bool, String) {
     use std::io::Write;
-    let cli = Path::new(APP).with_file_name("resetdesk");
+    let cli = app_binary().with_file_name("resetdesk");
     assert!(cli.is_file(), "{} is missing: build the workspace first (cargo build --workspace)", cli.display());
     let mut child = Command::new(&cli)
         .args(args)
