@@ -25,6 +25,8 @@ const COMMANDS: &[&str] = &[
     "audit_export",
     "admin_view",
     "reconcile_now",
+    "enrol_key",
+    "revoke_key",
     "customer_take",
 ];
 

@@ -287,17 +287,23 @@ function renderContacts(view) {
   $("code-send").disabled = !firstUsable;
 }
 
-function renderCoSignReaders() {
-  const box = $("cosign-readers");
+/** Radios for the readers holding a card other than the agent's own (the second
+ *  reader), or `waiting` when there is none; true when there is one. */
+function renderOtherReaders(boxId, name, waiting) {
+  const box = $(boxId);
   const own = session.agent?.reader;
   const others = readersWithCard().filter((r) => r.name !== own);
   const previous = box.querySelector("input:checked")?.value;
   if (!others.length) {
-    box.replaceChildren();
-    box.append(el("p", "hint", "Waiting for the second agent's YubiKey in the other reader…"));
-    return;
+    box.replaceChildren(el("p", "hint", waiting));
+    return false;
   }
-  readerRadios(box, others, "cosign-reader", "cosign-reader", previous);
+  readerRadios(box, others, name, name, previous);
+  return true;
+}
+
+function renderCoSignReaders() {
+  renderOtherReaders("cosign-readers", "cosign-reader", "Waiting for the second agent's YubiKey in the other reader…");
 }
 
 const STRENGTH_TEXT = { fair: "fair", strong: "strong", superior: "superior" };
@@ -585,10 +591,60 @@ async function loadAdmin() {
     }
     return tr;
   }));
+  renderRevocableKeys(v.keys);
+  renderEnrolReaders();
   $("admin-intents").replaceChildren(...v.open_intents.map((i) =>
     el("li", "result", `#${i.seq} ${new Date(i.timestamp_ms).toLocaleString()}: reset ${i.request_id} of ${i.target} by ${i.agent}`)));
   $("admin-intents-none").hidden = v.open_intents.length > 0;
   $("admin-reconcile").hidden = v.open_intents.length === 0;
+}
+
+/** The revocation choice: one option per agent and card with an active key. */
+function renderRevocableKeys(keys) {
+  const select = $("revoke-key");
+  const previous = select.value;
+  const seen = new Map();
+  for (const k of keys.filter((k) => !k.revoked_at)) {
+    const value = `${k.username}|${k.serial}`;
+    if (!seen.has(value)) seen.set(value, `${k.username} — card ${k.serial}${k.is_virtual ? " (virtual)" : ""}`);
+  }
+  const choose = el("option", null, seen.size ? "Choose…" : "No active key");
+  choose.value = "";
+  select.replaceChildren(choose, ...[...seen].map(([value, text]) => {
+    const o = el("option", null, text);
+    o.value = value;
+    return o;
+  }));
+  if (seen.has(previous)) select.value = previous;
+}
+
+/** The readers the key to enrol can be in: any with a card but the admin's own. */
+function renderEnrolReaders() {
+  const any = renderOtherReaders("enrol-readers", "enrol-reader", "Waiting for the key to enrol in the other reader…");
+  $("enrol-submit").disabled = !any;
+}
+
+/** Run a key command from `form`; show what it did, or why not next to the form. */
+async function keyCommand(form, command, args, secretFields) {
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  formError(form, null);
+  try {
+    const reply = await invoke(command, args);
+    const done = $("admin-done");
+    done.textContent = reply.done;
+    done.hidden = false;
+    form.reset();
+    await loadAdmin();
+    return true;
+  } catch (failure) {
+    formError(form, failureText(failure));
+    return false;
+  } finally {
+    for (const id of secretFields) $(id).value = "";
+    button.disabled = false;
+    if (form.id === "enrol-form") renderEnrolReaders();
+  }
 }
 
 function render() {
@@ -612,6 +668,7 @@ function render() {
   if (now === "home") renderHome(previous !== "home");
   else if (now === "intake") renderIntake(previous !== "intake");
   else if (now === "reset") renderReset(previous !== "reset" || screen.refocus);
+  else if (now === "admin") renderEnrolReaders();
   screen.refocus = false;
 
   if (now === "lock") {
@@ -922,6 +979,32 @@ function wireForms() {
     }
     box.hidden = false;
     loadAdmin();
+  });
+  $("enrol-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    const reader = $("enrol-readers").querySelector("input:checked")?.value;
+    if (!reader) { formError(form, "Insert the key to enrol into the other reader first."); return; }
+    if (!$("enrol-agent").value.trim()) { formError(form, "Enter the agent's directory username."); $("enrol-agent").focus(); return; }
+    keyCommand(form, "enrol_key", {
+      form: {
+        reader,
+        username: $("enrol-agent").value,
+        ca_passphrase: $("enrol-ca").value,
+        new_pin: $("enrol-pin").value,
+        new_puk: $("enrol-puk").value,
+        current_pin: $("enrol-current-pin").value,
+        current_puk: $("enrol-current-puk").value,
+      },
+    }, ["enrol-ca", "enrol-pin", "enrol-puk", "enrol-current-pin", "enrol-current-puk"]);
+  });
+  $("revoke-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    const [agent, serial] = $("revoke-key").value.split("|");
+    if (!agent) { formError(form, "Choose the key to revoke."); $("revoke-key").focus(); return; }
+    if (!$("revoke-reason").value.trim()) { formError(form, "Say why the key is revoked (lost, left the team, …)."); $("revoke-reason").focus(); return; }
+    keyCommand(form, "revoke_key", { agent, serial: Number(serial), reason: $("revoke-reason").value }, []);
   });
   $("audit-filter").addEventListener("submit", (e) => { e.preventDefault(); loadAudit(); });
   $("audit-export").addEventListener("click", async () => {

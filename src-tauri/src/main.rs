@@ -6,6 +6,7 @@
 mod commands;
 mod customer;
 mod desk;
+mod keys;
 mod reset;
 mod startup;
 mod watcher;
@@ -56,6 +57,8 @@ fn main() -> ExitCode {
             reset::audit_export,
             reset::admin_view,
             reset::reconcile_now,
+            keys::enrol_key,
+            keys::revoke_key,
             customer::customer_take,
         ])
         .setup(|app| {

@@ -79,7 +79,7 @@ fn now() -> OffsetDateTime {
 }
 
 /// Run `f` on the desk state off the UI thread.
-async fn on_desk<T: Send + 'static>(
+pub(crate) async fn on_desk<T: Send + 'static>(
     app: AppHandle,
     f: impl FnOnce(&AppHandle, &mut DeskState) -> Result<T, Failure> + Send + 'static,
 ) -> Result<T, Failure> {
@@ -101,7 +101,7 @@ fn no_open_run(state: &DeskState) -> Result<(), Failure> {
     }
 }
 
-fn fail(e: impl std::fmt::Display) -> Failure {
+pub(crate) fn fail(e: impl std::fmt::Display) -> Failure {
     Failure::new(e.to_string())
 }
 

@@ -28,6 +28,7 @@
 pub mod admin;
 pub mod approval;
 pub mod history;
+pub mod key_admin;
 pub mod keys;
 pub mod outbox;
 pub mod parking;

@@ -989,28 +989,54 @@ const NO_COOLING_OFF: &str = "[policy.privileged]\nmin_factors = 2\nfactor_metho
     [policy.highest]\nmin_factors = 2\nfactor_methods = [\"totp\", \"one-time-code\", \"callback\", \"government-id\"]\n\
     manager_approval = true\ngovernment_id = true\nco_signature = true\ncooling_off_minutes = 0\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_cards_co_signature() {
-    let Some(tauri_driver) = prerequisites() else { return };
-    if !virtual_readers_expected() {
-        return;
+/// Carol (admin) logged in with her card in the first reader, and a second card in the
+/// other one: dave's (enrolled, PIN 135791) when `dave` is set, else factory-fresh.
+struct TwoCardDesk {
+    client: Client,
+    _driver: Driver,
+    _cards: (VirtualCard, VirtualCard),
+    desk: DemoDesk,
+    _readers: virtual_yubikey::ReaderLock,
+}
+
+impl TwoCardDesk {
+    fn data_dir(&self) -> PathBuf {
+        self.desk._dir.path().to_owned()
     }
-    let _readers = lock_readers();
-    let carol_card = VirtualCard::insert_with_serial(READER_0_PORT, 13_000_001).expect("carol's virtual card");
-    let dave_card = VirtualCard::insert_with_serial(READER_1_PORT, 13_000_002).expect("dave's virtual card");
-    let desk = demo_desk_with(
-        &[(&carol_card, "carol", PIN), (&dave_card, "dave", "135791")],
-        &format!("{ALL_HOURS}{NO_COOLING_OFF}"),
-    );
-    let data_dir = desk._dir.path().to_owned();
-    let data = data_dir.to_str().expect("utf-8").to_owned();
+}
+
+async fn carol_and_a_second_card(serials: (u32, u32), dave: bool, extra_config: &str) -> Option<TwoCardDesk> {
+    let tauri_driver = prerequisites()?;
+    if !virtual_readers_expected() {
+        return None;
+    }
+    let readers = lock_readers();
+    let carol_card = VirtualCard::insert_with_serial(READER_0_PORT, serials.0).expect("carol's virtual card");
+    let second = VirtualCard::insert_with_serial(READER_1_PORT, serials.1).expect("the second virtual card");
+    let desk = if dave {
+        demo_desk_with(&[(&carol_card, "carol", PIN), (&second, "dave", "135791")], extra_config)
+    } else {
+        demo_desk_with(&[(&carol_card, "carol", PIN)], extra_config)
+    };
     let driver = Driver::start(&tauri_driver);
     let client = connect(&driver, &["--config", desk.config_file.to_str().expect("utf-8")]).await;
-    let client = &client;
-    wait_js(client, "the login form", "!document.getElementById('login-form').hidden").await;
+    wait_js(&client, "the login form", "!document.getElementById('login-form').hidden").await;
     // Both readers hold a card: carol picks her own reader.
     client.find(Locator::Id("reader-option-0")).await.expect("first reader").click().await.expect("pick it");
-    assert_eq!(log_in(client, PIN).await, json!("Carol Ito"));
+    assert_eq!(log_in(&client, PIN).await, json!("Carol Ito"));
+    Some(TwoCardDesk { client, _driver: driver, _cards: (carol_card, second), desk, _readers: readers })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_cards_co_signature() {
+    let Some(desk) =
+        carol_and_a_second_card((13_000_001, 13_000_002), true, &format!("{ALL_HOURS}{NO_COOLING_OFF}")).await
+    else {
+        return;
+    };
+    let data_dir = desk.data_dir();
+    let data = data_dir.to_str().expect("utf-8").to_owned();
+    let client = &desk.client;
 
     open_walk_up_request(client, "kpetrov").await;
 
@@ -1127,8 +1153,6 @@ async fn a_highest_reset_with_id_inspection_manager_approval_and_the_second_card
     snapshot(client, "admin").await;
     assert_accessible(client, "admin").await;
     client.clone().close().await.expect("close the session");
-    drop(driver);
-    drop((carol_card, dave_card));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1267,4 +1291,90 @@ async fn a_one_time_code_reaches_the_customer_screen_on_a_demo_desk_and_passes_o
         json!("verified")
     );
     desk.client.close().await.expect("close the session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_enrols_a_key_in_the_second_reader_and_revokes_it_both_signed() {
+    // The second card is factory-fresh: nobody's yet.
+    let Some(desk) = carol_and_a_second_card((14_000_001, 14_000_002), false, "").await else { return };
+    let data_dir = desk.data_dir();
+    let data = data_dir.to_str().expect("utf-8").to_owned();
+    let client = &desk.client;
+    client.find(Locator::Id("nav-admin")).await.expect("Admin").click().await.expect("open it");
+    wait_js(client, "the admin view", "document.getElementById('admin-keys').children.length >= 2").await;
+    // The key to enrol can only be the one in the other reader: never carol's own.
+    assert_eq!(
+        js(client, "[...document.querySelectorAll('#enrol-readers input')].map(i => i.value)").await,
+        json!(["Virtual PCD 00 01"])
+    );
+
+    // Nobody enrols a key for themself: the core refuses it, the card is untouched.
+    let fill = |agent: &'static str| async move {
+        for (id, text) in [
+            ("enrol-agent", agent),
+            ("enrol-ca", "e2e CA passphrase"),
+            ("enrol-pin", "112233"),
+            ("enrol-puk", "44556677"),
+        ] {
+            let field = client.find(Locator::Id(id)).await.expect("enrol field");
+            field.clear().await.expect("clear");
+            field.send_keys(text).await.expect("type");
+        }
+    };
+    fill("carol").await;
+    keys(client, ENTER).await;
+    let error = wait_js(
+        client,
+        "the refusal next to the form",
+        "(e => e && !e.hidden && e.textContent)(document.getElementById('enrol-form-error'))",
+    )
+    .await;
+    assert!(error.as_str().is_some_and(|e| e.contains("for themself")), "{error}");
+    assert_eq!(js(client, "document.getElementById('enrol-pin').value").await, json!(""), "secrets are cleared");
+
+    // Enrol the new card for alice, keyboard only from the last field.
+    fill("alice").await;
+    keys(client, ENTER).await;
+    let done = wait_js(
+        client,
+        "the enrolment result",
+        "(e => !e.hidden && e.textContent)(document.getElementById('admin-done'))",
+    )
+    .await;
+    assert!(done.as_str().is_some_and(|d| d.contains("Enrolled alice on card 14000002")), "{done}");
+    let listed = text_of(client, "admin-keys").await;
+    assert!(listed.contains("alice") && listed.contains("14000002"), "{listed}");
+    for id in ["enrol-ca", "enrol-pin", "enrol-puk"] {
+        assert_eq!(js(client, &format!("document.getElementById('{id}').value")).await, json!(""), "{id} cleared");
+    }
+    assert_accessible(client, "admin with the key forms").await;
+    snapshot(client, "admin-enrolled").await;
+    // The new key logs in with its new PIN (the CLI logs in exactly as the app does).
+    let login_alice =
+        || resetdesk_cli(&["token", "check-login", "--data-dir", &data, "--reader", "Virtual PCD 00 01"], "112233\n");
+    let (ok, out) = login_alice();
+    assert!(ok && out.contains("alice"), "the enrolled key logs in: {out}");
+
+    // Revoke it: carol's card signs the revocation; the key no longer logs in.
+    client.find(Locator::Id("revoke-key")).await.expect("key").select_by_value("alice|14000002").await.expect("pick");
+    let reason = client.find(Locator::Id("revoke-reason")).await.expect("reason");
+    reason.send_keys("card lost on the train").await.expect("type");
+    reason.send_keys(ENTER).await.expect("submit");
+    wait_js(
+        client,
+        "the revocation result",
+        "document.getElementById('admin-done').textContent.includes('Revoked 2 key(s) of alice')",
+    )
+    .await;
+    let listed = text_of(client, "admin-keys").await;
+    assert!(listed.contains("revoked") && listed.contains("card lost on the train"), "{listed}");
+    let (ok, out) = login_alice();
+    assert!(!ok && out.contains("revoked"), "a revoked key is refused: {out}");
+
+    // Both are signed records the offline verifier accepts.
+    let types = audit_types(&data_dir);
+    assert!(types.contains(&EventType::Enrolment) && types.contains(&EventType::Revocation), "{types:?}");
+    let (ok, out) = resetdesk_cli(&["audit", "verify", "--data-dir", &data], "");
+    assert!(ok, "{out}");
+    client.clone().close().await.expect("close the session");
 }
