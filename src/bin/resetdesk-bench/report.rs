@@ -118,6 +118,13 @@ pub fn print(m: &Measured<'_>) {
         "ratio whole / (token + fsync): {:.2}x (goal <= 1.2x)",
         whole.as_secs_f64() / floor.as_secs_f64().max(1e-9)
     );
+    if s.co_signer_login > Duration::ZERO {
+        // The second agent's login is card work too (PIN, slot-9a challenge).
+        println!(
+            "ratio whole / (token + fsync + co-signer's login): {:.2}x",
+            whole.as_secs_f64() / (floor + s.co_signer_login).as_secs_f64().max(1e-9)
+        );
+    }
     // argon2id of the answers and of the new password is deliberate work (memory-hard
     // hashing), not overhead: the same ratio without the stages that carry it.
     let without_argon2 = whole.saturating_sub(t.engine + t.directory);
