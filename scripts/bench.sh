@@ -11,15 +11,21 @@ for b in benches/*.rs; do
   echo "-- bench $name"
   cargo bench --locked --bench "$name"
 done
-# resetdesk-bench: complete resets through the desk on its own virtual card (holding
-# the readers' lock), then the offline verifier on the log it wrote.
-resets=50; [[ "${RESETDESK_BENCH_QUICK:-0}" == 1 ]] && resets=5
+# resetdesk-bench: complete resets through the desk on its own virtual cards (holding
+# the readers' lock), one run per account tier (the highest with a second card in the
+# second reader co-signing), each followed by the offline verifier on the log it wrote.
+resets=50; tier_resets=20
+[[ "${RESETDESK_BENCH_QUICK:-0}" == 1 ]] && { resets=5; tier_resets=3; }
 cargo build --release --locked -p resetdesk --bin resetdesk --bin resetdesk-bench
 cargo build --release --locked -p virtual-yubikey --bin virtual-yubikey
 bench_dir="$(mktemp -d)"; trap 'rm -rf "$bench_dir"' EXIT
-echo "-- resetdesk-bench ($resets resets)"
-flock /tmp/resetdesk-virtual-readers.lock target/release/resetdesk-bench --data-dir "$bench_dir" --resets "$resets" --virtual
-target/release/resetdesk audit verify --data-dir "$bench_dir"
+for tier in standard privileged highest; do
+  n="$tier_resets"; [[ "$tier" == standard ]] && n="$resets"
+  echo "-- resetdesk-bench --tier $tier ($n resets)"
+  flock /tmp/resetdesk-virtual-readers.lock target/release/resetdesk-bench \
+    --data-dir "$bench_dir/$tier" --resets "$n" --virtual --tier "$tier"
+  target/release/resetdesk audit verify --data-dir "$bench_dir/$tier"
+done
 # The desk app: cold start, idle memory next to a minimal Tauri window, binary size.
 echo "-- bench-app"
 if [[ "${RESETDESK_BENCH_QUICK:-0}" == 1 ]]; then bash scripts/bench-app.sh --quick; else bash scripts/bench-app.sh; fi

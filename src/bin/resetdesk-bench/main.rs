@@ -1,8 +1,8 @@
 //! `resetdesk-bench`: complete resets through the real desk, in the spirit of pgbench.
 //!
 //! Each reset goes the whole way through [`resetdesk::desk::Desk`]: history from the
-//! audit store, the workflow engine, security answers and TOTP checked from scripted
-//! (demo-style) requester input, the signed intent made durable, the temporary password
+//! audit store, the workflow engine, the tier's verification steps played from scripted
+//! (demo-style) input, the signed intent made durable, the temporary password
 //! set in the embedded directory with must-change, the signed outcome, the outbox. The
 //! agent signs with slot 9c of a PIV card through the token layer (pcscd). The data
 //! directory is left for `resetdesk audit verify --data-dir DIR`.
@@ -11,48 +11,67 @@
 //! resetdesk-bench --data-dir DIR --resets N --reader NAME   # an enrolled card; PIN on stdin
 //!                                                           # or in RESETDESK_BENCH_PIN
 //! resetdesk-bench --data-dir DIR --resets N --virtual       # insert and enrol its own card
+//! resetdesk-bench ... --tier standard|privileged|highest    # the accounts' tier (standard)
 //! ```
 //!
 //! With `--reader`, DIR is a desk's data directory (demo directory, CA, the card enrolled
 //! with `resetdesk token enroll`). With `--virtual`, DIR must not hold a CA yet: the
 //! bench creates the demo directory and a CA, starts the `virtual-yubikey` binary (next
 //! to this one, or `--virtual-yubikey PATH`) on the first vpcd reader and enrols it for
-//! the agent. The virtual readers are shared with the test suites: hold their lock
+//! the agent (for `--tier highest` a second one on the second reader for the
+//! co-signer). The virtual readers are shared with the test suites: hold their lock
 //! while the bench runs, e.g. `flock /tmp/resetdesk-virtual-readers.lock resetdesk-bench ...`.
 //!
-//! Each run resets fresh standard-tier accounts `bench-<random>-<n>` that it adds to the
-//! directory (as pgbench -i does), so every reset takes the same path under the
-//! default policy. Prints per-stage timings and the ratio of the whole to the sum of
-//! the token operations and the audit store's commits; asserts nothing about time.
+//! Each run resets fresh accounts `bench-<random>-<n>` of one tier (`--tier`, default
+//! standard) that it adds to the directory (as pgbench -i does), in the tier's first
+//! group of `[tiers]`, so every reset takes the same path under the default policy:
+//!
+//! * standard: security answers and TOTP (and a callback outside business hours);
+//! * privileged: TOTP and a callback, the manager's approval (by an agent who may reset
+//!   privileged accounts: `bob` with `--virtual`);
+//! * highest: in-person ID inspection and TOTP, the manager's approval, and a second
+//!   agent's card in the second reader co-signing (`carol` acting, `dave` co-signing
+//!   with `--virtual`; `--co-signer-reader NAME` with real cards, PIN on the second
+//!   stdin line or in RESETDESK_BENCH_CO_SIGNER_PIN).
+//!
+//! The manager's approval and the co-signature go through the same adapters a person
+//! uses (see `script.rs`). The wait of the tier's cooling-off is not desk work: the
+//! bench's policy sets it to 0 (the configuration allows it) and says so in its output.
+//! Prints per-stage and per-step timings and the ratio of the whole to the sum of the
+//! token operations and the audit store's commits; asserts nothing about time.
+
+mod report;
+mod script;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
 use rand::RngCore;
 use resetdesk::ca::OrgCa;
 use resetdesk::config::Config;
-use resetdesk::desk::{Desk, Reply, ResetRun, StageTimes};
+use resetdesk::desk::Desk;
 use resetdesk::directory::embedded::{EmbeddedDirectory, NewAccount};
-use resetdesk::directory::{ContactPoint, Directory, PasswordCheck};
-use resetdesk::login::{login, AgentSession};
-use resetdesk::policy::{Method, Missing};
+use resetdesk::directory::{ContactPoint, Directory};
+use resetdesk::login::login;
+use resetdesk::policy::PolicyConfig;
 use resetdesk::secret::Secret;
+use resetdesk::tier::AccountTier;
 use resetdesk::token::card::PivCard;
 use resetdesk::token::enrol::{enrol, EnrolRequest};
 use resetdesk::token::registry::TokenRegistry;
-use resetdesk::verification::totp;
-use resetdesk::workflow::Phase;
+use script::{CoSignerCard, People, CITY, PET};
 use time::{Duration as TimeDuration, OffsetDateTime};
 
-/// vpcd port of the first virtual reader ("Virtual PCD 00 00").
+/// vpcd port of the first virtual reader ("Virtual PCD 00 00"): the acting agent's card.
 const VIRTUAL_PORT: &str = "35963";
-/// The demo PIN the bench gives its own virtual card.
+/// vpcd port of the second virtual reader ("Virtual PCD 00 01"): the co-signer's card.
+const VIRTUAL_CO_SIGNER_PORT: &str = "35964";
+/// The demo PINs the bench gives its own virtual cards.
 const VIRTUAL_PIN: &str = "246810";
-const PET: &str = "Benchmark";
-const CITY: &str = "Springfield";
+const VIRTUAL_CO_SIGNER_PIN: &str = "135791";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,18 +86,45 @@ struct Args {
     /// Number of complete resets.
     #[arg(long, default_value_t = 20)]
     resets: usize,
+    /// The tier of the accounts reset: standard, privileged or highest.
+    #[arg(long, default_value = "standard", value_parser = parse_tier)]
+    tier: AccountTier,
     /// Reader holding the agent's enrolled card (PIN on stdin or in RESETDESK_BENCH_PIN).
     #[arg(long, value_name = "NAME", conflicts_with = "virtual_card")]
     reader: Option<String>,
-    /// Insert a virtual card on the first vpcd reader and enrol it (demo/CI only).
+    /// Reader holding the co-signer's enrolled card for --tier highest (PIN on the next
+    /// stdin line or in RESETDESK_BENCH_CO_SIGNER_PIN).
+    #[arg(long, value_name = "NAME", conflicts_with = "virtual_card")]
+    co_signer_reader: Option<String>,
+    /// Insert virtual cards on the vpcd readers and enrol them (demo/CI only).
     #[arg(long = "virtual")]
     virtual_card: bool,
     /// The virtual-yubikey binary (default: next to this one).
     #[arg(long, value_name = "PATH")]
     virtual_yubikey: Option<PathBuf>,
-    /// The agent a --virtual card is enrolled for.
-    #[arg(long, default_value = "alice")]
-    agent: String,
+    /// The agent a --virtual card is enrolled for (default: alice for standard, bob for
+    /// privileged, carol for highest).
+    #[arg(long)]
+    agent: Option<String>,
+    /// The admin agent the second --virtual card is enrolled for (--tier highest).
+    #[arg(long, default_value = "dave")]
+    co_signer: String,
+}
+
+fn parse_tier(s: &str) -> Result<AccountTier, String> {
+    AccountTier::ALL
+        .into_iter()
+        .find(|t| t.as_str() == s)
+        .ok_or_else(|| format!("{s:?} is not a tier: say standard, privileged or highest"))
+}
+
+/// The demo agent who resets accounts of `tier` by default (the least that may).
+fn default_agent(tier: AccountTier) -> &'static str {
+    match tier {
+        AccountTier::Standard => "alice",
+        AccountTier::Privileged => "bob",
+        AccountTier::Highest => "carol",
+    }
 }
 
 fn main() -> ExitCode {
@@ -109,7 +155,7 @@ impl Drop for VirtualCardProcess {
     }
 }
 
-fn start_virtual_card(path: Option<&Path>) -> Result<(VirtualCardProcess, String), String> {
+fn start_virtual_card(path: Option<&Path>, port: &str) -> Result<(VirtualCardProcess, String), String> {
     let binary = match path {
         Some(p) => p.to_owned(),
         None => std::env::current_exe().map_err(fail("locating this binary"))?.with_file_name("virtual-yubikey"),
@@ -118,7 +164,7 @@ fn start_virtual_card(path: Option<&Path>) -> Result<(VirtualCardProcess, String
     rand::rngs::OsRng.fill_bytes(&mut serial);
     let serial = 10_000_000 + u32::from_be_bytes(serial) % 80_000_000;
     let mut child = Command::new(&binary)
-        .args(["--port", VIRTUAL_PORT, "--serial", &serial.to_string()])
+        .args(["--port", port, "--serial", &serial.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| {
@@ -140,8 +186,15 @@ fn start_virtual_card(path: Option<&Path>) -> Result<(VirtualCardProcess, String
     Err("the virtual card stopped before it was inserted; is pcscd running (scripts/pcscd.sh start)?".into())
 }
 
-/// Demo directory, CA and the virtual card enrolled for `agent`.
-fn prepare_virtual(config: &Config, agent: &str, reader: &str) -> Result<(), String> {
+/// A virtual card to enrol: for whom, in which reader, with which new PIN.
+struct ToEnrol<'a> {
+    agent: &'a str,
+    reader: &'a str,
+    pin: &'a str,
+}
+
+/// Demo directory, CA and each virtual card enrolled for its agent.
+fn prepare_virtual(config: &Config, cards: &[ToEnrol<'_>]) -> Result<(), String> {
     if config.ca_cert_path().exists() {
         return Err(format!(
             "{} already has a CA; --virtual prepares a fresh data directory (use --reader with an enrolled card instead)",
@@ -159,18 +212,20 @@ fn prepare_virtual(config: &Config, agent: &str, reader: &str) -> Result<(), Str
         OffsetDateTime::now_utc(),
     )
     .map_err(fail("CA"))?;
-    let mut card = PivCard::open_reader(reader).map_err(fail("card"))?;
     let mut registry = TokenRegistry::open(&config.data_dir).map_err(fail("token registry"))?;
     let directory = EmbeddedDirectory::open(&config.data_dir, config).map_err(fail("directory"))?;
-    let req = EnrolRequest::factory_card(agent, Secret::from(VIRTUAL_PIN), Secret::from("87654321"));
     let dir: &dyn Directory = &directory;
-    enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &[], &req, OffsetDateTime::now_utc())
-        .map_err(fail("enrolment"))?;
+    for c in cards {
+        let mut card = PivCard::open_reader(c.reader).map_err(fail("card"))?;
+        let req = EnrolRequest::factory_card(c.agent, Secret::from(c.pin), Secret::from("87654321"));
+        enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &[], &req, OffsetDateTime::now_utc())
+            .map_err(fail("enrolment"))?;
+    }
     Ok(())
 }
 
-/// Add `n` standard-tier accounts with known answers and TOTP keys; their usernames.
-fn add_bench_accounts(directory: &mut EmbeddedDirectory, n: usize) -> Result<Vec<String>, String> {
+/// Add `n` accounts in `groups` with known answers and TOTP keys; their usernames.
+fn add_bench_accounts(directory: &mut EmbeddedDirectory, n: usize, groups: &[String]) -> Result<Vec<String>, String> {
     let now = OffsetDateTime::now_utc();
     let long_ago = now - TimeDuration::days(400);
     let mut id = [0u8; 4];
@@ -190,7 +245,7 @@ fn add_bench_accounts(directory: &mut EmbeddedDirectory, n: usize) -> Result<Vec
             date_of_hire: time::macros::date!(2020 - 01 - 06),
             emails: vec![contact(format!("{username}@example.com"), "work")],
             phones: vec![contact(format!("+49 30 5551 {i:05}"), "desk")],
-            groups: vec!["staff".into()],
+            groups: groups.to_vec(),
             password: Some(Secret::new(format!("bench-pass-{username}"))),
             security_answers: vec![
                 (resetdesk::demo::QUESTIONS[0].into(), Secret::from(PET)),
@@ -205,91 +260,89 @@ fn add_bench_accounts(directory: &mut EmbeddedDirectory, n: usize) -> Result<Vec
     Ok(names)
 }
 
-/// The requester's scripted input for whatever the engine still needs (UI messages).
-fn script(username: &str, missing: &[Missing], now: OffsetDateTime) -> Result<Vec<String>, String> {
-    let wants = |m: Method| {
-        missing.iter().any(|x| match x {
-            Missing::Step { method } => *method == m,
-            Missing::Factors { choose_from, .. } => choose_from.contains(&m),
-        })
+/// The groups that give an account `tier` under `config`'s `[tiers]`.
+fn groups_for(config: &Config, tier: AccountTier) -> Result<Vec<String>, String> {
+    let tier_group = match tier {
+        AccountTier::Standard => None,
+        AccountTier::Privileged => Some(&config.tiers.privileged_groups),
+        AccountTier::Highest => Some(&config.tiers.highest_groups),
     };
-    if wants(Method::SecurityAnswers) {
-        return Ok(vec![serde_json::json!({"action": "security_answers", "answers": [
-            {"question": 0, "answer": PET}, {"question": 1, "answer": CITY}]})
-        .to_string()]);
+    let mut groups = vec!["staff".to_owned()];
+    if let Some(list) = tier_group {
+        groups.push(list.first().cloned().ok_or_else(|| format!("[tiers] names no group for {tier} accounts"))?);
     }
-    if wants(Method::Totp) {
-        let key = resetdesk::demo::demo_totp_key(username);
-        let code = totp::hotp(&key, totp::step_at(now).map_err(fail("clock"))?, totp::DIGITS);
-        return Ok(vec![serde_json::json!({"action": "totp", "code": code.as_str()}).to_string()]);
+    if config.tiers.account_tier(&groups) != tier {
+        return Err(format!("the bench accounts' groups {groups:?} are not {tier} under [tiers]"));
     }
-    if wants(Method::Callback) {
-        // Outside business hours the policy adds a callback: the holder answers and confirms.
-        return Ok(vec![
-            r#"{"action":"request_callback"}"#.into(),
-            r#"{"action":"callback_result","report":{"reached_account_holder":true,"holder_confirmed_request":true}}"#
-                .into(),
-        ]);
-    }
-    Err(format!("the bench has no script for the remaining steps: {missing:?}"))
+    Ok(groups)
 }
 
-/// One complete reset; returns the temporary password the desk handed over.
-fn one_reset(
-    desk: &mut Desk,
-    agent: &mut AgentSession,
-    identity: &resetdesk::login::AgentIdentity,
-    username: &str,
-) -> Result<Secret, String> {
-    let signer = agent.signer().map_err(fail("signer"))?;
-    let (mut run, mut reply): (ResetRun, Reply) = desk
-        .start_reset(identity, signer, username, Default::default(), OffsetDateTime::now_utc())
-        .map_err(fail("start"))?;
-    while !reply.status.missing.is_empty() && !run.phase().is_final() {
-        let now = OffsetDateTime::now_utc();
-        for json in script(username, &reply.status.missing, now)? {
-            let signer = agent.signer().map_err(fail("signer"))?;
-            reply = desk.apply_ui_json(&mut run, &json, signer, now).map_err(fail("verification step"))?;
-        }
+/// Set every tier's cooling-off to 0 (a higher tier may not wait less than a lower one,
+/// so all of them); what `tier` had, if it waited at all.
+fn shorten_cooling_off(policy: &mut PolicyConfig, tier: AccountTier) -> Option<TimeDuration> {
+    let configured = policy.requirements(tier).cooling_off;
+    for t in [&mut policy.standard, &mut policy.privileged, &mut policy.highest] {
+        t.cooling_off_minutes = 0;
     }
-    let signer = agent.signer().map_err(fail("signer"))?;
-    desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, signer, OffsetDateTime::now_utc())
-        .map_err(fail("reset"))?;
-    if run.phase() != Phase::Succeeded {
-        return Err(format!("the reset of {username} ended {:?}", run.phase()));
-    }
-    run.take_handoff_password().ok_or_else(|| "the desk handed over no password".to_string())
+    (configured > TimeDuration::ZERO).then_some(configured)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+/// A PIN from `variable`, else the next line of standard input.
+fn pin_from(variable: &str, stdin: &mut impl BufRead) -> Result<Secret, String> {
+    match std::env::var(variable) {
+        Ok(p) => Ok(Secret::new(p)),
+        Err(_) => Secret::read_line_from(stdin).map_err(fail("reading a PIN from stdin")),
+    }
 }
 
 fn run(args: &Args) -> Result<(), String> {
     std::fs::create_dir_all(&args.data_dir).map_err(fail("data directory"))?;
-    let config = resetdesk::cli::load_config(None, Some(&args.data_dir))
+    let mut config = resetdesk::cli::load_config(None, Some(&args.data_dir))
         .map_err(|_| "the configuration in the data directory is invalid".to_string())?;
+    let cooling_off_shortened = shorten_cooling_off(&mut config.policy, args.tier);
     let mut directory = EmbeddedDirectory::open(&config.data_dir, &config).map_err(fail("directory"))?;
     resetdesk::demo::init(&mut directory, OffsetDateTime::now_utc()).map_err(fail("demo directory"))?;
+    let wants_co_signer = args.tier == AccountTier::Highest;
 
-    let (_card_process, reader, pin) = if args.virtual_card {
-        let (process, reader) = start_virtual_card(args.virtual_yubikey.as_deref())?;
-        prepare_virtual(&config, &args.agent, &reader)?;
-        (Some(process), reader, Secret::from(VIRTUAL_PIN))
+    let mut card_processes = Vec::new();
+    let (reader, pin, co_signer) = if args.virtual_card {
+        let agent = args.agent.as_deref().unwrap_or(default_agent(args.tier));
+        let (process, reader) = start_virtual_card(args.virtual_yubikey.as_deref(), VIRTUAL_PORT)?;
+        card_processes.push(process);
+        let mut cards = vec![ToEnrol { agent, reader: &reader, pin: VIRTUAL_PIN }];
+        let co_reader = if wants_co_signer {
+            let (process, co_reader) = start_virtual_card(args.virtual_yubikey.as_deref(), VIRTUAL_CO_SIGNER_PORT)?;
+            card_processes.push(process);
+            Some(co_reader)
+        } else {
+            None
+        };
+        if let Some(r) = &co_reader {
+            cards.push(ToEnrol { agent: &args.co_signer, reader: r, pin: VIRTUAL_CO_SIGNER_PIN });
+        }
+        prepare_virtual(&config, &cards)?;
+        let co_signer = co_reader.map(|reader| CoSignerCard { reader, pin: Secret::from(VIRTUAL_CO_SIGNER_PIN) });
+        (reader, Secret::from(VIRTUAL_PIN), co_signer)
     } else {
         let reader = args.reader.clone().ok_or("say which card: --reader NAME (an enrolled card) or --virtual")?;
-        let pin = match std::env::var("RESETDESK_BENCH_PIN") {
-            Ok(p) => Secret::new(p),
-            Err(_) => Secret::read_line_from(std::io::stdin().lock()).map_err(fail("reading the PIN from stdin"))?,
+        let mut stdin = std::io::stdin().lock();
+        let pin = pin_from("RESETDESK_BENCH_PIN", &mut stdin)?;
+        let co_signer = match (&args.co_signer_reader, wants_co_signer) {
+            (Some(r), true) => {
+                Some(CoSignerCard { reader: r.clone(), pin: pin_from("RESETDESK_BENCH_CO_SIGNER_PIN", &mut stdin)? })
+            }
+            (None, true) => return Err("highest-tier resets need a co-signer's card: --co-signer-reader NAME".into()),
+            (_, false) => None,
         };
-        (None, reader, pin)
+        (reader, pin, co_signer)
     };
 
     let t = Instant::now();
     let mut agent = login(&config, &directory, &reader, pin, OffsetDateTime::now_utc()).map_err(fail("login"))?;
     let login_took = t.elapsed();
     let identity = agent.identity().clone();
-    let targets = add_bench_accounts(&mut directory, args.resets)?;
+    let targets = add_bench_accounts(&mut directory, args.resets, &groups_for(&config, args.tier)?)?;
+    let mut people = People::new(&config.data_dir, co_signer)?;
 
     let mut desk = Desk::open_embedded(config.clone()).map_err(fail("desk"))?;
     // A desk start settles the intents an earlier run left open (killed mid-reset).
@@ -303,11 +356,11 @@ fn run(args: &Args) -> Result<(), String> {
     let whole = Instant::now();
     for username in &targets {
         let t = Instant::now();
-        last = Some((username.clone(), one_reset(&mut desk, &mut agent, &identity, username)?));
+        last = Some((username.clone(), people.reset(&mut desk, &mut agent, &identity, username)?));
         per_reset.push(t.elapsed());
     }
     let whole = whole.elapsed();
-    let times = desk.stage_times();
+    let stages = desk.stage_times();
     drop(desk);
 
     // The last temporary password works, with must-change, as `directory check-password` would say.
@@ -316,82 +369,19 @@ fn run(args: &Args) -> Result<(), String> {
         None => None,
     };
     drop(last);
-    report(args, &identity, &reader, login_took, whole, &per_reset, &times, check);
+    report::print(&report::Measured {
+        tier: args.tier,
+        identity: &identity,
+        reader: &reader,
+        co_signer: people.co_signer(),
+        cooling_off_shortened,
+        data_dir: &args.data_dir,
+        login_took,
+        whole,
+        per_reset: &per_reset,
+        stages: &stages,
+        steps: &people.times,
+        check,
+    });
     Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn report(
-    args: &Args,
-    identity: &resetdesk::login::AgentIdentity,
-    reader: &str,
-    login_took: Duration,
-    whole: Duration,
-    per_reset: &[Duration],
-    t: &StageTimes,
-    check: Option<PasswordCheck>,
-) {
-    let n = per_reset.len().max(1) as f64;
-    println!(
-        "resetdesk-bench: {} complete resets by {} ({}) with the card in {reader:?}{}; data dir {}",
-        per_reset.len(),
-        identity.username,
-        identity.tier.as_str(),
-        if identity.is_virtual { " [virtual token]" } else { "" },
-        args.data_dir.display()
-    );
-    println!("login (once, not in the totals): {:.1} ms", ms(login_took));
-    let accounted = t.token + t.audit_store + t.directory + t.engine + t.history + t.notifier;
-    let rows = [
-        ("token (PIN verify + 9c signature)", t.token),
-        ("audit store (commit, fsync)", t.audit_store),
-        ("directory (incl. argon2id of the password)", t.directory),
-        ("engine + answer/TOTP checks (argon2id)", t.engine),
-        ("history (audit store scan)", t.history),
-        ("notifier (outbox)", t.notifier),
-        ("desk glue (the rest)", whole.saturating_sub(accounted)),
-        ("whole", whole),
-    ];
-    println!("{:<44} {:>10} {:>14} {:>7}", "stage", "total ms", "per reset ms", "share");
-    for (name, d) in rows {
-        println!(
-            "{name:<44} {:>10.1} {:>14.2} {:>6.1}%",
-            ms(d),
-            ms(d) / n,
-            100.0 * d.as_secs_f64() / whole.as_secs_f64().max(1e-9)
-        );
-    }
-    let mut sorted = per_reset.to_vec();
-    sorted.sort();
-    if let (Some(first), Some(last)) = (sorted.first(), sorted.last()) {
-        println!(
-            "per reset: min {:.1} ms, median {:.1} ms, max {:.1} ms",
-            ms(*first),
-            ms(sorted[sorted.len() / 2]),
-            ms(*last)
-        );
-    }
-    println!(
-        "records appended: {} ({:.1} per reset); throughput {:.2} resets/s",
-        t.records,
-        f64::from(t.records) / n,
-        n / whole.as_secs_f64().max(1e-9)
-    );
-    let floor = t.token + t.audit_store;
-    println!(
-        "ratio whole / (token + fsync): {:.2}x (goal <= 1.2x)",
-        whole.as_secs_f64() / floor.as_secs_f64().max(1e-9)
-    );
-    // argon2id of the answers and of the new password is deliberate work (memory-hard
-    // hashing), not overhead: the same ratio without the stages that carry it.
-    let without_argon2 = whole.saturating_sub(t.engine + t.directory);
-    println!(
-        "ratio without the argon2id stages (engine, directory) / (token + fsync): {:.2}x",
-        without_argon2.as_secs_f64() / floor.as_secs_f64().max(1e-9)
-    );
-    match check {
-        Some(c) => println!("last temporary password: valid {}, must change {}", c.valid, c.must_change),
-        None => println!("no reset run"),
-    }
-    println!("check the log: resetdesk audit verify --data-dir {}", args.data_dir.display());
 }
