@@ -68,8 +68,30 @@ fn a_junior_agent_completes_a_standard_reset_and_the_log_verifies() {
     assert!(site.records().is_empty());
     desk.apply_ui_json(&mut run, &totp_json("jsmith", now()), alice.signer().unwrap(), now()).unwrap();
     assert!(run.take_handoff_password().is_none(), "nothing to hand off before the reset");
+    // Live progress: each step is reported as it completes, while the run executes (the
+    // audit log holds only the intent when "intent signed" comes, both records later).
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (log, audit_path) = (seen.clone(), site.dir.path().join("audit.sqlite"));
+    desk.observe_progress(Box::new(move |step| {
+        let records = resetdesk::audit::store::Store::open_read_only(&audit_path)
+            .ok()
+            .and_then(|s| s.head().ok().flatten())
+            .map_or(0, |(seq, _)| seq);
+        log.lock().unwrap().push((step, records));
+    }));
     let reply = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap();
     assert_eq!(names(&reply.decisions), ["write-intent", "execute-reset", "write-outcome", "hand-off", "notify"]);
+    use resetdesk::desk::progress::ExecutionStep as S;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (S::IntentSigned, 1),
+            (S::DirectoryUpdated, 1),
+            (S::OutcomeSigned, 2),
+            (S::HandOffPrepared, 2),
+            (S::Notified, 2)
+        ]
+    );
     assert_eq!(run.phase(), Phase::Succeeded);
     assert!(reply.handoff_waiting && reply.warnings.is_empty(), "{reply:?}");
 

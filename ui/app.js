@@ -938,7 +938,12 @@ function wireForms() {
     act(() => invoke("co_sign", { reader, pin }), form);
   });
 
-  $("confirm-reset").addEventListener("click", () => act(action({ action: "request_reset" })));
+  $("confirm-reset").addEventListener("click", () => {
+    // The steps arrive live ("reset-progress") while the card signs and the directory answers.
+    $("live-progress").replaceChildren();
+    $("live-status").textContent = "Resetting… touch your YubiKey if it blinks.";
+    act(action({ action: "request_reset" })).finally(() => { $("live-status").textContent = ""; });
+  });
   $("retry-outcome").addEventListener("click", () => act(() => invoke("retry_outcome")));
   $("show-customer").addEventListener("click", () => act(() => invoke("show_to_customer")).then((ok) => { if (ok) $("handoff-done").focus(); }));
   const nextCustomer = () => act(() => invoke("next_customer")).then((ok) => {
@@ -1078,6 +1083,9 @@ async function start() {
   // Listen first, then ask: a change pushed meanwhile is newer than the answer.
   let readersPushed = false;
   let sessionPushed = false;
+  await tauri.event.listen("reset-progress", (event) => {
+    $("live-progress").append(el("li", null, `✔ ${event.payload.label}`));
+  });
   await tauri.event.listen("reader-status", (event) => {
     readersPushed = true;
     readers = event.payload;

@@ -22,7 +22,7 @@ use resetdesk::token::signer::PivSigner;
 use resetdesk::token::watch::CardEvent;
 use resetdesk::token::TokenError;
 use serde::Serialize;
-use tauri::{AppHandle, Emitter, Manager};
+use tauri::{AppHandle, Emitter, EventTarget, Manager};
 use time::OffsetDateTime;
 
 use crate::startup::AppState;
@@ -367,7 +367,7 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
     }
     desk.unsigned_end = None;
     tracing::info!(agent = session.username(), tier = ?session.tier(), virtual_token = session.is_virtual(), "agent logged in");
-    desk.notices = open_core(&mut desk, config, &mut session);
+    desk.notices = open_core(app, &mut desk, config, &mut session);
     desk.session = Some(session);
     desk.last_lock = None;
     let view = desk.view();
@@ -381,10 +381,22 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
 /// Open the core desk at the first login and settle reset intents left open (a crash
 /// between the intent and its outcome), signed by the agent who just logged in.
 /// Returns what the agent should be told.
-fn open_core(desk: &mut DeskState, config: &Config, session: &mut AgentSession) -> Vec<String> {
+/// The event carrying each execution step to the main window as it completes.
+pub const PROGRESS_EVENT: &str = "reset-progress";
+
+fn open_core(app: &AppHandle, desk: &mut DeskState, config: &Config, session: &mut AgentSession) -> Vec<String> {
     if desk.core.is_none() {
         match CoreDesk::open_embedded(config.clone()) {
-            Ok(core) => desk.core = Some(core),
+            Ok(mut core) => {
+                let app = app.clone();
+                core.observe_progress(Box::new(move |step| {
+                    let shown = crate::reset::ProgressStep::from(step);
+                    if let Err(e) = app.emit_to(EventTarget::webview_window("main"), PROGRESS_EVENT, shown) {
+                        tracing::warn!("could not send a progress step to the window: {e}");
+                    }
+                }));
+                desk.core = Some(core);
+            }
             Err(e) => {
                 tracing::error!("the reset desk did not open: {e}");
                 return vec![format!("Resets are not available: {e}")];

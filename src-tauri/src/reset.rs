@@ -6,6 +6,7 @@
 
 use resetdesk::audit::browse::{AuditFilter, AuditPage};
 use resetdesk::config::Config;
+use resetdesk::desk::progress::ExecutionStep;
 use resetdesk::desk::view::{AccountCard, AdminView, ResetView};
 use resetdesk::desk::{InBandKind, Reply, StartRequest};
 use resetdesk::directory::embedded::EmbeddedDirectory;
@@ -37,10 +38,17 @@ pub struct ResetScreen {
     parked: Vec<ParkedReset>,
 }
 
-#[derive(Debug, Serialize)]
-struct ProgressStep {
-    step: &'static str,
+/// One completed execution step, as the screen lists it (live, and after the reply).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgressStep {
+    step: ExecutionStep,
     label: &'static str,
+}
+
+impl From<ExecutionStep> for ProgressStep {
+    fn from(step: ExecutionStep) -> Self {
+        Self { step, label: step.label() }
+    }
 }
 
 /// A reset in the cooling-off queue.
@@ -106,21 +114,7 @@ pub(crate) fn fail(e: impl std::fmt::Display) -> Failure {
 }
 
 fn progress_of(reply: &Reply) -> Vec<ProgressStep> {
-    reply
-        .decisions
-        .iter()
-        .filter_map(|d| match d {
-            Decision::WriteIntent { .. } => Some(("intent", "Intent record signed with your YubiKey and stored")),
-            Decision::ExecuteReset { .. } => {
-                Some(("directory", "Directory updated: temporary password, must change at next login"))
-            }
-            Decision::WriteOutcome { .. } => Some(("outcome", "Outcome record signed and stored")),
-            Decision::HandOff { .. } => Some(("handoff", "Hand-off prepared")),
-            Decision::Notify { .. } => Some(("notified", "Account holder and manager notified (outbox)")),
-            _ => None,
-        })
-        .map(|(step, label)| ProgressStep { step, label })
-        .collect()
+    reply.decisions.iter().filter_map(ExecutionStep::of).map(ProgressStep::from).collect()
 }
 
 fn notice_of(reply: &Reply) -> Option<String> {

@@ -32,6 +32,7 @@ pub mod key_admin;
 pub mod keys;
 pub mod outbox;
 pub mod parking;
+pub mod progress;
 pub mod reconcile;
 pub mod replay;
 pub mod reset;
@@ -230,6 +231,8 @@ pub struct Desk {
     /// Where account histories come from; `None`: this desk's audit store.
     history: Option<Box<dyn HistorySource + Send>>,
     times: StageTimes,
+    /// Told of each execution step as it completes (the app's live progress).
+    progress: Option<progress::ProgressObserver>,
 }
 
 /// The co-signature the engine accepted, as the audit log stores it.
@@ -274,6 +277,7 @@ impl Desk {
             approvals,
             history: None,
             times: StageTimes::default(),
+            progress: None,
         })
     }
 
@@ -327,6 +331,11 @@ impl Desk {
 
     pub fn reset_stage_times(&mut self) {
         self.times = StageTimes::default();
+    }
+
+    /// Report each execution step to `observer` as it completes (see [`progress`]).
+    pub fn observe_progress(&mut self, observer: progress::ProgressObserver) {
+        self.progress = Some(observer);
     }
 
     /// Reset intents that have no outcome now.
@@ -808,6 +817,9 @@ impl Desk {
                 }
                 Err(e) => return Err(e),
             };
+            if let (Some(step), Some(observer)) = (progress::ExecutionStep::of(&decision), self.progress.as_mut()) {
+                observer(step);
+            }
             done.push(decision);
             if let Some(event) = follow_up {
                 let t = Instant::now();

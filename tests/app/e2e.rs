@@ -853,12 +853,24 @@ async fn a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows
     assert!(audit_types(&data_dir).iter().all(|t| *t != EventType::ResetIntent), "no intent before the confirmation");
     snapshot(client, "confirm").await;
     assert_accessible(client, "confirmation").await;
+    // The steps arrive live, as events, while the reset executes (not in the reply).
+    client
+        .execute(
+            "window.__steps = []; window.__TAURI__.event.listen('reset-progress', (e) => window.__steps.push(e.payload.step));",
+            vec![],
+        )
+        .await
+        .expect("listen to the progress events");
     keys(client, ENTER).await;
 
     // Done: progress, then the hand-off to the customer screen.
     wait_focus(client, "show-customer").await;
     let progress = text_of(client, "progress-list").await;
     assert!(progress.contains("Intent record signed") && progress.contains("Directory updated"), "{progress}");
+    assert_eq!(
+        wait_js(client, "the live steps", "window.__steps.length === 5 && window.__steps").await,
+        json!(["intent-signed", "directory-updated", "outcome-signed", "hand-off-prepared", "notified"])
+    );
     snapshot(client, "done").await;
     assert_accessible(client, "done").await;
     keys(client, ENTER).await;
