@@ -21,7 +21,7 @@ fn binary_inserts_until_sigterm_then_removes_the_card() {
 
     // Blocks until the binary has seen pcscd report the card (or exits early).
     let first = lines.next().expect("a line before exiting").expect("utf-8 line");
-    assert_eq!(first, "virtual PIV card inserted in Virtual PCD 00 01 (serial 31337)");
+    assert_eq!(first, "virtual PIV card inserted in Virtual PCD 00 01 (serial 31337, firmware 5.4.3)");
     assert!(reader_has_card("Virtual PCD 00 01"));
 
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
