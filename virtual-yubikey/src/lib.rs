@@ -11,6 +11,9 @@
 //! 3DES or AES-192 management key, like the real firmware; a 5.7 card refuses 3DES
 //! authentication (6A80). piv-authenticator has no AES-192, so the glue keeps the
 //! management key itself (`management.rs`). AES-128/256 management keys are not offered.
+//! Checked by hand against Yubico's own host library (yubikit, yubikey-manager 5.9.2):
+//! it reads the metadata, authenticates with the factory AES-192 (5.7) or 3DES (5.4) key,
+//! generates a key, sets a new AES-192 key, and is refused with the old one (6982).
 //!
 //! Dev/test only: never a dependency of the app. The keys live in RAM with a software
 //! RNG; nothing about this card is secure.
@@ -18,14 +21,15 @@
 //! # With the `yubikey` crate (0.8, feature `untested`)
 //! Works: open by reader name (`YubiKey::open()` refuses when both readers hold a card),
 //! serial, version, `verify_pin` (a wrong PIN gives `WrongPin { tries }`),
-//! `get_pin_retries`, `authenticate` with the default 3DES key (5.4 only: the crate knows no AES), P-256 `generate` in 9a/9c,
-//! `sign_data` (9c needs `verify_pin` right before every signature; 9a once per
+//! `get_pin_retries`, `authenticate` with the default 3DES key (5.4 only: the crate
+//! knows no AES), P-256 `generate` in 9a/9c, `sign_data` (9c needs `verify_pin` right before every signature; 9a once per
 //! connection), objects and certificates larger than one APDU, `piv_keys`, PIN/PUK and
 //! management-key changes, `reset_device`. Like a YubiKey, a card reset or a SELECT of
 //! the PIV applet logs the PIN and the management key out. Unlike a YubiKey, reset needs
 //! only the PIN blocked (not the PUK too).
 //!
-//! Does not work: `piv::metadata`, `attest` (6A81), `cccid()` (panics in the crate),
+//! Does not work: `piv::metadata`, `attest` (6A81), PUT DATA of Yubico's ADMIN DATA
+//! object 5FFF00 (refused; ResetDesk treats it as optional), `cccid()` (panics in the crate),
 //! `block_puk()` (loops forever: never call it).
 //!
 //! ```no_run

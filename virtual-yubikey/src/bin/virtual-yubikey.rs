@@ -24,7 +24,7 @@ struct Args {
     serial: Option<u32>,
     /// YubiKey firmware to act as: 5.7 (factory AES-192 management key, as sold since
     /// 2024) or 5.4 (factory 3DES management key).
-    #[arg(long, default_value = "5.4")]
+    #[arg(long, default_value = "5.7")]
     firmware: Firmware,
 }
 
