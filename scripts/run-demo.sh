@@ -60,9 +60,9 @@ if grep -v '\[virtual\]' <<<"$listing" | grep -q 'YubiKey serial'; then
   say "a real YubiKey is present: using it (enrol it with \`resetdesk token enroll\` if needed)"
 else
   say "no real YubiKey found: starting two virtual PIV cards (virtual token — demo only)"
-  start_card() { # port serial agent pin puk reader
+  start_card() { # port serial agent pin puk reader firmware
     local log="$RESETDESK_RUN_DIR/virtual-yubikey-$1.log"
-    "$BIN/virtual-yubikey" --port "$1" --serial "$2" >"$log" 2>&1 &
+    "$BIN/virtual-yubikey" --port "$1" --serial "$2" --firmware "$7" >"$log" 2>&1 &
     pids+=($!)
     for _ in $(seq 1 100); do
       grep -q "inserted" "$log" && break
@@ -76,11 +76,12 @@ else
     # signed act: `resetdesk token revoke --reader ...` with an admin's card.)
     printf '%s\n' "$DEMO_CA_PASSPHRASE" "$4" "$5" |
       "$BIN/resetdesk" token enroll --data-dir "$DATA" --agent "$3" --reader "$6" --config "$CONFIG" --allow-unattested >/dev/null
-    say "virtual card in \"$6\" enrolled for $3 (PIN $4)"
+    say "virtual card in \"$6\" (YubiKey $7) enrolled for $3 (PIN $4)"
   }
   trap cleanup EXIT
-  start_card 35963 1000001 carol "$CAROL_PIN" "$CAROL_PUK" "Virtual PCD 00 00"
-  start_card 35964 1000002 dave "$DAVE_PIN" "$DAVE_PUK" "Virtual PCD 00 01"
+  # One card of each kind: 5.7 ships an AES-192 management key, 5.4 a 3DES one.
+  start_card 35963 1000001 carol "$CAROL_PIN" "$CAROL_PUK" "Virtual PCD 00 00" 5.7
+  start_card 35964 1000002 dave "$DAVE_PIN" "$DAVE_PUK" "Virtual PCD 00 01" 5.4
 fi
 
 if [[ "${RESETDESK_DEMO_DETACH:-0}" == 1 ]]; then

@@ -13,7 +13,7 @@ use resetdesk::audit::store::Store;
 use resetdesk::audit::{EventType, Record};
 use resetdesk::token::registry::TokenRegistry;
 use sha2::{Digest, Sha256};
-use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT};
+use virtual_yubikey::{lock_readers, CardOptions, Firmware, VirtualCard, READER_0_PORT};
 
 fn dir_arg(d: &Path) -> String {
     d.display().to_string()
@@ -35,9 +35,14 @@ fn ca_init_then_enrol_a_card_and_inspect_it() {
     assert_eq!(code, 1, "the CA is never overwritten");
     assert!(err.contains("already exists"), "{err}");
 
-    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    // A YubiKey 5.7: factory AES-192 management key.
+    let card = VirtualCard::insert_with(READER_0_PORT, CardOptions { firmware: Firmware::V5_7, ..Default::default() })
+        .unwrap();
     let reader = card.reader_name();
     let enrol = ["token", "enroll", "--data-dir", &d, "--agent", "alice", "--reader", reader];
+    let (code, out, _) = resetdesk(&["token", "list"], "");
+    assert_eq!(code, 0);
+    assert!(out.contains("(PIV 5.7.1, management key AES-192, factory default)"), "{out}");
 
     // A wrong CA passphrase stops before the card is touched.
     let (code, _, err) = resetdesk(&enrol, "wrong passphrase\n246810\n13579135\n");
@@ -59,9 +64,11 @@ fn ca_init_then_enrol_a_card_and_inspect_it() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("enrolled alice on {reader} (serial {}, virtual)", card.serial())), "{out}");
     assert!(out.contains("not attested"), "{out}");
+    assert!(out.contains("management key replaced by a random PIN-protected AES-192 key"), "{out}");
 
     let (code, out, err) = resetdesk(&["token", "status", "--data-dir", &d, "--reader", reader], "");
     assert_eq!(code, 0, "{err}");
+    assert!(out.contains("  management key: AES-192\n"), "no longer the factory key: {out}");
     assert_eq!(out.matches("chains to the organisation CA: yes").count(), 2, "{out}");
     assert_eq!(out.matches("CN=alice").count(), 2, "{out}");
     assert!(out.contains("enrolled for alice") && out.contains("PIN always, touch always"), "{out}");

@@ -17,12 +17,13 @@ use resetdesk::session::{Decision, LockReason, SessionEvent};
 use resetdesk::tier::AgentTier;
 use resetdesk::token::card::{PivCard, Slot};
 use resetdesk::token::enrol::{enrol, EnrolError, EnrolReport, EnrolRequest};
+use resetdesk::token::management::{ManagementAlgorithm, ManagementKey, ManagementKeyInfo};
 use resetdesk::token::registry::TokenRegistry;
 use resetdesk::token::watch::{CardEvent, CardWatcher};
 use resetdesk::token::{RecordSigner, TokenError};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
+use virtual_yubikey::{lock_readers, CardOptions, Firmware, VirtualCard, READER_0_PORT, READER_1_PORT};
 
 const CA_PASS: &str = "test CA passphrase";
 /// PUK every test card gets at enrolment.
@@ -173,6 +174,80 @@ fn enrolment_leaves_no_factory_credentials_and_the_old_pin_fails() {
         assert!(!registry.by_key_id(&old.key_id).unwrap().unwrap().is_active());
     }
     assert!(desk.login(&card, "24681357").is_ok());
+    card.remove().unwrap();
+}
+
+/// Enrol a factory-fresh card of `firmware` (factory management key `factory`), then log
+/// in and sign with it; the factory key of either algorithm no longer works afterwards.
+fn enrol_log_in_and_sign(firmware: Firmware, factory: ManagementAlgorithm) {
+    let _lock = lock_readers();
+    let desk = desk();
+    let card = VirtualCard::insert_with(READER_0_PORT, CardOptions { firmware, ..CardOptions::default() }).unwrap();
+    {
+        let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
+        assert_eq!(piv.management_key().unwrap(), ManagementKeyInfo { algorithm: factory, is_default: Some(true) });
+        // What production's "no factory management key" check relies on.
+        assert!(piv.has_default_management_key().unwrap());
+    }
+    let report = desk.enrol(&card, "alice", "246810");
+    // Both firmware versions have AES: the new random key is AES-192.
+    assert_eq!(report.management_key, ManagementAlgorithm::Aes192);
+
+    let mut session = desk.login(&card, "246810").unwrap();
+    assert_eq!(session.identity().signing_key_id, report.key_id_9c);
+    let (_, key) = desk.public_key(&session.signer().unwrap().key_id());
+    let digest: [u8; 32] = Sha256::digest(b"record").into();
+    let sig = session.sign_digest(&digest, OffsetDateTime::now_utc()).unwrap();
+    assert!(verify(&key, &digest, &sig));
+    drop(session);
+
+    let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
+    let info = piv.management_key().unwrap();
+    assert_eq!(info, ManagementKeyInfo { algorithm: ManagementAlgorithm::Aes192, is_default: Some(false) });
+    assert!(!piv.has_default_management_key().unwrap());
+    for algorithm in [ManagementAlgorithm::TripleDes, ManagementAlgorithm::Aes192] {
+        let factory = ManagementKey::factory(algorithm).unwrap();
+        assert!(!piv.try_management_key(&factory).unwrap(), "the factory {algorithm} key is refused");
+    }
+    // The stored random key lets a re-enrolment in.
+    drop(piv);
+    let again = desk.re_enrol(&card, "alice", "246810", "135792");
+    assert_ne!(again.key_id_9c, report.key_id_9c);
+    assert!(desk.login(&card, "135792").is_ok());
+    card.remove().unwrap();
+}
+
+#[test]
+fn a_yubikey_5_7_with_its_aes_192_factory_management_key_enrols_logs_in_and_signs() {
+    enrol_log_in_and_sign(Firmware::V5_7, ManagementAlgorithm::Aes192);
+}
+
+#[test]
+fn a_yubikey_5_4_with_its_3des_factory_management_key_enrols_logs_in_and_signs() {
+    enrol_log_in_and_sign(Firmware::V5_4, ManagementAlgorithm::TripleDes);
+}
+
+#[test]
+fn a_card_with_the_3des_protected_key_of_an_earlier_enrolment_enrols_again() {
+    let _lock = lock_readers();
+    let desk = desk();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    // What ResetDesk did before AES: `yubikey`'s random 3DES key, stored PIN-protected.
+    {
+        let mut ctx = yubikey::reader::Context::open().unwrap();
+        let reader = ctx.iter().unwrap().find(|r| r.name() == card.reader_name()).unwrap();
+        let mut yk = reader.open().unwrap();
+        yk.verify_pin(b"123456").unwrap();
+        yk.authenticate(yubikey::MgmKey::default()).unwrap();
+        yubikey::MgmKey::generate().set_protected(&mut yk).unwrap();
+    }
+    let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
+    let info = piv.management_key().unwrap();
+    assert_eq!(info, ManagementKeyInfo { algorithm: ManagementAlgorithm::TripleDes, is_default: Some(false) });
+    drop(piv);
+    let report = desk.enrol(&card, "alice", "246810");
+    assert_eq!(report.management_key, ManagementAlgorithm::Aes192);
+    assert!(desk.login(&card, "246810").is_ok());
     card.remove().unwrap();
 }
 

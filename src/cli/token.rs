@@ -36,6 +36,7 @@ use crate::secret::Secret;
 use crate::token::card::{self, PivCard, Slot, DEFAULT_PIN, DEFAULT_PUK};
 use crate::token::enrol::{enrol, load_attestation_bundle, EnrolRequest};
 use crate::token::enrol_record::record_enrolment;
+use crate::token::management::ManagementKeyInfo;
 use crate::token::readers::{reader_status, ReaderStatus};
 use crate::token::registry::TokenRegistry;
 
@@ -175,13 +176,28 @@ fn list() -> u8 {
             for r in readers {
                 let virt = if r.is_virtual { " [virtual]" } else { "" };
                 match cards.iter().find(|c| c.reader == r.name) {
-                    Some(c) => println!("{}{virt}: YubiKey serial {} (PIV {})", r.name, c.serial, c.version),
+                    Some(c) => println!(
+                        "{}{virt}: YubiKey serial {} (PIV {}, management key {})",
+                        r.name,
+                        c.serial,
+                        c.version,
+                        management_key_text(c.management_key.as_ref())
+                    ),
                     None if r.card_present => println!("{}{virt}: card present (not PIV)", r.name),
                     None => println!("{}{virt}: empty", r.name),
                 }
             }
             EXIT_OK
         }
+    }
+}
+
+/// "AES-192", "3DES, factory default", or "unknown" when the card's answer was unreadable.
+fn management_key_text(info: Option<&ManagementKeyInfo>) -> String {
+    match info {
+        None => "unknown".to_owned(),
+        Some(ManagementKeyInfo { algorithm, is_default: Some(true) }) => format!("{algorithm}, factory default"),
+        Some(ManagementKeyInfo { algorithm, .. }) => algorithm.to_string(),
     }
 }
 
@@ -223,6 +239,7 @@ fn status(reader: Option<&str>, data_dir: Option<&Path>, config: Option<&Path>) 
             info.version,
             if info.is_virtual { ", virtual" } else { "" }
         );
+        println!("  management key: {}", management_key_text(info.management_key.as_ref()));
         match c.pin_retries() {
             Ok(n) => println!("  PIN tries left: {n}"),
             Err(e) => println!("  PIN tries left: unknown ({e})"),
@@ -364,7 +381,10 @@ fn enroll(data_dir: &Path, agent: &str, reader: Option<&str>, config: Option<&Pa
                 (false, Some(n)) => println!("  not attested: {n}"),
                 (false, None) => println!("  not attested"),
             }
-            println!("  PIN and PUK changed; management key replaced by a random PIN-protected one");
+            println!(
+                "  PIN and PUK changed; management key replaced by a random PIN-protected {} key",
+                r.management_key
+            );
             match recorded {
                 Ok(seq) => {
                     println!("  enrolment record {seq} signed by the new key and written to the audit log");

@@ -7,12 +7,17 @@
 //! - cards are opened by reader name or serial (never "the only card": two agents'
 //!   keys may be inserted at once for a co-signature);
 //! - `block_puk`, `cccid` and `metadata` of `yubikey` 0.8 are never called (they hang
-//!   or panic on some cards).
+//!   or panic on some cards);
+//! - the management key is handled by [`super::management`], whose APDUs (which
+//!   `yubikey` 0.8 cannot send) go over a [`SideChannel`] to the same card; `yubikey`'s
+//!   own 3DES-only `MgmKey` is not used.
 
 use spki::SubjectPublicKeyInfoOwned;
 use yubikey::piv::{self, AlgorithmId, SlotId};
-use yubikey::{MgmKey, PinPolicy, TouchPolicy, YubiKey};
+use yubikey::{PinPolicy, TouchPolicy, YubiKey};
+use zeroize::Zeroizing;
 
+use super::management::{self, ManagementAlgorithm, ManagementKey, ManagementKeyInfo};
 use super::readers::is_virtual_reader;
 use super::TokenError;
 use crate::secret::Secret;
@@ -80,6 +85,9 @@ pub struct CardInfo {
     pub version: String,
     /// In a vpcd reader: a virtual demo token.
     pub is_virtual: bool,
+    /// The management key's algorithm and whether it is the factory value; `None` when
+    /// the card's answer was unreadable.
+    pub management_key: Option<ManagementKeyInfo>,
 }
 
 /// Map a `yubikey` error to a [`TokenError`]. PIN errors become `WrongPin`/`PinBlocked`;
@@ -150,15 +158,65 @@ pub fn list_cards() -> Result<Vec<CardInfo>, TokenError> {
     let mut out = Vec::new();
     for reader in ctx.iter().map_err(map_error)? {
         if let Ok(yk) = reader.open() {
-            out.push(CardInfo {
-                reader: reader.name().into_owned(),
-                serial: yk.serial().0,
-                version: yk.version().to_string(),
-                is_virtual: is_virtual_reader(&reader.name()),
-            });
+            out.push(PivCard { yk, reader: reader.name().into_owned() }.info());
         }
     }
     Ok(out)
+}
+
+/// A second PC/SC connection to the card in a reader, for the management-key APDUs
+/// `yubikey` 0.8 cannot send (see [`super::management`] for why this is sound). It never
+/// selects an applet, runs each exchange in one PC/SC transaction, and leaves the card
+/// as it is when closed, so the security status (PIN, management key) is the card's as
+/// the main connection left or will find it.
+struct SideChannel {
+    card: Option<pcsc::Card>,
+}
+
+impl SideChannel {
+    fn open(reader: &str) -> Result<Self, TokenError> {
+        let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(map_pcsc)?;
+        let name = std::ffi::CString::new(reader).map_err(|_| TokenError::UnknownReader(reader.to_owned()))?;
+        let card = ctx.connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY).map_err(map_pcsc)?;
+        Ok(SideChannel { card: Some(card) })
+    }
+
+    /// Run `exchange` inside one PC/SC transaction on the card in `reader`.
+    fn run<R>(
+        reader: &str,
+        exchange: impl FnOnce(&mut dyn management::Apdu) -> Result<R, TokenError>,
+    ) -> Result<R, TokenError> {
+        let mut channel = Self::open(reader)?;
+        // `card` is Some until drop.
+        let card = channel.card.as_mut().ok_or(TokenError::Removed)?;
+        let tx = card.transaction().map_err(map_pcsc)?;
+        let result = exchange(&mut Transmitter(&tx));
+        // Ending the transaction leaves the card as it is (never a reset).
+        drop(tx);
+        result
+    }
+}
+
+impl Drop for SideChannel {
+    fn drop(&mut self) {
+        if let Some(card) = self.card.take() {
+            // Closing without resetting the card; a failure leaves nothing to undo.
+            let _ = card.disconnect(pcsc::Disposition::LeaveCard);
+        }
+    }
+}
+
+struct Transmitter<'a>(&'a pcsc::Card);
+
+impl management::Apdu for Transmitter<'_> {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<management::Response, TokenError> {
+        let mut buf = Zeroizing::new(vec![0u8; pcsc::MAX_BUFFER_SIZE]);
+        let r = self.0.transmit(apdu, &mut buf).map_err(map_pcsc)?;
+        let [body @ .., sw1, sw2] = r else {
+            return Err(TokenError::Card("the card answered without a status word".into()));
+        };
+        Ok(management::Response { body: Zeroizing::new(body.to_vec()), sw: u16::from_be_bytes([*sw1, *sw2]) })
+    }
 }
 
 impl PivCard {
@@ -226,13 +284,33 @@ impl PivCard {
         is_virtual_reader(&self.reader)
     }
 
-    pub fn info(&self) -> CardInfo {
+    /// Reader, serial, version and the management key's algorithm.
+    pub fn info(&mut self) -> CardInfo {
         CardInfo {
             reader: self.reader.clone(),
             serial: self.serial(),
             version: self.version(),
             is_virtual: self.is_virtual(),
+            management_key: self.management_key().ok(),
         }
+    }
+
+    /// The management key's algorithm and whether it is the factory value: GET METADATA
+    /// from firmware 5.3, else the firmware's factory algorithm (3DES) with "unknown".
+    pub fn management_key(&mut self) -> Result<ManagementKeyInfo, TokenError> {
+        let version = self.yk.version();
+        if management::has_metadata(version) {
+            if let Some(info) = SideChannel::run(&self.reader, management::read_metadata)? {
+                return Ok(info);
+            }
+        }
+        Ok(ManagementKeyInfo { algorithm: management::factory_algorithm(version), is_default: None })
+    }
+
+    /// Mutual authentication with `key`. `Ok(false)`: the card refused it. After `Ok(true)`
+    /// the card accepts management operations on this connection too.
+    pub fn try_management_key(&mut self, key: &ManagementKey) -> Result<bool, TokenError> {
+        SideChannel::run(&self.reader, |card| management::authenticate(card, key))
     }
 
     /// PIN tries left (does not use a try).
@@ -296,37 +374,69 @@ impl PivCard {
         })
     }
 
-    /// Authenticate with the management key: the factory default first, then the
-    /// PIN-protected key stored on the card by enrolment (needs the PIN verified).
-    /// Returns whether the default key was the one that worked.
+    /// Authenticate with the management key, with the algorithm the card reports: the
+    /// factory value first (unless the card says it is not), then the PIN-protected key
+    /// stored on the card by enrolment (needs the PIN verified). Returns whether the
+    /// factory key was the one that worked.
     pub fn authenticate_management(&mut self) -> Result<bool, TokenError> {
-        if self.yk.authenticate(MgmKey::default()).is_ok() {
-            return Ok(true);
+        let info = self.management_key()?;
+        if info.is_default != Some(false) {
+            if let Some(factory) = ManagementKey::factory(info.algorithm) {
+                if self.try_management_key(&factory)? {
+                    return Ok(true);
+                }
+            }
         }
-        let key = MgmKey::get_protected(&mut self.yk).map_err(|_| TokenError::ManagementKey)?;
-        self.yk.authenticate(key).map_err(|_| TokenError::ManagementKey)?;
-        Ok(false)
+        let object = self.yk.fetch_object(management::PRINTED_OBJECT).map_err(|_| TokenError::ManagementKey)?;
+        let key = ManagementKey::from_protected_object(&object, info.algorithm).ok_or(TokenError::ManagementKey)?;
+        if self.try_management_key(&key)? {
+            Ok(false)
+        } else {
+            Err(TokenError::ManagementKey)
+        }
     }
 
-    /// Whether the factory-default management key is still set (tries it: management
-    /// key authentication has no retry counter). Leaves the card unauthenticated.
+    /// Whether the factory management key is still set: the card's metadata says so
+    /// (firmware 5.3+), or else the factory 3DES key is tried (management-key
+    /// authentication has no retry counter), leaving the card unauthenticated.
     pub fn has_default_management_key(&mut self) -> Result<bool, TokenError> {
-        let default = self.yk.authenticate(MgmKey::default()).is_ok();
+        let info = self.management_key()?;
+        if let Some(is_default) = info.is_default {
+            return Ok(is_default);
+        }
+        let Some(factory) = ManagementKey::factory(info.algorithm) else { return Ok(false) };
+        let default = self.try_management_key(&factory)?;
         if default {
             let _ = self.yk.deauthenticate();
         }
         Ok(default)
     }
 
-    /// Replace the management key with a fresh random one stored PIN-protected on the
-    /// card (the YubiKey "protected management key" convention). Needs management-key
-    /// authentication and a verified PIN.
-    pub fn set_random_protected_management_key(&mut self) -> Result<(), TokenError> {
-        let key = MgmKey::generate();
-        key.set_protected(&mut self.yk).map_err(|e| match e {
-            yubikey::Error::AuthenticationError => TokenError::ManagementKey,
-            e => map_error(e),
-        })
+    /// Replace the management key with a fresh random one (AES-192 where the firmware
+    /// has AES management keys, 5.4+; 3DES before) and store it PIN-protected on the card
+    /// (the YubiKey "protected management key" convention). Needs management-key
+    /// authentication and a verified PIN. Returns the new key's algorithm.
+    pub fn set_random_protected_management_key(&mut self) -> Result<ManagementAlgorithm, TokenError> {
+        let key = ManagementKey::generate(management::new_key_algorithm(self.yk.version()));
+        SideChannel::run(&self.reader, |card| management::set_key(card, &key))?;
+        // From here the new key is in force: store it at once (the order `yubikey`'s
+        // set_protected used), so that the next authentication finds it.
+        let store = |yk: &mut YubiKey, object: u32, data: &mut [u8]| {
+            yk.save_object(object, data).map_err(|e| match e {
+                yubikey::Error::AuthenticationError => TokenError::ManagementKey,
+                e => map_error(e),
+            })
+        };
+        store(&mut self.yk, management::PRINTED_OBJECT, &mut key.protected_object())?;
+        // The ADMIN DATA flag only tells other tools (ykman) that the key is PIN-protected;
+        // ResetDesk reads the key from PRINTED. Like `yubikey`'s set_protected, a card
+        // that refuses the object (the virtual card does) is no failure.
+        if let Err(e) =
+            store(&mut self.yk, management::ADMIN_DATA_OBJECT, &mut { management::ADMIN_DATA_PROTECTED_KEY })
+        {
+            tracing::warn!("the card did not take the ADMIN DATA object ({e}); the management key is stored PIN-protected all the same");
+        }
+        Ok(key.algorithm())
     }
 
     /// Generate a P-256 key in `slot` with the given policies; returns its public key.

@@ -6,14 +6,15 @@
 //!    they are not the factory values) before touching the card;
 //! 2. verify the current PIN (factory `123456` unless told otherwise) and authenticate
 //!    with the management key (factory default, or the PIN-protected one a previous
-//!    enrolment stored);
+//!    enrolment stored) in the algorithm the card reports: 3DES, or AES-192 on
+//!    firmware 5.7+ (see [`super::management`]);
 //! 3. generate P-256 keys on the card: 9a (PIN once, no touch) and 9c (PIN always,
 //!    touch always); attest each where the device supports it and verify the chain to
 //!    Yubico's roots (built-in PIV root, plus an installed bundle for newer firmware);
 //!    no attestation: `attested = false`, which production refuses unless allowed;
 //! 4. issue both certificates from the organisation CA (CN = username) and write them;
-//! 5. replace the management key with a random PIN-protected one, change the PUK and
-//!    then the PIN;
+//! 5. replace the management key with a random PIN-protected one (AES-192 where the
+//!    firmware has AES, 3DES on firmware before 5.4), change the PUK and then the PIN;
 //! 6. record both keys in the token registry (revoking keys of an earlier enrolment of
 //!    the same card).
 
@@ -25,6 +26,7 @@ use yubikey::{PinPolicy, TouchPolicy};
 
 use super::attestation::{self, AttestationError};
 use super::card::{check_pin_format, PivCard, Slot, DEFAULT_PIN, DEFAULT_PUK};
+use super::management::ManagementAlgorithm;
 use super::registry::{NewKey, RegistryError, TokenRegistry};
 use super::TokenError;
 use crate::ca::{CaError, OrgCa, AGENT_CERT_VALIDITY};
@@ -105,6 +107,8 @@ pub struct EnrolReport {
     /// Hex key ids of 9a and 9c.
     pub key_id_9a: String,
     pub key_id_9c: String,
+    /// Algorithm of the new random management key.
+    pub management_key: ManagementAlgorithm,
 }
 
 /// The built-in Yubico PIV root plus the roots and intermediates installed in
@@ -199,7 +203,7 @@ pub fn enrol(
     card.write_certificate(Slot::Authentication, &cert_a)?;
     card.write_certificate(Slot::Signature, &cert_c)?;
 
-    card.set_random_protected_management_key()?;
+    let management_key = card.set_random_protected_management_key()?;
     card.change_puk(&req.current_puk, &req.new_puk)?;
     card.change_pin(&req.current_pin, &req.new_pin)?;
 
@@ -234,5 +238,6 @@ pub fn enrol(
         attestation_note: if attested { None } else { note },
         key_id_9a: hex::encode(kid_a),
         key_id_9c: hex::encode(kid_c),
+        management_key,
     })
 }

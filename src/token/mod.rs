@@ -10,6 +10,8 @@
 //! - [`watch`]: insertion/removal events from PC/SC status changes;
 //! - [`registry`]: enrolled keys in `<data_dir>/tokens.sqlite`, looked up by key id;
 //! - [`attestation`]: PIV attestation chain verification (pure);
+//! - [`management`]: the management key (9B): algorithm (3DES, AES-192 on firmware 5.7+),
+//!   mutual authentication, a random PIN-protected replacement;
 //! - [`enrol`]: enrolment of a card for an agent; [`enrol_record`]: its signed audit record;
 //! - [`readers`]: reader status for the lock screen.
 
@@ -17,6 +19,7 @@ pub mod attestation;
 pub mod card;
 pub mod enrol;
 pub mod enrol_record;
+pub mod management;
 pub mod readers;
 pub mod registry;
 pub mod revocation;

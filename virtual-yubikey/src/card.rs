@@ -11,7 +11,7 @@ use rand_core::RngCore as _;
 
 use crate::glue::PivCard;
 use crate::pcsc_wait::ReaderWatch;
-use crate::{platform, reader_name_for_port, Error};
+use crate::{platform, reader_name_for_port, Error, Firmware};
 
 /// How long pcscd may take to notice an insertion (it polls vpcd; 0.2–0.4 s seen).
 const INSERT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,6 +23,7 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct VirtualCard {
     reader: &'static str,
     serial: u32,
+    firmware: Firmware,
     /// Handle on the vpcd socket, to close it (remove the card) from this thread.
     socket: TcpStream,
     /// The card's thread; `None` once the card has been removed.
@@ -32,17 +33,34 @@ pub struct VirtualCard {
     stopped: Option<String>,
 }
 
+/// How to make a virtual card: its serial and the YubiKey firmware it acts as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CardOptions {
+    /// Serial number GET SERIAL (and so `YubiKey::serial()`) reports; `None`: random 8 digits.
+    pub serial: Option<u32>,
+    /// 5.4 (factory 3DES management key, the default) or 5.7 (factory AES-192).
+    pub firmware: Firmware,
+}
+
 impl VirtualCard {
     /// Insert a fresh card with factory defaults (PIN 123456, PUK 12345678, default 3DES
-    /// management key) into the vpcd reader on 127.0.0.1:`port` and wait (with timeout)
-    /// until pcscd reports it present. The serial number is random (8 digits).
+    /// management key: firmware 5.4) into the vpcd reader on 127.0.0.1:`port` and wait
+    /// (with timeout) until pcscd reports it present. The serial number is random (8 digits).
     pub fn insert(port: u16) -> Result<VirtualCard, Error> {
-        Self::insert_with_serial(port, random_serial())
+        Self::insert_with(port, CardOptions::default())
     }
 
     /// Same as [`VirtualCard::insert`] with a chosen serial number, which GET SERIAL (and
     /// so `YubiKey::serial()`) reports. Two agents' cards must differ.
     pub fn insert_with_serial(port: u16, serial: u32) -> Result<VirtualCard, Error> {
+        Self::insert_with(port, CardOptions { serial: Some(serial), ..CardOptions::default() })
+    }
+
+    /// Insert a fresh card made as `options` say (e.g. a 5.7 card with its factory AES-192
+    /// management key).
+    pub fn insert_with(port: u16, options: CardOptions) -> Result<VirtualCard, Error> {
+        let serial = options.serial.unwrap_or_else(random_serial);
+        let firmware = options.firmware;
         let reader = reader_name_for_port(port).ok_or(Error::UnknownPort(port))?;
         let mut watch = ReaderWatch::new(reader)?;
         if watch.card_present() {
@@ -60,12 +78,12 @@ impl VirtualCard {
         let thread = thread::Builder::new()
             .name(format!("virtual-yubikey {port}"))
             .spawn(move || {
-                let reason = run_card(stream, serial, seed);
+                let reason = run_card(stream, serial, firmware, seed);
                 // The receiver may be gone (card dropped): nobody to tell then.
                 let _ = stopped_tx.send(reason);
             })
             .map_err(Error::Spawn)?;
-        let card = VirtualCard { reader, serial, socket, thread: Some(thread), stopped_rx, stopped: None };
+        let card = VirtualCard { reader, serial, firmware, socket, thread: Some(thread), stopped_rx, stopped: None };
         // On failure `card` is dropped here, which closes the socket again.
         watch.wait_for(true, INSERT_TIMEOUT)?;
         Ok(card)
@@ -79,6 +97,11 @@ impl VirtualCard {
     /// Serial number the card reports (GET SERIAL, `YubiKey::serial()`).
     pub fn serial(&self) -> u32 {
         self.serial
+    }
+
+    /// The YubiKey firmware the card acts as.
+    pub fn firmware(&self) -> Firmware {
+        self.firmware
     }
 
     /// Wait up to `timeout` for the card to stop on its own (vpcd closed the connection,
@@ -127,14 +150,14 @@ impl Drop for VirtualCard {
 }
 
 /// The card's thread: serve vpcd until the connection ends; returns why it ended.
-fn run_card(stream: TcpStream, serial: u32, seed: [u8; 32]) -> String {
+fn run_card(stream: TcpStream, serial: u32, firmware: Firmware, seed: [u8; 32]) -> String {
     let ack_handle = match stream.try_clone() {
         Ok(s) => s,
         Err(e) => return format!("cannot clone the vpcd socket: {e}"),
     };
     platform::with_fresh_card(seed, |client| {
         let applet = piv_authenticator::Authenticator::new(client, Default::default());
-        let mut card = PivCard::new(applet, serial);
+        let mut card = PivCard::new(applet, serial, firmware);
         let mut vpcd = vpicc::Connection::from(stream);
         loop {
             // vpcd sends the length and the APDU as two segments; with delayed ACKs each

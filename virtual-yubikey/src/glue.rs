@@ -1,12 +1,16 @@
 //! APDU glue between vpcd and the PIV applet: command chaining, GET RESPONSE buffering,
-//! card resets, and the few answers that make piv-authenticator look like a YubiKey 5 to
-//! the `yubikey` crate (see [`PivCard::execute`]).
+//! card resets, and the answers that make piv-authenticator look like a YubiKey 5 of the
+//! chosen [`Firmware`] (see [`PivCard::execute`]): version, serial, and the management
+//! key, which the glue keeps itself ([`crate::management`]).
 //!
 //! Everything here reads APDUs straight off the socket: malformed input gets an ISO 7816
 //! status word, never a panic.
 
 use iso7816::command::{Command, CommandView, FromSliceError};
 use iso7816::Status;
+
+use crate::management::{self, AuthStep, ManagementKey};
+use crate::Firmware;
 
 /// Largest command body we accept, chained parts included (a certificate PUT DATA is the
 /// biggest thing the `yubikey` crate sends; a few KiB).
@@ -15,10 +19,6 @@ pub(crate) const MAX_COMMAND_DATA: usize = 4096;
 const MAX_RESPONSE: usize = 7609;
 /// Largest response body in one short APDU; the rest waits for GET RESPONSE.
 const SHORT_RESPONSE_MAX: usize = 256;
-
-/// YubiKey firmware version we claim: the `yubikey` crate reads the serial only for
-/// major 4 or 5, and would try 5.7-only features from 5.7 on.
-pub(crate) const CLAIMED_VERSION: [u8; 3] = [5, 4, 3];
 
 /// The short (truncated) PIV AID that the `yubikey` crate selects.
 const PIV_AID_SHORT: [u8; 5] = [0xA0, 0x00, 0x00, 0x03, 0x08];
@@ -35,6 +35,9 @@ const INS_GET_DATA: u8 = 0xCB;
 const INS_SELECT: u8 = 0xA4;
 const INS_YK_GET_SERIAL: u8 = 0xF8;
 const INS_YK_GET_VERSION: u8 = 0xFD;
+const INS_YK_SET_MANAGEMENT_KEY: u8 = 0xFF;
+const INS_YK_GET_METADATA: u8 = 0xF7;
+const INS_YK_RESET: u8 = 0xFB;
 /// Instructions that need the management key (YubiKey PIV): PUT DATA, GENERATE, SET
 /// MANAGEMENT KEY, IMPORT KEY, SET PIN RETRIES.
 const ADMIN_INSTRUCTIONS: [u8; 5] = [0xDB, 0x47, 0xFF, 0xFE, 0xFA];
@@ -58,6 +61,9 @@ impl<T: piv_authenticator::Client> Applet for piv_authenticator::Authenticator<T
 pub(crate) struct PivCard<A> {
     applet: A,
     serial: u32,
+    firmware: Firmware,
+    /// The management key (9B) as the host sees it; the applet's own stays the factory 3DES.
+    management: ManagementKey,
     /// First parts of a chained command (CLA bit 0x10), with the header of the first part.
     chain: Option<Box<Command<MAX_COMMAND_DATA>>>,
     /// Response bytes not yet fetched with GET RESPONSE.
@@ -68,9 +74,17 @@ pub(crate) struct PivCard<A> {
 }
 
 impl<A: Applet> PivCard<A> {
-    /// Wrap `applet`; GET SERIAL answers `serial`.
-    pub(crate) fn new(applet: A, serial: u32) -> Self {
-        PivCard { applet, serial, chain: None, pending: Vec::new(), admin_authenticated: false }
+    /// Wrap `applet` as a factory-fresh card with `firmware`; GET SERIAL answers `serial`.
+    pub(crate) fn new(applet: A, serial: u32, firmware: Firmware) -> Self {
+        PivCard {
+            applet,
+            serial,
+            firmware,
+            management: ManagementKey::factory(firmware.default_management_algorithm()),
+            chain: None,
+            pending: Vec::new(),
+            admin_authenticated: false,
+        }
     }
 
     /// Card reset or power cycle: forget volatile state the way a real card does
@@ -85,13 +99,57 @@ impl<A: Applet> PivCard<A> {
     /// on reset and on SELECT of the PIV applet. piv-authenticator does neither itself.
     fn log_out(&mut self) {
         self.admin_authenticated = false;
-        // VERIFY with P1=FF logs the PIN out.
-        let logout = [0x00, INS_VERIFY, 0xFF, 0x80];
-        if let Ok(view) = CommandView::try_from(&logout[..]) {
-            let mut sink = heapless::Vec::<u8, 16>::new();
-            // The applet answers 9000; there is nothing useful to do with a failure.
-            let _ = self.applet.respond(view, sink.as_mut_view());
+        self.management.reset();
+        // VERIFY with P1=FF logs the PIN out. The applet answers 9000; there is nothing
+        // useful to do with a failure.
+        let _ = self.applet_command(&[0x00, INS_VERIFY, 0xFF, 0x80]);
+    }
+
+    /// Send one short command of the glue's own to the applet; its response body.
+    fn applet_command(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Status> {
+        let view = CommandView::try_from(apdu).map_err(|_| Status::UnspecifiedNonpersistentExecutionError)?;
+        let mut reply = heapless::Vec::<u8, 64>::new();
+        self.applet.respond(view, reply.as_mut_view())?;
+        Ok(reply.to_vec())
+    }
+
+    /// GENERAL AUTHENTICATE on 9B, answered by the glue's management key. When the host
+    /// has proven the key, the applet's administration is opened with the applet's own
+    /// key (single authentication, factory 3DES), so that it accepts GENERATE and PUT DATA.
+    fn authenticate_management(&mut self, p1: u8, data: &[u8]) -> Vec<u8> {
+        self.admin_authenticated = false;
+        match self.management.general_authenticate(p1, data) {
+            Ok(AuthStep::Witness(body)) => success(&body),
+            Ok(AuthStep::Authenticated(body)) => {
+                if !self.open_applet_administration() {
+                    return status(Status::UnspecifiedNonpersistentExecutionError);
+                }
+                self.admin_authenticated = true;
+                success(&body)
+            }
+            Err(sw) => status(sw),
         }
+    }
+
+    fn open_applet_administration(&mut self) -> bool {
+        let challenge = self.applet_command(&[
+            0x00,
+            INS_GENERAL_AUTHENTICATE,
+            0x03,
+            MANAGEMENT_KEY_REF,
+            0x04,
+            0x7C,
+            0x02,
+            0x81,
+            0x00,
+        ]);
+        // Answer: 7C 0A 81 08 <challenge>.
+        let Some(response) = challenge.ok().and_then(|c| c.get(4..12).and_then(management::applet_response)) else {
+            return false;
+        };
+        let mut apdu = vec![0x00, INS_GENERAL_AUTHENTICATE, 0x03, MANAGEMENT_KEY_REF, response.len() as u8];
+        apdu.extend_from_slice(&response);
+        self.applet_command(&apdu).is_ok()
     }
 
     /// Execute one command APDU and return the response APDU (body + SW1 SW2).
@@ -154,8 +212,12 @@ impl<A: Applet> PivCard<A> {
         let ins = u8::from(view.instruction());
         let (p1, p2) = (view.p1, view.p2);
         match ins {
-            INS_YK_GET_VERSION => return success(&CLAIMED_VERSION),
+            INS_YK_GET_VERSION => return success(&self.firmware.version()),
             INS_YK_GET_SERIAL => return success(&self.serial.to_be_bytes()),
+            INS_GENERAL_AUTHENTICATE if p2 == MANAGEMENT_KEY_REF => {
+                return self.authenticate_management(p1, view.data());
+            }
+            INS_YK_GET_METADATA if p2 == MANAGEMENT_KEY_REF => return success(&self.management.metadata()),
             INS_SELECT if p1 == 0x04 && view.data() == PIV_AID_SHORT => {
                 return self.dispatch_select_full_aid(view);
             }
@@ -164,6 +226,12 @@ impl<A: Applet> PivCard<A> {
             }
             i if ADMIN_INSTRUCTIONS.contains(&i) && !self.admin_authenticated => {
                 return status(Status::SecurityStatusNotSatisfied);
+            }
+            INS_YK_SET_MANAGEMENT_KEY => {
+                return match self.management.set(view.data()) {
+                    Ok(()) => status(Status::Success),
+                    Err(sw) => status(sw),
+                };
             }
             _ => {}
         }
@@ -174,10 +242,9 @@ impl<A: Applet> PivCard<A> {
             // The applet only accepts its own AID: PIV was (re)selected.
             self.log_out();
         }
-        if ins == INS_GENERAL_AUTHENTICATE && p2 == MANAGEMENT_KEY_REF {
-            // Mutual authentication ends with the card's answer to the host's challenge
-            // (dynamic authentication template 7C holding a response, tag 82).
-            self.admin_authenticated = result.is_ok() && reply.first() == Some(&0x7C) && reply.get(2) == Some(&0x82);
+        if ins == INS_YK_RESET && result.is_ok() {
+            self.management = ManagementKey::factory(self.firmware.default_management_algorithm());
+            self.admin_authenticated = false;
         }
         match result {
             Ok(()) => self.respond_body(&reply, view.extended),
@@ -273,12 +340,36 @@ mod tests {
             if let Some(sw) = self.fail {
                 return Err(sw);
             }
+            if u8::from(c.instruction()) == INS_GENERAL_AUTHENTICATE && c.data() == [0x7C, 0x02, 0x81, 0x00] {
+                // The glue opening the applet's administration: a challenge of zeros.
+                return reply
+                    .extend_from_slice(&[0x7C, 0x0A, 0x81, 0x08, 0, 0, 0, 0, 0, 0, 0, 0])
+                    .map_err(|_| Status::WrongLength);
+            }
             reply.extend_from_slice(&self.answer).map_err(|_| Status::WrongLength)
         }
     }
 
     fn card() -> PivCard<Fake> {
-        PivCard::new(Fake::default(), 12_345_678)
+        PivCard::new(Fake::default(), 12_345_678, Firmware::V5_4)
+    }
+
+    /// Mutual authentication with `key` as a host does it: true when the card accepted it.
+    fn authenticate(c: &mut PivCard<Fake>, algorithm: management::Algorithm, key: &[u8; 24]) -> bool {
+        let code = algorithm.code();
+        let n = algorithm.block_len();
+        let r = c.execute(&[0x00, 0x87, code, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00, 0x00]);
+        if r.len() != n + 6 || r[n + 4..] != [0x90, 0x00] {
+            return false;
+        }
+        let mut witness = r[4..4 + n].to_vec();
+        algorithm.crypt(key, &mut witness, false);
+        let mut apdu = vec![0x00, 0x87, code, 0x9B, (2 * n + 6) as u8, 0x7C, (2 * n + 4) as u8, 0x80, n as u8];
+        apdu.extend_from_slice(&witness);
+        apdu.extend_from_slice(&[0x81, n as u8]);
+        apdu.extend(std::iter::repeat_n(0x33, n));
+        apdu.push(0x00);
+        c.execute(&apdu).ends_with(&[0x90, 0x00])
     }
 
     #[test]
@@ -362,23 +453,59 @@ mod tests {
 
     #[test]
     fn admin_commands_need_a_fresh_management_key_authentication() {
+        use management::{Algorithm, FACTORY_KEY};
         let mut c = card();
         let generate = [0x00, 0x47, 0x00, 0x9C, 0x05, 0xAC, 0x03, 0x80, 0x01, 0x11, 0x00];
         assert_eq!(c.execute(&generate), vec![0x69, 0x82]);
         // Step 1 of mutual authentication (witness request) is not enough.
-        c.applet.answer = vec![0x7C, 0x0A, 0x80, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
         c.execute(&[0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00, 0x00]);
         assert_eq!(c.execute(&generate), vec![0x69, 0x82]);
-        // Step 2 answered with the card's response (tag 82): authenticated.
-        c.applet.answer = vec![0x7C, 0x0A, 0x82, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
-        c.execute(&[0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00, 0x00]);
-        c.applet.answer.clear();
+        // The whole authentication: the glue also opens the applet's administration
+        // (single authentication with the applet's factory 3DES key).
+        assert!(authenticate(&mut c, Algorithm::TripleDes, &FACTORY_KEY));
+        let opened = c.applet.seen.iter().filter(|s| s.1 == 0x87).map(|s| s.4.clone()).collect::<Vec<_>>();
+        assert_eq!(opened.len(), 2, "no host 9B command reached the applet: {opened:02x?}");
+        assert_eq!(opened[0], vec![0x7C, 0x02, 0x81, 0x00]);
+        let mut expected = vec![0u8; 8];
+        Algorithm::TripleDes.crypt(&FACTORY_KEY, &mut expected, true);
+        assert_eq!(opened[1][4..], expected[..]);
         assert_eq!(c.execute(&generate), vec![0x90, 0x00]);
         // A reset (new PC/SC connection) forgets it and logs the PIN out.
         c.reset();
         assert_eq!(c.execute(&generate), vec![0x69, 0x82]);
         let last = c.applet.seen.last().cloned();
         assert_eq!(last, Some((0x00, 0x20, 0xFF, 0x80, vec![])));
+    }
+
+    #[test]
+    fn a_5_7_card_has_an_aes_192_factory_key_and_refuses_3des() {
+        use management::{Algorithm, FACTORY_KEY};
+        let mut c = PivCard::new(Fake::default(), 1, Firmware::V5_7);
+        assert_eq!(c.execute(&[0x00, 0xFD, 0, 0, 0]), vec![5, 7, 1, 0x90, 0x00]);
+        assert_eq!(c.execute(&[0x00, 0xF7, 0x00, 0x9B, 0x00])[..3], [0x01, 0x01, 0x0A]);
+        assert_eq!(c.execute(&[0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00, 0x00]), vec![0x6A, 0x80]);
+        assert!(!authenticate(&mut c, Algorithm::TripleDes, &FACTORY_KEY));
+        assert!(authenticate(&mut c, Algorithm::Aes192, &FACTORY_KEY));
+        // A new AES-192 key: the factory one stops working, metadata says "not default".
+        let mut set = vec![0x00, 0xFF, 0xFF, 0xFF, 27, 0x0A, 0x9B, 24];
+        set.extend_from_slice(&[0x42; 24]);
+        assert_eq!(c.execute(&set), vec![0x90, 0x00]);
+        assert_eq!(c.execute(&[0x00, 0xF7, 0x00, 0x9B, 0x00]), vec![1, 1, 0x0A, 2, 2, 0, 1, 5, 1, 0, 0x90, 0x00]);
+        assert!(!authenticate(&mut c, Algorithm::Aes192, &FACTORY_KEY));
+        assert!(authenticate(&mut c, Algorithm::Aes192, &[0x42; 24]));
+        assert!(c.applet.seen.iter().all(|s| s.1 != 0xFF), "SET MANAGEMENT KEY stays in the glue");
+        // PIV reset: back to the factory AES-192 key.
+        c.execute(&[0x00, 0xFB, 0x00, 0x00]);
+        assert!(authenticate(&mut c, Algorithm::Aes192, &FACTORY_KEY));
+    }
+
+    #[test]
+    fn setting_the_management_key_needs_the_current_one() {
+        let mut c = card();
+        let mut set = vec![0x00, 0xFF, 0xFF, 0xFF, 27, 0x0A, 0x9B, 24];
+        set.extend_from_slice(&[0x42; 24]);
+        assert_eq!(c.execute(&set), vec![0x69, 0x82]);
+        assert!(authenticate(&mut c, management::Algorithm::TripleDes, &management::FACTORY_KEY));
     }
 
     #[test]
@@ -397,9 +524,11 @@ mod tests {
     #[test]
     fn failed_management_authentication_does_not_authenticate() {
         let mut c = card();
+        assert!(!authenticate(&mut c, management::Algorithm::TripleDes, &[0x24; 24]));
+        assert!(!c.admin_authenticated);
+        // The applet refusing its own administration leaves the card locked too.
         c.applet.fail = Some(Status::SecurityStatusNotSatisfied);
-        c.applet.answer = vec![0x7C, 0x0A, 0x82, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(c.execute(&[0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00, 0x00]), vec![0x69, 0x82]);
+        assert!(!authenticate(&mut c, management::Algorithm::TripleDes, &management::FACTORY_KEY));
         assert!(!c.admin_authenticated);
     }
 

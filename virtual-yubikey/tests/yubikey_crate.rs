@@ -7,7 +7,7 @@ use common::reader_has_card;
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use sha2::{Digest as _, Sha256};
-use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
+use virtual_yubikey::{lock_readers, CardOptions, Firmware, VirtualCard, READER_0_PORT, READER_1_PORT};
 use yubikey::piv::{self, AlgorithmId, SlotId};
 use yubikey::{MgmKey, PinPolicy, TouchPolicy, YubiKey};
 
@@ -151,6 +151,42 @@ fn pin_puk_and_management_key_change_then_reset_restores_factory_defaults() {
         yk.verify_pin(DEFAULT_PIN).expect("factory PIN after reset");
         yk.authenticate(MgmKey::default()).expect("factory management key after reset");
     });
+}
+
+/// GET METADATA for the management key (9B), sent on a PC/SC connection of its own
+/// (shared mode; left as it is afterwards): response body and status word.
+fn management_metadata(reader: &str) -> (Vec<u8>, [u8; 2]) {
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).expect("PC/SC context");
+    let name = std::ffi::CString::new(reader).expect("reader name");
+    let card = ctx.connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY).expect("connect");
+    let mut buf = [0u8; 258];
+    let r = card.transmit(&[0x00, 0xF7, 0x00, 0x9B, 0x00], &mut buf).expect("transmit").to_vec();
+    card.disconnect(pcsc::Disposition::LeaveCard).map_err(|(_, e)| e).expect("disconnect");
+    let (body, sw) = r.split_at(r.len() - 2);
+    (body.to_vec(), [sw[0], sw[1]])
+}
+
+#[test]
+fn a_5_7_card_refuses_the_3des_default_key_and_reports_aes_192_metadata() {
+    let _lock = lock_readers();
+    let card = VirtualCard::insert_with(READER_0_PORT, CardOptions { firmware: Firmware::V5_7, ..Default::default() })
+        .unwrap();
+    let mut yk = open(card.reader_name());
+    assert_eq!((yk.version().major, yk.version().minor), (5, 7));
+    // What 3DES-only tools (this crate, yubikey-agent, cosign) meet on a YubiKey 5.7.
+    assert!(yk.authenticate(MgmKey::default()).is_err(), "3DES is not the 5.7 factory algorithm");
+    // GET METADATA: algorithm AES-192 (0A), policy, factory value (05 01 01).
+    let (body, sw) = management_metadata(card.reader_name());
+    assert_eq!(sw, [0x90, 0x00]);
+    assert_eq!(body, [0x01, 0x01, 0x0A, 0x02, 0x02, 0x00, 0x01, 0x05, 0x01, 0x01]);
+    drop(yk);
+    card.remove().unwrap();
+
+    // A 5.4 card: 3DES, factory value.
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    let (body, _) = management_metadata(card.reader_name());
+    assert_eq!(body[..3], [0x01, 0x01, 0x03]);
+    card.remove().unwrap();
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! `virtual-yubikey --port 35963 [--serial N]`: insert a virtual PIV card (factory
-//! defaults, RAM only) into a vpcd reader for the demo, keep it there until SIGINT or
-//! SIGTERM, then remove it cleanly. Needs pcscd with vpcd (`scripts/pcscd.sh start`).
+//! `virtual-yubikey --port 35963 [--serial N] [--firmware 5.7|5.4]`: insert a virtual
+//! PIV card (factory defaults, RAM only) into a vpcd reader for the demo, keep it there
+//! until SIGINT or SIGTERM, then remove it cleanly. Needs pcscd with vpcd
+//! (`scripts/pcscd.sh start`).
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use virtual_yubikey::{VirtualCard, READER_0_PORT};
+use virtual_yubikey::{CardOptions, Firmware, VirtualCard, READER_0_PORT};
 
 /// Insert a virtual YubiKey-like PIV card into a vpcd reader until interrupted.
 #[derive(Debug, Parser)]
@@ -21,6 +22,10 @@ struct Args {
     /// Serial number the card reports (default: random 8 digits).
     #[arg(long)]
     serial: Option<u32>,
+    /// YubiKey firmware to act as: 5.7 (factory AES-192 management key, as sold since
+    /// 2024) or 5.4 (factory 3DES management key).
+    #[arg(long, default_value = "5.7")]
+    firmware: Firmware,
 }
 
 /// How often the main thread looks at the signal flag while waiting on the card.
@@ -37,10 +42,7 @@ fn main() -> ExitCode {
         }
     }
 
-    let inserted = match args.serial {
-        Some(serial) => VirtualCard::insert_with_serial(args.port, serial),
-        None => VirtualCard::insert(args.port),
-    };
+    let inserted = VirtualCard::insert_with(args.port, CardOptions { serial: args.serial, firmware: args.firmware });
     let mut card = match inserted {
         Ok(card) => card,
         Err(e) => {
@@ -48,7 +50,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    say(&format!("virtual PIV card inserted in {} (serial {})", card.reader_name(), card.serial()));
+    say(&format!(
+        "virtual PIV card inserted in {} (serial {}, firmware {})",
+        card.reader_name(),
+        card.serial(),
+        card.firmware()
+    ));
 
     while !stop.load(Ordering::SeqCst) {
         if let Some(reason) = card.wait_stopped(SIGNAL_CHECK) {
