@@ -42,7 +42,7 @@ use resetdesk::token::readers::{reader_status, ReaderStatus};
 use resetdesk::token::registry::TokenRegistry;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
-use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
+use virtual_yubikey::{lock_readers, CardOptions, Firmware, VirtualCard, READER_0_PORT, READER_1_PORT};
 
 /// The app under test: the workspace's build, or an installed one named by
 /// `RESETDESK_E2E_APP` (scripts/test-deb.sh sets /usr/bin/resetdesk-app after `dpkg -i`;
@@ -1002,7 +1002,7 @@ const NO_COOLING_OFF: &str = "[policy.privileged]\nmin_factors = 2\nfactor_metho
     manager_approval = true\ngovernment_id = true\nco_signature = true\ncooling_off_minutes = 0\n";
 
 /// Carol (admin) logged in with her card in the first reader, and a second card in the
-/// other one: dave's (enrolled, PIN 135791) when `dave` is set, else factory-fresh.
+/// other one: dave's (enrolled, PIN 135791) when `dave` is set, else a factory-fresh 5.7.
 struct TwoCardDesk {
     client: Client,
     _driver: Driver,
@@ -1024,7 +1024,10 @@ async fn carol_and_a_second_card(serials: (u32, u32), dave: bool, extra_config: 
     }
     let readers = lock_readers();
     let carol_card = VirtualCard::insert_with_serial(READER_0_PORT, serials.0).expect("carol's virtual card");
-    let second = VirtualCard::insert_with_serial(READER_1_PORT, serials.1).expect("the second virtual card");
+    // A factory-fresh second card acts as a YubiKey 5.7 (AES-192 management key), as sold since 2024.
+    let firmware = if dave { Firmware::V5_4 } else { Firmware::V5_7 };
+    let second = VirtualCard::insert_with(READER_1_PORT, CardOptions { serial: Some(serials.1), firmware })
+        .expect("the second virtual card");
     let desk = if dave {
         demo_desk_with(&[(&carol_card, "carol", PIN), (&second, "dave", "135791")], extra_config)
     } else {
@@ -1307,7 +1310,7 @@ async fn a_one_time_code_reaches_the_customer_screen_on_a_demo_desk_and_passes_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_enrols_a_key_in_the_second_reader_and_revokes_it_both_signed() {
-    // The second card is factory-fresh: nobody's yet.
+    // The second card is a factory-fresh YubiKey 5.7 (AES-192 management key): nobody's yet.
     let Some(desk) = carol_and_a_second_card((14_000_001, 14_000_002), false, "").await else { return };
     let data_dir = desk.data_dir();
     let data = data_dir.to_str().expect("utf-8").to_owned();
