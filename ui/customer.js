@@ -58,18 +58,25 @@ function show(item) {
   clearTimer = setTimeout(clearScreen, item.clear_after_seconds * 1000);
 }
 
+async function take() {
+  const asked = generation;
+  try {
+    const item = await tauri.core.invoke("customer_take");
+    if (item && asked === generation) show(item);
+  } catch (e) {
+    clearScreen();
+  }
+}
+
 async function start() {
   if (!tauri) return;
   await tauri.event.listen("customer", async (event) => {
     if (event.payload.state === "clear") { clearScreen(); return; }
-    const asked = generation;
-    try {
-      const item = await tauri.core.invoke("customer_take");
-      if (item && asked === generation) show(item);
-    } catch (e) {
-      clearScreen();
-    }
+    await take();
   });
+  // Opened (again) after the signal was sent — the window had been closed: take what
+  // waits, if anything.
+  await take();
 }
 
 start();

@@ -52,8 +52,10 @@ fn signal(app: &AppHandle, s: Signal) {
     }
 }
 
-/// Tell the customer window a secret waits.
+/// Tell the customer window a secret waits. A closed window is opened again first: it
+/// takes the secret when it starts (the secret stays in the desk state until taken).
 pub fn ready(app: &AppHandle) {
+    ensure(app);
     signal(app, Signal::Ready);
 }
 
