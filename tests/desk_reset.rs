@@ -112,6 +112,15 @@ fn a_junior_agent_completes_a_standard_reset_and_the_log_verifies() {
     let (ok, out) = site.verify_audit_cli();
     assert!(ok && out.contains("OK"), "{out}");
 
+    // Search reads the histories of a whole page of results in one pass: the reset
+    // shows on jsmith's card only.
+    let cards = desk.search_accounts("example.com", now()).unwrap();
+    assert!(cards.len() > 2 && cards.iter().any(|c| c.username == "jsmith"), "{}", cards.len());
+    for card in &cards {
+        let expected = usize::from(card.username == "jsmith");
+        assert_eq!((card.username.as_str(), card.recent_resets), (card.username.as_str(), expected));
+    }
+
     // The holder and the manager are told; nothing secret is stored anywhere.
     let outbox = site.outbox();
     let to: Vec<&str> = outbox.iter().map(|m| m.recipient.as_str()).collect();

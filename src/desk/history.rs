@@ -5,14 +5,15 @@
 //! The same step appears in several records of one request (the intent, then the
 //! outcome; a failure record, then the lockout record), so steps are counted once
 //! per `(request id, time, method)`. Reads every record: linear in the size of the
-//! log, which is fine for a desk's log; an index by account comes with the collector.
+//! log, once for a whole page of search results ([`HistorySource::account_histories`]);
+//! an index by account comes with the collector.
 //!
 //! [`HistorySource`] is the adapter: the desk reads its own audit store ([`Store`]
 //! implements it) unless it is given another source (the collector's cross-desk view,
 //! later). The desk reads it when a session opens and again before each step, so
 //! failures recorded by a parallel session count at once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -57,11 +58,22 @@ pub trait HistorySource {
     /// The history of `username`, without the records of request `exclude_request`
     /// (the session asking, whose own steps it already knows).
     fn account_history(&self, username: &str, exclude_request: Option<&str>) -> Result<AccountHistory, HistoryError>;
+
+    /// The histories of several accounts at once (a page of search results), keyed by
+    /// lower-case username. A source that can answer in one pass overrides this.
+    fn account_histories(&self, usernames: &[&str]) -> Result<BTreeMap<String, AccountHistory>, HistoryError> {
+        usernames.iter().map(|u| Ok((u.to_lowercase(), self.account_history(u, None)?))).collect()
+    }
 }
 
 impl HistorySource for Store {
     fn account_history(&self, username: &str, exclude_request: Option<&str>) -> Result<AccountHistory, HistoryError> {
         Ok(account_history_except(self, username, exclude_request)?)
+    }
+
+    /// One pass over the log for all of `usernames`.
+    fn account_histories(&self, usernames: &[&str]) -> Result<BTreeMap<String, AccountHistory>, HistoryError> {
+        Ok(histories(self, usernames, None)?)
     }
 }
 
@@ -77,16 +89,33 @@ pub fn account_history_except(
     username: &str,
     exclude_request: Option<&str>,
 ) -> Result<AccountHistory, StoreError> {
-    let mut history = AccountHistory::default();
-    let mut seen_steps: BTreeSet<(String, i128, String)> = BTreeSet::new();
+    Ok(histories(store, &[username], exclude_request)?.remove(&username.to_lowercase()).unwrap_or_default())
+}
+
+/// One account's history while it is being read, with the steps already counted.
+#[derive(Default)]
+struct Reading {
+    history: AccountHistory,
+    seen_steps: BTreeSet<(String, i128, String)>,
+}
+
+/// The histories of `usernames` (keyed by lower-case username) in one pass over the log.
+fn histories(
+    store: &Store,
+    usernames: &[&str],
+    exclude_request: Option<&str>,
+) -> Result<BTreeMap<String, AccountHistory>, StoreError> {
+    let mut reading: BTreeMap<String, Reading> =
+        usernames.iter().map(|u| (u.to_lowercase(), Reading::default())).collect();
     store
         .for_each(|stored| {
             let Ok(record) = Record::decode(&stored.record) else { return Ok::<(), ()>(()) };
             let Ok(parsed) = parse_payload(record.event_type, &record.payload) else { return Ok(()) };
             let Some(facts) = parsed.value.get("facts") else { return Ok(()) };
-            if !target_of(facts).is_some_and(|t| t.eq_ignore_ascii_case(username)) {
+            let Some(account) = target_of(facts).and_then(|t| reading.get_mut(&t.to_lowercase())) else {
                 return Ok(());
-            }
+            };
+            let (history, seen_steps) = (&mut account.history, &mut account.seen_steps);
             // An admin cleared the lockout: the failures before it no longer count.
             if record.event_type == EventType::AdminAction && facts.get("action") == Some(&Value::from("clear-lockout"))
             {
@@ -118,5 +147,5 @@ pub fn account_history_except(
             Ok(())
         })?
         .ok();
-    Ok(history)
+    Ok(reading.into_iter().map(|(u, r)| (u, r.history)).collect())
 }

@@ -306,12 +306,25 @@ impl Desk {
         exclude_request: Option<&str>,
     ) -> Result<history::AccountHistory, DeskError> {
         let t = Instant::now();
-        let history = match &self.history {
-            Some(source) => source.account_history(username, exclude_request),
-            None => self.audit.store().account_history(username, exclude_request),
-        };
+        let history = self.history_source().account_history(username, exclude_request);
         self.times.history += t.elapsed();
         Ok(history?)
+    }
+
+    /// Where account histories come from: the configured source, else this desk's log.
+    fn history_source(&self) -> &dyn HistorySource {
+        match &self.history {
+            Some(source) => source.as_ref(),
+            None => self.audit.store(),
+        }
+    }
+
+    /// The histories of several accounts in one read (a page of search results).
+    fn account_histories(
+        &self,
+        usernames: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, history::AccountHistory>, DeskError> {
+        Ok(self.history_source().account_histories(usernames)?)
     }
 
     /// The directory (read access for the shell: search, account details).

@@ -500,14 +500,15 @@ impl super::Desk {
         }
         crate::verification::check_text("search", query)?;
         let accounts = self.directory.search(query, MAX_SEARCH_RESULTS)?;
-        accounts
+        let names: Vec<&str> = accounts.iter().map(|a| a.username.as_str()).collect();
+        let histories = self.account_histories(&names)?;
+        Ok(accounts
             .iter()
             .map(|a| {
-                let history = super::history::account_history(self.audit.store(), &a.username)
-                    .map_err(crate::audit::AuditError::from)?;
-                Ok(AccountCard::of(a, &history, &self.config.policy, now))
+                let history = histories.get(&a.username.to_lowercase()).cloned().unwrap_or_default();
+                AccountCard::of(a, &history, &self.config.policy, now)
             })
-            .collect()
+            .collect())
     }
 
     /// The screen's view of `run` at `now`: the run's state, the account's question
@@ -518,8 +519,7 @@ impl super::Desk {
         let questions = material.security_answers.iter().map(|a| a.question.clone()).collect();
         let totp_enrolled = material.totp_secret.is_some();
         drop(material);
-        let history =
-            super::history::account_history(self.audit.store(), username).map_err(crate::audit::AuditError::from)?;
+        let history = self.history_source().account_history(username, None)?;
         Ok(ResetView::of(
             run,
             ViewInputs { policy: &self.config.policy, history: &history, questions, totp_enrolled, now },
