@@ -28,6 +28,7 @@ const COMMANDS: &[&str] = &[
     "enrol_key",
     "revoke_key",
     "customer_take",
+    "customer_subscribe",
 ];
 
 fn main() {

@@ -70,10 +70,14 @@ async function take() {
 
 async function start() {
   if (!tauri) return;
-  await tauri.event.listen("customer", async (event) => {
-    if (event.payload.state === "clear") { clearScreen(); return; }
+  // The core's signals come through a channel of this window's own; it may not listen
+  // to the app's events.
+  const signals = new tauri.core.Channel();
+  signals.onmessage = async (signal) => {
+    if (signal.state === "clear") { clearScreen(); return; }
     await take();
-  });
+  };
+  await tauri.core.invoke("customer_subscribe", { onSignal: signals });
   // Opened (again) after the signal was sent — the window had been closed: take what
   // waits, if anything.
   await take();

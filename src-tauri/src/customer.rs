@@ -2,23 +2,27 @@
 //! demo desk without mail, a one-time code standing in for the requester's registered
 //! device — in large type to the person at the desk, never on the agent's screen.
 //!
-//! The window learns that something waits through the `customer` event, which carries
-//! no secret and is sent to that window only. It then takes the secret with
-//! `customer_take`: a command only the customer window's capability grants, which also
-//! checks the calling window's label, and which hands the secret out once. The window
+//! The window learns that something waits through a channel it opens with
+//! `customer_subscribe` (signals carry no secret). It cannot listen to the app's events
+//! at all: its capability has no event permission, because a listener for any target
+//! hears every window's events (the agent's session, readers, reset progress). It then
+//! takes the secret with `customer_take`. Both commands are granted by the customer
+//! window's capability only, check the calling window's label, and the secret is handed
+//! out once. The window
 //! clears itself after [`SHOW_SECONDS`], and is told to clear when the agent confirms
 //! the hand-off, on "next customer" and on every lock.
 
 use resetdesk::secret::Secret;
 use serde::{Serialize, Serializer};
-use tauri::{AppHandle, Emitter, EventTarget, Manager};
+use std::sync::Mutex;
+
+use tauri::ipc::Channel;
+use tauri::{AppHandle, Manager};
 
 use crate::desk::{self, Failure};
 
 /// Label of the customer window (`tauri.conf.json`, `capabilities/customer.json`).
 pub const WINDOW: &str = "customer";
-/// The one event the customer window listens to.
-pub const EVENT: &str = "customer";
 /// How long the customer window shows a secret before clearing itself.
 pub const SHOW_SECONDS: u32 = 120;
 
@@ -39,17 +43,44 @@ pub enum SecretKind {
 
 #[derive(Clone, Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
-enum Signal {
+pub enum Signal {
     /// Something waits: take it with `customer_take`.
     Ready,
     /// Clear the screen.
     Clear,
 }
 
+/// The customer window's signal channel, once it subscribed.
+#[derive(Default)]
+pub struct Subscription(Mutex<Option<Channel<Signal>>>);
+
 fn signal(app: &AppHandle, s: Signal) {
-    if let Err(e) = app.emit_to(EventTarget::webview_window(WINDOW), EVENT, s) {
-        tracing::warn!("could not signal the customer window: {e}");
+    let subscription = app.state::<Subscription>();
+    let guard = subscription.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match guard.as_ref() {
+        Some(channel) => {
+            if let Err(e) = channel.send(s) {
+                tracing::warn!("could not signal the customer window: {e}");
+            }
+        }
+        None => tracing::warn!("the customer window has not subscribed yet; it takes what waits when it does"),
     }
+}
+
+/// The customer window opens its signal channel (at start, and again after a reload).
+#[tauri::command(async)]
+pub fn customer_subscribe(
+    window: tauri::WebviewWindow,
+    app: AppHandle,
+    on_signal: Channel<Signal>,
+) -> Result<(), Failure> {
+    if window.label() != WINDOW {
+        tracing::warn!(window = window.label(), "a window other than the customer window asked for its signals");
+        return Err(Failure::new("only the customer window may subscribe to its signals"));
+    }
+    let subscription = app.state::<Subscription>();
+    *subscription.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(on_signal);
+    Ok(())
 }
 
 /// Tell the customer window a secret waits. A closed window is opened again first: it

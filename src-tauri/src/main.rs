@@ -36,6 +36,7 @@ fn main() -> ExitCode {
 
     let result = tauri::Builder::default()
         .manage(state)
+        .manage(customer::Subscription::default())
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
             commands::reader_status,
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
             keys::enrol_key,
             keys::revoke_key,
             customer::customer_take,
+            customer::customer_subscribe,
         ])
         .setup(|app| {
             watcher::spawn_reader_watcher(app.handle().clone());

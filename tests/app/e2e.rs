@@ -986,9 +986,31 @@ async fn removing_the_key_mid_verification_locks_the_screen_and_writes_no_intent
     open_walk_up_request(client, "jsmith").await;
     answer_security_questions(client, "jsmith").await;
 
+    // The customer window may not listen to the app's events at all (a listener hears
+    // every window's events: the agent's session, readers, reset progress).
+    let main_window = client.window().await.expect("the main window");
+    let windows = client.windows().await.expect("window handles");
+    let customer = windows.iter().find(|w| **w != main_window).expect("the customer window").clone();
+    client.switch_to_window(customer.clone()).await.expect("switch to the customer window");
+    let listen = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; window.__heard = [];
+             Promise.allSettled(['session', 'reader-status', 'reset-progress'].map((name) =>
+               window.__TAURI__.event.listen(name, () => window.__heard.push(name))))
+             .then((r) => done(r.map((x) => x.status)));",
+            vec![],
+        )
+        .await
+        .expect("try to listen in the customer window");
+    assert_eq!(listen, json!(["rejected", "rejected", "rejected"]), "the customer window may not listen to events");
+    client.switch_to_window(main_window.clone()).await.expect("back to the main window");
+
     desk.card.take().expect("the card").remove().expect("remove the card");
     assert_eq!(wait_locked(client, UI_TIMEOUT, "the lock after removal").await, json!("key-removed"));
     assert_eq!(js(client, "document.getElementById('view-reset').hidden").await, json!(true));
+    client.switch_to_window(customer).await.expect("switch to the customer window");
+    assert_eq!(js(client, "window.__heard").await, json!([]), "the customer window heard the agent's events");
+    client.switch_to_window(main_window).await.expect("back to the main window");
     let types = audit_types(desk._desk._dir.path());
     assert!(!types.contains(&EventType::ResetIntent), "no intent after a removal: {types:?}");
     desk.client.close().await.expect("close the session");
