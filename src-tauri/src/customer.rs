@@ -148,6 +148,7 @@ pub fn ensure(app: &AppHandle) {
             return;
         }
     };
+    crate::rendering::software_only(&window);
     let main_monitor = app.get_webview_window("main").and_then(|w| w.current_monitor().ok().flatten());
     let monitors = window.available_monitors().unwrap_or_default();
     let other = monitors.iter().find(|m| main_monitor.as_ref().is_none_or(|main| main.position() != m.position()));

@@ -7,6 +7,7 @@ mod commands;
 mod customer;
 mod desk;
 mod keys;
+mod rendering;
 mod reset;
 mod startup;
 mod watcher;
@@ -64,6 +65,9 @@ fn main() -> ExitCode {
             customer::customer_subscribe,
         ])
         .setup(|app| {
+            if let Some(main) = tauri::Manager::get_webview_window(app, "main") {
+                rendering::software_only(&main);
+            }
             watcher::spawn_reader_watcher(app.handle().clone());
             watcher::spawn_watcher_guard(app.handle().clone());
             Ok(())
