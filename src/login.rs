@@ -22,7 +22,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::ca::{CaError, CertError, TrustAnchor, ValidatedCert};
+use crate::ca::{AgentCert, CaError, CertError, TrustAnchor};
 use crate::config::{Config, Mode};
 use crate::directory::{Account, Directory, DirectoryError};
 use crate::secret::Secret;
@@ -325,8 +325,8 @@ pub fn verify_challenge(key: &VerifyingKey, nonce: &[u8; 32], signature: &[u8]) 
 #[derive(Debug)]
 pub struct LoginFacts<'a> {
     pub serial: u32,
-    pub cert_a: &'a ValidatedCert,
-    pub cert_c: &'a ValidatedCert,
+    pub cert_a: &'a AgentCert,
+    pub cert_c: &'a AgentCert,
     pub record_a: Option<&'a KeyRecord>,
     pub record_c: Option<&'a KeyRecord>,
     pub account: Option<&'a Account>,
@@ -372,12 +372,16 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
-    fn vc(username: &str, b: u8) -> ValidatedCert {
-        ValidatedCert {
+    fn vc(username: &str, b: u8) -> AgentCert {
+        AgentCert {
             username: username.into(),
+            subject: format!("CN={username}"),
             public_key: *SigningKey::random(&mut rand::rngs::OsRng).verifying_key(),
             key_id: [b; 32],
+            not_before: NOW - time::Duration::days(1),
             not_after: NOW + time::Duration::days(30),
+            ca_not_before: NOW - time::Duration::days(2),
+            ca_not_after: NOW + time::Duration::days(300),
         }
     }
 
@@ -424,8 +428,8 @@ mod tests {
     const PROD: TokenPolicy = TokenPolicy { refuse_virtual: true, allow_unattested: false, refuse_defaults: true };
 
     fn run(
-        a: &ValidatedCert,
-        c: &ValidatedCert,
+        a: &AgentCert,
+        c: &AgentCert,
         ra: Option<&KeyRecord>,
         rc: Option<&KeyRecord>,
         acc: Option<&Account>,

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use super::resolver::{CaError, CertificateResolver};
-use crate::ca::CaPaths;
+use super::resolver::CertificateResolver;
+use crate::ca::{CaError, CaPaths};
 use crate::token::card::Slot;
 use crate::token::registry::{TokenRegistry, REGISTRY_FILE};
 
@@ -55,7 +55,7 @@ pub fn load(data_dir: &Path, ca_file: Option<&Path>) -> Result<Loaded, LoadError
             continue;
         }
         let revoked_ms = key.revoked_at.map(|t| u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0));
-        match resolver.add_certificate_der(&key.cert_der, revoked_ms) {
+        match resolver.add_enrolled_certificate_der(&key.cert_der, &key.username, revoked_ms) {
             Ok(_) => loaded += 1,
             Err(why) => refused.push((key.username.clone(), why)),
         }

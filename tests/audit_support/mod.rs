@@ -13,6 +13,7 @@ use resetdesk::audit::CertificateResolver;
 use resetdesk::token::{RecordSigner, TokenError};
 use sha2::{Digest, Sha256};
 use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
@@ -78,14 +79,16 @@ pub struct Pki {
 
 impl Pki {
     pub fn new(seed: u8) -> Self {
+        let now = SystemTime::now();
+        Self::with_ca_validity(seed, now - Duration::from_secs(86_400), now + Duration::from_secs(10 * 365 * 86_400))
+    }
+
+    /// A CA whose own certificate is valid `not_before..not_after`.
+    pub fn with_ca_validity(seed: u8, not_before: SystemTime, not_after: SystemTime) -> Self {
         let ca = SoftSigner::from_seed("ca", seed.wrapping_add(100));
         let subject = Name::from_str("CN=Test ResetDesk Agent CA,O=Test Org").unwrap();
         let spki = SubjectPublicKeyInfoOwned::from_key(*ca.key.verifying_key()).unwrap();
-        let now = SystemTime::now();
-        let validity = Validity {
-            not_before: time(now - Duration::from_secs(86_400)),
-            not_after: time(now + Duration::from_secs(10 * 365 * 86_400)),
-        };
+        let validity = Validity { not_before: time(not_before), not_after: time(not_after) };
         let builder =
             CertificateBuilder::new(Profile::Root, SerialNumber::from(1u32), validity, subject.clone(), spki, &ca.key)
                 .unwrap();
@@ -101,6 +104,25 @@ impl Pki {
 
     pub fn issue_valid(&self, signer: &SoftSigner, not_before: SystemTime, not_after: SystemTime) -> Vec<u8> {
         issue_with(&self.ca_key, &self.subject, signer, not_before, not_after)
+    }
+
+    /// A certificate for `signer`'s key with the given subject, key usage and CA flag
+    /// (valid from a day ago for a year), signed by this CA: the shapes an agent
+    /// certificate must not have.
+    pub fn issue_shaped(&self, signer: &SoftSigner, subject: &str, usage: KeyUsages, is_ca: bool) -> Vec<u8> {
+        let now = SystemTime::now();
+        let validity = Validity {
+            not_before: time(now - Duration::from_secs(86_400)),
+            not_after: time(now + Duration::from_secs(365 * 86_400)),
+        };
+        let spki = SubjectPublicKeyInfoOwned::from_key(*signer.key.verifying_key()).unwrap();
+        let profile = Profile::Manual { issuer: Some(self.subject.clone()) };
+        let serial = SerialNumber::from(u32::from(signer.key_id()[1]) + 2);
+        let subject = Name::from_str(subject).unwrap();
+        let mut builder = CertificateBuilder::new(profile, serial, validity, subject, spki, &self.ca_key).unwrap();
+        builder.add_extension(&KeyUsage(usage.into())).unwrap();
+        builder.add_extension(&BasicConstraints { ca: is_ca, path_len_constraint: None }).unwrap();
+        builder.build::<DerSignature>().unwrap().to_der().unwrap()
     }
 
     pub fn ca_pem(&self) -> String {
