@@ -1,7 +1,7 @@
 //! ResetDesk core: assisted password resets for walk-up service desks.
 //!
 //! Layers (see `ARCHITECTURE.md`):
-//! - **sans-IO core**: [`tier`], [`policy`], [`workflow`], [`verification`],
+//! - **sans-IO core**: [`tier`], [`groups`] (group-to-tier mapping), [`policy`], [`workflow`], [`verification`],
 //!   [`password`], [`audit::record`] — pure functions and state machines. They take
 //!   events (including the current time) and return decisions; they never touch a
 //!   card, a file, a socket or the clock.
@@ -13,6 +13,7 @@
 //!   (`src-tauri/`), each a thin layer of calls into this crate.
 
 // Sans-IO core: rules and state machines (no IO, no clock).
+pub mod groups;
 pub mod password;
 pub mod policy;
 pub mod secret;

@@ -24,7 +24,8 @@ use time::OffsetDateTime;
 
 use crate::ca::{AgentCert, CaError, CertError, TrustAnchor};
 use crate::config::{Config, Mode};
-use crate::directory::{Account, Directory, DirectoryError};
+use crate::directory::{Directory, DirectoryEntry, DirectoryError};
+use crate::groups::AgentGroups;
 use crate::secret::Secret;
 use crate::session::{Decision, LockReason, SessionEvent, SessionLock};
 use crate::tier::AgentTier;
@@ -276,7 +277,7 @@ pub fn login_with_card(
         return Err(LoginError::ChallengeFailed);
     }
 
-    let account = match ctx.directory.account(&a.username) {
+    let account = match ctx.directory.entry(&a.username) {
         Ok(acc) => Some(acc),
         Err(DirectoryError::NotFound(_)) => None,
         Err(e) => return Err(LoginError::Directory(e)),
@@ -329,7 +330,7 @@ pub struct LoginFacts<'a> {
     pub cert_c: &'a AgentCert,
     pub record_a: Option<&'a KeyRecord>,
     pub record_c: Option<&'a KeyRecord>,
-    pub account: Option<&'a Account>,
+    pub account: Option<&'a DirectoryEntry>,
 }
 
 /// The pure part of login: from validated certificates, registry rows and the account,
@@ -344,7 +345,8 @@ pub fn decide(
         return Err(LoginError::CertificateMismatch { a: username.clone(), c: f.cert_c.username.clone() });
     }
     let account = f.account.ok_or_else(|| LoginError::UnknownAgent(username.clone()))?;
-    let tier = agents.agent_tier(&account.groups).ok_or_else(|| LoginError::NotAnAgent(username.clone()))?;
+    let tier =
+        AgentGroups::new(agents).tier(&account.groups).ok_or_else(|| LoginError::NotAnAgent(username.clone()))?;
     for (rec, slot) in [(f.record_a, Slot::Authentication), (f.record_c, Slot::Signature)] {
         let rec = match rec {
             Some(r) if r.username == *username && r.serial == f.serial && r.slot == slot => r,
@@ -402,8 +404,8 @@ mod tests {
         }
     }
 
-    fn account(username: &str, groups: &[&str]) -> Account {
-        Account {
+    fn account(username: &str, groups: &[&str]) -> DirectoryEntry {
+        DirectoryEntry {
             username: username.into(),
             display_name: username.to_uppercase(),
             employee_id: "E1".into(),
@@ -414,8 +416,6 @@ mod tests {
             emails: vec![],
             phones: vec![],
             groups: groups.iter().map(|g| g.to_string()).collect(),
-            tier: crate::tier::AccountTier::Standard,
-            agent_tier: None,
             flagged: false,
             must_change_password: false,
             verification_locked_until: None,
@@ -432,7 +432,7 @@ mod tests {
         c: &AgentCert,
         ra: Option<&KeyRecord>,
         rc: Option<&KeyRecord>,
-        acc: Option<&Account>,
+        acc: Option<&DirectoryEntry>,
         policy: TokenPolicy,
     ) -> Result<AgentTier, LoginError> {
         let facts = LoginFacts { serial: 7, cert_a: a, cert_c: c, record_a: ra, record_c: rc, account: acc };

@@ -20,11 +20,10 @@ use resetdesk::workflow::{Decision, Event as WfEvent, OpenRequest, Session};
 use time::macros::datetime;
 
 fn account() -> Account {
-    Account {
-        manager: None,
-        phones: vec![point("+49 30 1234567", "mobile", LONG_AGO)],
-        ..jane_doe(AccountTier::Standard)
-    }
+    let mut account = jane_doe(AccountTier::Standard);
+    account.manager = None;
+    account.phones = vec![point("+49 30 1234567", "mobile", LONG_AGO)];
+    account
 }
 
 #[test]

@@ -14,7 +14,7 @@ use resetdesk::desk::outbox::Outbox;
 use resetdesk::desk::reconcile::Finding;
 use resetdesk::desk::{Desk, DeskError, InBandKind};
 use resetdesk::directory::embedded::EmbeddedDirectory;
-use resetdesk::directory::{Account, Directory, DirectoryError, PasswordCheck, VerificationMaterial};
+use resetdesk::directory::{Directory, DirectoryEntry, DirectoryError, PasswordCheck, VerificationMaterial};
 use resetdesk::policy::AuthorityRefusal;
 use resetdesk::secret::Secret;
 use resetdesk::token::TokenError;
@@ -181,11 +181,11 @@ impl Directory for FaultAfterWrite {
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
     }
-    fn account(&self, username: &str) -> Result<Account, DirectoryError> {
-        self.inner.account(username)
+    fn entry(&self, username: &str) -> Result<DirectoryEntry, DirectoryError> {
+        self.inner.entry(username)
     }
-    fn search(&self, query: &str, limit: usize) -> Result<Vec<Account>, DirectoryError> {
-        self.inner.search(query, limit)
+    fn search_entries(&self, query: &str, limit: usize) -> Result<Vec<DirectoryEntry>, DirectoryError> {
+        self.inner.search_entries(query, limit)
     }
     fn verification_material(&self, username: &str) -> Result<VerificationMaterial, DirectoryError> {
         self.inner.verification_material(username)
@@ -286,7 +286,7 @@ fn intents_left_open_by_a_pulled_key_are_reconciled_against_the_directory() {
     assert!(matches!(done[1].finding, Finding::NotApplied { .. }), "{:?}", done[1]);
     assert!(done.iter().all(|r| r.outcome_seq.is_some()));
     site.assert_untouched("gadeyemi");
-    assert!(site.directory().account("pdubois").unwrap().must_change_password);
+    assert!(site.directory().entry("pdubois").unwrap().must_change_password);
     assert!(desk.pending_intents().unwrap().is_empty());
     let summary = site.verify_audit();
     assert!(summary.open_intents.is_empty());
@@ -367,7 +367,7 @@ fn an_outcome_that_cannot_be_written_after_the_directory_write_is_pending_and_re
     assert!(run.outcome_pending().is_some_and(|why| why.contains("locked") || why.contains("busy")), "{run:?}");
     assert!(run.take_handoff_password().is_none(), "nothing handed over before the outcome is signed");
     assert!(run.broken().is_none());
-    assert!(site.directory().account("pdubois").unwrap().must_change_password, "the directory has it");
+    assert!(site.directory().entry("pdubois").unwrap().must_change_password, "the directory has it");
     // Other actions are refused while the outcome is pending; the retry is the way on.
     let again = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now());
     assert!(matches!(again, Err(DeskError::OutcomePending { .. })), "{again:?}");

@@ -90,15 +90,15 @@ fn signals() -> impl Strategy<Value = Signals> {
 
 fn account(tier: AccountTier, s: Signals) -> Account {
     let now = s.start();
-    Account {
-        emails: vec![point("jane@example.com", "work", LONG_AGO), point("jane@home.example", "personal", LONG_AGO)],
-        phones: vec![
-            point("+49 30 1234567", "office", LONG_AGO),
-            point("+49 170 555", "mobile", if s.recent_contact_change { now - Duration::days(2) } else { LONG_AGO }),
-        ],
-        flagged: s.flagged,
-        ..jane_doe(tier)
-    }
+    let mut account = jane_doe(tier);
+    account.emails =
+        vec![point("jane@example.com", "work", LONG_AGO), point("jane@home.example", "personal", LONG_AGO)];
+    account.phones = vec![
+        point("+49 30 1234567", "office", LONG_AGO),
+        point("+49 170 555", "mobile", if s.recent_contact_change { now - Duration::days(2) } else { LONG_AGO }),
+    ];
+    account.flagged = s.flagged;
+    account
 }
 
 fn manager() -> Account {

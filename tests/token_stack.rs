@@ -236,10 +236,10 @@ fn revoked_key_and_non_agent_are_refused_and_production_refuses_virtual_tokens()
     // A staff member (not in an agent group) enrolled without the directory check.
     let staff = desk
         .directory
-        .search("", 100)
+        .search("", 100, &resetdesk::groups::GroupRules::from_config(&desk.config))
         .unwrap()
         .into_iter()
-        .find(|a| desk.config.agents.agent_tier(&a.groups).is_none())
+        .find(|a| a.agent_tier.is_none())
         .expect("demo has staff");
     desk.re_enrol(&card, &staff.username, "246810", "135790");
     assert!(matches!(desk.login(&card, "135790"), Err(LoginError::NotAnAgent(u)) if u == staff.username));

@@ -52,6 +52,7 @@ use crate::audit::{
 use crate::ca::{CaError, TrustAnchor};
 use crate::config::{Config, Mode};
 use crate::directory::{Directory, DirectoryError};
+use crate::groups::GroupRules;
 use crate::login;
 use crate::policy::authority::CoSignerClaim;
 use crate::policy::{AgentIdentity, Channel, RequestContext, StatedDetails};
@@ -224,6 +225,8 @@ pub struct Desk {
     notifier: Box<dyn Notifier + Send>,
     registry: TokenRegistry,
     anchor: TrustAnchor,
+    /// `[tiers]` and `[agents]`: what the directory's groups confer.
+    groups: GroupRules,
     replay: ReplayGuard,
     approvals: Box<dyn ApprovalChannel + Send>,
     /// Where account histories come from; `None`: this desk's audit store.
@@ -262,7 +265,9 @@ impl Desk {
         let anchor = TrustAnchor::load(&config.ca_cert_path())?;
         let replay = ReplayGuard::open(&data_dir)?;
         let approvals = Box::new(ApprovalInbox::open(&data_dir)?);
+        let groups = GroupRules::from_config(&config);
         Ok(Self {
+            groups,
             config,
             directory,
             audit,
@@ -347,10 +352,10 @@ impl Desk {
         now: OffsetDateTime,
     ) -> Result<(ResetRun, Reply), DeskError> {
         let t = Instant::now();
-        let agent_account = self.directory.account(&agent.username)?;
-        let account = self.directory.account(target)?;
+        let agent_account = self.directory.account(&agent.username, &self.groups)?;
+        let account = self.directory.account(target, &self.groups)?;
         let manager = match account.manager.as_deref() {
-            Some(m) => match self.directory.account(m) {
+            Some(m) => match self.directory.account(m, &self.groups) {
                 Ok(a) => Some(a),
                 Err(DirectoryError::NotFound(_)) => None,
                 Err(e) => return Err(e.into()),
@@ -364,9 +369,9 @@ impl Desk {
         let directory_tier = agent_account.agent_tier.ok_or_else(|| DeskError::NotAnAgent(agent.username.clone()))?;
         let tier = agent.tier.min(directory_tier);
         let mut identity =
-            AgentIdentity::from_login_fields(&agent.username, tier, agent_account.groups, &agent.signing_key_id)
+            AgentIdentity::from_login_fields(&agent.username, tier, agent_account.entry.groups, &agent.signing_key_id)
                 .ok_or(DeskError::BadIdentity("the signing key id is not 32 bytes of hex"))?;
-        identity.employee_id = agent_account.employee_id;
+        identity.employee_id = agent_account.entry.employee_id;
         if signer.key_id() != identity.key_id {
             return Err(DeskError::WrongSigner);
         }
@@ -498,7 +503,7 @@ impl Desk {
         let enrolled =
             keys::enrolled_co_signer(&self.registry, &self.anchor, &key_id, co_signer.card_serial(), policy, now)?;
         let t = Instant::now();
-        let account = match self.directory.account(&enrolled.username) {
+        let account = match self.directory.account(&enrolled.username, &self.groups) {
             Ok(a) => a,
             Err(DirectoryError::NotFound(_)) => return Err(DeskError::CoSignerNotAnAgent(enrolled.username)),
             Err(e) => return Err(e.into()),
@@ -516,7 +521,7 @@ impl Desk {
         enrolled.verify(&digest, &signature_der)?;
         let signature = CoSignature {
             username: enrolled.username,
-            employee_id: account.employee_id,
+            employee_id: account.entry.employee_id,
             tier,
             key_id,
             digest,
@@ -550,7 +555,7 @@ impl Desk {
             let (finding, must_change) = if target.is_empty() {
                 (Finding::NeedsHuman { why: "the intent record names no target account".into() }, false)
             } else {
-                match self.directory.account(&target) {
+                match self.directory.entry(&target) {
                     Ok(account) => {
                         let changed = self.directory.password_changed_at(&target)?;
                         (
@@ -984,13 +989,13 @@ impl Desk {
     fn changed_since_opened(&mut self, run: &ResetRun, now: OffsetDateTime) -> Result<Option<String>, DeskError> {
         let t = Instant::now();
         let opened = run.session.account();
-        let account = match self.directory.account(&opened.username) {
+        let account = match self.directory.account(&opened.username, &self.groups) {
             Ok(a) => a,
             Err(DirectoryError::NotFound(_)) => return Ok(Some("the account was removed".into())),
             Err(e) => return Err(e.into()),
         };
         let agent = run.session.agent();
-        let agent_tier = match self.directory.account(&agent.username) {
+        let agent_tier = match self.directory.account(&agent.username, &self.groups) {
             Ok(a) => a.agent_tier,
             Err(DirectoryError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
@@ -1119,7 +1124,7 @@ impl Desk {
                 Recipient::SecurityTeam => Some(security.clone()).filter(|s| !s.trim().is_empty()),
                 Recipient::Manager { username } => {
                     let t = Instant::now();
-                    let manager = self.directory.account(username);
+                    let manager = self.directory.entry(username);
                     self.times.directory += t.elapsed();
                     match manager {
                         Ok(m) => {

@@ -499,7 +499,7 @@ impl super::Desk {
             return Ok(Vec::new());
         }
         crate::verification::check_text("search", query)?;
-        let accounts = self.directory.search(query, MAX_SEARCH_RESULTS)?;
+        let accounts = self.directory.search(query, MAX_SEARCH_RESULTS, &self.groups)?;
         accounts
             .iter()
             .map(|a| {

@@ -15,8 +15,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
-use super::{Account, ContactPoint, Directory, DirectoryError, PasswordCheck, SecurityAnswer, VerificationMaterial};
-use crate::config::{AgentConfig, Config, TierMapping};
+use super::{
+    ContactPoint, Directory, DirectoryEntry, DirectoryError, PasswordCheck, SecurityAnswer, VerificationMaterial,
+};
+use crate::config::Config;
 use crate::secret::Secret;
 use crate::text::normalize_answer;
 use zeroize::Zeroizing;
@@ -94,8 +96,6 @@ pub struct NewAccount {
 pub struct EmbeddedDirectory {
     conn: Connection,
     path: PathBuf,
-    tiers: TierMapping,
-    agents: AgentConfig,
 }
 
 impl EmbeddedDirectory {
@@ -111,7 +111,10 @@ impl EmbeddedDirectory {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut dir = Self { conn, path, tiers: config.tiers.clone(), agents: config.agents.clone() };
+        // Every backend opens with the configuration; the embedded one needs nothing
+        // from it (tiers are the core's: `crate::groups`).
+        let _ = config;
+        let mut dir = Self { conn, path };
         dir.migrate()?;
         Ok(dir)
     }
@@ -215,7 +218,7 @@ impl EmbeddedDirectory {
         }
     }
 
-    fn load_account(&self, username: &str) -> Result<Option<Account>, DirectoryError> {
+    fn load_account(&self, username: &str) -> Result<Option<DirectoryEntry>, DirectoryError> {
         type Row = (String, String, String, String, Option<String>, String, bool, bool, Option<String>, Option<String>);
         let row: Option<Row> = self
             .conn
@@ -288,7 +291,7 @@ impl EmbeddedDirectory {
             self.conn.prepare_cached("SELECT group_name FROM group_members WHERE username = ?1 ORDER BY group_name")?;
         let groups = stmt.query_map([username], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
 
-        Ok(Some(Account {
+        Ok(Some(DirectoryEntry {
             username: username.to_owned(),
             display_name,
             employee_id,
@@ -298,8 +301,6 @@ impl EmbeddedDirectory {
             date_of_hire,
             emails,
             phones,
-            tier: self.tiers.account_tier(&groups),
-            agent_tier: self.agents.agent_tier(&groups),
             groups,
             flagged,
             flagged_until,
@@ -315,11 +316,11 @@ impl Directory for EmbeddedDirectory {
         "embedded"
     }
 
-    fn account(&self, username: &str) -> Result<Account, DirectoryError> {
+    fn entry(&self, username: &str) -> Result<DirectoryEntry, DirectoryError> {
         self.load_account(username)?.ok_or_else(|| DirectoryError::NotFound(username.to_owned()))
     }
 
-    fn search(&self, query: &str, limit: usize) -> Result<Vec<Account>, DirectoryError> {
+    fn search_entries(&self, query: &str, limit: usize) -> Result<Vec<DirectoryEntry>, DirectoryError> {
         let pattern = format!("%{}%", query.trim().replace(['%', '_', '\\'], ""));
         let mut stmt = self.conn.prepare_cached(
             "SELECT username FROM accounts
@@ -330,7 +331,7 @@ impl Directory for EmbeddedDirectory {
         let names = stmt
             .query_map(params![pattern, limit as i64], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
-        names.iter().map(|n| self.account(n)).collect()
+        names.iter().map(|n| self.entry(n)).collect()
     }
 
     fn verification_material(&self, username: &str) -> Result<VerificationMaterial, DirectoryError> {
@@ -509,15 +510,18 @@ mod tests {
     }
 
     #[test]
-    fn account_round_trips_with_derived_tiers() {
+    fn account_round_trips_and_the_core_maps_its_groups() {
         let (_d, mut dir) = open();
         dir.create_account(&new_account("ana", &["staff", "helpdesk-senior"]), OffsetDateTime::now_utc()).unwrap();
-        let a = dir.account("ana").unwrap();
-        assert_eq!(a.tier, AccountTier::Privileged);
-        assert_eq!(a.agent_tier, Some(AgentTier::Senior));
+        let a = dir.entry("ana").unwrap();
+        assert_eq!(a.groups, ["helpdesk-senior", "staff"]);
+        let rules = crate::groups::GroupRules::from_config(&Config::default());
+        let classified = dir.account("ana", &rules).unwrap();
+        assert_eq!(classified.tier, AccountTier::Privileged);
+        assert_eq!(classified.agent_tier, Some(AgentTier::Senior));
         assert_eq!(a.emails[0].value, "ana@example.com");
         assert_eq!(a.date_of_hire, date!(2019 - 04 - 01));
-        assert!(matches!(dir.account("nobody"), Err(DirectoryError::NotFound(_))));
+        assert!(matches!(dir.entry("nobody"), Err(DirectoryError::NotFound(_))));
     }
 
     #[test]
@@ -543,7 +547,7 @@ mod tests {
         dir.set_temporary_password("cy", &temp).unwrap();
         assert_eq!(dir.check_password("cy", &old).unwrap(), PasswordCheck { valid: false, must_change: false });
         assert_eq!(dir.check_password("cy", &temp).unwrap(), PasswordCheck { valid: true, must_change: true });
-        assert!(dir.account("cy").unwrap().must_change_password);
+        assert!(dir.entry("cy").unwrap().must_change_password);
         assert!(matches!(dir.set_temporary_password("ghost", &temp), Err(DirectoryError::NotFound(_))));
     }
 
@@ -554,7 +558,7 @@ mod tests {
         let until = datetime!(2030-01-01 12:00 UTC);
         let flag_until = datetime!(2030-01-31 12:00 UTC);
         dir.lock_verification("hal", until, flag_until).unwrap();
-        let a = dir.account("hal").unwrap();
+        let a = dir.entry("hal").unwrap();
         assert_eq!((a.verification_locked_until, a.flagged, a.flagged_until), (Some(until), true, Some(flag_until)));
         assert!(a.flagged_at(flag_until - time::Duration::seconds(1)));
         assert!(!a.flagged_at(flag_until), "the lockout's flag lapses");
@@ -565,7 +569,7 @@ mod tests {
         flagged.flagged = true;
         dir.create_account(&flagged, OffsetDateTime::now_utc()).unwrap();
         dir.lock_verification("ida", until, flag_until).unwrap();
-        let a = dir.account("ida").unwrap();
+        let a = dir.entry("ida").unwrap();
         assert_eq!((a.flagged, a.flagged_until), (true, None));
         assert!(a.flagged_at(flag_until + time::Duration::days(3650)));
     }
@@ -575,11 +579,11 @@ mod tests {
         let (_d, mut dir) = open();
         dir.create_account(&new_account("dora", &[]), OffsetDateTime::now_utc()).unwrap();
         dir.create_account(&new_account("eli", &[]), OffsetDateTime::now_utc()).unwrap();
-        assert_eq!(dir.search("E-do", 10).unwrap().len(), 1);
-        assert_eq!(dir.search("user", 10).unwrap().len(), 2);
-        assert_eq!(dir.search("%", 10).unwrap().len(), 2, "wildcards are stripped, not interpreted");
-        assert_eq!(dir.search("zzz", 10).unwrap().len(), 0);
-        let by_mail: Vec<String> = dir.search("dora@", 10).unwrap().into_iter().map(|a| a.username).collect();
+        assert_eq!(dir.search_entries("E-do", 10).unwrap().len(), 1);
+        assert_eq!(dir.search_entries("user", 10).unwrap().len(), 2);
+        assert_eq!(dir.search_entries("%", 10).unwrap().len(), 2, "wildcards are stripped, not interpreted");
+        assert_eq!(dir.search_entries("zzz", 10).unwrap().len(), 0);
+        let by_mail: Vec<String> = dir.search_entries("dora@", 10).unwrap().into_iter().map(|a| a.username).collect();
         assert_eq!(by_mail, ["dora"], "registered e-mail addresses are searched too");
     }
 
@@ -605,7 +609,7 @@ mod tests {
         let (_d, mut dir) = open();
         dir.create_account(&new_account("gil", &[]), OffsetDateTime::now_utc()).unwrap();
         dir.conn.execute("UPDATE accounts SET date_of_hire = 'yesterday' WHERE username = 'gil'", []).unwrap();
-        assert!(matches!(dir.account("gil"), Err(DirectoryError::Corrupt { .. })));
+        assert!(matches!(dir.entry("gil"), Err(DirectoryError::Corrupt { .. })));
         dir.conn.execute("UPDATE accounts SET password_phc = 'garbage' WHERE username = 'gil'", []).unwrap();
         assert!(matches!(dir.check_password("gil", &Secret::from("x")), Err(DirectoryError::Corrupt { .. })));
     }
