@@ -26,6 +26,7 @@ pub mod workflow;
 // Adapters and the services that drive the core through them.
 pub mod audit;
 pub mod ca;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod desk;

@@ -8,6 +8,7 @@
 //! permissions (0600); a production site uses its LDAP/AD directory and its own MFA.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -18,6 +19,7 @@ use time::{Date, OffsetDateTime};
 use super::{
     ContactPoint, Directory, DirectoryEntry, DirectoryError, PasswordCheck, SecurityAnswer, VerificationMaterial,
 };
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::secret::Secret;
 use crate::text::normalize_answer;
@@ -96,6 +98,8 @@ pub struct NewAccount {
 pub struct EmbeddedDirectory {
     conn: Connection,
     path: PathBuf,
+    /// Stamps `password_changed_at`.
+    clock: Arc<dyn Clock>,
 }
 
 impl EmbeddedDirectory {
@@ -114,9 +118,15 @@ impl EmbeddedDirectory {
         // Every backend opens with the configuration; the embedded one needs nothing
         // from it (tiers are the core's: `crate::groups`).
         let _ = config;
-        let mut dir = Self { conn, path };
+        let mut dir = Self { conn, path, clock: Arc::new(SystemClock) };
         dir.migrate()?;
         Ok(dir)
+    }
+
+    /// Read the time (for `password_changed_at`) from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Path of the database file.
@@ -354,7 +364,7 @@ impl Directory for EmbeddedDirectory {
 
     fn set_temporary_password(&self, username: &str, password: &Secret) -> Result<(), DirectoryError> {
         let phc = hash_secret(password.expose())?;
-        let now = fmt_time(OffsetDateTime::now_utc());
+        let now = fmt_time(self.clock.now());
         self.update_account(
             username,
             "UPDATE accounts SET password_phc = ?2, must_change = 1, password_changed_at = ?3,
@@ -549,6 +559,16 @@ mod tests {
         assert_eq!(dir.check_password("cy", &temp).unwrap(), PasswordCheck { valid: true, must_change: true });
         assert!(dir.entry("cy").unwrap().must_change_password);
         assert!(matches!(dir.set_temporary_password("ghost", &temp), Err(DirectoryError::NotFound(_))));
+    }
+
+    #[test]
+    fn the_password_change_time_comes_from_the_directory_clock() {
+        let (_d, dir) = open();
+        let at = datetime!(2031-05-06 7:08:09 UTC);
+        let mut dir = dir.with_clock(Arc::new(crate::clock::FixedClock::new(at)));
+        dir.create_account(&new_account("ike", &[]), OffsetDateTime::now_utc()).unwrap();
+        dir.set_temporary_password("ike", &Secret::from("Tmp-4hQ9-xr7W-2kPz")).unwrap();
+        assert_eq!(dir.password_changed_at("ike").unwrap(), Some(at));
     }
 
     #[test]
