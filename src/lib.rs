@@ -34,6 +34,7 @@ pub mod directory;
 pub mod logging;
 pub mod login;
 pub mod presence;
+pub mod session_start;
 pub mod token;
 
 // The command line's subcommands (the binary only parses arguments).

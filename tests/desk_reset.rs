@@ -162,18 +162,30 @@ fn a_failing_audit_append_leaves_the_directory_untouched() {
 /// The embedded directory, with a fault injected around the reset write: the agent's
 /// key is pulled right after the write, or another process's exclusive lock on the
 /// audit database is taken (either way the outcome cannot be signed); and the write
-/// itself can be made to fail.
+/// itself can be made to fail. Or the key is pulled when an account is looked up
+/// (`pull_on_lookup`: login looks the agent up after the PIN check).
 struct FaultAfterWrite {
     inner: EmbeddedDirectory,
     card: Mutex<Option<VirtualCard>>,
     refuse_write: bool,
+    pull_on_lookup: bool,
     /// A connection to the audit database that takes `BEGIN EXCLUSIVE` after the write.
     lock_audit: Option<Arc<Mutex<rusqlite::Connection>>>,
 }
 
 impl FaultAfterWrite {
     fn pull_key(inner: EmbeddedDirectory, card: Option<VirtualCard>, refuse_write: bool) -> Self {
-        Self { inner, card: Mutex::new(card), refuse_write, lock_audit: None }
+        Self { inner, card: Mutex::new(card), refuse_write, pull_on_lookup: false, lock_audit: None }
+    }
+
+    fn pull_key_on_lookup(inner: EmbeddedDirectory, card: VirtualCard) -> Self {
+        Self { pull_on_lookup: true, ..Self::pull_key(inner, Some(card), false) }
+    }
+
+    fn pull_card(&self) {
+        if let Some(card) = self.card.lock().unwrap().take() {
+            card.remove().unwrap();
+        }
     }
 }
 
@@ -182,6 +194,9 @@ impl Directory for FaultAfterWrite {
         self.inner.backend_name()
     }
     fn entry(&self, username: &str) -> Result<DirectoryEntry, DirectoryError> {
+        if self.pull_on_lookup {
+            self.pull_card();
+        }
         self.inner.entry(username)
     }
     fn search_entries(&self, query: &str, limit: usize) -> Result<Vec<DirectoryEntry>, DirectoryError> {
@@ -196,8 +211,8 @@ impl Directory for FaultAfterWrite {
         } else {
             self.inner.set_temporary_password(username, password)
         };
-        if let Some(card) = self.card.lock().unwrap().take() {
-            card.remove().unwrap();
+        if !self.pull_on_lookup {
+            self.pull_card();
         }
         if let Some(conn) = &self.lock_audit {
             conn.lock().unwrap().execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -483,4 +498,41 @@ fn steps_older_than_their_maximum_age_must_be_redone() {
     assert_eq!(run.phase(), Phase::Succeeded);
     drop(alice);
     card.remove().unwrap();
+}
+
+/// The one session start every shell uses (`resetdesk::session_start`): a key pulled
+/// between the PIN check and the session start is caught from pcscd's own reader
+/// state — what the CLI, which has no watcher thread, relies on — and no login record
+/// is signed.
+#[test]
+fn a_key_pulled_between_pin_and_session_start_starts_no_session() {
+    use resetdesk::clock::SystemClock;
+    use resetdesk::session_start::{SessionStarter, StartError};
+    use resetdesk::token::watch::CardWatcher;
+    let _lock = lock_readers();
+    let site = site();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    site.enrol(&card, "alice", "246802");
+    let reader = card.reader_name();
+    let mut audit = resetdesk::presence::open_audit_log(site.dir.path(), None).unwrap();
+    let watcher = CardWatcher::new().unwrap();
+    let logins = || site.records().iter().filter(|(t, _)| *t == EventType::Login).count();
+
+    // The key stays: the session starts and its login record is in the log.
+    let directory = site.directory();
+    let starter =
+        SessionStarter { config: &site.config, directory: &directory, removals: &watcher, clock: &SystemClock };
+    let started = starter.start(&mut audit, reader, Secret::from("246802"), None).unwrap();
+    assert_eq!(started.session.username(), "alice");
+    assert_eq!(logins(), 1);
+    drop(started);
+
+    // The key leaves after the PIN check: no session, nothing signed.
+    let directory = FaultAfterWrite::pull_key_on_lookup(site.directory(), card);
+    let starter =
+        SessionStarter { config: &site.config, directory: &directory, removals: &watcher, clock: &SystemClock };
+    let refused = starter.start(&mut audit, reader, Secret::from("246802"), None).unwrap_err();
+    assert!(matches!(refused, StartError::RemovedDuringLogin), "{refused:?}");
+    assert!(directory.card.lock().unwrap().is_none(), "the key was pulled during the login");
+    assert_eq!(logins(), 1, "no second login record");
 }

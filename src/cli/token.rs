@@ -29,15 +29,18 @@ use time::OffsetDateTime;
 
 use super::{fail, load_config, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
 use crate::ca::{CaPaths, OrgCa, TrustAnchor};
+use crate::clock::SystemClock;
 use crate::config::Mode;
 use crate::directory::embedded::EmbeddedDirectory;
 use crate::presence::open_audit_log;
 use crate::secret::Secret;
+use crate::session_start::SessionStarter;
 use crate::token::card::{self, PivCard, Slot, DEFAULT_PIN, DEFAULT_PUK};
 use crate::token::enrol::{enrol, load_attestation_bundle, EnrolRequest};
 use crate::token::enrol_record::record_enrolment;
 use crate::token::readers::{reader_status, ReaderStatus};
 use crate::token::registry::TokenRegistry;
+use crate::token::watch::CardWatcher;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -130,21 +133,28 @@ fn revoke(admin: &super::LoginArgs, agent: &str, serial: Option<u32>, reason: &s
     }
 }
 
+/// Log in and write the login record as the desk app does ([`SessionStarter`]: the
+/// key must stay in the reader throughout), then the logout record.
 fn check_login(args: &super::LoginArgs) -> u8 {
     let (data_dir, reader) = (args.data_dir.as_path(), args.reader.as_str());
-    let (config, mut session) = match super::login_from_stdin(args) {
-        Ok(logged_in) => logged_in,
+    let (config, directory, pin) = match super::login_inputs(args) {
+        Ok(inputs) => inputs,
         Err(code) => return code,
     };
     let mut audit = match open_audit_log(data_dir, config.ca.cert_file.as_deref()) {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    if let Err(e) = crate::presence::record_login(&mut audit, &mut session, None, OffsetDateTime::now_utc()) {
-        return fail(format!(
-            "the login worked, but its signed record could not be written, so the desk would refuse it: {e}"
-        ));
-    }
+    // No watcher thread here: pcscd's own reader state tells whether the key left.
+    let removals = match CardWatcher::new() {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let starter = SessionStarter { config: &config, directory: &directory, removals: &removals, clock: &SystemClock };
+    let mut session = match starter.start(&mut audit, reader, pin, None) {
+        Ok(started) => started.session,
+        Err(e) => return fail(e),
+    };
     let id = session.identity().clone();
     println!(
         "{}: logged in as {} ({}, {} agent) with key serial {}{}",
