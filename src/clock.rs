@@ -7,6 +7,12 @@
 //! the desk, [`FixedClock`] where a test or a replay needs a time it chooses. A fixed
 //! clock is a real component (it is what a replay of recorded events runs on), not a
 //! mock.
+//!
+//! In `src/`, outside tests, this is the only call of `OffsetDateTime::now_utc`: the
+//! CLI's subcommands, the session start and the embedded directory read [`Clock`].
+//! Still reading the system clock directly: the benchmark binary
+//! (`src/bin/resetdesk-bench`) and the app shell (`src-tauri/`: the watcher's ticks and
+//! lost-token events, UI activity, the reset commands), whose owners move them here.
 
 use std::sync::Mutex;
 

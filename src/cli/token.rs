@@ -25,11 +25,10 @@ use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use time::OffsetDateTime;
 
 use super::{fail, load_config, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
 use crate::ca::{CaPaths, OrgCa, TrustAnchor};
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Mode;
 use crate::directory::embedded::EmbeddedDirectory;
 use crate::presence::open_audit_log;
@@ -118,7 +117,7 @@ fn revoke(admin: &super::LoginArgs, agent: &str, serial: Option<u32>, reason: &s
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    let now = OffsetDateTime::now_utc();
+    let now = SystemClock.now();
     match crate::token::revocation::revoke_signed(&registry, &mut audit, &mut session, agent, serial, reason, now) {
         Ok(done) => {
             println!(
@@ -165,7 +164,7 @@ fn check_login(args: &super::LoginArgs) -> u8 {
         id.serial,
         if id.is_virtual { " [virtual token — demo only]" } else { "" }
     );
-    match crate::presence::record_logout(&mut audit, &mut session, OffsetDateTime::now_utc()) {
+    match crate::presence::record_logout(&mut audit, &mut session, SystemClock.now()) {
         Ok(_) => EXIT_OK,
         Err(e) => fail(format!("logged out, but the signed logout record could not be written: {e}")),
     }
@@ -220,7 +219,7 @@ fn status(reader: Option<&str>, data_dir: Option<&Path>, config: Option<&Path>) 
     if let (Some(d), None) = (data_dir, &registry) {
         println!("(no token registry in {}: no key has been enrolled there)", d.display());
     }
-    let now = OffsetDateTime::now_utc();
+    let now = SystemClock.now();
     for info in chosen {
         let mut c = match PivCard::open_reader(&info.reader) {
             Ok(c) => c,
@@ -356,7 +355,7 @@ fn enroll(data_dir: &Path, agent: &str, reader: Option<&str>, config: Option<&Pa
         allow_unattested: allow_unattested || config.tokens.allow_unattested || !production,
     };
     let dir: &dyn crate::directory::Directory = &directory;
-    match enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &bundle, &req, OffsetDateTime::now_utc()) {
+    match enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &bundle, &req, SystemClock.now()) {
         Ok(r) => {
             let recorded =
                 write_enrolment_record(data_dir, config.ca.cert_file.as_deref(), &registry, card, req.new_pin, &r);
@@ -406,8 +405,8 @@ fn write_enrolment_record(
     if !report.is_virtual {
         eprintln!("touch the key to sign the enrolment record");
     }
-    let appended = record_enrolment(&mut audit, registry, card, new_pin, report, OffsetDateTime::now_utc())
-        .map_err(|e| e.to_string())?;
+    let appended =
+        record_enrolment(&mut audit, registry, card, new_pin, report, SystemClock.now()).map_err(|e| e.to_string())?;
     Ok(appended.seq)
 }
 
