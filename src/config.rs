@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::groups::check_group;
+use crate::groups::{check_group, AgentGroups, GroupRules};
 use crate::policy::PolicyConfig;
 
 /// Whether this installation is a demo/test desk or a production one.
@@ -239,7 +239,19 @@ pub enum ConfigError {
     },
 }
 
+impl AgentConfig {
+    /// The agent groups, for the core's mapping.
+    pub fn groups(&self) -> AgentGroups {
+        AgentGroups::new(&self.junior_group, &self.senior_group, &self.admin_group)
+    }
+}
+
 impl Config {
+    /// The mapping from directory groups to tiers: `[tiers]` and `[agents]`.
+    pub fn group_rules(&self) -> GroupRules {
+        GroupRules::new(&self.tiers.privileged_groups, &self.tiers.highest_groups, self.agents.groups())
+    }
+
     /// Read, parse and validate a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)

@@ -615,7 +615,7 @@ mod tests {
         assert_eq!(init(&mut dir, now).unwrap(), DEMO_PEOPLE.len());
         assert_eq!(init(&mut dir, now).unwrap(), 0, "second run changes nothing");
 
-        let rules = crate::groups::GroupRules::from_config(&config);
+        let rules = config.group_rules();
         let all = dir.search("", 1000, &rules).unwrap();
         let count = |t: AccountTier| all.iter().filter(|a| a.tier == t).count();
         assert!(count(AccountTier::Standard) >= 10);

@@ -4,7 +4,8 @@
 //! A directory backend returns the groups an account is in as it knows them: names
 //! (`helpdesk-senior`, `Domain Admins`) or LDAP distinguished names
 //! (`CN=Domain Admins,CN=Users,DC=corp,DC=example`). It derives no tier. The core maps
-//! them with [`GroupRules`], built from `[tiers]` and `[agents]` of the configuration:
+//! them with [`GroupRules`], built from `[tiers]` and `[agents]` of the configuration
+//! ([`crate::config::Config::group_rules`]; applied by [`crate::directory::Account::classify`]):
 //!
 //! - names compare case-insensitively, with surrounding white space trimmed and inner
 //!   runs of white space taken as one space;
@@ -21,8 +22,6 @@
 //! misconfigured mapping is seen rather than silently treating an administrator as
 //! standard staff.
 
-use crate::config::{AgentConfig, TierMapping};
-use crate::directory::{Account, DirectoryEntry};
 use crate::tier::{AccountTier, AgentTier};
 
 /// A group as compared: its normalised name (a plain name, or a DN's first `CN`
@@ -93,12 +92,10 @@ pub struct AgentGroups {
 }
 
 impl AgentGroups {
-    pub fn new(agents: &AgentConfig) -> Self {
-        Self {
-            junior: GroupName::new(&agents.junior_group),
-            senior: GroupName::new(&agents.senior_group),
-            admin: GroupName::new(&agents.admin_group),
-        }
+    /// The junior, senior and admin agent groups (`[agents]`:
+    /// [`crate::config::AgentConfig::groups`]).
+    pub fn new(junior: &str, senior: &str, admin: &str) -> Self {
+        Self { junior: GroupName::new(junior), senior: GroupName::new(senior), admin: GroupName::new(admin) }
     }
 
     /// The agent tier of an account in `groups` (the highest that applies), `None` if
@@ -132,19 +129,11 @@ pub struct GroupRules {
 }
 
 impl GroupRules {
-    /// From `[tiers]` and `[agents]`.
-    pub fn new(tiers: &TierMapping, agents: &AgentConfig) -> Self {
-        let names = |list: &[String]| list.iter().map(|g| GroupName::new(g)).collect();
-        Self {
-            privileged: names(&tiers.privileged_groups),
-            highest: names(&tiers.highest_groups),
-            agents: AgentGroups::new(agents),
-        }
-    }
-
-    /// From the configuration's `[tiers]` and `[agents]`.
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        Self::new(&config.tiers, &config.agents)
+    /// Groups that make an account privileged or highest (`[tiers]`), and the agent
+    /// groups (`[agents]`): [`crate::config::Config::group_rules`].
+    pub fn new<S: AsRef<str>>(privileged: &[S], highest: &[S], agents: AgentGroups) -> Self {
+        let names = |list: &[S]| list.iter().map(|g| GroupName::new(g.as_ref())).collect();
+        Self { privileged: names(privileged), highest: names(highest), agents }
     }
 
     /// The account tier of an account in `groups`: the highest that applies.
@@ -178,13 +167,12 @@ impl GroupRules {
             .collect()
     }
 
-    /// The account a directory entry describes, with the tiers its groups confer. A
-    /// group that looks privileged but maps to no tier is logged (once per group).
-    pub fn classify(&self, entry: DirectoryEntry) -> Account {
-        for group in self.unmapped_privileged(&entry.groups) {
-            warn_unmapped_once(group, &entry.username);
+    /// Log each group of `username` that looks privileged but maps to no tier (once
+    /// per group and process: every search would repeat it otherwise).
+    pub fn warn_unmapped<S: AsRef<str>>(&self, groups: &[S], username: &str) {
+        for group in self.unmapped_privileged(groups) {
+            warn_unmapped_once(group, username);
         }
-        Account { tier: self.account_tier(&entry.groups), agent_tier: self.agent_tier(&entry.groups), entry }
     }
 }
 
@@ -192,7 +180,6 @@ fn members<S: AsRef<str>>(groups: &[S]) -> Vec<GroupName> {
     groups.iter().map(|g| GroupName::new(g.as_ref())).collect()
 }
 
-/// Warn once per process and group: every search would repeat it otherwise.
 fn warn_unmapped_once(group: &str, username: &str) {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
@@ -299,13 +286,14 @@ fn flush_utf8(bytes: &mut Vec<u8>, value: &mut String) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AgentConfig;
 
     fn rules(privileged: &[&str], highest: &[&str]) -> GroupRules {
-        let tiers = TierMapping {
-            privileged_groups: privileged.iter().map(|g| g.to_string()).collect(),
-            highest_groups: highest.iter().map(|g| g.to_string()).collect(),
-        };
-        GroupRules::new(&tiers, &AgentConfig::default())
+        GroupRules::new(privileged, highest, AgentConfig::default().groups())
+    }
+
+    fn defaults() -> GroupRules {
+        crate::config::Config::default().group_rules()
     }
 
     #[test]
@@ -341,7 +329,7 @@ mod tests {
 
     #[test]
     fn the_highest_tier_among_the_groups_wins() {
-        let r = GroupRules::new(&TierMapping::default(), &AgentConfig::default());
+        let r = defaults();
         assert_eq!(r.account_tier(&["staff"]), AccountTier::Standard);
         assert_eq!(r.account_tier(&["staff", "IT-Admins"]), AccountTier::Privileged);
         assert_eq!(r.account_tier(&["it-admins", "domain-admins"]), AccountTier::Highest);
@@ -350,7 +338,7 @@ mod tests {
 
     #[test]
     fn agent_tiers_from_names_or_dns() {
-        let r = GroupRules::new(&TierMapping::default(), &AgentConfig::default());
+        let r = defaults();
         assert_eq!(r.agent_tier(&["staff"]), None);
         assert_eq!(r.agent_tier(&["HelpDesk-Junior"]), Some(AgentTier::Junior));
         assert_eq!(r.agent_tier(&["cn=helpdesk-senior,ou=groups,dc=example"]), Some(AgentTier::Senior));
@@ -359,7 +347,7 @@ mod tests {
 
     #[test]
     fn privileged_looking_groups_without_a_tier_are_reported() {
-        let r = GroupRules::new(&TierMapping::default(), &AgentConfig::default());
+        let r = defaults();
         let groups = [
             "staff",
             "CN=Backup Operators,CN=Builtin,DC=corp,DC=example",

@@ -25,14 +25,13 @@ use time::OffsetDateTime;
 use crate::ca::{AgentCert, CaError, CertError, TrustAnchor};
 use crate::config::{Config, Mode};
 use crate::directory::{Directory, DirectoryEntry, DirectoryError};
-use crate::groups::AgentGroups;
 use crate::secret::Secret;
 use crate::session::{Decision, LockReason, SessionEvent, SessionLock};
 use crate::tier::AgentTier;
 use crate::token::card::{PivCard, Slot, DEFAULT_PIN};
 use crate::token::registry::{KeyRecord, RegistryError, TokenRegistry};
 use crate::token::signer::PivSigner;
-use crate::token::{RecordSigner, TokenError};
+use crate::token::TokenError;
 
 /// Domain separation for the login challenge: the card signs
 /// SHA-256(LOGIN_CONTEXT || nonce), never a bare caller-chosen digest.
@@ -197,7 +196,7 @@ impl AgentSession {
         if let Decision::Lock(r) = self.handle(&SessionEvent::Activity { at: now }) {
             return Err(LoginError::Locked(r));
         }
-        let result = self.signer()?.sign_digest(digest);
+        let result = self.signer()?.sign(digest);
         match result {
             Ok(sig) => Ok(sig),
             Err(e @ (TokenError::Removed | TokenError::Reset | TokenError::NoService)) => {
@@ -345,8 +344,7 @@ pub fn decide(
         return Err(LoginError::CertificateMismatch { a: username.clone(), c: f.cert_c.username.clone() });
     }
     let account = f.account.ok_or_else(|| LoginError::UnknownAgent(username.clone()))?;
-    let tier =
-        AgentGroups::new(agents).tier(&account.groups).ok_or_else(|| LoginError::NotAnAgent(username.clone()))?;
+    let tier = agents.groups().tier(&account.groups).ok_or_else(|| LoginError::NotAnAgent(username.clone()))?;
     for (rec, slot) in [(f.record_a, Slot::Authentication), (f.record_c, Slot::Signature)] {
         let rec = match rec {
             Some(r) if r.username == *username && r.serial == f.serial && r.slot == slot => r,

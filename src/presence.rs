@@ -17,13 +17,12 @@ use std::path::Path;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::audit::registry::LoadError;
 use crate::audit::store::FILE_NAME;
 use crate::audit::{Appended, AuditError, AuditLog, EventType};
-use crate::desk::keys::RegistryKeys;
 use crate::login::{AgentIdentity, AgentSession, LoginError};
 use crate::session::{Decision, LockReason, SessionEvent};
 use crate::tier::AgentTier;
+use crate::token::audit_keys::{LoadError, RegistryKeys};
 
 /// How an earlier session ended when nobody could sign it (removal, idle, lost token,
 /// or a logout record that could not be written): stated in the next login record.

@@ -560,7 +560,7 @@ impl RecordSigner for Impostor {
     fn key_id(&self) -> [u8; 32] {
         self.claims
     }
-    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, resetdesk::token::TokenError> {
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, resetdesk::token::SignError> {
         self.real.sign_digest(digest)
     }
 }

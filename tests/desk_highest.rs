@@ -212,7 +212,7 @@ impl RecordSigner for Counting<'_> {
     fn key_id(&self) -> [u8; 32] {
         self.inner.key_id()
     }
-    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, resetdesk::token::TokenError> {
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, resetdesk::token::SignError> {
         self.signatures += 1;
         self.inner.sign_digest(digest)
     }

@@ -17,7 +17,7 @@ use resetdesk::directory::embedded::EmbeddedDirectory;
 use resetdesk::directory::{Directory, DirectoryEntry, DirectoryError, PasswordCheck, VerificationMaterial};
 use resetdesk::policy::AuthorityRefusal;
 use resetdesk::secret::Secret;
-use resetdesk::token::TokenError;
+use resetdesk::token::SignError;
 use resetdesk::workflow::{Decision, Phase, Refusal, WorkflowError};
 use time::OffsetDateTime;
 use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
@@ -146,7 +146,7 @@ fn a_failing_audit_append_leaves_the_directory_untouched() {
     card.remove().unwrap();
     let err =
         desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
-    assert!(matches!(err, DeskError::Audit(AuditError::Sign(TokenError::Removed))), "{err:?}");
+    assert!(matches!(err, DeskError::Audit(AuditError::Sign(SignError::KeyGone(_)))), "{err:?}");
     assert!(site.records().is_empty(), "no record");
     assert!(desk.pending_intents().unwrap().is_empty(), "no intent");
     site.assert_untouched("ykim");

@@ -236,7 +236,7 @@ fn revoked_key_and_non_agent_are_refused_and_production_refuses_virtual_tokens()
     // A staff member (not in an agent group) enrolled without the directory check.
     let staff = desk
         .directory
-        .search("", 100, &resetdesk::groups::GroupRules::from_config(&desk.config))
+        .search("", 100, &desk.config.group_rules())
         .unwrap()
         .into_iter()
         .find(|a| a.agent_tier.is_none())

@@ -58,6 +58,28 @@ pub trait KeyResolver {
     }
 }
 
+/// Why the organisation CA certificate could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CaLoadError {
+    #[error("cannot read the organisation CA certificate {path}: {source}; pass --ca FILE or run `resetdesk ca init`")]
+    CaFile { path: String, source: std::io::Error },
+    #[error("organisation CA certificate {path}: {source}")]
+    Ca { path: String, source: CaError },
+}
+
+/// A resolver trusting the CA certificate `ca_file` if given, else
+/// `<data_dir>/ca/ca.pem`, with no agent certificates yet.
+pub fn load_ca(
+    data_dir: &std::path::Path,
+    ca_file: Option<&std::path::Path>,
+) -> Result<CertificateResolver, CaLoadError> {
+    let default = crate::ca::CaPaths::in_data_dir(data_dir).cert;
+    let path = ca_file.unwrap_or(&default);
+    let shown = path.display().to_string();
+    let pem = std::fs::read_to_string(path).map_err(|source| CaLoadError::CaFile { path: shown.clone(), source })?;
+    CertificateResolver::from_ca_pem(&pem).map_err(|source| CaLoadError::Ca { path: shown, source })
+}
+
 /// A [`KeyResolver`] over an organisation CA and the certificates it issued.
 pub struct CertificateResolver {
     ca_der: Vec<u8>,

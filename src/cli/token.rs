@@ -118,7 +118,7 @@ fn revoke(admin: &super::LoginArgs, agent: &str, serial: Option<u32>, reason: &s
         Err(e) => return fail(e),
     };
     let now = SystemClock.now();
-    match crate::token::revocation::revoke_signed(&registry, &mut audit, &mut session, agent, serial, reason, now) {
+    match crate::desk::revocation::revoke_signed(&registry, &mut audit, &mut session, agent, serial, reason, now) {
         Ok(done) => {
             println!(
                 "revoked {} key(s) of {agent:?}; revocation record seq {} signed by {}",

@@ -34,6 +34,7 @@ pub mod parking;
 pub mod reconcile;
 pub mod replay;
 pub mod reset;
+pub mod revocation;
 pub mod view;
 
 use std::collections::VecDeque;
@@ -58,7 +59,7 @@ use crate::policy::authority::CoSignerClaim;
 use crate::policy::{AgentIdentity, Channel, RequestContext, StatedDetails};
 use crate::secret::Secret;
 use crate::token::registry::{RegistryError, TokenRegistry};
-use crate::token::{RecordSigner, TokenError};
+use crate::token::{RecordSigner, SignError};
 use crate::verification::co_signature::CoSignature;
 use crate::verification::manager_approval::ManagerResponse;
 use crate::verification::one_time_code::IssuedCode;
@@ -69,9 +70,10 @@ use crate::workflow::{
     Decision, Event, Notification, NotificationKind, OpenRequest, Phase, Recipient, Session, Status, WorkflowError,
 };
 
+use crate::token::audit_keys::RegistryKeys;
 use approval::{ApprovalChannel, ApprovalError, ApprovalInbox, Issued};
 use history::HistorySource;
-use keys::{CoSignerKeyError, RegistryKeys};
+use keys::CoSignerKeyError;
 use outbox::{Message, Notifier, NotifyError, Outbox, SecretDelivery};
 use reconcile::{Finding, Reconciliation, ReconciliationFacts, TargetName};
 use replay::{ReplayError, ReplayGuard};
@@ -98,13 +100,13 @@ pub enum DeskError {
     #[error(transparent)]
     Replay(#[from] ReplayError),
     #[error(transparent)]
-    Token(#[from] TokenError),
+    Sign(#[from] SignError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Ca(#[from] CaError),
     #[error("the enrolled keys could not be loaded: {0}")]
-    Keys(#[from] crate::audit::registry::LoadError),
+    Keys(#[from] crate::token::audit_keys::LoadError),
     #[error(transparent)]
     History(#[from] history::HistoryError),
     #[error("co-signature refused: {0}")]
@@ -196,7 +198,7 @@ impl RecordSigner for Timed<'_> {
         self.inner.key_id()
     }
 
-    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, TokenError> {
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, SignError> {
         let t = Instant::now();
         let r = self.inner.sign_digest(digest);
         self.spent += t.elapsed();
@@ -265,7 +267,7 @@ impl Desk {
         let anchor = TrustAnchor::load(&config.ca_cert_path())?;
         let replay = ReplayGuard::open(&data_dir)?;
         let approvals = Box::new(ApprovalInbox::open(&data_dir)?);
-        let groups = GroupRules::from_config(&config);
+        let groups = config.group_rules();
         Ok(Self {
             groups,
             config,

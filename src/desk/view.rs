@@ -534,7 +534,7 @@ impl super::Desk {
         &self,
         filter: &crate::audit::browse::AuditFilter,
     ) -> Result<crate::audit::browse::AuditPage, super::DeskError> {
-        let keys = crate::audit::registry::load(&self.config.data_dir, self.config.ca.cert_file.as_deref())?;
+        let keys = crate::token::audit_keys::load(&self.config.data_dir, self.config.ca.cert_file.as_deref())?;
         Ok(crate::audit::browse::browse(self.audit.store(), &keys.resolver, filter)
             .map_err(crate::audit::AuditError::from)?)
     }
@@ -545,7 +545,7 @@ impl super::Desk {
         &self,
         now: OffsetDateTime,
     ) -> Result<(std::path::PathBuf, crate::audit::export::ExportSummary), super::DeskError> {
-        let keys = crate::audit::registry::load(&self.config.data_dir, self.config.ca.cert_file.as_deref())?;
+        let keys = crate::token::audit_keys::load(&self.config.data_dir, self.config.ca.cert_file.as_deref())?;
         let stamp = now.unix_timestamp();
         let out = self.config.data_dir.join("exports").join(format!("audit-{stamp}"));
         let summary = crate::audit::export::export(self.audit.store(), &keys.resolver, &out)

@@ -525,7 +525,7 @@ mod tests {
         dir.create_account(&new_account("ana", &["staff", "helpdesk-senior"]), OffsetDateTime::now_utc()).unwrap();
         let a = dir.entry("ana").unwrap();
         assert_eq!(a.groups, ["helpdesk-senior", "staff"]);
-        let rules = crate::groups::GroupRules::from_config(&Config::default());
+        let rules = Config::default().group_rules();
         let classified = dir.account("ana", &rules).unwrap();
         assert_eq!(classified.tier, AccountTier::Privileged);
         assert_eq!(classified.agent_tier, Some(AgentTier::Senior));

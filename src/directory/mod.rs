@@ -27,7 +27,7 @@ pub struct ContactPoint {
 
 /// An account as the directory describes it: attributes and the groups it is in
 /// (names or DNs, as the backend knows them). No tier: the core derives tiers from the
-/// groups ([`crate::groups::GroupRules::classify`]). Holds nothing secret.
+/// groups ([`Account::classify`]). Holds nothing secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryEntry {
     pub username: String,
@@ -66,6 +66,15 @@ pub struct Account {
     pub tier: AccountTier,
     /// `Some` if the account is a help-desk agent (member of an agent group, `[agents]`).
     pub agent_tier: Option<AgentTier>,
+}
+
+impl Account {
+    /// The account a directory entry describes, with the tiers its groups confer under
+    /// `rules`. A group that looks privileged but maps to no tier is logged.
+    pub fn classify(entry: DirectoryEntry, rules: &GroupRules) -> Self {
+        rules.warn_unmapped(&entry.groups, &entry.username);
+        Self { tier: rules.account_tier(&entry.groups), agent_tier: rules.agent_tier(&entry.groups), entry }
+    }
 }
 
 impl std::ops::Deref for Account {
@@ -145,12 +154,12 @@ pub trait Directory {
     /// The account with this exact username, its tiers mapped by the core's `rules`.
     /// (Backends implement [`Directory::entry`]; this is not theirs to override.)
     fn account(&self, username: &str, rules: &GroupRules) -> Result<Account, DirectoryError> {
-        Ok(rules.classify(self.entry(username)?))
+        Ok(Account::classify(self.entry(username)?, rules))
     }
 
     /// [`Directory::search_entries`], with tiers mapped by the core's `rules`.
     fn search(&self, query: &str, limit: usize, rules: &GroupRules) -> Result<Vec<Account>, DirectoryError> {
-        Ok(self.search_entries(query, limit)?.into_iter().map(|e| rules.classify(e)).collect())
+        Ok(self.search_entries(query, limit)?.into_iter().map(|e| Account::classify(e, rules)).collect())
     }
 
     /// Security answers and TOTP key for the verification steps.

@@ -29,7 +29,6 @@ use super::registry::{NewKey, RegistryError, TokenRegistry};
 use super::TokenError;
 use crate::ca::{CaError, OrgCa, AGENT_CERT_VALIDITY};
 use crate::directory::{Directory, DirectoryError};
-use crate::groups::AgentGroups;
 use crate::secret::Secret;
 
 /// What the enrolling admin supplies.
@@ -143,7 +142,7 @@ pub fn enrol(
     }
     if let Some((dir, agents)) = directory {
         match dir.entry(&req.username) {
-            Ok(acc) if AgentGroups::new(agents).tier(&acc.groups).is_some() => {}
+            Ok(acc) if agents.groups().tier(&acc.groups).is_some() => {}
             Ok(_) => return Err(EnrolError::NotAnAgent(req.username.clone())),
             Err(DirectoryError::NotFound(_)) => return Err(EnrolError::UnknownAgent(req.username.clone())),
             Err(e) => return Err(EnrolError::Directory(e)),

@@ -10,7 +10,7 @@ use der::Encode as _;
 use p256::ecdsa::{signature::hazmat::PrehashSigner, DerSignature, SigningKey};
 use p256::pkcs8::EncodePublicKey as _;
 use resetdesk::audit::CertificateResolver;
-use resetdesk::token::{RecordSigner, TokenError};
+use resetdesk::token::{RecordSigner, SignError, TokenError};
 use sha2::{Digest, Sha256};
 use x509_cert::builder::{Builder, CertificateBuilder, Profile};
 use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
@@ -48,8 +48,9 @@ impl RecordSigner for SoftSigner {
         Sha256::digest(self.spki_der()).into()
     }
 
-    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, TokenError> {
-        let sig: p256::ecdsa::Signature = self.key.sign_prehash(digest).map_err(|e| TokenError::Card(e.to_string()))?;
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, SignError> {
+        let sig: p256::ecdsa::Signature =
+            self.key.sign_prehash(digest).map_err(|e| SignError::Failed(e.to_string()))?;
         Ok(sig.to_der().as_bytes().to_vec())
     }
 }
@@ -61,8 +62,8 @@ impl RecordSigner for BrokenSigner {
     fn key_id(&self) -> [u8; 32] {
         self.0
     }
-    fn sign_digest(&mut self, _: &[u8; 32]) -> Result<Vec<u8>, TokenError> {
-        Err(TokenError::Removed)
+    fn sign_digest(&mut self, _: &[u8; 32]) -> Result<Vec<u8>, SignError> {
+        Err(TokenError::Removed.into())
     }
 }
 

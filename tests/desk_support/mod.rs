@@ -8,7 +8,7 @@
 use std::process::Command;
 
 use resetdesk::audit::store::Store;
-use resetdesk::audit::{registry, verify_store, CollectorKeys, EventType, Record, Summary};
+use resetdesk::audit::{verify_store, CollectorKeys, EventType, Record, Summary};
 use resetdesk::ca::OrgCa;
 use resetdesk::config::Config;
 use resetdesk::desk::outbox::{Outbox, OutboxRow};
@@ -108,7 +108,7 @@ impl Site {
 
     /// Verify the whole audit log offline (library), as `resetdesk audit verify` does.
     pub fn verify_audit(&self) -> Summary {
-        let loaded = registry::load(self.dir.path(), None).unwrap();
+        let loaded = resetdesk::token::audit_keys::load(self.dir.path(), None).unwrap();
         let store = Store::open_read_only(&self.dir.path().join("audit.sqlite")).unwrap();
         verify_store(&store, &loaded.resolver, &[], &CollectorKeys::default(), &[]).unwrap()
     }
