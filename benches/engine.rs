@@ -13,7 +13,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use resetdesk::password::{self, PasswordSpec};
 use resetdesk::policy::{
-    AgentIdentity, Channel, PasswordPolicy, PasswordStyle, PolicyConfig, RequestContext, StatedDetails,
+    ActingAgent, Channel, PasswordPolicy, PasswordStyle, PolicyConfig, RequestContext, StatedDetails,
 };
 use resetdesk::secret::Secret;
 use resetdesk::tier::{AccountTier, AgentTier};
@@ -29,7 +29,7 @@ fn request() -> OpenRequest {
     OpenRequest {
         request_id: "bench".into(),
         at: T0,
-        agent: AgentIdentity {
+        agent: ActingAgent {
             username: "alice".into(),
             employee_id: "E-alice".into(),
             tier: AgentTier::Senior,

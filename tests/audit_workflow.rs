@@ -12,7 +12,7 @@ use resetdesk::audit::store::Store;
 use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, Event, EventType, Outcome};
 use resetdesk::directory::Account;
 use resetdesk::policy::risk::StatedDetails;
-use resetdesk::policy::{AgentIdentity, Channel, PolicyConfig, RequestContext};
+use resetdesk::policy::{ActingAgent, Channel, PolicyConfig, RequestContext};
 use resetdesk::tier::{AccountTier, AgentTier};
 use resetdesk::token::RecordSigner;
 use resetdesk::verification::Verdict;
@@ -38,7 +38,7 @@ fn a_workflow_reset_is_recorded_intent_first_and_verifies() {
     let req = OpenRequest {
         request_id: "req-1".into(),
         at: now,
-        agent: AgentIdentity {
+        agent: ActingAgent {
             username: "alice".into(),
             employee_id: "E-alice".into(),
             tier: AgentTier::Junior,

@@ -17,7 +17,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use resetdesk::directory::Account;
 use resetdesk::policy::requirements::independent_count;
 use resetdesk::policy::risk::assess;
-use resetdesk::policy::{AgentIdentity, Channel, Method, PolicyConfig, RequestContext, StatedDetails};
+use resetdesk::policy::{ActingAgent, Channel, Method, PolicyConfig, RequestContext, StatedDetails};
 use resetdesk::tier::{AccountTier, AgentTier};
 use resetdesk::verification::callback::CallbackReport;
 use resetdesk::verification::co_signature::CoSignature;
@@ -128,7 +128,7 @@ fn open_request(tier: AccountTier, agent_tier: AgentTier, s: Signals) -> OpenReq
     OpenRequest {
         request_id: "req-prop".into(),
         at: s.start(),
-        agent: AgentIdentity {
+        agent: ActingAgent {
             username: AGENT.into(),
             employee_id: "E-agent".into(),
             tier: agent_tier,

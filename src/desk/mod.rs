@@ -56,7 +56,7 @@ use crate::directory::{Directory, DirectoryError};
 use crate::groups::GroupRules;
 use crate::login;
 use crate::policy::authority::CoSignerClaim;
-use crate::policy::{AgentIdentity, Channel, RequestContext, StatedDetails};
+use crate::policy::{ActingAgent, Channel, RequestContext, StatedDetails};
 use crate::secret::Secret;
 use crate::token::registry::{RegistryError, TokenRegistry};
 use crate::token::{RecordSigner, SignError};
@@ -371,7 +371,7 @@ impl Desk {
         let directory_tier = agent_account.agent_tier.ok_or_else(|| DeskError::NotAnAgent(agent.username.clone()))?;
         let tier = agent.tier.min(directory_tier);
         let mut identity =
-            AgentIdentity::from_login_fields(&agent.username, tier, agent_account.entry.groups, &agent.signing_key_id)
+            ActingAgent::from_login_fields(&agent.username, tier, agent_account.entry.groups, &agent.signing_key_id)
                 .ok_or(DeskError::BadIdentity("the signing key id is not 32 bytes of hex"))?;
         identity.employee_id = agent_account.entry.employee_id;
         if signer.key_id() != identity.key_id {
@@ -1182,7 +1182,7 @@ mod tests {
         .unwrap();
         TokenRegistry::open(dir.path()).unwrap();
         let desk = Desk::open_embedded(config).unwrap();
-        let agent = AgentIdentity {
+        let agent = ActingAgent {
             username: "alice".into(),
             employee_id: "E-alice".into(),
             tier: AgentTier::Senior,

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use crate::directory::Account;
-use crate::policy::{AgentIdentity, RequestContext};
+use crate::policy::{ActingAgent, RequestContext};
 use crate::verification::callback::CallbackReport;
 use crate::verification::co_signature::CoSignature;
 use crate::verification::government_id::IdInspection;
@@ -18,7 +18,7 @@ pub struct OpenRequest {
     pub request_id: String,
     pub at: OffsetDateTime,
     /// The logged-in agent (from the token layer).
-    pub agent: AgentIdentity,
+    pub agent: ActingAgent,
     /// The account to reset (from the directory).
     pub account: Account,
     /// The account's manager, if it has one (from the directory).

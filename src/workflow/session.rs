@@ -29,7 +29,7 @@ use crate::password::PasswordSpec;
 use crate::policy::authority::{check_agent, check_co_signer, is_plain_identifier, required_agent_tier, CoSignerClaim};
 use crate::policy::risk::assess;
 use crate::policy::{
-    AgentIdentity, AuthorityRefusal, Channel, Method, Missing, PolicyConfig, Requirements, RiskAssessment, RiskRule,
+    ActingAgent, AuthorityRefusal, Channel, Method, Missing, PolicyConfig, Requirements, RiskAssessment, RiskRule,
     StatedDetails,
 };
 use crate::tier::{AccountTier, AgentTier};
@@ -152,7 +152,7 @@ pub struct Session {
     request_id: String,
     opened_at: OffsetDateTime,
     last_at: OffsetDateTime,
-    agent: AgentIdentity,
+    agent: ActingAgent,
     account: Account,
     manager: Option<Account>,
     channel: Channel,
@@ -362,7 +362,7 @@ impl Session {
         &self.request_id
     }
 
-    pub fn agent(&self) -> &AgentIdentity {
+    pub fn agent(&self) -> &ActingAgent {
         &self.agent
     }
 
