@@ -26,7 +26,7 @@ use crate::ca::{AgentCert, CaError, CertError, TrustAnchor};
 use crate::config::{Config, Mode};
 use crate::directory::{Directory, DirectoryEntry, DirectoryError};
 use crate::secret::Secret;
-use crate::session::{Decision, LockReason, SessionEvent, SessionLock};
+use crate::session::{LockDecision, LockReason, SessionEvent, SessionLock};
 use crate::tier::AgentTier;
 use crate::token::card::{PivCard, Slot, DEFAULT_PIN};
 use crate::token::registry::{KeyRecord, RegistryError, TokenRegistry};
@@ -173,9 +173,9 @@ impl AgentSession {
 
     /// Feed an event (card watcher, UI activity, timer). On `Lock` the signer is
     /// dropped at once: the PIN buffer is wiped and the card connection closed.
-    pub fn handle(&mut self, event: &SessionEvent) -> Decision {
+    pub fn handle(&mut self, event: &SessionEvent) -> LockDecision {
         let d = self.lock.handle(event);
-        if let Decision::Lock(_) = d {
+        if let LockDecision::Lock(_) = d {
             self.signer = None;
         }
         d
@@ -193,7 +193,7 @@ impl AgentSession {
     /// Sign a digest with 9c (PIN verified right before), counting as activity at `now`.
     /// A removed or reset card locks the session (`TokenLost`).
     pub fn sign_digest(&mut self, digest: &[u8; 32], now: OffsetDateTime) -> Result<Vec<u8>, LoginError> {
-        if let Decision::Lock(r) = self.handle(&SessionEvent::Activity { at: now }) {
+        if let LockDecision::Lock(r) = self.handle(&SessionEvent::Activity { at: now }) {
             return Err(LoginError::Locked(r));
         }
         let result = self.signer()?.sign(digest);

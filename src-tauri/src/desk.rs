@@ -18,7 +18,7 @@ use resetdesk::directory::embedded::EmbeddedDirectory;
 use resetdesk::login::{AgentIdentity, AgentSession, LoginError};
 use resetdesk::presence::{self, SessionEnd};
 use resetdesk::secret::Secret;
-use resetdesk::session::{Decision, LockReason, SessionEvent};
+use resetdesk::session::{LockDecision, LockReason, SessionEvent};
 use resetdesk::session_start::{SessionStarter, StartError};
 use resetdesk::token::signer::PivSigner;
 use resetdesk::token::watch::{CardEvent, RemovalMarks};
@@ -122,8 +122,8 @@ impl DeskState {
     fn feed(&mut self, event: &SessionEvent) -> Option<SessionView> {
         let session = self.session.as_mut()?;
         match session.handle(event) {
-            Decision::Stay => None,
-            Decision::Lock(reason) => {
+            LockDecision::Stay => None,
+            LockDecision::Lock(reason) => {
                 let identity = session.identity().clone();
                 self.session = None;
                 self.forget_customer();
