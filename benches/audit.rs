@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use resetdesk::audit::event::parse_payload;
 use resetdesk::audit::record::entry_hash;
 use resetdesk::audit::store::Store;
-use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, Event, Outcome, Record};
+use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, DirectoryOutcome, Event, Record};
 use resetdesk::token::{RecordSigner, SignError};
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use rusqlite::{params, Connection};
@@ -69,7 +69,7 @@ fn append_records(log: &mut AuditLog, alice: &mut dyn RecordSigner, n: usize) ->
         let intent = log.append(&Event::reset_intent(&facts(i))?, alice, time::OffsetDateTime::now_utc())?;
         i += 1;
         if i < n {
-            let out = Event::reset_outcome(intent.intent_ref(), &Outcome::Done, &facts(i))?;
+            let out = Event::reset_outcome(intent.intent_ref(), &DirectoryOutcome::Done, &facts(i))?;
             log.append(&out, alice, time::OffsetDateTime::now_utc())?;
             i += 1;
         }

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use resetdesk::audit::export::{export, ExportLine};
 use resetdesk::audit::store::Store;
-use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, Event, EventType, Outcome};
+use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, DirectoryOutcome, Event, EventType};
 use resetdesk::ca::OrgCa;
 use resetdesk::config::Config;
 use resetdesk::directory::embedded::EmbeddedDirectory;
@@ -58,7 +58,7 @@ fn card_signed_and_cosigned_records_verify_against_the_registry_and_openssl() {
         .append_cosigned(&Event::reset_intent(&facts).unwrap(), alice.signer().unwrap(), bob.signer().unwrap(), now())
         .unwrap();
     log.append(
-        &Event::reset_outcome(intent.intent_ref(), &Outcome::Done, &facts).unwrap(),
+        &Event::reset_outcome(intent.intent_ref(), &DirectoryOutcome::Done, &facts).unwrap(),
         alice.signer().unwrap(),
         now(),
     )

@@ -11,8 +11,8 @@ use resetdesk::audit::record::{entry_hash, signing_digest};
 use resetdesk::audit::store::Store;
 use resetdesk::audit::verify::{EndProblem, Problem};
 use resetdesk::audit::{
-    verify_store, Anchor, AuditError, AuditLog, Checkpoint, CollectorKeys, Event, EventType, Outcome, Receipt, Record,
-    Summary, VerifyFailure,
+    verify_store, Anchor, AuditError, AuditLog, Checkpoint, CollectorKeys, DirectoryOutcome, Event, EventType, Receipt,
+    Record, Summary, VerifyFailure,
 };
 use resetdesk::token::RecordSigner;
 use rusqlite::{params, Connection};
@@ -43,7 +43,7 @@ fn fixture() -> Fixture {
     let agent = serde_json::json!({"agent": "alice", "workstation": "desk-3"});
     log.heartbeat(EventType::Login, &agent, &mut alice, now()).unwrap();
     let i1 = log.append(&Event::reset_intent(&reset_facts("alice", "jdoe")).unwrap(), &mut alice, now()).unwrap();
-    let out = Event::reset_outcome(i1.intent_ref(), &Outcome::Done, &reset_facts("alice", "jdoe")).unwrap();
+    let out = Event::reset_outcome(i1.intent_ref(), &DirectoryOutcome::Done, &reset_facts("alice", "jdoe")).unwrap();
     log.append(&out, &mut alice, now()).unwrap();
     let failed = serde_json::json!({"agent": "alice", "target_account": "mroe", "step": "kba", "result": "fail"});
     log.append(&Event::new(EventType::VerificationFailed, &failed).unwrap(), &mut alice, now()).unwrap();
@@ -52,7 +52,7 @@ fn fixture() -> Fixture {
     let i2 = log
         .append_cosigned(&Event::reset_intent(&reset_facts("alice", "admin1")).unwrap(), &mut alice, &mut bob, now())
         .unwrap();
-    let failed = Outcome::Failed { error: "directory: constraint violation".into() };
+    let failed = DirectoryOutcome::Failed { error: "directory: constraint violation".into() };
     log.append(
         &Event::reset_outcome(i2.intent_ref(), &failed, &reset_facts("alice", "admin1")).unwrap(),
         &mut alice,
@@ -463,12 +463,17 @@ fn an_intent_without_outcome_is_reported_at_open_and_can_be_closed_once() {
     assert_eq!(pending[0].facts["target_account"], "kim");
     assert_eq!(f.verify().unwrap().open_intents, vec![i.seq]);
 
-    let close = Event::reset_outcome(pending[0].intent_ref(), &Outcome::Done, &serde_json::json!({"reconciled": true}))
-        .unwrap();
+    let close = Event::reset_outcome(
+        pending[0].intent_ref(),
+        &DirectoryOutcome::Done,
+        &serde_json::json!({"reconciled": true}),
+    )
+    .unwrap();
     log.append(&close, &mut alice, now()).unwrap();
     assert!(matches!(log.append(&close, &mut alice, now()), Err(AuditError::IntentClosed(_))));
     let wrong =
-        Event::reset_outcome(resetdesk::audit::IntentRef { seq: 4, entry_hash: [0; 32] }, &Outcome::Done, &()).unwrap();
+        Event::reset_outcome(resetdesk::audit::IntentRef { seq: 4, entry_hash: [0; 32] }, &DirectoryOutcome::Done, &())
+            .unwrap();
     assert!(matches!(log.append(&wrong, &mut alice, now()), Err(AuditError::NoSuchIntent(4))));
     assert!(log.pending_intents().unwrap().is_empty());
     drop(log);

@@ -9,7 +9,7 @@ mod fixtures;
 use audit_support::{Pki, SoftSigner};
 use fixtures::{jane_doe, point, LONG_AGO};
 use resetdesk::audit::store::Store;
-use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, Event, EventType, Outcome};
+use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, DirectoryOutcome, Event, EventType};
 use resetdesk::directory::Account;
 use resetdesk::policy::risk::StatedDetails;
 use resetdesk::policy::{ActingAgent, Channel, PolicyConfig, RequestContext};
@@ -70,7 +70,7 @@ fn a_workflow_reset_is_recorded_intent_first_and_verifies() {
     let d = s.handle(WfEvent::DirectoryResult { at: now, result: Ok(()) }).unwrap();
     let facts =
         d.iter().find_map(|x| if let Decision::WriteOutcome { facts } = x { Some(facts) } else { None }).unwrap();
-    let outcome = Event::reset_outcome(intent.intent_ref(), &Outcome::Done, facts.as_ref()).unwrap();
+    let outcome = Event::reset_outcome(intent.intent_ref(), &DirectoryOutcome::Done, facts.as_ref()).unwrap();
     log.append(&outcome, &mut alice, real_now).unwrap();
     assert!(log.pending_intents().unwrap().is_empty());
     drop(log);

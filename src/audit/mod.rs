@@ -24,7 +24,7 @@ pub mod signer;
 pub mod store;
 pub mod verify;
 
-pub use event::{Event, IntentRef, Outcome};
+pub use event::{DirectoryOutcome, Event, IntentRef};
 pub use log::{Appended, AuditError, AuditLog, MadeCosignature, PendingIntent};
 pub use offline::{verify_store, VerifyFailure};
 pub use receipt::{Checkpoint, CollectorKeys, Receipt};

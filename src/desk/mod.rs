@@ -47,8 +47,7 @@ use time::OffsetDateTime;
 use crate::audit::event::EventError;
 use crate::audit::store::FILE_NAME as AUDIT_FILE;
 use crate::audit::{
-    Appended, AuditError, AuditLog, Event as AuditEvent, EventType, MadeCosignature, Outcome as AuditOutcome,
-    PendingIntent,
+    Appended, AuditError, AuditLog, DirectoryOutcome, Event as AuditEvent, EventType, MadeCosignature, PendingIntent,
 };
 use crate::ca::{CaError, TrustAnchor};
 use crate::config::{Config, Mode};
@@ -64,7 +63,7 @@ use crate::verification::co_signature::CoSignature;
 use crate::verification::manager_approval::ManagerResponse;
 use crate::verification::one_time_code::IssuedCode;
 use crate::verification::{InputError, Verdict};
-use crate::workflow::facts::{AgentFact, CoSignerFact, FactsKind, HandoffChannel, Outcome, StepFact};
+use crate::workflow::facts::{AgentFact, CoSignerFact, FactsKind, HandoffChannel, RequestOutcome, StepFact};
 use crate::workflow::input::{check_secret_action, parse_ui_action, UiAction, UiInputError};
 use crate::workflow::{
     Decision, Event, Notification, NotificationKind, OpenRequest, Phase, Recipient, Session, Status, WorkflowError,
@@ -573,8 +572,8 @@ impl Desk {
                 }
             };
             let outcome = match &finding {
-                Finding::Applied { .. } => Some(AuditOutcome::Done),
-                Finding::NotApplied { .. } => Some(AuditOutcome::Failed {
+                Finding::Applied { .. } => Some(DirectoryOutcome::Done),
+                Finding::NotApplied { .. } => Some(DirectoryOutcome::Failed {
                     error:
                         "not applied: the directory shows no password change since the intent (found at reconciliation)"
                             .into(),
@@ -877,9 +876,9 @@ impl Desk {
             Decision::WriteOutcome { facts } => {
                 let intent = run.intent.ok_or(DeskError::IntentNotDurable(0))?;
                 let outcome = match &facts.outcome {
-                    Outcome::Succeeded => AuditOutcome::Done,
-                    Outcome::DirectoryFailed { message } => AuditOutcome::Failed { error: message.clone() },
-                    other => AuditOutcome::Failed { error: format!("{other:?}") },
+                    RequestOutcome::Succeeded => DirectoryOutcome::Done,
+                    RequestOutcome::DirectoryFailed { message } => DirectoryOutcome::Failed { error: message.clone() },
+                    other => DirectoryOutcome::Failed { error: format!("{other:?}") },
                 };
                 self.append(&AuditEvent::reset_outcome(intent.intent_ref(), &outcome, facts.as_ref())?, signer, now)?;
                 Ok(None)

@@ -27,7 +27,7 @@ mod session;
 
 pub use decision::{Decision, Notification, NotificationKind, Recipient, Refusal};
 pub use event::{ContactKind, ContactRef, Event, OpenRequest};
-pub use facts::{FactsKind, HandoffChannel, Outcome, ResetFacts};
+pub use facts::{FactsKind, HandoffChannel, RequestOutcome, ResetFacts};
 pub use session::{ContactUse, Pending, Phase, Session, Status, WorkflowError};
 
 #[cfg(test)]

@@ -180,7 +180,7 @@ pub struct Session {
     emergency: Option<String>,
     handoff: Option<HandoffFact>,
     intent: Option<IntentRef>,
-    outcome: Outcome,
+    outcome: RequestOutcome,
 }
 
 /// Text the adapter passes through to records (reasons, directory messages): bounded,
@@ -274,7 +274,7 @@ impl Session {
             emergency: None,
             handoff: None,
             intent: None,
-            outcome: Outcome::Pending,
+            outcome: RequestOutcome::Pending,
         };
         let mut out = Vec::new();
 
@@ -705,7 +705,7 @@ impl Session {
             (Phase::Verifying | Phase::AwaitingIntent, Event::Cancelled { reason, .. }) => {
                 check_text("reason", &reason)?;
                 self.phase = Phase::Cancelled;
-                self.outcome = Outcome::Cancelled { reason: clean_text(&reason, 1024) };
+                self.outcome = RequestOutcome::Cancelled { reason: clean_text(&reason, 1024) };
                 vec![Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) }]
             }
             (Phase::Verifying | Phase::AwaitingIntent, Event::FraudSuspected { note, .. }) => {
@@ -713,7 +713,7 @@ impl Session {
                 check_text("note", &note)?;
                 let note = clean_text(&note, 1024);
                 self.phase = Phase::Cancelled;
-                self.outcome = Outcome::Cancelled { reason: format!("suspected fraud: {note}") };
+                self.outcome = RequestOutcome::Cancelled { reason: format!("suspected fraud: {note}") };
                 self.pending_code = None;
                 self.pending_callback = None;
                 self.pending_manager_address = None;
@@ -820,7 +820,7 @@ impl Session {
 
     fn lock_out(&mut self, at: OffsetDateTime, until: OffsetDateTime) -> Vec<Decision> {
         self.phase = Phase::LockedOut;
-        self.outcome = Outcome::LockedOut { until };
+        self.outcome = RequestOutcome::LockedOut { until };
         self.pending_code = None;
         self.pending_callback = None;
         self.pending_manager_address = None;
@@ -843,7 +843,7 @@ impl Session {
     fn refuse(mut self, at: OffsetDateTime, refusal: Refusal, mut out: Vec<Decision>) -> (Session, Vec<Decision>) {
         self.phase = Phase::Refused;
         let explanation = refusal.explain();
-        self.outcome = Outcome::Refused { reason: explanation.clone() };
+        self.outcome = RequestOutcome::Refused { reason: explanation.clone() };
         out.push(Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) });
         out.push(Decision::Refuse { refusal, explanation });
         (self, out)
@@ -911,7 +911,7 @@ impl Session {
         if let Err(reason) = check_agent(&self.policy, &self.agent, &self.account, self.assessment.effective_tier) {
             self.phase = Phase::Refused;
             let refusal = Refusal::NotAuthorised { reason };
-            self.outcome = Outcome::Refused { reason: refusal.explain() };
+            self.outcome = RequestOutcome::Refused { reason: refusal.explain() };
             return Ok(vec![
                 Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) },
                 Decision::Refuse { explanation: refusal.explain(), refusal },
@@ -930,7 +930,7 @@ impl Session {
         let Some(channel) = self.handoff_channel() else {
             self.phase = Phase::Refused;
             let refusal = Refusal::NoHandoffChannel;
-            self.outcome = Outcome::Refused { reason: refusal.explain() };
+            self.outcome = RequestOutcome::Refused { reason: refusal.explain() };
             return Ok(vec![
                 Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) },
                 Decision::Refuse { explanation: refusal.explain(), refusal },
@@ -953,8 +953,9 @@ impl Session {
         match result {
             Ok(()) => {
                 self.phase = Phase::Succeeded;
-                self.outcome = Outcome::Succeeded;
-                let mut out = vec![Decision::WriteOutcome { facts: Box::new(self.facts(FactsKind::Outcome, at)) }];
+                self.outcome = RequestOutcome::Succeeded;
+                let mut out =
+                    vec![Decision::WriteOutcome { facts: Box::new(self.facts(FactsKind::RequestOutcome, at)) }];
                 if let Some(handoff) = self.handoff.clone() {
                     out.push(Decision::HandOff { handoff });
                 }
@@ -966,8 +967,8 @@ impl Session {
             }
             Err(message) => {
                 self.phase = Phase::DirectoryFailed;
-                self.outcome = Outcome::DirectoryFailed { message: clean_text(&message, 1024) };
-                vec![Decision::WriteOutcome { facts: Box::new(self.facts(FactsKind::Outcome, at)) }]
+                self.outcome = RequestOutcome::DirectoryFailed { message: clean_text(&message, 1024) };
+                vec![Decision::WriteOutcome { facts: Box::new(self.facts(FactsKind::RequestOutcome, at)) }]
             }
         }
     }

@@ -179,8 +179,8 @@ fn outcome_records_point_at_the_intent() {
     let all = finish(&mut s, NOW);
     let outcome =
         all.iter().find_map(|d| if let Decision::WriteOutcome { facts } = d { Some(facts) } else { None }).unwrap();
-    assert_eq!(outcome.kind, FactsKind::Outcome);
-    assert_eq!(outcome.outcome, Outcome::Succeeded);
+    assert_eq!(outcome.kind, FactsKind::RequestOutcome);
+    assert_eq!(outcome.outcome, RequestOutcome::Succeeded);
     assert_eq!(outcome.intent.as_ref().unwrap().seq, 7);
     assert_eq!(outcome.steps.len(), 2);
     assert!(outcome.password_spec.unwrap().must_change);
@@ -197,7 +197,7 @@ fn directory_failure_writes_a_failed_outcome_and_no_handoff() {
     assert_eq!(d.len(), 1);
     match &d[0] {
         Decision::WriteOutcome { facts } => {
-            assert_eq!(facts.outcome, Outcome::DirectoryFailed { message: "constraint violation ".into() })
+            assert_eq!(facts.outcome, RequestOutcome::DirectoryFailed { message: "constraint violation ".into() })
         }
         other => panic!("{other:?}"),
     }
@@ -535,7 +535,9 @@ fn cancel_writes_a_record_and_ends_the_session() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
     assert!(matches!(s.handle(Event::Cancelled { at: NOW, reason: "".into() }), Err(WorkflowError::Input(_))));
     let d = s.handle(Event::Cancelled { at: NOW, reason: "holder said: this wasn't me".into() }).unwrap();
-    assert!(matches!(&d[..], [Decision::WriteRecord { facts }] if matches!(facts.outcome, Outcome::Cancelled { .. })));
+    assert!(
+        matches!(&d[..], [Decision::WriteRecord { facts }] if matches!(facts.outcome, RequestOutcome::Cancelled { .. }))
+    );
     assert_eq!(s.phase(), Phase::Cancelled);
 }
 

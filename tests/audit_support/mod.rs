@@ -189,7 +189,7 @@ pub struct Desk {
 }
 
 pub fn desk() -> Desk {
-    use resetdesk::audit::{AuditLog, Event, EventType, Outcome};
+    use resetdesk::audit::{AuditLog, DirectoryOutcome, Event, EventType};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.sqlite");
     let pki = Pki::new(1);
@@ -201,7 +201,7 @@ pub fn desk() -> Desk {
     log.heartbeat(EventType::Login, &session, &mut alice, now()).unwrap();
     let i = log.append(&Event::reset_intent(&reset_facts("alice", "jdoe")).unwrap(), &mut alice, now()).unwrap();
     log.append(
-        &Event::reset_outcome(i.intent_ref(), &Outcome::Done, &reset_facts("alice", "jdoe")).unwrap(),
+        &Event::reset_outcome(i.intent_ref(), &DirectoryOutcome::Done, &reset_facts("alice", "jdoe")).unwrap(),
         &mut alice,
         now(),
     )
@@ -210,7 +210,7 @@ pub fn desk() -> Desk {
         .append_cosigned(&Event::reset_intent(&reset_facts("alice", "admin1")).unwrap(), &mut alice, &mut bob, now())
         .unwrap();
     log.append(
-        &Event::reset_outcome(i.intent_ref(), &Outcome::Done, &reset_facts("alice", "admin1")).unwrap(),
+        &Event::reset_outcome(i.intent_ref(), &DirectoryOutcome::Done, &reset_facts("alice", "admin1")).unwrap(),
         &mut alice,
         now(),
     )
