@@ -16,7 +16,7 @@ use resetdesk::policy::{ActingAgent, Channel, PolicyConfig, RequestContext};
 use resetdesk::tier::{AccountTier, AgentTier};
 use resetdesk::token::RecordSigner;
 use resetdesk::verification::Verdict;
-use resetdesk::workflow::{Decision, Event as WfEvent, OpenRequest, Session};
+use resetdesk::workflow::{Decision, OpenRequest, Session, WorkflowEvent};
 use time::macros::datetime;
 
 fn account() -> Account {
@@ -57,17 +57,18 @@ fn a_workflow_reset_is_recorded_intent_first_and_verifies() {
         emergency_reason: None,
     };
     let (mut s, _) = Session::open(&PolicyConfig::default(), req).unwrap();
-    s.handle(WfEvent::SecurityAnswersChecked { at: now, verdict: Verdict::Passed }).unwrap();
-    s.handle(WfEvent::TotpChecked { at: now, verdict: Verdict::Passed, accepted_step: Some(1) }).unwrap();
+    s.handle(WorkflowEvent::SecurityAnswersChecked { at: now, verdict: Verdict::Passed }).unwrap();
+    s.handle(WorkflowEvent::TotpChecked { at: now, verdict: Verdict::Passed, accepted_step: Some(1) }).unwrap();
 
-    let d = s.handle(WfEvent::ResetRequested { at: now }).unwrap();
+    let d = s.handle(WorkflowEvent::ResetRequested { at: now }).unwrap();
     let Some(Decision::WriteIntent { facts }) = d.first() else { panic!("{d:?}") };
     // The adapter: append, durable, THEN tell the engine.
     let intent = log.append(&Event::reset_intent(facts.as_ref()).unwrap(), &mut alice, real_now).unwrap();
-    let d = s.handle(WfEvent::IntentRecorded { at: now, seq: intent.seq, entry_hash: intent.entry_hash }).unwrap();
+    let d =
+        s.handle(WorkflowEvent::IntentRecorded { at: now, seq: intent.seq, entry_hash: intent.entry_hash }).unwrap();
     assert!(matches!(d.first(), Some(Decision::ExecuteReset { .. })), "{d:?}");
     // (directory write here)
-    let d = s.handle(WfEvent::DirectoryResult { at: now, result: Ok(()) }).unwrap();
+    let d = s.handle(WorkflowEvent::DirectoryResult { at: now, result: Ok(()) }).unwrap();
     let facts =
         d.iter().find_map(|x| if let Decision::WriteOutcome { facts } = x { Some(facts) } else { None }).unwrap();
     let outcome = Event::reset_outcome(intent.intent_ref(), &DirectoryOutcome::Done, facts.as_ref()).unwrap();

@@ -47,7 +47,7 @@ use time::OffsetDateTime;
 use crate::audit::event::EventError;
 use crate::audit::store::FILE_NAME as AUDIT_FILE;
 use crate::audit::{
-    Appended, AuditError, AuditLog, DirectoryOutcome, Event as AuditEvent, EventType, MadeCosignature, PendingIntent,
+    Appended, AuditError, AuditLog, DirectoryOutcome, Event, EventType, MadeCosignature, PendingIntent,
 };
 use crate::ca::{CaError, TrustAnchor};
 use crate::config::{Config, Mode};
@@ -66,7 +66,8 @@ use crate::verification::{InputError, Verdict};
 use crate::workflow::facts::{AgentFact, CoSignerFact, FactsKind, HandoffChannel, RequestOutcome, StepFact};
 use crate::workflow::input::{check_secret_action, parse_ui_action, UiAction, UiInputError};
 use crate::workflow::{
-    Decision, Event, Notification, NotificationKind, OpenRequest, Phase, Recipient, Session, Status, WorkflowError,
+    Decision, Notification, NotificationKind, OpenRequest, Phase, Recipient, Session, Status, WorkflowError,
+    WorkflowEvent,
 };
 
 use crate::token::audit_keys::RegistryKeys;
@@ -480,7 +481,7 @@ impl Desk {
         now: OffsetDateTime,
     ) -> Result<Reply, DeskError> {
         self.usable(run, signer)?;
-        self.apply_event(run, Event::ManagerResponded { at: now, response }, signer, now)
+        self.apply_event(run, WorkflowEvent::ManagerResponded { at: now, response }, signer, now)
     }
 
     /// A second agent co-signs with their own card (`co_signer`, slot 9c). Before the
@@ -529,7 +530,7 @@ impl Desk {
             signature_der,
             verified_against_certificate: true,
         };
-        self.apply_event(run, Event::CoSigned { at: now, signature }, signer, now)
+        self.apply_event(run, WorkflowEvent::CoSigned { at: now, signature }, signer, now)
     }
 
     // ----- reconciliation -----
@@ -591,7 +592,7 @@ impl Desk {
                         must_change_pending: must_change,
                         note: reconcile::note(&finding),
                     };
-                    let event = AuditEvent::reset_outcome(pending.intent_ref(), &outcome, &facts)?;
+                    let event = Event::reset_outcome(pending.intent_ref(), &outcome, &facts)?;
                     Some(self.append(&event, signer, now)?.seq)
                 }
                 None => None,
@@ -642,7 +643,12 @@ impl Desk {
     /// Answers, TOTP and codes: checked against the account's material (fresh from
     /// the directory), turned into a verdict-only event. A TOTP step that passed is
     /// made durable before the engine hears of it.
-    fn check_secret(&mut self, run: &mut ResetRun, action: UiAction, now: OffsetDateTime) -> Result<Event, DeskError> {
+    fn check_secret(
+        &mut self,
+        run: &mut ResetRun,
+        action: UiAction,
+        now: OffsetDateTime,
+    ) -> Result<WorkflowEvent, DeskError> {
         let username = run.session.account().username.clone();
         let t = Instant::now();
         let material = self.directory.verification_material(&username)?;
@@ -652,7 +658,7 @@ impl Desk {
         let t = Instant::now();
         let event = check_secret_action(action, now, &material, &mut run.secrets)?;
         self.times.engine += t.elapsed();
-        if let Event::TotpChecked { accepted_step: Some(step), .. } = &event {
+        if let WorkflowEvent::TotpChecked { accepted_step: Some(step), .. } = &event {
             self.replay.accept(&username, *step)?;
         }
         Ok(event)
@@ -664,7 +670,7 @@ impl Desk {
     fn apply_event(
         &mut self,
         run: &mut ResetRun,
-        event: Event,
+        event: WorkflowEvent,
         signer: &mut dyn RecordSigner,
         now: OffsetDateTime,
     ) -> Result<Reply, DeskError> {
@@ -739,14 +745,14 @@ impl Desk {
                 target: TargetName { username: &facts.target.username },
                 steps: [step],
             };
-            self.append(&AuditEvent::new(EventType::VerificationFailed, &failed)?, signer, now)?;
+            self.append(&Event::new(EventType::VerificationFailed, &failed)?, signer, now)?;
         }
         Ok(())
     }
 
     fn append(
         &mut self,
-        event: &AuditEvent,
+        event: &Event,
         signer: &mut dyn RecordSigner,
         now: OffsetDateTime,
     ) -> Result<Appended, DeskError> {
@@ -756,7 +762,7 @@ impl Desk {
     /// [`Desk::append`], with the co-signature made at [`Desk::co_sign`] if there is one.
     fn append_cosigned(
         &mut self,
-        event: &AuditEvent,
+        event: &Event,
         signer: &mut dyn RecordSigner,
         cosignature: Option<&MadeCosignature>,
         now: OffsetDateTime,
@@ -791,7 +797,7 @@ impl Desk {
             if matches!(decision, Decision::WriteIntent { .. }) {
                 if let Some(why) = self.changed_since_opened(run, now)? {
                     // Recorded as cancelled, with the reason; no intent, no directory write.
-                    let cancel = run.session.handle(Event::Cancelled {
+                    let cancel = run.session.handle(WorkflowEvent::Cancelled {
                         at: now,
                         reason: format!("the directory changed since the request opened: {why}"),
                     })?;
@@ -834,14 +840,14 @@ impl Desk {
         signer: &mut dyn RecordSigner,
         now: OffsetDateTime,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<Event>, DeskError> {
+    ) -> Result<Option<WorkflowEvent>, DeskError> {
         match decision {
             Decision::WriteIntent { facts } => {
                 let cosignature = facts.co_signer.as_ref().map(made_cosignature).transpose()?;
-                let event = AuditEvent::reset_intent(facts.as_ref())?;
+                let event = Event::reset_intent(facts.as_ref())?;
                 let appended = self.append_cosigned(&event, signer, cosignature.as_ref(), now)?;
                 run.intent = Some(appended);
-                Ok(Some(Event::IntentRecorded { at: now, seq: appended.seq, entry_hash: appended.entry_hash }))
+                Ok(Some(WorkflowEvent::IntentRecorded { at: now, seq: appended.seq, entry_hash: appended.entry_hash }))
             }
             Decision::ExecuteReset { username, password, context_words } => {
                 self.ensure_intent_durable(run)?;
@@ -871,7 +877,7 @@ impl Desk {
                     }
                     Err(e) => Err(format!("no temporary password was generated ({e}); the directory was not changed")),
                 };
-                Ok(Some(Event::DirectoryResult { at: now, result }))
+                Ok(Some(WorkflowEvent::DirectoryResult { at: now, result }))
             }
             Decision::WriteOutcome { facts } => {
                 let intent = run.intent.ok_or(DeskError::IntentNotDurable(0))?;
@@ -880,12 +886,12 @@ impl Desk {
                     RequestOutcome::DirectoryFailed { message } => DirectoryOutcome::Failed { error: message.clone() },
                     other => DirectoryOutcome::Failed { error: format!("{other:?}") },
                 };
-                self.append(&AuditEvent::reset_outcome(intent.intent_ref(), &outcome, facts.as_ref())?, signer, now)?;
+                self.append(&Event::reset_outcome(intent.intent_ref(), &outcome, facts.as_ref())?, signer, now)?;
                 Ok(None)
             }
             Decision::WriteRecord { facts } => {
                 let kind = if facts.kind == FactsKind::Lockout { EventType::Lockout } else { EventType::Refusal };
-                self.append(&AuditEvent::new(kind, facts.as_ref())?, signer, now)?;
+                self.append(&Event::new(kind, facts.as_ref())?, signer, now)?;
                 Ok(None)
             }
             Decision::HandOff { handoff } => {

@@ -49,7 +49,7 @@ pub struct ContactRef {
 
 /// Something that happened during a reset session.
 #[derive(Debug, Clone)]
-pub enum Event {
+pub enum WorkflowEvent {
     /// The adapter checked security answers with [`crate::verification::security_answers`].
     SecurityAnswersChecked { at: OffsetDateTime, verdict: Verdict },
     /// The requester gave their employee ID and date of hire (checked by the engine).
@@ -85,7 +85,7 @@ pub enum Event {
     FraudSuspected { at: OffsetDateTime, note: String },
 }
 
-impl Event {
+impl WorkflowEvent {
     /// When it happened.
     pub fn at(&self) -> OffsetDateTime {
         match self {
