@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use resetdesk::audit::event::parse_payload;
 use resetdesk::audit::record::entry_hash;
 use resetdesk::audit::store::Store;
-use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, Event, Outcome, Record};
-use resetdesk::token::{RecordSigner, TokenError};
+use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, DirectoryOutcome, Event, Record};
+use resetdesk::token::{RecordSigner, SignError};
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use rusqlite::{params, Connection};
 use support::{reset_facts, Pki, SoftSigner};
@@ -54,7 +54,7 @@ impl RecordSigner for Timed<'_> {
     fn key_id(&self) -> [u8; 32] {
         self.inner.key_id()
     }
-    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, TokenError> {
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, SignError> {
         let start = Instant::now();
         let sig = self.inner.sign_digest(digest);
         self.spent += start.elapsed();
@@ -69,7 +69,7 @@ fn append_records(log: &mut AuditLog, alice: &mut dyn RecordSigner, n: usize) ->
         let intent = log.append(&Event::reset_intent(&facts(i))?, alice, time::OffsetDateTime::now_utc())?;
         i += 1;
         if i < n {
-            let out = Event::reset_outcome(intent.intent_ref(), &Outcome::Done, &facts(i))?;
+            let out = Event::reset_outcome(intent.intent_ref(), &DirectoryOutcome::Done, &facts(i))?;
             log.append(&out, alice, time::OffsetDateTime::now_utc())?;
             i += 1;
         }

@@ -13,13 +13,13 @@ use std::time::{Duration as StdDuration, Instant};
 
 use resetdesk::password::{self, PasswordSpec};
 use resetdesk::policy::{
-    AgentIdentity, Channel, PasswordPolicy, PasswordStyle, PolicyConfig, RequestContext, StatedDetails,
+    ActingAgent, Channel, PasswordPolicy, PasswordStyle, PolicyConfig, RequestContext, StatedDetails,
 };
 use resetdesk::secret::Secret;
 use resetdesk::tier::{AccountTier, AgentTier};
 use resetdesk::verification::callback::CallbackReport;
 use resetdesk::verification::{totp, Verdict};
-use resetdesk::workflow::{ContactKind, ContactRef, Event, OpenRequest, Session};
+use resetdesk::workflow::{ContactKind, ContactRef, OpenRequest, Session, WorkflowEvent};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -29,7 +29,7 @@ fn request() -> OpenRequest {
     OpenRequest {
         request_id: "bench".into(),
         at: T0,
-        agent: AgentIdentity {
+        agent: ActingAgent {
             username: "alice".into(),
             employee_id: "E-alice".into(),
             tier: AgentTier::Senior,
@@ -50,21 +50,21 @@ fn request() -> OpenRequest {
 }
 
 /// A full standard reset: the events after open.
-fn events() -> Vec<Event> {
+fn events() -> Vec<WorkflowEvent> {
     let at = T0 + Duration::minutes(1);
     vec![
-        Event::SecurityAnswersChecked { at, verdict: Verdict::Passed },
-        Event::EmployeeRecordGiven { at, employee_id: "E1234".into(), date_of_hire: "2019-03-04".into() },
-        Event::CodeRequested { at, to: ContactRef { kind: ContactKind::Email, index: 0 } },
-        Event::CodeChecked { at, verdict: Verdict::Passed },
-        Event::CallbackRequested { at },
-        Event::CallbackReported {
+        WorkflowEvent::SecurityAnswersChecked { at, verdict: Verdict::Passed },
+        WorkflowEvent::EmployeeRecordGiven { at, employee_id: "E1234".into(), date_of_hire: "2019-03-04".into() },
+        WorkflowEvent::CodeRequested { at, to: ContactRef { kind: ContactKind::Email, index: 0 } },
+        WorkflowEvent::CodeChecked { at, verdict: Verdict::Passed },
+        WorkflowEvent::CallbackRequested { at },
+        WorkflowEvent::CallbackReported {
             at,
             report: CallbackReport { reached_account_holder: true, holder_confirmed_request: true },
         },
-        Event::ResetRequested { at },
-        Event::IntentRecorded { at, seq: 1, entry_hash: [0; 32] },
-        Event::DirectoryResult { at, result: Ok(()) },
+        WorkflowEvent::ResetRequested { at },
+        WorkflowEvent::IntentRecorded { at, seq: 1, entry_hash: [0; 32] },
+        WorkflowEvent::DirectoryResult { at, result: Ok(()) },
     ]
 }
 

@@ -3,8 +3,11 @@
 //! Two roles, two types:
 //! - [`OrgCa`] holds the CA *private* key and issues certificates. It is only loaded
 //!   by `resetdesk token enroll` (with the CA passphrase) and never by the desk app.
-//! - [`TrustAnchor`] is the CA *certificate* alone. Login validates the agent's slot-9a
-//!   certificate against it ([`TrustAnchor::validate`]).
+//! - [`TrustAnchor`] is the CA *certificate* alone, and the one validator of agents'
+//!   certificates: login (slots 9a and 9c, at the login's time), co-signing (the
+//!   co-signer's enrolled 9c certificate, now) and the offline audit verifier (each
+//!   signer's certificate, at the record's time) all call [`TrustAnchor::check`] and
+//!   [`AgentCert::check_time`] (together: [`TrustAnchor::validate`]).
 //!
 //! # Embedded CA and real deployments
 //!
@@ -84,7 +87,7 @@ pub enum CaError {
     },
     #[error("{0} already exists; the organisation CA is made once (move the old one away deliberately if you must replace it)")]
     AlreadyExists(String),
-    #[error("{path}: not a PEM X.509 certificate ({message}); point [ca] cert_file at the CA certificate in PEM")]
+    #[error("{path}: not an X.509 certificate ({message}); point [ca] cert_file at the CA certificate in PEM")]
     BadCertificate { path: String, message: String },
     #[error("{path}: {message}; the organisation CA must be an ECDSA P-256 CA certificate (basicConstraints CA, keyCertSign)")]
     NotACa { path: String, message: String },
@@ -123,16 +126,43 @@ pub enum CertError {
     Malformed(String),
 }
 
-/// An agent certificate that chains to the organisation CA and is valid now.
-#[derive(Debug, Clone)]
-pub struct ValidatedCert {
+/// An agent certificate that passed the organisation's rules ([`TrustAnchor::check`]):
+/// issued by the CA, not a CA itself, key usage digitalSignature, ECDSA P-256 key, a
+/// subject CN. The one validator for login, co-signing and the offline verifier; what
+/// depends on time is [`AgentCert::check_time`] (at login: now; for an audit record:
+/// the record's time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCert {
     /// Subject common name: the agent's directory username.
     pub username: String,
+    /// The whole subject (RFC 4514), for messages.
+    pub subject: String,
     /// The certified public key.
     pub public_key: VerifyingKey,
     /// SHA-256 of the SubjectPublicKeyInfo DER (the audit key id).
     pub key_id: [u8; 32],
+    pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
+    /// The issuing CA certificate's validity period: an agent certificate counts only
+    /// while its CA's does.
+    pub ca_not_before: OffsetDateTime,
+    pub ca_not_after: OffsetDateTime,
+}
+
+impl AgentCert {
+    /// Whether the certificate and its CA certificate are both valid at `at`.
+    pub fn check_time(&self, at: OffsetDateTime) -> Result<(), CertError> {
+        if at < self.ca_not_before || at > self.ca_not_after {
+            return Err(CertError::CaNotValid(format!("{} to {}", self.ca_not_before, self.ca_not_after)));
+        }
+        if at > self.not_after {
+            return Err(CertError::Expired { not_after: self.not_after });
+        }
+        if at < self.not_before {
+            return Err(CertError::NotYetValid { not_before: self.not_before });
+        }
+        Ok(())
+    }
 }
 
 /// The organisation CA certificate: what login validates agents' certificates against.
@@ -153,6 +183,13 @@ impl TrustAnchor {
     /// Parse a PEM CA certificate; `origin` names it in errors.
     pub fn from_pem(pem: &str, origin: &str) -> Result<Self, CaError> {
         let cert = Certificate::from_pem(pem.as_bytes())
+            .map_err(|e| CaError::BadCertificate { path: origin.to_owned(), message: e.to_string() })?;
+        Self::from_certificate(cert, origin)
+    }
+
+    /// Parse a DER CA certificate; `origin` names it in errors.
+    pub fn from_der(der: &[u8], origin: &str) -> Result<Self, CaError> {
+        let cert = Certificate::from_der(der)
             .map_err(|e| CaError::BadCertificate { path: origin.to_owned(), message: e.to_string() })?;
         Self::from_certificate(cert, origin)
     }
@@ -190,23 +227,20 @@ impl TrustAnchor {
             && verify_cert_signature(cert, &self.key).is_ok()
     }
 
-    /// Validate an agent certificate at instant `now`: issued (signed) by this CA,
-    /// both certificates within their validity period, key usage digitalSignature,
-    /// not a CA, P-256 key, and a subject CN (the username).
-    pub fn validate(&self, cert: &Certificate, now: OffsetDateTime) -> Result<ValidatedCert, CertError> {
+    /// Validate an agent certificate at instant `at`: [`TrustAnchor::check`], then
+    /// [`AgentCert::check_time`].
+    pub fn validate(&self, cert: &Certificate, at: OffsetDateTime) -> Result<AgentCert, CertError> {
+        let checked = self.check(cert)?;
+        checked.check_time(at)?;
+        Ok(checked)
+    }
+
+    /// The rules an agent certificate must meet whatever the time: issued (signed) by
+    /// this CA, key usage digitalSignature, not a CA, P-256 key, and a subject CN (the
+    /// username). Validity dates are in the result, for [`AgentCert::check_time`].
+    pub fn check(&self, cert: &Certificate) -> Result<AgentCert, CertError> {
         if !self.issued(cert) {
             return Err(CertError::UnknownCa { issuer: cert.tbs_certificate.issuer.to_string() });
-        }
-        let (ca_from, ca_to) = validity(&self.cert.tbs_certificate.validity);
-        if now < ca_from || now > ca_to {
-            return Err(CertError::CaNotValid(format!("{ca_from} to {ca_to}")));
-        }
-        let (not_before, not_after) = validity(&cert.tbs_certificate.validity);
-        if now > not_after {
-            return Err(CertError::Expired { not_after });
-        }
-        if now < not_before {
-            return Err(CertError::NotYetValid { not_before });
         }
         match extension::<KeyUsage>(cert, OID_KEY_USAGE) {
             Ok(Some(ku)) if ku.0.contains(KeyUsages::DigitalSignature) => {}
@@ -214,18 +248,26 @@ impl TrustAnchor {
             Ok(None) => return Err(CertError::KeyUsage("no keyUsage extension".into())),
             Err(e) => return Err(CertError::Malformed(e)),
         }
-        if let Ok(Some(bc)) = extension::<BasicConstraints>(cert, OID_BASIC_CONSTRAINTS) {
-            if bc.ca {
-                return Err(CertError::KeyUsage("a CA certificate cannot be an agent certificate".into()));
+        match extension::<BasicConstraints>(cert, OID_BASIC_CONSTRAINTS) {
+            Ok(Some(bc)) if bc.ca => {
+                return Err(CertError::KeyUsage("a CA certificate cannot be an agent certificate".into()))
             }
+            Ok(_) => {}
+            Err(e) => return Err(CertError::Malformed(e)),
         }
         let public_key = p256_key(&cert.tbs_certificate.subject_public_key_info)?;
         let username = common_name(&cert.tbs_certificate.subject).ok_or(CertError::NoUsername)?;
-        Ok(ValidatedCert {
+        let (not_before, not_after) = validity(&cert.tbs_certificate.validity);
+        let (ca_not_before, ca_not_after) = validity(&self.cert.tbs_certificate.validity);
+        Ok(AgentCert {
             username,
+            subject: cert.tbs_certificate.subject.to_string(),
             public_key,
             key_id: key_id(&cert.tbs_certificate.subject_public_key_info).map_err(CertError::Malformed)?,
+            not_before,
             not_after,
+            ca_not_before,
+            ca_not_after,
         })
     }
 }

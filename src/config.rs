@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::groups::{check_group, AgentGroups, GroupRules};
 use crate::policy::PolicyConfig;
-use crate::tier::{AccountTier, AgentTier};
 
 /// Whether this installation is a demo/test desk or a production one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -98,8 +98,9 @@ pub struct LdapConfig {
     pub ca_file: Option<PathBuf>,
 }
 
-/// Which directory groups make an account privileged or highest-privilege.
-/// An account in several is given the highest tier among them.
+/// Which directory groups make an account privileged or highest-privilege: names or
+/// DNs, matched case-insensitively by the core (`crate::groups`). An account in several
+/// is given the highest tier among them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TierMapping {
@@ -116,25 +117,21 @@ impl Default for TierMapping {
                 "helpdesk-senior".into(),
                 "hr-admins".into(),
             ],
-            highest_groups: vec!["domain-admins".into(), "security-admins".into(), "helpdesk-admin".into()],
+            highest_groups: vec![
+                "domain-admins".into(),
+                "security-admins".into(),
+                "helpdesk-admin".into(),
+                // Active Directory's built-in administrator groups, by name (any DN
+                // whose CN this is matches too).
+                "Domain Admins".into(),
+                "Enterprise Admins".into(),
+                "Schema Admins".into(),
+            ],
         }
     }
 }
 
-impl TierMapping {
-    pub fn account_tier<S: AsRef<str>>(&self, groups: &[S]) -> AccountTier {
-        let has = |list: &[String]| groups.iter().any(|g| list.iter().any(|l| l == g.as_ref()));
-        if has(&self.highest_groups) {
-            AccountTier::Highest
-        } else if has(&self.privileged_groups) {
-            AccountTier::Privileged
-        } else {
-            AccountTier::Standard
-        }
-    }
-}
-
-/// Agent groups and session behaviour.
+/// Agent groups (names or DNs, as in [`TierMapping`]) and session behaviour.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
@@ -152,22 +149,6 @@ impl Default for AgentConfig {
             senior_group: "helpdesk-senior".into(),
             admin_group: "helpdesk-admin".into(),
             idle_lock_seconds: 300,
-        }
-    }
-}
-
-impl AgentConfig {
-    /// The agent tier of an account from its groups (the highest that applies).
-    pub fn agent_tier<S: AsRef<str>>(&self, groups: &[S]) -> Option<AgentTier> {
-        let has = |g: &str| groups.iter().any(|x| x.as_ref() == g);
-        if has(&self.admin_group) {
-            Some(AgentTier::Admin)
-        } else if has(&self.senior_group) {
-            Some(AgentTier::Senior)
-        } else if has(&self.junior_group) {
-            Some(AgentTier::Junior)
-        } else {
-            None
         }
     }
 }
@@ -258,7 +239,19 @@ pub enum ConfigError {
     },
 }
 
+impl AgentConfig {
+    /// The agent groups, for the core's mapping.
+    pub fn groups(&self) -> AgentGroups {
+        AgentGroups::new(&self.junior_group, &self.senior_group, &self.admin_group)
+    }
+}
+
 impl Config {
+    /// The mapping from directory groups to tiers: `[tiers]` and `[agents]`.
+    pub fn group_rules(&self) -> GroupRules {
+        GroupRules::new(&self.tiers.privileged_groups, &self.tiers.highest_groups, self.agents.groups())
+    }
+
     /// Read, parse and validate a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -305,9 +298,22 @@ impl Config {
                 format!("{} is out of range: use 1 to 3600 seconds", self.agents.idle_lock_seconds),
             ));
         }
-        let groups = [&self.agents.junior_group, &self.agents.senior_group, &self.agents.admin_group];
-        if groups.iter().any(|g| g.trim().is_empty()) {
-            return Err(bad("agents", "agent group names must not be empty".into()));
+        let agent_groups = [
+            ("agents.junior_group", &self.agents.junior_group),
+            ("agents.senior_group", &self.agents.senior_group),
+            ("agents.admin_group", &self.agents.admin_group),
+        ];
+        for (key, group) in agent_groups {
+            check_group(group).map_err(|m| bad(key, m))?;
+        }
+        let tier_lists = [
+            ("tiers.privileged_groups", &self.tiers.privileged_groups),
+            ("tiers.highest_groups", &self.tiers.highest_groups),
+        ];
+        for (key, list) in tier_lists {
+            for group in list {
+                check_group(group).map_err(|m| bad(key, m))?;
+            }
         }
         if self.directory.backend == Backend::Ldap {
             let url = &self.directory.ldap.url;
@@ -495,18 +501,11 @@ mod tests {
     }
 
     #[test]
-    fn tier_mapping_takes_the_highest_group() {
-        let m = TierMapping::default();
-        assert_eq!(m.account_tier(&["staff"]), AccountTier::Standard);
-        assert_eq!(m.account_tier(&["staff", "it-admins"]), AccountTier::Privileged);
-        assert_eq!(m.account_tier(&["it-admins", "domain-admins"]), AccountTier::Highest);
-    }
-
-    #[test]
-    fn agent_tier_from_groups() {
-        let a = AgentConfig::default();
-        assert_eq!(a.agent_tier(&["staff"]), None);
-        assert_eq!(a.agent_tier(&["helpdesk-junior"]), Some(AgentTier::Junior));
-        assert_eq!(a.agent_tier(&["helpdesk-junior", "helpdesk-admin"]), Some(AgentTier::Admin));
+    fn a_malformed_group_dn_names_its_line_and_key() {
+        let (line, key, msg) = err("[agents]\nidle_lock_seconds = 60\n[tiers]\nhighest_groups = [\"CN=,DC=corp\"]\n");
+        assert_eq!((line, key.as_str()), (4, "tiers.highest_groups"));
+        assert!(msg.contains("distinguished name"), "{msg}");
+        let (line, key, _) = err("[agents]\nsenior_group = \"  \"\n");
+        assert_eq!((line, key.as_str()), (2, "agents.senior_group"));
     }
 }

@@ -615,7 +615,8 @@ mod tests {
         assert_eq!(init(&mut dir, now).unwrap(), DEMO_PEOPLE.len());
         assert_eq!(init(&mut dir, now).unwrap(), 0, "second run changes nothing");
 
-        let all = dir.search("", 1000).unwrap();
+        let rules = config.group_rules();
+        let all = dir.search("", 1000, &rules).unwrap();
         let count = |t: AccountTier| all.iter().filter(|a| a.tier == t).count();
         assert!(count(AccountTier::Standard) >= 10);
         assert!(count(AccountTier::Privileged) >= 5);
@@ -625,9 +626,9 @@ mod tests {
         for t in AgentTier::ALL {
             assert!(agents.contains(&t), "an agent of tier {t}");
         }
-        assert_eq!(dir.account("alice").unwrap().agent_tier, Some(AgentTier::Junior));
-        assert_eq!(dir.account("carol").unwrap().agent_tier, Some(AgentTier::Admin));
-        assert!(dir.account("mrossi").unwrap().flagged);
+        assert_eq!(dir.account("alice", &rules).unwrap().agent_tier, Some(AgentTier::Junior));
+        assert_eq!(dir.account("carol", &rules).unwrap().agent_tier, Some(AgentTier::Admin));
+        assert!(dir.entry("mrossi").unwrap().flagged);
 
         let recent = all.iter().filter(|a| a.phones.iter().any(|p| now - p.changed_at < Duration::days(7))).count();
         assert!(recent >= 3, "some contact details changed recently");

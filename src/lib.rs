@@ -1,7 +1,7 @@
 //! ResetDesk core: assisted password resets for walk-up service desks.
 //!
 //! Layers (see `ARCHITECTURE.md`):
-//! - **sans-IO core**: [`tier`], [`policy`], [`workflow`], [`verification`],
+//! - **sans-IO core**: [`tier`], [`groups`] (group-to-tier mapping), [`policy`], [`workflow`], [`verification`],
 //!   [`password`], [`audit::record`] — pure functions and state machines. They take
 //!   events (including the current time) and return decisions; they never touch a
 //!   card, a file, a socket or the clock.
@@ -13,6 +13,7 @@
 //!   (`src-tauri/`), each a thin layer of calls into this crate.
 
 // Sans-IO core: rules and state machines (no IO, no clock).
+pub mod groups;
 pub mod password;
 pub mod policy;
 pub mod secret;
@@ -25,6 +26,7 @@ pub mod workflow;
 // Adapters and the services that drive the core through them.
 pub mod audit;
 pub mod ca;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod desk;
@@ -32,6 +34,7 @@ pub mod directory;
 pub mod logging;
 pub mod login;
 pub mod presence;
+pub mod session_start;
 pub mod token;
 
 // The command line's subcommands (the binary only parses arguments).

@@ -22,16 +22,16 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::ca::{CaError, CertError, TrustAnchor, ValidatedCert};
+use crate::ca::{AgentCert, CaError, CertError, TrustAnchor};
 use crate::config::{Config, Mode};
-use crate::directory::{Account, Directory, DirectoryError};
+use crate::directory::{Directory, DirectoryEntry, DirectoryError};
 use crate::secret::Secret;
-use crate::session::{Decision, LockReason, SessionEvent, SessionLock};
+use crate::session::{LockDecision, LockReason, SessionEvent, SessionLock};
 use crate::tier::AgentTier;
 use crate::token::card::{PivCard, Slot, DEFAULT_PIN};
 use crate::token::registry::{KeyRecord, RegistryError, TokenRegistry};
 use crate::token::signer::PivSigner;
-use crate::token::{RecordSigner, TokenError};
+use crate::token::TokenError;
 
 /// Domain separation for the login challenge: the card signs
 /// SHA-256(LOGIN_CONTEXT || nonce), never a bare caller-chosen digest.
@@ -173,9 +173,9 @@ impl AgentSession {
 
     /// Feed an event (card watcher, UI activity, timer). On `Lock` the signer is
     /// dropped at once: the PIN buffer is wiped and the card connection closed.
-    pub fn handle(&mut self, event: &SessionEvent) -> Decision {
+    pub fn handle(&mut self, event: &SessionEvent) -> LockDecision {
         let d = self.lock.handle(event);
-        if let Decision::Lock(_) = d {
+        if let LockDecision::Lock(_) = d {
             self.signer = None;
         }
         d
@@ -193,10 +193,10 @@ impl AgentSession {
     /// Sign a digest with 9c (PIN verified right before), counting as activity at `now`.
     /// A removed or reset card locks the session (`TokenLost`).
     pub fn sign_digest(&mut self, digest: &[u8; 32], now: OffsetDateTime) -> Result<Vec<u8>, LoginError> {
-        if let Decision::Lock(r) = self.handle(&SessionEvent::Activity { at: now }) {
+        if let LockDecision::Lock(r) = self.handle(&SessionEvent::Activity { at: now }) {
             return Err(LoginError::Locked(r));
         }
-        let result = self.signer()?.sign_digest(digest);
+        let result = self.signer()?.sign(digest);
         match result {
             Ok(sig) => Ok(sig),
             Err(e @ (TokenError::Removed | TokenError::Reset | TokenError::NoService)) => {
@@ -276,7 +276,7 @@ pub fn login_with_card(
         return Err(LoginError::ChallengeFailed);
     }
 
-    let account = match ctx.directory.account(&a.username) {
+    let account = match ctx.directory.entry(&a.username) {
         Ok(acc) => Some(acc),
         Err(DirectoryError::NotFound(_)) => None,
         Err(e) => return Err(LoginError::Directory(e)),
@@ -325,11 +325,11 @@ pub fn verify_challenge(key: &VerifyingKey, nonce: &[u8; 32], signature: &[u8]) 
 #[derive(Debug)]
 pub struct LoginFacts<'a> {
     pub serial: u32,
-    pub cert_a: &'a ValidatedCert,
-    pub cert_c: &'a ValidatedCert,
+    pub cert_a: &'a AgentCert,
+    pub cert_c: &'a AgentCert,
     pub record_a: Option<&'a KeyRecord>,
     pub record_c: Option<&'a KeyRecord>,
-    pub account: Option<&'a Account>,
+    pub account: Option<&'a DirectoryEntry>,
 }
 
 /// The pure part of login: from validated certificates, registry rows and the account,
@@ -344,7 +344,7 @@ pub fn decide(
         return Err(LoginError::CertificateMismatch { a: username.clone(), c: f.cert_c.username.clone() });
     }
     let account = f.account.ok_or_else(|| LoginError::UnknownAgent(username.clone()))?;
-    let tier = agents.agent_tier(&account.groups).ok_or_else(|| LoginError::NotAnAgent(username.clone()))?;
+    let tier = agents.groups().tier(&account.groups).ok_or_else(|| LoginError::NotAnAgent(username.clone()))?;
     for (rec, slot) in [(f.record_a, Slot::Authentication), (f.record_c, Slot::Signature)] {
         let rec = match rec {
             Some(r) if r.username == *username && r.serial == f.serial && r.slot == slot => r,
@@ -372,12 +372,16 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
-    fn vc(username: &str, b: u8) -> ValidatedCert {
-        ValidatedCert {
+    fn vc(username: &str, b: u8) -> AgentCert {
+        AgentCert {
             username: username.into(),
+            subject: format!("CN={username}"),
             public_key: *SigningKey::random(&mut rand::rngs::OsRng).verifying_key(),
             key_id: [b; 32],
+            not_before: NOW - time::Duration::days(1),
             not_after: NOW + time::Duration::days(30),
+            ca_not_before: NOW - time::Duration::days(2),
+            ca_not_after: NOW + time::Duration::days(300),
         }
     }
 
@@ -398,8 +402,8 @@ mod tests {
         }
     }
 
-    fn account(username: &str, groups: &[&str]) -> Account {
-        Account {
+    fn account(username: &str, groups: &[&str]) -> DirectoryEntry {
+        DirectoryEntry {
             username: username.into(),
             display_name: username.to_uppercase(),
             employee_id: "E1".into(),
@@ -410,8 +414,6 @@ mod tests {
             emails: vec![],
             phones: vec![],
             groups: groups.iter().map(|g| g.to_string()).collect(),
-            tier: crate::tier::AccountTier::Standard,
-            agent_tier: None,
             flagged: false,
             must_change_password: false,
             verification_locked_until: None,
@@ -424,11 +426,11 @@ mod tests {
     const PROD: TokenPolicy = TokenPolicy { refuse_virtual: true, allow_unattested: false, refuse_defaults: true };
 
     fn run(
-        a: &ValidatedCert,
-        c: &ValidatedCert,
+        a: &AgentCert,
+        c: &AgentCert,
         ra: Option<&KeyRecord>,
         rc: Option<&KeyRecord>,
-        acc: Option<&Account>,
+        acc: Option<&DirectoryEntry>,
         policy: TokenPolicy,
     ) -> Result<AgentTier, LoginError> {
         let facts = LoginFacts { serial: 7, cert_a: a, cert_c: c, record_a: ra, record_c: rc, account: acc };

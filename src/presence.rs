@@ -17,13 +17,12 @@ use std::path::Path;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::audit::registry::LoadError;
 use crate::audit::store::FILE_NAME;
 use crate::audit::{Appended, AuditError, AuditLog, EventType};
-use crate::desk::keys::RegistryKeys;
 use crate::login::{AgentIdentity, AgentSession, LoginError};
-use crate::session::{Decision, LockReason, SessionEvent};
+use crate::session::{LockDecision, LockReason, SessionEvent};
 use crate::tier::AgentTier;
+use crate::token::audit_keys::{LoadError, RegistryKeys};
 
 /// How an earlier session ended when nobody could sign it (removal, idle, lost token,
 /// or a logout record that could not be written): stated in the next login record.
@@ -148,7 +147,7 @@ pub fn record_logout(
     now: OffsetDateTime,
 ) -> Result<Appended, PresenceError> {
     const RECORD: &str = "logout";
-    if let Decision::Lock(reason) = session.handle(&SessionEvent::Tick { at: now }) {
+    if let LockDecision::Lock(reason) = session.handle(&SessionEvent::Tick { at: now }) {
         return Err(PresenceError::Locked { record: RECORD, reason });
     }
     let identity = session.identity().clone();

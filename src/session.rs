@@ -55,7 +55,7 @@ impl LockReason {
 
 /// What the shell must do after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub enum LockDecision {
     /// Nothing changes.
     Stay,
     /// Lock now: drop the signer (wipes the PIN) and show the lock screen.
@@ -97,9 +97,9 @@ impl SessionLock {
     }
 
     /// Apply an event. Returns `Lock` exactly once, on the transition to locked.
-    pub fn handle(&mut self, event: &SessionEvent) -> Decision {
+    pub fn handle(&mut self, event: &SessionEvent) -> LockDecision {
         if self.locked.is_some() {
-            return Decision::Stay;
+            return LockDecision::Stay;
         }
         let (at, lock) = match event {
             SessionEvent::CardRemoved { reader, at } if *reader == self.reader => (*at, Some(LockReason::KeyRemoved)),
@@ -114,13 +114,13 @@ impl SessionLock {
         let lock = lock.or_else(|| (at >= self.last_activity + self.idle_limit).then_some(LockReason::Idle));
         if let Some(reason) = lock {
             self.locked = Some(reason);
-            return Decision::Lock(reason);
+            return LockDecision::Lock(reason);
         }
         if let SessionEvent::Activity { at } = event {
             // Clocks can step backwards; never move the last activity back.
             self.last_activity = self.last_activity.max(*at);
         }
-        Decision::Stay
+        LockDecision::Stay
     }
 }
 
@@ -142,11 +142,11 @@ mod tests {
         let mut s = SessionLock::new(R, 300, T0);
         assert_eq!(
             s.handle(&SessionEvent::CardRemoved { reader: R.into(), at: secs(1) }),
-            Decision::Lock(LockReason::KeyRemoved)
+            LockDecision::Lock(LockReason::KeyRemoved)
         );
         assert_eq!(s.locked(), Some(LockReason::KeyRemoved));
         // Reinsertion does not unlock, and the lock is reported once.
-        assert_eq!(s.handle(&SessionEvent::CardInserted { reader: R.into(), at: secs(2) }), Decision::Stay);
+        assert_eq!(s.handle(&SessionEvent::CardInserted { reader: R.into(), at: secs(2) }), LockDecision::Stay);
         assert_eq!(s.locked(), Some(LockReason::KeyRemoved));
     }
 
@@ -154,25 +154,25 @@ mod tests {
     fn removal_from_another_reader_does_not_lock() {
         let mut s = SessionLock::new(R, 300, T0);
         let other = SessionEvent::CardRemoved { reader: "Virtual PCD 00 01".into(), at: secs(1) };
-        assert_eq!(s.handle(&other), Decision::Stay);
+        assert_eq!(s.handle(&other), LockDecision::Stay);
         assert_eq!(s.locked(), None);
     }
 
     #[test]
     fn idle_limit_locks_and_activity_postpones_it() {
         let mut s = SessionLock::new(R, 60, T0);
-        assert_eq!(s.handle(&SessionEvent::Tick { at: secs(59) }), Decision::Stay);
-        assert_eq!(s.handle(&SessionEvent::Activity { at: secs(59) }), Decision::Stay);
+        assert_eq!(s.handle(&SessionEvent::Tick { at: secs(59) }), LockDecision::Stay);
+        assert_eq!(s.handle(&SessionEvent::Activity { at: secs(59) }), LockDecision::Stay);
         assert_eq!(s.deadline(), Some(secs(119)));
-        assert_eq!(s.handle(&SessionEvent::Tick { at: secs(118) }), Decision::Stay);
-        assert_eq!(s.handle(&SessionEvent::Tick { at: secs(119) }), Decision::Lock(LockReason::Idle));
+        assert_eq!(s.handle(&SessionEvent::Tick { at: secs(118) }), LockDecision::Stay);
+        assert_eq!(s.handle(&SessionEvent::Tick { at: secs(119) }), LockDecision::Lock(LockReason::Idle));
         assert_eq!(s.deadline(), None);
     }
 
     #[test]
     fn late_activity_does_not_rescue_an_idle_session() {
         let mut s = SessionLock::new(R, 60, T0);
-        assert_eq!(s.handle(&SessionEvent::Activity { at: secs(61) }), Decision::Lock(LockReason::Idle));
+        assert_eq!(s.handle(&SessionEvent::Activity { at: secs(61) }), LockDecision::Lock(LockReason::Idle));
     }
 
     #[test]
@@ -186,9 +186,9 @@ mod tests {
     #[test]
     fn manual_lock_and_token_loss() {
         let mut s = SessionLock::new(R, 60, T0);
-        assert_eq!(s.handle(&SessionEvent::LockRequested { at: secs(1) }), Decision::Lock(LockReason::Manual));
+        assert_eq!(s.handle(&SessionEvent::LockRequested { at: secs(1) }), LockDecision::Lock(LockReason::Manual));
         let mut s = SessionLock::new(R, 60, T0);
-        assert_eq!(s.handle(&SessionEvent::TokenLost { at: secs(1) }), Decision::Lock(LockReason::TokenLost));
+        assert_eq!(s.handle(&SessionEvent::TokenLost { at: secs(1) }), LockDecision::Lock(LockReason::TokenLost));
     }
 
     proptest! {
@@ -211,13 +211,13 @@ mod tests {
                 let expect_idle = t - last_activity >= 50;
                 let d = s.handle(&ev);
                 if was_locked {
-                    prop_assert_eq!(d, Decision::Stay);
+                    prop_assert_eq!(d, LockDecision::Stay);
                     prop_assert!(s.locked().is_some());
                 } else if expect_idle {
-                    prop_assert_eq!(d, Decision::Lock(LockReason::Idle));
+                    prop_assert_eq!(d, LockDecision::Lock(LockReason::Idle));
                     was_locked = true;
                 } else {
-                    prop_assert_eq!(d, Decision::Stay);
+                    prop_assert_eq!(d, LockDecision::Stay);
                     if kind == 0 { last_activity = t; }
                 }
             }

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use resetdesk::audit::export::{export, ExportLine};
 use resetdesk::audit::store::Store;
-use resetdesk::audit::{registry, verify_store, AuditLog, CollectorKeys, Event, EventType, Outcome};
+use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, DirectoryOutcome, Event, EventType};
 use resetdesk::ca::OrgCa;
 use resetdesk::config::Config;
 use resetdesk::directory::embedded::EmbeddedDirectory;
@@ -58,7 +58,7 @@ fn card_signed_and_cosigned_records_verify_against_the_registry_and_openssl() {
         .append_cosigned(&Event::reset_intent(&facts).unwrap(), alice.signer().unwrap(), bob.signer().unwrap(), now())
         .unwrap();
     log.append(
-        &Event::reset_outcome(intent.intent_ref(), &Outcome::Done, &facts).unwrap(),
+        &Event::reset_outcome(intent.intent_ref(), &DirectoryOutcome::Done, &facts).unwrap(),
         alice.signer().unwrap(),
         now(),
     )
@@ -66,7 +66,7 @@ fn card_signed_and_cosigned_records_verify_against_the_registry_and_openssl() {
     drop(log);
     drop((alice, bob));
 
-    let loaded = registry::load(dir.path(), None).unwrap();
+    let loaded = resetdesk::token::audit_keys::load(dir.path(), None).unwrap();
     assert_eq!((loaded.certificates, loaded.refused.len()), (2, 0));
     let store = Store::open_read_only(&dir.path().join("audit.sqlite")).unwrap();
     let summary = verify_store(&store, &loaded.resolver, &[], &CollectorKeys::default(), &[]).unwrap();

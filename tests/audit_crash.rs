@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use audit_support::{reset_facts, Pki, SoftSigner};
 use resetdesk::audit::record::{entry_hash, EventType};
 use resetdesk::audit::store::Store;
-use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, Event, Outcome, Record};
+use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, DirectoryOutcome, Event, Record};
 use rusqlite::{params, Connection, OptionalExtension};
 
 const CHILD_ENV: &str = "RESETDESK_CRASH_CHILD";
@@ -56,9 +56,9 @@ fn crash_child() {
             .optional()
             .unwrap();
         let outcome = if applied.as_deref() == Some(&p.entry_hash[..]) {
-            Outcome::Done
+            DirectoryOutcome::Done
         } else {
-            Outcome::Failed { error: "interrupted before the directory was changed".into() }
+            DirectoryOutcome::Failed { error: "interrupted before the directory was changed".into() }
         };
         let facts = serde_json::json!({"reconciled": true});
         log.append(&Event::reset_outcome(p.intent_ref(), &outcome, &facts).unwrap(), &mut alice, now()).unwrap();
@@ -76,8 +76,12 @@ fn crash_child() {
             )
             .unwrap();
         say("directory", intent.seq);
-        log.append(&Event::reset_outcome(intent.intent_ref(), &Outcome::Done, &facts).unwrap(), &mut alice, now())
-            .unwrap();
+        log.append(
+            &Event::reset_outcome(intent.intent_ref(), &DirectoryOutcome::Done, &facts).unwrap(),
+            &mut alice,
+            now(),
+        )
+        .unwrap();
         say("outcome", intent.seq);
     }
 }

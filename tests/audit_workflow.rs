@@ -9,22 +9,21 @@ mod fixtures;
 use audit_support::{Pki, SoftSigner};
 use fixtures::{jane_doe, point, LONG_AGO};
 use resetdesk::audit::store::Store;
-use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, Event, EventType, Outcome};
+use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, DirectoryOutcome, Event, EventType};
 use resetdesk::directory::Account;
 use resetdesk::policy::risk::StatedDetails;
-use resetdesk::policy::{AgentIdentity, Channel, PolicyConfig, RequestContext};
+use resetdesk::policy::{ActingAgent, Channel, PolicyConfig, RequestContext};
 use resetdesk::tier::{AccountTier, AgentTier};
 use resetdesk::token::RecordSigner;
 use resetdesk::verification::Verdict;
-use resetdesk::workflow::{Decision, Event as WfEvent, OpenRequest, Session};
+use resetdesk::workflow::{Decision, OpenRequest, Session, WorkflowEvent};
 use time::macros::datetime;
 
 fn account() -> Account {
-    Account {
-        manager: None,
-        phones: vec![point("+49 30 1234567", "mobile", LONG_AGO)],
-        ..jane_doe(AccountTier::Standard)
-    }
+    let mut account = jane_doe(AccountTier::Standard);
+    account.manager = None;
+    account.phones = vec![point("+49 30 1234567", "mobile", LONG_AGO)];
+    account
 }
 
 #[test]
@@ -39,7 +38,7 @@ fn a_workflow_reset_is_recorded_intent_first_and_verifies() {
     let req = OpenRequest {
         request_id: "req-1".into(),
         at: now,
-        agent: AgentIdentity {
+        agent: ActingAgent {
             username: "alice".into(),
             employee_id: "E-alice".into(),
             tier: AgentTier::Junior,
@@ -58,20 +57,21 @@ fn a_workflow_reset_is_recorded_intent_first_and_verifies() {
         emergency_reason: None,
     };
     let (mut s, _) = Session::open(&PolicyConfig::default(), req).unwrap();
-    s.handle(WfEvent::SecurityAnswersChecked { at: now, verdict: Verdict::Passed }).unwrap();
-    s.handle(WfEvent::TotpChecked { at: now, verdict: Verdict::Passed, accepted_step: Some(1) }).unwrap();
+    s.handle(WorkflowEvent::SecurityAnswersChecked { at: now, verdict: Verdict::Passed }).unwrap();
+    s.handle(WorkflowEvent::TotpChecked { at: now, verdict: Verdict::Passed, accepted_step: Some(1) }).unwrap();
 
-    let d = s.handle(WfEvent::ResetRequested { at: now }).unwrap();
+    let d = s.handle(WorkflowEvent::ResetRequested { at: now }).unwrap();
     let Some(Decision::WriteIntent { facts }) = d.first() else { panic!("{d:?}") };
     // The adapter: append, durable, THEN tell the engine.
     let intent = log.append(&Event::reset_intent(facts.as_ref()).unwrap(), &mut alice, real_now).unwrap();
-    let d = s.handle(WfEvent::IntentRecorded { at: now, seq: intent.seq, entry_hash: intent.entry_hash }).unwrap();
+    let d =
+        s.handle(WorkflowEvent::IntentRecorded { at: now, seq: intent.seq, entry_hash: intent.entry_hash }).unwrap();
     assert!(matches!(d.first(), Some(Decision::ExecuteReset { .. })), "{d:?}");
     // (directory write here)
-    let d = s.handle(WfEvent::DirectoryResult { at: now, result: Ok(()) }).unwrap();
+    let d = s.handle(WorkflowEvent::DirectoryResult { at: now, result: Ok(()) }).unwrap();
     let facts =
         d.iter().find_map(|x| if let Decision::WriteOutcome { facts } = x { Some(facts) } else { None }).unwrap();
-    let outcome = Event::reset_outcome(intent.intent_ref(), &Outcome::Done, facts.as_ref()).unwrap();
+    let outcome = Event::reset_outcome(intent.intent_ref(), &DirectoryOutcome::Done, facts.as_ref()).unwrap();
     log.append(&outcome, &mut alice, real_now).unwrap();
     assert!(log.pending_intents().unwrap().is_empty());
     drop(log);

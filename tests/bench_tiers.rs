@@ -99,7 +99,7 @@ fn the_bench_drives_complete_resets_of_every_tier() {
                 assert!(co_signer.is_null(), "{intent}");
             }
             let user = intent["target"]["username"].as_str().unwrap();
-            assert!(site.directory().account(user).unwrap().must_change_password, "{user}");
+            assert!(site.directory().entry(user).unwrap().must_change_password, "{user}");
         }
     }
 

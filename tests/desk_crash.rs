@@ -252,7 +252,7 @@ struct Expected {
 fn password_state(directory: &EmbeddedDirectory, username: &str) -> (i128, bool) {
     let at =
         directory.password_changed_at(username).unwrap().expect("the demo sets a change time").unix_timestamp_nanos();
-    (at, directory.account(username).unwrap().must_change_password)
+    (at, directory.entry(username).unwrap().must_change_password)
 }
 
 fn target_of(payload: &serde_json::Value) -> &str {

@@ -179,7 +179,7 @@ fn up_to_co_sign(site: &Site, desk: &mut Desk, carol: &mut AgentSession, t0: Off
 /// spells it in lower case (employee IDs compare case-insensitively, as LDAP's
 /// `employeeNumber` does).
 fn add_admin_account_of(site: &Site, username: &str, same_as: &str) {
-    let person = site.directory().account(same_as).unwrap();
+    let person = site.directory().entry(same_as).unwrap();
     let employee_id = person.employee_id.to_lowercase();
     assert_ne!(employee_id, person.employee_id, "the ID has letters");
     let account = NewAccount {
@@ -212,7 +212,7 @@ impl RecordSigner for Counting<'_> {
     fn key_id(&self) -> [u8; 32] {
         self.inner.key_id()
     }
-    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, resetdesk::token::TokenError> {
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, resetdesk::token::SignError> {
         self.signatures += 1;
         self.inner.sign_digest(digest)
     }

@@ -38,12 +38,12 @@ fn three_failures_lock_verification_flag_the_account_and_tell_security() {
         [EventType::VerificationFailed, EventType::VerificationFailed],
         "each failure is on record at once"
     );
-    assert!(site.directory().account("cchen").unwrap().verification_locked_until.is_none());
+    assert!(site.directory().entry("cchen").unwrap().verification_locked_until.is_none());
 
     let reply = desk.apply_ui_json(&mut run, WRONG_ANSWERS, alice.signer().unwrap(), now).unwrap();
     assert_eq!(run.phase(), Phase::LockedOut);
     assert!(reply.decisions.iter().any(|d| matches!(d, Decision::LockVerification { .. })));
-    let account = site.directory().account("cchen").unwrap();
+    let account = site.directory().entry("cchen").unwrap();
     let until = account.verification_locked_until.expect("verification locked in the directory");
     assert!(until > now && account.flagged, "{account:?}");
     let records = site.records();
@@ -138,11 +138,11 @@ fn parallel_sessions_on_one_account_share_the_lockout_count() {
         desk_b.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), at(0)).unwrap();
     desk.apply_ui_json(&mut a, WRONG_ANSWERS, alice.signer().unwrap(), at(1)).unwrap();
     desk_b.apply_ui_json(&mut b, WRONG_ANSWERS, alice.signer().unwrap(), at(2)).unwrap();
-    assert!(site.directory().account("cchen").unwrap().verification_locked_until.is_none());
+    assert!(site.directory().entry("cchen").unwrap().verification_locked_until.is_none());
     let reply = desk.apply_ui_json(&mut a, WRONG_ANSWERS, alice.signer().unwrap(), at(3)).unwrap();
     assert_eq!(a.phase(), Phase::LockedOut, "the third failure of the two sessions together locks");
     assert!(reply.decisions.iter().any(|d| matches!(d, Decision::LockVerification { .. })));
-    assert!(site.directory().account("cchen").unwrap().verification_locked_until.is_some());
+    assert!(site.directory().entry("cchen").unwrap().verification_locked_until.is_some());
 
     // Session b's next step is the right answers: it is not evaluated, b locks out.
     let reply =
@@ -166,7 +166,7 @@ fn a_lockout_flag_lapses_and_a_junior_agent_may_reset_again() {
     let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
     let identity = alice.identity().clone();
     lock_out(&mut desk, &mut alice, "cchen");
-    let account = site.directory().account("cchen").unwrap();
+    let account = site.directory().entry("cchen").unwrap();
     let (until, flag_until) = (account.verification_locked_until.unwrap(), account.flagged_until.unwrap());
     assert_eq!(flag_until, until + time::Duration::days(i64::from(site.config.policy.lockout.flag_days)));
 
@@ -242,7 +242,7 @@ fn an_admin_clears_a_lockout_and_a_flag_and_sets_a_contact_point_each_signed() {
     let (code, _, err) = admin("clear-lockout", card.reader_name(), "246810", &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("only an admin agent"), "{err}");
-    assert!(site.directory().account("cchen").unwrap().verification_locked_until.is_some());
+    assert!(site.directory().entry("cchen").unwrap().verification_locked_until.is_some());
 
     for action in ["clear-lockout", "unflag"] {
         let (code, out, err) = admin(action, carol_card.reader_name(), "135791", &[]);
@@ -254,7 +254,7 @@ fn an_admin_clears_a_lockout_and_a_flag_and_sets_a_contact_point_each_signed() {
             (Some(action), Some("carol"))
         );
     }
-    let account = site.directory().account("cchen").unwrap();
+    let account = site.directory().entry("cchen").unwrap();
     assert_eq!((account.verification_locked_until, account.flagged), (None, false), "{account:?}");
     let (phase, rules) = opened(&site, &card, "246810", "cchen");
     assert_eq!(phase, Phase::Verifying, "a junior agent may verify the holder again");
@@ -263,7 +263,7 @@ fn an_admin_clears_a_lockout_and_a_flag_and_sets_a_contact_point_each_signed() {
     let extra = ["--kind", "phone", "--label", "mobile", "--value", "+1 555 0100"];
     let (code, out, err) = admin("set-contact", carol_card.reader_name(), "135791", &extra);
     assert_eq!(code, 0, "{out}{err}");
-    let account = site.directory().account("cchen").unwrap();
+    let account = site.directory().entry("cchen").unwrap();
     let mobile = account.phones.iter().find(|p| p.label == "mobile").unwrap();
     assert_eq!(mobile.value, "+1 555 0100");
     assert!(OffsetDateTime::now_utc() - mobile.changed_at < time::Duration::minutes(5), "stamped now");

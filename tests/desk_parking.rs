@@ -46,7 +46,7 @@ fn a_parked_reset_comes_back_after_a_restart_and_a_changed_one_is_refused() {
         fn key_id(&self) -> [u8; 32] {
             [9; 32]
         }
-        fn sign_digest(&mut self, _: &[u8; 32]) -> Result<Vec<u8>, resetdesk::token::TokenError> {
+        fn sign_digest(&mut self, _: &[u8; 32]) -> Result<Vec<u8>, resetdesk::token::SignError> {
             unreachable!("nothing is signed when parked runs are read")
         }
     }

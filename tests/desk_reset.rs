@@ -14,10 +14,10 @@ use resetdesk::desk::outbox::Outbox;
 use resetdesk::desk::reconcile::Finding;
 use resetdesk::desk::{Desk, DeskError, InBandKind};
 use resetdesk::directory::embedded::EmbeddedDirectory;
-use resetdesk::directory::{Account, Directory, DirectoryError, PasswordCheck, VerificationMaterial};
+use resetdesk::directory::{Directory, DirectoryEntry, DirectoryError, PasswordCheck, VerificationMaterial};
 use resetdesk::policy::AuthorityRefusal;
 use resetdesk::secret::Secret;
-use resetdesk::token::TokenError;
+use resetdesk::token::SignError;
 use resetdesk::workflow::{Decision, Phase, Refusal, WorkflowError};
 use time::OffsetDateTime;
 use virtual_yubikey::{lock_readers, VirtualCard, READER_0_PORT, READER_1_PORT};
@@ -177,7 +177,7 @@ fn a_failing_audit_append_leaves_the_directory_untouched() {
     card.remove().unwrap();
     let err =
         desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap_err();
-    assert!(matches!(err, DeskError::Audit(AuditError::Sign(TokenError::Removed))), "{err:?}");
+    assert!(matches!(err, DeskError::Audit(AuditError::Sign(SignError::KeyGone(_)))), "{err:?}");
     assert!(site.records().is_empty(), "no record");
     assert!(desk.pending_intents().unwrap().is_empty(), "no intent");
     site.assert_untouched("ykim");
@@ -193,18 +193,30 @@ fn a_failing_audit_append_leaves_the_directory_untouched() {
 /// The embedded directory, with a fault injected around the reset write: the agent's
 /// key is pulled right after the write, or another process's exclusive lock on the
 /// audit database is taken (either way the outcome cannot be signed); and the write
-/// itself can be made to fail.
+/// itself can be made to fail. Or the key is pulled when an account is looked up
+/// (`pull_on_lookup`: login looks the agent up after the PIN check).
 struct FaultAfterWrite {
     inner: EmbeddedDirectory,
     card: Mutex<Option<VirtualCard>>,
     refuse_write: bool,
+    pull_on_lookup: bool,
     /// A connection to the audit database that takes `BEGIN EXCLUSIVE` after the write.
     lock_audit: Option<Arc<Mutex<rusqlite::Connection>>>,
 }
 
 impl FaultAfterWrite {
     fn pull_key(inner: EmbeddedDirectory, card: Option<VirtualCard>, refuse_write: bool) -> Self {
-        Self { inner, card: Mutex::new(card), refuse_write, lock_audit: None }
+        Self { inner, card: Mutex::new(card), refuse_write, pull_on_lookup: false, lock_audit: None }
+    }
+
+    fn pull_key_on_lookup(inner: EmbeddedDirectory, card: VirtualCard) -> Self {
+        Self { pull_on_lookup: true, ..Self::pull_key(inner, Some(card), false) }
+    }
+
+    fn pull_card(&self) {
+        if let Some(card) = self.card.lock().unwrap().take() {
+            card.remove().unwrap();
+        }
     }
 }
 
@@ -212,11 +224,14 @@ impl Directory for FaultAfterWrite {
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
     }
-    fn account(&self, username: &str) -> Result<Account, DirectoryError> {
-        self.inner.account(username)
+    fn entry(&self, username: &str) -> Result<DirectoryEntry, DirectoryError> {
+        if self.pull_on_lookup {
+            self.pull_card();
+        }
+        self.inner.entry(username)
     }
-    fn search(&self, query: &str, limit: usize) -> Result<Vec<Account>, DirectoryError> {
-        self.inner.search(query, limit)
+    fn search_entries(&self, query: &str, limit: usize) -> Result<Vec<DirectoryEntry>, DirectoryError> {
+        self.inner.search_entries(query, limit)
     }
     fn verification_material(&self, username: &str) -> Result<VerificationMaterial, DirectoryError> {
         self.inner.verification_material(username)
@@ -227,8 +242,8 @@ impl Directory for FaultAfterWrite {
         } else {
             self.inner.set_temporary_password(username, password)
         };
-        if let Some(card) = self.card.lock().unwrap().take() {
-            card.remove().unwrap();
+        if !self.pull_on_lookup {
+            self.pull_card();
         }
         if let Some(conn) = &self.lock_audit {
             conn.lock().unwrap().execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -317,7 +332,7 @@ fn intents_left_open_by_a_pulled_key_are_reconciled_against_the_directory() {
     assert!(matches!(done[1].finding, Finding::NotApplied { .. }), "{:?}", done[1]);
     assert!(done.iter().all(|r| r.outcome_seq.is_some()));
     site.assert_untouched("gadeyemi");
-    assert!(site.directory().account("pdubois").unwrap().must_change_password);
+    assert!(site.directory().entry("pdubois").unwrap().must_change_password);
     assert!(desk.pending_intents().unwrap().is_empty());
     let summary = site.verify_audit();
     assert!(summary.open_intents.is_empty());
@@ -398,7 +413,7 @@ fn an_outcome_that_cannot_be_written_after_the_directory_write_is_pending_and_re
     assert!(run.outcome_pending().is_some_and(|why| why.contains("locked") || why.contains("busy")), "{run:?}");
     assert!(run.take_handoff_password().is_none(), "nothing handed over before the outcome is signed");
     assert!(run.broken().is_none());
-    assert!(site.directory().account("pdubois").unwrap().must_change_password, "the directory has it");
+    assert!(site.directory().entry("pdubois").unwrap().must_change_password, "the directory has it");
     // Other actions are refused while the outcome is pending; the retry is the way on.
     let again = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now());
     assert!(matches!(again, Err(DeskError::OutcomePending { .. })), "{again:?}");
@@ -514,4 +529,41 @@ fn steps_older_than_their_maximum_age_must_be_redone() {
     assert_eq!(run.phase(), Phase::Succeeded);
     drop(alice);
     card.remove().unwrap();
+}
+
+/// The one session start every shell uses (`resetdesk::session_start`): a key pulled
+/// between the PIN check and the session start is caught from pcscd's own reader
+/// state — what the CLI, which has no watcher thread, relies on — and no login record
+/// is signed.
+#[test]
+fn a_key_pulled_between_pin_and_session_start_starts_no_session() {
+    use resetdesk::clock::SystemClock;
+    use resetdesk::session_start::{SessionStarter, StartError};
+    use resetdesk::token::watch::CardWatcher;
+    let _lock = lock_readers();
+    let site = site();
+    let card = VirtualCard::insert(READER_0_PORT).unwrap();
+    site.enrol(&card, "alice", "246802");
+    let reader = card.reader_name();
+    let mut audit = resetdesk::presence::open_audit_log(site.dir.path(), None).unwrap();
+    let watcher = CardWatcher::new().unwrap();
+    let logins = || site.records().iter().filter(|(t, _)| *t == EventType::Login).count();
+
+    // The key stays: the session starts and its login record is in the log.
+    let directory = site.directory();
+    let starter =
+        SessionStarter { config: &site.config, directory: &directory, removals: &watcher, clock: &SystemClock };
+    let started = starter.start(&mut audit, reader, Secret::from("246802"), None).unwrap();
+    assert_eq!(started.session.username(), "alice");
+    assert_eq!(logins(), 1);
+    drop(started);
+
+    // The key leaves after the PIN check: no session, nothing signed.
+    let directory = FaultAfterWrite::pull_key_on_lookup(site.directory(), card);
+    let starter =
+        SessionStarter { config: &site.config, directory: &directory, removals: &watcher, clock: &SystemClock };
+    let refused = starter.start(&mut audit, reader, Secret::from("246802"), None).unwrap_err();
+    assert!(matches!(refused, StartError::RemovedDuringLogin), "{refused:?}");
+    assert!(directory.card.lock().unwrap().is_none(), "the key was pulled during the login");
+    assert_eq!(logins(), 1, "no second login record");
 }

@@ -17,14 +17,14 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use resetdesk::directory::Account;
 use resetdesk::policy::requirements::independent_count;
 use resetdesk::policy::risk::assess;
-use resetdesk::policy::{AgentIdentity, Channel, Method, PolicyConfig, RequestContext, StatedDetails};
+use resetdesk::policy::{ActingAgent, Channel, Method, PolicyConfig, RequestContext, StatedDetails};
 use resetdesk::tier::{AccountTier, AgentTier};
 use resetdesk::verification::callback::CallbackReport;
 use resetdesk::verification::co_signature::CoSignature;
 use resetdesk::verification::government_id::{DocumentType, IdInspection};
 use resetdesk::verification::manager_approval::ManagerResponse;
 use resetdesk::verification::{FailReason, Verdict};
-use resetdesk::workflow::{ContactKind, ContactRef, Decision, Event, FactsKind, OpenRequest, Phase, Session};
+use resetdesk::workflow::{ContactKind, ContactRef, Decision, FactsKind, OpenRequest, Phase, Session, WorkflowEvent};
 use time::macros::{date, datetime};
 use time::{Duration, OffsetDateTime};
 
@@ -90,15 +90,15 @@ fn signals() -> impl Strategy<Value = Signals> {
 
 fn account(tier: AccountTier, s: Signals) -> Account {
     let now = s.start();
-    Account {
-        emails: vec![point("jane@example.com", "work", LONG_AGO), point("jane@home.example", "personal", LONG_AGO)],
-        phones: vec![
-            point("+49 30 1234567", "office", LONG_AGO),
-            point("+49 170 555", "mobile", if s.recent_contact_change { now - Duration::days(2) } else { LONG_AGO }),
-        ],
-        flagged: s.flagged,
-        ..jane_doe(tier)
-    }
+    let mut account = jane_doe(tier);
+    account.emails =
+        vec![point("jane@example.com", "work", LONG_AGO), point("jane@home.example", "personal", LONG_AGO)];
+    account.phones = vec![
+        point("+49 30 1234567", "office", LONG_AGO),
+        point("+49 170 555", "mobile", if s.recent_contact_change { now - Duration::days(2) } else { LONG_AGO }),
+    ];
+    account.flagged = s.flagged;
+    account
 }
 
 fn manager() -> Account {
@@ -128,7 +128,7 @@ fn open_request(tier: AccountTier, agent_tier: AgentTier, s: Signals) -> OpenReq
     OpenRequest {
         request_id: "req-prop".into(),
         at: s.start(),
-        agent: AgentIdentity {
+        agent: ActingAgent {
             username: AGENT.into(),
             employee_id: "E-agent".into(),
             tier: agent_tier,
@@ -252,33 +252,33 @@ fn verdict(pass: bool) -> Verdict {
     }
 }
 
-fn event(session: &Session, action: &Action, at: OffsetDateTime, totp_step: &mut u64) -> Event {
+fn event(session: &Session, action: &Action, at: OffsetDateTime, totp_step: &mut u64) -> WorkflowEvent {
     match action.clone() {
-        Action::Answers(p) => Event::SecurityAnswersChecked {
+        Action::Answers(p) => WorkflowEvent::SecurityAnswersChecked {
             at,
             verdict: if p { Verdict::Passed } else { Verdict::Failed(FailReason::WrongAnswer) },
         },
-        Action::Employee(p) => Event::EmployeeRecordGiven {
+        Action::Employee(p) => WorkflowEvent::EmployeeRecordGiven {
             at,
             employee_id: if p { "E1234".into() } else { "E4321".into() },
             date_of_hire: "2019-03-04".into(),
         },
         Action::Totp(p) => {
             *totp_step += 1;
-            Event::TotpChecked { at, verdict: verdict(p), accepted_step: p.then_some(*totp_step) }
+            WorkflowEvent::TotpChecked { at, verdict: verdict(p), accepted_step: p.then_some(*totp_step) }
         }
-        Action::RequestCode(email, index) => Event::CodeRequested {
+        Action::RequestCode(email, index) => WorkflowEvent::CodeRequested {
             at,
             to: ContactRef { kind: if email { ContactKind::Email } else { ContactKind::Phone }, index },
         },
-        Action::CheckCode(p) => Event::CodeChecked { at, verdict: verdict(p) },
-        Action::RequestCallback => Event::CallbackRequested { at },
-        Action::ReportCallback(reached, confirmed) => Event::CallbackReported {
+        Action::CheckCode(p) => WorkflowEvent::CodeChecked { at, verdict: verdict(p) },
+        Action::RequestCallback => WorkflowEvent::CallbackRequested { at },
+        Action::ReportCallback(reached, confirmed) => WorkflowEvent::CallbackReported {
             at,
             report: CallbackReport { reached_account_holder: reached, holder_confirmed_request: confirmed },
         },
-        Action::RequestManager => Event::ManagerApprovalRequested { at },
-        Action::ManagerAnswer { right_person, right_address, approved } => Event::ManagerResponded {
+        Action::RequestManager => WorkflowEvent::ManagerApprovalRequested { at },
+        Action::ManagerAnswer { right_person, right_address, approved } => WorkflowEvent::ManagerResponded {
             at,
             response: ManagerResponse {
                 approver: if right_person { "mboss".into() } else { "mallory".into() },
@@ -286,12 +286,12 @@ fn event(session: &Session, action: &Action, at: OffsetDateTime, totp_step: &mut
                 approved,
             },
         },
-        Action::Id(valid) => Event::IdInspected { at, inspection: id(valid) },
+        Action::Id(valid) => WorkflowEvent::IdInspected { at, inspection: id(valid) },
         Action::CoSign { who, agent_key, tier, verified, right_digest } => {
             let name = ["bob", "carol", "jdoe", "ALICE"][who];
             let mut der = vec![0x30, 70];
             der.extend([7u8; 70]);
-            Event::CoSigned {
+            WorkflowEvent::CoSigned {
                 at,
                 signature: CoSignature {
                     username: name.into(),
@@ -304,10 +304,12 @@ fn event(session: &Session, action: &Action, at: OffsetDateTime, totp_step: &mut
                 },
             }
         }
-        Action::Reset => Event::ResetRequested { at },
-        Action::IntentRecorded => Event::IntentRecorded { at, seq: 1, entry_hash: [9; 32] },
-        Action::Directory(ok) => Event::DirectoryResult { at, result: if ok { Ok(()) } else { Err("refused".into()) } },
-        Action::Cancel => Event::Cancelled { at, reason: "requester left".into() },
+        Action::Reset => WorkflowEvent::ResetRequested { at },
+        Action::IntentRecorded => WorkflowEvent::IntentRecorded { at, seq: 1, entry_hash: [9; 32] },
+        Action::Directory(ok) => {
+            WorkflowEvent::DirectoryResult { at, result: if ok { Ok(()) } else { Err("refused".into()) } }
+        }
+        Action::Cancel => WorkflowEvent::Cancelled { at, reason: "requester left".into() },
     }
 }
 
@@ -333,7 +335,7 @@ fn drive(policy: &PolicyConfig, req: OpenRequest, actions: &[(Action, i64)]) -> 
     for (action, minutes) in actions {
         at += Duration::minutes(*minutes);
         let ev = event(&session, action, at, &mut totp_step);
-        let is_intent_recorded = matches!(ev, Event::IntentRecorded { .. });
+        let is_intent_recorded = matches!(ev, WorkflowEvent::IntentRecorded { .. });
         let before_passed = session.passed().clone();
         let Ok(decisions) = session.handle(ev) else {
             // Rejected events change nothing.
@@ -565,8 +567,12 @@ fn bad_input_never_panics() {
                 open_request(AccountTier::Standard, AgentTier::Junior, Signals::default()),
             )
             .unwrap();
-            let _ = s.handle(Event::EmployeeRecordGiven { at: T0, employee_id: a.clone(), date_of_hire: b.clone() });
-            let _ = s.handle(Event::Cancelled { at: T0, reason: c.clone() });
+            let _ = s.handle(WorkflowEvent::EmployeeRecordGiven {
+                at: T0,
+                employee_id: a.clone(),
+                date_of_hire: b.clone(),
+            });
+            let _ = s.handle(WorkflowEvent::Cancelled { at: T0, reason: c.clone() });
             Ok(())
         })
         .unwrap();

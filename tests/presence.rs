@@ -9,7 +9,7 @@ use desk_support::site;
 use resetdesk::audit::{AuditLog, EventType};
 use resetdesk::login::AgentSession;
 use resetdesk::presence::{open_audit_log, record_login, record_logout, PresenceError, SessionEnd};
-use resetdesk::session::{Decision, LockReason, SessionEvent};
+use resetdesk::session::{LockDecision, LockReason, SessionEvent};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -53,7 +53,7 @@ fn login_and_logout_heartbeats_are_signed_and_verify() {
     let logout = record_logout(&mut log, &mut session, OffsetDateTime::now_utc()).unwrap();
     assert_eq!(logout.seq, 2);
     let at = OffsetDateTime::now_utc();
-    assert_eq!(session.handle(&SessionEvent::LockRequested { at }), Decision::Lock(LockReason::Manual));
+    assert_eq!(session.handle(&SessionEvent::LockRequested { at }), LockDecision::Lock(LockReason::Manual));
     // Locked: the card can no longer sign a heartbeat for this session.
     let err = record_logout(&mut log, &mut session, at).unwrap_err();
     assert_eq!(err.lock_reason(), Some(LockReason::Manual), "{err}");
@@ -86,7 +86,7 @@ fn a_removal_lock_is_stated_in_the_next_signed_login() {
     alice_card.remove().unwrap();
     let removed_at = OffsetDateTime::now_utc();
     let decision = alice.handle(&SessionEvent::CardRemoved { reader, at: removed_at });
-    assert_eq!(decision, Decision::Lock(LockReason::KeyRemoved));
+    assert_eq!(decision, LockDecision::Lock(LockReason::KeyRemoved));
     match record_logout(&mut log, &mut alice, OffsetDateTime::now_utc()) {
         Err(PresenceError::Locked { reason: LockReason::KeyRemoved, .. }) => {}
         other => panic!("a removed key's session cannot sign its logout: {other:?}"),

@@ -13,7 +13,7 @@ use resetdesk::directory::embedded::EmbeddedDirectory;
 use resetdesk::directory::Directory;
 use resetdesk::login::{login, AgentSession, LoginError};
 use resetdesk::secret::Secret;
-use resetdesk::session::{Decision, LockReason, SessionEvent};
+use resetdesk::session::{LockDecision, LockReason, SessionEvent};
 use resetdesk::tier::AgentTier;
 use resetdesk::token::card::{PivCard, Slot};
 use resetdesk::token::enrol::{enrol, EnrolError, EnrolReport, EnrolRequest};
@@ -311,10 +311,10 @@ fn revoked_key_and_non_agent_are_refused_and_production_refuses_virtual_tokens()
     // A staff member (not in an agent group) enrolled without the directory check.
     let staff = desk
         .directory
-        .search("", 100)
+        .search("", 100, &desk.config.group_rules())
         .unwrap()
         .into_iter()
-        .find(|a| desk.config.agents.agent_tier(&a.groups).is_none())
+        .find(|a| a.agent_tier.is_none())
         .expect("demo has staff");
     desk.re_enrol(&card, &staff.username, "246810", "135790");
     assert!(matches!(desk.login(&card, "135790"), Err(LoginError::NotAnAgent(u)) if u == staff.username));
@@ -344,7 +344,7 @@ fn removing_the_key_locks_the_session_within_a_second() {
     let (event, seen_at) = rx.recv_timeout(Duration::from_secs(1)).expect("removal event within 1 s");
     assert_eq!(event, CardEvent::Removed { reader: reader.clone() });
     let decision = session.handle(&SessionEvent::CardRemoved { reader, at: OffsetDateTime::now_utc() });
-    assert_eq!(decision, Decision::Lock(LockReason::KeyRemoved));
+    assert_eq!(decision, LockDecision::Lock(LockReason::KeyRemoved));
     println!("removal → event in {:?}", seen_at - removed_at);
     assert!(matches!(session.signer(), Err(LoginError::Locked(LockReason::KeyRemoved))));
     assert!(matches!(
@@ -397,8 +397,8 @@ fn second_agent_in_the_second_reader_cosigns() {
     let reader_b = card_b.reader_name().to_owned();
     card_b.remove().unwrap();
     let ev = SessionEvent::CardRemoved { reader: reader_b, at: OffsetDateTime::now_utc() };
-    assert_eq!(carol.handle(&ev), Decision::Lock(LockReason::KeyRemoved));
-    assert_eq!(bob.handle(&ev), Decision::Stay);
+    assert_eq!(carol.handle(&ev), LockDecision::Lock(LockReason::KeyRemoved));
+    assert_eq!(bob.handle(&ev), LockDecision::Stay);
     assert!(bob.sign_digest(&digest, OffsetDateTime::now_utc()).is_ok());
     drop((bob, carol));
     card_a.remove().unwrap();
@@ -450,8 +450,8 @@ fn idle_time_locks_the_session_and_drops_the_signer() {
     assert_eq!(session.idle_deadline(), Some(t0 + idle));
     // Signing is activity: it pushes the deadline.
     session.sign_digest(&[2; 32], t0 + idle / 2).unwrap();
-    assert_eq!(session.handle(&SessionEvent::Tick { at: t0 + idle }), Decision::Stay);
-    assert_eq!(session.handle(&SessionEvent::Tick { at: t0 + idle / 2 + idle }), Decision::Lock(LockReason::Idle));
+    assert_eq!(session.handle(&SessionEvent::Tick { at: t0 + idle }), LockDecision::Stay);
+    assert_eq!(session.handle(&SessionEvent::Tick { at: t0 + idle / 2 + idle }), LockDecision::Lock(LockReason::Idle));
     assert!(matches!(session.signer(), Err(LoginError::Locked(LockReason::Idle))));
     drop(session);
     card.remove().unwrap();

@@ -11,15 +11,17 @@ use std::collections::BTreeMap;
 use std::sync::MutexGuard;
 
 use resetdesk::audit::AuditLog;
+use resetdesk::clock::SystemClock;
 use resetdesk::config::{Backend, Config};
 use resetdesk::desk::{Desk as CoreDesk, ResetRun};
 use resetdesk::directory::embedded::EmbeddedDirectory;
-use resetdesk::login::{self, AgentIdentity, AgentSession, LoginError};
+use resetdesk::login::{AgentIdentity, AgentSession, LoginError};
 use resetdesk::presence::{self, SessionEnd};
 use resetdesk::secret::Secret;
-use resetdesk::session::{Decision, LockReason, SessionEvent};
+use resetdesk::session::{LockDecision, LockReason, SessionEvent};
+use resetdesk::session_start::{SessionStarter, StartError};
 use resetdesk::token::signer::PivSigner;
-use resetdesk::token::watch::CardEvent;
+use resetdesk::token::watch::{CardEvent, RemovalMarks};
 use resetdesk::token::TokenError;
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, EventTarget, Manager};
@@ -120,8 +122,8 @@ impl DeskState {
     fn feed(&mut self, event: &SessionEvent) -> Option<SessionView> {
         let session = self.session.as_mut()?;
         match session.handle(event) {
-            Decision::Stay => None,
-            Decision::Lock(reason) => {
+            LockDecision::Stay => None,
+            LockDecision::Lock(reason) => {
                 let identity = session.identity().clone();
                 self.session = None;
                 self.forget_customer();
@@ -301,6 +303,15 @@ fn emit(app: &AppHandle, view: &SessionView) {
     }
 }
 
+/// The watcher's removals of a reader, counted in [`DeskState::removals`].
+struct WatchedRemovals<'a>(&'a AppHandle);
+
+impl RemovalMarks for WatchedRemovals<'_> {
+    fn mark(&self, reader: &str) -> Result<u64, TokenError> {
+        Ok(desk(self.0).removals.get(reader).copied().unwrap_or(0))
+    }
+}
+
 /// Log in with the key in `reader`. Blocking (card IO): run it off the UI thread.
 pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, Failure> {
     let state = app.state::<AppState>().inner();
@@ -329,15 +340,10 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
     }
     let directory = EmbeddedDirectory::open(&config.data_dir, config).map_err(|e| Failure::new(e.to_string()))?;
 
-    let removals_before = desk(app).removals.get(reader).copied();
-    let mut session = login::login(config, &directory, reader, pin, OffsetDateTime::now_utc())?;
-
+    // The audit log is taken out while the login signs its record (card IO, perhaps a
+    // touch) so the desk state stays free.
     let (audit, unsigned_end) = {
         let mut desk = desk(app);
-        if desk.removals.get(reader).copied() != removals_before {
-            // The key left the reader while its PIN and certificates were being checked.
-            return Err(Failure::from(LoginError::Token(TokenError::Removed)));
-        }
         (desk.audit.take(), desk.unsigned_end.clone())
     };
     let mut audit = match audit {
@@ -345,22 +351,25 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
         None => presence::open_audit_log(&config.data_dir, config.ca.cert_file.as_deref())
             .map_err(|e| Failure::new(e.to_string()))?,
     };
+    // Login, the key-removal checks and the signed login record, in the core's order.
     // Fail closed: no signed login record, no session (dropping it wipes the PIN).
-    let recorded = presence::record_login(&mut audit, &mut session, unsigned_end.as_ref(), OffsetDateTime::now_utc());
+    let removals = WatchedRemovals(app);
+    let starter = SessionStarter { config, directory: &directory, removals: &removals, clock: &SystemClock };
+    let started = starter.start(&mut audit, reader, pin, unsigned_end.as_ref());
 
     let mut desk = desk(app);
     if desk.audit.is_none() {
         desk.audit = Some(audit);
     }
-    if let Err(e) = recorded {
-        return Err(Failure::new(e.to_string()));
-    }
-    if desk.removals.get(reader).copied() != removals_before {
-        // The key left while the login record was being signed: stated in the next login.
-        desk.unsigned_end =
-            Some(SessionEnd::new(session.identity(), LockReason::KeyRemoved, OffsetDateTime::now_utc()));
-        return Err(Failure::from(LoginError::Token(TokenError::Removed)));
-    }
+    let mut session = match started {
+        Ok(started) => started.session,
+        Err(StartError::RemovedWhileRecording { end }) => {
+            // The key left while the login record was being signed: stated in the next login.
+            desk.unsigned_end = Some(end);
+            return Err(Failure::from(LoginError::Token(TokenError::Removed)));
+        }
+        Err(e) => return Err(Failure { tries_left: e.tries_left(), message: e.to_string() }),
+    };
     if desk.session.is_some() || desk.locking {
         // Another login (or a lock) got here first while this one signed its record.
         return Err(Failure::new("another login or lock happened meanwhile; try again"));

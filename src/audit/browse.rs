@@ -10,7 +10,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::event::{parse_payload, Outcome};
+use super::event::{parse_payload, DirectoryOutcome};
 use super::receipt::CollectorKeys;
 use super::record::{EventType, Record};
 use super::resolver::KeyResolver;
@@ -80,11 +80,11 @@ fn agent_of(facts: &Value) -> Option<String> {
     .or_else(|| facts.get("reconciled_by").and_then(Value::as_str).map(str::to_owned))
 }
 
-fn outcome_of(kind: EventType, facts: &Value, outcome: Option<&Outcome>) -> Option<String> {
+fn outcome_of(kind: EventType, facts: &Value, outcome: Option<&DirectoryOutcome>) -> Option<String> {
     if let Some(o) = outcome {
         return Some(match o {
-            Outcome::Done => "done".to_owned(),
-            Outcome::Failed { error } => format!("failed: {error}"),
+            DirectoryOutcome::Done => "done".to_owned(),
+            DirectoryOutcome::Failed { error } => format!("failed: {error}"),
         });
     }
     if !matches!(kind, EventType::Refusal | EventType::Lockout) {

@@ -55,7 +55,7 @@ pub enum EventError {
 /// How a reset intent ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum DirectoryOutcome {
     /// The directory accepted the reset.
     Done,
     /// The directory refused or could not be reached; its error, secret-free.
@@ -99,7 +99,7 @@ struct Body<'a, T: Serialize + ?Sized> {
     #[serde(skip_serializing_if = "Option::is_none")]
     intent: Option<IntentRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    outcome: Option<&'a Outcome>,
+    outcome: Option<&'a DirectoryOutcome>,
     #[serde(skip_serializing_if = "Option::is_none")]
     head: Option<HeadRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,7 +148,7 @@ impl Event {
     /// The record that closes `intent` with what the directory did.
     pub fn reset_outcome<T: Serialize + ?Sized>(
         intent: IntentRef,
-        outcome: &Outcome,
+        outcome: &DirectoryOutcome,
         facts: &T,
     ) -> Result<Self, EventError> {
         let body = Body { intent: Some(intent), outcome: Some(outcome), ..Body::facts(facts) };
@@ -230,7 +230,7 @@ pub enum PayloadError {
 pub struct ParsedPayload {
     pub value: Value,
     pub intent: Option<IntentRef>,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<DirectoryOutcome>,
     pub head: Option<HeadRef>,
     pub last_receipt: Option<ReceiptRef>,
 }
@@ -257,7 +257,7 @@ pub fn parse_payload(event_type: EventType, bytes: &[u8]) -> Result<ParsedPayloa
             return Err(PayloadError::UnexpectedLink(event_type.as_str()));
         }
         let intent: IntentRef = member(obj, "intent").ok_or(PayloadError::BadOutcome)?;
-        let outcome: Outcome = member(obj, "outcome").ok_or(PayloadError::BadOutcome)?;
+        let outcome: DirectoryOutcome = member(obj, "outcome").ok_or(PayloadError::BadOutcome)?;
         return Ok(ParsedPayload { intent: Some(intent), outcome: Some(outcome), value, ..Default::default() });
     }
     if has_outcome_link {
@@ -371,10 +371,10 @@ mod tests {
     fn outcome_links_its_intent() {
         let intent = IntentRef { seq: 4, entry_hash: [0xab; 32] };
         let facts = Facts { agent: "alice", target: "bob", steps: vec![("badge", true)] };
-        let e = Event::reset_outcome(intent, &Outcome::Failed { error: "LDAP 53".into() }, &facts).unwrap();
+        let e = Event::reset_outcome(intent, &DirectoryOutcome::Failed { error: "LDAP 53".into() }, &facts).unwrap();
         let p = parse_payload(EventType::ResetOutcome, e.payload()).unwrap();
         assert_eq!(p.intent, Some(intent));
-        assert_eq!(p.outcome, Some(Outcome::Failed { error: "LDAP 53".into() }));
+        assert_eq!(p.outcome, Some(DirectoryOutcome::Failed { error: "LDAP 53".into() }));
         assert!(matches!(Event::new(EventType::ResetOutcome, &facts), Err(EventError::OutcomeWithoutIntent)));
     }
 

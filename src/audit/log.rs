@@ -15,9 +15,9 @@ use super::event::{parse_payload, Event, EventError, HeadRef, IntentRef, Receipt
 use super::receipt::Receipt;
 use super::record::{entry_hash, signing_digest, EventType, Hash32, Record, RecordError};
 use super::resolver::KeyResolver;
+use super::signer::{RecordSigner, SignError};
 use super::store::{NewRow, Store, StoreError};
 use super::verify::{check_key_at, cosigned_digest, signature_valid, signature_valid_over};
-use crate::token::{RecordSigner, TokenError};
 
 /// Where a record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +57,9 @@ pub enum AuditError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("could not sign the audit record: {0}")]
-    Sign(#[from] TokenError),
+    Sign(#[from] SignError),
     #[error("could not co-sign the audit record: {0}")]
-    Cosign(TokenError),
+    Cosign(SignError),
     #[error("the audit record is invalid: {0}")]
     Record(#[from] RecordError),
     #[error("the audit event is invalid: {0}")]

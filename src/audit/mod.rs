@@ -2,7 +2,7 @@
 //!
 //! Every record is a fixed binary layout ([`record`]) carrying canonical-JSON facts
 //! ([`event`]), signed by the acting agent's YubiKey (slot 9c) through
-//! [`crate::token::RecordSigner`], and chained to its predecessor by an RFC 6962 leaf
+//! [`signer::RecordSigner`], and chained to its predecessor by an RFC 6962 leaf
 //! hash. [`log::AuditLog`] writes records durably (SQLite WAL, synchronous=FULL,
 //! [`store`]) — the reset intent before the directory is touched. The collector
 //! returns signed [`receipt`]s. [`verify::Verifier`] checks all of it offline against
@@ -19,12 +19,12 @@ pub mod log;
 pub mod offline;
 pub mod receipt;
 pub mod record;
-pub mod registry;
 pub mod resolver;
+pub mod signer;
 pub mod store;
 pub mod verify;
 
-pub use event::{Event, IntentRef, Outcome};
+pub use event::{DirectoryOutcome, Event, IntentRef};
 pub use log::{Appended, AuditError, AuditLog, MadeCosignature, PendingIntent};
 pub use offline::{verify_store, VerifyFailure};
 pub use receipt::{Checkpoint, CollectorKeys, Receipt};

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::record::{take, Hash32};
-use crate::token::{RecordSigner, TokenError};
+use super::signer::{RecordSigner, SignError};
 
 /// Domain tag of an encoded checkpoint (distinct from the record tag).
 pub const CHECKPOINT_TAG: [u8; 16] = *b"resetdesk.ckpt\0\0";
@@ -101,7 +101,7 @@ pub struct Receipt {
 
 impl Receipt {
     /// Sign a checkpoint (the collector's side; also used by tests).
-    pub fn issue(checkpoint: Checkpoint, signer: &mut dyn RecordSigner) -> Result<Self, TokenError> {
+    pub fn issue(checkpoint: Checkpoint, signer: &mut dyn RecordSigner) -> Result<Self, SignError> {
         let digest: Hash32 = Sha256::digest(checkpoint.encode()).into();
         let signature = signer.sign_digest(&digest)?;
         Ok(Receipt { checkpoint, collector_key_id: signer.key_id(), signature })

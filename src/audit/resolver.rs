@@ -2,27 +2,21 @@
 //!
 //! The verifier only sees [`KeyResolver`]. [`CertificateResolver`] implements it over
 //! an organisation CA certificate plus the agents' certificates (from the token
-//! registry, or an export directory): each certificate is accepted only if the CA
-//! signed it and its key is ECDSA P-256; its validity window and any revocation time
-//! are returned so the verifier can check them against each record's timestamp.
+//! registry, or an export directory): each certificate is accepted only if it passes
+//! the organisation's agent-certificate rules — the same [`TrustAnchor::check`] login
+//! and co-signing apply (CA-issued, key usage digitalSignature, not a CA, ECDSA P-256,
+//! a CN) —; its validity (and its CA's) and any revocation time are returned so the
+//! verifier can check them against each record's timestamp ([`AgentCert::check_time`]).
 //! Pure: certificates come in as bytes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use der::{Decode as _, Encode as _};
-use spki::ObjectIdentifier;
 use x509_cert::Certificate;
 
 use super::record::Hash32;
-
-const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
-const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
-const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
-const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+use crate::ca::{AgentCert, CaError, TrustAnchor};
 
 /// An enrolled signing key, as the verifier needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +29,8 @@ pub struct ResolvedKey {
     pub certificate_der: Vec<u8>,
     /// Certificate subject, e.g. `CN=alice,O=Example Corp`.
     pub subject: String,
-    pub not_before_ms: u64,
-    pub not_after_ms: u64,
+    /// The certificate as the organisation's rules accepted it, with its validity.
+    pub certificate: AgentCert,
     /// When the token was revoked in the registry, if it was.
     pub revoked_at_ms: Option<u64>,
 }
@@ -64,64 +58,48 @@ pub trait KeyResolver {
     }
 }
 
-/// Why the CA certificate itself is unusable.
+/// Why the organisation CA certificate could not be loaded.
 #[derive(Debug, thiserror::Error)]
-pub enum CaError {
-    #[error("the organisation CA certificate cannot be parsed ({0}); check the file is the CA's PEM certificate")]
-    Parse(String),
-    #[error("the organisation CA key type is not supported ({0}); ECDSA P-256/P-384 and RSA are")]
-    UnsupportedKey(String),
+pub enum CaLoadError {
+    #[error("cannot read the organisation CA certificate {path}: {source}; pass --ca FILE or run `resetdesk ca init`")]
+    CaFile { path: String, source: std::io::Error },
+    #[error("organisation CA certificate {path}: {source}")]
+    Ca { path: String, source: CaError },
+}
+
+/// A resolver trusting the CA certificate `ca_file` if given, else
+/// `<data_dir>/ca/ca.pem`, with no agent certificates yet.
+pub fn load_ca(
+    data_dir: &std::path::Path,
+    ca_file: Option<&std::path::Path>,
+) -> Result<CertificateResolver, CaLoadError> {
+    let default = crate::ca::CaPaths::in_data_dir(data_dir).cert;
+    let path = ca_file.unwrap_or(&default);
+    let shown = path.display().to_string();
+    let pem = std::fs::read_to_string(path).map_err(|source| CaLoadError::CaFile { path: shown.clone(), source })?;
+    CertificateResolver::from_ca_pem(&pem).map_err(|source| CaLoadError::Ca { path: shown, source })
 }
 
 /// A [`KeyResolver`] over an organisation CA and the certificates it issued.
 pub struct CertificateResolver {
     ca_der: Vec<u8>,
-    ca_subject_der: Vec<u8>,
-    ca_key: CaKey,
+    anchor: TrustAnchor,
     keys: HashMap<Hash32, Result<Arc<ResolvedKey>, String>>,
 }
 
-#[derive(Clone, Copy)]
-enum CaKind {
-    P256,
-    P384,
-    Rsa,
-}
-
-struct CaKey {
-    kind: CaKind,
-    bytes: Vec<u8>,
-}
-
 impl CertificateResolver {
-    /// Start from the organisation CA certificate (DER).
+    /// Start from the organisation CA certificate (DER); it must be what login accepts
+    /// as the organisation CA (an ECDSA P-256 CA certificate).
     pub fn new(ca_der: &[u8]) -> Result<Self, CaError> {
-        let ca = Certificate::from_der(ca_der).map_err(|e| CaError::Parse(e.to_string()))?;
-        let spki = &ca.tbs_certificate.subject_public_key_info;
-        let kind = if spki.algorithm.oid == ID_EC_PUBLIC_KEY {
-            let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
-            match curve {
-                Some(c) if c == SECP256R1 => CaKind::P256,
-                Some(c) if c == SECP384R1 => CaKind::P384,
-                other => return Err(CaError::UnsupportedKey(format!("EC curve {other:?}"))),
-            }
-        } else if spki.algorithm.oid == RSA_ENCRYPTION {
-            CaKind::Rsa
-        } else {
-            return Err(CaError::UnsupportedKey(spki.algorithm.oid.to_string()));
-        };
-        let ca_subject_der = ca.tbs_certificate.subject.to_der().map_err(|e| CaError::Parse(e.to_string()))?;
-        Ok(Self {
-            ca_der: ca_der.to_vec(),
-            ca_subject_der,
-            ca_key: CaKey { kind, bytes: spki.subject_public_key.raw_bytes().to_vec() },
-            keys: HashMap::new(),
-        })
+        let anchor = TrustAnchor::from_der(ca_der, "the organisation CA certificate")?;
+        Ok(Self { ca_der: ca_der.to_vec(), anchor, keys: HashMap::new() })
     }
 
     /// Start from a PEM CA certificate.
     pub fn from_ca_pem(pem: &str) -> Result<Self, CaError> {
-        let der = pem_certificate(pem).map_err(CaError::Parse)?;
+        let origin = "the organisation CA certificate";
+        let der =
+            pem_certificate(pem).map_err(|message| CaError::BadCertificate { path: origin.to_owned(), message })?;
         Self::new(&der)
     }
 
@@ -129,12 +107,19 @@ impl CertificateResolver {
     /// unusable certificate is still remembered so that records signed by its key
     /// fail with that reason rather than "not enrolled".
     pub fn add_certificate_der(&mut self, der: &[u8], revoked_at_ms: Option<u64>) -> Result<Hash32, String> {
-        let cert = Certificate::from_der(der).map_err(|e| format!("certificate cannot be parsed: {e}"))?;
-        let key_id = crate::ca::key_id(&cert.tbs_certificate.subject_public_key_info)?;
-        let checked = self.check(&cert, der, key_id, revoked_at_ms).map(Arc::new);
-        let result = checked.as_ref().map(|_| key_id).map_err(Clone::clone);
-        self.keys.insert(key_id, checked);
-        result
+        self.add(der, None, revoked_at_ms)
+    }
+
+    /// Add the certificate of a token registry row enrolled for `username`: like
+    /// [`CertificateResolver::add_certificate_der`], and the certificate's CN must be
+    /// that username (as login and co-signing require of the same row).
+    pub fn add_enrolled_certificate_der(
+        &mut self,
+        der: &[u8],
+        username: &str,
+        revoked_at_ms: Option<u64>,
+    ) -> Result<Hash32, String> {
+        self.add(der, Some(username), revoked_at_ms)
     }
 
     /// Add an agent certificate from PEM.
@@ -143,50 +128,36 @@ impl CertificateResolver {
         self.add_certificate_der(&der, revoked_at_ms)
     }
 
+    fn add(&mut self, der: &[u8], enrolled_for: Option<&str>, revoked_at_ms: Option<u64>) -> Result<Hash32, String> {
+        let cert = Certificate::from_der(der).map_err(|e| format!("certificate cannot be parsed: {e}"))?;
+        let key_id = crate::ca::key_id(&cert.tbs_certificate.subject_public_key_info)?;
+        let checked = self.check(&cert, der, enrolled_for, revoked_at_ms).map(Arc::new);
+        let result = checked.as_ref().map(|_| key_id).map_err(Clone::clone);
+        self.keys.insert(key_id, checked);
+        result
+    }
+
     fn check(
         &self,
         cert: &Certificate,
         der: &[u8],
-        key_id: Hash32,
+        enrolled_for: Option<&str>,
         revoked_at_ms: Option<u64>,
     ) -> Result<ResolvedKey, String> {
-        let tbs = &cert.tbs_certificate;
-        let issuer = tbs.issuer.to_der().map_err(|e| e.to_string())?;
-        if issuer != self.ca_subject_der {
-            return Err(format!("issued by `{}`, not by the organisation CA", tbs.issuer));
+        let checked = self.anchor.check(cert).map_err(|e| e.to_string())?;
+        if let Some(username) = enrolled_for.filter(|u| *u != checked.username) {
+            return Err(format!(
+                "the certificate names `{}` but is enrolled for `{username}`; re-enrol the key",
+                checked.username
+            ));
         }
-        self.check_ca_signature(cert)?;
-        let spki = &tbs.subject_public_key_info;
-        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
-        if spki.algorithm.oid != ID_EC_PUBLIC_KEY || curve != Some(SECP256R1) {
-            return Err("its key is not ECDSA P-256, so it cannot sign audit records".into());
-        }
-        let ms = |t: x509_cert::time::Time| u64::try_from(t.to_unix_duration().as_millis()).unwrap_or(u64::MAX);
         Ok(ResolvedKey {
-            key_id,
-            public_key: spki.subject_public_key.raw_bytes().to_vec(),
+            key_id: checked.key_id,
+            public_key: checked.public_key.to_encoded_point(false).as_bytes().to_vec(),
             certificate_der: der.to_vec(),
-            subject: tbs.subject.to_string(),
-            not_before_ms: ms(tbs.validity.not_before),
-            not_after_ms: ms(tbs.validity.not_after),
+            subject: checked.subject.clone(),
+            certificate: checked,
             revoked_at_ms,
-        })
-    }
-
-    fn check_ca_signature(&self, cert: &Certificate) -> Result<(), String> {
-        use ring::signature as sig;
-        let alg: &dyn sig::VerificationAlgorithm = match (cert.signature_algorithm.oid, self.ca_key.kind) {
-            (o, CaKind::P256) if o == ECDSA_WITH_SHA256 => &sig::ECDSA_P256_SHA256_ASN1,
-            (o, CaKind::P256) if o == ECDSA_WITH_SHA384 => &sig::ECDSA_P256_SHA384_ASN1,
-            (o, CaKind::P384) if o == ECDSA_WITH_SHA256 => &sig::ECDSA_P384_SHA256_ASN1,
-            (o, CaKind::P384) if o == ECDSA_WITH_SHA384 => &sig::ECDSA_P384_SHA384_ASN1,
-            (o, CaKind::Rsa) if o == SHA256_WITH_RSA => &sig::RSA_PKCS1_2048_8192_SHA256,
-            (o, _) => return Err(format!("signature algorithm {o} does not match the CA's key")),
-        };
-        let tbs = cert.tbs_certificate.to_der().map_err(|e| e.to_string())?;
-        let signature = cert.signature.as_bytes().ok_or("certificate signature has unused bits")?;
-        sig::UnparsedPublicKey::new(alg, &self.ca_key.bytes).verify(&tbs, signature).map_err(|_| {
-            "the organisation CA's signature on it does not verify (forged or from another CA)".to_string()
         })
     }
 }

@@ -24,6 +24,7 @@ use super::event::{parse_payload, PayloadError};
 use super::receipt::{merkle_root, CollectorKeys, Receipt, ReceiptError};
 use super::record::{entry_hash, signing_digest, EventType, Hash32, Record, RecordError};
 use super::resolver::{KeyResolver, ResolveError, ResolvedKey};
+use crate::ca::CertError;
 use crate::verification::co_signature::{approval_of_intent, ApprovalFactsError};
 
 /// A record as stored: the signed bytes and signatures, under its row key.
@@ -55,8 +56,8 @@ pub enum Problem {
     Signer(ResolveError),
     #[error("co-signer: {0}")]
     Cosigner(ResolveError),
-    #[error("signed at {at} ms, outside the validity of certificate `{subject}` ({not_before}..{not_after} ms)")]
-    CertificateNotValid { subject: String, at: u64, not_before: u64, not_after: u64 },
+    #[error("signed at {at} ms by `{subject}`, whose certificate was not valid then: {reason}")]
+    CertificateNotValid { subject: String, at: u64, reason: CertError },
     #[error("signed at {at} ms by `{subject}`, whose token was revoked at {revoked} ms")]
     Revoked { subject: String, at: u64, revoked: u64 },
     #[error("signature does not verify with the key of `{0}`: the record was altered or signed by someone else")]
@@ -418,16 +419,15 @@ pub fn signature_valid(key: &ResolvedKey, record: &[u8], signature: &[u8]) -> bo
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &key.public_key).verify(record, signature).is_ok()
 }
 
-/// The key's certificate is valid and not revoked at `at` (UTC ms).
+/// The key's certificate (and its CA's) is valid and not revoked at `at` (UTC ms):
+/// the validity rule login applies at its time ([`crate::ca::AgentCert::check_time`]).
 pub fn check_key_at(key: &ResolvedKey, at: u64) -> Result<(), Problem> {
-    if at < key.not_before_ms || at > key.not_after_ms {
-        return Err(Problem::CertificateNotValid {
-            subject: key.subject.clone(),
-            at,
-            not_before: key.not_before_ms,
-            not_after: key.not_after_ms,
-        });
-    }
+    let not_valid = |reason| Problem::CertificateNotValid { subject: key.subject.clone(), at, reason };
+    let instant = i128::from(at)
+        .checked_mul(1_000_000)
+        .and_then(|ns| time::OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
+        .ok_or_else(|| not_valid(CertError::Malformed(format!("record time {at} ms is out of range"))))?;
+    key.certificate.check_time(instant).map_err(not_valid)?;
     if let Some(revoked) = key.revoked_at_ms {
         if at >= revoked {
             return Err(Problem::Revoked { subject: key.subject.clone(), at, revoked });

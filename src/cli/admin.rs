@@ -2,8 +2,8 @@
 //! card (PIN on stdin); each action is a signed `admin_action` audit record, written
 //! before the directory changes (see `resetdesk::desk::admin`).
 
+use crate::clock::{Clock, SystemClock};
 use clap::{Args, Subcommand};
-use time::OffsetDateTime;
 
 use super::{fail, EXIT_OK};
 use crate::desk::admin::{perform, AdminAction};
@@ -76,7 +76,7 @@ pub fn run(cmd: Command) -> u8 {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    let now = OffsetDateTime::now_utc();
+    let now = SystemClock.now();
     match perform(&directory, &mut audit, &mut session, &target.user, &action, &target.reason, now) {
         Ok(record) => {
             println!(

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use crate::clock::{Clock, SystemClock};
 use clap::Subcommand;
-use time::OffsetDateTime;
 
 use super::{fail, load_config, read_secret_from_stdin, EXIT_BAD_INPUT, EXIT_OK};
 use crate::config::Mode;
@@ -49,7 +49,7 @@ pub fn run(cmd: Command) -> u8 {
                 Ok(i) => i,
                 Err(e) => return fail(e),
             };
-            match inbox.answer(&token, approve, OffsetDateTime::now_utc()) {
+            match inbox.answer(&token, approve, SystemClock.now()) {
                 Ok(issued) => {
                     println!(
                         "request {}: {} by {} ({})",

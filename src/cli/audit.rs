@@ -9,10 +9,11 @@ use super::{EXIT_BAD_INPUT, EXIT_FAILED};
 use crate::audit::export::{export, read_anchors, read_receipts, read_records};
 use crate::audit::offline::verify_records;
 use crate::audit::record::Hash32;
+use crate::audit::resolver::load_ca;
 use crate::audit::resolver::CertificateResolver;
 use crate::audit::store::{Store, FILE_NAME};
 use crate::audit::verify::StoredRecord;
-use crate::audit::{registry, verify_store, Anchor, CollectorKeys, Receipt, Summary};
+use crate::audit::{verify_store, Anchor, CollectorKeys, Receipt, Summary};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -109,14 +110,14 @@ impl Source {
                 return Err(bad("with --certs, give the CA certificate: --ca FILE (or --data-dir DIR)"));
             }
             let dir = data_dir.unwrap_or_default();
-            let mut resolver = registry::load_ca(&dir, self.ca.as_deref()).map_err(|e| bad(e.to_string()))?;
+            let mut resolver = load_ca(&dir, self.ca.as_deref()).map_err(|e| bad(e.to_string()))?;
             load_pem_dir(&mut resolver, certs)?;
             return Ok(resolver);
         }
         let Some(dir) = data_dir else {
             return Err(bad("give --data-dir DIR (token registry and CA), or --ca FILE with --certs DIR"));
         };
-        let loaded = registry::load(&dir, self.ca.as_deref()).map_err(|e| bad(e.to_string()))?;
+        let loaded = crate::token::audit_keys::load(&dir, self.ca.as_deref()).map_err(|e| bad(e.to_string()))?;
         for (user, why) in &loaded.refused {
             eprintln!("warning: the enrolled certificate of `{user}` is not trusted: {why}");
         }
@@ -159,7 +160,7 @@ fn export_source(dir: &Path, source: &Source) -> Result<ExportSource, (u8, Strin
             dir.join("ca.pem")
         }
     };
-    let mut resolver = registry::load_ca(Path::new(""), Some(&ca)).map_err(|e| bad(e.to_string()))?;
+    let mut resolver = load_ca(Path::new(""), Some(&ca)).map_err(|e| bad(e.to_string()))?;
     load_pem_dir(&mut resolver, source.certs.as_deref().unwrap_or(&dir.join("certs")))?;
     Ok(ExportSource { records, receipts, resolver })
 }

@@ -7,8 +7,8 @@
 
 use std::path::PathBuf;
 
+use crate::clock::{Clock, SystemClock};
 use clap::Subcommand;
-use time::OffsetDateTime;
 
 use super::{fail, load_config, read_secret_from_stdin, EXIT_BAD_INPUT, EXIT_OK};
 use crate::ca::{OrgCa, TrustAnchor};
@@ -49,7 +49,7 @@ pub fn run(cmd: Command) -> u8 {
                     return EXIT_BAD_INPUT;
                 }
             };
-            match OrgCa::init(&data_dir, &organisation, &passphrase, OffsetDateTime::now_utc()) {
+            match OrgCa::init(&data_dir, &organisation, &passphrase, SystemClock.now()) {
                 Ok((ca, paths)) => {
                     println!("created the organisation CA {:?}", ca.trust_anchor().subject());
                     println!("  certificate: {}", paths.cert.display());

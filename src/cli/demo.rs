@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::clock::{Clock, SystemClock};
 use clap::Subcommand;
-use time::OffsetDateTime;
 
 use super::{fail, load_config, EXIT_BAD_INPUT, EXIT_OK};
 use crate::directory::embedded::EmbeddedDirectory;
@@ -32,7 +32,7 @@ pub fn run(cmd: Command) -> u8 {
             if !person.totp {
                 return fail(format!("{user} has no authenticator app in the demo; use another method"));
             }
-            let now = OffsetDateTime::now_utc();
+            let now = SystemClock.now();
             let step = match crate::verification::totp::step_at(now) {
                 Ok(s) => s,
                 Err(e) => return fail(e),
@@ -84,7 +84,7 @@ pub fn run(cmd: Command) -> u8 {
                 Ok(d) => d,
                 Err(e) => return fail(e),
             };
-            match crate::demo::init(&mut dir, OffsetDateTime::now_utc()) {
+            match crate::demo::init(&mut dir, SystemClock.now()) {
                 Ok(0) => println!("{}: demo organisation already present; nothing changed", dir.path().display()),
                 Ok(n) => println!(
                     "{}: created the demo organisation ({n} accounts). Demo passwords are demo-pass-<username>.",

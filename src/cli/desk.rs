@@ -2,8 +2,8 @@
 //! stopped between the directory write and the outcome record) against the directory,
 //! signed by the agent whose card is in the reader.
 
+use crate::clock::{Clock, SystemClock};
 use clap::Subcommand;
-use time::OffsetDateTime;
 
 use super::{fail, EXIT_FAILED, EXIT_OK};
 use crate::desk::reconcile::{Finding, Reconciliation};
@@ -37,7 +37,7 @@ fn reconcile(args: &super::LoginArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let done = match desk.reconcile(&identity, signer, OffsetDateTime::now_utc()) {
+    let done = match desk.reconcile(&identity, signer, SystemClock.now()) {
         Ok(d) => d,
         Err(e) => return fail(e),
     };

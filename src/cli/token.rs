@@ -25,20 +25,22 @@ use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use time::OffsetDateTime;
 
 use super::{fail, load_config, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
 use crate::ca::{CaPaths, OrgCa, TrustAnchor};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Mode;
 use crate::directory::embedded::EmbeddedDirectory;
 use crate::presence::open_audit_log;
 use crate::secret::Secret;
+use crate::session_start::SessionStarter;
 use crate::token::card::{self, PivCard, Slot, DEFAULT_PIN, DEFAULT_PUK};
 use crate::token::enrol::{enrol, load_attestation_bundle, EnrolRequest};
 use crate::token::enrol_record::record_enrolment;
 use crate::token::management::ManagementKeyInfo;
 use crate::token::readers::{reader_status, ReaderStatus};
 use crate::token::registry::TokenRegistry;
+use crate::token::watch::CardWatcher;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -116,8 +118,8 @@ fn revoke(admin: &super::LoginArgs, agent: &str, serial: Option<u32>, reason: &s
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    let now = OffsetDateTime::now_utc();
-    match crate::token::revocation::revoke_signed(&registry, &mut audit, &mut session, agent, serial, reason, now) {
+    let now = SystemClock.now();
+    match crate::desk::revocation::revoke_signed(&registry, &mut audit, &mut session, agent, serial, reason, now) {
         Ok(done) => {
             println!(
                 "revoked {} key(s) of {agent:?}; revocation record seq {} signed by {}",
@@ -131,21 +133,28 @@ fn revoke(admin: &super::LoginArgs, agent: &str, serial: Option<u32>, reason: &s
     }
 }
 
+/// Log in and write the login record as the desk app does ([`SessionStarter`]: the
+/// key must stay in the reader throughout), then the logout record.
 fn check_login(args: &super::LoginArgs) -> u8 {
     let (data_dir, reader) = (args.data_dir.as_path(), args.reader.as_str());
-    let (config, mut session) = match super::login_from_stdin(args) {
-        Ok(logged_in) => logged_in,
+    let (config, directory, pin) = match super::login_inputs(args) {
+        Ok(inputs) => inputs,
         Err(code) => return code,
     };
     let mut audit = match open_audit_log(data_dir, config.ca.cert_file.as_deref()) {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    if let Err(e) = crate::presence::record_login(&mut audit, &mut session, None, OffsetDateTime::now_utc()) {
-        return fail(format!(
-            "the login worked, but its signed record could not be written, so the desk would refuse it: {e}"
-        ));
-    }
+    // No watcher thread here: pcscd's own reader state tells whether the key left.
+    let removals = match CardWatcher::new() {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let starter = SessionStarter { config: &config, directory: &directory, removals: &removals, clock: &SystemClock };
+    let mut session = match starter.start(&mut audit, reader, pin, None) {
+        Ok(started) => started.session,
+        Err(e) => return fail(e),
+    };
     let id = session.identity().clone();
     println!(
         "{}: logged in as {} ({}, {} agent) with key serial {}{}",
@@ -156,7 +165,7 @@ fn check_login(args: &super::LoginArgs) -> u8 {
         id.serial,
         if id.is_virtual { " [virtual token — demo only]" } else { "" }
     );
-    match crate::presence::record_logout(&mut audit, &mut session, OffsetDateTime::now_utc()) {
+    match crate::presence::record_logout(&mut audit, &mut session, SystemClock.now()) {
         Ok(_) => EXIT_OK,
         Err(e) => fail(format!("logged out, but the signed logout record could not be written: {e}")),
     }
@@ -226,7 +235,7 @@ fn status(reader: Option<&str>, data_dir: Option<&Path>, config: Option<&Path>) 
     if let (Some(d), None) = (data_dir, &registry) {
         println!("(no token registry in {}: no key has been enrolled there)", d.display());
     }
-    let now = OffsetDateTime::now_utc();
+    let now = SystemClock.now();
     for info in chosen {
         let mut c = match PivCard::open_reader(&info.reader) {
             Ok(c) => c,
@@ -363,7 +372,7 @@ fn enroll(data_dir: &Path, agent: &str, reader: Option<&str>, config: Option<&Pa
         allow_unattested: allow_unattested || config.tokens.allow_unattested || !production,
     };
     let dir: &dyn crate::directory::Directory = &directory;
-    match enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &bundle, &req, OffsetDateTime::now_utc()) {
+    match enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &bundle, &req, SystemClock.now()) {
         Ok(r) => {
             let recorded =
                 write_enrolment_record(data_dir, config.ca.cert_file.as_deref(), &registry, card, req.new_pin, &r);
@@ -416,8 +425,8 @@ fn write_enrolment_record(
     if !report.is_virtual {
         eprintln!("touch the key to sign the enrolment record");
     }
-    let appended = record_enrolment(&mut audit, registry, card, new_pin, report, OffsetDateTime::now_utc())
-        .map_err(|e| e.to_string())?;
+    let appended =
+        record_enrolment(&mut audit, registry, card, new_pin, report, SystemClock.now()).map_err(|e| e.to_string())?;
     Ok(appended.seq)
 }
 

@@ -98,8 +98,8 @@ pub fn perform(
     if !is_plain_identifier(target) {
         return Err(AdminError::BadText("username"));
     }
-    let account = directory.account(target)?;
-    let me = directory.account(&who.username)?;
+    let account = directory.entry(target)?;
+    let me = directory.entry(&who.username)?;
     if same_person(&me.username, &me.employee_id, &account.username, &account.employee_id) {
         return Err(AdminError::OwnAccount);
     }

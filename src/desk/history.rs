@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::audit::event::parse_payload;
 use crate::audit::store::{Store, StoreError};
-use crate::audit::{EventType, Outcome, Record};
+use crate::audit::{DirectoryOutcome, EventType, Record};
 use crate::verification::Verdict;
 use crate::workflow::facts::{StepDetail, StepFact};
 
@@ -122,7 +122,7 @@ fn histories(
                 history.failures.clear();
                 return Ok(());
             }
-            if record.event_type == EventType::ResetOutcome && parsed.outcome == Some(Outcome::Done) {
+            if record.event_type == EventType::ResetOutcome && parsed.outcome == Some(DirectoryOutcome::Done) {
                 history.resets.extend(time_of_ms(record.timestamp_ms));
             }
             let request_id = facts.get("request_id").and_then(Value::as_str).unwrap_or_default().to_owned();

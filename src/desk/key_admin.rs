@@ -13,6 +13,7 @@
 
 use time::OffsetDateTime;
 
+use super::revocation::{revoke_signed, RevocationError, Revoked};
 use crate::ca::{CaError, CaPaths, OrgCa};
 use crate::config::Mode;
 use crate::login::AgentSession;
@@ -24,7 +25,6 @@ use crate::token::attestation::AttestationError;
 use crate::token::card::{PivCard, DEFAULT_PIN, DEFAULT_PUK};
 use crate::token::enrol::{enrol, load_attestation_bundle, EnrolError, EnrolReport, EnrolRequest};
 use crate::token::enrol_record::{record_enrolment, EnrolRecordError};
-use crate::token::revocation::{revoke_signed, RevocationError, Revoked};
 use crate::token::TokenError;
 
 /// What the admin types to enrol a key. Every secret is wiped on drop.
@@ -106,7 +106,7 @@ impl super::Desk {
             return Err(KeyAdminError::OwnReader);
         }
         let username = request.username.trim().to_owned();
-        let employee_id = |u: &str| self.directory.account(u).map(|a| a.employee_id).unwrap_or_default();
+        let employee_id = |u: &str| self.directory.entry(u).map(|a| a.employee_id).unwrap_or_default();
         if same_person(
             &admin.identity().username,
             &employee_id(&admin.identity().username),

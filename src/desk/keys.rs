@@ -1,22 +1,16 @@
-//! Enrolled keys, as the desk needs them: a co-signer's enrolled key (checked before
-//! their card signs) and their signature against it, and the audit log's pre-commit
-//! key check.
+//! A co-signer's enrolled key, as the desk needs it (checked before their card signs),
+//! and their signature against it. (The audit log's pre-commit key check is
+//! [`crate::token::audit_keys::RegistryKeys`].)
 //!
 //! Identity comes from verifiable sources only: the co-signer's username from their
 //! CA-issued certificate (which must match the registry row), their agent tier from
 //! the directory, the signature checked against the certified key. Nothing the
 //! co-signer's shell claims is taken on trust.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use time::OffsetDateTime;
 
-use crate::audit::registry;
-use crate::audit::resolver::ResolveError;
-use crate::audit::{KeyResolver, ResolvedKey};
 use crate::ca::TrustAnchor;
 use crate::login::TokenPolicy;
 use crate::token::card::Slot;
@@ -103,33 +97,5 @@ impl EnrolledCoSigner {
     pub fn verify(&self, digest: &[u8; 32], signature_der: &[u8]) -> Result<(), CoSignerKeyError> {
         let signature = Signature::from_der(signature_der).map_err(|_| CoSignerKeyError::BadSignature)?;
         self.public_key.verify_prehash(digest, &signature).map_err(|_| CoSignerKeyError::BadSignature)
-    }
-}
-
-/// The audit log's key check over the data directory's CA and token registry.
-///
-/// The registry is read afresh for every lookup, so an agent enrolled, or a key
-/// revoked, while the desk runs counts from the next record on (a lookup costs well
-/// under a millisecond against ~9 ms for the card's signature). If the registry cannot
-/// be read, the check fails and nothing is written.
-pub struct RegistryKeys {
-    data_dir: PathBuf,
-    ca_file: Option<PathBuf>,
-}
-
-impl RegistryKeys {
-    /// Check that the CA certificate and the enrolled 9c certificates load now.
-    pub fn load(data_dir: PathBuf, ca_file: Option<PathBuf>) -> Result<Self, registry::LoadError> {
-        registry::load(&data_dir, ca_file.as_deref())?;
-        Ok(Self { data_dir, ca_file })
-    }
-}
-
-impl KeyResolver for RegistryKeys {
-    fn resolve(&self, key_id: &[u8; 32]) -> Result<Arc<ResolvedKey>, ResolveError> {
-        registry::load(&self.data_dir, self.ca_file.as_deref())
-            .map_err(|e| ResolveError::Unavailable(e.to_string()))?
-            .resolver
-            .resolve(key_id)
     }
 }

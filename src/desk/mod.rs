@@ -36,6 +36,7 @@ pub mod progress;
 pub mod reconcile;
 pub mod replay;
 pub mod reset;
+pub mod revocation;
 pub mod view;
 
 use std::collections::VecDeque;
@@ -48,31 +49,33 @@ use time::OffsetDateTime;
 use crate::audit::event::EventError;
 use crate::audit::store::FILE_NAME as AUDIT_FILE;
 use crate::audit::{
-    Appended, AuditError, AuditLog, Event as AuditEvent, EventType, MadeCosignature, Outcome as AuditOutcome,
-    PendingIntent,
+    Appended, AuditError, AuditLog, DirectoryOutcome, Event, EventType, MadeCosignature, PendingIntent,
 };
 use crate::ca::{CaError, TrustAnchor};
 use crate::config::{Config, Mode};
 use crate::directory::{Directory, DirectoryError};
+use crate::groups::GroupRules;
 use crate::login;
 use crate::policy::authority::CoSignerClaim;
-use crate::policy::{AgentIdentity, Channel, RequestContext, StatedDetails};
+use crate::policy::{ActingAgent, Channel, RequestContext, StatedDetails};
 use crate::secret::Secret;
 use crate::token::registry::{RegistryError, TokenRegistry};
-use crate::token::{RecordSigner, TokenError};
+use crate::token::{RecordSigner, SignError};
 use crate::verification::co_signature::CoSignature;
 use crate::verification::manager_approval::ManagerResponse;
 use crate::verification::one_time_code::IssuedCode;
 use crate::verification::{InputError, Verdict};
-use crate::workflow::facts::{AgentFact, CoSignerFact, FactsKind, HandoffChannel, Outcome, StepFact};
+use crate::workflow::facts::{AgentFact, CoSignerFact, FactsKind, HandoffChannel, RequestOutcome, StepFact};
 use crate::workflow::input::{check_secret_action, parse_ui_action, UiAction, UiInputError};
 use crate::workflow::{
-    Decision, Event, Notification, NotificationKind, OpenRequest, Phase, Recipient, Session, Status, WorkflowError,
+    Decision, Notification, NotificationKind, OpenRequest, Phase, Recipient, Session, Status, WorkflowError,
+    WorkflowEvent,
 };
 
+use crate::token::audit_keys::RegistryKeys;
 use approval::{ApprovalChannel, ApprovalError, ApprovalInbox, Issued};
 use history::HistorySource;
-use keys::{CoSignerKeyError, RegistryKeys};
+use keys::CoSignerKeyError;
 use outbox::{Message, Notifier, NotifyError, Outbox, SecretDelivery};
 use reconcile::{Finding, Reconciliation, ReconciliationFacts, TargetName};
 use replay::{ReplayError, ReplayGuard};
@@ -99,13 +102,13 @@ pub enum DeskError {
     #[error(transparent)]
     Replay(#[from] ReplayError),
     #[error(transparent)]
-    Token(#[from] TokenError),
+    Sign(#[from] SignError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Ca(#[from] CaError),
     #[error("the enrolled keys could not be loaded: {0}")]
-    Keys(#[from] crate::audit::registry::LoadError),
+    Keys(#[from] crate::token::audit_keys::LoadError),
     #[error(transparent)]
     History(#[from] history::HistoryError),
     #[error("co-signature refused: {0}")]
@@ -197,7 +200,7 @@ impl RecordSigner for Timed<'_> {
         self.inner.key_id()
     }
 
-    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, TokenError> {
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, SignError> {
         let t = Instant::now();
         let r = self.inner.sign_digest(digest);
         self.spent += t.elapsed();
@@ -226,6 +229,8 @@ pub struct Desk {
     notifier: Box<dyn Notifier + Send>,
     registry: TokenRegistry,
     anchor: TrustAnchor,
+    /// `[tiers]` and `[agents]`: what the directory's groups confer.
+    groups: GroupRules,
     replay: ReplayGuard,
     approvals: Box<dyn ApprovalChannel + Send>,
     /// Where account histories come from; `None`: this desk's audit store.
@@ -266,7 +271,9 @@ impl Desk {
         let anchor = TrustAnchor::load(&config.ca_cert_path())?;
         let replay = ReplayGuard::open(&data_dir)?;
         let approvals = Box::new(ApprovalInbox::open(&data_dir)?);
+        let groups = config.group_rules();
         Ok(Self {
+            groups,
             config,
             directory,
             audit,
@@ -370,10 +377,10 @@ impl Desk {
         now: OffsetDateTime,
     ) -> Result<(ResetRun, Reply), DeskError> {
         let t = Instant::now();
-        let agent_account = self.directory.account(&agent.username)?;
-        let account = self.directory.account(target)?;
+        let agent_account = self.directory.account(&agent.username, &self.groups)?;
+        let account = self.directory.account(target, &self.groups)?;
         let manager = match account.manager.as_deref() {
-            Some(m) => match self.directory.account(m) {
+            Some(m) => match self.directory.account(m, &self.groups) {
                 Ok(a) => Some(a),
                 Err(DirectoryError::NotFound(_)) => None,
                 Err(e) => return Err(e.into()),
@@ -387,9 +394,9 @@ impl Desk {
         let directory_tier = agent_account.agent_tier.ok_or_else(|| DeskError::NotAnAgent(agent.username.clone()))?;
         let tier = agent.tier.min(directory_tier);
         let mut identity =
-            AgentIdentity::from_login_fields(&agent.username, tier, agent_account.groups, &agent.signing_key_id)
+            ActingAgent::from_login_fields(&agent.username, tier, agent_account.entry.groups, &agent.signing_key_id)
                 .ok_or(DeskError::BadIdentity("the signing key id is not 32 bytes of hex"))?;
-        identity.employee_id = agent_account.employee_id;
+        identity.employee_id = agent_account.entry.employee_id;
         if signer.key_id() != identity.key_id {
             return Err(DeskError::WrongSigner);
         }
@@ -497,7 +504,7 @@ impl Desk {
         now: OffsetDateTime,
     ) -> Result<Reply, DeskError> {
         self.usable(run, signer)?;
-        self.apply_event(run, Event::ManagerResponded { at: now, response }, signer, now)
+        self.apply_event(run, WorkflowEvent::ManagerResponded { at: now, response }, signer, now)
     }
 
     /// A second agent co-signs with their own card (`co_signer`, slot 9c). Before the
@@ -521,7 +528,7 @@ impl Desk {
         let enrolled =
             keys::enrolled_co_signer(&self.registry, &self.anchor, &key_id, co_signer.card_serial(), policy, now)?;
         let t = Instant::now();
-        let account = match self.directory.account(&enrolled.username) {
+        let account = match self.directory.account(&enrolled.username, &self.groups) {
             Ok(a) => a,
             Err(DirectoryError::NotFound(_)) => return Err(DeskError::CoSignerNotAnAgent(enrolled.username)),
             Err(e) => return Err(e.into()),
@@ -539,14 +546,14 @@ impl Desk {
         enrolled.verify(&digest, &signature_der)?;
         let signature = CoSignature {
             username: enrolled.username,
-            employee_id: account.employee_id,
+            employee_id: account.entry.employee_id,
             tier,
             key_id,
             digest,
             signature_der,
             verified_against_certificate: true,
         };
-        self.apply_event(run, Event::CoSigned { at: now, signature }, signer, now)
+        self.apply_event(run, WorkflowEvent::CoSigned { at: now, signature }, signer, now)
     }
 
     // ----- reconciliation -----
@@ -573,7 +580,7 @@ impl Desk {
             let (finding, must_change) = if target.is_empty() {
                 (Finding::NeedsHuman { why: "the intent record names no target account".into() }, false)
             } else {
-                match self.directory.account(&target) {
+                match self.directory.entry(&target) {
                     Ok(account) => {
                         let changed = self.directory.password_changed_at(&target)?;
                         (
@@ -589,8 +596,8 @@ impl Desk {
                 }
             };
             let outcome = match &finding {
-                Finding::Applied { .. } => Some(AuditOutcome::Done),
-                Finding::NotApplied { .. } => Some(AuditOutcome::Failed {
+                Finding::Applied { .. } => Some(DirectoryOutcome::Done),
+                Finding::NotApplied { .. } => Some(DirectoryOutcome::Failed {
                     error:
                         "not applied: the directory shows no password change since the intent (found at reconciliation)"
                             .into(),
@@ -608,7 +615,7 @@ impl Desk {
                         must_change_pending: must_change,
                         note: reconcile::note(&finding),
                     };
-                    let event = AuditEvent::reset_outcome(pending.intent_ref(), &outcome, &facts)?;
+                    let event = Event::reset_outcome(pending.intent_ref(), &outcome, &facts)?;
                     Some(self.append(&event, signer, now)?.seq)
                 }
                 None => None,
@@ -659,7 +666,12 @@ impl Desk {
     /// Answers, TOTP and codes: checked against the account's material (fresh from
     /// the directory), turned into a verdict-only event. A TOTP step that passed is
     /// made durable before the engine hears of it.
-    fn check_secret(&mut self, run: &mut ResetRun, action: UiAction, now: OffsetDateTime) -> Result<Event, DeskError> {
+    fn check_secret(
+        &mut self,
+        run: &mut ResetRun,
+        action: UiAction,
+        now: OffsetDateTime,
+    ) -> Result<WorkflowEvent, DeskError> {
         let username = run.session.account().username.clone();
         let t = Instant::now();
         let material = self.directory.verification_material(&username)?;
@@ -669,7 +681,7 @@ impl Desk {
         let t = Instant::now();
         let event = check_secret_action(action, now, &material, &mut run.secrets)?;
         self.times.engine += t.elapsed();
-        if let Event::TotpChecked { accepted_step: Some(step), .. } = &event {
+        if let WorkflowEvent::TotpChecked { accepted_step: Some(step), .. } = &event {
             self.replay.accept(&username, *step)?;
         }
         Ok(event)
@@ -681,7 +693,7 @@ impl Desk {
     fn apply_event(
         &mut self,
         run: &mut ResetRun,
-        event: Event,
+        event: WorkflowEvent,
         signer: &mut dyn RecordSigner,
         now: OffsetDateTime,
     ) -> Result<Reply, DeskError> {
@@ -756,14 +768,14 @@ impl Desk {
                 target: TargetName { username: &facts.target.username },
                 steps: [step],
             };
-            self.append(&AuditEvent::new(EventType::VerificationFailed, &failed)?, signer, now)?;
+            self.append(&Event::new(EventType::VerificationFailed, &failed)?, signer, now)?;
         }
         Ok(())
     }
 
     fn append(
         &mut self,
-        event: &AuditEvent,
+        event: &Event,
         signer: &mut dyn RecordSigner,
         now: OffsetDateTime,
     ) -> Result<Appended, DeskError> {
@@ -773,7 +785,7 @@ impl Desk {
     /// [`Desk::append`], with the co-signature made at [`Desk::co_sign`] if there is one.
     fn append_cosigned(
         &mut self,
-        event: &AuditEvent,
+        event: &Event,
         signer: &mut dyn RecordSigner,
         cosignature: Option<&MadeCosignature>,
         now: OffsetDateTime,
@@ -808,7 +820,7 @@ impl Desk {
             if matches!(decision, Decision::WriteIntent { .. }) {
                 if let Some(why) = self.changed_since_opened(run, now)? {
                     // Recorded as cancelled, with the reason; no intent, no directory write.
-                    let cancel = run.session.handle(Event::Cancelled {
+                    let cancel = run.session.handle(WorkflowEvent::Cancelled {
                         at: now,
                         reason: format!("the directory changed since the request opened: {why}"),
                     })?;
@@ -854,14 +866,14 @@ impl Desk {
         signer: &mut dyn RecordSigner,
         now: OffsetDateTime,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<Event>, DeskError> {
+    ) -> Result<Option<WorkflowEvent>, DeskError> {
         match decision {
             Decision::WriteIntent { facts } => {
                 let cosignature = facts.co_signer.as_ref().map(made_cosignature).transpose()?;
-                let event = AuditEvent::reset_intent(facts.as_ref())?;
+                let event = Event::reset_intent(facts.as_ref())?;
                 let appended = self.append_cosigned(&event, signer, cosignature.as_ref(), now)?;
                 run.intent = Some(appended);
-                Ok(Some(Event::IntentRecorded { at: now, seq: appended.seq, entry_hash: appended.entry_hash }))
+                Ok(Some(WorkflowEvent::IntentRecorded { at: now, seq: appended.seq, entry_hash: appended.entry_hash }))
             }
             Decision::ExecuteReset { username, password, context_words } => {
                 self.ensure_intent_durable(run)?;
@@ -891,21 +903,21 @@ impl Desk {
                     }
                     Err(e) => Err(format!("no temporary password was generated ({e}); the directory was not changed")),
                 };
-                Ok(Some(Event::DirectoryResult { at: now, result }))
+                Ok(Some(WorkflowEvent::DirectoryResult { at: now, result }))
             }
             Decision::WriteOutcome { facts } => {
                 let intent = run.intent.ok_or(DeskError::IntentNotDurable(0))?;
                 let outcome = match &facts.outcome {
-                    Outcome::Succeeded => AuditOutcome::Done,
-                    Outcome::DirectoryFailed { message } => AuditOutcome::Failed { error: message.clone() },
-                    other => AuditOutcome::Failed { error: format!("{other:?}") },
+                    RequestOutcome::Succeeded => DirectoryOutcome::Done,
+                    RequestOutcome::DirectoryFailed { message } => DirectoryOutcome::Failed { error: message.clone() },
+                    other => DirectoryOutcome::Failed { error: format!("{other:?}") },
                 };
-                self.append(&AuditEvent::reset_outcome(intent.intent_ref(), &outcome, facts.as_ref())?, signer, now)?;
+                self.append(&Event::reset_outcome(intent.intent_ref(), &outcome, facts.as_ref())?, signer, now)?;
                 Ok(None)
             }
             Decision::WriteRecord { facts } => {
                 let kind = if facts.kind == FactsKind::Lockout { EventType::Lockout } else { EventType::Refusal };
-                self.append(&AuditEvent::new(kind, facts.as_ref())?, signer, now)?;
+                self.append(&Event::new(kind, facts.as_ref())?, signer, now)?;
                 Ok(None)
             }
             Decision::HandOff { handoff } => {
@@ -1010,13 +1022,13 @@ impl Desk {
     fn changed_since_opened(&mut self, run: &ResetRun, now: OffsetDateTime) -> Result<Option<String>, DeskError> {
         let t = Instant::now();
         let opened = run.session.account();
-        let account = match self.directory.account(&opened.username) {
+        let account = match self.directory.account(&opened.username, &self.groups) {
             Ok(a) => a,
             Err(DirectoryError::NotFound(_)) => return Ok(Some("the account was removed".into())),
             Err(e) => return Err(e.into()),
         };
         let agent = run.session.agent();
-        let agent_tier = match self.directory.account(&agent.username) {
+        let agent_tier = match self.directory.account(&agent.username, &self.groups) {
             Ok(a) => a.agent_tier,
             Err(DirectoryError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
@@ -1145,7 +1157,7 @@ impl Desk {
                 Recipient::SecurityTeam => Some(security.clone()).filter(|s| !s.trim().is_empty()),
                 Recipient::Manager { username } => {
                     let t = Instant::now();
-                    let manager = self.directory.account(username);
+                    let manager = self.directory.entry(username);
                     self.times.directory += t.elapsed();
                     match manager {
                         Ok(m) => {
@@ -1201,7 +1213,7 @@ mod tests {
         .unwrap();
         TokenRegistry::open(dir.path()).unwrap();
         let desk = Desk::open_embedded(config).unwrap();
-        let agent = AgentIdentity {
+        let agent = ActingAgent {
             username: "alice".into(),
             employee_id: "E-alice".into(),
             tier: AgentTier::Senior,

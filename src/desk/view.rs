@@ -17,7 +17,7 @@ use crate::policy::authority::required_agent_tier;
 use crate::policy::{Channel, Escalation, FactorKind, Method, Missing, PolicyConfig, StatedDetails};
 use crate::tier::{AccountTier, AgentTier};
 use crate::verification::Verdict;
-use crate::workflow::facts::{Outcome, StepDetail};
+use crate::workflow::facts::{RequestOutcome, StepDetail};
 use crate::workflow::{ContactKind, ContactUse, Phase};
 
 /// One account in the search results.
@@ -398,14 +398,14 @@ impl ResetView {
         });
 
         let (refusal, directory_error) = match s.facts(crate::workflow::FactsKind::Refusal, now).outcome {
-            Outcome::Refused { reason } => {
+            RequestOutcome::Refused { reason } => {
                 let required = required_agent_tier(inputs.policy, status.effective_tier.max(status.base_tier));
                 let hand_to = (s.agent().tier < required).then_some(required);
                 let come_in_person = s.channel() != Channel::WalkUp
                     && s.requirements().required_steps.contains(&Method::GovernmentId);
                 (Some(RefusalView { explanation: reason, hand_to, come_in_person }), None)
             }
-            Outcome::LockedOut { until } => (
+            RequestOutcome::LockedOut { until } => (
                 Some(RefusalView {
                     explanation: format!(
                         "verification for this account is locked until {} after too many failed attempts; the security team was notified",
@@ -416,7 +416,7 @@ impl ResetView {
                 }),
                 None,
             ),
-            Outcome::DirectoryFailed { message } => (None, Some(message)),
+            RequestOutcome::DirectoryFailed { message } => (None, Some(message)),
             _ => (None, None),
         };
         let handoff = s.facts(crate::workflow::FactsKind::Intent, now).handoff.map(|h| {
@@ -499,7 +499,7 @@ impl super::Desk {
             return Ok(Vec::new());
         }
         crate::verification::check_text("search", query)?;
-        let accounts = self.directory.search(query, MAX_SEARCH_RESULTS)?;
+        let accounts = self.directory.search(query, MAX_SEARCH_RESULTS, &self.groups)?;
         let names: Vec<&str> = accounts.iter().map(|a| a.username.as_str()).collect();
         let histories = self.account_histories(&names)?;
         Ok(accounts
@@ -534,7 +534,7 @@ impl super::Desk {
         &self,
         filter: &crate::audit::browse::AuditFilter,
     ) -> Result<crate::audit::browse::AuditPage, super::DeskError> {
-        let keys = crate::audit::registry::load(&self.config.data_dir, self.config.ca.cert_file.as_deref())?;
+        let keys = crate::token::audit_keys::load(&self.config.data_dir, self.config.ca.cert_file.as_deref())?;
         Ok(crate::audit::browse::browse(self.audit.store(), &keys.resolver, filter)
             .map_err(crate::audit::AuditError::from)?)
     }
@@ -545,7 +545,7 @@ impl super::Desk {
         &self,
         now: OffsetDateTime,
     ) -> Result<(std::path::PathBuf, crate::audit::export::ExportSummary), super::DeskError> {
-        let keys = crate::audit::registry::load(&self.config.data_dir, self.config.ca.cert_file.as_deref())?;
+        let keys = crate::token::audit_keys::load(&self.config.data_dir, self.config.ca.cert_file.as_deref())?;
         let stamp = now.unix_timestamp();
         let out = self.config.data_dir.join("exports").join(format!("audit-{stamp}"));
         let summary = crate::audit::export::export(self.audit.store(), &keys.resolver, &out)

@@ -8,6 +8,7 @@
 //! permissions (0600); a production site uses its LDAP/AD directory and its own MFA.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -15,8 +16,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
-use super::{Account, ContactPoint, Directory, DirectoryError, PasswordCheck, SecurityAnswer, VerificationMaterial};
-use crate::config::{AgentConfig, Config, TierMapping};
+use super::{
+    ContactPoint, Directory, DirectoryEntry, DirectoryError, PasswordCheck, SecurityAnswer, VerificationMaterial,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
 use crate::secret::Secret;
 use crate::text::normalize_answer;
 use zeroize::Zeroizing;
@@ -94,8 +98,8 @@ pub struct NewAccount {
 pub struct EmbeddedDirectory {
     conn: Connection,
     path: PathBuf,
-    tiers: TierMapping,
-    agents: AgentConfig,
+    /// Stamps `password_changed_at`.
+    clock: Arc<dyn Clock>,
 }
 
 impl EmbeddedDirectory {
@@ -111,9 +115,18 @@ impl EmbeddedDirectory {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut dir = Self { conn, path, tiers: config.tiers.clone(), agents: config.agents.clone() };
+        // Every backend opens with the configuration; the embedded one needs nothing
+        // from it (tiers are the core's: `crate::groups`).
+        let _ = config;
+        let mut dir = Self { conn, path, clock: Arc::new(SystemClock) };
         dir.migrate()?;
         Ok(dir)
+    }
+
+    /// Read the time (for `password_changed_at`) from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Path of the database file.
@@ -215,7 +228,7 @@ impl EmbeddedDirectory {
         }
     }
 
-    fn load_account(&self, username: &str) -> Result<Option<Account>, DirectoryError> {
+    fn load_account(&self, username: &str) -> Result<Option<DirectoryEntry>, DirectoryError> {
         type Row = (String, String, String, String, Option<String>, String, bool, bool, Option<String>, Option<String>);
         let row: Option<Row> = self
             .conn
@@ -288,7 +301,7 @@ impl EmbeddedDirectory {
             self.conn.prepare_cached("SELECT group_name FROM group_members WHERE username = ?1 ORDER BY group_name")?;
         let groups = stmt.query_map([username], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
 
-        Ok(Some(Account {
+        Ok(Some(DirectoryEntry {
             username: username.to_owned(),
             display_name,
             employee_id,
@@ -298,8 +311,6 @@ impl EmbeddedDirectory {
             date_of_hire,
             emails,
             phones,
-            tier: self.tiers.account_tier(&groups),
-            agent_tier: self.agents.agent_tier(&groups),
             groups,
             flagged,
             flagged_until,
@@ -315,11 +326,11 @@ impl Directory for EmbeddedDirectory {
         "embedded"
     }
 
-    fn account(&self, username: &str) -> Result<Account, DirectoryError> {
+    fn entry(&self, username: &str) -> Result<DirectoryEntry, DirectoryError> {
         self.load_account(username)?.ok_or_else(|| DirectoryError::NotFound(username.to_owned()))
     }
 
-    fn search(&self, query: &str, limit: usize) -> Result<Vec<Account>, DirectoryError> {
+    fn search_entries(&self, query: &str, limit: usize) -> Result<Vec<DirectoryEntry>, DirectoryError> {
         let pattern = format!("%{}%", query.trim().replace(['%', '_', '\\'], ""));
         let mut stmt = self.conn.prepare_cached(
             "SELECT username FROM accounts
@@ -330,7 +341,7 @@ impl Directory for EmbeddedDirectory {
         let names = stmt
             .query_map(params![pattern, limit as i64], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
-        names.iter().map(|n| self.account(n)).collect()
+        names.iter().map(|n| self.entry(n)).collect()
     }
 
     fn verification_material(&self, username: &str) -> Result<VerificationMaterial, DirectoryError> {
@@ -353,7 +364,7 @@ impl Directory for EmbeddedDirectory {
 
     fn set_temporary_password(&self, username: &str, password: &Secret) -> Result<(), DirectoryError> {
         let phc = hash_secret(password.expose())?;
-        let now = fmt_time(OffsetDateTime::now_utc());
+        let now = fmt_time(self.clock.now());
         self.update_account(
             username,
             "UPDATE accounts SET password_phc = ?2, must_change = 1, password_changed_at = ?3,
@@ -509,15 +520,18 @@ mod tests {
     }
 
     #[test]
-    fn account_round_trips_with_derived_tiers() {
+    fn account_round_trips_and_the_core_maps_its_groups() {
         let (_d, mut dir) = open();
         dir.create_account(&new_account("ana", &["staff", "helpdesk-senior"]), OffsetDateTime::now_utc()).unwrap();
-        let a = dir.account("ana").unwrap();
-        assert_eq!(a.tier, AccountTier::Privileged);
-        assert_eq!(a.agent_tier, Some(AgentTier::Senior));
+        let a = dir.entry("ana").unwrap();
+        assert_eq!(a.groups, ["helpdesk-senior", "staff"]);
+        let rules = Config::default().group_rules();
+        let classified = dir.account("ana", &rules).unwrap();
+        assert_eq!(classified.tier, AccountTier::Privileged);
+        assert_eq!(classified.agent_tier, Some(AgentTier::Senior));
         assert_eq!(a.emails[0].value, "ana@example.com");
         assert_eq!(a.date_of_hire, date!(2019 - 04 - 01));
-        assert!(matches!(dir.account("nobody"), Err(DirectoryError::NotFound(_))));
+        assert!(matches!(dir.entry("nobody"), Err(DirectoryError::NotFound(_))));
     }
 
     #[test]
@@ -543,8 +557,18 @@ mod tests {
         dir.set_temporary_password("cy", &temp).unwrap();
         assert_eq!(dir.check_password("cy", &old).unwrap(), PasswordCheck { valid: false, must_change: false });
         assert_eq!(dir.check_password("cy", &temp).unwrap(), PasswordCheck { valid: true, must_change: true });
-        assert!(dir.account("cy").unwrap().must_change_password);
+        assert!(dir.entry("cy").unwrap().must_change_password);
         assert!(matches!(dir.set_temporary_password("ghost", &temp), Err(DirectoryError::NotFound(_))));
+    }
+
+    #[test]
+    fn the_password_change_time_comes_from_the_directory_clock() {
+        let (_d, dir) = open();
+        let at = datetime!(2031-05-06 7:08:09 UTC);
+        let mut dir = dir.with_clock(Arc::new(crate::clock::FixedClock::new(at)));
+        dir.create_account(&new_account("ike", &[]), OffsetDateTime::now_utc()).unwrap();
+        dir.set_temporary_password("ike", &Secret::from("Tmp-4hQ9-xr7W-2kPz")).unwrap();
+        assert_eq!(dir.password_changed_at("ike").unwrap(), Some(at));
     }
 
     #[test]
@@ -554,7 +578,7 @@ mod tests {
         let until = datetime!(2030-01-01 12:00 UTC);
         let flag_until = datetime!(2030-01-31 12:00 UTC);
         dir.lock_verification("hal", until, flag_until).unwrap();
-        let a = dir.account("hal").unwrap();
+        let a = dir.entry("hal").unwrap();
         assert_eq!((a.verification_locked_until, a.flagged, a.flagged_until), (Some(until), true, Some(flag_until)));
         assert!(a.flagged_at(flag_until - time::Duration::seconds(1)));
         assert!(!a.flagged_at(flag_until), "the lockout's flag lapses");
@@ -565,7 +589,7 @@ mod tests {
         flagged.flagged = true;
         dir.create_account(&flagged, OffsetDateTime::now_utc()).unwrap();
         dir.lock_verification("ida", until, flag_until).unwrap();
-        let a = dir.account("ida").unwrap();
+        let a = dir.entry("ida").unwrap();
         assert_eq!((a.flagged, a.flagged_until), (true, None));
         assert!(a.flagged_at(flag_until + time::Duration::days(3650)));
     }
@@ -575,11 +599,11 @@ mod tests {
         let (_d, mut dir) = open();
         dir.create_account(&new_account("dora", &[]), OffsetDateTime::now_utc()).unwrap();
         dir.create_account(&new_account("eli", &[]), OffsetDateTime::now_utc()).unwrap();
-        assert_eq!(dir.search("E-do", 10).unwrap().len(), 1);
-        assert_eq!(dir.search("user", 10).unwrap().len(), 2);
-        assert_eq!(dir.search("%", 10).unwrap().len(), 2, "wildcards are stripped, not interpreted");
-        assert_eq!(dir.search("zzz", 10).unwrap().len(), 0);
-        let by_mail: Vec<String> = dir.search("dora@", 10).unwrap().into_iter().map(|a| a.username).collect();
+        assert_eq!(dir.search_entries("E-do", 10).unwrap().len(), 1);
+        assert_eq!(dir.search_entries("user", 10).unwrap().len(), 2);
+        assert_eq!(dir.search_entries("%", 10).unwrap().len(), 2, "wildcards are stripped, not interpreted");
+        assert_eq!(dir.search_entries("zzz", 10).unwrap().len(), 0);
+        let by_mail: Vec<String> = dir.search_entries("dora@", 10).unwrap().into_iter().map(|a| a.username).collect();
         assert_eq!(by_mail, ["dora"], "registered e-mail addresses are searched too");
     }
 
@@ -605,7 +629,7 @@ mod tests {
         let (_d, mut dir) = open();
         dir.create_account(&new_account("gil", &[]), OffsetDateTime::now_utc()).unwrap();
         dir.conn.execute("UPDATE accounts SET date_of_hire = 'yesterday' WHERE username = 'gil'", []).unwrap();
-        assert!(matches!(dir.account("gil"), Err(DirectoryError::Corrupt { .. })));
+        assert!(matches!(dir.entry("gil"), Err(DirectoryError::Corrupt { .. })));
         dir.conn.execute("UPDATE accounts SET password_phc = 'garbage' WHERE username = 'gil'", []).unwrap();
         assert!(matches!(dir.check_password("gil", &Secret::from("x")), Err(DirectoryError::Corrupt { .. })));
     }

@@ -10,6 +10,7 @@ pub mod embedded;
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
+use crate::groups::GroupRules;
 use crate::secret::Secret;
 use crate::tier::{AccountTier, AgentTier};
 
@@ -24,9 +25,11 @@ pub struct ContactPoint {
     pub changed_at: OffsetDateTime,
 }
 
-/// An account as the directory describes it. Holds nothing secret: safe to show an agent.
+/// An account as the directory describes it: attributes and the groups it is in
+/// (names or DNs, as the backend knows them). No tier: the core derives tiers from the
+/// groups ([`Account::classify`]). Holds nothing secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Account {
+pub struct DirectoryEntry {
     pub username: String,
     pub display_name: String,
     pub employee_id: String,
@@ -37,11 +40,8 @@ pub struct Account {
     pub date_of_hire: Date,
     pub emails: Vec<ContactPoint>,
     pub phones: Vec<ContactPoint>,
+    /// Group names or distinguished names.
     pub groups: Vec<String>,
-    /// Derived from `groups` through the configured [`crate::config::TierMapping`].
-    pub tier: AccountTier,
-    /// `Some` if the account is a help-desk agent (member of an agent group).
-    pub agent_tier: Option<AgentTier>,
     /// Flagged by the security team or by lockout: resets escalate.
     pub flagged: bool,
     /// For a flag a lockout set: when it lapses. `None`: until the security team clears it.
@@ -55,7 +55,42 @@ pub struct Account {
     pub dn: Option<String>,
 }
 
+/// An account as the core sees it: the directory's entry and the tiers its groups
+/// confer under the configured [`crate::groups::GroupRules`]. Safe to show an agent.
+/// The entry's fields read through (`account.username`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    #[serde(flatten)]
+    pub entry: DirectoryEntry,
+    /// From the groups, through `[tiers]`.
+    pub tier: AccountTier,
+    /// `Some` if the account is a help-desk agent (member of an agent group, `[agents]`).
+    pub agent_tier: Option<AgentTier>,
+}
+
 impl Account {
+    /// The account a directory entry describes, with the tiers its groups confer under
+    /// `rules`. A group that looks privileged but maps to no tier is logged.
+    pub fn classify(entry: DirectoryEntry, rules: &GroupRules) -> Self {
+        rules.warn_unmapped(&entry.groups, &entry.username);
+        Self { tier: rules.account_tier(&entry.groups), agent_tier: rules.agent_tier(&entry.groups), entry }
+    }
+}
+
+impl std::ops::Deref for Account {
+    type Target = DirectoryEntry;
+    fn deref(&self) -> &DirectoryEntry {
+        &self.entry
+    }
+}
+
+impl std::ops::DerefMut for Account {
+    fn deref_mut(&mut self) -> &mut DirectoryEntry {
+        &mut self.entry
+    }
+}
+
+impl DirectoryEntry {
     /// Whether the account is flagged at `at` (a lockout's flag lapses at `flagged_until`).
     pub fn flagged_at(&self, at: OffsetDateTime) -> bool {
         self.flagged && self.flagged_until.is_none_or(|until| at < until)
@@ -109,12 +144,23 @@ pub trait Directory {
     /// Short name for logs and the audit record: "embedded", "openldap", "active-directory".
     fn backend_name(&self) -> &'static str;
 
-    /// The account with this exact username.
-    fn account(&self, username: &str) -> Result<Account, DirectoryError>;
+    /// The entry of the account with this exact username.
+    fn entry(&self, username: &str) -> Result<DirectoryEntry, DirectoryError>;
 
-    /// Accounts whose username, display name, employee ID or a registered e-mail address
+    /// Entries whose username, display name, employee ID or a registered e-mail address
     /// contain `query` (case-insensitive).
-    fn search(&self, query: &str, limit: usize) -> Result<Vec<Account>, DirectoryError>;
+    fn search_entries(&self, query: &str, limit: usize) -> Result<Vec<DirectoryEntry>, DirectoryError>;
+
+    /// The account with this exact username, its tiers mapped by the core's `rules`.
+    /// (Backends implement [`Directory::entry`]; this is not theirs to override.)
+    fn account(&self, username: &str, rules: &GroupRules) -> Result<Account, DirectoryError> {
+        Ok(Account::classify(self.entry(username)?, rules))
+    }
+
+    /// [`Directory::search_entries`], with tiers mapped by the core's `rules`.
+    fn search(&self, query: &str, limit: usize, rules: &GroupRules) -> Result<Vec<Account>, DirectoryError> {
+        Ok(self.search_entries(query, limit)?.into_iter().map(|e| Account::classify(e, rules)).collect())
+    }
 
     /// Security answers and TOTP key for the verification steps.
     fn verification_material(&self, username: &str) -> Result<VerificationMaterial, DirectoryError>;

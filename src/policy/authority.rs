@@ -7,11 +7,11 @@ use crate::directory::Account;
 use crate::text::normalize_answer;
 use crate::tier::{AccountTier, AgentTier};
 
-/// The logged-in agent as the policy sees it: built by the shell from the login
-/// (`crate::login::AgentIdentity`: username, tier, 9c key id) plus the agent's
-/// directory groups.
+/// The agent acting on a request, as the policy sees it: built by the desk from who
+/// logged in (`crate::login::AgentIdentity`: username, tier, 9c key id) and the
+/// agent's directory account (employee ID, groups; the tier is the lower of the two).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AgentIdentity {
+pub struct ActingAgent {
     pub username: String,
     /// The agent's employee ID in the directory (empty if unknown): separation of
     /// duties compares people, so `bob` may not act on `bob-adm`.
@@ -23,7 +23,7 @@ pub struct AgentIdentity {
     pub key_id: [u8; 32],
 }
 
-impl AgentIdentity {
+impl ActingAgent {
     /// Build from a login's fields; `key_id_hex` is the 64-hex-digit audit key id.
     /// `None` if the key id is not 32 bytes of hex. The employee ID is left empty: set
     /// it from the agent's directory account.
@@ -97,7 +97,7 @@ fn below_subtree(dn: &str, subtree: &str) -> bool {
 }
 
 /// True if the agent's scopes (if any) cover the account.
-pub fn in_scope(policy: &PolicyConfig, agent: &AgentIdentity, account: &Account) -> bool {
+pub fn in_scope(policy: &PolicyConfig, agent: &ActingAgent, account: &Account) -> bool {
     let mine: Vec<_> = policy.scopes.iter().filter(|s| agent.groups.contains(&s.group)).collect();
     if mine.is_empty() {
         return true;
@@ -122,7 +122,7 @@ pub fn same_person(username_a: &str, employee_id_a: &str, username_b: &str, empl
 /// May this agent reset this account at this effective tier?
 pub fn check_agent(
     policy: &PolicyConfig,
-    agent: &AgentIdentity,
+    agent: &ActingAgent,
     account: &Account,
     effective: AccountTier,
 ) -> Result<(), AuthorityRefusal> {
@@ -161,7 +161,7 @@ pub struct CoSignerClaim<'a> {
 pub fn check_co_signer(
     policy: &PolicyConfig,
     co_signer: &CoSignerClaim<'_>,
-    agent: &AgentIdentity,
+    agent: &ActingAgent,
     account: &Account,
     manager: Option<&Account>,
     effective: AccountTier,
@@ -201,8 +201,8 @@ pub(crate) mod tests {
     use crate::policy::risk::tests::account;
 
     /// An agent whose employee ID is `E-<name>` and whose key id depends on the name's length.
-    pub(crate) fn agent(name: &str, tier: AgentTier) -> AgentIdentity {
-        AgentIdentity {
+    pub(crate) fn agent(name: &str, tier: AgentTier) -> ActingAgent {
+        ActingAgent {
             username: name.into(),
             employee_id: format!("E-{name}"),
             tier,
@@ -315,10 +315,10 @@ pub(crate) mod tests {
 
     #[test]
     fn identity_from_login_fields_needs_a_32_byte_hex_key_id() {
-        let a = AgentIdentity::from_login_fields("alice", AgentTier::Senior, vec![], &"ab".repeat(32)).unwrap();
+        let a = ActingAgent::from_login_fields("alice", AgentTier::Senior, vec![], &"ab".repeat(32)).unwrap();
         assert_eq!(a.key_id, [0xab; 32]);
-        assert!(AgentIdentity::from_login_fields("alice", AgentTier::Senior, vec![], "abcd").is_none());
-        assert!(AgentIdentity::from_login_fields("alice", AgentTier::Senior, vec![], &"zz".repeat(32)).is_none());
+        assert!(ActingAgent::from_login_fields("alice", AgentTier::Senior, vec![], "abcd").is_none());
+        assert!(ActingAgent::from_login_fields("alice", AgentTier::Senior, vec![], &"zz".repeat(32)).is_none());
     }
 
     #[test]

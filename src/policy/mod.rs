@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::tier::{AccountTier, AgentTier};
 
-pub use authority::{AgentIdentity, AgentScope, AuthorityRefusal};
+pub use authority::{ActingAgent, AgentScope, AuthorityRefusal};
 pub use requirements::{Missing, Requirements};
 pub use risk::{Channel, Escalation, RequestContext, RiskAssessment, RiskRule, StatedDetails};
 

@@ -304,6 +304,7 @@ pub fn assess(policy: &PolicyConfig, account: &Account, ctx: &RequestContext, no
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::directory::DirectoryEntry;
     use time::macros::{date, datetime};
 
     /// Wednesday 10:00 UTC: inside default business hours.
@@ -315,23 +316,25 @@ pub(crate) mod tests {
 
     pub fn account(tier: AccountTier) -> Account {
         Account {
-            username: "jdoe".into(),
-            display_name: "Jane Doe".into(),
-            employee_id: "E1234".into(),
-            department: "Finance".into(),
-            location: "Berlin".into(),
-            manager: Some("mboss".into()),
-            date_of_hire: date!(2019 - 03 - 04),
-            emails: vec![contact("jane@example.com", "work", datetime!(2020-01-01 0:00 UTC))],
-            phones: vec![contact("+49 30 1234567", "mobile", datetime!(2020-01-01 0:00 UTC))],
-            groups: vec![],
+            entry: DirectoryEntry {
+                username: "jdoe".into(),
+                display_name: "Jane Doe".into(),
+                employee_id: "E1234".into(),
+                department: "Finance".into(),
+                location: "Berlin".into(),
+                manager: Some("mboss".into()),
+                date_of_hire: date!(2019 - 03 - 04),
+                emails: vec![contact("jane@example.com", "work", datetime!(2020-01-01 0:00 UTC))],
+                phones: vec![contact("+49 30 1234567", "mobile", datetime!(2020-01-01 0:00 UTC))],
+                groups: vec![],
+                flagged: false,
+                must_change_password: false,
+                verification_locked_until: None,
+                flagged_until: None,
+                dn: Some("uid=jdoe,ou=people,ou=berlin,dc=example,dc=com".into()),
+            },
             tier,
             agent_tier: None,
-            flagged: false,
-            must_change_password: false,
-            verification_locked_until: None,
-            flagged_until: None,
-            dn: Some("uid=jdoe,ou=people,ou=berlin,dc=example,dc=com".into()),
         }
     }
 

@@ -145,8 +145,8 @@ pub fn enrol(
         return Err(EnrolError::DefaultSecret("PUK"));
     }
     if let Some((dir, agents)) = directory {
-        match dir.account(&req.username) {
-            Ok(acc) if agents.agent_tier(&acc.groups).is_some() => {}
+        match dir.entry(&req.username) {
+            Ok(acc) if agents.groups().tier(&acc.groups).is_some() => {}
             Ok(_) => return Err(EnrolError::NotAnAgent(req.username.clone())),
             Err(DirectoryError::NotFound(_)) => return Err(EnrolError::UnknownAgent(req.username.clone())),
             Err(e) => return Err(EnrolError::Directory(e)),

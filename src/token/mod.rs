@@ -1,7 +1,8 @@
 //! The agent's hardware token (YubiKey PIV): the root of trust.
 //!
 //! Everything that signs — login challenges (slot 9a), audit records and co-signatures
-//! (slot 9c) — goes through [`RecordSigner`]. The PC/SC + `yubikey` adapter lives in
+//! (slot 9c) — goes through the card; audit records through [`RecordSigner`], the
+//! audit log's trait, which [`signer::PivSigner`] implements. The PC/SC + `yubikey` adapter lives in
 //! submodules; the rest of the core only sees the trait.
 //!
 //! - [`card`]: the only code that talks to a card (open by reader/serial, PIN, sign,
@@ -16,30 +17,17 @@
 //! - [`readers`]: reader status for the lock screen.
 
 pub mod attestation;
+pub mod audit_keys;
 pub mod card;
 pub mod enrol;
 pub mod enrol_record;
 pub mod management;
 pub mod readers;
 pub mod registry;
-pub mod revocation;
 pub mod signer;
 pub mod watch;
 
-/// Something that signs SHA-256 digests with an ECDSA P-256 key (slot 9c of a PIV card).
-pub trait RecordSigner {
-    /// SHA-256 of the signer's public key (SubjectPublicKeyInfo, DER): the audit key id.
-    fn key_id(&self) -> [u8; 32];
-
-    /// ECDSA P-256 signature (DER) over a SHA-256 digest computed by the caller.
-    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, TokenError>;
-
-    /// The serial of the card holding the key, if the signer is a card (`None` for
-    /// software signers). A co-signer's card must be the enrolled one.
-    fn card_serial(&self) -> Option<u32> {
-        None
-    }
-}
+pub use crate::audit::signer::{RecordSigner, SignError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -85,4 +73,13 @@ pub enum TokenError {
     BadCertificate { slot: &'static str, message: String },
     #[error("the key does not support {0}")]
     NotSupported(&'static str),
+}
+
+impl From<TokenError> for SignError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Removed | TokenError::Reset | TokenError::NoService => SignError::KeyGone(e.to_string()),
+            e => SignError::Failed(e.to_string()),
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! [`PivSigner`]: the audit-record signer over slot 9c of an agent's YubiKey.
 
 use super::card::{PivCard, Slot};
-use super::{RecordSigner, TokenError};
+use super::{RecordSigner, SignError, TokenError};
 use crate::secret::Secret;
 
 /// Signs audit records and co-signatures with slot 9c. The 9c key has PIN policy
@@ -41,16 +41,23 @@ impl PivSigner {
     }
 }
 
+impl PivSigner {
+    /// Verify the PIN, then sign with 9c. A wrong PIN here (changed on another desk)
+    /// is reported, never retried.
+    pub fn sign(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, TokenError> {
+        self.card.verify_pin(&self.pin)?;
+        self.card.sign_digest(Slot::Signature, digest)
+    }
+}
+
 impl RecordSigner for PivSigner {
     fn key_id(&self) -> [u8; 32] {
         self.key_id
     }
 
-    /// Verify the PIN, then sign with 9c. A wrong PIN here (changed on another desk)
-    /// is reported, never retried.
-    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, TokenError> {
-        self.card.verify_pin(&self.pin)?;
-        self.card.sign_digest(Slot::Signature, digest)
+    /// [`PivSigner::sign`].
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, SignError> {
+        Ok(self.sign(digest)?)
     }
 
     fn card_serial(&self) -> Option<u32> {

@@ -61,6 +61,15 @@ pub fn diff(before: &BTreeMap<String, ReaderSnapshot>, after: &BTreeMap<String, 
     out
 }
 
+/// Whether the card in a reader may have left since an earlier look (the race check of
+/// [`crate::session_start`]).
+pub trait RemovalMarks {
+    /// A value that changes whenever the card in `reader` is removed (also when it is
+    /// put back): a shell's count of its watcher's removals, or pcscd's own reader
+    /// state ([`CardWatcher`]'s implementation, for a shell without a watcher thread).
+    fn mark(&self, reader: &str) -> Result<u64, TokenError>;
+}
+
 /// Stops a [`CardWatcher`] from another thread: its current or next wait returns
 /// `Ok(None)` within [`WAIT_SLICE`], even if the cancel arrives between two waits.
 #[derive(Clone)]
@@ -187,6 +196,15 @@ impl CardWatcher {
                 Some(events) => events.into_iter().for_each(&mut on_event),
             }
         }
+    }
+}
+
+impl RemovalMarks for CardWatcher {
+    /// pcscd's event counter for the reader (it counts every insertion and removal)
+    /// with whether a card is present; a reader that is gone marks as `u64::MAX`.
+    fn mark(&self, reader: &str) -> Result<u64, TokenError> {
+        let (now, _) = self.snapshot()?;
+        Ok(now.get(reader).map_or(u64::MAX, |s| (u64::from(s.event_count) << 1) | u64::from(s.present)))
     }
 }
 

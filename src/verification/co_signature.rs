@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::directory::Account;
-use crate::policy::authority::{check_co_signer, AgentIdentity, AuthorityRefusal, CoSignerClaim};
+use crate::policy::authority::{check_co_signer, ActingAgent, AuthorityRefusal, CoSignerClaim};
 use crate::policy::{Method, PolicyConfig};
 use crate::tier::{AccountTier, AgentTier};
 use crate::verification::{FailReason, Verdict};
@@ -203,7 +203,7 @@ pub fn check(
     policy: &PolicyConfig,
     co: &CoSignature,
     expected_digest: &[u8; 32],
-    agent: &AgentIdentity,
+    agent: &ActingAgent,
     account: &Account,
     manager: Option<&Account>,
     effective: AccountTier,
@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn checks() {
         let p = PolicyConfig::default();
-        let agent = AgentIdentity {
+        let agent = ActingAgent {
             username: "alice".into(),
             employee_id: "E-alice".into(),
             tier: AgentTier::Admin,

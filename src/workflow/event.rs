@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use crate::directory::Account;
-use crate::policy::{AgentIdentity, RequestContext};
+use crate::policy::{ActingAgent, RequestContext};
 use crate::verification::callback::CallbackReport;
 use crate::verification::co_signature::CoSignature;
 use crate::verification::government_id::IdInspection;
@@ -18,7 +18,7 @@ pub struct OpenRequest {
     pub request_id: String,
     pub at: OffsetDateTime,
     /// The logged-in agent (from the token layer).
-    pub agent: AgentIdentity,
+    pub agent: ActingAgent,
     /// The account to reset (from the directory).
     pub account: Account,
     /// The account's manager, if it has one (from the directory).
@@ -49,7 +49,7 @@ pub struct ContactRef {
 
 /// Something that happened during a reset session.
 #[derive(Debug, Clone)]
-pub enum Event {
+pub enum WorkflowEvent {
     /// The adapter checked security answers with [`crate::verification::security_answers`].
     SecurityAnswersChecked { at: OffsetDateTime, verdict: Verdict },
     /// The requester gave their employee ID and date of hire (checked by the engine).
@@ -85,7 +85,7 @@ pub enum Event {
     FraudSuspected { at: OffsetDateTime, note: String },
 }
 
-impl Event {
+impl WorkflowEvent {
     /// When it happened.
     pub fn at(&self) -> OffsetDateTime {
         match self {

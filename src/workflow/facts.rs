@@ -19,7 +19,7 @@ pub enum FactsKind {
     /// Written and durable before the directory is touched.
     Intent,
     /// Written after the directory answered.
-    Outcome,
+    RequestOutcome,
     /// The reset was refused or cancelled; the directory was never touched.
     Refusal,
     /// Too many failed verifications: the account is locked for verification.
@@ -137,7 +137,7 @@ pub struct IntentRef {
 /// How it ended (or `Pending` in the intent record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum RequestOutcome {
     Pending,
     Succeeded,
     DirectoryFailed {
@@ -184,5 +184,5 @@ pub struct ResetFacts {
     /// How the temporary password is generated (never the password itself).
     pub password_spec: Option<PasswordSpec>,
     pub intent: Option<IntentRef>,
-    pub outcome: Outcome,
+    pub outcome: RequestOutcome,
 }

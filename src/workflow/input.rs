@@ -6,13 +6,13 @@
 //!
 //! Actions that carry secrets (answers, codes) are checked with
 //! [`check_secret_action`] against the account's verification material and reach the
-//! engine only as a verdict; the others convert directly into an [`Event`] with
+//! engine only as a verdict; the others convert directly into an [`WorkflowEvent`] with
 //! [`UiAction::into_event`].
 
 use serde::{Deserialize, Deserializer};
 use time::OffsetDateTime;
 
-use super::event::{ContactRef, Event};
+use super::event::{ContactRef, WorkflowEvent};
 use crate::directory::VerificationMaterial;
 use crate::secret::Secret;
 use crate::verification::callback::CallbackReport;
@@ -113,19 +113,19 @@ pub fn parse_ui_action(json: &str) -> Result<UiAction, UiInputError> {
 impl UiAction {
     /// The engine event for this action at time `at`, or the action itself back when
     /// it carries a secret that the adapter must first check (answers, TOTP, codes).
-    pub fn into_event(self, at: OffsetDateTime) -> Result<Event, UiAction> {
+    pub fn into_event(self, at: OffsetDateTime) -> Result<WorkflowEvent, UiAction> {
         Ok(match self {
             Self::EmployeeRecord { employee_id, date_of_hire } => {
-                Event::EmployeeRecordGiven { at, employee_id, date_of_hire }
+                WorkflowEvent::EmployeeRecordGiven { at, employee_id, date_of_hire }
             }
-            Self::RequestCode { to } => Event::CodeRequested { at, to },
-            Self::RequestCallback {} => Event::CallbackRequested { at },
-            Self::CallbackResult { report } => Event::CallbackReported { at, report },
-            Self::RequestManagerApproval {} => Event::ManagerApprovalRequested { at },
-            Self::IdInspection { inspection } => Event::IdInspected { at, inspection },
-            Self::RequestReset {} => Event::ResetRequested { at },
-            Self::Cancel { reason } => Event::Cancelled { at, reason },
-            Self::SuspectedFraud { note } => Event::FraudSuspected { at, note },
+            Self::RequestCode { to } => WorkflowEvent::CodeRequested { at, to },
+            Self::RequestCallback {} => WorkflowEvent::CallbackRequested { at },
+            Self::CallbackResult { report } => WorkflowEvent::CallbackReported { at, report },
+            Self::RequestManagerApproval {} => WorkflowEvent::ManagerApprovalRequested { at },
+            Self::IdInspection { inspection } => WorkflowEvent::IdInspected { at, inspection },
+            Self::RequestReset {} => WorkflowEvent::ResetRequested { at },
+            Self::Cancel { reason } => WorkflowEvent::Cancelled { at, reason },
+            Self::SuspectedFraud { note } => WorkflowEvent::FraudSuspected { at, note },
             secret @ (Self::SecurityAnswers { .. } | Self::Totp { .. } | Self::EnterCode { .. }) => return Err(secret),
         })
     }
@@ -148,7 +148,7 @@ pub fn check_secret_action(
     at: OffsetDateTime,
     material: &VerificationMaterial,
     state: &mut SecretCheckState,
-) -> Result<Event, InputError> {
+) -> Result<WorkflowEvent, InputError> {
     match action {
         UiAction::SecurityAnswers { answers } => {
             let given: Vec<GivenAnswer> =
@@ -158,11 +158,11 @@ pub fn check_secret_action(
                 &given,
                 security_answers::REQUIRED_ANSWERS,
             )?;
-            Ok(Event::SecurityAnswersChecked { at, verdict })
+            Ok(WorkflowEvent::SecurityAnswersChecked { at, verdict })
         }
         UiAction::Totp { code } => {
             let Some(key) = &material.totp_secret else {
-                return Ok(Event::TotpChecked {
+                return Ok(WorkflowEvent::TotpChecked {
                     at,
                     verdict: Verdict::Failed(FailReason::NotEnrolled),
                     accepted_step: None,
@@ -172,12 +172,12 @@ pub fn check_secret_action(
             if let Some(step) = check.accepted_step {
                 state.last_totp_step = Some(step);
             }
-            Ok(Event::TotpChecked { at, verdict: check.verdict, accepted_step: check.accepted_step })
+            Ok(WorkflowEvent::TotpChecked { at, verdict: check.verdict, accepted_step: check.accepted_step })
         }
         UiAction::EnterCode { code } => {
             let issued = state.issued_code.as_mut().ok_or(InputError::NotOffered { field: "code (none was sent)" })?;
             let verdict = issued.check(&code.0, at)?;
-            Ok(Event::CodeChecked { at, verdict })
+            Ok(WorkflowEvent::CodeChecked { at, verdict })
         }
         _ => Err(InputError::NotOffered { field: "action (it carries no secret: use into_event)" }),
     }
@@ -266,7 +266,7 @@ mod tests {
         let totp = parse_ui_action(r#"{"action":"totp","code":"123456"}"#).unwrap();
         assert!(matches!(totp.into_event(at), Err(UiAction::Totp { .. })));
         let reset = parse_ui_action(r#"{"action":"request_reset"}"#).unwrap();
-        assert!(matches!(reset.into_event(at), Ok(Event::ResetRequested { .. })));
+        assert!(matches!(reset.into_event(at), Ok(WorkflowEvent::ResetRequested { .. })));
     }
 
     #[test]
@@ -288,7 +288,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             check_secret_action(a, at, &material, &mut state),
-            Ok(Event::SecurityAnswersChecked { verdict: Verdict::Passed, .. })
+            Ok(WorkflowEvent::SecurityAnswersChecked { verdict: Verdict::Passed, .. })
         ));
         let one =
             parse_ui_action(r#"{"action":"security_answers","answers":[{"question":0,"answer":"rex"}]}"#).unwrap();
@@ -298,10 +298,10 @@ mod tests {
         let code = totp::hotp(&key, totp::step_at(at).unwrap(), 6);
         let json = format!(r#"{{"action":"totp","code":"{}"}}"#, code.as_str());
         let ev = check_secret_action(parse_ui_action(&json).unwrap(), at, &material, &mut state).unwrap();
-        assert!(matches!(ev, Event::TotpChecked { verdict: Verdict::Passed, accepted_step: Some(_), .. }));
+        assert!(matches!(ev, WorkflowEvent::TotpChecked { verdict: Verdict::Passed, accepted_step: Some(_), .. }));
         // The same code again is a replay.
         let ev = check_secret_action(parse_ui_action(&json).unwrap(), at, &material, &mut state).unwrap();
-        assert!(matches!(ev, Event::TotpChecked { verdict: Verdict::Failed(FailReason::CodeReused), .. }));
+        assert!(matches!(ev, WorkflowEvent::TotpChecked { verdict: Verdict::Failed(FailReason::CodeReused), .. }));
 
         let enter = parse_ui_action(r#"{"action":"enter_code","code":"123456"}"#).unwrap();
         assert!(check_secret_action(enter, at, &material, &mut state).is_err(), "no code was issued");

@@ -22,14 +22,14 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime, UtcOffset};
 
 use super::decision::{Decision, Notification, NotificationKind, Recipient, Refusal};
-use super::event::{ContactKind, ContactRef, Event, OpenRequest};
+use super::event::{ContactKind, ContactRef, OpenRequest, WorkflowEvent};
 use super::facts::*;
 use crate::directory::{Account, ContactPoint};
 use crate::password::PasswordSpec;
 use crate::policy::authority::{check_agent, check_co_signer, is_plain_identifier, required_agent_tier, CoSignerClaim};
 use crate::policy::risk::assess;
 use crate::policy::{
-    AgentIdentity, AuthorityRefusal, Channel, Method, Missing, PolicyConfig, Requirements, RiskAssessment, RiskRule,
+    ActingAgent, AuthorityRefusal, Channel, Method, Missing, PolicyConfig, Requirements, RiskAssessment, RiskRule,
     StatedDetails,
 };
 use crate::tier::{AccountTier, AgentTier};
@@ -152,7 +152,7 @@ pub struct Session {
     request_id: String,
     opened_at: OffsetDateTime,
     last_at: OffsetDateTime,
-    agent: AgentIdentity,
+    agent: ActingAgent,
     account: Account,
     manager: Option<Account>,
     channel: Channel,
@@ -180,7 +180,7 @@ pub struct Session {
     emergency: Option<String>,
     handoff: Option<HandoffFact>,
     intent: Option<IntentRef>,
-    outcome: Outcome,
+    outcome: RequestOutcome,
 }
 
 /// Text the adapter passes through to records (reasons, directory messages): bounded,
@@ -274,7 +274,7 @@ impl Session {
             emergency: None,
             handoff: None,
             intent: None,
-            outcome: Outcome::Pending,
+            outcome: RequestOutcome::Pending,
         };
         let mut out = Vec::new();
 
@@ -362,7 +362,7 @@ impl Session {
         &self.request_id
     }
 
-    pub fn agent(&self) -> &AgentIdentity {
+    pub fn agent(&self) -> &ActingAgent {
         &self.agent
     }
 
@@ -484,7 +484,7 @@ impl Session {
 
     /// Whether `claim` may co-sign this reset now, before their card signs anything:
     /// the session is waiting for exactly the co-signature, and the second agent passes
-    /// the separation-of-duties and tier rules. [`Event::CoSigned`] checks it again.
+    /// the separation-of-duties and tier rules. [`WorkflowEvent::CoSigned`] checks it again.
     pub fn check_co_signer(&self, claim: &CoSignerClaim<'_>) -> Result<(), WorkflowError> {
         self.co_sign_due()?;
         check_co_signer(
@@ -548,7 +548,7 @@ impl Session {
     // ----- the transition function -----
 
     /// Take one event. On error the session is unchanged.
-    pub fn handle(&mut self, event: Event) -> Result<Vec<Decision>, WorkflowError> {
+    pub fn handle(&mut self, event: WorkflowEvent) -> Result<Vec<Decision>, WorkflowError> {
         let at = event.at();
         if !plausible(at) {
             return Err(WorkflowError::ImplausibleTime);
@@ -559,7 +559,10 @@ impl Session {
         // Another session on the account may have used up the guesses since this one
         // last looked (`refresh_earlier_failures`): then no step counts, nothing is
         // reset; the session locks out. (The emergency path already runs past a lock.)
-        if self.phase == Phase::Verifying && self.emergency.is_none() && !matches!(event, Event::Cancelled { .. }) {
+        if self.phase == Phase::Verifying
+            && self.emergency.is_none()
+            && !matches!(event, WorkflowEvent::Cancelled { .. })
+        {
             if let Some(until) = self.locked_by_failures(at) {
                 self.last_at = at;
                 return Ok(self.lock_out(at, until));
@@ -568,16 +571,16 @@ impl Session {
         let name = event.name();
         let illegal = |phase| WorkflowError::IllegalTransition { event: name, phase };
         let out = match (self.phase, event) {
-            (Phase::Verifying, Event::SecurityAnswersChecked { verdict, .. }) => {
+            (Phase::Verifying, WorkflowEvent::SecurityAnswersChecked { verdict, .. }) => {
                 self.not_yet_passed(Method::SecurityAnswers)?;
                 self.record_step(at, Method::SecurityAnswers, verdict, StepDetail::None)
             }
-            (Phase::Verifying, Event::EmployeeRecordGiven { employee_id, date_of_hire, .. }) => {
+            (Phase::Verifying, WorkflowEvent::EmployeeRecordGiven { employee_id, date_of_hire, .. }) => {
                 self.not_yet_passed(Method::EmployeeRecord)?;
                 let verdict = employee_record::check(&self.account, &employee_id, &date_of_hire)?;
                 self.record_step(at, Method::EmployeeRecord, verdict, StepDetail::None)
             }
-            (Phase::Verifying, Event::TotpChecked { verdict, accepted_step, .. }) => {
+            (Phase::Verifying, WorkflowEvent::TotpChecked { verdict, accepted_step, .. }) => {
                 self.not_yet_passed(Method::Totp)?;
                 let detail = match (verdict, accepted_step) {
                     (Verdict::Passed, Some(step)) => StepDetail::TotpStep { step },
@@ -588,8 +591,8 @@ impl Session {
                 };
                 self.record_step(at, Method::Totp, verdict, detail)
             }
-            (Phase::Verifying, Event::CodeRequested { to, .. }) => self.request_code(at, to)?,
-            (Phase::Verifying, Event::CodeChecked { verdict, .. }) => {
+            (Phase::Verifying, WorkflowEvent::CodeRequested { to, .. }) => self.request_code(at, to)?,
+            (Phase::Verifying, WorkflowEvent::CodeChecked { verdict, .. }) => {
                 self.not_yet_passed(Method::OneTimeCode)?;
                 let contact = self.pending_code.clone().ok_or(WorkflowError::NothingPending(Method::OneTimeCode))?;
                 if verdict.passed() {
@@ -603,7 +606,7 @@ impl Session {
                     StepDetail::Contact { label: contact.label, value: contact.value },
                 )
             }
-            (Phase::Verifying, Event::CallbackRequested { .. }) => {
+            (Phase::Verifying, WorkflowEvent::CallbackRequested { .. }) => {
                 self.not_yet_passed(Method::Callback)?;
                 let number =
                     callback::numbers_to_call(&self.account, &self.assessment.excluded_contacts, &self.used_contacts)
@@ -614,7 +617,7 @@ impl Session {
                 self.pending_callback = Some(number.clone());
                 vec![Decision::ShowCallbackNumber { label: number.label, number: number.value }]
             }
-            (Phase::Verifying, Event::CallbackReported { report, .. }) => {
+            (Phase::Verifying, WorkflowEvent::CallbackReported { report, .. }) => {
                 self.not_yet_passed(Method::Callback)?;
                 let number = self.pending_callback.take().ok_or(WorkflowError::NothingPending(Method::Callback))?;
                 let verdict = callback::verdict(report);
@@ -627,7 +630,7 @@ impl Session {
                     StepDetail::Contact { label: number.label, value: number.value },
                 )
             }
-            (Phase::Verifying, Event::ManagerApprovalRequested { .. }) => {
+            (Phase::Verifying, WorkflowEvent::ManagerApprovalRequested { .. }) => {
                 self.not_yet_passed(Method::ManagerApproval)?;
                 let (manager, address) = self
                     .manager_address()
@@ -635,7 +638,7 @@ impl Session {
                 self.pending_manager_address = Some(address.clone());
                 vec![Decision::RequestManagerApproval { manager, address }]
             }
-            (Phase::Verifying, Event::ManagerResponded { response, .. }) => {
+            (Phase::Verifying, WorkflowEvent::ManagerResponded { response, .. }) => {
                 self.not_yet_passed(Method::ManagerApproval)?;
                 let address = self
                     .pending_manager_address
@@ -660,7 +663,7 @@ impl Session {
                 };
                 self.record_step(at, Method::ManagerApproval, verdict, detail)
             }
-            (Phase::Verifying, Event::IdInspected { inspection, .. }) => {
+            (Phase::Verifying, WorkflowEvent::IdInspected { inspection, .. }) => {
                 self.not_yet_passed(Method::GovernmentId)?;
                 if self.channel != Channel::WalkUp {
                     return Err(WorkflowError::NotInPerson);
@@ -668,7 +671,7 @@ impl Session {
                 let (verdict, facts) = government_id::check(&inspection, self.desk_date(at))?;
                 self.record_step(at, Method::GovernmentId, verdict, StepDetail::Document(facts))
             }
-            (Phase::Verifying, Event::CoSigned { signature, .. }) => {
+            (Phase::Verifying, WorkflowEvent::CoSigned { signature, .. }) => {
                 self.co_sign_due()?;
                 co_signature::check(
                     &self.policy,
@@ -691,8 +694,8 @@ impl Session {
                 let detail = StepDetail::CoSigner { username: signature.username, tier: signature.tier, key_id };
                 self.record_step(at, Method::CoSignature, Verdict::Passed, detail)
             }
-            (Phase::Verifying, Event::ResetRequested { .. }) => self.request_reset(at)?,
-            (Phase::AwaitingIntent, Event::IntentRecorded { seq, entry_hash, .. }) => {
+            (Phase::Verifying, WorkflowEvent::ResetRequested { .. }) => self.request_reset(at)?,
+            (Phase::AwaitingIntent, WorkflowEvent::IntentRecorded { seq, entry_hash, .. }) => {
                 self.intent = Some(IntentRef { seq, entry_hash: hex::encode(entry_hash) });
                 self.phase = Phase::AwaitingDirectory;
                 vec![Decision::ExecuteReset {
@@ -701,19 +704,21 @@ impl Session {
                     context_words: self.context_words(),
                 }]
             }
-            (Phase::AwaitingDirectory, Event::DirectoryResult { result, .. }) => self.directory_result(at, result),
-            (Phase::Verifying | Phase::AwaitingIntent, Event::Cancelled { reason, .. }) => {
+            (Phase::AwaitingDirectory, WorkflowEvent::DirectoryResult { result, .. }) => {
+                self.directory_result(at, result)
+            }
+            (Phase::Verifying | Phase::AwaitingIntent, WorkflowEvent::Cancelled { reason, .. }) => {
                 check_text("reason", &reason)?;
                 self.phase = Phase::Cancelled;
-                self.outcome = Outcome::Cancelled { reason: clean_text(&reason, 1024) };
+                self.outcome = RequestOutcome::Cancelled { reason: clean_text(&reason, 1024) };
                 vec![Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) }]
             }
-            (Phase::Verifying | Phase::AwaitingIntent, Event::FraudSuspected { note, .. }) => {
+            (Phase::Verifying | Phase::AwaitingIntent, WorkflowEvent::FraudSuspected { note, .. }) => {
                 let note = if note.trim().is_empty() { "no details given".to_owned() } else { note };
                 check_text("note", &note)?;
                 let note = clean_text(&note, 1024);
                 self.phase = Phase::Cancelled;
-                self.outcome = Outcome::Cancelled { reason: format!("suspected fraud: {note}") };
+                self.outcome = RequestOutcome::Cancelled { reason: format!("suspected fraud: {note}") };
                 self.pending_code = None;
                 self.pending_callback = None;
                 self.pending_manager_address = None;
@@ -820,7 +825,7 @@ impl Session {
 
     fn lock_out(&mut self, at: OffsetDateTime, until: OffsetDateTime) -> Vec<Decision> {
         self.phase = Phase::LockedOut;
-        self.outcome = Outcome::LockedOut { until };
+        self.outcome = RequestOutcome::LockedOut { until };
         self.pending_code = None;
         self.pending_callback = None;
         self.pending_manager_address = None;
@@ -843,7 +848,7 @@ impl Session {
     fn refuse(mut self, at: OffsetDateTime, refusal: Refusal, mut out: Vec<Decision>) -> (Session, Vec<Decision>) {
         self.phase = Phase::Refused;
         let explanation = refusal.explain();
-        self.outcome = Outcome::Refused { reason: explanation.clone() };
+        self.outcome = RequestOutcome::Refused { reason: explanation.clone() };
         out.push(Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) });
         out.push(Decision::Refuse { refusal, explanation });
         (self, out)
@@ -911,7 +916,7 @@ impl Session {
         if let Err(reason) = check_agent(&self.policy, &self.agent, &self.account, self.assessment.effective_tier) {
             self.phase = Phase::Refused;
             let refusal = Refusal::NotAuthorised { reason };
-            self.outcome = Outcome::Refused { reason: refusal.explain() };
+            self.outcome = RequestOutcome::Refused { reason: refusal.explain() };
             return Ok(vec![
                 Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) },
                 Decision::Refuse { explanation: refusal.explain(), refusal },
@@ -930,7 +935,7 @@ impl Session {
         let Some(channel) = self.handoff_channel() else {
             self.phase = Phase::Refused;
             let refusal = Refusal::NoHandoffChannel;
-            self.outcome = Outcome::Refused { reason: refusal.explain() };
+            self.outcome = RequestOutcome::Refused { reason: refusal.explain() };
             return Ok(vec![
                 Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) },
                 Decision::Refuse { explanation: refusal.explain(), refusal },
@@ -953,8 +958,9 @@ impl Session {
         match result {
             Ok(()) => {
                 self.phase = Phase::Succeeded;
-                self.outcome = Outcome::Succeeded;
-                let mut out = vec![Decision::WriteOutcome { facts: Box::new(self.facts(FactsKind::Outcome, at)) }];
+                self.outcome = RequestOutcome::Succeeded;
+                let mut out =
+                    vec![Decision::WriteOutcome { facts: Box::new(self.facts(FactsKind::RequestOutcome, at)) }];
                 if let Some(handoff) = self.handoff.clone() {
                     out.push(Decision::HandOff { handoff });
                 }
@@ -966,8 +972,8 @@ impl Session {
             }
             Err(message) => {
                 self.phase = Phase::DirectoryFailed;
-                self.outcome = Outcome::DirectoryFailed { message: clean_text(&message, 1024) };
-                vec![Decision::WriteOutcome { facts: Box::new(self.facts(FactsKind::Outcome, at)) }]
+                self.outcome = RequestOutcome::DirectoryFailed { message: clean_text(&message, 1024) };
+                vec![Decision::WriteOutcome { facts: Box::new(self.facts(FactsKind::RequestOutcome, at)) }]
             }
         }
     }

@@ -46,10 +46,10 @@ fn after(min: i64) -> OffsetDateTime {
 
 fn passed(s: &mut Session, at: OffsetDateTime, m: Method) -> Vec<Decision> {
     let ev = match m {
-        Method::SecurityAnswers => Event::SecurityAnswersChecked { at, verdict: Verdict::Passed },
-        Method::Totp => Event::TotpChecked { at, verdict: Verdict::Passed, accepted_step: Some(1) },
+        Method::SecurityAnswers => WorkflowEvent::SecurityAnswersChecked { at, verdict: Verdict::Passed },
+        Method::Totp => WorkflowEvent::TotpChecked { at, verdict: Verdict::Passed, accepted_step: Some(1) },
         Method::EmployeeRecord => {
-            Event::EmployeeRecordGiven { at, employee_id: "E1234".into(), date_of_hire: "2019-03-04".into() }
+            WorkflowEvent::EmployeeRecordGiven { at, employee_id: "E1234".into(), date_of_hire: "2019-03-04".into() }
         }
         other => panic!("use the specific helper for {other}"),
     };
@@ -57,9 +57,9 @@ fn passed(s: &mut Session, at: OffsetDateTime, m: Method) -> Vec<Decision> {
 }
 
 fn do_callback(s: &mut Session, at: OffsetDateTime) {
-    let d = s.handle(Event::CallbackRequested { at }).unwrap();
+    let d = s.handle(WorkflowEvent::CallbackRequested { at }).unwrap();
     assert_eq!(d, [Decision::ShowCallbackNumber { label: "mobile".into(), number: "+49 30 1234567".into() }]);
-    s.handle(Event::CallbackReported {
+    s.handle(WorkflowEvent::CallbackReported {
         at,
         report: CallbackReport { reached_account_holder: true, holder_confirmed_request: true },
     })
@@ -67,11 +67,11 @@ fn do_callback(s: &mut Session, at: OffsetDateTime) {
 }
 
 fn do_manager(s: &mut Session, at: OffsetDateTime) {
-    let d = s.handle(Event::ManagerApprovalRequested { at }).unwrap();
+    let d = s.handle(WorkflowEvent::ManagerApprovalRequested { at }).unwrap();
     assert_eq!(d, [Decision::RequestManagerApproval { manager: "mboss".into(), address: "mboss@example.com".into() }]);
     let response =
         ManagerResponse { approver: "mboss".into(), via_address: "mboss@example.com".into(), approved: true };
-    s.handle(Event::ManagerResponded { at, response }).unwrap();
+    s.handle(WorkflowEvent::ManagerResponded { at, response }).unwrap();
 }
 
 fn id_ok() -> IdInspection {
@@ -104,13 +104,13 @@ fn co_sig(s: &Session, name: &str, tier: AgentTier) -> CoSignature {
 
 /// Drive a session from ResetRequested to the end and return all decisions.
 fn finish(s: &mut Session, at: OffsetDateTime) -> Vec<Decision> {
-    let mut all = s.handle(Event::ResetRequested { at }).unwrap();
+    let mut all = s.handle(WorkflowEvent::ResetRequested { at }).unwrap();
     assert!(matches!(all[0], Decision::WriteIntent { .. }), "{all:?}");
     assert_eq!(s.phase(), Phase::AwaitingIntent);
-    let d = s.handle(Event::IntentRecorded { at, seq: 7, entry_hash: [0xAB; 32] }).unwrap();
+    let d = s.handle(WorkflowEvent::IntentRecorded { at, seq: 7, entry_hash: [0xAB; 32] }).unwrap();
     assert!(matches!(&d[..], [Decision::ExecuteReset { password, .. }] if password.must_change), "{d:?}");
     all.extend(d);
-    all.extend(s.handle(Event::DirectoryResult { at, result: Ok(()) }).unwrap());
+    all.extend(s.handle(WorkflowEvent::DirectoryResult { at, result: Ok(()) }).unwrap());
     all
 }
 
@@ -120,9 +120,9 @@ fn standard_walk_up_happy_path() {
     assert!(matches!(&d[..], [Decision::NeedSteps { .. }]), "{d:?}");
     passed(&mut s, NOW, Method::SecurityAnswers);
     // One knowledge factor is not enough; a second knowledge method adds nothing.
-    assert!(matches!(s.handle(Event::ResetRequested { at: NOW }), Err(WorkflowError::StepsMissing(_))));
+    assert!(matches!(s.handle(WorkflowEvent::ResetRequested { at: NOW }), Err(WorkflowError::StepsMissing(_))));
     passed(&mut s, NOW, Method::EmployeeRecord);
-    assert!(matches!(s.handle(Event::ResetRequested { at: NOW }), Err(WorkflowError::StepsMissing(_))));
+    assert!(matches!(s.handle(WorkflowEvent::ResetRequested { at: NOW }), Err(WorkflowError::StepsMissing(_))));
     passed(&mut s, NOW, Method::Totp);
     let all = finish(&mut s, NOW);
     assert_eq!(s.phase(), Phase::Succeeded);
@@ -158,16 +158,16 @@ fn standard_walk_up_happy_path() {
 #[test]
 fn execute_reset_only_after_intent_recorded() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
-    let early = s.handle(Event::IntentRecorded { at: NOW, seq: 1, entry_hash: [0; 32] });
+    let early = s.handle(WorkflowEvent::IntentRecorded { at: NOW, seq: 1, entry_hash: [0; 32] });
     assert!(matches!(
         early,
         Err(WorkflowError::IllegalTransition { event: "intent-recorded", phase: Phase::Verifying })
     ));
     passed(&mut s, NOW, Method::SecurityAnswers);
     passed(&mut s, NOW, Method::Totp);
-    s.handle(Event::ResetRequested { at: NOW }).unwrap();
+    s.handle(WorkflowEvent::ResetRequested { at: NOW }).unwrap();
     // The directory cannot answer before the intent is durable.
-    assert!(s.handle(Event::DirectoryResult { at: NOW, result: Ok(()) }).is_err());
+    assert!(s.handle(WorkflowEvent::DirectoryResult { at: NOW, result: Ok(()) }).is_err());
     assert_eq!(s.phase(), Phase::AwaitingIntent);
 }
 
@@ -179,8 +179,8 @@ fn outcome_records_point_at_the_intent() {
     let all = finish(&mut s, NOW);
     let outcome =
         all.iter().find_map(|d| if let Decision::WriteOutcome { facts } = d { Some(facts) } else { None }).unwrap();
-    assert_eq!(outcome.kind, FactsKind::Outcome);
-    assert_eq!(outcome.outcome, Outcome::Succeeded);
+    assert_eq!(outcome.kind, FactsKind::RequestOutcome);
+    assert_eq!(outcome.outcome, RequestOutcome::Succeeded);
     assert_eq!(outcome.intent.as_ref().unwrap().seq, 7);
     assert_eq!(outcome.steps.len(), 2);
     assert!(outcome.password_spec.unwrap().must_change);
@@ -191,18 +191,19 @@ fn directory_failure_writes_a_failed_outcome_and_no_handoff() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
     passed(&mut s, NOW, Method::SecurityAnswers);
     passed(&mut s, NOW, Method::Totp);
-    s.handle(Event::ResetRequested { at: NOW }).unwrap();
-    s.handle(Event::IntentRecorded { at: NOW, seq: 1, entry_hash: [0; 32] }).unwrap();
-    let d = s.handle(Event::DirectoryResult { at: NOW, result: Err("constraint violation\u{7}".into()) }).unwrap();
+    s.handle(WorkflowEvent::ResetRequested { at: NOW }).unwrap();
+    s.handle(WorkflowEvent::IntentRecorded { at: NOW, seq: 1, entry_hash: [0; 32] }).unwrap();
+    let d =
+        s.handle(WorkflowEvent::DirectoryResult { at: NOW, result: Err("constraint violation\u{7}".into()) }).unwrap();
     assert_eq!(d.len(), 1);
     match &d[0] {
         Decision::WriteOutcome { facts } => {
-            assert_eq!(facts.outcome, Outcome::DirectoryFailed { message: "constraint violation ".into() })
+            assert_eq!(facts.outcome, RequestOutcome::DirectoryFailed { message: "constraint violation ".into() })
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(s.phase(), Phase::DirectoryFailed);
-    assert!(s.handle(Event::ResetRequested { at: NOW }).is_err());
+    assert!(s.handle(WorkflowEvent::ResetRequested { at: NOW }).is_err());
 }
 
 #[test]
@@ -235,10 +236,10 @@ fn privileged_reset_needs_manager_and_cooling_off() {
     passed(&mut s, NOW, Method::Totp);
     do_callback(&mut s, NOW);
     assert!(
-        matches!(s.handle(Event::ResetRequested { at: NOW }), Err(WorkflowError::StepsMissing(m)) if m.contains("manager"))
+        matches!(s.handle(WorkflowEvent::ResetRequested { at: NOW }), Err(WorkflowError::StepsMissing(m)) if m.contains("manager"))
     );
     do_manager(&mut s, after(1));
-    let d = s.handle(Event::ResetRequested { at: after(2) }).unwrap();
+    let d = s.handle(WorkflowEvent::ResetRequested { at: after(2) }).unwrap();
     assert_eq!(d, [Decision::Wait { until: after(10), reason: d_reason(&d) }]);
     assert_eq!(s.phase(), Phase::Verifying);
     let all = finish(&mut s, after(10));
@@ -257,29 +258,29 @@ fn highest_needs_id_cosign_and_an_admin() {
     let (s, _) = open(request(AccountTier::Highest, AgentTier::Senior, walk_up()));
     assert_eq!(s.phase(), Phase::Refused);
     let (mut s, _) = open(request(AccountTier::Highest, AgentTier::Admin, walk_up()));
-    let id = s.handle(Event::IdInspected { at: NOW, inspection: id_ok() }).unwrap();
+    let id = s.handle(WorkflowEvent::IdInspected { at: NOW, inspection: id_ok() }).unwrap();
     assert!(matches!(&id[..], [Decision::NeedSteps { .. }]));
     // Co-signature comes last.
     assert_eq!(
-        s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "bob", AgentTier::Admin) }),
+        s.handle(WorkflowEvent::CoSigned { at: NOW, signature: co_sig(&s, "bob", AgentTier::Admin) }),
         Err(WorkflowError::CoSignTooEarly)
     );
     passed(&mut s, NOW, Method::Totp);
     do_manager(&mut s, NOW);
     // Now only the co-signature is missing: the engine asks for it.
-    let d = s.handle(Event::CodeRequested { at: NOW, to: ContactRef { kind: ContactKind::Email, index: 0 } });
+    let d = s.handle(WorkflowEvent::CodeRequested { at: NOW, to: ContactRef { kind: ContactKind::Email, index: 0 } });
     assert!(d.is_ok(), "codes may still be sent: {d:?}");
     // The initiating agent cannot co-sign; a senior is not enough for highest.
     assert_eq!(
-        s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "ALICE", AgentTier::Admin) }).unwrap_err(),
+        s.handle(WorkflowEvent::CoSigned { at: NOW, signature: co_sig(&s, "ALICE", AgentTier::Admin) }).unwrap_err(),
         WorkflowError::CoSignature(crate::policy::AuthorityRefusal::CoSignerIsAgent)
     );
     assert!(matches!(
-        s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "carol", AgentTier::Senior) }),
+        s.handle(WorkflowEvent::CoSigned { at: NOW, signature: co_sig(&s, "carol", AgentTier::Senior) }),
         Err(WorkflowError::CoSignature(_))
     ));
     let digest = s.approval_digest();
-    s.handle(Event::CoSigned { at: NOW, signature: co_sig(&s, "bob", AgentTier::Admin) }).unwrap();
+    s.handle(WorkflowEvent::CoSigned { at: NOW, signature: co_sig(&s, "bob", AgentTier::Admin) }).unwrap();
     let all = finish(&mut s, after(30));
     let intent =
         all.iter().find_map(|d| if let Decision::WriteIntent { facts } = d { Some(facts) } else { None }).unwrap();
@@ -305,13 +306,13 @@ fn highest_needs_id_cosign_and_an_admin() {
 #[test]
 fn request_co_signature_is_emitted_when_only_it_is_missing() {
     let (mut s, _) = open(request(AccountTier::Highest, AgentTier::Admin, walk_up()));
-    s.handle(Event::IdInspected { at: NOW, inspection: id_ok() }).unwrap();
+    s.handle(WorkflowEvent::IdInspected { at: NOW, inspection: id_ok() }).unwrap();
     passed(&mut s, NOW, Method::Totp);
-    let d = s.handle(Event::ManagerApprovalRequested { at: NOW }).unwrap();
+    let d = s.handle(WorkflowEvent::ManagerApprovalRequested { at: NOW }).unwrap();
     assert!(matches!(d[0], Decision::RequestManagerApproval { .. }));
     let response =
         ManagerResponse { approver: "mboss".into(), via_address: "mboss@example.com".into(), approved: true };
-    let d = s.handle(Event::ManagerResponded { at: NOW, response }).unwrap();
+    let d = s.handle(WorkflowEvent::ManagerResponded { at: NOW, response }).unwrap();
     assert!(d.iter().any(|d| matches!(d, Decision::RequestCoSignature { min_tier: AgentTier::Admin, digest } if *digest == hex::encode(s.approval_digest()))), "{d:?}");
 }
 
@@ -320,12 +321,15 @@ fn id_inspection_only_in_person_and_expired_documents_fail() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
     let mut expired = id_ok();
     expired.expiry = "2026-11-24".into();
-    s.handle(Event::IdInspected { at: NOW, inspection: expired }).unwrap();
+    s.handle(WorkflowEvent::IdInspected { at: NOW, inspection: expired }).unwrap();
     assert!(!s.passed().contains(&Method::GovernmentId));
     let mut ctx = walk_up();
     ctx.channel = Channel::Email;
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Senior, ctx));
-    assert_eq!(s.handle(Event::IdInspected { at: NOW, inspection: id_ok() }).unwrap_err(), WorkflowError::NotInPerson);
+    assert_eq!(
+        s.handle(WorkflowEvent::IdInspected { at: NOW, inspection: id_ok() }).unwrap_err(),
+        WorkflowError::NotInPerson
+    );
 }
 
 #[test]
@@ -340,12 +344,16 @@ fn highest_by_phone_is_refused_in_person_required() {
 #[test]
 fn repeated_and_failed_steps_never_count_twice() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
-    s.handle(Event::TotpChecked { at: NOW, verdict: Verdict::Failed(FailReason::WrongCode), accepted_step: None })
-        .unwrap();
+    s.handle(WorkflowEvent::TotpChecked {
+        at: NOW,
+        verdict: Verdict::Failed(FailReason::WrongCode),
+        accepted_step: None,
+    })
+    .unwrap();
     assert!(s.passed().is_empty());
     passed(&mut s, NOW, Method::Totp);
     assert_eq!(
-        s.handle(Event::TotpChecked { at: NOW, verdict: Verdict::Passed, accepted_step: Some(2) }).unwrap_err(),
+        s.handle(WorkflowEvent::TotpChecked { at: NOW, verdict: Verdict::Passed, accepted_step: Some(2) }).unwrap_err(),
         WorkflowError::AlreadyPassed(Method::Totp)
     );
     assert_eq!(s.requirements().counted_factors(s.passed()), 1);
@@ -356,11 +364,11 @@ fn lockout_after_three_failures_notifies_security_and_locks() {
     let mut ctx = walk_up();
     ctx.previous_failures = vec![NOW - Duration::hours(30)]; // outside both windows
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, ctx));
-    let fail = |at| Event::SecurityAnswersChecked { at, verdict: Verdict::Failed(FailReason::WrongAnswer) };
+    let fail = |at| WorkflowEvent::SecurityAnswersChecked { at, verdict: Verdict::Failed(FailReason::WrongAnswer) };
     s.handle(fail(NOW)).unwrap();
     // A callback that reaches nobody is not evidence against the requester.
-    s.handle(Event::CallbackRequested { at: NOW }).unwrap();
-    s.handle(Event::CallbackReported {
+    s.handle(WorkflowEvent::CallbackRequested { at: NOW }).unwrap();
+    s.handle(WorkflowEvent::CallbackReported {
         at: NOW,
         report: CallbackReport { reached_account_holder: false, holder_confirmed_request: false },
     })
@@ -377,7 +385,9 @@ fn lockout_after_three_failures_notifies_security_and_locks() {
     ));
     assert!(d.iter().any(|d| matches!(d, Decision::WriteRecord { facts } if facts.kind == FactsKind::Lockout)));
     assert!(matches!(d.last(), Some(Decision::Refuse { explanation, .. }) if explanation.contains("emergency path")));
-    assert!(s.handle(Event::TotpChecked { at: after(3), verdict: Verdict::Passed, accepted_step: Some(1) }).is_err());
+    assert!(s
+        .handle(WorkflowEvent::TotpChecked { at: after(3), verdict: Verdict::Passed, accepted_step: Some(1) })
+        .is_err());
 }
 
 #[test]
@@ -414,27 +424,27 @@ fn codes_are_rate_limited_and_only_go_to_eligible_contacts() {
     let (mut s, _) = open(req);
     let email = |index| ContactRef { kind: ContactKind::Email, index };
     assert_eq!(
-        s.handle(Event::CodeRequested { at: NOW, to: email(1) }).unwrap_err(),
+        s.handle(WorkflowEvent::CodeRequested { at: NOW, to: email(1) }).unwrap_err(),
         WorkflowError::ContactNotEligible
     );
     assert_eq!(
-        s.handle(Event::CodeRequested { at: NOW, to: email(9) }).unwrap_err(),
+        s.handle(WorkflowEvent::CodeRequested { at: NOW, to: email(9) }).unwrap_err(),
         WorkflowError::ContactNotEligible
     );
     assert!(matches!(
-        s.handle(Event::CodeChecked { at: NOW, verdict: Verdict::Passed }),
+        s.handle(WorkflowEvent::CodeChecked { at: NOW, verdict: Verdict::Passed }),
         Err(WorkflowError::NothingPending(_))
     ));
-    let d = s.handle(Event::CodeRequested { at: NOW, to: email(0) }).unwrap();
+    let d = s.handle(WorkflowEvent::CodeRequested { at: NOW, to: email(0) }).unwrap();
     assert_eq!(d, [Decision::SendCode { label: "work".into(), to: "jane@example.com".into(), not_after: after(10) }]);
     assert!(matches!(
-        s.handle(Event::CodeRequested { at: NOW + Duration::seconds(30), to: email(0) }),
+        s.handle(WorkflowEvent::CodeRequested { at: NOW + Duration::seconds(30), to: email(0) }),
         Err(WorkflowError::CodeRateLimited { .. })
     ));
-    s.handle(Event::CodeRequested { at: after(1), to: email(0) }).unwrap();
-    s.handle(Event::CodeRequested { at: after(2), to: email(0) }).unwrap();
+    s.handle(WorkflowEvent::CodeRequested { at: after(1), to: email(0) }).unwrap();
+    s.handle(WorkflowEvent::CodeRequested { at: after(2), to: email(0) }).unwrap();
     assert_eq!(
-        s.handle(Event::CodeRequested { at: after(3), to: email(0) }).unwrap_err(),
+        s.handle(WorkflowEvent::CodeRequested { at: after(3), to: email(0) }).unwrap_err(),
         WorkflowError::CodeLimitReached
     );
 }
@@ -447,8 +457,8 @@ fn remote_handoff_never_uses_the_request_or_verification_channel() {
     req.account.emails.push(contact("jane.home@example.org", "personal", datetime!(2021-01-01 0:00 UTC)));
     let (mut s, _) = open(req);
     // Verified by a code to the work address and a callback; manager approves.
-    s.handle(Event::CodeRequested { at: NOW, to: ContactRef { kind: ContactKind::Email, index: 0 } }).unwrap();
-    s.handle(Event::CodeChecked { at: NOW, verdict: Verdict::Passed }).unwrap();
+    s.handle(WorkflowEvent::CodeRequested { at: NOW, to: ContactRef { kind: ContactKind::Email, index: 0 } }).unwrap();
+    s.handle(WorkflowEvent::CodeChecked { at: NOW, verdict: Verdict::Passed }).unwrap();
     do_callback(&mut s, NOW);
     do_manager(&mut s, NOW);
     let all = finish(&mut s, after(10));
@@ -462,11 +472,11 @@ fn remote_request_without_an_independent_channel_is_refused() {
     let mut ctx = walk_up();
     ctx.channel = Channel::Phone;
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Senior, ctx));
-    s.handle(Event::CodeRequested { at: NOW, to: ContactRef { kind: ContactKind::Email, index: 0 } }).unwrap();
-    s.handle(Event::CodeChecked { at: NOW, verdict: Verdict::Passed }).unwrap();
+    s.handle(WorkflowEvent::CodeRequested { at: NOW, to: ContactRef { kind: ContactKind::Email, index: 0 } }).unwrap();
+    s.handle(WorkflowEvent::CodeChecked { at: NOW, verdict: Verdict::Passed }).unwrap();
     do_callback(&mut s, NOW);
     do_manager(&mut s, NOW);
-    let d = s.handle(Event::ResetRequested { at: after(10) }).unwrap();
+    let d = s.handle(WorkflowEvent::ResetRequested { at: after(10) }).unwrap();
     assert!(matches!(d.last(), Some(Decision::Refuse { refusal: Refusal::NoHandoffChannel, .. })));
     assert_eq!(s.phase(), Phase::Refused);
 }
@@ -494,10 +504,10 @@ fn manager_cannot_be_the_agent_and_wrong_approver_fails() {
     let (s, d) = open(req);
     assert_eq!(s.phase(), Phase::Refused, "{d:?}");
     let (mut s, _) = open(request(AccountTier::Privileged, AgentTier::Senior, walk_up()));
-    s.handle(Event::ManagerApprovalRequested { at: NOW }).unwrap();
+    s.handle(WorkflowEvent::ManagerApprovalRequested { at: NOW }).unwrap();
     let response =
         ManagerResponse { approver: "mboss".into(), via_address: "other@example.com".into(), approved: true };
-    s.handle(Event::ManagerResponded { at: NOW, response }).unwrap();
+    s.handle(WorkflowEvent::ManagerResponded { at: NOW, response }).unwrap();
     assert!(!s.passed().contains(&Method::ManagerApproval));
 }
 
@@ -507,11 +517,16 @@ fn time_never_goes_backwards_and_errors_leave_the_session_unchanged() {
     passed(&mut s, after(5), Method::SecurityAnswers);
     let before = format!("{:?}", s.facts(FactsKind::Intent, NOW));
     assert_eq!(
-        s.handle(Event::TotpChecked { at: after(4), verdict: Verdict::Passed, accepted_step: Some(1) }).unwrap_err(),
+        s.handle(WorkflowEvent::TotpChecked { at: after(4), verdict: Verdict::Passed, accepted_step: Some(1) })
+            .unwrap_err(),
         WorkflowError::TimeWentBackwards
     );
     assert!(s
-        .handle(Event::EmployeeRecordGiven { at: after(6), employee_id: "".into(), date_of_hire: "2019-03-04".into() })
+        .handle(WorkflowEvent::EmployeeRecordGiven {
+            at: after(6),
+            employee_id: "".into(),
+            date_of_hire: "2019-03-04".into()
+        })
         .is_err());
     assert_eq!(before, format!("{:?}", s.facts(FactsKind::Intent, NOW)));
 }
@@ -519,7 +534,7 @@ fn time_never_goes_backwards_and_errors_leave_the_session_unchanged() {
 #[test]
 fn facts_hold_no_typed_values_and_serialise() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
-    s.handle(Event::EmployeeRecordGiven {
+    s.handle(WorkflowEvent::EmployeeRecordGiven {
         at: NOW,
         employee_id: "E9999-typed".into(),
         date_of_hire: "2001-01-01".into(),
@@ -533,9 +548,11 @@ fn facts_hold_no_typed_values_and_serialise() {
 #[test]
 fn cancel_writes_a_record_and_ends_the_session() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
-    assert!(matches!(s.handle(Event::Cancelled { at: NOW, reason: "".into() }), Err(WorkflowError::Input(_))));
-    let d = s.handle(Event::Cancelled { at: NOW, reason: "holder said: this wasn't me".into() }).unwrap();
-    assert!(matches!(&d[..], [Decision::WriteRecord { facts }] if matches!(facts.outcome, Outcome::Cancelled { .. })));
+    assert!(matches!(s.handle(WorkflowEvent::Cancelled { at: NOW, reason: "".into() }), Err(WorkflowError::Input(_))));
+    let d = s.handle(WorkflowEvent::Cancelled { at: NOW, reason: "holder said: this wasn't me".into() }).unwrap();
+    assert!(
+        matches!(&d[..], [Decision::WriteRecord { facts }] if matches!(facts.outcome, RequestOutcome::Cancelled { .. }))
+    );
     assert_eq!(s.phase(), Phase::Cancelled);
 }
 
@@ -556,8 +573,9 @@ fn on_the_emergency_path_one_failure_ends_the_session() {
     req.emergency_reason = Some("payroll run blocked".into());
     let (mut s, _) = open(req);
     assert_eq!(s.phase(), Phase::Verifying);
-    let d =
-        s.handle(Event::SecurityAnswersChecked { at: NOW, verdict: Verdict::Failed(FailReason::WrongAnswer) }).unwrap();
+    let d = s
+        .handle(WorkflowEvent::SecurityAnswersChecked { at: NOW, verdict: Verdict::Failed(FailReason::WrongAnswer) })
+        .unwrap();
     assert_eq!(s.phase(), Phase::LockedOut);
     assert!(d.iter().any(|d| matches!(d, Decision::LockVerification { .. })));
 }
@@ -587,7 +605,8 @@ fn implausible_times_are_refused_not_overflowed() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
     let far = datetime!(9999-12-31 23:59 UTC);
     assert_eq!(
-        s.handle(Event::CodeRequested { at: far, to: ContactRef { kind: ContactKind::Email, index: 0 } }).unwrap_err(),
+        s.handle(WorkflowEvent::CodeRequested { at: far, to: ContactRef { kind: ContactKind::Email, index: 0 } })
+            .unwrap_err(),
         WorkflowError::ImplausibleTime
     );
 }
@@ -598,7 +617,7 @@ fn old_steps_must_be_redone_and_the_cooling_off_wait_does_not_age_them() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
     passed(&mut s, NOW, Method::SecurityAnswers);
     passed(&mut s, after(30), Method::Totp);
-    let d = s.handle(Event::ResetRequested { at: after(61) }).unwrap();
+    let d = s.handle(WorkflowEvent::ResetRequested { at: after(61) }).unwrap();
     assert!(
         matches!(&d[..], [Decision::StepsExpired { methods, .. }, Decision::NeedSteps { .. }] if methods == &[Method::SecurityAnswers]),
         "{d:?}"
@@ -606,13 +625,16 @@ fn old_steps_must_be_redone_and_the_cooling_off_wait_does_not_age_them() {
     assert_eq!(s.phase(), Phase::Verifying);
     assert!(s.missing().iter().any(|m| matches!(m, crate::policy::Missing::Factors { .. })), "{:?}", s.missing());
     passed(&mut s, after(62), Method::SecurityAnswers);
-    assert!(matches!(s.handle(Event::ResetRequested { at: after(62) }).unwrap()[0], Decision::WriteIntent { .. }));
+    assert!(matches!(
+        s.handle(WorkflowEvent::ResetRequested { at: after(62) }).unwrap()[0],
+        Decision::WriteIntent { .. }
+    ));
 
     // The session's age limit (240 minutes) drops every step, however recent.
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
     passed(&mut s, after(200), Method::SecurityAnswers);
     passed(&mut s, after(230), Method::Totp);
-    let d = s.handle(Event::ResetRequested { at: after(241) }).unwrap();
+    let d = s.handle(WorkflowEvent::ResetRequested { at: after(241) }).unwrap();
     assert!(matches!(&d[0], Decision::StepsExpired { methods, .. } if methods.len() == 2), "{d:?}");
 
     // Privileged: 10 minutes of cooling-off. Steps at NOW, reset at 65 minutes: 55
@@ -621,9 +643,9 @@ fn old_steps_must_be_redone_and_the_cooling_off_wait_does_not_age_them() {
     p.freshness.step_max_age_minutes = 60;
     let (mut s, _) = Session::open(&p, request(AccountTier::Privileged, AgentTier::Senior, walk_up())).unwrap();
     passed(&mut s, NOW, Method::Totp);
-    s.handle(Event::IdInspected { at: NOW, inspection: id_ok() }).unwrap();
+    s.handle(WorkflowEvent::IdInspected { at: NOW, inspection: id_ok() }).unwrap();
     do_manager(&mut s, NOW);
-    let d = s.handle(Event::ResetRequested { at: after(65) }).unwrap();
+    let d = s.handle(WorkflowEvent::ResetRequested { at: after(65) }).unwrap();
     assert!(matches!(d[0], Decision::WriteIntent { .. }), "{d:?}");
 }
 
@@ -632,14 +654,14 @@ fn expired_steps_take_the_co_signature_with_them_and_the_verifier_sees_the_secon
     use crate::verification::co_signature::approval_of_intent;
     let (mut s, _) = open(request(AccountTier::Highest, AgentTier::Admin, walk_up()));
     let verify_all = |s: &mut Session, at: OffsetDateTime| {
-        s.handle(Event::IdInspected { at, inspection: id_ok() }).unwrap();
+        s.handle(WorkflowEvent::IdInspected { at, inspection: id_ok() }).unwrap();
         passed(s, at, Method::Totp);
         do_manager(s, at);
-        s.handle(Event::CoSigned { at, signature: co_sig(s, "bob", AgentTier::Admin) }).unwrap();
+        s.handle(WorkflowEvent::CoSigned { at, signature: co_sig(s, "bob", AgentTier::Admin) }).unwrap();
     };
     verify_all(&mut s, NOW);
     // 30 minutes of cooling-off do not count; 61 more do.
-    let d = s.handle(Event::ResetRequested { at: after(91) }).unwrap();
+    let d = s.handle(WorkflowEvent::ResetRequested { at: after(91) }).unwrap();
     assert!(matches!(&d[0], Decision::StepsExpired { methods, .. } if methods.contains(&Method::CoSignature)), "{d:?}");
     assert!(s.co_signer().is_none());
     verify_all(&mut s, after(92));

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use resetdesk::audit::store::Store;
-use resetdesk::audit::{registry, verify_store, CollectorKeys, EventType, Record, Summary};
+use resetdesk::audit::{verify_store, CollectorKeys, EventType, Record, Summary};
 use resetdesk::ca::OrgCa;
 use resetdesk::config::Config;
 use resetdesk::directory::embedded::EmbeddedDirectory;
@@ -377,7 +377,7 @@ fn demo_desk_with(cards: &[(&VirtualCard, &str, &str)], extra_config: &str) -> D
 
 /// `resetdesk audit verify --data-dir DIR`, as a library call (the CLI is another package's binary).
 fn verify_audit(data_dir: &Path) -> Summary {
-    let keys = registry::load(data_dir, None).expect("the app's CA and token registry");
+    let keys = resetdesk::token::audit_keys::load(data_dir, None).expect("the app's CA and token registry");
     let store = Store::open_read_only(&data_dir.join(resetdesk::audit::store::FILE_NAME)).expect("the app's audit log");
     verify_store(&store, &keys.resolver, &[], &CollectorKeys::default(), &[]).expect("the app's audit log verifies")
 }
@@ -807,7 +807,7 @@ async fn a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows
     let page = js(client, "document.documentElement.outerHTML").await.as_str().unwrap_or_default().to_owned();
     let account = EmbeddedDirectory::open(&data_dir, &Config { data_dir: data_dir.clone(), ..Config::default() })
         .expect("the directory")
-        .account("jsmith")
+        .entry("jsmith")
         .expect("jsmith");
     assert!(!page.contains(&account.employee_id), "the employee ID on file is never shown to the agent");
     assert!(!page.contains(&account.date_of_hire.to_string()), "nor the date of hire");

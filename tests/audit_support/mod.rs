@@ -10,9 +10,10 @@ use der::Encode as _;
 use p256::ecdsa::{signature::hazmat::PrehashSigner, DerSignature, SigningKey};
 use p256::pkcs8::EncodePublicKey as _;
 use resetdesk::audit::CertificateResolver;
-use resetdesk::token::{RecordSigner, TokenError};
+use resetdesk::token::{RecordSigner, SignError, TokenError};
 use sha2::{Digest, Sha256};
 use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
@@ -47,8 +48,9 @@ impl RecordSigner for SoftSigner {
         Sha256::digest(self.spki_der()).into()
     }
 
-    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, TokenError> {
-        let sig: p256::ecdsa::Signature = self.key.sign_prehash(digest).map_err(|e| TokenError::Card(e.to_string()))?;
+    fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, SignError> {
+        let sig: p256::ecdsa::Signature =
+            self.key.sign_prehash(digest).map_err(|e| SignError::Failed(e.to_string()))?;
         Ok(sig.to_der().as_bytes().to_vec())
     }
 }
@@ -60,8 +62,8 @@ impl RecordSigner for BrokenSigner {
     fn key_id(&self) -> [u8; 32] {
         self.0
     }
-    fn sign_digest(&mut self, _: &[u8; 32]) -> Result<Vec<u8>, TokenError> {
-        Err(TokenError::Removed)
+    fn sign_digest(&mut self, _: &[u8; 32]) -> Result<Vec<u8>, SignError> {
+        Err(TokenError::Removed.into())
     }
 }
 
@@ -78,14 +80,16 @@ pub struct Pki {
 
 impl Pki {
     pub fn new(seed: u8) -> Self {
+        let now = SystemTime::now();
+        Self::with_ca_validity(seed, now - Duration::from_secs(86_400), now + Duration::from_secs(10 * 365 * 86_400))
+    }
+
+    /// A CA whose own certificate is valid `not_before..not_after`.
+    pub fn with_ca_validity(seed: u8, not_before: SystemTime, not_after: SystemTime) -> Self {
         let ca = SoftSigner::from_seed("ca", seed.wrapping_add(100));
         let subject = Name::from_str("CN=Test ResetDesk Agent CA,O=Test Org").unwrap();
         let spki = SubjectPublicKeyInfoOwned::from_key(*ca.key.verifying_key()).unwrap();
-        let now = SystemTime::now();
-        let validity = Validity {
-            not_before: time(now - Duration::from_secs(86_400)),
-            not_after: time(now + Duration::from_secs(10 * 365 * 86_400)),
-        };
+        let validity = Validity { not_before: time(not_before), not_after: time(not_after) };
         let builder =
             CertificateBuilder::new(Profile::Root, SerialNumber::from(1u32), validity, subject.clone(), spki, &ca.key)
                 .unwrap();
@@ -101,6 +105,25 @@ impl Pki {
 
     pub fn issue_valid(&self, signer: &SoftSigner, not_before: SystemTime, not_after: SystemTime) -> Vec<u8> {
         issue_with(&self.ca_key, &self.subject, signer, not_before, not_after)
+    }
+
+    /// A certificate for `signer`'s key with the given subject, key usage and CA flag
+    /// (valid from a day ago for a year), signed by this CA: the shapes an agent
+    /// certificate must not have.
+    pub fn issue_shaped(&self, signer: &SoftSigner, subject: &str, usage: KeyUsages, is_ca: bool) -> Vec<u8> {
+        let now = SystemTime::now();
+        let validity = Validity {
+            not_before: time(now - Duration::from_secs(86_400)),
+            not_after: time(now + Duration::from_secs(365 * 86_400)),
+        };
+        let spki = SubjectPublicKeyInfoOwned::from_key(*signer.key.verifying_key()).unwrap();
+        let profile = Profile::Manual { issuer: Some(self.subject.clone()) };
+        let serial = SerialNumber::from(u32::from(signer.key_id()[1]) + 2);
+        let subject = Name::from_str(subject).unwrap();
+        let mut builder = CertificateBuilder::new(profile, serial, validity, subject, spki, &self.ca_key).unwrap();
+        builder.add_extension(&KeyUsage(usage.into())).unwrap();
+        builder.add_extension(&BasicConstraints { ca: is_ca, path_len_constraint: None }).unwrap();
+        builder.build::<DerSignature>().unwrap().to_der().unwrap()
     }
 
     pub fn ca_pem(&self) -> String {
@@ -166,7 +189,7 @@ pub struct Desk {
 }
 
 pub fn desk() -> Desk {
-    use resetdesk::audit::{AuditLog, Event, EventType, Outcome};
+    use resetdesk::audit::{AuditLog, DirectoryOutcome, Event, EventType};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.sqlite");
     let pki = Pki::new(1);
@@ -178,7 +201,7 @@ pub fn desk() -> Desk {
     log.heartbeat(EventType::Login, &session, &mut alice, now()).unwrap();
     let i = log.append(&Event::reset_intent(&reset_facts("alice", "jdoe")).unwrap(), &mut alice, now()).unwrap();
     log.append(
-        &Event::reset_outcome(i.intent_ref(), &Outcome::Done, &reset_facts("alice", "jdoe")).unwrap(),
+        &Event::reset_outcome(i.intent_ref(), &DirectoryOutcome::Done, &reset_facts("alice", "jdoe")).unwrap(),
         &mut alice,
         now(),
     )
@@ -187,7 +210,7 @@ pub fn desk() -> Desk {
         .append_cosigned(&Event::reset_intent(&reset_facts("alice", "admin1")).unwrap(), &mut alice, &mut bob, now())
         .unwrap();
     log.append(
-        &Event::reset_outcome(i.intent_ref(), &Outcome::Done, &reset_facts("alice", "admin1")).unwrap(),
+        &Event::reset_outcome(i.intent_ref(), &DirectoryOutcome::Done, &reset_facts("alice", "admin1")).unwrap(),
         &mut alice,
         now(),
     )

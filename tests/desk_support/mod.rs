@@ -8,7 +8,7 @@
 use std::process::Command;
 
 use resetdesk::audit::store::Store;
-use resetdesk::audit::{registry, verify_store, CollectorKeys, EventType, Record, Summary};
+use resetdesk::audit::{verify_store, CollectorKeys, EventType, Record, Summary};
 use resetdesk::ca::OrgCa;
 use resetdesk::config::Config;
 use resetdesk::desk::outbox::{Outbox, OutboxRow};
@@ -103,12 +103,12 @@ impl Site {
     pub fn assert_untouched(&self, username: &str) {
         let check = self.check_password(username, &resetdesk::demo::demo_password(username));
         assert_eq!(check, PasswordCheck { valid: true, must_change: false }, "{username}'s password is untouched");
-        assert!(!self.directory().account(username).unwrap().must_change_password);
+        assert!(!self.directory().entry(username).unwrap().must_change_password);
     }
 
     /// Verify the whole audit log offline (library), as `resetdesk audit verify` does.
     pub fn verify_audit(&self) -> Summary {
-        let loaded = registry::load(self.dir.path(), None).unwrap();
+        let loaded = resetdesk::token::audit_keys::load(self.dir.path(), None).unwrap();
         let store = Store::open_read_only(&self.dir.path().join("audit.sqlite")).unwrap();
         verify_store(&store, &loaded.resolver, &[], &CollectorKeys::default(), &[]).unwrap()
     }
@@ -175,7 +175,7 @@ pub fn answers_json(username: &str) -> String {
 
 /// The UI message with the employee ID and date of hire on record.
 pub fn employee_record_json(site: &Site, username: &str) -> String {
-    let a = site.directory().account(username).unwrap();
+    let a = site.directory().entry(username).unwrap();
     serde_json::json!({"action": "employee_record", "employee_id": a.employee_id, "date_of_hire": a.date_of_hire.to_string()}).to_string()
 }
 

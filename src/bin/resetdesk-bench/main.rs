@@ -271,7 +271,7 @@ fn groups_for(config: &Config, tier: AccountTier) -> Result<Vec<String>, String>
     if let Some(list) = tier_group {
         groups.push(list.first().cloned().ok_or_else(|| format!("[tiers] names no group for {tier} accounts"))?);
     }
-    if config.tiers.account_tier(&groups) != tier {
+    if config.group_rules().account_tier(&groups) != tier {
         return Err(format!("the bench accounts' groups {groups:?} are not {tier} under [tiers]"));
     }
     Ok(groups)

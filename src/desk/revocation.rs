@@ -12,10 +12,10 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::registry::{RegistryError, TokenRegistry};
 use crate::audit::{Appended, AuditError, AuditLog, Event, EventType};
 use crate::login::AgentSession;
 use crate::tier::AgentTier;
+use crate::token::registry::{RegistryError, TokenRegistry};
 
 /// Why a revocation was refused or not recorded.
 #[derive(Debug, thiserror::Error)]
