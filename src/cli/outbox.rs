@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::{fail, load_config, EXIT_FAILED, EXIT_OK};
-use crate::desk::mailer::{sink_for, MailError};
+use crate::desk::mailer::MailError;
 use crate::desk::outbox::Outbox;
-use crate::desk::sender::{Backoff, OutboxSender};
+use crate::desk::sender::OutboxSender;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -67,16 +67,11 @@ fn send(data_dir: PathBuf, config: Option<PathBuf>) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let sink = match sink_for(&config) {
+    let mut sender = match OutboxSender::from_config(&config) {
         Ok(Some(s)) => s,
         Ok(None) => return fail(MailError::NotConfigured),
         Err(e) => return fail(e),
     };
-    let outbox = match Outbox::open(&data_dir) {
-        Ok(o) => o,
-        Err(e) => return fail(e),
-    };
-    let mut sender = OutboxSender::new(outbox, sink, config.smtp.from.clone(), Backoff::default());
     match sender.drain_once(time::OffsetDateTime::now_utc()) {
         Ok(report) => {
             println!(

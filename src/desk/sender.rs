@@ -7,13 +7,29 @@
 //! `delivered_at`; failure counts the attempt and sets `next_attempt_at` with
 //! exponential backoff ([`Backoff`]). Rows are never deleted. Rows addressed to a
 //! phone number are left for another channel and not attempted.
+//!
+//! The app's shell starts it once the desk is open, on a thread of its own:
+//!
+//! ```no_run
+//! # use std::sync::{atomic::AtomicBool, Arc};
+//! # fn start(config: &resetdesk::config::Config) -> Result<(), Box<dyn std::error::Error>> {
+//! let stop = Arc::new(AtomicBool::new(false));
+//! if let Some(mut sender) = resetdesk::desk::sender::OutboxSender::from_config(config)? {
+//!     let stop = stop.clone();
+//!     std::thread::spawn(move || sender.run(std::time::Duration::from_secs(15), &stop));
+//! }
+//! // On exit: stop.store(true, Ordering::Relaxed).
+//! # Ok(()) }
+//! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::mailer::{compose, MailError, MailSink};
+use crate::config::Config;
+
+use super::mailer::{compose, sink_for, MailError, MailSink};
 use super::outbox::{NotifyError, Outbox};
 
 /// Delay before the next attempt: `first`, doubled after each failure, at most `max`.
@@ -47,6 +63,15 @@ pub struct DrainReport {
     pub not_mail: usize,
 }
 
+/// Why a sender could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Outbox(#[from] NotifyError),
+}
+
 /// Drains the outbox into a sink.
 pub struct OutboxSender {
     outbox: Outbox,
@@ -58,6 +83,14 @@ pub struct OutboxSender {
 impl OutboxSender {
     pub fn new(outbox: Outbox, sink: Box<dyn MailSink + Send>, from: impl Into<String>, backoff: Backoff) -> Self {
         Self { outbox, sink, from: from.into(), backoff }
+    }
+
+    /// The sender of `config`'s delivery on `<data_dir>/outbox.sqlite`; `None` when no
+    /// delivery is configured (production without `[smtp] host`).
+    pub fn from_config(config: &Config) -> Result<Option<Self>, SenderError> {
+        let Some(sink) = sink_for(config)? else { return Ok(None) };
+        let outbox = Outbox::open(&config.data_dir)?;
+        Ok(Some(Self::new(outbox, sink, config.smtp.from.clone(), Backoff::default())))
     }
 
     /// Send every row due at `now`, once. A failed send is recorded and retried later;
