@@ -59,6 +59,8 @@ pub enum MailError {
     },
     #[error("no mail delivery is configured; set [smtp] host (or delivery = \"eml\" in demo mode)")]
     NotConfigured,
+    #[error(transparent)]
+    Outbox(#[from] super::outbox::NotifyError),
 }
 
 /// Takes built e-mails. Adapters: they do IO.

@@ -63,15 +63,6 @@ pub struct DrainReport {
     pub not_mail: usize,
 }
 
-/// Why a sender could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum SenderError {
-    #[error(transparent)]
-    Mail(#[from] MailError),
-    #[error(transparent)]
-    Outbox(#[from] NotifyError),
-}
-
 /// Drains the outbox into a sink.
 pub struct OutboxSender {
     outbox: Outbox,
@@ -87,7 +78,7 @@ impl OutboxSender {
 
     /// The sender of `config`'s delivery on `<data_dir>/outbox.sqlite`; `None` when no
     /// delivery is configured (production without `[smtp] host`).
-    pub fn from_config(config: &Config) -> Result<Option<Self>, SenderError> {
+    pub fn from_config(config: &Config) -> Result<Option<Self>, MailError> {
         let Some(sink) = sink_for(config)? else { return Ok(None) };
         let outbox = Outbox::open(&config.data_dir)?;
         Ok(Some(Self::new(outbox, sink, config.smtp.from.clone(), Backoff::default())))
