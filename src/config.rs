@@ -193,28 +193,60 @@ pub enum SmtpSecurity {
     None,
 }
 
+/// Where the outbox sender delivers the queued mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailDelivery {
+    /// The SMTP server `[smtp] host` (with STARTTLS or TLS unless `security = "none"`).
+    Smtp,
+    /// One `.eml` file per message under `<data_dir>/mail/`, for a demo user to open.
+    /// Demo only: production refuses it.
+    Eml,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
-    /// Empty host: notifications are written to the outbox table only.
+    /// `smtp` or `eml`. Unset: `smtp` when `host` is set, else `eml` in demo mode and
+    /// nothing in production (messages then wait in the outbox table).
+    pub delivery: Option<MailDelivery>,
     pub host: String,
     pub port: u16,
     pub security: SmtpSecurity,
     pub from: String,
     /// Where lockouts and flagged patterns are reported.
     pub security_team: String,
+    /// PEM bundle of the CA that issued the server's certificate; unset: the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// SMTP AUTH user; empty: no authentication. Its password comes from the file below.
+    pub username: String,
+    pub password_file: Option<PathBuf>,
+}
+
+impl SmtpConfig {
+    /// The delivery in force for `mode` (see [`SmtpConfig::delivery`]).
+    pub fn effective_delivery(&self, mode: Mode) -> Option<MailDelivery> {
+        match (self.delivery, self.host.is_empty(), mode) {
+            (Some(d), _, _) => Some(d),
+            (None, false, _) => Some(MailDelivery::Smtp),
+            (None, true, Mode::Demo) => Some(MailDelivery::Eml),
+            (None, true, Mode::Production) => None,
+        }
+    }
 }
 
 impl Default for SmtpConfig {
     fn default() -> Self {
         Self {
+            delivery: None,
             host: String::new(),
             port: 587,
             security: SmtpSecurity::Starttls,
             from: "resetdesk@example.com".into(),
             security_team: "security@example.com".into(),
             ca_file: None,
+            username: String::new(),
+            password_file: None,
         }
     }
 }
@@ -333,12 +365,43 @@ impl Config {
         if self.mode == Mode::Production && self.smtp.security == SmtpSecurity::None && !self.smtp.host.is_empty() {
             return Err(bad("smtp.security", "production refuses SMTP without TLS".into()));
         }
+        self.validate_smtp().map_err(|(key, message)| bad(key, message))?;
         let url = &self.collector.url;
         if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
             return Err(bad("collector.url", format!("{:?} is not an http(s) URL", self.collector.url)));
         }
         if self.mode == Mode::Production && self.collector.url.starts_with("http://") {
             return Err(bad("collector.url", "production requires https://".into()));
+        }
+        Ok(())
+    }
+
+    /// The `[smtp]` checks: `(key, message)` of the first problem.
+    fn validate_smtp(&self) -> Result<(), (&'static str, String)> {
+        let smtp = &self.smtp;
+        if self.mode == Mode::Production && smtp.delivery == Some(MailDelivery::Eml) {
+            return Err((
+                "smtp.delivery",
+                "production refuses the eml sink (mail written to files is never sent): use delivery = \"smtp\" with a host"
+                    .into(),
+            ));
+        }
+        let Some(delivery) = smtp.effective_delivery(self.mode) else { return Ok(()) };
+        if delivery == MailDelivery::Smtp && smtp.host.trim().is_empty() {
+            return Err(("smtp.host", "delivery = \"smtp\" needs the mail server's host name".into()));
+        }
+        if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(("smtp.from", format!("{:?} is not an e-mail address: use resetdesk@your-domain", smtp.from)));
+        }
+        let team = &smtp.security_team;
+        if !team.trim().is_empty() && team.parse::<lettre::Address>().is_err() {
+            return Err(("smtp.security_team", format!("{team:?} is not an e-mail address")));
+        }
+        if delivery == MailDelivery::Smtp && smtp.username.is_empty() != smtp.password_file.is_none() {
+            return Err((
+                "smtp.password_file",
+                "SMTP authentication needs both username and password_file (or neither)".into(),
+            ));
         }
         Ok(())
     }
@@ -492,6 +555,35 @@ mod tests {
         let text = "mode = \"production\"\n[directory]\nbackend = \"ldap\"\n[directory.ldap]\nurl = \"ldap://dc\"\nbase_dn = \"dc=x\"\n";
         let (line, key, _) = err(text);
         assert_eq!((line, key.as_str()), (5, "directory.ldap.url"));
+    }
+
+    #[test]
+    fn production_refuses_the_eml_sink_with_its_line() {
+        let (line, key, msg) = err("mode = \"production\"\n\n[smtp]\nhost = \"mail\"\ndelivery = \"eml\"\n");
+        assert_eq!((line, key.as_str()), (5, "smtp.delivery"));
+        assert!(msg.contains("eml"), "{msg}");
+        let demo = Config::parse("[smtp]\ndelivery = \"eml\"\n", "t").unwrap();
+        assert_eq!(demo.smtp.effective_delivery(demo.mode), Some(MailDelivery::Eml));
+    }
+
+    #[test]
+    fn delivery_defaults_follow_host_and_mode() {
+        let demo = Config::default();
+        assert_eq!(demo.smtp.effective_delivery(Mode::Demo), Some(MailDelivery::Eml));
+        assert_eq!(demo.smtp.effective_delivery(Mode::Production), None);
+        let with_host = SmtpConfig { host: "mail".into(), ..SmtpConfig::default() };
+        assert_eq!(with_host.effective_delivery(Mode::Production), Some(MailDelivery::Smtp));
+    }
+
+    #[test]
+    fn smtp_section_errors_name_line_and_key() {
+        let (line, key, _) = err("[smtp]\ndelivery = \"smtp\"\n");
+        assert_eq!(key, "smtp.host");
+        assert_eq!(line, 1, "the table header when the key is absent");
+        let (line, key, _) = err("[smtp]\nhost = \"mail\"\nfrom = \"not an address\"\n");
+        assert_eq!((line, key.as_str()), (3, "smtp.from"));
+        let (line, key, _) = err("[smtp]\nhost = \"mail\"\nusername = \"desk\"\n");
+        assert_eq!((line, key.as_str()), (1, "smtp.password_file"));
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod approval;
 pub mod history;
 pub mod key_admin;
 pub mod keys;
+pub mod mailer;
 pub mod outbox;
 pub mod parking;
 pub mod progress;
@@ -37,6 +38,7 @@ pub mod reconcile;
 pub mod replay;
 pub mod reset;
 pub mod revocation;
+pub mod sender;
 pub mod view;
 
 use std::collections::VecDeque;
@@ -1099,10 +1101,9 @@ impl Desk {
             subject: format!("{}: your verification code", self.config.organisation),
             body: format!(
                 "The service desk is verifying your identity for a password reset (request {id}).\n\
-                 Read the code to the agent; it is valid until {not_after}.\n\
-                 If you did not ask for this, do not share the code and call the security team ({security}).\n",
+                 Read the code to the agent; it is valid until {not_after}.\n\n{wasnt_me}",
                 id = run.request_id(),
-                security = self.config.smtp.security_team,
+                wasnt_me = self.wasnt_me(run.request_id()),
             ),
             request_id: run.request_id().to_owned(),
         }
@@ -1114,28 +1115,39 @@ impl Desk {
             subject: format!("{}: your temporary password", self.config.organisation),
             body: format!(
                 "Your password for {user} was reset by the service desk (request {id}). Use the temporary password\n\
-                 delivered with this message once: you must choose a new password at the next login.\n\
-                 If you did not ask for this, call the security team ({security}) at once.\n",
+                 delivered with this message once: you must choose a new password at the next login.\n\n{wasnt_me}",
                 user = run.session.account().username,
                 id = run.request_id(),
-                security = self.config.smtp.security_team,
+                wasnt_me = self.wasnt_me(run.request_id()),
             ),
             request_id: run.request_id().to_owned(),
         }
     }
 
+    /// The "this wasn't me" instructions every message to an account holder carries
+    /// (NIST SP 800-63B-4 §4.2.3: notify of the change so that a victim can react).
+    fn wasnt_me(&self, request_id: &str) -> String {
+        format!(
+            "This wasn't me? If you did not ask for this (request {request_id}):\n\
+             1. Do not use or pass on any code or password you received, and do not reply to this message.\n\
+             2. Call the security team ({security}) at once and quote the request number.\n\
+             3. The service desk never asks for your password; anyone who does is not the service desk.\n",
+            security = self.config.smtp.security_team,
+        )
+    }
+
     /// Queue one message per recipient; unaddressable recipients become warnings.
     fn notify(&mut self, n: &Notification, now: OffsetDateTime, warnings: &mut Vec<String>) -> Result<(), DeskError> {
         let security = self.config.smtp.security_team.clone();
-        let wasnt_me = format!("If this was not you, call the security team ({security}) at once.");
+        let wasnt_me = self.wasnt_me(&n.request_id);
         let (subject, body) = match &n.kind {
             NotificationKind::ResetRequested { earliest } => (
                 "A password reset was requested for your account".to_owned(),
-                format!("The service desk received a request to reset the password of {} (request {}).\nIt can happen no earlier than {earliest}. {wasnt_me}\n", n.username, n.request_id),
+                format!("The service desk received a request to reset the password of {} (request {}).\nIt can happen no earlier than {earliest}.\n\n{wasnt_me}", n.username, n.request_id),
             ),
             NotificationKind::ResetCompleted => (
                 "Your password was reset".to_owned(),
-                format!("The password of {} was reset by the service desk (request {}). {wasnt_me}\n", n.username, n.request_id),
+                format!("The password of {} was reset by the service desk (request {}).\nNo password is sent by e-mail; it was handed over at the desk or on a registered device.\n\n{wasnt_me}", n.username, n.request_id),
             ),
             NotificationKind::VerificationLocked { until } => (
                 format!("Verification locked for {}", n.username),
@@ -1168,13 +1180,19 @@ impl Desk {
                     }
                 }
             };
+            // A manager is told why the notice reaches them, not the holder.
+            let body = match recipient {
+                Recipient::Manager { .. } => format!(
+                    "You receive this notice as the manager of {}.\n\
+                     If your report did not ask for this, call the security team ({security}) at once.\n\n{body}",
+                    n.username
+                ),
+                _ => body.clone(),
+            };
             match to {
-                Some(to) => messages.push(Message {
-                    to,
-                    subject: subject.clone(),
-                    body: body.clone(),
-                    request_id: n.request_id.clone(),
-                }),
+                Some(to) => {
+                    messages.push(Message { to, subject: subject.clone(), body, request_id: n.request_id.clone() })
+                }
                 None => warnings.push(format!(
                     "no address for {recipient:?}: the notification about request {} was not queued for them",
                     n.request_id

@@ -1,6 +1,8 @@
 //! The notifier adapter: a [`Notifier`] trait and its first implementation, the
 //! [`Outbox`] — one SQLite row per message in `<data_dir>/outbox.sqlite`, delivered
-//! later by an SMTP sender (a later issue) that sets `delivered_at`.
+//! later by the [`super::sender::OutboxSender`], which sets `delivered_at` on success
+//! and, on failure, counts the attempt and sets the next one (`next_attempt_at`,
+//! exponential backoff). Rows are never deleted.
 //!
 //! # Secrets never reach the outbox
 //!
@@ -38,6 +40,15 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox(id) WHERE delivered_at IS NULL;
 ";
+
+/// Columns added after the first release, with their definitions: added to an older
+/// outbox file when it is opened.
+const ADDED_COLUMNS: [(&str, &str); 3] = [
+    ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+    // Unix seconds; NULL: due now.
+    ("next_attempt_at", "INTEGER"),
+    ("last_error", "TEXT"),
+];
 
 /// A message to one recipient. Holds no secret: secrets travel beside it
 /// ([`Notifier::deliver_secret`]).
@@ -108,6 +119,12 @@ pub struct OutboxRow {
     pub created_at: String,
     pub delivered_at: Option<String>,
     pub delivered_in_band: bool,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// When the sender tries again (after a failure), unix seconds.
+    pub next_attempt_at: Option<i64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
 }
 
 /// The SQLite outbox.
@@ -133,7 +150,12 @@ impl Outbox {
         conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        migrate(&conn).map_err(db)?;
         Ok(Self { conn, path: shown })
+    }
+
+    fn db_error(&self) -> impl Fn(rusqlite::Error) -> NotifyError + '_ {
+        |source| NotifyError::Database { path: self.path.clone(), source }
     }
 
     /// Insert `messages` in one transaction (one fsync).
@@ -154,18 +176,31 @@ impl Outbox {
         tx.commit().map_err(db)
     }
 
-    /// Every message, oldest first (for the later SMTP sender, the CLI and tests).
+    /// Every message, oldest first (for the CLI and tests).
     pub fn messages(&self) -> Result<Vec<OutboxRow>, NotifyError> {
-        let db = |source| NotifyError::Database { path: self.path.clone(), source };
+        self.select("1", params![])
+    }
+
+    /// Undelivered messages whose next attempt is due at `now`, oldest first.
+    pub fn due(&self, now: OffsetDateTime) -> Result<Vec<OutboxRow>, NotifyError> {
+        self.select(
+            "delivered_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)",
+            params![now.unix_timestamp()],
+        )
+    }
+
+    fn select(&self, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<OutboxRow>, NotifyError> {
+        let db = self.db_error();
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id, recipient, subject, body, request_id, created_at, delivered_at, delivered_in_band
-                 FROM outbox ORDER BY id",
-            )
-            .map_err(db)?;
+            .prepare(&format!(
+                "SELECT id, recipient, subject, body, request_id, created_at, delivered_at, delivered_in_band,
+                        attempts, next_attempt_at, last_error
+                 FROM outbox WHERE {filter} ORDER BY id"
+            ))
+            .map_err(&db)?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(args, |r| {
                 Ok(OutboxRow {
                     id: r.get(0)?,
                     recipient: r.get(1)?,
@@ -175,11 +210,51 @@ impl Outbox {
                     created_at: r.get(5)?,
                     delivered_at: r.get(6)?,
                     delivered_in_band: r.get(7)?,
+                    attempts: r.get(8)?,
+                    next_attempt_at: r.get(9)?,
+                    last_error: r.get(10)?,
                 })
             })
-            .map_err(db)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+            .map_err(&db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&db)
     }
+
+    /// Record that message `id` was handed to the mail system at `now`.
+    pub fn mark_delivered(&mut self, id: i64, now: OffsetDateTime) -> Result<(), NotifyError> {
+        let db = self.db_error();
+        self.conn
+            .execute(
+                "UPDATE outbox SET delivered_at = ?2, next_attempt_at = NULL WHERE id = ?1 AND delivered_at IS NULL",
+                params![id, rfc3339(now)],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Record a failed attempt for message `id`: one more attempt, tried again at `next`.
+    pub fn mark_failed(&mut self, id: i64, error: &str, next: OffsetDateTime) -> Result<(), NotifyError> {
+        let db = self.db_error();
+        self.conn
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+                 WHERE id = ?1 AND delivered_at IS NULL",
+                params![id, next.unix_timestamp(), error],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+/// Add the columns an older outbox file lacks.
+fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('outbox')")?;
+    let present = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    for (name, definition) in ADDED_COLUMNS {
+        if !present.iter().any(|p| p == name) {
+            conn.execute_batch(&format!("ALTER TABLE outbox ADD COLUMN {name} {definition}"))?;
+        }
+    }
+    Ok(())
 }
 
 impl Notifier for Outbox {
@@ -214,6 +289,26 @@ mod tests {
 
     fn msg() -> Message {
         Message { to: "jane@example.com".into(), subject: "s".into(), body: "b".into(), request_id: "r1".into() }
+    }
+
+    #[test]
+    fn an_outbox_of_the_first_schema_gains_the_retry_columns_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = "CREATE TABLE outbox (id INTEGER PRIMARY KEY, recipient TEXT NOT NULL, subject TEXT NOT NULL,
+             body TEXT NOT NULL, request_id TEXT NOT NULL, created_at TEXT NOT NULL, delivered_at TEXT,
+             delivered_in_band INTEGER NOT NULL DEFAULT 0);
+             INSERT INTO outbox (recipient, subject, body, request_id, created_at) VALUES ('a@x', 's', 'b', 'r', 't');";
+        Connection::open(dir.path().join(OUTBOX_FILE)).unwrap().execute_batch(first).unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        let now = time::macros::datetime!(2026-11-25 10:00 UTC);
+        assert_eq!(outbox.due(now).unwrap().len(), 1);
+        outbox.mark_failed(1, "refused", now + time::Duration::minutes(1)).unwrap();
+        assert!(outbox.due(now).unwrap().is_empty(), "not due before its next attempt");
+        let row = &outbox.due(now + time::Duration::minutes(1)).unwrap()[0];
+        assert_eq!((row.attempts, row.last_error.as_deref()), (1, Some("refused")));
+        outbox.mark_delivered(1, now).unwrap();
+        assert!(outbox.due(now + time::Duration::days(1)).unwrap().is_empty());
+        assert_eq!(outbox.messages().unwrap().len(), 1, "rows are never deleted");
     }
 
     #[test]
