@@ -7,6 +7,7 @@ mod commands;
 mod customer;
 mod desk;
 mod keys;
+mod mail;
 mod rendering;
 mod reset;
 mod startup;
@@ -67,6 +68,9 @@ fn main() -> ExitCode {
         .setup(|app| {
             if let Some(main) = tauri::Manager::get_webview_window(app, "main") {
                 rendering::software_only(&main);
+            }
+            if let Ok(config) = &tauri::Manager::state::<startup::AppState>(app).config {
+                mail::spawn_outbox_sender(config);
             }
             watcher::spawn_reader_watcher(app.handle().clone());
             watcher::spawn_watcher_guard(app.handle().clone());

@@ -897,6 +897,23 @@ async fn a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows
     );
     assert!(ok && out.contains("password valid") && out.contains("must be changed"), "{out}");
 
+    // The app's outbox sender delivers the notices; this demo desk writes them as .eml
+    // files: the holder's confirmation with "this wasn't me", never the password.
+    let mail_dir = data_dir.join("mail");
+    let mut mails = Vec::new();
+    for _ in 0..100 {
+        mails = std::fs::read_dir(&mail_dir)
+            .map(|d| d.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect())
+            .unwrap_or_default();
+        if mails.iter().any(|m: &String| m.contains("jsmith@example.com")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await; // polling for the background sender
+    }
+    let to_holder = mails.iter().find(|m| m.contains("jsmith@example.com")).expect("the holder's confirmation mail");
+    assert!(to_holder.contains("wasn't me"), "{to_holder}");
+    assert!(mails.iter().all(|m| !m.contains(&password)), "no mail carries the temporary password");
+
     // Never in the main window: not in its DOM, not in any IPC reply it received.
     client.switch_to_window(main_window.clone()).await.expect("back to the main window");
     let page = js(client, "document.documentElement.outerHTML").await;

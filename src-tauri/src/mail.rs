@@ -1,0 +1,38 @@
+//! Notifications leave the desk on a thread of their own: the core's outbox sender
+//! ([`resetdesk::desk::sender`]) drains the outbox every few seconds into the
+//! configured delivery (SMTP, or `.eml` files on a demo desk). A reset only ever queues
+//! a row, so a slow or absent mail server never blocks or undoes one.
+//!
+//! The thread ends with the process. A message sent in the instant before the process
+//! ends, but not yet marked delivered, is sent again by the next run (at least once).
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use resetdesk::config::Config;
+use resetdesk::desk::sender::OutboxSender;
+
+/// How often the outbox is looked at.
+const POLL: Duration = Duration::from_secs(3);
+
+/// Never set: the sender runs for the life of the app.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Start the sender for `config`'s delivery, if it has one.
+pub fn spawn_outbox_sender(config: &Config) {
+    let mut sender = match OutboxSender::from_config(config) {
+        Ok(Some(sender)) => sender,
+        Ok(None) => {
+            tracing::info!("no mail delivery configured ([smtp]); notifications wait in the outbox");
+            return;
+        }
+        Err(e) => {
+            tracing::error!("notifications will not be sent: {e}");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new().name("outbox-sender".into()).spawn(move || sender.run(POLL, &STOP));
+    if let Err(e) = spawned {
+        tracing::error!("the outbox sender did not start ({e}); notifications wait in the outbox");
+    }
+}
