@@ -9,10 +9,11 @@
 //! mock.
 //!
 //! In `src/`, outside tests, this is the only call of `OffsetDateTime::now_utc`: the
-//! CLI's subcommands, the session start and the embedded directory read [`Clock`].
-//! Still reading the system clock directly: the benchmark binary
-//! (`src/bin/resetdesk-bench`) and the app shell (`src-tauri/`: the watcher's ticks and
-//! lost-token events, UI activity, the reset commands), whose owners move them here.
+//! CLI's subcommands, the session start and the embedded directory read [`Clock`], and
+//! the app shell reads it through one function (`src-tauri/src/desk.rs`, `now`) for its
+//! commands, the watcher's ticks and lost-token events and UI activity. Still reading
+//! the system clock directly: the benchmark binary (`src/bin/resetdesk-bench`), which
+//! times stages.
 
 use std::sync::Mutex;
 

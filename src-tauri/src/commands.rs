@@ -6,7 +6,6 @@ use resetdesk::session::SessionEvent;
 use resetdesk::token::readers::{self, ReaderStatus};
 use serde::Serialize;
 use tauri::AppHandle;
-use time::OffsetDateTime;
 
 use crate::desk::{self, Failure, SessionView};
 use crate::startup::AppState;
@@ -84,7 +83,7 @@ pub async fn lock_session(app: AppHandle) {
 pub async fn activity(app: AppHandle) -> SessionView {
     let worker = app.clone();
     tauri::async_runtime::spawn_blocking(move || {
-        desk::feed(&worker, SessionEvent::Activity { at: OffsetDateTime::now_utc() });
+        desk::feed(&worker, SessionEvent::Activity { at: desk::now() });
         desk::desk(&worker).view()
     })
     .await

@@ -196,8 +196,7 @@ pub fn desk(app: &AppHandle) -> MutexGuard<'_, DeskState> {
         let mut desk = poisoned.into_inner();
         if let Some(session) = desk.session.take() {
             desk.last_lock = Some(LockReason::TokenLost);
-            desk.unsigned_end =
-                Some(SessionEnd::new(session.identity(), LockReason::TokenLost, OffsetDateTime::now_utc()));
+            desk.unsigned_end = Some(SessionEnd::new(session.identity(), LockReason::TokenLost, now()));
             emit(app, &desk.view());
         }
         desk.forget_customer();
@@ -245,7 +244,7 @@ pub fn lock_now(app: &AppHandle) {
         return;
     };
     crate::customer::clear(app);
-    let now = OffsetDateTime::now_utc();
+    let now = now();
     let mut reason = LockReason::Manual;
     let mut signed = false;
     let audit = match audit {
@@ -280,7 +279,7 @@ pub fn lock_now(app: &AppHandle) {
 
 /// Forward a card event from the watcher.
 pub fn card_event(app: &AppHandle, event: CardEvent) {
-    let at = OffsetDateTime::now_utc();
+    let at = now();
     let event = match event {
         CardEvent::Removed { reader } => {
             *desk(app).removals.entry(reader.clone()).or_default() += 1;
@@ -289,6 +288,13 @@ pub fn card_event(app: &AppHandle, event: CardEvent) {
         CardEvent::Inserted { reader } => SessionEvent::CardInserted { reader, at },
     };
     feed(app, event);
+}
+
+/// The shell's one source of time: the core's wall-clock adapter (every command,
+/// watcher tick and UI activity reads it here).
+pub fn now() -> OffsetDateTime {
+    use resetdesk::clock::Clock;
+    resetdesk::clock::SystemClock.now()
 }
 
 /// Tell the web view the current session state.
@@ -418,7 +424,7 @@ fn open_core(app: &AppHandle, desk: &mut DeskState, config: &Config, session: &m
         Ok(s) => s,
         Err(e) => return vec![format!("Open reset intents and parked resets were not loaded: {e}")],
     };
-    let now = OffsetDateTime::now_utc();
+    let now = now();
     let mut notices = Vec::new();
     match core.pending_intents() {
         Ok(open) if open.is_empty() => {}

@@ -9,7 +9,6 @@ use resetdesk::secret::Secret;
 use resetdesk::workflow::input::SecretInput;
 use serde::{Deserialize, Serialize};
 use tauri::AppHandle;
-use time::OffsetDateTime;
 
 use crate::desk::Failure;
 use crate::reset::{fail, on_desk};
@@ -54,7 +53,7 @@ pub async fn enrol_key(app: AppHandle, form: EnrolForm) -> Result<KeyReply, Fail
             current_pin: given(form.current_pin),
             current_puk: given(form.current_puk),
         };
-        let done = core.enrol_key(session, &form.reader, request, OffsetDateTime::now_utc()).map_err(fail)?;
+        let done = core.enrol_key(session, &form.reader, request, crate::desk::now()).map_err(fail)?;
         let r = &done.report;
         let done = format!(
             "Enrolled {} on card {}{}; enrolment record {} signed by the new key. PIN and PUK changed, management key replaced.",
@@ -78,7 +77,7 @@ pub async fn revoke_key(
 ) -> Result<KeyReply, Failure> {
     on_desk(app, move |_, state| {
         let (session, core) = state.agent_and_core()?;
-        let done = core.revoke_key(session, &agent, serial, &reason, OffsetDateTime::now_utc()).map_err(fail)?;
+        let done = core.revoke_key(session, &agent, serial, &reason, crate::desk::now()).map_err(fail)?;
         let done = format!(
             "Revoked {} key(s) of {agent}; revocation record {} signed by your key.",
             done.keys.len(),

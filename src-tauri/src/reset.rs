@@ -83,7 +83,7 @@ pub struct Intake {
 }
 
 fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
+    desk::now()
 }
 
 /// Run `f` on the desk state off the UI thread.

@@ -14,7 +14,6 @@ use resetdesk::session::SessionEvent;
 use resetdesk::token::readers::{reader_status, ReaderStatus};
 use resetdesk::token::watch::CardWatcher;
 use tauri::{AppHandle, Emitter, Manager};
-use time::OffsetDateTime;
 
 use crate::desk;
 
@@ -50,7 +49,7 @@ pub fn spawn_watcher_guard(app: AppHandle) {
         std::thread::sleep(Duration::from_secs(1));
         if !alive(&app) && desk::desk(&app).has_session() {
             tracing::error!("the reader watcher stopped; locking the desk");
-            desk::feed(&app, SessionEvent::TokenLost { at: OffsetDateTime::now_utc() });
+            desk::feed(&app, SessionEvent::TokenLost { at: desk::now() });
         }
     });
     if let Err(e) = spawned {
@@ -77,7 +76,7 @@ fn watch(app: &AppHandle) {
             watcher = CardWatcher::new().ok();
         }
         publish_readers(app, &mut shown);
-        desk::feed(app, SessionEvent::Tick { at: OffsetDateTime::now_utc() });
+        desk::feed(app, SessionEvent::Tick { at: desk::now() });
 
         let Some(w) = watcher.as_mut() else {
             std::thread::sleep(PERIOD);
@@ -89,7 +88,7 @@ fn watch(app: &AppHandle) {
             Ok(None) => return,
             Err(e) => {
                 tracing::warn!("lost the smart-card service: {e}");
-                desk::feed(app, SessionEvent::TokenLost { at: OffsetDateTime::now_utc() });
+                desk::feed(app, SessionEvent::TokenLost { at: desk::now() });
                 watcher = None;
                 std::thread::sleep(PERIOD);
             }
