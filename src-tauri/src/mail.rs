@@ -18,20 +18,18 @@ const POLL: Duration = Duration::from_secs(3);
 /// Never set: the sender runs for the life of the app.
 static STOP: AtomicBool = AtomicBool::new(false);
 
-/// Start the sender for `config`'s delivery, if it has one.
+/// Start the sender for `config`'s delivery, if it has one. The outbox is opened on the
+/// sender's own thread, so start-up does not wait for it.
 pub fn spawn_outbox_sender(config: &Config) {
-    let mut sender = match OutboxSender::from_config(config) {
-        Ok(Some(sender)) => sender,
-        Ok(None) => {
-            tracing::info!("no mail delivery configured ([smtp]); notifications wait in the outbox");
-            return;
-        }
-        Err(e) => {
-            tracing::error!("notifications will not be sent: {e}");
-            return;
-        }
-    };
-    let spawned = std::thread::Builder::new().name("outbox-sender".into()).spawn(move || sender.run(POLL, &STOP));
+    let config = config.clone();
+    let spawned =
+        std::thread::Builder::new().name("outbox-sender".into()).spawn(move || {
+            match OutboxSender::from_config(&config) {
+                Ok(Some(mut sender)) => sender.run(POLL, &STOP),
+                Ok(None) => tracing::info!("no mail delivery configured ([smtp]); notifications wait in the outbox"),
+                Err(e) => tracing::error!("notifications will not be sent: {e}"),
+            }
+        });
     if let Err(e) = spawned {
         tracing::error!("the outbox sender did not start ({e}); notifications wait in the outbox");
     }

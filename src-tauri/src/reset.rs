@@ -20,7 +20,7 @@ use tauri::{AppHandle, Manager};
 use time::OffsetDateTime;
 
 use crate::customer::{self, CustomerSecret, SecretKind};
-use crate::desk::{self, DeskState, Failure};
+use crate::desk::{self, now, DeskState, Failure};
 use crate::startup::AppState;
 
 /// What the reset screens show after a command.
@@ -80,10 +80,6 @@ pub struct Intake {
     reason: Option<String>,
     #[serde(default)]
     ticket: Option<String>,
-}
-
-fn now() -> OffsetDateTime {
-    desk::now()
 }
 
 /// Run `f` on the desk state off the UI thread.

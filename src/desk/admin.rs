@@ -68,8 +68,14 @@ struct Target<'a> {
     username: &'a str,
 }
 
+/// Text an admin types for a record (a reason, a label): not blank, at most 256 bytes,
+/// no control characters.
+pub(super) fn is_plain_text(text: &str) -> bool {
+    !text.trim().is_empty() && text.len() <= 256 && !has_control_chars(text)
+}
+
 fn plain(what: &'static str, text: &str) -> Result<(), AdminError> {
-    if text.trim().is_empty() || text.len() > 256 || has_control_chars(text) {
+    if !is_plain_text(text) {
         return Err(AdminError::BadText(what));
     }
     Ok(())

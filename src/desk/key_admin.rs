@@ -17,9 +17,8 @@ use super::revocation::{revoke_signed, RevocationError, Revoked};
 use crate::ca::{CaError, CaPaths, OrgCa};
 use crate::config::Mode;
 use crate::login::AgentSession;
-use crate::policy::authority::same_person;
+use crate::policy::authority::{is_plain_identifier, same_person};
 use crate::secret::Secret;
-use crate::text::has_control_chars;
 use crate::tier::AgentTier;
 use crate::token::attestation::AttestationError;
 use crate::token::card::{PivCard, DEFAULT_PIN, DEFAULT_PUK};
@@ -76,11 +75,18 @@ pub enum KeyAdminError {
 }
 
 fn plain(what: &'static str, text: &str) -> Result<(), KeyAdminError> {
-    let t = text.trim();
-    if t.is_empty() || t.chars().count() > 256 || has_control_chars(t) {
+    if !super::admin::is_plain_text(text) {
         return Err(KeyAdminError::BadText(what));
     }
     Ok(())
+}
+
+fn username(text: &str) -> Result<&str, KeyAdminError> {
+    let name = text.trim();
+    if !is_plain_identifier(name) {
+        return Err(KeyAdminError::BadText("agent's username"));
+    }
+    Ok(name)
 }
 
 fn require_admin(admin: &AgentSession) -> Result<(), KeyAdminError> {
@@ -101,11 +107,10 @@ impl super::Desk {
         now: OffsetDateTime,
     ) -> Result<EnrolledKey, KeyAdminError> {
         require_admin(admin)?;
-        plain("agent's username", &request.username)?;
+        let username = username(&request.username)?.to_owned();
         if admin.reader() == reader {
             return Err(KeyAdminError::OwnReader);
         }
-        let username = request.username.trim().to_owned();
         let employee_id = |u: &str| self.directory.entry(u).map(|a| a.employee_id).unwrap_or_default();
         if same_person(
             &admin.identity().username,
@@ -146,9 +151,9 @@ impl super::Desk {
         reason: &str,
         now: OffsetDateTime,
     ) -> Result<Revoked, KeyAdminError> {
-        require_admin(admin)?;
-        plain("agent's username", agent)?;
+        // Who may revoke (an admin, never their own keys) is revoke_signed's to check.
+        let agent = username(agent)?;
         plain("reason", reason)?;
-        Ok(revoke_signed(&self.registry, &mut self.audit, admin, agent.trim(), serial, reason.trim(), now)?)
+        Ok(revoke_signed(&self.registry, &mut self.audit, admin, agent, serial, reason.trim(), now)?)
     }
 }
