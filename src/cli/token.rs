@@ -29,7 +29,6 @@ use clap::Subcommand;
 use super::{fail, load_config, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
 use crate::ca::{CaPaths, OrgCa, TrustAnchor};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Mode;
 use crate::directory::embedded::EmbeddedDirectory;
 use crate::presence::open_audit_log;
 use crate::secret::Secret;
@@ -361,16 +360,12 @@ fn enroll(data_dir: &Path, agent: &str, reader: Option<&str>, config: Option<&Pa
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let production = config.mode == Mode::Production;
     let req = EnrolRequest {
-        username: agent.to_owned(),
-        new_pin: secrets.new_pin,
-        new_puk: secrets.new_puk,
         current_pin: secrets.current_pin,
         current_puk: secrets.current_puk,
-        refuse_virtual: production,
-        allow_unattested: allow_unattested || config.tokens.allow_unattested || !production,
-    };
+        ..EnrolRequest::factory_card(agent, secrets.new_pin, secrets.new_puk)
+    }
+    .under_rules_of(&config, allow_unattested);
     let dir: &dyn crate::directory::Directory = &directory;
     match enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &bundle, &req, SystemClock.now()) {
         Ok(r) => {

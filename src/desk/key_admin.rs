@@ -15,13 +15,12 @@ use time::OffsetDateTime;
 
 use super::revocation::{revoke_signed, RevocationError, Revoked};
 use crate::ca::{CaError, CaPaths, OrgCa};
-use crate::config::Mode;
 use crate::login::AgentSession;
 use crate::policy::authority::{is_plain_identifier, same_person};
 use crate::secret::Secret;
 use crate::tier::AgentTier;
 use crate::token::attestation::AttestationError;
-use crate::token::card::{PivCard, DEFAULT_PIN, DEFAULT_PUK};
+use crate::token::card::PivCard;
 use crate::token::enrol::{enrol, load_attestation_bundle, EnrolError, EnrolReport, EnrolRequest};
 use crate::token::enrol_record::{record_enrolment, EnrolRecordError};
 use crate::token::TokenError;
@@ -124,16 +123,14 @@ impl super::Desk {
         let ca = OrgCa::load(&CaPaths::in_data_dir(&data_dir), &request.ca_passphrase)?;
         let bundle = load_attestation_bundle(&data_dir)?;
         let mut card = PivCard::open_reader(reader)?;
-        let production = self.config.mode == Mode::Production;
-        let req = EnrolRequest {
-            username,
-            new_pin: request.new_pin,
-            new_puk: request.new_puk,
-            current_pin: request.current_pin.unwrap_or_else(|| Secret::from(DEFAULT_PIN)),
-            current_puk: request.current_puk.unwrap_or_else(|| Secret::from(DEFAULT_PUK)),
-            refuse_virtual: production,
-            allow_unattested: self.config.tokens.allow_unattested || !production,
-        };
+        let mut req =
+            EnrolRequest::factory_card(&username, request.new_pin, request.new_puk).under_rules_of(&self.config, false);
+        if let Some(pin) = request.current_pin {
+            req.current_pin = pin;
+        }
+        if let Some(puk) = request.current_puk {
+            req.current_puk = puk;
+        }
         let directory: &dyn crate::directory::Directory = &*self.directory;
         let report =
             enrol(&mut card, &ca, &mut self.registry, Some((directory, &self.config.agents)), &bundle, &req, now)?;

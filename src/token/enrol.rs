@@ -63,6 +63,16 @@ impl EnrolRequest {
             allow_unattested: true,
         }
     }
+
+    /// The token rules of `config`'s mode: production refuses virtual tokens and keys
+    /// without PIV attestation, unless `[tokens] allow_unattested` or the admin's own
+    /// `allow_unattested` (old firmware) lets those through.
+    pub fn under_rules_of(mut self, config: &crate::config::Config, allow_unattested: bool) -> Self {
+        let production = config.mode == crate::config::Mode::Production;
+        self.refuse_virtual = production;
+        self.allow_unattested = allow_unattested || config.tokens.allow_unattested || !production;
+        self
+    }
 }
 
 /// Why an enrolment stopped.
