@@ -315,3 +315,65 @@ fn edit_export_cosignature(export: &Path, seq: u64, value: Option<&[u8]>) {
     assert_eq!(edited, 1);
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
 }
+
+#[test]
+fn the_second_agent_co_signs_from_the_other_reader_never_from_the_agents_own() {
+    let _lock = lock_readers();
+    let site = site();
+    let carol_card = VirtualCard::insert_with_serial(READER_0_PORT, 12_000_011).unwrap();
+    let dave_card = VirtualCard::insert_with_serial(READER_1_PORT, 12_000_012).unwrap();
+    let mut carol = site.agent(&carol_card, "carol", "246810");
+    site.enrol(&dave_card, "dave", "135791");
+    let mut desk = site.desk();
+    let t0 = OffsetDateTime::now_utc();
+    let mut run = up_to_co_sign(&site, &mut desk, &mut carol, t0);
+    let (own_reader, other_reader) = (carol_card.reader_name(), dave_card.reader_name());
+
+    // The agent's own reader is refused before any card is asked for a PIN.
+    let own =
+        desk.co_sign_in_reader(&mut run, own_reader, own_reader, Secret::from("246810"), carol.signer().unwrap(), t0);
+    assert!(matches!(own, Err(DeskError::CoSignInOwnReader)), "{own:?}");
+    // A wrong PIN in the other reader is the co-signer's failed login, not a co-signature.
+    let wrong =
+        desk.co_sign_in_reader(&mut run, own_reader, other_reader, Secret::from("000000"), carol.signer().unwrap(), t0);
+    assert!(matches!(wrong, Err(DeskError::CoSignerLogin(_))), "{wrong:?}");
+    assert!(run.status().missing.iter().any(|m| format!("{m:?}").contains("CoSignature")));
+
+    desk.co_sign_in_reader(&mut run, own_reader, other_reader, Secret::from("135791"), carol.signer().unwrap(), t0)
+        .unwrap();
+    assert!(run.status().missing.is_empty(), "{:?}", run.status().missing);
+}
+
+/// Revocation's "never your own keys" knows a person by employee ID as co-signing and
+/// enrolment do: an admin's second account is theirs, and its keys are not theirs to
+/// revoke (another admin does it). Another admin may.
+#[test]
+fn an_admin_cannot_revoke_the_keys_of_their_own_second_account() {
+    use resetdesk::desk::revocation::{revoke_signed, RevocationError};
+    use resetdesk::token::registry::TokenRegistry;
+
+    let _lock = lock_readers();
+    let site = site();
+    let carol_card = VirtualCard::insert_with_serial(READER_0_PORT, 12_000_021).unwrap();
+    let second_card = VirtualCard::insert_with_serial(READER_1_PORT, 12_000_022).unwrap();
+    let mut carol = site.agent(&carol_card, "carol", "246810");
+    add_admin_account_of(&site, "carol-desk", "carol");
+    site.enrol(&second_card, "carol-desk", "135791");
+    let registry = TokenRegistry::open_existing(site.dir.path()).unwrap();
+    let directory = site.directory();
+    let mut audit = resetdesk::presence::open_audit_log(site.dir.path(), None).unwrap();
+    let now = OffsetDateTime::now_utc();
+
+    let own = revoke_signed(&registry, &directory, &mut audit, &mut carol, "carol-desk", None, "lost", now);
+    assert!(matches!(own, Err(RevocationError::OwnKeys)), "{own:?}");
+    assert!(registry.all().unwrap().iter().filter(|k| k.username == "carol-desk").all(|k| k.is_active()));
+
+    drop(carol);
+    carol_card.remove().unwrap();
+    let dave_card = VirtualCard::insert_with_serial(READER_0_PORT, 12_000_023).unwrap();
+    let mut dave = site.agent(&dave_card, "dave", "135792");
+    let later = OffsetDateTime::now_utc();
+    let done = revoke_signed(&registry, &directory, &mut audit, &mut dave, "carol-desk", None, "lost", later).unwrap();
+    assert_eq!(done.keys.len(), 2);
+    assert!(registry.all().unwrap().iter().filter(|k| k.username == "carol-desk").all(|k| !k.is_active()));
+}

@@ -5,23 +5,19 @@
 //! key removal is handled right after the operation it interrupted.
 
 use resetdesk::audit::browse::{AuditFilter, AuditPage};
-use resetdesk::config::Config;
 use resetdesk::desk::progress::ExecutionStep;
 use resetdesk::desk::view::{AccountCard, AdminView, ResetView};
 use resetdesk::desk::{InBandKind, Reply, StartRequest};
-use resetdesk::directory::embedded::EmbeddedDirectory;
-use resetdesk::login;
 use resetdesk::policy::{Channel, StatedDetails};
 use resetdesk::secret::Secret;
 use resetdesk::tier::AccountTier;
 use resetdesk::workflow::Decision;
 use serde::{Deserialize, Serialize};
-use tauri::{AppHandle, Manager};
+use tauri::AppHandle;
 use time::OffsetDateTime;
 
 use crate::customer::{self, CustomerSecret, SecretKind};
 use crate::desk::{self, now, DeskState, Failure};
-use crate::startup::AppState;
 
 /// What the reset screens show after a command.
 #[derive(Debug, Serialize)]
@@ -247,21 +243,11 @@ pub async fn reset_screen(app: AppHandle) -> Result<ResetScreen, Failure> {
 #[tauri::command]
 pub async fn co_sign(app: AppHandle, reader: String, pin: String) -> Result<ResetScreen, Failure> {
     let pin = Secret::new(pin);
-    on_desk(app, move |app, state| {
-        let config: Config = app.state::<AppState>().config.clone().map_err(Failure::new)?;
-        if state.agent()?.reader() == reader {
-            return Err(Failure::new(
-                "that is your own key's reader: the second agent inserts their YubiKey into the other reader",
-            ));
-        }
-        let directory = EmbeddedDirectory::open(&config.data_dir, &config).map_err(fail)?;
-        let mut co_signer = login::login(&config, &directory, &reader, pin, now()).map_err(Failure::from)?;
+    on_desk(app, move |_app, state| {
+        let own_reader = state.agent()?.reader().to_owned();
         let reply = state.with_run(|core, run, signer| {
-            let co = co_signer.signer().map_err(fail)?;
-            core.co_sign(run, co, signer, now()).map_err(fail)
-        });
-        drop(co_signer);
-        let reply = reply?;
+            core.co_sign_in_reader(run, &own_reader, &reader, pin, signer, now()).map_err(fail)
+        })?;
         screen(state, Some(&reply))
     })
     .await

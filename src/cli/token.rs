@@ -105,9 +105,13 @@ pub fn run(cmd: Command) -> u8 {
 }
 
 fn revoke(admin: &super::LoginArgs, agent: &str, serial: Option<u32>, reason: &str) -> u8 {
-    let (config, mut session) = match super::login_from_stdin(admin) {
-        Ok(logged_in) => logged_in,
+    let (config, directory, pin) = match super::login_inputs(admin) {
+        Ok(inputs) => inputs,
         Err(code) => return code,
+    };
+    let mut session = match crate::login::login(&config, &directory, &admin.reader, pin, SystemClock.now()) {
+        Ok(session) => session,
+        Err(e) => return fail(e),
     };
     let registry = match TokenRegistry::open_existing(&admin.data_dir) {
         Ok(r) => r,
@@ -118,7 +122,16 @@ fn revoke(admin: &super::LoginArgs, agent: &str, serial: Option<u32>, reason: &s
         Err(e) => return fail(e),
     };
     let now = SystemClock.now();
-    match crate::desk::revocation::revoke_signed(&registry, &mut audit, &mut session, agent, serial, reason, now) {
+    match crate::desk::revocation::revoke_signed(
+        &registry,
+        &directory,
+        &mut audit,
+        &mut session,
+        agent,
+        serial,
+        reason,
+        now,
+    ) {
         Ok(done) => {
             println!(
                 "revoked {} key(s) of {agent:?}; revocation record seq {} signed by {}",

@@ -151,6 +151,15 @@ impl super::Desk {
         // Who may revoke (an admin, never their own keys) is revoke_signed's to check.
         let agent = username(agent)?;
         plain("reason", reason)?;
-        Ok(revoke_signed(&self.registry, &mut self.audit, admin, agent, serial, reason.trim(), now)?)
+        Ok(revoke_signed(
+            &self.registry,
+            self.directory.as_ref(),
+            &mut self.audit,
+            admin,
+            agent,
+            serial,
+            reason.trim(),
+            now,
+        )?)
     }
 }

@@ -117,6 +117,10 @@ pub enum DeskError {
     CoSigner(#[from] CoSignerKeyError),
     #[error("the co-signer {0:?} is not a help-desk agent in the directory; ask an agent to co-sign")]
     CoSignerNotAnAgent(String),
+    #[error("that is your own key's reader: the second agent inserts their YubiKey into the other reader")]
+    CoSignInOwnReader,
+    #[error("the co-signer's login failed: {0}")]
+    CoSignerLogin(#[source] crate::login::LoginError),
     #[error("the signing key is not the logged-in agent's; log in again with your own key")]
     WrongSigner,
     #[error("the login identity is unusable ({0}); log in again")]
@@ -517,6 +521,29 @@ impl Desk {
     /// signs this reset's approval digest, the signature is verified against the
     /// enrolled certificate, and the engine records the co-signature; the intent record
     /// carries it (header: co-signer key id; beside the record: the signature).
+    /// The co-signature of the second agent whose key is in `co_reader`, unlocked with
+    /// their `pin`: never the reader holding the acting agent's own key
+    /// (`agent_reader`), so one agent cannot co-sign alone with a second key of their
+    /// own in one reader. The co-signer logs in as at the lock screen (certificate,
+    /// enrolment, directory), then [`Desk::co_sign`] checks and records the signature.
+    pub fn co_sign_in_reader(
+        &mut self,
+        run: &mut ResetRun,
+        agent_reader: &str,
+        co_reader: &str,
+        pin: Secret,
+        signer: &mut dyn RecordSigner,
+        now: OffsetDateTime,
+    ) -> Result<Reply, DeskError> {
+        if agent_reader == co_reader {
+            return Err(DeskError::CoSignInOwnReader);
+        }
+        let mut co_session = login::login(&self.config, self.directory.as_ref(), co_reader, pin, now)
+            .map_err(DeskError::CoSignerLogin)?;
+        let co_signer = co_session.signer().map_err(DeskError::CoSignerLogin)?;
+        self.co_sign(run, co_signer, signer, now)
+    }
+
     pub fn co_sign(
         &mut self,
         run: &mut ResetRun,

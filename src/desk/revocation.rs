@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::audit::{Appended, AuditError, AuditLog, Event, EventType};
+use crate::directory::Directory;
 use crate::login::AgentSession;
+use crate::policy::authority::same_person;
 use crate::tier::AgentTier;
 use crate::token::registry::{RegistryError, TokenRegistry};
 
@@ -60,9 +62,13 @@ pub struct Revoked {
 }
 
 /// Revoke the active keys of `agent` (those on card `serial`, if given) at `now`, and
-/// record it signed by the logged-in `admin`.
+/// record it signed by the logged-in `admin`. Never the admin's own keys, by username
+/// or by employee ID (`directory`: a second account of the same person is the same
+/// person, as for co-signing and enrolment).
+#[allow(clippy::too_many_arguments)] // each is one distinct input of the revocation
 pub fn revoke_signed(
     registry: &TokenRegistry,
+    directory: &dyn Directory,
     audit: &mut AuditLog,
     admin: &mut AgentSession,
     agent: &str,
@@ -74,7 +80,8 @@ pub fn revoke_signed(
     if who.tier != AgentTier::Admin {
         return Err(RevocationError::NotAdmin(who.username, who.tier));
     }
-    if who.username.eq_ignore_ascii_case(agent) {
+    let employee_id = |u: &str| directory.entry(u).map(|e| e.employee_id).unwrap_or_default();
+    if same_person(&who.username, &employee_id(&who.username), agent, &employee_id(agent)) {
         return Err(RevocationError::OwnKeys);
     }
     let keys: Vec<RevokedKey> = registry
