@@ -18,6 +18,7 @@ pub mod password;
 pub mod policy;
 pub mod secret;
 pub mod session;
+pub mod sync;
 pub mod text;
 pub mod tier;
 pub mod verification;
