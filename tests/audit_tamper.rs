@@ -11,8 +11,8 @@ use resetdesk::audit::record::{entry_hash, signing_digest};
 use resetdesk::audit::store::Store;
 use resetdesk::audit::verify::{EndProblem, Problem};
 use resetdesk::audit::{
-    verify_store, Anchor, AuditError, AuditLog, Checkpoint, CollectorKeys, DirectoryOutcome, Event, EventType, Receipt,
-    Record, Summary, VerifyFailure,
+    verify_store, Anchor, AuditError, AuditLog, Checkpoint, CollectorKeys, DirectoryOutcome, Event, EventType,
+    LegacyReceipt, Receipt, Record, Summary, VerifyFailure,
 };
 use resetdesk::token::RecordSigner;
 use rusqlite::{params, Connection};
@@ -103,6 +103,10 @@ impl Fixture {
 
     /// A receipt from the trusted collector covering records 1..=n as they are now.
     fn receipt(&mut self, n: u64) -> Receipt {
+        Receipt::Legacy(self.legacy_receipt(n))
+    }
+
+    fn legacy_receipt(&mut self, n: u64) -> LegacyReceipt {
         let store = Store::open_read_only(&self.path).unwrap();
         let mut leaves = Vec::new();
         store
@@ -120,7 +124,7 @@ impl Fixture {
             root_hash: merkle_root(covered),
             issued_ms: 1,
         };
-        Receipt::issue(cp, &mut self.collector).unwrap()
+        LegacyReceipt::issue(cp, &mut self.collector).unwrap()
     }
 }
 
@@ -421,9 +425,10 @@ fn a_removed_or_foreign_cosignature_is_caught() {
 #[test]
 fn a_receipt_from_an_untrusted_collector_or_another_log_is_refused() {
     let mut f = fixture();
-    let good = f.receipt(3);
+    let good = f.legacy_receipt(3);
     let mut forged = good.clone();
     forged.checkpoint.tree_size = 2;
+    let forged = Receipt::Legacy(forged);
     assert!(matches!(end_problem(f.verify_with(&[forged], &[])), EndProblem::Receipt { .. }));
     let foreign = Receipt::issue(good.checkpoint, &mut f.mallory).unwrap();
     assert!(matches!(end_problem(f.verify_with(&[foreign], &[])), EndProblem::Receipt { .. }));
@@ -435,11 +440,11 @@ fn a_receipt_from_an_untrusted_collector_or_another_log_is_refused() {
 #[test]
 fn stored_receipts_are_checked_and_a_rolled_back_database_refuses_to_open() {
     let mut f = fixture();
-    let receipt = f.receipt(8);
+    let receipt = f.legacy_receipt(8);
     let mut log = AuditLog::open(&f.path).unwrap();
-    log.add_receipt(&receipt).unwrap();
-    let bogus = Receipt { checkpoint: Checkpoint { head_hash: [1; 32], ..receipt.checkpoint }, ..receipt.clone() };
-    assert!(matches!(log.add_receipt(&bogus), Err(AuditError::ReceiptMismatch(8))));
+    log.add_receipt(&Receipt::Legacy(receipt.clone())).unwrap();
+    let bogus = LegacyReceipt { checkpoint: Checkpoint { head_hash: [1; 32], ..receipt.checkpoint }, ..receipt };
+    assert!(matches!(log.add_receipt(&Receipt::Legacy(bogus)), Err(AuditError::ReceiptMismatch(8))));
     drop(log);
     assert_eq!(f.verify().unwrap().receipted_up_to, 8);
     f.db().execute("DELETE FROM audit_records WHERE seq > 7", []).unwrap();

@@ -150,7 +150,7 @@ impl AuditLog {
         if let Some(stored) = store.get(head)? {
             Record::decode(&stored.record).map_err(|e| AuditError::Corrupt { seq: head, why: e.to_string() })?;
         }
-        let receipted = store.receipts()?.iter().map(|r| r.checkpoint.tree_size).max().unwrap_or(0);
+        let receipted = store.receipts()?.iter().map(Receipt::covered_seq).max().unwrap_or(0);
         if receipted > head {
             return Err(AuditError::RolledBack { head, receipted });
         }
@@ -225,11 +225,11 @@ impl AuditLog {
         signer: &mut dyn RecordSigner,
         now: OffsetDateTime,
     ) -> Result<Appended, AuditError> {
-        let latest = self.store.receipts()?.into_iter().max_by_key(|r| r.checkpoint.tree_size);
+        let latest = self.store.receipts()?.into_iter().max_by_key(Receipt::covered_seq);
         let last_receipt = latest.map(|r| ReceiptRef {
-            tree_size: r.checkpoint.tree_size,
-            head_hash: r.checkpoint.head_hash,
-            collector_key_id: r.collector_key_id,
+            tree_size: r.covered_seq(),
+            head_hash: r.covered_entry_hash(),
+            collector_key_id: r.collector_key_id(),
         });
         let build = |head: HeadRef| Event::heartbeat(kind, facts, head, last_receipt).map_err(AuditError::Event);
         self.append_inner(build, signer, None, now)
@@ -345,15 +345,18 @@ impl AuditLog {
         Ok(Appended { seq, entry_hash: entry_hash(&record) })
     }
 
-    /// Keep a collector receipt after checking it matches this log (same log id and
-    /// the same record at its tree size). The collector's signature is checked by
-    /// the sync adapter and again by the verifier.
+    /// Keep a collector receipt after checking it matches this log (the same record
+    /// at the seq it covers; for a v1 receipt also the same log id). The collector's
+    /// signature is checked by the sync adapter and again by the verifier.
     pub fn add_receipt(&mut self, receipt: &Receipt) -> Result<(), AuditError> {
-        let cp = &receipt.checkpoint;
-        let first = self.store.get(1)?.map(|s| entry_hash(&s.record));
-        let at = self.store.get(cp.tree_size)?.map(|s| entry_hash(&s.record));
-        if first != Some(cp.log_id) || at != Some(cp.head_hash) {
-            return Err(AuditError::ReceiptMismatch(cp.tree_size));
+        let seq = receipt.covered_seq();
+        let at = self.store.get(seq)?.map(|s| entry_hash(&s.record));
+        let same_log = match receipt {
+            Receipt::Legacy(r) => self.store.get(1)?.map(|s| entry_hash(&s.record)) == Some(r.checkpoint.log_id),
+            Receipt::Inclusion(_) => true,
+        };
+        if !same_log || at != Some(receipt.covered_entry_hash()) {
+            return Err(AuditError::ReceiptMismatch(seq));
         }
         self.store.add_receipt(receipt)?;
         Ok(())

@@ -27,7 +27,9 @@ pub mod verify;
 pub use event::{DirectoryOutcome, Event, IntentRef};
 pub use log::{Appended, AuditError, AuditLog, MadeCosignature, PendingIntent};
 pub use offline::{verify_store, VerifyFailure};
-pub use receipt::{Checkpoint, CollectorKeys, Receipt};
+pub use receipt::{
+    verify_signed_checkpoint, Checkpoint, CollectorKeys, InclusionReceipt, LegacyReceipt, LogCheckpoint, Receipt,
+};
 pub use record::{EventType, Hash32, Record};
 pub use resolver::{CertificateResolver, KeyResolver, ResolvedKey};
-pub use verify::{Anchor, BadRecord, Summary, Verifier};
+pub use verify::{Anchor, BadRecord, LogVerifier, Summary, Verifier};

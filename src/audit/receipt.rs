@@ -1,19 +1,27 @@
-//! Receipts: the collector's signed checkpoints of a desk's log.
+//! Receipts: what a collector signed about a desk's records.
 //!
-//! Pure. When the collector has ingested records 1..=N of a desk log it returns a
-//! [`Receipt`]: a [`Checkpoint`] (log id, N, entry hash of record N, RFC 6962 Merkle
-//! root over entry hashes 1..=N) signed with the collector's ECDSA P-256 key. Whoever
-//! holds a receipt can prove that the log once held exactly those N records, so a
-//! truncated, rolled-back or rewritten log no longer verifies against it.
+//! Pure. Two generations, both read:
 //!
-//! The log id is the entry hash of record 1: unique per log and covered by the
-//! first agent's signature.
+//! - **v2, [`InclusionReceipt`]** (what `resetdesk-collector` issues): the collector
+//!   keeps one RFC 6962 Merkle log over the entry hashes of every desk's records. The
+//!   receipt for one record is the collector's signed checkpoint of that log (a C2SP
+//!   `tlog-checkpoint` in a C2SP `signed-note`, Ed25519) plus the inclusion proof of
+//!   the record's entry hash. Because entry hashes chain (each record's prev hash is
+//!   the entry hash before it), a receipt for record `seq` vouches for records
+//!   1..=seq of that desk log: a log that lost, rewrote or rolled back any of them no
+//!   longer verifies against it. The collector's key is trusted by its verifier key
+//!   string `name+hex(key id)+base64(0x01 || public key)`; the checkpoint's origin
+//!   must be that key's name.
+//! - **v1, [`LegacyReceipt`]**: a per-desk [`Checkpoint`] (log id, N, entry hash of
+//!   record N, Merkle root over entry hashes 1..=N) signed with an ECDSA P-256 key,
+//!   trusted by its public key PEM. Kept readable for receipts already stored.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::record::{take, Hash32};
 use super::signer::{RecordSigner, SignError};
+use signed_note::{Note, StandardVerifier, Verifier as _, VerifierList};
 
 /// Domain tag of an encoded checkpoint (distinct from the record tag).
 pub const CHECKPOINT_TAG: [u8; 16] = *b"resetdesk.ckpt\0\0";
@@ -52,6 +60,22 @@ pub enum ReceiptError {
     BadSignature,
     #[error("receipt is not valid JSON/base64: {0}")]
     Encoding(String),
+    #[error("receipt checkpoint is not a signed note: {0}")]
+    BadNote(String),
+    #[error(
+        "receipt checkpoint is signed by none of the trusted collector keys ({0}); pass the collector's verifier key"
+    )]
+    UntrustedNote(String),
+    #[error("receipt checkpoint text is not a C2SP tlog checkpoint")]
+    BadCheckpointText,
+    #[error("receipt checkpoint origin `{origin}` is not the name of the key that signed it (`{key}`)")]
+    OriginMismatch { origin: String, key: String },
+    #[error("receipt is for leaf {leaf_index} but the checkpoint covers only {tree_size} leaves")]
+    LeafBeyondTree { leaf_index: u64, tree_size: u64 },
+    #[error("the inclusion proof does not lead from the record's entry hash to the checkpoint's root: the receipt was altered or is for another record")]
+    BadInclusionProof,
+    #[error("receipt is for seq 0; the first record is seq 1")]
+    ZeroSeq,
 }
 
 impl Checkpoint {
@@ -89,9 +113,9 @@ impl Checkpoint {
     }
 }
 
-/// A checkpoint with the collector's signature.
+/// v1: a per-desk checkpoint with the collector's ECDSA signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
+pub struct LegacyReceipt {
     pub checkpoint: Checkpoint,
     /// SHA-256 of the collector's public key (SPKI DER).
     pub collector_key_id: Hash32,
@@ -99,17 +123,18 @@ pub struct Receipt {
     pub signature: Vec<u8>,
 }
 
-impl Receipt {
-    /// Sign a checkpoint (the collector's side; also used by tests).
+impl LegacyReceipt {
+    /// Sign a checkpoint (the v1 collector's side; kept for tests of old receipts).
     pub fn issue(checkpoint: Checkpoint, signer: &mut dyn RecordSigner) -> Result<Self, SignError> {
         let digest: Hash32 = Sha256::digest(checkpoint.encode()).into();
         let signature = signer.sign_digest(&digest)?;
-        Ok(Receipt { checkpoint, collector_key_id: signer.key_id(), signature })
+        Ok(LegacyReceipt { checkpoint, collector_key_id: signer.key_id(), signature })
     }
 
     /// Check the collector's signature against the trusted collector keys.
     pub fn verify(&self, trusted: &CollectorKeys) -> Result<(), ReceiptError> {
         let key = trusted
+            .keys
             .get(&self.collector_key_id)
             .ok_or_else(|| ReceiptError::UnknownCollector(hex::encode(self.collector_key_id)))?;
         ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, key)
@@ -138,7 +163,7 @@ impl Receipt {
         let mut collector_key_id = [0u8; 32];
         hex::decode_to_slice(&j.collector_key_id, &mut collector_key_id).map_err(|e| enc(&e))?;
         let signature = b64.decode(&j.signature).map_err(|e| enc(&e))?;
-        Ok(Receipt { checkpoint, collector_key_id, signature })
+        Ok(LegacyReceipt { checkpoint, collector_key_id, signature })
     }
 }
 
@@ -150,10 +175,13 @@ struct ReceiptJson {
     signature: String,
 }
 
-/// Trusted collector public keys: key id → SEC1 uncompressed P-256 point.
+/// Trusted collector keys: v1 ECDSA keys (key id → SEC1 uncompressed P-256 point)
+/// and v2 signed-note verifier keys.
 #[derive(Debug, Clone, Default)]
 pub struct CollectorKeys {
     keys: std::collections::HashMap<Hash32, Vec<u8>>,
+    /// Verifier key strings `name+hex(key id)+base64(type || key)`, checked on entry.
+    note_keys: Vec<String>,
 }
 
 impl CollectorKeys {
@@ -177,12 +205,249 @@ impl CollectorKeys {
         self.add_spki_der(&der)
     }
 
+    /// Add a collector's signed-note verifier key (`name+hex(key id)+base64(0x01 ||
+    /// Ed25519 public key)`). Returns its [`note_signer_id`].
+    pub fn add_verifier_key(&mut self, vkey: &str) -> Result<Hash32, String> {
+        let vkey = vkey.trim();
+        let verifier = StandardVerifier::new(vkey).map_err(|e| {
+            format!("`{vkey}` is not a signed-note verifier key (name+hex(key id)+base64(type || key)): {e}")
+        })?;
+        if !self.note_keys.iter().any(|k| k == vkey) {
+            self.note_keys.push(vkey.to_owned());
+        }
+        Ok(note_signer_id(verifier.name(), verifier.key_id()))
+    }
+
+    /// Add a key from a file's text: a `PUBLIC KEY` PEM (v1) or a verifier key line (v2).
+    pub fn add_text(&mut self, text: &str) -> Result<Hash32, String> {
+        if text.trim_start().starts_with("-----BEGIN") {
+            self.add_pem(text)
+        } else {
+            self.add_verifier_key(text)
+        }
+    }
+
     pub fn get(&self, id: &Hash32) -> Option<&[u8]> {
         self.keys.get(id).map(Vec::as_slice)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.is_empty() && self.note_keys.is_empty()
+    }
+
+    fn note_verifiers(&self) -> VerifierList {
+        // Every string was checked by add_verifier_key.
+        let list = self.note_keys.iter().filter_map(|k| StandardVerifier::new(k).ok());
+        VerifierList::new(list.map(|v| Box::new(v) as Box<dyn signed_note::Verifier>).collect())
+    }
+}
+
+/// How a v2 receipt names its collector key (in heartbeats' `last_receipt`):
+/// SHA-256(key name || 0x0A || 4-byte signed-note key id).
+pub fn note_signer_id(name: &str, key_id: u32) -> Hash32 {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update(key_id.to_be_bytes());
+    h.finalize().into()
+}
+
+/// v2: the collector's signed checkpoint of its Merkle log over all desks, and the
+/// inclusion proof of one record's entry hash in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionReceipt {
+    /// The signed note: checkpoint text (origin, tree size, base64 root), an empty
+    /// line, signature lines.
+    pub signed_checkpoint: String,
+    /// The desk-log seq of the record this receipt is for.
+    pub seq: u64,
+    /// The record's entry hash: its RFC 6962 leaf hash in the collector's log.
+    pub entry_hash: Hash32,
+    /// The leaf's index in the collector's log (0-based).
+    pub leaf_index: u64,
+    /// RFC 6962 inclusion proof (audit path), leaf to root.
+    pub proof: Vec<Hash32>,
+}
+
+/// A verified v2 checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCheckpoint {
+    pub origin: String,
+    pub tree_size: u64,
+    pub root_hash: Hash32,
+    /// The verifier key string of the collector key that signed it.
+    pub collector_key: String,
+}
+
+/// Verify a signed checkpoint note against the trusted collector keys: at least one
+/// trusted key signed it, its text is a C2SP checkpoint, and its origin is the name
+/// of the signing key.
+pub fn verify_signed_checkpoint(note: &str, trusted: &CollectorKeys) -> Result<LogCheckpoint, ReceiptError> {
+    let parsed = Note::from_bytes(note.as_bytes()).map_err(|e| ReceiptError::BadNote(e.to_string()))?;
+    let verifiers = trusted.note_verifiers();
+    let (verified, _) = parsed.verify(&verifiers).map_err(|e| match e {
+        signed_note::NoteError::UnverifiedNote => {
+            ReceiptError::UntrustedNote(format!("{} trusted", trusted.note_keys.len()))
+        }
+        other => ReceiptError::BadNote(other.to_string()),
+    })?;
+    let checkpoint = tlog_tiles::Checkpoint::from_bytes(parsed.text()).map_err(|_| ReceiptError::BadCheckpointText)?;
+    let by_origin = verified.iter().find(|s| s.name() == checkpoint.origin());
+    let Some(sig) = by_origin else {
+        let key = verified.first().map(|s| s.name().to_owned()).unwrap_or_default();
+        return Err(ReceiptError::OriginMismatch { origin: checkpoint.origin().to_owned(), key });
+    };
+    let collector_key = trusted
+        .note_keys
+        .iter()
+        .find(|k| StandardVerifier::new(k).is_ok_and(|v| v.name() == sig.name() && v.key_id() == sig.id()))
+        .cloned()
+        .unwrap_or_default();
+    Ok(LogCheckpoint {
+        origin: checkpoint.origin().to_owned(),
+        tree_size: checkpoint.size(),
+        root_hash: checkpoint.hash().0,
+        collector_key,
+    })
+}
+
+impl InclusionReceipt {
+    /// The checkpoint is signed by a trusted collector key and the proof leads from
+    /// the entry hash at `leaf_index` to its root.
+    pub fn verify(&self, trusted: &CollectorKeys) -> Result<LogCheckpoint, ReceiptError> {
+        if self.seq == 0 {
+            return Err(ReceiptError::ZeroSeq);
+        }
+        let cp = verify_signed_checkpoint(&self.signed_checkpoint, trusted)?;
+        if self.leaf_index >= cp.tree_size {
+            return Err(ReceiptError::LeafBeyondTree { leaf_index: self.leaf_index, tree_size: cp.tree_size });
+        }
+        let proof: Vec<tlog_tiles::Hash> = self.proof.iter().map(|h| tlog_tiles::Hash(*h)).collect();
+        tlog_tiles::check_record(
+            &proof,
+            cp.tree_size,
+            tlog_tiles::Hash(cp.root_hash),
+            self.leaf_index,
+            tlog_tiles::Hash(self.entry_hash),
+        )
+        .map_err(|_| ReceiptError::BadInclusionProof)?;
+        Ok(cp)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionJson {
+    version: u32,
+    checkpoint: String,
+    seq: u64,
+    entry_hash: String,
+    leaf_index: u64,
+    inclusion: Vec<String>,
+}
+
+/// A collector's receipt, of either generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receipt {
+    Legacy(LegacyReceipt),
+    Inclusion(InclusionReceipt),
+}
+
+impl Receipt {
+    /// Sign a v1 checkpoint (kept for tests of old receipts).
+    pub fn issue(checkpoint: Checkpoint, signer: &mut dyn RecordSigner) -> Result<Self, SignError> {
+        LegacyReceipt::issue(checkpoint, signer).map(Receipt::Legacy)
+    }
+
+    /// The desk-log seq up to which this receipt vouches for the log.
+    pub fn covered_seq(&self) -> u64 {
+        match self {
+            Receipt::Legacy(r) => r.checkpoint.tree_size,
+            Receipt::Inclusion(r) => r.seq,
+        }
+    }
+
+    /// The entry hash of record [`covered_seq`](Self::covered_seq).
+    pub fn covered_entry_hash(&self) -> Hash32 {
+        match self {
+            Receipt::Legacy(r) => r.checkpoint.head_hash,
+            Receipt::Inclusion(r) => r.entry_hash,
+        }
+    }
+
+    /// Which collector key issued it, for a heartbeat's `last_receipt` (v1: SHA-256
+    /// of its SPKI; v2: [`note_signer_id`] of the signature by the origin's key, zeros
+    /// if the note has none). Not a trust decision: [`verify`](Self::verify) is.
+    pub fn collector_key_id(&self) -> Hash32 {
+        match self {
+            Receipt::Legacy(r) => r.collector_key_id,
+            Receipt::Inclusion(r) => {
+                let origin = r.signed_checkpoint.lines().next().unwrap_or_default();
+                let sigs = r.signed_checkpoint.rsplit_once("\n\n").map(|(_, s)| s).unwrap_or_default();
+                sigs.lines()
+                    .filter_map(|l| signed_note::Signature::from_bytes(l.as_bytes()).ok())
+                    .find(|s| s.name() == origin)
+                    .map(|s| note_signer_id(s.name(), s.id()))
+                    .unwrap_or_default()
+            }
+        }
+    }
+
+    /// Check the collector's signature (and, for v2, the inclusion proof).
+    pub fn verify(&self, trusted: &CollectorKeys) -> Result<(), ReceiptError> {
+        match self {
+            Receipt::Legacy(r) => r.verify(trusted),
+            Receipt::Inclusion(r) => r.verify(trusted).map(|_| ()),
+        }
+    }
+
+    /// One JSON line (for files handed to an auditor and for the store).
+    pub fn to_json(&self) -> String {
+        use base64::Engine as _;
+        match self {
+            Receipt::Legacy(r) => r.to_json(),
+            Receipt::Inclusion(r) => {
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let j = InclusionJson {
+                    version: 2,
+                    checkpoint: r.signed_checkpoint.clone(),
+                    seq: r.seq,
+                    entry_hash: hex::encode(r.entry_hash),
+                    leaf_index: r.leaf_index,
+                    inclusion: r.proof.iter().map(|h| b64.encode(h)).collect(),
+                };
+                // Serialising strings and integers cannot fail.
+                serde_json::to_string(&j).unwrap_or_default()
+            }
+        }
+    }
+
+    /// Read either generation: v2 lines carry `"version": 2`.
+    pub fn from_json(line: &str) -> Result<Self, ReceiptError> {
+        use base64::Engine as _;
+        let enc = |e: &dyn std::fmt::Display| ReceiptError::Encoding(e.to_string());
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| enc(&e))?;
+        if value.get("version").is_none() {
+            return LegacyReceipt::from_json(line).map(Receipt::Legacy);
+        }
+        let j: InclusionJson = serde_json::from_value(value).map_err(|e| enc(&e))?;
+        if j.version != 2 {
+            return Err(ReceiptError::Encoding(format!("receipt version {} is not supported", j.version)));
+        }
+        let hash = |s: &[u8]| -> Result<Hash32, ReceiptError> {
+            s.try_into().map_err(|_| ReceiptError::Encoding("a hash is not 32 bytes".into()))
+        };
+        let entry_hash = hash(&hex::decode(&j.entry_hash).map_err(|e| enc(&e))?)?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let proof =
+            j.inclusion.iter().map(|h| hash(&b64.decode(h).map_err(|e| enc(&e))?)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Receipt::Inclusion(InclusionReceipt {
+            signed_checkpoint: j.checkpoint,
+            seq: j.seq,
+            entry_hash,
+            leaf_index: j.leaf_index,
+            proof,
+        }))
     }
 }
 

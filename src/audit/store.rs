@@ -193,7 +193,7 @@ impl Store {
         self.conn
             .execute(
                 "INSERT INTO audit_receipts (tree_size, receipt) VALUES (?1, ?2)",
-                params![to_i64(receipt.checkpoint.tree_size), receipt.to_json()],
+                params![to_i64(receipt.covered_seq()), receipt.to_json()],
             )
             .map(drop)
             .map_err(self.err())

@@ -158,10 +158,45 @@ pub struct Summary {
     pub clock_regressions: u64,
 }
 
-/// One-pass verifier. See the module doc for the checks.
+/// One-pass verifier over a resolver the caller lends: the offline form of
+/// [`LogVerifier`]. See the module doc for the checks.
 pub struct Verifier<'r> {
     resolver: &'r dyn KeyResolver,
-    keys: HashMap<Hash32, Result<Arc<ResolvedKey>, ResolveError>>,
+    state: LogVerifier,
+}
+
+impl<'r> Verifier<'r> {
+    pub fn new(resolver: &'r dyn KeyResolver) -> Self {
+        Self { resolver, state: LogVerifier::new() }
+    }
+
+    /// Check the next stored record (in seq order).
+    pub fn push(&mut self, stored: &StoredRecord) -> Result<(), BadRecord> {
+        self.state.push(self.resolver, stored)
+    }
+
+    /// Check receipts and anchors against the whole log and return the summary.
+    pub fn finish(
+        self,
+        receipts: &[Receipt],
+        collectors: &CollectorKeys,
+        anchors: &[Anchor],
+    ) -> Result<Summary, EndProblem> {
+        self.state.finish(self.resolver, receipts, collectors, anchors)
+    }
+}
+
+/// The resumable state of one desk log's verification: everything the checks of the
+/// next record need (seq, prev hash, open intents, revocations seen), and nothing
+/// about where records come from. The offline verifier feeds it a whole log at once;
+/// the collector keeps one per desk log and feeds it batch by batch, with a resolver
+/// that learns certificates as desks send them. A record that fails leaves the
+/// state as it was, so the next submission is checked against the same head.
+#[derive(Debug, Clone, Default)]
+pub struct LogVerifier {
+    /// Keys resolved so far. Only successes are kept: a key unknown now may be
+    /// enrolled by the time the next record arrives.
+    keys: HashMap<Hash32, Arc<ResolvedKey>>,
     leaves: Vec<Hash32>,
     open_intents: BTreeMap<u64, Hash32>,
     intents: HashSet<u64>,
@@ -174,28 +209,44 @@ pub struct Verifier<'r> {
     summary: Summary,
 }
 
-impl<'r> Verifier<'r> {
-    pub fn new(resolver: &'r dyn KeyResolver) -> Self {
-        Self {
-            resolver,
-            keys: HashMap::new(),
-            leaves: Vec::new(),
-            open_intents: BTreeMap::new(),
-            intents: HashSet::new(),
-            per_key: HashMap::new(),
-            revoked: HashMap::new(),
-            last_revocation: None,
-            summary: Summary::default(),
+impl LogVerifier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The seq the next record must carry.
+    pub fn next_seq(&self) -> u64 {
+        self.leaves.len() as u64 + 1
+    }
+
+    /// The entry hash of record `seq`, if it has been verified.
+    pub fn entry_hash_of(&self, seq: u64) -> Option<Hash32> {
+        seq.checked_sub(1).and_then(|i| self.leaves.get(usize::try_from(i).ok()?)).copied()
+    }
+
+    /// Drop the cached keys, so that the resolver is asked again (after it learnt of a
+    /// revocation, say).
+    pub fn forget_keys(&mut self) {
+        self.keys.clear();
+    }
+
+    /// What has been verified so far (receipts and signers are filled in by `finish`).
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    fn key(&mut self, resolver: &dyn KeyResolver, id: &Hash32) -> Result<Arc<ResolvedKey>, ResolveError> {
+        if let Some(k) = self.keys.get(id) {
+            return Ok(Arc::clone(k));
         }
+        let k = resolver.resolve(id)?;
+        self.keys.insert(*id, Arc::clone(&k));
+        Ok(k)
     }
 
-    fn key(&mut self, id: &Hash32) -> Result<Arc<ResolvedKey>, ResolveError> {
-        let resolver = self.resolver;
-        self.keys.entry(*id).or_insert_with(|| resolver.resolve(id)).clone()
-    }
-
-    /// Check the next stored record (in seq order).
-    pub fn push(&mut self, stored: &StoredRecord) -> Result<(), BadRecord> {
+    /// Check the next stored record (in seq order) with keys from `resolver`; on
+    /// success the record is part of the verified log, on failure nothing changed.
+    pub fn push(&mut self, resolver: &dyn KeyResolver, stored: &StoredRecord) -> Result<(), BadRecord> {
         let expected = self.leaves.len() as u64 + 1;
         // Records are named by where they are stored: that is where an auditor looks.
         let bad = |problem: Problem| BadRecord { seq: stored.row_seq, problem };
@@ -219,7 +270,7 @@ impl<'r> Verifier<'r> {
                 return Err(bad(Problem::BackdatedAcrossRevocation { at: record.timestamp_ms, seq, revoked_at }));
             }
         }
-        let signer = self.key(&record.key_id).map_err(|e| bad(Problem::Signer(e)))?;
+        let signer = self.key(resolver, &record.key_id).map_err(|e| bad(Problem::Signer(e)))?;
         check_key_at(&signer, record.timestamp_ms).map_err(bad)?;
         self.check_not_revoked_by_record(&signer, record.timestamp_ms).map_err(bad)?;
         if !signature_valid(&signer, &stored.record, &stored.signature) {
@@ -237,7 +288,7 @@ impl<'r> Verifier<'r> {
                 }
             }
             (Some(id), cosig) => {
-                let co = self.key(&id).map_err(|e| bad(Problem::Cosigner(e)))?;
+                let co = self.key(resolver, &id).map_err(|e| bad(Problem::Cosigner(e)))?;
                 check_key_at(&co, record.timestamp_ms).map_err(bad)?;
                 self.check_not_revoked_by_record(&co, record.timestamp_ms).map_err(bad)?;
                 let cosig = cosig.as_ref().ok_or_else(|| bad(Problem::MissingCosignature(co.subject.clone())))?;
@@ -258,8 +309,10 @@ impl<'r> Verifier<'r> {
             EventType::ResetOutcome => {
                 // parse_payload guarantees an outcome carries its intent link.
                 let Some(link) = parsed.intent else { return Err(bad(Problem::Payload(PayloadError::BadOutcome))) };
-                match self.open_intents.remove(&link.seq) {
-                    Some(h) if h == link.entry_hash => {}
+                match self.open_intents.get(&link.seq).copied() {
+                    Some(h) if h == link.entry_hash => {
+                        self.open_intents.remove(&link.seq);
+                    }
                     Some(_) => return Err(bad(Problem::IntentHashMismatch(link.seq))),
                     None if self.intents.contains(&link.seq) => return Err(bad(Problem::IntentClosedTwice(link.seq))),
                     None => return Err(bad(Problem::UnknownIntent(link.seq))),
@@ -315,6 +368,7 @@ impl<'r> Verifier<'r> {
     /// Check receipts and anchors against the whole log and return the summary.
     pub fn finish(
         mut self,
+        resolver: &dyn KeyResolver,
         receipts: &[Receipt],
         collectors: &CollectorKeys,
         anchors: &[Anchor],
@@ -324,24 +378,31 @@ impl<'r> Verifier<'r> {
         for (i, r) in receipts.iter().enumerate() {
             let index = i + 1;
             r.verify(collectors).map_err(|source| EndProblem::Receipt { index, source })?;
-            let cp = &r.checkpoint;
-            if cp.tree_size > end {
-                return Err(EndProblem::Truncated { index, covered: cp.tree_size, end });
+            let covered = r.covered_seq();
+            if covered > end {
+                return Err(EndProblem::Truncated { index, covered, end });
             }
-            // tree_size >= 1 (Checkpoint::decode) and <= end, so the log is not empty.
-            let expected = log_id.unwrap_or([0; 32]);
-            if cp.log_id != expected {
-                return Err(EndProblem::OtherLog {
-                    index,
-                    found: hex::encode(cp.log_id),
-                    expected: hex::encode(expected),
-                });
+            if let Receipt::Legacy(legacy) = r {
+                let cp = &legacy.checkpoint;
+                // tree_size >= 1 (Checkpoint::decode) and <= end, so the log is not empty.
+                let expected = log_id.unwrap_or([0; 32]);
+                if cp.log_id != expected {
+                    return Err(EndProblem::OtherLog {
+                        index,
+                        found: hex::encode(cp.log_id),
+                        expected: hex::encode(expected),
+                    });
+                }
+                if merkle_root(&self.leaves[..cp.tree_size as usize]) != cp.root_hash {
+                    return Err(EndProblem::Rewritten { index, seq: cp.tree_size });
+                }
             }
-            let covered = &self.leaves[..cp.tree_size as usize];
-            if covered.last() != Some(&cp.head_hash) || merkle_root(covered) != cp.root_hash {
-                return Err(EndProblem::Rewritten { index, seq: cp.tree_size });
+            // A v2 receipt proves the collector logged this entry hash; entry hashes
+            // chain, so records 1..=covered must be the ones it received.
+            if self.entry_hash_of(covered) != Some(r.covered_entry_hash()) {
+                return Err(EndProblem::Rewritten { index, seq: covered });
             }
-            self.summary.receipted_up_to = self.summary.receipted_up_to.max(cp.tree_size);
+            self.summary.receipted_up_to = self.summary.receipted_up_to.max(covered);
         }
         self.summary.receipts_checked = receipts.len();
 
@@ -349,7 +410,7 @@ impl<'r> Verifier<'r> {
             let index = i + 1;
             let anchor_problem = |problem: String| EndProblem::Anchor { index, problem };
             let record = Record::decode(&a.record).map_err(|e| anchor_problem(e.to_string()))?;
-            let key = self.key(&record.key_id).map_err(|e| anchor_problem(e.to_string()))?;
+            let key = self.key(resolver, &record.key_id).map_err(|e| anchor_problem(e.to_string()))?;
             if !signature_valid(&key, &a.record, &a.signature) {
                 return Err(anchor_problem(format!("its signature does not verify with the key of `{}`", key.subject)));
             }
@@ -364,7 +425,7 @@ impl<'r> Verifier<'r> {
         self.summary.anchors_checked = anchors.len();
         for (id, n) in std::mem::take(&mut self.per_key) {
             // Every counted key resolved when its record was checked.
-            let who = self.key(&id).map(|k| k.subject.clone()).unwrap_or_else(|_| hex::encode(id));
+            let who = self.key(resolver, &id).map(|k| k.subject.clone()).unwrap_or_else(|_| hex::encode(id));
             *self.summary.signers.entry(who).or_default() += n;
         }
         self.summary.open_intents = self.open_intents.keys().copied().collect();

@@ -56,9 +56,15 @@ pub struct VerifyArgs {
     /// Receipts held outside the desk (JSON lines, as in an export's receipts.jsonl).
     #[arg(long, value_name = "FILE")]
     pub receipts: Option<PathBuf>,
-    /// A trusted collector public key (PEM); repeat for several collectors.
+    /// A file with a trusted collector key: its signed-note verifier key
+    /// (`resetdesk-collector` writes `collector.vkey`) or a v1 collector's public key
+    /// PEM; repeat for several collectors.
     #[arg(long, value_name = "FILE")]
     pub collector_key: Vec<PathBuf>,
+    /// A trusted collector's verifier key string `name+hex(key id)+base64(type || key)`
+    /// (as `GET /verifier-key` of the collector returns it); repeatable.
+    #[arg(long, value_name = "KEY")]
+    pub collector_vkey: Vec<String>,
     /// Signed records held outside the desk, e.g. heartbeats the collector received
     /// (JSON lines, as in an export's records.jsonl): each must be in the log unchanged.
     #[arg(long, value_name = "FILE")]
@@ -172,8 +178,11 @@ fn verify(a: &VerifyArgs) -> CmdResult {
     };
     let mut collectors = CollectorKeys::default();
     for p in &a.collector_key {
-        let pem = std::fs::read_to_string(p).map_err(|e| bad(format!("cannot read {}: {e}", p.display())))?;
-        collectors.add_pem(&pem).map_err(|e| bad(format!("{}: {e}", p.display())))?;
+        let text = std::fs::read_to_string(p).map_err(|e| bad(format!("cannot read {}: {e}", p.display())))?;
+        collectors.add_text(&text).map_err(|e| bad(format!("{}: {e}", p.display())))?;
+    }
+    for k in &a.collector_vkey {
+        collectors.add_verifier_key(k).map_err(bad)?;
     }
     let anchors: Vec<Anchor> = match &a.anchors {
         Some(p) => read_anchors(p).map_err(bad)?,
@@ -181,7 +190,7 @@ fn verify(a: &VerifyArgs) -> CmdResult {
     };
     let no_collector = |receipts: usize| {
         bad(format!(
-            "{receipts} receipt(s) to check but no trusted collector key: pass --collector-key FILE (the collector's public key PEM)"
+            "{receipts} receipt(s) to check but no trusted collector key: pass --collector-key FILE (the collector's verifier key, or a v1 collector's public key PEM)"
         ))
     };
     let (label, result) = if let Some(dir) = &a.export {

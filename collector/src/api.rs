@@ -1,0 +1,193 @@
+//! The HTTPS API (axum), over a [`Collector`] behind one lock. Handlers run the
+//! collector's (blocking, SQLite) work on the blocking pool.
+//!
+//! - `POST /add-records`: a desk's batch ([`crate::wire`]); 200 with receipts, or a
+//!   typed JSON error.
+//! - `GET /checkpoint`: the latest signed checkpoint (C2SP tlog-checkpoint note).
+//! - `GET /tile/<L>/<N>[.p/<W>]`, `GET /tile/entries/<N>[.p/<W>]`: C2SP tlog-tiles.
+//! - `GET /proof/inclusion?hash=<hex|base64>[&size=N]`, `GET /proof/consistency?old=M&new=N`.
+//! - `GET /verifier-key`: the checkpoint key's verifier key string.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::ingest::{Collector, IngestError, ReadError};
+use crate::store::LogStore;
+use crate::wire::{self, ErrorBody};
+
+/// Shared state: the collector and the body limit.
+pub struct AppState<S: LogStore> {
+    pub collector: Mutex<Collector<S>>,
+    pub max_body_bytes: usize,
+}
+
+pub fn router<S: LogStore + 'static>(state: Arc<AppState<S>>) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/add-records", post(add_records::<S>))
+        .route("/checkpoint", get(checkpoint::<S>))
+        .route("/tile/{*path}", get(tile::<S>))
+        .route("/proof/inclusion", get(inclusion::<S>))
+        .route("/proof/consistency", get(consistency::<S>))
+        .route("/verifier-key", get(verifier_key::<S>))
+        // Bodies over the limit are refused before they are read in full.
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: String, seq: Option<u64>) -> Response {
+    (status, Json(ErrorBody { error: code.to_owned(), message, seq })).into_response()
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!("collector unavailable: {e}");
+    error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string(), None)
+}
+
+/// The collector could not run a request (its lock poisoned by a panic, or the
+/// blocking task lost): answered 503.
+struct Unavailable(String);
+
+impl IntoResponse for Unavailable {
+    fn into_response(self) -> Response {
+        unavailable(self.0)
+    }
+}
+
+/// Run `f` on the collector on the blocking pool.
+async fn with<S: LogStore + 'static, T: Send + 'static>(
+    state: Arc<AppState<S>>,
+    f: impl FnOnce(&mut Collector<S>) -> T + Send + 'static,
+) -> Result<T, Unavailable> {
+    tokio::task::spawn_blocking(move || {
+        let mut c =
+            state.collector.lock().map_err(|_| Unavailable("the collector lock is poisoned; restart it".into()))?;
+        Ok(f(&mut c))
+    })
+    .await
+    .map_err(|e| Unavailable(e.to_string()))?
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+async fn add_records<S: LogStore + 'static>(State(state): State<Arc<AppState<S>>>, body: Body) -> Response {
+    let limit = state.max_body_bytes;
+    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            let msg = format!("the request body exceeds {limit} bytes; send fewer records per batch");
+            let at = now_ms();
+            let alert = crate::store::Alert {
+                at_ms: at,
+                log_id: None,
+                seq: None,
+                kind: "batch_too_large".into(),
+                reason: msg.clone(),
+            };
+            tracing::warn!(kind = "batch_too_large", "rejected: {msg}");
+            let _ = with(Arc::clone(&state), move |c| c.record_alert(&alert)).await;
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", msg, None);
+        }
+    };
+    match with(state, move |c| c.ingest(&bytes, now_ms())).await {
+        Err(r) => r.into_response(),
+        Ok(Ok(answer)) => Json(answer).into_response(),
+        Ok(Err(IngestError::Rejected(r))) => {
+            let status = StatusCode::from_u16(r.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            error(status, r.kind.code(), r.message, r.seq)
+        }
+        Ok(Err(e)) => unavailable(e),
+    }
+}
+
+fn read_error(e: ReadError) -> Response {
+    match e {
+        ReadError::BadRequest(m) => error(StatusCode::BAD_REQUEST, "bad_request", m, None),
+        ReadError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m, None),
+        ReadError::Store(e) => unavailable(e),
+    }
+}
+
+async fn checkpoint<S: LogStore + 'static>(State(state): State<Arc<AppState<S>>>) -> Response {
+    match with(state, |c| c.checkpoint()).await {
+        Err(r) => r.into_response(),
+        Ok(Err(e)) => unavailable(e),
+        Ok(Ok((_, note))) => {
+            let mut r = note.into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r
+        }
+    }
+}
+
+async fn tile<S: LogStore + 'static>(State(state): State<Arc<AppState<S>>>, Path(path): Path<String>) -> Response {
+    let full = format!("tile/{path}");
+    match with(state, move |c| c.tile(&full)).await {
+        Err(r) => r.into_response(),
+        Ok(Err(e)) => read_error(e),
+        Ok(Ok(data)) => {
+            let mut r = data.into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+            r
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct InclusionQuery {
+    hash: String,
+    size: Option<u64>,
+}
+
+async fn inclusion<S: LogStore + 'static>(
+    State(state): State<Arc<AppState<S>>>,
+    Query(q): Query<InclusionQuery>,
+) -> Response {
+    let Some(hash) = wire::parse_hash(&q.hash) else {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "hash must be 32 bytes as hex or base64".into(), None);
+    };
+    match with(state, move |c| c.inclusion(&hash, q.size)).await {
+        Err(r) => r.into_response(),
+        Ok(Err(e)) => read_error(e),
+        Ok(Ok(p)) => Json(p).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    old: u64,
+    new: u64,
+}
+
+async fn consistency<S: LogStore + 'static>(
+    State(state): State<Arc<AppState<S>>>,
+    Query(q): Query<ConsistencyQuery>,
+) -> Response {
+    match with(state, move |c| c.consistency(q.old, q.new)).await {
+        Err(r) => r.into_response(),
+        Ok(Err(e)) => read_error(e),
+        Ok(Ok(p)) => Json(p).into_response(),
+    }
+}
+
+async fn verifier_key<S: LogStore + 'static>(State(state): State<Arc<AppState<S>>>) -> Response {
+    match with(state, |c| c.verifier_key().to_owned()).await {
+        Err(r) => r.into_response(),
+        Ok(k) => format!("{k}\n").into_response(),
+    }
+}

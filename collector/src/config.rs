@@ -1,0 +1,73 @@
+//! `collector.toml`: where the collector listens, its database, keys and the
+//! organisation CA. Relative paths are relative to the config file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default request body limit: a batch of a few hundred records.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Default limit of records per batch.
+pub const DEFAULT_MAX_BATCH: usize = 1000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `host:port` to listen on (HTTPS only).
+    pub listen: SocketAddr,
+    /// The log's origin: the checkpoint's first line and the signing key's name
+    /// (e.g. `collector.example.org/resetdesk`).
+    pub origin: String,
+    /// SQLite database: the collector's only state.
+    pub database: PathBuf,
+    /// The checkpoint signing key (`PRIVATE+KEY+...`, written by `init`).
+    pub signing_key_file: PathBuf,
+    /// The organisation CA certificate (PEM) that issued agents' certificates.
+    pub org_ca_file: PathBuf,
+    /// TLS server certificate chain and key (PEM).
+    pub tls_cert_file: PathBuf,
+    pub tls_key_file: PathBuf,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+fn default_max_body() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+fn default_max_batch() -> usize {
+    DEFAULT_MAX_BATCH
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the collector config {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("collector config {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("collector config {path}: origin `{origin}` is not a valid key name (non-empty, no spaces, no '+')")]
+    Origin { path: String, origin: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        let mut c: Config =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: shown.clone(), source })?;
+        if !signed_note::is_key_name_valid(&c.origin) {
+            return Err(ConfigError::Origin { path: shown, origin: c.origin });
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in
+            [&mut c.database, &mut c.signing_key_file, &mut c.org_ca_file, &mut c.tls_cert_file, &mut c.tls_key_file]
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(c)
+    }
+}

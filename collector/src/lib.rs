@@ -1,0 +1,23 @@
+//! `resetdesk-collector`: the audit collector.
+//!
+//! Desks POST batches of their signed audit records. Each record is checked by the
+//! core crate's verifier ([`resetdesk::audit::LogVerifier`], one per desk log, fed
+//! batch by batch) exactly as `resetdesk audit verify` checks it offline; accepted
+//! records' entry hashes (RFC 6962 leaf hashes) are appended to one Merkle log over
+//! all desks, whose signed C2SP checkpoints and tiles the collector serves. Each
+//! accepted record gets a receipt: the signed checkpoint plus its inclusion proof.
+//!
+//! Layers: [`wire`] (request/response bodies, pure), [`ingest`] (verification and
+//! sequencing over a [`store::LogStore`]), [`merkle`] (tree math over stored hashes,
+//! with `tlog_tiles`), [`note`] (the checkpoint signing key), [`store`] (the storage
+//! trait and its SQLite implementation), [`api`] (axum routes), [`tls`] (rustls
+//! config and the demo CA), [`config`].
+
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod merkle;
+pub mod note;
+pub mod store;
+pub mod tls;
+pub mod wire;

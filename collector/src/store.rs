@@ -1,0 +1,343 @@
+//! The collector's storage: a small trait ([`LogStore`]) and its SQLite
+//! implementation. The collector holds no state outside it.
+//!
+//! Sequencing follows Tessera's SQL drivers, so a PostgreSQL implementation slots in
+//! behind the same trait: a coordination row `seq_coord(next)` hands out leaf
+//! indexes to a batch under a lock, the batch's records are stored under those
+//! indexes, and integration (under `int_coord(size, root)`) writes the tree's stored
+//! hashes for the new leaves and advances the integrated size. In SQLite (one writer)
+//! both happen in one `BEGIN IMMEDIATE` transaction per batch, so a crash anywhere in
+//! a batch leaves either all of it or none of it: no leaf missing, none doubled.
+//! A multi-writer backend takes `SELECT ... FOR UPDATE` on `seq_coord`, then integrates
+//! the consecutive sequenced rows under `int_coord`; [`LogStore::append_batch`]'s
+//! contract (atomic, returns the leaf indexes) stays the same.
+
+use std::path::Path;
+
+use resetdesk::audit::verify::StoredRecord;
+use resetdesk::audit::Hash32;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tlog_tiles::{Hash, HashReader};
+
+use crate::merkle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("collector database {path}: {source}")]
+    Sql { path: String, source: rusqlite::Error },
+    #[error("collector database {path} is corrupt: {what}")]
+    Corrupt { path: String, what: String },
+    #[error(transparent)]
+    Tree(#[from] merkle::TreeError),
+}
+
+/// A record accepted for the log (verified by the caller).
+#[derive(Debug, Clone)]
+pub struct NewLeaf {
+    pub log_id: Hash32,
+    pub seq: u64,
+    pub entry_hash: Hash32,
+    pub record: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub cosignature: Option<Vec<u8>>,
+}
+
+/// Where a record is in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    pub leaf_index: u64,
+    pub entry_hash: Hash32,
+}
+
+/// A rejected submission, kept for whoever watches the collector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub at_ms: u64,
+    pub log_id: Option<Hash32>,
+    pub seq: Option<u64>,
+    /// The error code (as in the HTTP error body).
+    pub kind: String,
+    pub reason: String,
+}
+
+/// The storage a collector needs. Implementations must make `append_batch` atomic
+/// and must never reuse or skip a leaf index.
+pub trait LogStore: Send {
+    /// Certificates (DER) desks have sent, in the order first seen.
+    fn certificates(&self) -> Result<Vec<Vec<u8>>, StoreError>;
+    fn add_certificate(&mut self, key_id: &Hash32, der: &[u8]) -> Result<(), StoreError>;
+    /// Every stored record of one desk log, in seq order (to resume its verifier).
+    fn desk_records(&self, log_id: &Hash32) -> Result<Vec<StoredRecord>, StoreError>;
+    /// Where record `seq` of a desk log is, if stored.
+    fn placed(&self, log_id: &Hash32, seq: u64) -> Result<Option<Placed>, StoreError>;
+    /// Append verified records (consecutive, one desk log) as new leaves, atomically.
+    fn append_batch(&mut self, leaves: &[NewLeaf]) -> Result<Vec<u64>, StoreError>;
+    /// Leaves integrated so far.
+    fn tree_size(&self) -> Result<u64, StoreError>;
+    /// The tree's stored hashes (the `tlog_tiles` stored-hash layout).
+    fn read_stored_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash32>, StoreError>;
+    /// The leaf with this entry hash: (leaf index, log id, seq).
+    fn find_entry(&self, entry_hash: &Hash32) -> Result<Option<(u64, Hash32, u64)>, StoreError>;
+    /// The entries (record bytes) of leaves `range`.
+    fn entries(&self, range: std::ops::Range<u64>) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// The latest signed checkpoint: (tree size, note).
+    fn checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+    fn set_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError>;
+    fn add_alert(&mut self, alert: &Alert) -> Result<(), StoreError>;
+    fn alerts(&self) -> Result<Vec<Alert>, StoreError>;
+}
+
+/// Adapter: any [`LogStore`] as a `tlog_tiles` hash reader.
+pub struct StoredHashes<'a, S: LogStore + ?Sized>(pub &'a S);
+
+impl<S: LogStore + ?Sized> HashReader for StoredHashes<'_, S> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let hashes = self.0.read_stored_hashes(indexes).map_err(|e| tlog_tiles::Error::InvalidInput(e.to_string()))?;
+        Ok(hashes.into_iter().map(Hash).collect())
+    }
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+CREATE TABLE IF NOT EXISTS seq_coord (id INTEGER PRIMARY KEY CHECK (id = 0), next INTEGER NOT NULL);
+INSERT OR IGNORE INTO seq_coord (id, next) VALUES (0, 0);
+CREATE TABLE IF NOT EXISTS int_coord (id INTEGER PRIMARY KEY CHECK (id = 0), size INTEGER NOT NULL);
+INSERT OR IGNORE INTO int_coord (id, size) VALUES (0, 0);
+CREATE TABLE IF NOT EXISTS leaves (
+    leaf_index  INTEGER PRIMARY KEY,
+    log_id      BLOB NOT NULL,
+    seq         INTEGER NOT NULL,
+    entry_hash  BLOB NOT NULL,
+    record      BLOB NOT NULL,
+    signature   BLOB NOT NULL,
+    cosignature BLOB,
+    UNIQUE (log_id, seq)
+);
+CREATE INDEX IF NOT EXISTS leaves_by_entry_hash ON leaves (entry_hash);
+CREATE TABLE IF NOT EXISTS tree_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 0), size INTEGER NOT NULL, note TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS certificates (key_id BLOB PRIMARY KEY, der BLOB NOT NULL, added INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, log_id BLOB, seq INTEGER, kind TEXT NOT NULL, reason TEXT NOT NULL
+);
+";
+
+/// The SQLite [`LogStore`] (WAL, synchronous=FULL).
+pub struct SqliteStore {
+    conn: Connection,
+    path: String,
+}
+
+fn i(v: u64) -> i64 {
+    // Leaf indexes and seqs stay far below 2^63.
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+fn h32(v: Vec<u8>) -> Hash32 {
+    v.try_into().unwrap_or([0; 32])
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let shown = path.display().to_string();
+        let sql = |source| StoreError::Sql { path: shown.clone(), source };
+        let conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        Ok(Self { conn, path: shown })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sql { path: self.path.clone(), source }
+    }
+}
+
+/// Reads stored hashes inside a transaction (integration reads what it just wrote).
+struct TxHashes<'a>(&'a rusqlite::Transaction<'a>);
+
+impl HashReader for TxHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        read_hashes(self.0, indexes).map_err(|e| tlog_tiles::Error::InvalidInput(e.to_string()))
+    }
+}
+
+fn read_hashes(conn: &Connection, indexes: &[u64]) -> Result<Vec<Hash>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached("SELECT hash FROM tree_hashes WHERE idx = ?1")?;
+    indexes.iter().map(|&ix| stmt.query_row([i(ix)], |r| r.get::<_, Vec<u8>>(0)).map(|v| Hash(h32(v)))).collect()
+}
+
+impl LogStore for SqliteStore {
+    fn certificates(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT der FROM certificates ORDER BY added, key_id").map_err(self.err())?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    fn add_certificate(&mut self, key_id: &Hash32, der: &[u8]) -> Result<(), StoreError> {
+        let n: i64 = self.conn.query_row("SELECT count(*) FROM certificates", [], |r| r.get(0)).map_err(self.err())?;
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO certificates (key_id, der, added) VALUES (?1, ?2, ?3)",
+                params![key_id, der, n],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    fn desk_records(&self, log_id: &Hash32) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, record, signature, cosignature FROM leaves WHERE log_id = ?1 ORDER BY seq")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([log_id], |r| {
+                Ok(StoredRecord {
+                    row_seq: u(r.get(0)?),
+                    record: r.get(1)?,
+                    signature: r.get(2)?,
+                    cosignature: r.get(3)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    fn placed(&self, log_id: &Hash32, seq: u64) -> Result<Option<Placed>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT leaf_index, entry_hash FROM leaves WHERE log_id = ?1 AND seq = ?2",
+                params![log_id, i(seq)],
+                |r| Ok(Placed { leaf_index: u(r.get(0)?), entry_hash: h32(r.get(1)?) }),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    fn append_batch(&mut self, leaves: &[NewLeaf]) -> Result<Vec<u64>, StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        // Sequence: take leaf indexes from the coordination row.
+        let next: i64 = tx.query_row("SELECT next FROM seq_coord WHERE id = 0", [], |r| r.get(0)).map_err(sql)?;
+        let size: i64 = tx.query_row("SELECT size FROM int_coord WHERE id = 0", [], |r| r.get(0)).map_err(sql)?;
+        if next != size {
+            return Err(StoreError::Corrupt {
+                path,
+                what: format!("sequenced {next} leaves but integrated {size}; a batch was left half-done"),
+            });
+        }
+        let mut indexes = Vec::with_capacity(leaves.len());
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO leaves (leaf_index, log_id, seq, entry_hash, record, signature, cosignature)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(sql)?;
+            for (k, leaf) in leaves.iter().enumerate() {
+                let index = u(next) + k as u64;
+                insert
+                    .execute(params![
+                        i(index),
+                        leaf.log_id,
+                        i(leaf.seq),
+                        leaf.entry_hash,
+                        leaf.record,
+                        leaf.signature,
+                        leaf.cosignature
+                    ])
+                    .map_err(sql)?;
+                indexes.push(index);
+            }
+        }
+        let new_size = u(next) + leaves.len() as u64;
+        tx.execute("UPDATE seq_coord SET next = ?1 WHERE id = 0", [i(new_size)]).map_err(sql)?;
+        // Integrate: the stored hashes of each new leaf, in order.
+        for (leaf, &index) in leaves.iter().zip(&indexes) {
+            let hashes = merkle::hashes_for_leaf(index, leaf.entry_hash, &TxHashes(&tx))?;
+            let mut put = tx.prepare_cached("INSERT INTO tree_hashes (idx, hash) VALUES (?1, ?2)").map_err(sql)?;
+            for (ix, h) in hashes {
+                put.execute(params![i(ix), h.as_slice()]).map_err(sql)?;
+            }
+        }
+        tx.execute("UPDATE int_coord SET size = ?1 WHERE id = 0", [i(new_size)]).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(indexes)
+    }
+
+    fn tree_size(&self) -> Result<u64, StoreError> {
+        self.conn.query_row("SELECT size FROM int_coord WHERE id = 0", [], |r| r.get(0)).map(u).map_err(self.err())
+    }
+
+    fn read_stored_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash32>, StoreError> {
+        read_hashes(&self.conn, indexes).map(|v| v.into_iter().map(|h| h.0).collect()).map_err(self.err())
+    }
+
+    fn find_entry(&self, entry_hash: &Hash32) -> Result<Option<(u64, Hash32, u64)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT leaf_index, log_id, seq FROM leaves WHERE entry_hash = ?1 ORDER BY leaf_index LIMIT 1",
+                [entry_hash],
+                |r| Ok((u(r.get(0)?), h32(r.get(1)?), u(r.get(2)?))),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    fn entries(&self, range: std::ops::Range<u64>) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT record FROM leaves WHERE leaf_index >= ?1 AND leaf_index < ?2 ORDER BY leaf_index")
+            .map_err(self.err())?;
+        let rows = stmt.query_map([i(range.start), i(range.end)], |r| r.get(0)).map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    fn checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        self.conn
+            .query_row("SELECT size, note FROM checkpoint WHERE id = 0", [], |r| Ok((u(r.get(0)?), r.get(1)?)))
+            .optional()
+            .map_err(self.err())
+    }
+
+    fn set_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO checkpoint (id, size, note) VALUES (0, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET size = excluded.size, note = excluded.note WHERE excluded.size >= checkpoint.size",
+                params![i(size), note],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    fn add_alert(&mut self, a: &Alert) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO alerts (at_ms, log_id, seq, kind, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![i(a.at_ms), a.log_id.map(|l| l.to_vec()), a.seq.map(i), a.kind, a.reason],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT at_ms, log_id, seq, kind, reason FROM alerts ORDER BY id").map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Alert {
+                    at_ms: u(r.get(0)?),
+                    log_id: r.get::<_, Option<Vec<u8>>>(1)?.map(h32),
+                    seq: r.get::<_, Option<i64>>(2)?.map(u),
+                    kind: r.get(3)?,
+                    reason: r.get(4)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+}

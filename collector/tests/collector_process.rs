@@ -1,0 +1,488 @@
+//! The real `resetdesk-collector` binary on loopback with TLS, fed records from real
+//! desk logs (written by `AuditLog`, signed with software P-256 keys certified by a
+//! test organisation CA): receipts verify offline, duplicates are idempotent,
+//! altered, forked, gapped, unsigned and unknown-signer batches are refused with
+//! typed errors and alert rows, and a SIGKILL mid-batch loses or doubles no leaf.
+
+#[path = "../../tests/audit_support/mod.rs"]
+mod audit_support;
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit_support::{reset_facts, Pki, SoftSigner};
+use resetdesk::audit::record::entry_hash;
+use resetdesk::audit::store::Store;
+use resetdesk::audit::verify::StoredRecord;
+use resetdesk::audit::{
+    verify_signed_checkpoint, verify_store, AuditLog, CollectorKeys, DirectoryOutcome, Event, Hash32, Receipt,
+};
+use resetdesk_collector::wire::{encode_batch, AddRecordsResponse, ErrorBody};
+
+const ORIGIN: &str = "collector.test/resetdesk";
+
+/// A collector process: its directory (config, database, keys, TLS) and its port.
+struct Collector {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    port: u16,
+    vkey: String,
+    client: reqwest::blocking::Client,
+}
+
+fn write_config(dir: &Path, org_ca_pem: &str, max_body: usize) -> PathBuf {
+    std::fs::write(dir.join("org-ca.pem"), org_ca_pem).unwrap();
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\norigin = \"{ORIGIN}\"\ndatabase = \"collector.db\"\nsigning_key_file = \"log.key\"\n\
+             org_ca_file = \"org-ca.pem\"\ntls_cert_file = \"tls/server.pem\"\ntls_key_file = \"tls/server.key\"\n\
+             max_body_bytes = {max_body}\nmax_batch = 500\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_resetdesk-collector"))
+}
+
+impl Collector {
+    fn start(pki: &Pki) -> Self {
+        Self::start_with(pki, 4 * 1024 * 1024)
+    }
+
+    fn start_with(pki: &Pki, max_body: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &pki.ca_pem(), max_body);
+        assert!(bin().arg("demo-tls").arg(dir.path().join("tls")).output().unwrap().status.success());
+        let init = bin().args(["init", "--config"]).arg(&config).output().unwrap();
+        assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+        let printed = String::from_utf8(init.stdout).unwrap().trim().to_owned();
+        let filed = std::fs::read_to_string(dir.path().join("log.vkey")).unwrap();
+        assert_eq!(printed, filed.trim());
+        let client = client(&dir.path().join("tls/ca.pem"));
+        let mut c = Collector { dir, child: None, port: 0, vkey: String::new(), client };
+        c.restart();
+        assert_eq!(c.vkey, printed);
+        c
+    }
+
+    /// (Re)start the process on the same directory and wait until it listens.
+    fn restart(&mut self) {
+        let mut child = bin()
+            .args(["serve", "--config"])
+            .arg(self.dir.path().join("collector.toml"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        // "listening on https://127.0.0.1:PORT verifier-key VKEY"
+        let mut words = line.split_whitespace();
+        let addr = words.nth(2).unwrap_or_else(|| panic!("collector did not start: {line:?}"));
+        self.port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        self.vkey = words.nth(1).unwrap().to_owned();
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    fn post(&self, body: Vec<u8>) -> (u16, String) {
+        let r = self.client.post(self.url("/add-records")).body(body).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    fn accept(&self, log: &DeskLog, range: std::ops::Range<usize>) -> AddRecordsResponse {
+        let (status, body) = self.post(log.batch(range));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn refuse(&self, body: Vec<u8>) -> (u16, ErrorBody) {
+        let (status, text) = self.post(body);
+        assert_ne!(status, 200, "accepted: {text}");
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not a JSON error: {text}")))
+    }
+
+    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let r = self.client.get(self.url(path)).send().unwrap();
+        (r.status().as_u16(), r.bytes().unwrap().to_vec())
+    }
+
+    fn trusted(&self) -> CollectorKeys {
+        let mut k = CollectorKeys::default();
+        k.add_verifier_key(&self.vkey).unwrap();
+        k
+    }
+
+    fn tree_size(&self) -> u64 {
+        let (status, note) = self.get("/checkpoint");
+        assert_eq!(status, 200);
+        verify_signed_checkpoint(std::str::from_utf8(&note).unwrap(), &self.trusted()).unwrap().tree_size
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.path().join("collector.db")).unwrap()
+    }
+
+    fn alerts(&self) -> Vec<(String, String)> {
+        let db = self.db();
+        let mut s = db.prepare("SELECT kind, reason FROM alerts ORDER BY id").unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn client(ca: &Path) -> reqwest::blocking::Client {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// A desk's audit log on disk, its records and its signers' certificates.
+struct DeskLog {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    certs: Vec<Vec<u8>>,
+}
+
+impl DeskLog {
+    /// `pairs` resets by alice (intent + outcome each), after a login heartbeat.
+    fn write(pki: &Pki, pairs: usize) -> Self {
+        Self::write_by(pki, SoftSigner::from_seed("alice", 1), pairs)
+    }
+
+    fn write_by(pki: &Pki, mut alice: SoftSigner, pairs: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.sqlite");
+        let now = time::OffsetDateTime::now_utc;
+        let mut log = AuditLog::open(&db).unwrap();
+        let session = serde_json::json!({"agent": "alice", "workstation": "desk-3"});
+        log.heartbeat(resetdesk::audit::EventType::Login, &session, &mut alice, now()).unwrap();
+        for k in 0..pairs {
+            let facts = reset_facts("alice", &format!("user{k}"));
+            let i = log.append(&Event::reset_intent(&facts).unwrap(), &mut alice, now()).unwrap();
+            let outcome = Event::reset_outcome(i.intent_ref(), &DirectoryOutcome::Done, &facts).unwrap();
+            log.append(&outcome, &mut alice, now()).unwrap();
+        }
+        drop(log);
+        DeskLog { _dir: dir, db, certs: vec![pki.issue(&alice)] }
+    }
+
+    /// The log written by `audit_support::desk()` (heartbeats, a co-signed intent).
+    fn cosigned() -> (Pki, Self) {
+        let d = audit_support::desk();
+        let certs = vec![d.pki.issue(&d.alice), d.pki.issue(&d.bob)];
+        let db = d.db.clone();
+        let pki = Pki::new(1);
+        (pki, DeskLog { _dir: d.dir, db, certs })
+    }
+
+    fn records(&self) -> Vec<StoredRecord> {
+        let store = Store::open_read_only(&self.db).unwrap();
+        let mut out = Vec::new();
+        store
+            .for_each(|s| {
+                out.push(s);
+                Ok::<_, ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        out
+    }
+
+    fn log_id(&self) -> Hash32 {
+        entry_hash(&self.records()[0].record)
+    }
+
+    fn batch(&self, range: std::ops::Range<usize>) -> Vec<u8> {
+        encode_batch(&self.log_id(), &self.certs, &self.records()[range])
+    }
+}
+
+fn receipts(answer: &AddRecordsResponse) -> Vec<Receipt> {
+    answer.receipts.iter().map(|r| Receipt::from_json(&r.to_string()).unwrap()).collect()
+}
+
+fn leaf_indexes(answer: &AddRecordsResponse) -> Vec<u64> {
+    receipts(answer)
+        .iter()
+        .map(|r| match r {
+            Receipt::Inclusion(i) => i.leaf_index,
+            Receipt::Legacy(_) => panic!("the collector issued a v1 receipt"),
+        })
+        .collect()
+}
+
+#[test]
+fn receipts_for_a_desk_log_verify_offline_and_the_log_serves_tiles_and_proofs() {
+    let (pki, desk) = DeskLog::cosigned();
+    let c = Collector::start(&pki);
+    assert_eq!(c.tree_size(), 0);
+    let records = desk.records();
+    assert_eq!(records.len(), 6);
+    let answer = c.accept(&desk, 0..6);
+    assert_eq!(answer.tree_size, 6);
+    assert_eq!(leaf_indexes(&answer), (0..6).collect::<Vec<_>>());
+
+    // The desk keeps the receipts; the offline verifier checks them with the vkey.
+    let mut log = AuditLog::open(&desk.db).unwrap();
+    for r in receipts(&answer) {
+        log.add_receipt(&r).unwrap();
+    }
+    drop(log);
+    let store = Store::open_read_only(&desk.db).unwrap();
+    let resolver = pki.resolver(&[&SoftSigner::from_seed("alice", 1), &SoftSigner::from_seed("bob", 2)]);
+    let summary = verify_store(&store, &resolver, &[], &c.trusted(), &[]).unwrap();
+    assert_eq!((summary.receipts_checked, summary.receipted_up_to), (6, 6));
+    // Without the collector's key the receipts are not trusted.
+    let other = CollectorKeys::default();
+    assert!(verify_store(&store, &resolver, &[], &other, &[]).is_err());
+
+    // Tiles: level 0 holds the entry hashes, the bundle holds the records.
+    let (status, tile) = c.get("/tile/0/000.p/6");
+    assert_eq!(status, 200);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(&tile[i * 32..(i + 1) * 32], &entry_hash(&r.record));
+    }
+    let (status, bundle) = c.get("/tile/entries/000.p/6");
+    assert_eq!(status, 200);
+    let mut at = 0;
+    for r in &records {
+        let len = usize::from(u16::from_be_bytes([bundle[at], bundle[at + 1]]));
+        assert_eq!(&bundle[at + 2..at + 2 + len], r.record.as_slice());
+        at += 2 + len;
+    }
+    assert_eq!(c.get("/tile/0/000.p/7").0, 404);
+    assert_eq!(c.get("/tile/0/000").0, 404);
+    assert_eq!(c.get("/tile/0/12345").0, 400);
+
+    // Proofs by entry hash and between sizes, checked with the field's crate.
+    let hash = hex::encode(entry_hash(&records[3].record));
+    let (status, body) = c.get(&format!("/proof/inclusion?hash={hash}"));
+    assert_eq!(status, 200);
+    let p: resetdesk_collector::wire::InclusionResponse = serde_json::from_slice(&body).unwrap();
+    assert_eq!((p.leaf_index, p.tree_size, p.seq), (3, 6, 4));
+    let cp = verify_signed_checkpoint(&p.checkpoint, &c.trusted()).unwrap();
+    let proof: Vec<_> = p.proof.iter().map(|h| tlog_tiles::Hash(decode32(h))).collect();
+    tlog_tiles::check_record(
+        &proof,
+        6,
+        tlog_tiles::Hash(cp.root_hash),
+        3,
+        tlog_tiles::Hash(entry_hash(&records[3].record)),
+    )
+    .unwrap();
+
+    let more = DeskLog::write(&pki, 2);
+    c.accept(&more, 0..5);
+    let (status, note) = c.get("/checkpoint");
+    assert_eq!(status, 200);
+    let new = verify_signed_checkpoint(std::str::from_utf8(&note).unwrap(), &c.trusted()).unwrap();
+    assert_eq!(new.tree_size, 11);
+    let (status, body) = c.get("/proof/consistency?old=6&new=11");
+    assert_eq!(status, 200);
+    let p: resetdesk_collector::wire::ConsistencyResponse = serde_json::from_slice(&body).unwrap();
+    let proof: Vec<_> = p.proof.iter().map(|h| tlog_tiles::Hash(decode32(h))).collect();
+    tlog_tiles::check_tree(&proof, 11, tlog_tiles::Hash(new.root_hash), 6, tlog_tiles::Hash(cp.root_hash)).unwrap();
+    assert_eq!(c.get("/proof/consistency?old=6&new=12").0, 404);
+    assert!(c.alerts().is_empty());
+}
+
+fn decode32(s: &str) -> Hash32 {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap().try_into().unwrap()
+}
+
+#[test]
+fn duplicate_delivery_is_answered_with_the_same_receipts_and_stores_nothing_twice() {
+    let pki = Pki::new(1);
+    let desk = DeskLog::write(&pki, 3);
+    let c = Collector::start(&pki);
+    let first = c.accept(&desk, 0..4);
+    let again = c.accept(&desk, 0..4);
+    assert_eq!(leaf_indexes(&first), leaf_indexes(&again));
+    assert_eq!(first.tree_size, again.tree_size);
+    // Overlapping: the known prefix is answered, the rest appended.
+    let overlap = c.accept(&desk, 2..7);
+    assert_eq!(leaf_indexes(&overlap), vec![2, 3, 4, 5, 6]);
+    assert_eq!(c.tree_size(), 7);
+    let n: i64 = c.db().query_row("SELECT count(*) FROM leaves", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 7);
+}
+
+#[test]
+fn altered_forked_gapped_and_unsigned_records_are_refused_with_typed_errors_and_alerts() {
+    let pki = Pki::new(1);
+    let desk = DeskLog::write(&pki, 3);
+    let c = Collector::start(&pki);
+    let recs = desk.records();
+    let log_id = desk.log_id();
+
+    // A gap: 1-2, then 4-.
+    c.accept(&desk, 0..2);
+    let (status, e) = c.refuse(desk.batch(3..7));
+    assert_eq!((status, e.error.as_str(), e.seq), (409, "gap", Some(4)));
+    // Out of order inside a batch (a good record 3, then 2): nothing of it is kept.
+    let swapped = vec![recs[2].clone(), recs[1].clone()];
+    let (status, e) = c.refuse(encode_batch(&log_id, &desk.certs, &swapped));
+    assert_eq!((status, e.error.as_str(), e.seq), (409, "seq_backwards", Some(2)));
+    assert_eq!(c.tree_size(), 2);
+
+    // Altered in transit: one payload byte of record 3 changed.
+    let mut altered = recs[2].clone();
+    let last = altered.record.len() - 3;
+    altered.record[last] ^= 0x01;
+    let (status, e) = c.refuse(encode_batch(&log_id, &desk.certs, &[altered]));
+    assert_eq!((status, e.error.as_str(), e.seq), (422, "invalid_record", Some(3)));
+    assert_eq!(c.tree_size(), 2);
+
+    // Unsigned, and signed by a key the collector cannot tie to the CA.
+    let mut unsigned = recs[2].clone();
+    unsigned.signature.clear();
+    let (status, e) = c.refuse(encode_batch(&log_id, &desk.certs, &[unsigned]));
+    assert_eq!((status, e.error.as_str()), (400, "malformed_body"));
+    let stranger = Pki::new(7);
+    let foreign_cert = stranger.issue(&SoftSigner::from_seed("alice", 1));
+    let (status, e) = c.refuse(encode_batch(&log_id, &[foreign_cert], &recs[2..3]));
+    assert_eq!((status, e.error.as_str()), (403, "untrusted_certificate"));
+    let mallory_log = DeskLog::write_by(&stranger, SoftSigner::from_seed("mallory", 9), 1);
+    let (status, e) = c.refuse(encode_batch(&mallory_log.log_id(), &[], &mallory_log.records()));
+    assert_eq!((status, e.error.as_str()), (403, "unknown_signer"));
+
+    // Malformed and oversized bodies.
+    assert_eq!(c.refuse(b"not json".to_vec()).1.error, "malformed_body");
+    assert_eq!(c.refuse(br#"{"log_id":"00","records":[]}"#.to_vec()).1.error, "malformed_body");
+
+    // A fork: the same seq with other bytes, validly signed, from a copy of the log.
+    c.accept(&desk, 2..7);
+    let fork_dir = tempfile::tempdir().unwrap();
+    let fork_db = fork_dir.path().join("audit.sqlite");
+    std::fs::copy(&desk.db, &fork_db).unwrap();
+    let conn = rusqlite::Connection::open(&fork_db).unwrap();
+    conn.execute("DELETE FROM audit_records WHERE seq > 5", []).unwrap();
+    drop(conn);
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let mut log = AuditLog::open(&fork_db).unwrap();
+    let facts = reset_facts("alice", "someone-else");
+    log.append(&Event::reset_intent(&facts).unwrap(), &mut alice, time::OffsetDateTime::now_utc()).unwrap();
+    drop(log);
+    let fork = DeskLog { _dir: fork_dir, db: fork_db, certs: desk.certs.clone() };
+    let (status, e) = c.refuse(fork.batch(5..6));
+    assert_eq!((status, e.error.as_str(), e.seq), (409, "fork", Some(6)));
+    assert_eq!(c.tree_size(), 7);
+
+    let kinds: Vec<String> = c.alerts().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        kinds,
+        [
+            "gap",
+            "seq_backwards",
+            "invalid_record",
+            "malformed_body",
+            "untrusted_certificate",
+            "unknown_signer",
+            "malformed_body",
+            "malformed_body",
+            "fork"
+        ]
+    );
+    assert!(c.alerts().iter().all(|(_, reason)| !reason.is_empty()));
+}
+
+#[test]
+fn an_oversized_body_is_refused_before_it_is_read() {
+    let pki = Pki::new(1);
+    let desk = DeskLog::write(&pki, 20);
+    let c = Collector::start_with(&pki, 16 * 1024);
+    let (status, e) = c.refuse(desk.batch(0..41));
+    assert_eq!((status, e.error.as_str()), (413, "batch_too_large"));
+    c.accept(&desk, 0..3);
+    assert_eq!(c.alerts().len(), 1);
+}
+
+#[test]
+fn sigkill_mid_batch_then_restart_loses_and_doubles_no_leaf() {
+    let pki = Pki::new(1);
+    let desks = [DeskLog::write(&pki, 150), DeskLog::write(&pki, 150)];
+    let mut c = Collector::start(&pki);
+    let n = desks[0].records().len();
+    c.accept(&desks[0], 0..50);
+    // Kill while the big batches are being verified and written.
+    let posts = std::thread::scope(|s| {
+        let url = c.url("/add-records");
+        let client = c.client.clone();
+        let bodies = [desks[0].batch(50..n), desks[1].batch(0..n)];
+        let sender =
+            s.spawn(move || bodies.into_iter().map(|b| client.post(&url).body(b).send().is_ok()).collect::<Vec<_>>());
+        std::thread::sleep(Duration::from_millis(150));
+        c.kill();
+        sender.join().unwrap()
+    });
+    eprintln!("deliveries before the kill completed: {posts:?}");
+    c.restart();
+    // The desks deliver everything again (they keep records until receipted).
+    for d in &desks {
+        let answer = c.accept(d, 0..n);
+        for r in receipts(&answer) {
+            r.verify(&c.trusted()).unwrap();
+        }
+    }
+    let total = 2 * n as u64;
+    assert_eq!(c.tree_size(), total);
+    let db = c.db();
+    let (count, min, max): (i64, i64, i64) = db
+        .query_row("SELECT count(*), min(leaf_index), max(leaf_index) FROM leaves", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((count as u64, min, max as u64), (total, 0, total - 1));
+    for d in &desks {
+        let (k, lo, hi): (i64, i64, i64) = db
+            .query_row("SELECT count(*), min(seq), max(seq) FROM leaves WHERE log_id = ?1", [d.log_id()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((k as usize, lo, hi as usize), (n, 1, n));
+    }
+    // The served root is the RFC 6962 root of the leaves in index order.
+    let mut s = db.prepare("SELECT entry_hash FROM leaves ORDER BY leaf_index").unwrap();
+    let leaves: Vec<Hash32> =
+        s.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap().map(|h| h.unwrap().try_into().unwrap()).collect();
+    let (_, note) = c.get("/checkpoint");
+    let cp = verify_signed_checkpoint(std::str::from_utf8(&note).unwrap(), &c.trusted()).unwrap();
+    assert_eq!(cp.root_hash, resetdesk::audit::receipt::merkle_root(&leaves));
+}
