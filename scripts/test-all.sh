@@ -68,6 +68,9 @@ xvfb-run -a -s "-screen 0 1280x800x24 -nolisten tcp" \
 step "the .deb: built by the Tauri bundler, installed with dpkg -i, a reset in the installed app's window"
 bash scripts/test-deb.sh
 
+step "the audit collector as an operator starts it: demo TLS CA, init, serve; its checkpoint over HTTPS only"
+bash scripts/collector-smoke.sh target/debug
+
 step "the README's run command, detached: demo agents log in with the stated PINs"
 flock /tmp/resetdesk-virtual-readers.lock bash scripts/demo-smoke.sh target/debug
 

@@ -177,8 +177,16 @@ pub struct TokenConfig {
 pub struct CollectorConfig {
     /// Base URL of the audit collector (`https://...`). Empty: no upstream sync.
     pub url: String,
-    /// PEM of the collector's receipt-signing public key.
+    /// A file with the collector's receipt key: its signed-note verifier key
+    /// (`resetdesk-collector init` writes `<key>.vkey`), or a v1 collector's public
+    /// key PEM. Read with [`crate::audit::CollectorKeys::add_text`].
     pub receipt_key_file: Option<PathBuf>,
+    /// The collector's signed-note verifier key string
+    /// (`name+hex(key id)+base64(0x01 || Ed25519 key)`), instead of a file.
+    pub verifier_key: Option<String>,
+    /// The CA certificate (PEM) the desk pins for the collector's TLS certificate
+    /// (`resetdesk-collector demo-tls` writes `ca.pem`). Unset: the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use resetdesk::audit::receipt::merkle_root;
 use resetdesk::audit::record::entry_hash;
 use resetdesk::audit::store::Store;
-use resetdesk::audit::{Checkpoint, Receipt};
+use resetdesk::audit::{Checkpoint, InclusionReceipt, Receipt};
 use resetdesk::token::card::Slot;
 use resetdesk::token::registry::{NewKey, TokenRegistry};
 use resetdesk::token::RecordSigner;
@@ -25,6 +25,20 @@ fn text(o: &Output) -> String {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// The entry hashes of a log's records, in seq order.
+fn entry_hashes(db: &Path) -> Vec<[u8; 32]> {
+    let store = Store::open_read_only(db).unwrap();
+    let mut leaves = Vec::new();
+    store
+        .for_each(|r| {
+            leaves.push(entry_hash(&r.record));
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+    leaves
 }
 
 #[test]
@@ -120,16 +134,7 @@ fn export_then_verify_from_the_export_alone() {
 fn truncation_is_caught_from_receipt_and_anchor_files() {
     let d = audit_support::desk();
     // The collector received all 6 records: its receipt, and the logout heartbeat.
-    let store = Store::open_read_only(&d.db).unwrap();
-    let mut leaves = Vec::new();
-    store
-        .for_each(|r| {
-            leaves.push(entry_hash(&r.record));
-            Ok::<_, ()>(())
-        })
-        .unwrap()
-        .unwrap();
-    drop(store);
+    let leaves = entry_hashes(&d.db);
     let mut collector = audit_support::SoftSigner::from_seed("collector", 9);
     let cp = Checkpoint {
         log_id: leaves[0],
@@ -216,4 +221,77 @@ fn verify_resolves_keys_through_the_token_registry_and_ca_of_a_data_dir() {
     let o = resetdesk(&["audit", "verify", "--data-dir", s(&data)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("signers: CN=alice,O=Test Org (6)"), "{}", text(&o));
+}
+
+/// A collector's v2 receipt for record `seq` of `leaves` (the desk's entry hashes,
+/// logged after `before` other desks' leaves): a C2SP checkpoint signed as a signed
+/// note with a fresh Ed25519 key, and the RFC 6962 inclusion proof, both made with
+/// the field's crates. Returns the receipt and the collector's verifier key.
+fn v2_receipt(leaves: &[[u8; 32]], before: usize, seq: u64) -> (Receipt, String) {
+    use tlog_tiles::{Hash, HashReader};
+    struct Stored(Vec<Hash>);
+    impl HashReader for Stored {
+        fn read_hashes(&self, ix: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+            Ok(ix.iter().map(|&i| self.0[i as usize]).collect())
+        }
+    }
+    let mut tree = Stored(Vec::new());
+    let all: Vec<[u8; 32]> = (0..before).map(|i| [i as u8; 32]).chain(leaves.iter().copied()).collect();
+    for (n, leaf) in all.iter().enumerate() {
+        let new = tlog_tiles::stored_hashes_for_record_hash(n as u64, Hash(*leaf), &tree).unwrap();
+        tree.0.extend(new);
+    }
+    let size = all.len() as u64;
+    let root = tlog_tiles::tree_hash(size, &tree).unwrap();
+    let index = before as u64 + seq - 1;
+    let proof = tlog_tiles::prove_record(size, index, &tree).unwrap();
+    let origin = "collector.example/resetdesk";
+    let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, origin);
+    let signer = signed_note::StandardSigner::new(&skey).unwrap();
+    let cp = tlog_tiles::Checkpoint::new(origin, size, root, "").unwrap();
+    let mut note = signed_note::Note::new(&cp.to_bytes(), &[]).unwrap();
+    note.add_sigs(&[&signer]).unwrap();
+    let receipt = Receipt::Inclusion(InclusionReceipt {
+        signed_checkpoint: String::from_utf8(note.to_bytes()).unwrap(),
+        seq,
+        entry_hash: leaves[seq as usize - 1],
+        leaf_index: index,
+        proof: proof.into_iter().map(|h| h.0).collect(),
+    });
+    (receipt, vkey)
+}
+
+#[test]
+fn verify_checks_a_collector_inclusion_receipt_offline_with_its_verifier_key() {
+    let d = audit_support::desk();
+    let leaves = entry_hashes(&d.db);
+    let (receipt, vkey) = v2_receipt(&leaves, 5, 6);
+    let receipts = d.dir.path().join("receipts.jsonl");
+    std::fs::write(&receipts, receipt.to_json() + "\n").unwrap();
+    let vkey_file = d.dir.path().join("collector.vkey");
+    std::fs::write(&vkey_file, format!("{vkey}\n")).unwrap();
+    let base =
+        ["audit", "verify", "--db", s(&d.db), "--ca", s(&d.ca_pem), "--certs", s(&d.certs), "--receipts", s(&receipts)];
+
+    for trust in [["--collector-vkey", vkey.as_str()], ["--collector-key", s(&vkey_file)]] {
+        let o = resetdesk(&[&base[..], &trust[..]].concat());
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(
+            text(&o)
+                .contains("receipts: 1 checked; records after the last receipt (not yet attested by a collector): 0"),
+            "{}",
+            text(&o)
+        );
+    }
+    // Another collector's key: the receipt is not trusted.
+    let (_, other) = v2_receipt(&leaves, 0, 1);
+    let o = resetdesk(&[&base[..], &["--collector-vkey", other.as_str()]].concat());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("signed by none of the trusted collector keys"), "{}", text(&o));
+
+    // A cut tail: the receipt vouches for record 6.
+    rusqlite::Connection::open(&d.db).unwrap().execute("DELETE FROM audit_records WHERE seq = 6", []).unwrap();
+    let o = resetdesk(&[&base[..], &["--collector-vkey", vkey.as_str()]].concat());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("covers records 1..=6 but the log ends at seq 5"), "{}", text(&o));
 }
