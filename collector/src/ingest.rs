@@ -16,8 +16,8 @@ use std::collections::HashMap;
 
 use resetdesk::audit::record::entry_hash;
 use resetdesk::audit::resolver::ResolveError;
-use resetdesk::audit::verify::Problem;
-use resetdesk::audit::{CertificateResolver, Hash32, InclusionReceipt, LogVerifier, Receipt};
+use resetdesk::audit::verify::{signature_valid, Problem};
+use resetdesk::audit::{CertificateResolver, Hash32, InclusionReceipt, KeyResolver as _, LogVerifier, Receipt};
 
 use crate::merkle::{self, TileRequest, TreeError};
 use crate::note::{KeyError, LogKey};
@@ -232,49 +232,27 @@ impl<S: LogStore> Collector<S> {
             self.accepted_certs.insert(der.clone());
         }
 
-        let mut state = self.desk_state(&log)?.clone();
+        // The desk log's state is taken out of the cache while the batch is checked.
+        // It goes back if the batch is stored, or if it was refused before any record
+        // of it was pushed; otherwise it is dropped and rebuilt from the database next
+        // time, so a refused batch leaves no trace in it (all or nothing, no copy).
+        let mut state = self.take_desk_state(&log)?;
         state.forget_keys();
-        let mut new_leaves = Vec::new();
-        let mut last_seq = 0u64;
-        for (record, stored) in &batch.records {
-            let seq = record.seq;
-            let hash = entry_hash(&stored.record);
-            if seq <= last_seq {
-                let msg = format!("record seq {seq} follows seq {last_seq} in the batch; send records in seq order");
-                return Err(reject(RejectKind::Backwards, msg, Some(log), Some(seq)).into());
-            }
-            last_seq = seq;
-            if seq == 1 && hash != log {
-                let msg = "log_id is not the entry hash of the log's record 1; the batch names another log";
-                return Err(reject(RejectKind::InvalidRecord, msg, Some(log), Some(seq)).into());
-            }
-            if seq < state.next_seq() {
-                if state.entry_hash_of(seq) == Some(hash) {
-                    continue; // already logged: answered with its receipt
+        let checked = self.check_batch(&mut state, &batch);
+        let new_leaves = match checked {
+            Ok(leaves) => leaves,
+            Err(refusal) => {
+                if state.next_seq() == refusal.pushed_from {
+                    self.desks.insert(log, state);
                 }
-                let msg = format!(
-                    "record {seq} differs from the record {seq} this collector already logged for this desk: the desk log forked or was rewritten"
-                );
-                return Err(reject(RejectKind::Fork, msg, Some(log), Some(seq)).into());
+                return Err(refusal.rejection.into());
             }
-            state.push(&self.resolver, stored).map_err(|bad| {
-                reject(RejectKind::of_problem(&bad.problem), bad.to_string(), Some(log), Some(bad.seq))
-            })?;
-            new_leaves.push(NewLeaf {
-                log_id: log,
-                seq,
-                entry_hash: hash,
-                record: stored.record.clone(),
-                signature: stored.signature.clone(),
-                cosignature: stored.cosignature.clone(),
-            });
-        }
-
+        };
         if !new_leaves.is_empty() {
             self.store.append_batch(&new_leaves)?;
-            self.desks.insert(log, state);
             self.sign_latest()?;
         }
+        self.desks.insert(log, state);
         let (size, note) = self.checkpoint()?;
         let mut receipts = Vec::with_capacity(batch.records.len());
         for (record, _) in &batch.records {
@@ -308,20 +286,77 @@ impl<S: LogStore> Collector<S> {
         Ok(())
     }
 
-    /// The verifier state of a desk log: cached, or rebuilt from its stored records.
-    fn desk_state(&mut self, log: &Hash32) -> Result<&LogVerifier, StoreError> {
-        if !self.desks.contains_key(log) {
-            let mut state = LogVerifier::new();
-            for stored in self.store.desk_records(log)? {
-                state.push(&self.resolver, &stored).map_err(|bad| StoreError::Corrupt {
-                    path: String::new(),
-                    what: format!("stored desk log {} no longer verifies: {bad}", hex::encode(log)),
-                })?;
+    /// Check a batch's records against the desk log's state, pushing each new one.
+    fn check_batch(&self, state: &mut LogVerifier, batch: &wire::Batch) -> Result<Vec<NewLeaf>, Refusal> {
+        let log = batch.log_id;
+        let pushed_from = state.next_seq();
+        let refuse =
+            |kind, msg: String, seq| Refusal { rejection: reject(kind, msg, Some(log), Some(seq)), pushed_from };
+        let mut new_leaves = Vec::new();
+        let mut last_seq = 0u64;
+        for (record, stored) in &batch.records {
+            let seq = record.seq;
+            let hash = entry_hash(&stored.record);
+            if seq <= last_seq {
+                let msg = format!("record seq {seq} follows seq {last_seq} in the batch; send records in seq order");
+                return Err(refuse(RejectKind::Backwards, msg, seq));
             }
-            self.desks.insert(*log, state);
+            last_seq = seq;
+            if seq == 1 && hash != log {
+                let msg = "log_id is not the entry hash of the log's record 1; the batch names another log".to_owned();
+                return Err(refuse(RejectKind::InvalidRecord, msg, seq));
+            }
+            if seq < state.next_seq() {
+                if state.entry_hash_of(seq) == Some(hash) {
+                    continue; // already logged: answered with its receipt
+                }
+                // Other bytes under a logged seq are a fork only if its signer signed
+                // them; anything else is an altered copy (and no fork alert for
+                // whoever can POST garbage).
+                let signed = self
+                    .resolver
+                    .resolve(&record.key_id)
+                    .is_ok_and(|key| signature_valid(&key, &stored.record, &stored.signature));
+                if !signed {
+                    let msg = format!(
+                        "record {seq} differs from the logged record {seq} and its signature does not verify: altered in transit or forged"
+                    );
+                    return Err(refuse(RejectKind::InvalidRecord, msg, seq));
+                }
+                let msg = format!(
+                    "record {seq} is validly signed but differs from the record {seq} this collector already logged for this desk: the desk log forked or was rewritten"
+                );
+                return Err(refuse(RejectKind::Fork, msg, seq));
+            }
+            state
+                .push(&self.resolver, stored)
+                .map_err(|bad| refuse(RejectKind::of_problem(&bad.problem), bad.to_string(), bad.seq))?;
+            new_leaves.push(NewLeaf {
+                log_id: log,
+                seq,
+                entry_hash: hash,
+                record: stored.record.clone(),
+                signature: stored.signature.clone(),
+                cosignature: stored.cosignature.clone(),
+            });
         }
-        // Inserted just above if it was missing.
-        self.desks.get(log).ok_or_else(|| StoreError::Corrupt { path: String::new(), what: "desk state lost".into() })
+        Ok(new_leaves)
+    }
+
+    /// The verifier state of a desk log, out of the cache or rebuilt from its stored
+    /// records; the caller puts it back.
+    fn take_desk_state(&mut self, log: &Hash32) -> Result<LogVerifier, StoreError> {
+        if let Some(state) = self.desks.remove(log) {
+            return Ok(state);
+        }
+        let mut state = LogVerifier::new();
+        for stored in self.store.desk_records(log)? {
+            state.push(&self.resolver, &stored).map_err(|bad| StoreError::Corrupt {
+                path: String::new(),
+                what: format!("stored desk log {} no longer verifies: {bad}", hex::encode(log)),
+            })?;
+        }
+        Ok(state)
     }
 
     /// A C2SP tile (`tile/<L>/<N>[.p/<W>]`) or entry bundle (`tile/entries/...`).
@@ -380,6 +415,12 @@ impl<S: LogStore> Collector<S> {
 fn b64(h: &Hash32) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+/// A refused batch, and the desk state's next seq before it was checked.
+struct Refusal {
+    rejection: Rejection,
+    pushed_from: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,8 @@
 
 #[path = "../../tests/audit_support/mod.rs"]
 mod audit_support;
+#[path = "../../tests/desk_support/mod.rs"]
+mod desk_support;
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
@@ -54,12 +56,12 @@ fn bin() -> Command {
 
 impl Collector {
     fn start(pki: &Pki) -> Self {
-        Self::start_with(pki, 4 * 1024 * 1024)
+        Self::start_with(&pki.ca_pem(), 4 * 1024 * 1024)
     }
 
-    fn start_with(pki: &Pki, max_body: usize) -> Self {
+    fn start_with(org_ca_pem: &str, max_body: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = write_config(dir.path(), &pki.ca_pem(), max_body);
+        let config = write_config(dir.path(), org_ca_pem, max_body);
         assert!(bin().arg("demo-tls").arg(dir.path().join("tls")).output().unwrap().status.success());
         let init = bin().args(["init", "--config"]).arg(&config).output().unwrap();
         assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
@@ -427,7 +429,7 @@ fn altered_forked_gapped_and_unsigned_records_are_refused_with_typed_errors_and_
 fn an_oversized_body_is_refused_before_it_is_read() {
     let pki = Pki::new(1);
     let desk = DeskLog::write(&pki, 20);
-    let c = Collector::start_with(&pki, 16 * 1024);
+    let c = Collector::start_with(&pki.ca_pem(), 16 * 1024);
     let (status, e) = c.refuse(desk.batch(0..41));
     assert_eq!((status, e.error.as_str()), (413, "batch_too_large"));
     c.accept(&desk, 0..3);
@@ -485,4 +487,75 @@ fn sigkill_mid_batch_then_restart_loses_and_doubles_no_leaf() {
     let (_, note) = c.get("/checkpoint");
     let cp = verify_signed_checkpoint(std::str::from_utf8(&note).unwrap(), &c.trusted()).unwrap();
     assert_eq!(cp.root_hash, resetdesk::audit::receipt::merkle_root(&leaves));
+}
+
+#[test]
+fn records_signed_after_a_revocation_in_the_desk_log_are_refused() {
+    let pki = Pki::new(1);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.sqlite");
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let mut carol = SoftSigner::from_seed("carol", 3);
+    let now = time::OffsetDateTime::now_utc;
+    let mut log = AuditLog::open(&db).unwrap();
+    let session = serde_json::json!({"agent": "alice", "workstation": "desk-3"});
+    log.heartbeat(resetdesk::audit::EventType::Login, &session, &mut alice, now()).unwrap();
+    let facts = serde_json::json!({
+        "agent": "alice", "reason": "card lost", "revoked_by": "carol",
+        "keys": [{"slot": "9c", "key_id": hex::encode(resetdesk::token::RecordSigner::key_id(&alice))}],
+    });
+    log.append(&Event::new(resetdesk::audit::EventType::Revocation, &facts).unwrap(), &mut carol, now()).unwrap();
+    log.heartbeat(resetdesk::audit::EventType::Logout, &session, &mut alice, now()).unwrap();
+    drop(log);
+    let desk = DeskLog { _dir: dir, db, certs: vec![pki.issue(&alice), pki.issue(&carol)] };
+    let c = Collector::start(&pki);
+    let (status, e) = c.refuse(desk.batch(0..3));
+    assert_eq!((status, e.error.as_str(), e.seq), (403, "revoked_signer", Some(3)));
+    assert!(e.message.contains("revoked"), "{}", e.message);
+    assert_eq!(c.tree_size(), 0);
+    assert_eq!(leaf_indexes(&c.accept(&desk, 0..2)), vec![0, 1]);
+    assert_eq!(c.refuse(desk.batch(2..3)).1.error, "revoked_signer");
+    assert_eq!(c.alerts().len(), 2);
+}
+
+#[test]
+fn a_reset_signed_on_the_virtual_card_is_logged_and_its_receipts_verify_with_the_registry() {
+    use resetdesk::token::registry::TokenRegistry;
+    let _lock = virtual_yubikey::lock_readers();
+    let (site, _card, mut alice, mut desk) = desk_support::at_desk("alice", "246810");
+    let mut run = desk_support::verified_run(&mut desk, &mut alice, "jsmith");
+    desk.apply_ui_json(
+        &mut run,
+        r#"{"action":"request_reset"}"#,
+        alice.signer().unwrap(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    drop(desk);
+    let data = site.dir.path();
+    let ca_pem = std::fs::read_to_string(resetdesk::ca::CaPaths::in_data_dir(data).cert).unwrap();
+    let certs: Vec<Vec<u8>> =
+        TokenRegistry::open(data).unwrap().all().unwrap().into_iter().map(|k| k.cert_der).collect();
+    let log = DeskLog { _dir: tempfile::tempdir().unwrap(), db: data.join("audit.sqlite"), certs };
+    let records = log.records();
+    assert_eq!(records.len(), 2, "intent and outcome");
+
+    let c = Collector::start_with(&ca_pem, 4 * 1024 * 1024);
+    let answer = c.accept(&log, 0..2);
+    let mut audit = AuditLog::open(&log.db).unwrap();
+    for r in receipts(&answer) {
+        audit.add_receipt(&r).unwrap();
+    }
+    drop(audit);
+    // The desk's own verifier, with the registry's keys and the collector's vkey.
+    let keys = resetdesk::token::audit_keys::load(data, None).unwrap();
+    let store = Store::open_read_only(&log.db).unwrap();
+    let summary = verify_store(&store, &keys.resolver, &[], &c.trusted(), &[]).unwrap();
+    assert_eq!((summary.records, summary.receipts_checked, summary.receipted_up_to), (2, 2, 2));
+    // A card-signed record altered by one byte is refused as altered, not as a fork.
+    let mut altered = records[1].clone();
+    let at = altered.record.len() - 2;
+    altered.record[at] ^= 0x20;
+    let (status, e) = c.refuse(encode_batch(&log.log_id(), &log.certs, &[altered]));
+    assert_eq!((status, e.error.as_str()), (422, "invalid_record"));
 }
