@@ -706,3 +706,38 @@ fn a_recorded_revocation_stops_the_revoked_key_and_must_name_its_keys() {
     drop(log);
     assert_eq!(bad_record(g.verify()), (r.seq, Problem::BadRevocation));
 }
+
+#[test]
+fn a_refused_record_leaves_a_resumable_log_verifier_as_it_was() {
+    use resetdesk::audit::LogVerifier;
+    let f = fixture();
+    let resolver = f.pki.resolver(&[&f.alice, &f.bob]);
+    let records: Vec<_> =
+        (1..=8).map(|seq| Store::open_read_only(&f.path).unwrap().get(seq).unwrap().unwrap()).collect();
+    // A validly signed record 3 that is the outcome of intent 2 with the wrong entry
+    // hash (the same bytes with the intent hash swapped, signed again by alice).
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let real = hex::encode(entry_hash(&records[1].record));
+    let mut bytes = records[2].record.clone();
+    let at = bytes.windows(64).position(|w| w == real.as_bytes()).expect("the outcome names its intent's hash");
+    bytes[at..at + 64].copy_from_slice("09".repeat(32).as_bytes());
+    let signature = alice.sign_digest(&signing_digest(&bytes)).unwrap();
+    let bad = resetdesk::audit::verify::StoredRecord { row_seq: 3, record: bytes, signature, cosignature: None };
+
+    let mut v = LogVerifier::new();
+    v.push(&resolver, &records[0]).unwrap();
+    v.push(&resolver, &records[1]).unwrap();
+    let err = v.push(&resolver, &bad).unwrap_err();
+    assert_eq!(err.problem, Problem::IntentHashMismatch(2));
+    assert_eq!(v.next_seq(), 3);
+    // The genuine rest still verifies on the same state, fed in two batches, and the
+    // result is the one-pass verifier's.
+    for r in &records[2..5] {
+        v.push(&resolver, r).unwrap();
+    }
+    for r in &records[5..] {
+        v.push(&resolver, r).unwrap();
+    }
+    let resumed = v.finish(&resolver, &[], &CollectorKeys::default(), &[]).unwrap();
+    assert_eq!(resumed, f.verify().unwrap());
+}

@@ -265,11 +265,21 @@ fn receipts_for_a_desk_log_verify_offline_and_the_log_serves_tiles_and_proofs() 
     for r in receipts(&answer) {
         log.add_receipt(&r).unwrap();
     }
+    // The next heartbeat states the latest receipt (the seq and entry hash it vouches for).
+    let session = serde_json::json!({"agent": "alice", "workstation": "desk-3"});
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let hb = log.heartbeat(resetdesk::audit::EventType::Login, &session, &mut alice, time::OffsetDateTime::now_utc());
+    assert_eq!(hb.unwrap().seq, 7);
     drop(log);
+    let payload = resetdesk::audit::Record::decode(&desk.records()[6].record).unwrap().payload;
+    let hb: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(hb["last_receipt"]["tree_size"], 6);
+    assert_eq!(hb["last_receipt"]["head_hash"], hex::encode(entry_hash(&records[5].record)));
     let store = Store::open_read_only(&desk.db).unwrap();
     let resolver = pki.resolver(&[&SoftSigner::from_seed("alice", 1), &SoftSigner::from_seed("bob", 2)]);
     let summary = verify_store(&store, &resolver, &[], &c.trusted(), &[]).unwrap();
-    assert_eq!((summary.receipts_checked, summary.receipted_up_to), (6, 6));
+    assert_eq!((summary.records, summary.receipts_checked, summary.receipted_up_to), (7, 6, 6));
+    assert_eq!(leaf_indexes(&c.accept(&desk, 6..7)), vec![6]);
     // Without the collector's key the receipts are not trusted.
     let other = CollectorKeys::default();
     assert!(verify_store(&store, &resolver, &[], &other, &[]).is_err());
@@ -288,7 +298,7 @@ fn receipts_for_a_desk_log_verify_offline_and_the_log_serves_tiles_and_proofs() 
         assert_eq!(&bundle[at + 2..at + 2 + len], r.record.as_slice());
         at += 2 + len;
     }
-    assert_eq!(c.get("/tile/0/000.p/7").0, 404);
+    assert_eq!(c.get("/tile/0/000.p/8").0, 404);
     assert_eq!(c.get("/tile/0/000").0, 404);
     assert_eq!(c.get("/tile/0/12345").0, 400);
 
@@ -297,12 +307,12 @@ fn receipts_for_a_desk_log_verify_offline_and_the_log_serves_tiles_and_proofs() 
     let (status, body) = c.get(&format!("/proof/inclusion?hash={hash}"));
     assert_eq!(status, 200);
     let p: resetdesk_collector::wire::InclusionResponse = serde_json::from_slice(&body).unwrap();
-    assert_eq!((p.leaf_index, p.tree_size, p.seq), (3, 6, 4));
+    assert_eq!((p.leaf_index, p.tree_size, p.seq), (3, 7, 4));
     let cp = verify_signed_checkpoint(&p.checkpoint, &c.trusted()).unwrap();
     let proof: Vec<_> = p.proof.iter().map(|h| tlog_tiles::Hash(decode32(h))).collect();
     tlog_tiles::check_record(
         &proof,
-        6,
+        7,
         tlog_tiles::Hash(cp.root_hash),
         3,
         tlog_tiles::Hash(entry_hash(&records[3].record)),
@@ -314,13 +324,13 @@ fn receipts_for_a_desk_log_verify_offline_and_the_log_serves_tiles_and_proofs() 
     let (status, note) = c.get("/checkpoint");
     assert_eq!(status, 200);
     let new = verify_signed_checkpoint(std::str::from_utf8(&note).unwrap(), &c.trusted()).unwrap();
-    assert_eq!(new.tree_size, 11);
-    let (status, body) = c.get("/proof/consistency?old=6&new=11");
+    assert_eq!(new.tree_size, 12);
+    let (status, body) = c.get("/proof/consistency?old=7&new=12");
     assert_eq!(status, 200);
     let p: resetdesk_collector::wire::ConsistencyResponse = serde_json::from_slice(&body).unwrap();
     let proof: Vec<_> = p.proof.iter().map(|h| tlog_tiles::Hash(decode32(h))).collect();
-    tlog_tiles::check_tree(&proof, 11, tlog_tiles::Hash(new.root_hash), 6, tlog_tiles::Hash(cp.root_hash)).unwrap();
-    assert_eq!(c.get("/proof/consistency?old=6&new=12").0, 404);
+    tlog_tiles::check_tree(&proof, 12, tlog_tiles::Hash(new.root_hash), 7, tlog_tiles::Hash(cp.root_hash)).unwrap();
+    assert_eq!(c.get("/proof/consistency?old=7&new=13").0, 404);
     assert!(c.alerts().is_empty());
 }
 
