@@ -81,7 +81,13 @@ impl Collector {
             .args(["serve", "--config"])
             .arg(self.dir.path().join("collector.toml"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("collector.log"))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -433,6 +439,12 @@ fn altered_forked_gapped_and_unsigned_records_are_refused_with_typed_errors_and_
         ]
     );
     assert!(c.alerts().iter().all(|(_, reason)| !reason.is_empty()));
+    // Each refusal is logged too, with its kind and reason.
+    let logged = std::fs::read_to_string(c.dir.path().join("collector.log")).unwrap();
+    for (kind, reason) in c.alerts() {
+        assert!(logged.contains(&format!("kind=\"{kind}\"")), "{kind} not logged: {logged}");
+        assert!(logged.contains(&reason), "reason of {kind} not logged: {logged}");
+    }
 }
 
 #[test]
