@@ -171,10 +171,9 @@ impl<S: LogStore> Collector<S> {
     /// The latest signed checkpoint note.
     pub fn checkpoint(&self) -> Result<(u64, String), StoreError> {
         // `open` signed one, and sizes only grow.
-        self.store.checkpoint()?.ok_or_else(|| StoreError::Corrupt {
-            path: String::new(),
-            what: "no checkpoint row; restart the collector to sign one".into(),
-        })
+        self.store
+            .checkpoint()?
+            .ok_or_else(|| StoreError::Inconsistent("no checkpoint row; restart the collector to sign one".into()))
     }
 
     /// Keep an alert raised outside [`ingest`](Self::ingest) (e.g. an oversized body).
@@ -256,9 +255,8 @@ impl<S: LogStore> Collector<S> {
         let (size, note) = self.checkpoint()?;
         let mut receipts = Vec::with_capacity(batch.records.len());
         for (record, _) in &batch.records {
-            let placed = self.store.placed(&log, record.seq)?.ok_or_else(|| StoreError::Corrupt {
-                path: String::new(),
-                what: format!("record {} was accepted but is not stored", record.seq),
+            let placed = self.store.placed(&log, record.seq)?.ok_or_else(|| {
+                StoreError::Inconsistent(format!("record {} was accepted but is not stored", record.seq))
             })?;
             let receipt = self.receipt(size, &note, record.seq, placed)?;
             // A receipt's JSON is an object of strings and numbers.
@@ -351,9 +349,8 @@ impl<S: LogStore> Collector<S> {
         }
         let mut state = LogVerifier::new();
         for stored in self.store.desk_records(log)? {
-            state.push(&self.resolver, &stored).map_err(|bad| StoreError::Corrupt {
-                path: String::new(),
-                what: format!("stored desk log {} no longer verifies: {bad}", hex::encode(log)),
+            state.push(&self.resolver, &stored).map_err(|bad| {
+                StoreError::Inconsistent(format!("stored desk log {} no longer verifies: {bad}", hex::encode(log)))
             })?;
         }
         Ok(state)

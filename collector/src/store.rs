@@ -29,6 +29,10 @@ pub enum StoreError {
     Corrupt { path: String, what: String },
     #[error(transparent)]
     Tree(#[from] merkle::TreeError),
+    #[error(
+        "the collector's database disagrees with itself: {0}; restore it from a backup or contact the maintainers"
+    )]
+    Inconsistent(String),
 }
 
 /// A record accepted for the log (verified by the caller).

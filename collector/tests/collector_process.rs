@@ -581,3 +581,33 @@ fn a_reset_signed_on_the_virtual_card_is_logged_and_its_receipts_verify_with_the
     let (status, e) = c.refuse(encode_batch(&log.log_id(), &log.certs, &[altered]));
     assert_eq!((status, e.error.as_str()), (422, "invalid_record"));
 }
+
+#[test]
+fn desks_posting_at_once_get_one_tree_with_every_leaf_once() {
+    let pki = Pki::new(1);
+    let desks: Vec<DeskLog> = (0..4).map(|_| DeskLog::write(&pki, 15)).collect();
+    let c = Collector::start(&pki);
+    let n = desks[0].records().len();
+    std::thread::scope(|s| {
+        for d in &desks {
+            let c = &c;
+            s.spawn(move || {
+                for start in (0..n).step_by(7) {
+                    c.accept(d, start..(start + 7).min(n));
+                }
+            });
+        }
+    });
+    let total = (desks.len() * n) as u64;
+    assert_eq!(c.tree_size(), total);
+    let db = c.db();
+    let distinct: i64 = db.query_row("SELECT count(DISTINCT leaf_index) FROM leaves", [], |r| r.get(0)).unwrap();
+    let max: i64 = db.query_row("SELECT max(leaf_index) FROM leaves", [], |r| r.get(0)).unwrap();
+    assert_eq!((distinct as u64, max as u64), (total, total - 1));
+    for d in &desks {
+        // Each desk's records are in the log in its seq order.
+        let mut s = db.prepare("SELECT seq FROM leaves WHERE log_id = ?1 ORDER BY leaf_index").unwrap();
+        let seqs: Vec<i64> = s.query_map([d.log_id()], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(seqs, (1..=n as i64).collect::<Vec<_>>());
+    }
+}
