@@ -75,10 +75,11 @@ fn send(data_dir: PathBuf, config: Option<PathBuf>) -> u8 {
     match sender.drain_once(time::OffsetDateTime::now_utc()) {
         Ok(report) => {
             println!(
-                "sent {}, failed {} (retried later), {} not for mail",
+                "sent {}, failed {} (retried later), {} not for mail, {} waiting for an unconfigured channel",
                 report.sent,
                 report.failed.len(),
-                report.not_mail
+                report.not_mail,
+                report.no_sink
             );
             for (id, why) in &report.failed {
                 eprintln!("#{id}: {why}");
