@@ -275,6 +275,18 @@ pub enum TicketTemplate {
     Custom,
 }
 
+/// The HTTP method a ticket update is sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookMethod {
+    /// Jira's comment endpoint; a ServiceNow Import Set or Scripted REST endpoint.
+    #[default]
+    Post,
+    /// ServiceNow's Table API on one record: `PATCH /api/now/table/incident/{ticket}`.
+    Patch,
+    Put,
+}
+
 /// The ticketing webhook: a secret-free summary of each request's outcome, posted to
 /// the ticket named at intake. Unset `url`: nothing is posted.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -282,6 +294,8 @@ pub enum TicketTemplate {
 pub struct TicketingConfig {
     /// `https://...`; `{ticket}` in it is replaced by the ticket number (percent-encoded).
     pub url: String,
+    /// `post` (default), `patch` or `put`.
+    pub method: WebhookMethod,
     pub template: TicketTemplate,
     /// For `template = "custom"`: a JSON file with `{{ticket}}`, `{{request_id}}`,
     /// `{{account}}`, `{{agent}}`, `{{outcome}}`, `{{summary}}`, `{{at}}` inside strings.

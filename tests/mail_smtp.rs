@@ -12,11 +12,11 @@
 //! The reset test also needs `scripts/pcscd.sh start` and holds the reader lock.
 
 mod desk_support;
+mod tls_support;
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use desk_support::{answers_json, at_desk, verified_run, Site};
 use resetdesk::config::{Config, SmtpConfig, SmtpSecurity};
@@ -30,6 +30,7 @@ use resetdesk::directory::{ContactPoint, Directory};
 use resetdesk::secret::Secret;
 use resetdesk::workflow::{ContactKind, Phase, WorkflowError};
 use time::OffsetDateTime;
+use tls_support::{free_port, pki, Listening, TestPki};
 use virtual_yubikey::lock_readers;
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -44,58 +45,24 @@ fn aiosmtpd_available() -> bool {
     ok
 }
 
-/// A CA and a certificate for 127.0.0.1 issued by it, as PEM files in `dir`.
-struct TestPki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki(dir: &Path) -> TestPki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "mail test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.subject_alt_names.push(SanType::IpAddress(Ipv4Addr::LOCALHOST.into()));
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let pki = TestPki { ca: dir.join("ca.pem"), cert: dir.join("server.crt"), key: dir.join("server.key") };
-    std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
-    std::fs::write(&pki.cert, cert.pem()).unwrap();
-    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
-    pki
-}
-
 /// aiosmtpd on a loopback port, offering STARTTLS, saving each message to a maildir.
 struct MailServer {
-    child: Child,
+    _server: Listening,
     maildir: PathBuf,
 }
 
 impl MailServer {
     fn start(port: u16, pki: &TestPki, maildir: &Path) -> Self {
-        let child = Command::new(PYTHON)
+        let mut command = Command::new(PYTHON);
+        command
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg("--tlscert")
             .arg(&pki.cert)
             .arg("--tlskey")
             .arg(&pki.key)
             .arg("--no-requiretls")
-            .arg(maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "aiosmtpd did not listen on port {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { child, maildir: maildir.to_owned() }
+            .arg(maildir);
+        Self { _server: Listening::spawn(&mut command, port, "aiosmtpd"), maildir: maildir.to_owned() }
     }
 
     /// Each delivered message: (recipients from X-RcptTo, the message decoded from
@@ -109,13 +76,6 @@ impl MailServer {
                 (rcpt, unquote(&raw))
             })
             .collect()
-    }
-}
-
-impl Drop for MailServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -139,10 +99,6 @@ fn unquote(raw: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn smtp_config(port: u16, ca: &Path) -> SmtpConfig {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
 
-use crate::config::{Mode, TicketTemplate, TicketingConfig};
+use crate::config::{Mode, TicketTemplate, TicketingConfig, WebhookMethod};
 use crate::secret::Secret;
 
 use super::ticketing::{render_body, url_for, TemplateError, TicketSummary};
@@ -47,6 +47,7 @@ pub enum WebhookError {
 pub struct WebhookSink {
     agent: ureq::Agent,
     url: String,
+    method: WebhookMethod,
     template: TicketTemplate,
     /// The custom template's text (empty for the built-in ones).
     custom: String,
@@ -106,7 +107,14 @@ impl WebhookSink {
             .timeout_global(Some(TIMEOUT))
             .build()
             .into();
-        Ok(Some(Self { agent, url: config.url.clone(), template: config.template, custom, auth }))
+        Ok(Some(Self {
+            agent,
+            url: config.url.clone(),
+            method: config.method,
+            template: config.template,
+            custom,
+            auth,
+        }))
     }
 
     /// Post the update queued as `summary_json` (an outbox row's body).
@@ -120,8 +128,12 @@ impl WebhookSink {
     pub fn post(&mut self, summary: &TicketSummary) -> Result<(), WebhookError> {
         let body = render_body(self.template, &self.custom, summary)?;
         let url = url_for(&self.url, &summary.ticket);
-        let mut request =
-            self.agent.post(&url).header("Content-Type", "application/json").header("Accept", "application/json");
+        let request = match self.method {
+            WebhookMethod::Post => self.agent.post(&url),
+            WebhookMethod::Patch => self.agent.patch(&url),
+            WebhookMethod::Put => self.agent.put(&url),
+        };
+        let mut request = request.header("Content-Type", "application/json").header("Accept", "application/json");
         if let Some((name, value)) = &self.auth {
             request = request.header(name.as_str(), value.expose());
         }
