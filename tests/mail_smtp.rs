@@ -493,3 +493,34 @@ fn the_approval_request_reaches_the_manager_and_lockout_and_fraud_alerts_the_sec
     drop(alice);
     card.remove().unwrap();
 }
+
+#[test]
+fn a_phone_request_whose_password_would_go_by_mail_is_never_written_to_the_directory() {
+    if !aiosmtpd_available() {
+        return;
+    }
+    let _lock = lock_readers();
+    let SmtpDesk { site, card, agent: mut alice, server, config, desk: _, _work } = SmtpDesk::start("alice", "246810");
+    // The remote-channel rule off, so that answers and TOTP suffice and the run reaches
+    // the reset: the workflow then names jsmith's registered address for the password.
+    let mut config = config;
+    config.policy.risk.remote_channel.enabled = false;
+    let mut desk = Desk::open_embedded(config).unwrap();
+    let identity = alice.identity().clone();
+    let now = OffsetDateTime::now_utc;
+    let request =
+        resetdesk::desk::StartRequest { channel: Some(resetdesk::policy::Channel::Phone), ..Default::default() };
+    let (mut run, _) = desk.start_reset(&identity, alice.signer().unwrap(), "jsmith", request, now()).unwrap();
+    desk.apply_ui_json(&mut run, &answers_json("jsmith"), alice.signer().unwrap(), now()).unwrap();
+    desk.apply_ui_json(&mut run, &desk_support::totp_json("jsmith", now()), alice.signer().unwrap(), now()).unwrap();
+    desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap();
+    assert_eq!(run.phase(), Phase::DirectoryFailed);
+    site.assert_untouched("jsmith");
+    let outcome = site.records().last().unwrap().1.clone();
+    let message = outcome["outcome"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("never sent by e-mail"), "{outcome}");
+    assert!(run.take_handoff_password().is_none() && run.take_in_band_secret().is_none());
+    assert!(server.messages().iter().all(|(_, m)| !m.contains("temporary password delivered")));
+    drop(alice);
+    card.remove().unwrap();
+}
