@@ -930,8 +930,13 @@ impl Desk {
                 let undeliverable = registered
                     .and_then(|to| self.check_secret_channel(SecretKind::TemporaryPassword, &to).err())
                     .map(|e| format!("not attempted: {e}"));
-                let result = match crate::password::generate(password, &words) {
-                    Ok(_) if undeliverable.is_some() => Err(undeliverable.unwrap_or_default()),
+                let generated = match undeliverable {
+                    Some(why) => Err(why),
+                    None => crate::password::generate(password, &words).map_err(|e| {
+                        format!("no temporary password was generated ({e}); the directory was not changed")
+                    }),
+                };
+                let result = match generated {
                     Ok(secret) => {
                         let t = Instant::now();
                         let written = self.directory.set_temporary_password(username, &secret);
@@ -944,7 +949,7 @@ impl Desk {
                             Err(e) => Err(e.to_string()),
                         }
                     }
-                    Err(e) => Err(format!("no temporary password was generated ({e}); the directory was not changed")),
+                    Err(why) => Err(why),
                 };
                 Ok(Some(WorkflowEvent::DirectoryResult { at: now, result }))
             }
