@@ -139,15 +139,34 @@ fn a_reset_with_a_ticket_posts_a_secret_free_servicenow_work_note_after_its_outc
     assert_eq!(run.phase(), Phase::Succeeded);
     let password = run.take_handoff_password().unwrap();
 
+    // A request ended on suspicion of fraud: its ticket hears "cancelled", not the
+    // suspicion or the note (the caller may read the ticket). One without a ticket
+    // number posts nothing.
+    let fraud = r#"{"action":"suspected_fraud","note":"voice did not match the recording"}"#;
+    let stated = StatedDetails { ticket: Some("INC0099999".into()), ..StatedDetails::default() };
+    let request = StartRequest { stated, ..StartRequest::default() };
+    let (mut suspect, _) = desk.start_reset(&identity, alice.signer().unwrap(), "hjansen", request, now()).unwrap();
+    desk.apply_ui_json(&mut suspect, fraud, alice.signer().unwrap(), now()).unwrap();
+    let (mut untracked, _) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), now()).unwrap();
+    desk.apply_ui_json(&mut untracked, fraud, alice.signer().unwrap(), now()).unwrap();
+
     let rows: Vec<_> = site.outbox().into_iter().filter(|r| r.channel == OutboxChannel::Ticketing).collect();
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0].recipient, "INC0012345");
+    let tickets: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
+    assert_eq!(tickets, ["INC0012345", "INC0099999"], "{rows:?}");
     let report = sender(site.dir.path(), &hook, Backoff::default()).drain_once(now()).unwrap();
-    assert_eq!((report.sent, report.failed.len()), (1, 0), "{report:?}");
+    assert_eq!((report.sent, report.failed.len()), (2, 0), "{report:?}");
 
     let requests = receiver.requests();
-    assert_eq!(requests.len(), 1);
-    let request = &requests[0];
+    assert_eq!(requests.len(), 2);
+    let on = |ticket: &str| {
+        let path = format!("/api/now/table/incident/{ticket}");
+        requests.iter().find(|r| r["path"] == path.as_str()).unwrap_or_else(|| panic!("{requests:?}")).clone()
+    };
+    let suspect_note = on("INC0099999")["body"].as_str().unwrap().to_owned();
+    assert!(suspect_note.contains("hjansen cancelled"), "{suspect_note}");
+    assert!(!suspect_note.contains("fraud") && !suspect_note.contains("voice did not match"), "{suspect_note}");
+    let request = &on("INC0012345");
     assert_eq!(
         (request["method"].as_str(), request["path"].as_str()),
         (Some("PATCH"), Some("/api/now/table/incident/INC0012345"))

@@ -8,13 +8,15 @@
 //! ([`super::webhook::WebhookSink`]) with the same retries and backoff as mail. The
 //! summary is built from named, non-secret facts only: who, what, how it ended, which
 //! methods passed. Never a password, a code, an answer or a token: none of them is
-//! among the facts it reads.
+//! among the facts it reads. A request ended on suspicion of fraud reads as
+//! "cancelled" without the suspicion or the agent's note (those go to the security
+//! team): the caller may be able to read the ticket.
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::TicketTemplate;
 use crate::verification::Verdict;
-use crate::workflow::facts::{RequestOutcome, ResetFacts};
+use crate::workflow::facts::{RequestOutcome, ResetFacts, SUSPECTED_FRAUD_REASON};
 
 /// What is posted to the ticket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +49,11 @@ impl TicketSummary {
             RequestOutcome::Succeeded => ("succeeded", String::new()),
             RequestOutcome::DirectoryFailed { message } => ("directory-failed", message.clone()),
             RequestOutcome::Refused { reason } => ("refused", reason.clone()),
+            // The suspicion and the agent's note go to the security team only: a ticket
+            // may be read by the caller (Jira comments, ServiceNow comments).
+            RequestOutcome::Cancelled { reason } if reason.starts_with(SUSPECTED_FRAUD_REASON) => {
+                ("cancelled", "ended by the service desk; see the desk's audit log".to_owned())
+            }
             RequestOutcome::Cancelled { reason } => ("cancelled", reason.clone()),
             RequestOutcome::LockedOut { until } => ("locked-out", format!("verification locked until {until}")),
         };
