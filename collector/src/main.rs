@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
 use resetdesk_collector::api::{router, AppState};
-use resetdesk_collector::config::Config;
+use resetdesk_collector::config::{Config, Database};
 use resetdesk_collector::ingest::Collector;
 use resetdesk_collector::note::LogKey;
-use resetdesk_collector::store::SqliteStore;
+use resetdesk_collector::store::{LogStore, PgStore, SqliteStore};
 use resetdesk_collector::tls;
 
 #[derive(Parser)]
@@ -31,6 +31,10 @@ enum Command {
     Serve {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// The database, overriding the config's: a SQLite path or a PostgreSQL URL
+        /// (`postgres://user:password@host:port/db`; several instances may share it).
+        #[arg(long, value_name = "PATH|URL")]
+        database: Option<String>,
     },
     /// Write a local CA (ca.pem) and a server certificate for localhost/127.0.0.1
     /// (server.pem, server.key) to DIR, for demos and tests.
@@ -71,16 +75,23 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("server key: {}", out.key.display());
             Ok(())
         }
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config, database } => {
+            let mut c = Config::load(&config).map_err(|e| e.to_string())?;
+            if let Some(d) = database {
+                c.database = Database::from(d);
+            }
+            match &c.database {
+                Database::Sqlite(path) => serve(SqliteStore::open(path).map_err(|e| e.to_string())?, c),
+                Database::Postgres(url) => serve(PgStore::connect(url).map_err(|e| e.to_string())?, c),
+            }
+        }
     }
 }
 
-fn serve(config: &std::path::Path) -> Result<(), String> {
-    let c = Config::load(config).map_err(|e| e.to_string())?;
+fn serve<S: LogStore + 'static>(store: S, c: Config) -> Result<(), String> {
     let key = LogKey::load(&c.signing_key_file, &c.origin).map_err(|e| e.to_string())?;
     let ca = std::fs::read_to_string(&c.org_ca_file)
         .map_err(|e| format!("cannot read the organisation CA {}: {e}", c.org_ca_file.display()))?;
-    let store = SqliteStore::open(&c.database).map_err(|e| e.to_string())?;
     let collector = Collector::open(store, &ca, key, c.max_batch).map_err(|e| e.to_string())?;
     let vkey = collector.verifier_key().to_owned();
     let tls = tls::server_config(&c.tls_cert_file, &c.tls_key_file).map_err(|e| e.to_string())?;

@@ -8,6 +8,7 @@
 mod audit_support;
 #[path = "../../tests/desk_support/mod.rs"]
 mod desk_support;
+mod pg_support;
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
@@ -33,15 +34,26 @@ struct Collector {
     port: u16,
     vkey: String,
     client: reqwest::blocking::Client,
+    /// The config's `database`: a file in `dir`, or a PostgreSQL URL.
+    database: String,
 }
 
-fn write_config(dir: &Path, org_ca_pem: &str, max_body: usize) -> PathBuf {
+/// One row of the `leaves` table (either backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LeafRow {
+    leaf_index: u64,
+    log_id: Hash32,
+    seq: u64,
+    entry_hash: Hash32,
+}
+
+fn write_config(dir: &Path, org_ca_pem: &str, max_body: usize, database: &str) -> PathBuf {
     std::fs::write(dir.join("org-ca.pem"), org_ca_pem).unwrap();
     let config = dir.join("collector.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\norigin = \"{ORIGIN}\"\ndatabase = \"collector.db\"\nsigning_key_file = \"log.key\"\n\
+            "listen = \"127.0.0.1:0\"\norigin = \"{ORIGIN}\"\ndatabase = \"{database}\"\nsigning_key_file = \"log.key\"\n\
              org_ca_file = \"org-ca.pem\"\ntls_cert_file = \"tls/server.pem\"\ntls_key_file = \"tls/server.key\"\n\
              max_body_bytes = {max_body}\nmax_batch = 500\n"
         ),
@@ -60,8 +72,13 @@ impl Collector {
     }
 
     fn start_with(org_ca_pem: &str, max_body: usize) -> Self {
+        Self::start_on(org_ca_pem, max_body, "collector.db")
+    }
+
+    /// A collector on `database` (a file name in its directory, or a PostgreSQL URL).
+    fn start_on(org_ca_pem: &str, max_body: usize, database: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = write_config(dir.path(), org_ca_pem, max_body);
+        let config = write_config(dir.path(), org_ca_pem, max_body, database);
         assert!(bin().arg("demo-tls").arg(dir.path().join("tls")).output().unwrap().status.success());
         let init = bin().args(["init", "--config"]).arg(&config).output().unwrap();
         assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
@@ -69,10 +86,53 @@ impl Collector {
         let filed = std::fs::read_to_string(dir.path().join("log.vkey")).unwrap();
         assert_eq!(printed, filed.trim());
         let client = client(&dir.path().join("tls/ca.pem"));
-        let mut c = Collector { dir, child: None, port: 0, vkey: String::new(), client };
+        let mut c = Collector { dir, child: None, port: 0, vkey: String::new(), client, database: database.to_owned() };
         c.restart();
         assert_eq!(c.vkey, printed);
         c
+    }
+
+    /// Another instance of this collector (same config, key, TLS and PostgreSQL
+    /// database), in a directory of its own, as behind a load balancer.
+    fn sibling(&self) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tls")).unwrap();
+        for f in ["collector.toml", "org-ca.pem", "log.key", "tls/server.pem", "tls/server.key", "tls/ca.pem"] {
+            std::fs::copy(self.dir.path().join(f), dir.path().join(f)).unwrap();
+        }
+        let client = client(&dir.path().join("tls/ca.pem"));
+        let mut c =
+            Collector { dir, child: None, port: 0, vkey: String::new(), client, database: self.database.clone() };
+        c.restart();
+        assert_eq!(c.vkey, self.vkey);
+        c
+    }
+
+    fn on_postgres(&self) -> bool {
+        resetdesk_collector::store::postgres::is_postgres_url(&self.database)
+    }
+
+    /// The `leaves` table in index order.
+    fn leaf_rows(&self) -> Vec<LeafRow> {
+        let row = |leaf_index: i64, log_id: Vec<u8>, seq: i64, entry_hash: Vec<u8>| LeafRow {
+            leaf_index: leaf_index as u64,
+            log_id: log_id.try_into().unwrap(),
+            seq: seq as u64,
+            entry_hash: entry_hash.try_into().unwrap(),
+        };
+        const SQL: &str = "SELECT leaf_index, log_id, seq, entry_hash FROM leaves ORDER BY leaf_index";
+        if self.on_postgres() {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            return rt.block_on(async {
+                let (c, conn) = tokio_postgres::connect(&self.database, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                let rows = c.query(SQL, &[]).await.unwrap();
+                rows.iter().map(|r| row(r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+            });
+        }
+        let db = self.db();
+        let mut s = db.prepare(SQL).unwrap();
+        s.query_map([], |r| Ok(row(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(Result::unwrap).collect()
     }
 
     /// (Re)start the process on the same directory and wait until it listens.
@@ -150,6 +210,11 @@ impl Collector {
     }
 
     fn alerts(&self) -> Vec<(String, String)> {
+        if self.on_postgres() {
+            use resetdesk_collector::store::LogStore as _;
+            let store = resetdesk_collector::store::PgStore::connect(&self.database).unwrap();
+            return store.alerts().unwrap().into_iter().map(|a| (a.kind, a.reason)).collect();
+        }
         let db = self.db();
         let mut s = db.prepare("SELECT kind, reason FROM alerts ORDER BY id").unwrap();
         s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
@@ -461,8 +526,37 @@ fn an_oversized_body_is_refused_before_it_is_read() {
 #[test]
 fn sigkill_mid_batch_then_restart_loses_and_doubles_no_leaf() {
     let pki = Pki::new(1);
-    let desks = [DeskLog::write(&pki, 150), DeskLog::write(&pki, 150)];
-    let mut c = Collector::start(&pki);
+    sigkill_mid_batch_then_restart(&pki, Collector::start(&pki));
+}
+
+#[test]
+fn sigkill_mid_batch_then_restart_loses_and_doubles_no_leaf_on_postgres() {
+    let Some(db) = pg_support::PgDatabase::create() else { return };
+    let pki = Pki::new(1);
+    sigkill_mid_batch_then_restart(&pki, Collector::start_on(&pki.ca_pem(), 4 * 1024 * 1024, &db.url));
+}
+
+/// Every desk log's records are in the tree once, in its seq order, the leaf indexes
+/// are 0..total, and the served checkpoint's root is the root of the leaves in order.
+fn assert_one_tree(c: &Collector, desks: &[&DeskLog]) -> Vec<LeafRow> {
+    let rows = c.leaf_rows();
+    let total: usize = desks.iter().map(|d| d.records().len()).sum();
+    assert_eq!(rows.len(), total);
+    assert!(rows.iter().enumerate().all(|(k, r)| r.leaf_index == k as u64), "leaf indexes are not 0..{total}");
+    for d in desks {
+        let seqs: Vec<u64> = rows.iter().filter(|r| r.log_id == d.log_id()).map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=d.records().len() as u64).collect::<Vec<_>>());
+    }
+    let leaves: Vec<Hash32> = rows.iter().map(|r| r.entry_hash).collect();
+    let (_, note) = c.get("/checkpoint");
+    let cp = verify_signed_checkpoint(std::str::from_utf8(&note).unwrap(), &c.trusted()).unwrap();
+    assert_eq!(cp.tree_size, total as u64);
+    assert_eq!(cp.root_hash, resetdesk::audit::receipt::merkle_root(&leaves));
+    rows
+}
+
+fn sigkill_mid_batch_then_restart(pki: &Pki, mut c: Collector) {
+    let desks = [DeskLog::write(pki, 150), DeskLog::write(pki, 150)];
     let n = desks[0].records().len();
     c.accept(&desks[0], 0..50);
     // Kill while the big batches are being verified and written.
@@ -485,30 +579,8 @@ fn sigkill_mid_batch_then_restart_loses_and_doubles_no_leaf() {
             r.verify(&c.trusted()).unwrap();
         }
     }
-    let total = 2 * n as u64;
-    assert_eq!(c.tree_size(), total);
-    let db = c.db();
-    let (count, min, max): (i64, i64, i64) = db
-        .query_row("SELECT count(*), min(leaf_index), max(leaf_index) FROM leaves", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
-    assert_eq!((count as u64, min, max as u64), (total, 0, total - 1));
-    for d in &desks {
-        let (k, lo, hi): (i64, i64, i64) = db
-            .query_row("SELECT count(*), min(seq), max(seq) FROM leaves WHERE log_id = ?1", [d.log_id()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .unwrap();
-        assert_eq!((k as usize, lo, hi as usize), (n, 1, n));
-    }
-    // The served root is the RFC 6962 root of the leaves in index order.
-    let mut s = db.prepare("SELECT entry_hash FROM leaves ORDER BY leaf_index").unwrap();
-    let leaves: Vec<Hash32> =
-        s.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap().map(|h| h.unwrap().try_into().unwrap()).collect();
-    let (_, note) = c.get("/checkpoint");
-    let cp = verify_signed_checkpoint(std::str::from_utf8(&note).unwrap(), &c.trusted()).unwrap();
-    assert_eq!(cp.root_hash, resetdesk::audit::receipt::merkle_root(&leaves));
+    assert_eq!(c.tree_size(), 2 * n as u64);
+    assert_one_tree(&c, &[&desks[0], &desks[1]]);
 }
 
 #[test]
@@ -585,29 +657,88 @@ fn a_reset_signed_on_the_virtual_card_is_logged_and_its_receipts_verify_with_the
 #[test]
 fn desks_posting_at_once_get_one_tree_with_every_leaf_once() {
     let pki = Pki::new(1);
-    let desks: Vec<DeskLog> = (0..4).map(|_| DeskLog::write(&pki, 15)).collect();
     let c = Collector::start(&pki);
+    let desks: Vec<DeskLog> = (0..4).map(|_| DeskLog::write(&pki, 15)).collect();
+    post_at_once(&[&c], &desks, 7);
+    assert_one_tree(&c, &desks.iter().collect::<Vec<_>>());
+}
+
+/// Each desk posts its log in batches of `step` from its own thread, batch k to
+/// instance k mod n; every third batch is also delivered to the next instance at the
+/// same moment (a retry racing the first delivery). Both answers must agree.
+fn post_at_once(instances: &[&Collector], desks: &[DeskLog], step: usize) -> Vec<AddRecordsResponse> {
     let n = desks[0].records().len();
+    let answers = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for d in &desks {
-            let c = &c;
+        for (d_ix, d) in desks.iter().enumerate() {
+            let answers = &answers;
             s.spawn(move || {
-                for start in (0..n).step_by(7) {
-                    c.accept(d, start..(start + 7).min(n));
+                for (k, start) in (0..n).step_by(step).enumerate() {
+                    let range = start..(start + step).min(n);
+                    let first = instances[(k + d_ix) % instances.len()];
+                    if k % 3 == 2 {
+                        let second = instances[(k + d_ix + 1) % instances.len()];
+                        let (a, b) = std::thread::scope(|s| {
+                            let r = range.clone();
+                            let other = s.spawn(move || second.accept(d, r));
+                            (first.accept(d, range.clone()), other.join().unwrap())
+                        });
+                        assert_eq!(leaf_indexes(&a), leaf_indexes(&b));
+                        answers.lock().unwrap().extend([a, b]);
+                    } else {
+                        answers.lock().unwrap().push(first.accept(d, range));
+                    }
                 }
             });
         }
     });
-    let total = (desks.len() * n) as u64;
-    assert_eq!(c.tree_size(), total);
-    let db = c.db();
-    let distinct: i64 = db.query_row("SELECT count(DISTINCT leaf_index) FROM leaves", [], |r| r.get(0)).unwrap();
-    let max: i64 = db.query_row("SELECT max(leaf_index) FROM leaves", [], |r| r.get(0)).unwrap();
-    assert_eq!((distinct as u64, max as u64), (total, total - 1));
-    for d in &desks {
-        // Each desk's records are in the log in its seq order.
-        let mut s = db.prepare("SELECT seq FROM leaves WHERE log_id = ?1 ORDER BY leaf_index").unwrap();
-        let seqs: Vec<i64> = s.query_map([d.log_id()], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-        assert_eq!(seqs, (1..=n as i64).collect::<Vec<_>>());
+    answers.into_inner().unwrap()
+}
+
+/// Two `resetdesk-collector serve` processes on one PostgreSQL database, several
+/// desks posting to both at once: one tree, no leaf missing or doubled, both serve
+/// the same checkpoint, and every receipt either issued verifies and is consistent
+/// with the final checkpoint.
+#[test]
+fn two_collector_instances_on_one_postgres_keep_one_tree_under_concurrent_desks() {
+    let Some(db) = pg_support::PgDatabase::create() else { return };
+    let pki = Pki::new(1);
+    let a = Collector::start_on(&pki.ca_pem(), 4 * 1024 * 1024, &db.url);
+    let b = a.sibling();
+    let desks: Vec<DeskLog> = (0..4).map(|_| DeskLog::write(&pki, 20)).collect();
+    let answers = post_at_once(&[&a, &b], &desks, 5);
+    let rows = assert_one_tree(&a, &desks.iter().collect::<Vec<_>>());
+    let total = rows.len() as u64;
+    assert_eq!(a.get("/checkpoint"), b.get("/checkpoint"), "both instances serve one checkpoint");
+    let (_, note) = b.get("/checkpoint");
+    let last = verify_signed_checkpoint(std::str::from_utf8(&note).unwrap(), &b.trusted()).unwrap();
+    assert_eq!(last.tree_size, total);
+
+    let mut receipted = std::collections::HashSet::new();
+    for answer in &answers {
+        let cp = verify_signed_checkpoint(&answer.checkpoint, &a.trusted()).unwrap();
+        // The tree each answer saw is a prefix of the final one.
+        if cp.tree_size < total {
+            let (status, body) = b.get(&format!("/proof/consistency?old={}&new={total}", cp.tree_size));
+            assert_eq!(status, 200);
+            let p: resetdesk_collector::wire::ConsistencyResponse = serde_json::from_slice(&body).unwrap();
+            let proof: Vec<_> = p.proof.iter().map(|h| tlog_tiles::Hash(decode32(h))).collect();
+            tlog_tiles::check_tree(
+                &proof,
+                total,
+                tlog_tiles::Hash(last.root_hash),
+                cp.tree_size,
+                tlog_tiles::Hash(cp.root_hash),
+            )
+            .unwrap();
+        }
+        for r in receipts(answer) {
+            r.verify(&a.trusted()).unwrap();
+            let Receipt::Inclusion(i) = r else { panic!("a v1 receipt") };
+            assert_eq!(rows[i.leaf_index as usize].entry_hash, i.entry_hash, "the receipt names another leaf");
+            receipted.insert(i.leaf_index);
+        }
     }
+    assert_eq!(receipted.len() as u64, total, "every leaf was receipted");
+    assert!(a.alerts().is_empty(), "{:?}", a.alerts());
 }
