@@ -34,6 +34,21 @@ pub struct Config {
     pub max_body_bytes: usize,
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// C2SP tlog-witnesses asked to cosign each new checkpoint.
+    #[serde(rename = "witness", default)]
+    pub witnesses: Vec<WitnessTarget>,
+}
+
+/// A witness the collector submits checkpoints to (`[[witness]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessTarget {
+    /// The witness's submission prefix (`https://host:port[/path]`).
+    pub url: String,
+    /// Its cosignature verifier key, `name+hex(id)+base64(0x04 || Ed25519 public key)`.
+    pub verifier_key: String,
+    /// The CA certificate (PEM) its TLS certificate chains to.
+    pub ca_file: PathBuf,
 }
 
 fn default_max_body() -> usize {
@@ -96,7 +111,11 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
-        for p in [&mut c.signing_key_file, &mut c.org_ca_file, &mut c.tls_cert_file, &mut c.tls_key_file] {
+        let witness_cas = c.witnesses.iter_mut().map(|w| &mut w.ca_file);
+        for p in [&mut c.signing_key_file, &mut c.org_ca_file, &mut c.tls_cert_file, &mut c.tls_key_file]
+            .into_iter()
+            .chain(witness_cas)
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

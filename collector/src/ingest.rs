@@ -175,6 +175,11 @@ impl<S: LogStore> Collector<S> {
         &self.store
     }
 
+    /// The store, for state kept beside the log (witnesses' sizes and cosignatures).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
     pub fn verifier_key(&self) -> &str {
         self.key.verifier_key()
     }

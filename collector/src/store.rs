@@ -117,6 +117,13 @@ pub trait LogStore: Send {
     fn set_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError>;
     fn add_alert(&mut self, alert: &Alert) -> Result<(), StoreError>;
     fn alerts(&self) -> Result<Vec<Alert>, StoreError>;
+    /// The tree size a witness (by key name) last cosigned, as far as this log knows.
+    fn witness_size(&self, witness: &str) -> Result<Option<u64>, StoreError>;
+    fn set_witness_size(&mut self, witness: &str, size: u64) -> Result<(), StoreError>;
+    /// Keep a witness's cosignature line for the checkpoint of `size` (one per witness).
+    fn add_cosignature(&mut self, size: u64, witness: &str, line: &str) -> Result<(), StoreError>;
+    /// The cosignature lines kept for the checkpoint of `size`, by witness name.
+    fn cosignatures(&self, size: u64) -> Result<Vec<String>, StoreError>;
 }
 
 /// A batch's shape: one desk log, consecutive seqs. Returns (log id, first seq).
@@ -174,6 +181,10 @@ CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 0), si
 CREATE TABLE IF NOT EXISTS certificates (key_id BLOB PRIMARY KEY, der BLOB NOT NULL, added INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, log_id BLOB, seq INTEGER, kind TEXT NOT NULL, reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS witness_state (witness TEXT PRIMARY KEY, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size INTEGER NOT NULL, witness TEXT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (size, witness)
 );
 ";
 
@@ -409,6 +420,43 @@ impl LogStore for SqliteStore {
                 })
             })
             .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    fn witness_size(&self, witness: &str) -> Result<Option<u64>, StoreError> {
+        self.conn
+            .query_row("SELECT size FROM witness_state WHERE witness = ?1", [witness], |r| r.get(0))
+            .optional()
+            .map(|s| s.map(u))
+            .map_err(self.err())
+    }
+
+    fn set_witness_size(&mut self, witness: &str, size: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO witness_state (witness, size) VALUES (?1, ?2)
+                 ON CONFLICT (witness) DO UPDATE SET size = excluded.size",
+                params![witness, i(size)],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    fn add_cosignature(&mut self, size: u64, witness: &str, line: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO cosignatures (size, witness, line) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (size, witness) DO UPDATE SET line = excluded.line",
+                params![i(size), witness, line],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<String>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT line FROM cosignatures WHERE size = ?1 ORDER BY witness").map_err(self.err())?;
+        let rows = stmt.query_map([i(size)], |r| r.get(0)).map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 }

@@ -75,6 +75,21 @@ impl Collector {
         Self::start_on(org_ca_pem, max_body, "collector.db")
     }
 
+    /// Stop, add `[[witness]]` for `w` to the config, and start again.
+    fn add_witness(&mut self, w: &WitnessProcess) {
+        self.kill();
+        let config = self.dir.path().join("collector.toml");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "\n[[witness]]\nurl = \"https://localhost:{}\"\nverifier_key = \"{}\"\nca_file = \"{}\"\n",
+            w.port,
+            w.vkey,
+            w.dir.path().join("tls/ca.pem").display()
+        ));
+        std::fs::write(&config, text).unwrap();
+        self.restart();
+    }
+
     /// A collector on `database` (a file name in its directory, or a PostgreSQL URL).
     fn start_on(org_ca_pem: &str, max_body: usize, database: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -741,4 +756,205 @@ fn two_collector_instances_on_one_postgres_keep_one_tree_under_concurrent_desks(
     }
     assert_eq!(receipted.len() as u64, total, "every leaf was receipted");
     assert!(a.alerts().is_empty(), "{:?}", a.alerts());
+}
+
+const WITNESS: &str = "witness.test/w1";
+
+/// A `resetdesk-collector witness serve` process trusting some logs' keys.
+struct WitnessProcess {
+    dir: tempfile::TempDir,
+    child: Child,
+    port: u16,
+    vkey: String,
+    client: reqwest::blocking::Client,
+}
+
+impl WitnessProcess {
+    fn start(logs: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(bin().arg("demo-tls").arg(dir.path().join("tls")).output().unwrap().status.success());
+        let mut config = format!(
+            "listen = \"127.0.0.1:0\"\nname = \"{WITNESS}\"\nsigning_key_file = \"witness.key\"\ndatabase = \"witness.db\"\n\
+             tls_cert_file = \"tls/server.pem\"\ntls_key_file = \"tls/server.key\"\n"
+        );
+        for (origin, vkey) in logs {
+            config.push_str(&format!("\n[[log]]\norigin = \"{origin}\"\nverifier_keys = [\"{vkey}\"]\n"));
+        }
+        let path = dir.path().join("witness.toml");
+        std::fs::write(&path, config).unwrap();
+        let init = bin().args(["witness", "init", "--config"]).arg(&path).output().unwrap();
+        assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+        let vkey = String::from_utf8(init.stdout).unwrap().trim().to_owned();
+        let mut child = bin()
+            .args(["witness", "serve", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("witness.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut words = line.split_whitespace();
+        let addr = words.nth(2).unwrap_or_else(|| panic!("witness did not start: {line:?}"));
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(words.nth(1), Some(vkey.as_str()));
+        let client = client(&dir.path().join("tls/ca.pem"));
+        WitnessProcess { dir, child, port, vkey, client }
+    }
+
+    /// POST add-checkpoint: (status, content type, body).
+    fn add_checkpoint(&self, old: u64, proof: &[Hash32], checkpoint: &str) -> (u16, String, String) {
+        let body = resetdesk_collector::witness::encode_add_checkpoint(old, proof, checkpoint);
+        let r = self.client.post(format!("https://localhost:{}/add-checkpoint", self.port)).body(body).send().unwrap();
+        let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        (r.status().as_u16(), ct, r.text().unwrap())
+    }
+}
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Check a cosignature line against the C2SP tlog-cosignature spec by hand (key ID,
+/// timestamp, Ed25519 over `cosignature/v1\ntime T\n` + checkpoint text), and with
+/// `signed_note`'s note verification through the crate's cosignature verifier.
+fn check_cosignature(checkpoint: &str, line: &str, witness_vkey: &str) -> u64 {
+    use base64::Engine as _;
+    use ed25519_dalek::Verifier as _;
+    use sha2::Digest as _;
+    let text = checkpoint.split_once("\n\n").unwrap().0.to_owned() + "\n";
+    let (name, b64) = line.trim_end().strip_prefix("\u{2014} ").unwrap().split_once(' ').unwrap();
+    assert_eq!(name, WITNESS);
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    assert_eq!(raw.len(), 4 + 8 + 64, "key ID, u64 timestamp, Ed25519 signature");
+    let typed = base64::engine::general_purpose::STANDARD.decode(witness_vkey.splitn(3, '+').nth(2).unwrap()).unwrap();
+    assert_eq!(typed[0], 0x04, "an Ed25519 cosignature key");
+    let mut id = sha2::Sha256::new();
+    id.update(format!("{WITNESS}\n").as_bytes());
+    id.update(&typed);
+    assert_eq!(&raw[..4], &id.finalize()[..4], "key ID = SHA-256(name || \\n || 0x04 || key)[:4]");
+    let time = u64::from_be_bytes(raw[4..12].try_into().unwrap());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(time <= now && now - time < 300, "timestamp {time} is not about now ({now})");
+    let key = ed25519_dalek::VerifyingKey::from_bytes(typed[1..].try_into().unwrap()).unwrap();
+    let msg = format!("cosignature/v1\ntime {time}\n{text}");
+    key.verify(msg.as_bytes(), &ed25519_dalek::Signature::from_slice(&raw[12..]).unwrap()).unwrap();
+    // The same through signed_note, with the crate's verifier of this key type.
+    let verifier = resetdesk_collector::cosignature::CosignatureVerifier::new(witness_vkey).unwrap();
+    let note = signed_note::Note::from_bytes(format!("{text}\n{line}").as_bytes()).unwrap();
+    let (ok, _) = note.verify(&signed_note::VerifierList::new(vec![Box::new(verifier)])).unwrap();
+    assert_eq!(ok.len(), 1);
+    time
+}
+
+fn consistency(c: &Collector, old: u64, new: u64) -> Vec<Hash32> {
+    let (status, body) = c.get(&format!("/proof/consistency?old={old}&new={new}"));
+    assert_eq!(status, 200);
+    let p: resetdesk_collector::wire::ConsistencyResponse = serde_json::from_slice(&body).unwrap();
+    p.proof.iter().map(|h| decode32(h)).collect()
+}
+
+#[test]
+fn the_witness_cosigns_consistent_checkpoints_and_refuses_the_others_as_c2sp_says() {
+    let pki = Pki::new(1);
+    let desk = DeskLog::write(&pki, 3);
+    let c = Collector::start(&pki);
+    let cp3 = c.accept(&desk, 0..3).checkpoint;
+    let cp7 = c.accept(&desk, 3..7).checkpoint;
+    let w = WitnessProcess::start(&[(ORIGIN, &c.vkey)]);
+
+    // Signed by a key the witness does not trust for the origin: 403.
+    let (skey, _) = signed_note::generate_key(&mut rand::rngs::OsRng, ORIGIN);
+    let stranger = |size, root: [u8; 32], origin: &str| {
+        let text = format!("{origin}\n{size}\n{}\n", base64_of(&root));
+        let mut note = signed_note::Note::new(text.as_bytes(), &[]).unwrap();
+        let other =
+            if origin == ORIGIN { skey.clone() } else { signed_note::generate_key(&mut rand::rngs::OsRng, origin).0 };
+        note.add_sigs(&[&signed_note::StandardSigner::new(&other).unwrap()]).unwrap();
+        String::from_utf8(note.to_bytes()).unwrap()
+    };
+    assert_eq!(w.add_checkpoint(0, &[], &stranger(3, [1; 32], ORIGIN)).0, 403);
+    // An origin it does not witness: 404.
+    assert_eq!(w.add_checkpoint(0, &[], &stranger(3, [1; 32], "other.test/log")).0, 404);
+    // Old size beyond the checkpoint: 400. A body that is no request: 400.
+    assert_eq!(w.add_checkpoint(9, &[], &cp7).0, 400);
+    assert_eq!(w.add_checkpoint(0, &[], "not a note").0, 400);
+
+    // The first checkpoint from size 0: cosigned.
+    let (status, _, line) = w.add_checkpoint(0, &[], &cp3);
+    assert_eq!(status, 200, "{line}");
+    check_cosignature(&cp3, &line, &w.vkey);
+    // A stale old size: 409 with the witness's size as text/x.tlog.size.
+    let (status, ct, body) = w.add_checkpoint(0, &[], &cp7);
+    assert_eq!((status, ct.as_str(), body.as_str()), (409, "text/x.tlog.size", "3\n"));
+    // A proof that does not verify: 422.
+    let mut proof = consistency(&c, 3, 7);
+    let good = proof.clone();
+    proof[0][0] ^= 1;
+    assert_eq!(w.add_checkpoint(3, &proof, &cp7).0, 422);
+    assert_eq!(w.add_checkpoint(3, &[], &cp7).0, 422);
+    let (status, _, line) = w.add_checkpoint(3, &good, &cp7);
+    assert_eq!(status, 200, "{line}");
+    check_cosignature(&cp7, &line, &w.vkey);
+    // A checkpoint of the same size with another root, validly signed by the log
+    // (a fork): 409; a larger one that is not consistent: 422.
+    let key = resetdesk_collector::note::LogKey::load(&c.dir.path().join("log.key"), ORIGIN).unwrap();
+    let forked = key.sign_checkpoint(7, &[0x11; 32]).unwrap();
+    let (status, _, body) = w.add_checkpoint(7, &[], &forked);
+    assert_eq!((status, body.as_str()), (409, "7\n"));
+    let forked8 = key.sign_checkpoint(8, &[0x11; 32]).unwrap();
+    assert_eq!(w.add_checkpoint(7, &good, &forked8).0, 422);
+    // The same checkpoint again: cosigned again (nothing moved).
+    assert_eq!(w.add_checkpoint(7, &[], &cp7).0, 200);
+}
+
+fn base64_of(h: &Hash32) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+/// Poll `/checkpoint` until it carries a cosignature by the witness for `size`.
+fn wait_for_cosigned(c: &Collector, size: u64) -> (String, String) {
+    for _ in 0..100 {
+        let (_, note) = c.get("/checkpoint");
+        let note = String::from_utf8(note).unwrap();
+        let line = note.lines().find(|l| l.starts_with(&format!("\u{2014} {WITNESS} "))).map(|l| format!("{l}\n"));
+        if let (Some(line), true) = (line, note.lines().nth(1) == Some(&size.to_string())) {
+            return (note, line);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no cosignature for size {size}: {}", std::fs::read_to_string(c.dir.path().join("collector.log")).unwrap());
+}
+
+#[test]
+fn the_collector_gets_each_checkpoint_cosigned_serves_the_cosignatures_and_retries_from_the_witness_size_after_409() {
+    let pki = Pki::new(1);
+    let desk = DeskLog::write(&pki, 3);
+    let mut c = Collector::start(&pki);
+    let w = WitnessProcess::start(&[(ORIGIN, &c.vkey)]);
+    c.add_witness(&w);
+    c.accept(&desk, 0..3);
+    let (note, line) = wait_for_cosigned(&c, 3);
+    check_cosignature(&note, &line, &w.vkey);
+    // Desks' verifiers ignore the witness's line (unknown key) and still trust the note.
+    assert_eq!(verify_signed_checkpoint(&note, &c.trusted()).unwrap().tree_size, 3);
+
+    // The collector's record of the witness is lost (a restored database): it asks
+    // from size 0, is told 409 with size 3, and asks again from 3 with a proof.
+    c.kill();
+    c.db().execute("DELETE FROM witness_state", []).unwrap();
+    c.restart();
+    c.accept(&desk, 3..7);
+    let (note, line) = wait_for_cosigned(&c, 7);
+    check_cosignature(&note, &line, &w.vkey);
+    let logged = std::fs::read_to_string(c.dir.path().join("collector.log")).unwrap();
+    assert!(logged.contains("witness answered 409") && logged.contains("theirs=3"), "{logged}");
+    let witnessed = std::fs::read_to_string(w.dir.path().join("witness.log")).unwrap();
+    assert!(witnessed.contains("409, the latest cosigned size is 3"), "{witnessed}");
+    let stored: i64 = c.db().query_row("SELECT size FROM witness_state", [], |r| r.get(0)).unwrap();
+    assert_eq!(stored, 7);
 }

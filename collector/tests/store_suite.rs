@@ -85,8 +85,19 @@ fn suite<S: LogStore>(fresh: impl Fn() -> (Box<dyn Fn() -> S>, Box<dyn std::any:
         |kind: &str| Alert { at_ms: 1, log_id: Some([1; 32]), seq: Some(4), kind: kind.into(), reason: "why".into() };
     s.add_alert(&alert("gap")).unwrap();
     s.add_alert(&Alert { log_id: None, seq: None, ..alert("malformed_body") }).unwrap();
+    // What the log knows of its witnesses: their sizes, and cosignatures by size.
+    assert_eq!(s.witness_size("w.test/a").unwrap(), None);
+    s.set_witness_size("w.test/a", 5).unwrap();
+    s.set_witness_size("w.test/a", 3).unwrap();
+    s.add_cosignature(5, "w.test/b", "line b\n").unwrap();
+    s.add_cosignature(5, "w.test/a", "old a\n").unwrap();
+    s.add_cosignature(5, "w.test/a", "line a\n").unwrap();
+    s.add_cosignature(4, "w.test/a", "four\n").unwrap();
     drop(s);
     let s = open();
+    assert_eq!(s.witness_size("w.test/a").unwrap(), Some(3), "the witness's word is kept as it is");
+    assert_eq!(s.cosignatures(5).unwrap(), vec!["line a\n".to_owned(), "line b\n".to_owned()]);
+    assert!(s.cosignatures(6).unwrap().is_empty());
     let alerts = s.alerts().unwrap();
     assert_eq!(alerts, vec![alert("gap"), Alert { log_id: None, seq: None, ..alert("malformed_body") }]);
 }

@@ -62,6 +62,10 @@ CREATE TABLE IF NOT EXISTS certificates (key_id BYTEA PRIMARY KEY, der BYTEA NOT
 CREATE TABLE IF NOT EXISTS alerts (
     id BIGSERIAL PRIMARY KEY, at_ms BIGINT NOT NULL, log_id BYTEA, seq BIGINT, kind TEXT NOT NULL, reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS witness_state (witness TEXT PRIMARY KEY, size BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size BIGINT NOT NULL, witness TEXT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (size, witness)
+);
 ";
 
 /// Maps a driver error to a [`StoreError`] saying what was being done.
@@ -434,5 +438,39 @@ impl LogStore for PgStore {
                 reason: r.get(4),
             })
             .collect())
+    }
+
+    fn witness_size(&self, witness: &str) -> Result<Option<u64>, StoreError> {
+        let row = self
+            .block_on(self.client.query_opt("SELECT size FROM witness_state WHERE witness = $1", &[&witness]))
+            .map_err(self.pg("cannot read a witness's size"))?;
+        Ok(row.map(|r| u(r.get(0))))
+    }
+
+    fn set_witness_size(&mut self, witness: &str, size: u64) -> Result<(), StoreError> {
+        self.block_on(self.client.execute(
+            "INSERT INTO witness_state (witness, size) VALUES ($1, $2)
+             ON CONFLICT (witness) DO UPDATE SET size = excluded.size",
+            &[&witness, &i(size)],
+        ))
+        .map(drop)
+        .map_err(self.pg("cannot store a witness's size"))
+    }
+
+    fn add_cosignature(&mut self, size: u64, witness: &str, line: &str) -> Result<(), StoreError> {
+        self.block_on(self.client.execute(
+            "INSERT INTO cosignatures (size, witness, line) VALUES ($1, $2, $3)
+             ON CONFLICT (size, witness) DO UPDATE SET line = excluded.line",
+            &[&i(size), &witness, &line],
+        ))
+        .map(drop)
+        .map_err(self.pg("cannot store a cosignature"))
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .block_on(self.client.query("SELECT line FROM cosignatures WHERE size = $1 ORDER BY witness", &[&i(size)]))
+            .map_err(self.pg("cannot read cosignatures"))?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 }
