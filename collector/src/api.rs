@@ -78,6 +78,9 @@ pub(crate) async fn with<S: LogStore + 'static, T: Send + 'static>(
     tokio::task::spawn_blocking(move || {
         let mut c =
             state.collector.lock().map_err(|_| Unavailable("the collector lock is poisoned; restart it".into()))?;
+        if let Err(e) = c.store_mut().reconnect_if_lost() {
+            tracing::error!("{e}");
+        }
         Ok(f(&mut c))
     })
     .await

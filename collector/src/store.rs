@@ -124,6 +124,11 @@ pub trait LogStore: Send {
     fn add_cosignature(&mut self, size: u64, witness: &str, line: &str) -> Result<(), StoreError>;
     /// The cosignature lines kept for the checkpoint of `size`, by witness name.
     fn cosignatures(&self, size: u64) -> Result<Vec<String>, StoreError>;
+    /// Re-open a database connection that was lost (the server restarted); called
+    /// before each request. Nothing to do for a local file.
+    fn reconnect_if_lost(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A batch's shape: one desk log, consecutive seqs. Returns (log id, first seq).

@@ -78,7 +78,8 @@ fn plan<S: LogStore>(c: &crate::ingest::Collector<S>, witness: &str) -> Result<O
     let (size, note) = c.checkpoint()?;
     let store = c.store();
     let old = store.witness_size(witness)?.unwrap_or(0);
-    if old > size || (old == size && !store.cosignatures(size)?.is_empty()) {
+    let own_line = format!("\u{2014} {witness} ");
+    if old > size || (old == size && store.cosignatures(size)?.iter().any(|l| l.starts_with(&own_line))) {
         return Ok(None); // cosigned already (or ahead of this instance's checkpoint)
     }
     let proof =

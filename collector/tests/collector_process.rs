@@ -36,6 +36,8 @@ struct Collector {
     client: reqwest::blocking::Client,
     /// The config's `database`: a file in `dir`, or a PostgreSQL URL.
     database: String,
+    /// Arguments added to `serve`.
+    serve_args: Vec<String>,
 }
 
 /// One row of the `leaves` table (either backend).
@@ -101,23 +103,28 @@ impl Collector {
         let filed = std::fs::read_to_string(dir.path().join("log.vkey")).unwrap();
         assert_eq!(printed, filed.trim());
         let client = client(&dir.path().join("tls/ca.pem"));
-        let mut c = Collector { dir, child: None, port: 0, vkey: String::new(), client, database: database.to_owned() };
+        let database = database.to_owned();
+        let mut c = Collector { dir, child: None, port: 0, vkey: String::new(), client, database, serve_args: vec![] };
         c.restart();
         assert_eq!(c.vkey, printed);
         c
     }
 
-    /// Another instance of this collector (same config, key, TLS and PostgreSQL
-    /// database), in a directory of its own, as behind a load balancer.
+    /// Another instance of this collector (same key, TLS and PostgreSQL database), in
+    /// a directory of its own, as behind a load balancer. Its config names a SQLite
+    /// file; `serve --database URL` points it at the shared database.
     fn sibling(&self) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("tls")).unwrap();
-        for f in ["collector.toml", "org-ca.pem", "log.key", "tls/server.pem", "tls/server.key", "tls/ca.pem"] {
+        for f in ["org-ca.pem", "log.key", "tls/server.pem", "tls/server.key", "tls/ca.pem"] {
             std::fs::copy(self.dir.path().join(f), dir.path().join(f)).unwrap();
         }
+        let org_ca = std::fs::read_to_string(dir.path().join("org-ca.pem")).unwrap();
+        write_config(dir.path(), &org_ca, 4 * 1024 * 1024, "own.db");
         let client = client(&dir.path().join("tls/ca.pem"));
-        let mut c =
-            Collector { dir, child: None, port: 0, vkey: String::new(), client, database: self.database.clone() };
+        let database = self.database.clone();
+        let serve_args = vec!["--database".to_owned(), database.clone()];
+        let mut c = Collector { dir, child: None, port: 0, vkey: String::new(), client, database, serve_args };
         c.restart();
         assert_eq!(c.vkey, self.vkey);
         c
@@ -155,6 +162,7 @@ impl Collector {
         let mut child = bin()
             .args(["serve", "--config"])
             .arg(self.dir.path().join("collector.toml"))
+            .args(&self.serve_args)
             .stdout(Stdio::piped())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -722,6 +730,7 @@ fn two_collector_instances_on_one_postgres_keep_one_tree_under_concurrent_desks(
     let b = a.sibling();
     let desks: Vec<DeskLog> = (0..4).map(|_| DeskLog::write(&pki, 20)).collect();
     let answers = post_at_once(&[&a, &b], &desks, 5);
+    assert!(!b.dir.path().join("own.db").exists(), "serve --database overrides the config's database");
     let rows = assert_one_tree(&a, &desks.iter().collect::<Vec<_>>());
     let total = rows.len() as u64;
     assert_eq!(a.get("/checkpoint"), b.get("/checkpoint"), "both instances serve one checkpoint");
@@ -957,4 +966,31 @@ fn the_collector_gets_each_checkpoint_cosigned_serves_the_cosignatures_and_retri
     assert!(witnessed.contains("409, the latest cosigned size is 3"), "{witnessed}");
     let stored: i64 = c.db().query_row("SELECT size FROM witness_state", [], |r| r.get(0)).unwrap();
     assert_eq!(stored, 7);
+}
+
+#[test]
+fn the_collector_connects_again_after_postgres_drops_its_connection() {
+    let Some(db) = pg_support::PgDatabase::create() else { return };
+    let pki = Pki::new(1);
+    let desk = DeskLog::write(&pki, 3);
+    let c = Collector::start_on(&pki.ca_pem(), 4 * 1024 * 1024, &db.url);
+    c.accept(&desk, 0..3);
+    // The server ends every session on the database (as a restart or failover would).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ended: i64 = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let sql = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                   WHERE datname = current_database() AND pid <> pg_backend_pid()";
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    });
+    assert!(ended >= 1, "the collector's session was not found");
+    std::thread::sleep(Duration::from_millis(200));
+    // At most the request that finds the connection gone fails (503); then it is back.
+    let (status, body) = c.post(desk.batch(3..7));
+    if status != 200 {
+        assert_eq!(status, 503, "{body}");
+        c.accept(&desk, 3..7);
+    }
+    assert_eq!(c.tree_size(), 7);
 }

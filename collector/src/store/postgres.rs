@@ -30,6 +30,7 @@ use resetdesk::audit::verify::StoredRecord;
 use resetdesk::audit::Hash32;
 use tlog_tiles::{Hash, HashReader};
 use tokio_postgres::{Client, NoTls, Transaction};
+use zeroize::Zeroizing;
 
 use super::{batch_head, check_continues, h32, i, u, Alert, LogStore, NewLeaf, Placed, StoreError};
 use crate::merkle;
@@ -69,6 +70,18 @@ CREATE TABLE IF NOT EXISTS cosignatures (
 ";
 
 /// Maps a driver error to a [`StoreError`] saying what was being done.
+/// Connect, and run the connection on `runtime` (it makes progress while calls run).
+fn open_client(runtime: &tokio::runtime::Runtime, url: &str, shown: &str) -> Result<Client, StoreError> {
+    let (client, connection) =
+        runtime.block_on(tokio_postgres::connect(url, NoTls)).map_err(pg_err(shown, "cannot connect"))?;
+    runtime.spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!("PostgreSQL connection closed: {e}");
+        }
+    });
+    Ok(client)
+}
+
 fn pg_err<'a>(url: &'a str, what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError + 'a {
     move |source| StoreError::Postgres { url: url.to_owned(), what, source }
 }
@@ -81,6 +94,8 @@ pub struct PgStore {
     runtime: Option<tokio::runtime::Runtime>,
     /// The URL without its password, for error messages.
     shown: String,
+    /// The URL, to connect again after the connection was lost.
+    url: Zeroizing<String>,
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user@host/db`.
@@ -103,17 +118,8 @@ impl PgStore {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
             StoreError::PostgresSetup { url: shown.clone(), what: format!("cannot start its runtime: {e}") }
         })?;
-        let pg = |what| {
-            let url = shown.clone();
-            move |source| StoreError::Postgres { url: url.clone(), what, source }
-        };
-        let (mut client, connection) =
-            runtime.block_on(tokio_postgres::connect(url, NoTls)).map_err(pg("cannot connect"))?;
-        runtime.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!("PostgreSQL connection closed: {e}");
-            }
-        });
+        let mut client = open_client(&runtime, url, &shown)?;
+        let pg = |what| pg_err(&shown, what);
         runtime
             .block_on(async {
                 let tx = client.transaction().await?;
@@ -122,13 +128,17 @@ impl PgStore {
                 tx.commit().await
             })
             .map_err(pg("cannot create the schema"))?;
-        Ok(Self { client, runtime: Some(runtime), shown })
+        let url = Zeroizing::new(url.to_owned());
+        Ok(Self { client, runtime: Some(runtime), shown, url })
     }
 
     fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.runtime().block_on(f)
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
         // Invariant: `runtime` is Some from `connect` until `drop`.
-        let rt = self.runtime.as_ref().expect("the store's runtime lives as long as the store");
-        rt.block_on(f)
+        self.runtime.as_ref().expect("the store's runtime lives as long as the store")
     }
 
     fn pg(&self, what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
@@ -142,7 +152,7 @@ impl PgStore {
         &mut self,
         lock: &'static str,
     ) -> Result<(&tokio::runtime::Runtime, Transaction<'_>, i64, &str), StoreError> {
-        let Self { client, runtime, shown } = self;
+        let Self { client, runtime, shown, .. } = self;
         let shown: &str = shown;
         let pg = |what| pg_err(shown, what);
         // Invariant: `runtime` is Some from `connect` until `drop`.
@@ -440,6 +450,16 @@ impl LogStore for PgStore {
             .collect())
     }
 
+    fn reconnect_if_lost(&mut self) -> Result<(), StoreError> {
+        // Let the connection task see a closed socket before asking.
+        self.block_on(tokio::task::yield_now());
+        if self.client.is_closed() {
+            tracing::warn!("the PostgreSQL connection to {} was lost; connecting again", self.shown);
+            self.client = open_client(self.runtime(), &self.url, &self.shown)?;
+        }
+        Ok(())
+    }
+
     fn witness_size(&self, witness: &str) -> Result<Option<u64>, StoreError> {
         let row = self
             .block_on(self.client.query_opt("SELECT size FROM witness_state WHERE witness = $1", &[&witness]))
@@ -472,5 +492,18 @@ impl LogStore for PgStore {
             .block_on(self.client.query("SELECT line FROM cosignatures WHERE size = $1 ORDER BY witness", &[&i(size)]))
             .map_err(self.pg("cannot read cosignatures"))?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(redact("postgres://desk:s3cret@127.0.0.1:55432/log"), "postgres://desk@127.0.0.1:55432/log");
+        assert_eq!(redact("postgres://127.0.0.1/log"), "postgres://127.0.0.1/log");
+        assert!(is_postgres_url("postgresql://h/db") && is_postgres_url("postgres://h/db"));
+        assert!(!is_postgres_url("collector.db") && !is_postgres_url("/var/lib/postgres/collector.db"));
     }
 }
