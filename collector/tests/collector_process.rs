@@ -307,6 +307,23 @@ impl DeskLog {
         (pki, DeskLog { _dir: d.dir, db, certs })
     }
 
+    /// A copy of this log cut after record `keep`, then another reset intent signed
+    /// by alice: record `keep + 1` exists in both, with other bytes.
+    fn fork_after(&self, keep: u64) -> DeskLog {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.sqlite");
+        std::fs::copy(&self.db, &db).unwrap();
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute("DELETE FROM audit_records WHERE seq > ?1", [keep as i64]).unwrap();
+        drop(conn);
+        let mut alice = SoftSigner::from_seed("alice", 1);
+        let mut log = AuditLog::open(&db).unwrap();
+        let facts = reset_facts("alice", "someone-else");
+        log.append(&Event::reset_intent(&facts).unwrap(), &mut alice, time::OffsetDateTime::now_utc()).unwrap();
+        drop(log);
+        DeskLog { _dir: dir, db, certs: self.certs.clone() }
+    }
+
     fn records(&self) -> Vec<StoredRecord> {
         let store = Store::open_read_only(&self.db).unwrap();
         let mut out = Vec::new();
@@ -495,18 +512,7 @@ fn altered_forked_gapped_and_unsigned_records_are_refused_with_typed_errors_and_
 
     // A fork: the same seq with other bytes, validly signed, from a copy of the log.
     c.accept(&desk, 2..7);
-    let fork_dir = tempfile::tempdir().unwrap();
-    let fork_db = fork_dir.path().join("audit.sqlite");
-    std::fs::copy(&desk.db, &fork_db).unwrap();
-    let conn = rusqlite::Connection::open(&fork_db).unwrap();
-    conn.execute("DELETE FROM audit_records WHERE seq > 5", []).unwrap();
-    drop(conn);
-    let mut alice = SoftSigner::from_seed("alice", 1);
-    let mut log = AuditLog::open(&fork_db).unwrap();
-    let facts = reset_facts("alice", "someone-else");
-    log.append(&Event::reset_intent(&facts).unwrap(), &mut alice, time::OffsetDateTime::now_utc()).unwrap();
-    drop(log);
-    let fork = DeskLog { _dir: fork_dir, db: fork_db, certs: desk.certs.clone() };
+    let fork = desk.fork_after(5);
     let (status, e) = c.refuse(fork.batch(5..6));
     assert_eq!((status, e.error.as_str(), e.seq), (409, "fork", Some(6)));
     assert_eq!(c.tree_size(), 7);
@@ -993,4 +999,22 @@ fn the_collector_connects_again_after_postgres_drops_its_connection() {
         c.accept(&desk, 3..7);
     }
     assert_eq!(c.tree_size(), 7);
+}
+
+/// Instance B saw the desk log up to record 3; A logged 4 to 7 since. A validly
+/// signed other record 6 sent to B is a fork (B catches up from the database first),
+/// not a gap, and the desk's next records are accepted by B.
+#[test]
+fn an_instance_behind_on_a_desk_log_catches_up_and_refuses_a_fork_of_what_another_logged() {
+    let Some(db) = pg_support::PgDatabase::create() else { return };
+    let pki = Pki::new(1);
+    let desk = DeskLog::write(&pki, 4);
+    let a = Collector::start_on(&pki.ca_pem(), 4 * 1024 * 1024, &db.url);
+    let b = a.sibling();
+    b.accept(&desk, 0..3);
+    a.accept(&desk, 3..7);
+    let (status, e) = b.refuse(desk.fork_after(5).batch(5..6));
+    assert_eq!((status, e.error.as_str(), e.seq), (409, "fork", Some(6)));
+    assert_eq!(leaf_indexes(&b.accept(&desk, 5..9)), vec![5, 6, 7, 8]);
+    assert_eq!(a.alerts().iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["fork"]);
 }
