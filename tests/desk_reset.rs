@@ -477,8 +477,11 @@ fn the_account_and_the_agent_are_read_again_before_the_intent() {
 
     // The holder's mobile number changes while the agent verifies.
     let mut run = verified_run(&mut desk, &mut bob, "ykim");
-    let changed =
-        resetdesk::directory::ContactPoint { value: "+1 555 0199".into(), label: "mobile".into(), changed_at: now() };
+    let changed = resetdesk::directory::ContactPoint {
+        value: "+1 555 0199".into(),
+        label: "mobile".into(),
+        changed_at: Some(now()),
+    };
     directory.set_contact_point("ykim", resetdesk::workflow::ContactKind::Phone, &changed).unwrap();
     let err = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, bob.signer().unwrap(), now()).unwrap_err();
     assert!(matches!(&err, DeskError::ChangedSinceOpened(why) if why.contains("contact points")), "{err:?}");

@@ -157,7 +157,8 @@ fn a_reset_confirmation_reaches_every_registered_address_and_the_manager_over_st
     let (site, _card, mut alice, mut desk) = at_desk("alice", "246810");
     // A second registered address, on file for long: both must be told.
     let long_ago = OffsetDateTime::now_utc() - time::Duration::days(400);
-    let home = ContactPoint { value: "jordan.home@example.net".into(), label: "home".into(), changed_at: long_ago };
+    let home =
+        ContactPoint { value: "jordan.home@example.net".into(), label: "home".into(), changed_at: Some(long_ago) };
     site.directory().set_contact_point("jsmith", ContactKind::Email, &home).unwrap();
 
     let mut run = verified_run(&mut desk, &mut alice, "jsmith");

@@ -290,7 +290,17 @@ impl Desk {
         })
     }
 
-    /// [`Desk::open`] with the embedded directory and the outbox in `config.data_dir`.
+    /// [`Desk::open`] with the directory `[directory] backend` names
+    /// ([`crate::directory::open`]: embedded, or LDAP with its side store) and the
+    /// outbox in `config.data_dir`. What the shells and the bench open.
+    pub fn open_configured(config: Config) -> Result<Self, DeskError> {
+        let directory = crate::directory::open(&config)?;
+        let outbox = Outbox::open(&config.data_dir)?;
+        Self::open(config, directory, Box::new(outbox))
+    }
+
+    /// [`Desk::open`] with the embedded directory and the outbox in `config.data_dir`,
+    /// whatever the configuration's backend (tests of the embedded directory).
     pub fn open_embedded(config: Config) -> Result<Self, DeskError> {
         let directory = crate::directory::embedded::EmbeddedDirectory::open(&config.data_dir, &config)?;
         let outbox = Outbox::open(&config.data_dir)?;
