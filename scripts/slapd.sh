@@ -18,6 +18,8 @@
 # One instance per port pair: callers that may run in parallel hold
 # /tmp/resetdesk-slapd.lock (`flock`), as the tests do.
 set -euo pipefail
+# shellcheck source=lib/test-server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/test-server.sh"
 
 BASE_DN="dc=example,dc=test"
 ROOT_DN="cn=admin,$BASE_DN"
@@ -39,19 +41,6 @@ need() {
 slapd_bin() { command -v slapd 2>/dev/null || echo /usr/sbin/slapd; }
 slapadd_bin() { command -v slapadd 2>/dev/null || echo /usr/sbin/slapadd; }
 
-make_certs() {
-  local tls="$1/tls"
-  mkdir -p "$tls"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=ResetDesk test LDAP CA" -keyout "$tls/ca.key" -out "$tls/ca.pem" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$tls/ext"
-  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
-    -extfile "$tls/ext" -out "$tls/server.pem" 2>/dev/null
-  chmod 600 "$tls/server.key" "$tls/ca.key"
-}
 
 config_ldif() {
   local d="$1"
@@ -171,7 +160,7 @@ start() {
   rm -rf "$d/slapd.d" "$d/db"
   mkdir -p "$d/slapd.d" "$d/db"
   d="$(cd "$d" && pwd)"
-  [[ -f "$d/tls/server.pem" ]] || make_certs "$d"
+  [[ -f "$d/tls/server.pem" ]] || make_certs "$d" "ResetDesk test LDAP CA"
   head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$d/root.password"
   head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$d/service.password"
   # ldapadd -y and ResetDesk's bind_password_file read the whole file: no newline.
@@ -219,20 +208,9 @@ ENV
 }
 
 stop() {
-  local d="$1"
-  [[ -f "$d/slapd.pid" ]] || { echo "slapd.sh: no slapd runs for $d"; return 0; }
-  local pid
-  pid="$(cat "$d/slapd.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid"
-    for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.05
-    done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-  fi
-  rm -f "$d/slapd.pid"
-  echo "slapd.sh: stopped slapd $pid"
+  local d="$1" pid
+  pid="$(stop_by_pid_file "$d/slapd.pid")"
+  if [[ -n "$pid" ]]; then echo "slapd.sh: stopped slapd $pid"; else echo "slapd.sh: no slapd runs for $d"; fi
 }
 
 case "${1:-}" in

@@ -151,6 +151,9 @@ impl Default for TierMapping {
                 "finance-approvers".into(),
                 "helpdesk-senior".into(),
                 "hr-admins".into(),
+                // Active Directory accounts with adminCount=1 (AdminSDHolder), as the
+                // LDAP adapter marks them (`directory::ldap::active_directory`).
+                "adminCount".into(),
             ],
             highest_groups: vec![
                 "domain-admins".into(),

@@ -6,6 +6,7 @@
 //! each test holds the cross-process reader lock while it uses the readers.
 #![allow(dead_code)]
 
+pub mod server;
 pub mod slapd;
 
 use std::process::Command;
@@ -240,9 +241,14 @@ pub fn verified_run(desk: &mut Desk, agent: &mut AgentSession, target: &str) -> 
 /// A fresh site with `username`'s card enrolled in the first reader, logged in, and the
 /// desk open. Take the reader lock first.
 pub fn at_desk(username: &str, pin: &str) -> (Site, VirtualCard, AgentSession, Desk) {
-    let site = site();
+    at_desk_on(Backend::Embedded, username, pin).expect("the embedded directory is always there")
+}
+
+/// [`at_desk`] on `backend`; `None` when slapd is not installed outside CI (skip).
+pub fn at_desk_on(backend: Backend, username: &str, pin: &str) -> Option<(Site, VirtualCard, AgentSession, Desk)> {
+    let site = site_on(backend)?;
     let card = VirtualCard::insert(READER_0_PORT).unwrap();
     let agent = site.agent(&card, username, pin);
     let desk = site.desk();
-    (site, card, agent, desk)
+    Some((site, card, agent, desk))
 }

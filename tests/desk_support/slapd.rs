@@ -1,67 +1,28 @@
 //! A throwaway OpenLDAP slapd per test, started by `scripts/slapd.sh` (TLS with a test
 //! CA, ppolicy, memberof, the demo organisation), under the cross-process lock
-//! /tmp/resetdesk-slapd.lock (its ports are fixed). Stopped when dropped.
-//!
-//! Outside CI a machine without slapd skips the test with a message; with `CI=true`
-//! a slapd that cannot start fails the test.
+//! /tmp/resetdesk-slapd.lock (its ports are fixed): a [`ScriptServer`].
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use super::server::ScriptServer;
 use resetdesk::config::{Backend, Config, LdapConfig, LdapFlavour};
 
 pub const LOCK_PATH: &str = "/tmp/resetdesk-slapd.lock";
 
-pub struct Slapd {
-    pub dir: tempfile::TempDir,
-    pub env: HashMap<String, String>,
-    _lock: std::fs::File,
-}
+pub struct Slapd(ScriptServer);
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slapd.sh")
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+impl std::ops::Deref for Slapd {
+    type Target = ScriptServer;
+    fn deref(&self) -> &ScriptServer {
+        &self.0
+    }
 }
 
 impl Slapd {
     /// Start a slapd with the demo organisation; `None` (skip) only outside CI on a
     /// machine without slapd.
     pub fn start() -> Option<Slapd> {
-        if !Path::new("/usr/sbin/slapd").exists() && !in_ci() {
-            eprintln!("SKIPPED: slapd is not installed (scripts/setup-debian.sh); CI=true makes this a failure");
-            return None;
-        }
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(LOCK_PATH)
-            .unwrap_or_else(|e| panic!("cannot open {LOCK_PATH}: {e}"));
-        lock.lock().unwrap_or_else(|e| panic!("cannot lock {LOCK_PATH}: {e}"));
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["start", dir.path().to_str().unwrap()])
-            .env("RESETDESK_BIN", env!("CARGO_BIN_EXE_resetdesk"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/slapd.sh start failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = std::fs::read_to_string(dir.path().join("env")).unwrap();
-        let env = text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        Some(Slapd { dir, env, _lock: lock })
-    }
-
-    pub fn var(&self, key: &str) -> &str {
-        self.env.get(key).unwrap_or_else(|| panic!("{key} missing from slapd's env"))
+        ScriptServer::start("slapd.sh", LOCK_PATH, "/usr/sbin/slapd").map(Slapd)
     }
 
     /// `[directory.ldap]` for this slapd over LDAPS with the test CA.
@@ -85,18 +46,15 @@ impl Slapd {
         config.directory.ldap = self.ldap_config();
     }
 
-    /// Stop slapd now (a directory outage).
-    pub fn stop(&self) {
-        let out =
-            Command::new("bash").arg(script()).args(["stop", self.dir.path().to_str().unwrap()]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    fn root_tool(&self, tool: &str) -> std::process::Command {
+        self.ldap_tool(tool, self.var("SLAPD_URL"), self.var("SLAPD_ROOT_DN"), self.var("SLAPD_ROOT_PASSWORD_FILE"))
     }
 
     /// `ldapsearch` as the rootdn: the attributes of `dn` (`attrs` named, operational ones included).
     pub fn read(&self, dn: &str, attrs: &[&str]) -> HashMap<String, Vec<String>> {
-        let out = Command::new("ldapsearch")
-            .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", self.var("SLAPD_URL"), "-D", self.var("SLAPD_ROOT_DN")])
-            .args(["-y", self.var("SLAPD_ROOT_PASSWORD_FILE"), "-b", dn, "-s", "base"])
+        let out = self
+            .root_tool("ldapsearch")
+            .args(["-LLL", "-o", "ldif-wrap=no", "-b", dn, "-s", "base"])
             .args(attrs)
             .output()
             .unwrap();
@@ -113,20 +71,13 @@ impl Slapd {
     /// Apply an LDIF change as the rootdn.
     pub fn modify(&self, ldif: &str) {
         use std::io::Write;
-        let mut child = Command::new("ldapmodify")
-            .args(["-x", "-H", self.var("SLAPD_URL"), "-D", self.var("SLAPD_ROOT_DN")])
-            .args(["-y", self.var("SLAPD_ROOT_PASSWORD_FILE")])
+        let mut child = self
+            .root_tool("ldapmodify")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
         child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
         assert!(child.wait().unwrap().success(), "ldapmodify failed");
-    }
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).args(["stop", self.dir.path().to_str().unwrap()]).output();
     }
 }

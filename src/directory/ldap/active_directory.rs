@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 
-use ldap3::{LdapConn, Mod, Scope, SearchEntry};
+use ldap3::{LdapConn, Mod, Scope};
 use time::OffsetDateTime;
 
 use super::connection::{rc, refused, unreachable};
@@ -68,7 +68,7 @@ impl Flavour for ActiveDirectory {
         if status.rc != rc::SUCCESS {
             return Err(refused("the in-chain group search", &status));
         }
-        let mut groups: Vec<String> = entries.into_iter().map(|e| SearchEntry::construct(e).dn).collect();
+        let mut groups: Vec<String> = super::entries_of(entries).map(|e| e.dn).collect();
         if first(attrs, "adminCount") == Some("1") {
             groups.push(ADMIN_COUNT_MARKER.to_owned());
         }

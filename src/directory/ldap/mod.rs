@@ -133,7 +133,7 @@ impl LdapDirectory {
         if status.rc != rc::SUCCESS && status.rc != rc::SIZE_LIMIT_EXCEEDED {
             return Err(refused("search", &status));
         }
-        Ok(entries.into_iter().map(SearchEntry::construct).take(limit).map(|e| (e.dn, e.attrs)).collect())
+        Ok(entries_of(entries).take(limit).map(|e| (e.dn, e.attrs)).collect())
     }
 
     fn time_limit(&self) -> i32 {
@@ -171,12 +171,7 @@ impl LdapDirectory {
         if result.1.rc != rc::SUCCESS {
             return Err(refused("manager lookup", &result.1));
         }
-        Ok(result
-            .0
-            .into_iter()
-            .next()
-            .map(SearchEntry::construct)
-            .and_then(|e| entry::first(&e.attrs, schema.username).map(str::to_owned)))
+        Ok(entries_of(result.0).next().and_then(|e| entry::first(&e.attrs, schema.username).map(str::to_owned)))
     }
 
     fn to_entry(&self, conn: &mut LdapConn, dn: &str, attrs: &Attrs) -> Result<Option<DirectoryEntry>, DirectoryError> {
@@ -249,6 +244,12 @@ impl LdapDirectory {
         };
         self.side().create_account(&row, OffsetDateTime::now_utc())
     }
+}
+
+/// The entries of a search result, without the referrals (search continuations AD
+/// sends for its other partitions) and intermediate messages.
+pub(crate) fn entries_of(raw: Vec<ldap3::ResultEntry>) -> impl Iterator<Item = SearchEntry> {
+    raw.into_iter().filter(|e| !e.is_ref() && !e.is_intermediate()).map(SearchEntry::construct)
 }
 
 impl PasswordCheck {
