@@ -6,7 +6,8 @@
 //! Goal: p99 < 20 ms. Prints p50, p99, max and the ratio p99/goal; asserts nothing.
 //!
 //! `cargo bench --bench ldap_search` (env: LDAP_BENCH_ENTRIES, default 10000;
-//! LDAP_BENCH_QUERIES, default 2000; RESETDESK_BENCH_QUICK: 500 queries). Holds
+//! LDAP_BENCH_QUERIES, default 2000; RESETDESK_BENCH_QUICK: 500 queries; under
+//! `cargo test --all-targets`, a smoke run of 300 accounts). Holds
 //! /tmp/resetdesk-slapd.lock while slapd runs.
 
 // Shared with the tests, which use all of it.
@@ -45,9 +46,14 @@ fn accounts_ldif(n: usize) -> String {
 }
 
 fn main() {
-    let entries = env_usize("LDAP_BENCH_ENTRIES", 10_000);
-    let quick = std::env::var("RESETDESK_BENCH_QUICK").is_ok_and(|v| v == "1");
+    // `cargo test --all-targets` runs this too (no `--bench`): a smoke run, unoptimised.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let entries = env_usize("LDAP_BENCH_ENTRIES", if smoke { 300 } else { 10_000 });
+    let quick = smoke || std::env::var("RESETDESK_BENCH_QUICK").is_ok_and(|v| v == "1");
     let queries = env_usize("LDAP_BENCH_QUERIES", if quick { 500 } else { 2000 });
+    if smoke {
+        println!("ldap_search: smoke run under `cargo test` ({entries} accounts); `cargo bench --bench ldap_search` for numbers");
+    }
     let work = tempfile::tempdir().expect("a temporary directory");
     let ldif = work.path().join("bench.ldif");
     std::fs::write(&ldif, accounts_ldif(entries)).expect("write the LDIF");
