@@ -181,7 +181,7 @@ impl LdapDirectory {
         };
         let ctx = Context {
             manager,
-            groups: self.flavour.groups(conn, dn, attrs)?,
+            groups: self.flavour.groups(conn.with_timeout(self.endpoint.timeout()), dn, attrs)?,
             must_change_password: self.flavour.must_change(attrs),
             contact_changed_attribute: &self.config.contact_changed_attribute,
             hire_date_attribute: &self.config.hire_date_attribute,
