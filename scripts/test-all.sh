@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 machine (as root) and runs every ResetDesk test against real
 # components on loopback: pcscd + vpcd + the virtual PIV card, the real app window
-# under Xvfb through tauri-driver, and the services later issues add.
+# under Xvfb through tauri-driver, OpenLDAP slapd (scripts/slapd.sh: tests/ldap_openldap.rs
+# and the desk's reset on slapd) and a Samba AD DC (scripts/samba-dc.sh: tests/ldap_ad.rs,
+# about 25 s), each started by the test that needs it, and the services later issues add.
+# With CI=true (the default here) a directory server that cannot start fails its test.
 #
 #   bash scripts/test-all.sh
 #
