@@ -12,9 +12,8 @@ use std::sync::MutexGuard;
 
 use resetdesk::audit::AuditLog;
 use resetdesk::clock::SystemClock;
-use resetdesk::config::{Backend, Config};
+use resetdesk::config::Config;
 use resetdesk::desk::{Desk as CoreDesk, ResetRun};
-use resetdesk::directory::embedded::EmbeddedDirectory;
 use resetdesk::login::{AgentIdentity, AgentSession, LoginError};
 use resetdesk::presence::{self, SessionEnd};
 use resetdesk::secret::Secret;
@@ -330,11 +329,6 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
             "the smart-card watcher is not running, so removing a key would not lock the desk; restart ResetDesk",
         ));
     }
-    if config.directory.backend != Backend::Embedded {
-        return Err(Failure::new(
-            "this build of the desk app only supports the embedded directory; set directory.backend = \"embedded\"",
-        ));
-    }
     {
         let desk = desk(app);
         if desk.session.is_some() {
@@ -344,7 +338,7 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
             return Err(Failure::new("the desk is locking (signing the logout record); log in again in a moment"));
         }
     }
-    let directory = EmbeddedDirectory::open(&config.data_dir, config).map_err(|e| Failure::new(e.to_string()))?;
+    let directory = resetdesk::directory::open(config).map_err(|e| Failure::new(e.to_string()))?;
 
     // The audit log is taken out while the login signs its record (card IO, perhaps a
     // touch) so the desk state stays free.
@@ -360,7 +354,7 @@ pub fn login(app: &AppHandle, reader: &str, pin: Secret) -> Result<SessionView, 
     // Login, the key-removal checks and the signed login record, in the core's order.
     // Fail closed: no signed login record, no session (dropping it wipes the PIN).
     let removals = WatchedRemovals(app);
-    let starter = SessionStarter { config, directory: &directory, removals: &removals, clock: &SystemClock };
+    let starter = SessionStarter { config, directory: directory.as_ref(), removals: &removals, clock: &SystemClock };
     let started = starter.start(&mut audit, reader, pin, unsigned_end.as_ref());
 
     let mut desk = desk(app);

@@ -23,6 +23,18 @@
 //! a socket that does not exist (`PCSCLITE_CSOCK_NAME`).
 //! `RESETDESK_E2E_SCREENSHOTS=DIR` saves the login test's screens there for review.
 
+#[path = "../tls_support/mod.rs"]
+mod tls_support;
+
+// The project's directory servers for tests (`scripts/slapd.sh`), as the core's desk
+// tests start them (`slapd` finds `server` as its sibling module).
+#[allow(dead_code)]
+#[path = "../desk_support/server.rs"]
+mod server;
+#[allow(dead_code)]
+#[path = "../desk_support/slapd.rs"]
+mod slapd;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1431,4 +1443,103 @@ async fn an_admin_enrols_a_key_in_the_second_reader_and_revokes_it_both_signed()
     let (ok, out) = resetdesk_cli(&["audit", "verify", "--data-dir", &data], "");
     assert!(ok, "{out}");
     client.clone().close().await.expect("close the session");
+}
+
+/// Issue 10's run of the window on real servers: the agent's directory is OpenLDAP
+/// (slapd with ppolicy and memberof, over LDAPS with a test CA) and mail goes by SMTP
+/// with STARTTLS to aiosmtpd. A standard reset done in the window sets the password
+/// with `pwdReset: TRUE` in slapd (must change at next login), and the holder's
+/// confirmation reaches the mail server, without the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_reset_on_slapd_sets_pwd_reset_and_the_holders_mail_reaches_the_smtp_server() {
+    use slapd::Slapd;
+    if !tls_support::aiosmtpd_available() {
+        return;
+    }
+    let Some(slapd) = Slapd::start() else { return };
+    let work = tempfile::tempdir().expect("a work directory");
+    let pki = tls_support::pki(work.path());
+    let port = tls_support::free_port();
+    let mail = tls_support::MailServer::start(port, &pki, &work.path().join("maildir"));
+    let ldap = slapd.ldap_config();
+    let path = |p: &Option<PathBuf>| toml_string(p.as_deref().and_then(Path::to_str).expect("a UTF-8 path"));
+    let extra = format!(
+        "{ALL_HOURS}\n[directory]\nbackend = \"ldap\"\n\n[directory.ldap]\nurl = {url}\nflavour = \"openldap\"\n\
+         base_dn = {base}\nbind_dn = {bind}\nbind_password_file = {password}\nca_file = {ca}\n\
+         contact_changed_attribute = {changed}\nhire_date_attribute = {hired}\n\n\
+         [smtp]\ndelivery = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"starttls\"\n\
+         from = \"servicedesk@example.com\"\nsecurity_team = \"security@example.com\"\nca_file = {smtp_ca}\n",
+        url = toml_string(&ldap.url),
+        base = toml_string(&ldap.base_dn),
+        bind = toml_string(&ldap.bind_dn),
+        password = path(&ldap.bind_password_file),
+        ca = path(&ldap.ca_file),
+        changed = toml_string(&ldap.contact_changed_attribute),
+        hired = toml_string(&ldap.hire_date_attribute),
+        smtp_ca = toml_string(pki.ca.to_str().expect("a UTF-8 path")),
+    );
+    let Some(desk) = desk_app_with_alice_card(&extra).await else { return };
+    let client = &desk.client;
+    let main_window = client.window().await.expect("the main window");
+    wait_js(client, "the login form", "!document.getElementById('login-form').hidden").await;
+    assert_eq!(log_in(client, PIN).await, json!("Alice Schmidt"), "alice is an agent in slapd");
+    let jsmith = resetdesk::directory::ldap::demo::person_dn("jsmith", &ldap.base_dn);
+    assert!(!slapd.read(&jsmith, &["pwdReset"]).contains_key("pwdReset"), "no reset pending before");
+
+    open_walk_up_request(client, "jsmith").await;
+    answer_security_questions(client, "jsmith").await;
+    keys(client, &format!("{}{ENTER}", totp_now("jsmith"))).await;
+    wait_focus(client, "confirm-reset").await;
+    keys(client, ENTER).await;
+    wait_focus(client, "show-customer").await;
+    keys(client, ENTER).await;
+    wait_focus(client, "handoff-done").await;
+
+    let customer =
+        client.windows().await.expect("windows").into_iter().find(|w| *w != main_window).expect("the customer window");
+    client.switch_to_window(customer).await.expect("to the customer window");
+    let password =
+        wait_js(client, "the password on the customer screen", "document.getElementById('shown-secret')?.textContent")
+            .await
+            .as_str()
+            .expect("text")
+            .to_owned();
+    client.switch_to_window(main_window).await.expect("back");
+    assert!(password.len() >= 12, "{password}");
+
+    // slapd holds the new password with pwdReset: the user must change it at next login.
+    let after = slapd.read(&jsmith, &["pwdReset", "pwdChangedTime"]);
+    assert_eq!(after.get("pwdReset").map(Vec::as_slice), Some(&["TRUE".to_owned()][..]), "{after:?}");
+    let (ok, out) = resetdesk_cli(
+        &[
+            "directory",
+            "check-password",
+            "--data-dir",
+            desk._desk._dir.path().to_str().expect("utf-8"),
+            "--config",
+            desk._desk.config_file.to_str().expect("utf-8"),
+            "--user",
+            "jsmith",
+        ],
+        &format!("{password}\n"),
+    );
+    assert!(ok && out.contains("must be changed"), "a ppolicy bind with the new password: {out}");
+
+    // The app's sender delivers the holder's confirmation over STARTTLS.
+    let mut messages = Vec::new();
+    for _ in 0..150 {
+        messages = mail.messages();
+        if messages.iter().any(|(to, _)| to.contains("jsmith@example.com")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await; // polling for the background sender
+    }
+    let (_, to_holder) =
+        messages.iter().find(|(to, _)| to.contains("jsmith@example.com")).expect("the holder's confirmation");
+    assert!(to_holder.contains("wasn't me"), "{to_holder}");
+    assert!(messages.iter().all(|(_, m)| !m.contains(&password)), "no mail carries the temporary password");
+    let (ok, out) =
+        resetdesk_cli(&["audit", "verify", "--data-dir", desk._desk._dir.path().to_str().expect("utf-8")], "");
+    assert!(ok, "{out}");
+    desk.client.close().await.expect("close the session");
 }

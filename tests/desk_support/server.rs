@@ -32,15 +32,21 @@ impl ScriptServer {
             .open(lock_path)
             .unwrap_or_else(|e| panic!("cannot open {lock_path}: {e}"));
         lock.lock().unwrap_or_else(|e| panic!("cannot lock {lock_path}: {e}"));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(script);
+        // The workspace root (this module is built into the root package's tests and the app's).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .find(|d| d.join("scripts").join(script).is_file())
+            .unwrap_or_else(|| panic!("no scripts/{script} above {}", env!("CARGO_MANIFEST_DIR")));
+        let script = root.join("scripts").join(script);
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(&script)
-            .args(["start", dir.path().to_str().unwrap()])
-            // option_env!: this module is also built into the collector's tests, which start no server.
-            .env("RESETDESK_BIN", option_env!("CARGO_BIN_EXE_resetdesk").unwrap_or("resetdesk"))
-            .output()
-            .unwrap();
+        let mut command = Command::new("bash");
+        command.arg(&script).args(["start", dir.path().to_str().unwrap()]);
+        // The CLI that prints the demo LDIF: this package's, when it has one (the app's
+        // tests do not: the script then takes the workspace's target/debug/resetdesk).
+        if let Some(bin) = option_env!("CARGO_BIN_EXE_resetdesk") {
+            command.env("RESETDESK_BIN", bin);
+        }
+        let out = command.output().unwrap();
         assert!(
             out.status.success(),
             "{} start failed: {}{}",

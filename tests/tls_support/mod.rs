@@ -65,3 +65,73 @@ impl Drop for Listening {
         let _ = self.child.wait();
     }
 }
+
+// --- aiosmtpd, the SMTP capture server ---------------------------------------
+
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Whether aiosmtpd can run here; outside CI a missing one skips the test.
+pub fn aiosmtpd_available() -> bool {
+    let ok = Command::new(PYTHON).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "CI must have python3-aiosmtpd (scripts/setup-debian.sh)");
+        eprintln!("skipped: python3-aiosmtpd is not installed");
+    }
+    ok
+}
+
+/// aiosmtpd on a loopback port, offering STARTTLS, saving each message to a maildir.
+pub struct MailServer {
+    _server: Listening,
+    pub maildir: PathBuf,
+}
+
+impl MailServer {
+    pub fn start(port: u16, pki: &TestPki, maildir: &Path) -> Self {
+        let mut command = Command::new(PYTHON);
+        command
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg("--tlscert")
+            .arg(&pki.cert)
+            .arg("--tlskey")
+            .arg(&pki.key)
+            .arg("--no-requiretls")
+            .arg(maildir);
+        Self { _server: Listening::spawn(&mut command, port, "aiosmtpd"), maildir: maildir.to_owned() }
+    }
+
+    /// Each delivered message: (recipients from X-RcptTo, the message decoded from
+    /// quoted-printable).
+    pub fn messages(&self) -> Vec<(String, String)> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else { return Vec::new() };
+        entries
+            .map(|e| {
+                let raw = std::fs::read_to_string(e.unwrap().path()).unwrap();
+                let rcpt = raw.lines().find_map(|l| l.strip_prefix("X-RcptTo: ")).unwrap_or("").trim().to_owned();
+                (rcpt, unquote(&raw))
+            })
+            .collect()
+    }
+}
+
+/// Quoted-printable soft breaks and escapes undone (enough to read the bodies).
+pub fn unquote(raw: &str) -> String {
+    let joined = raw.replace("=\r\n", "").replace("=\n", "");
+    let mut out = String::new();
+    let mut rest = joined.as_str();
+    while let Some(i) = rest.find('=') {
+        out.push_str(&rest[..i]);
+        match u8::from_str_radix(rest.get(i + 1..i + 3).unwrap_or(""), 16) {
+            Ok(b) => {
+                out.push(b as char);
+                rest = &rest[i + 3..];
+            }
+            Err(_) => {
+                out.push('=');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
