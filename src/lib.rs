@@ -37,6 +37,7 @@ pub mod login;
 pub mod presence;
 pub mod session_start;
 pub mod token;
+pub mod upstream;
 
 // The command line's subcommands (the binary only parses arguments).
 pub mod cli;
