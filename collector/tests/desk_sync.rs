@@ -280,3 +280,61 @@ fn a_collector_showing_another_tree_under_the_same_key_is_a_fork() {
     assert_eq!(d.witness_current().unwrap().tree_size, 8);
     assert_eq!(d.report().witnessed_size, Some(8));
 }
+
+#[test]
+fn the_sync_command_and_audit_verify_collector_over_a_configured_desk() {
+    use resetdesk::cli::audit::{Command, Source, VerifyArgs};
+    let pki = Pki::new(1);
+    let c = Collector::start(&pki);
+    let desk = DeskLog::write(&pki, 1);
+    // A first pass that sends alice's certificate (the collector keeps it; this data
+    // directory has no token registry to take it from).
+    drain(&mut driver(&desk, &c, 10));
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    reset(&desk.db, &mut alice, "after");
+    let data_dir = desk.db.parent().unwrap().to_owned();
+    let tls_ca = c.dir.path().join("tls/ca.pem");
+    std::fs::write(
+        data_dir.join("resetdesk.toml"),
+        format!(
+            "[collector]\nurl = \"{}\"\nverifier_key = \"{}\"\nca_file = \"{}\"\n",
+            c.base_url(),
+            c.vkey,
+            tls_ca.display()
+        ),
+    )
+    .unwrap();
+    let sync =
+        |watch| resetdesk::cli::sync::SyncArgs { data_dir: data_dir.clone(), config: None, watch, poll: 1, json: true };
+    assert_eq!(resetdesk::cli::sync::run(sync(false)), 0);
+    assert_eq!(stored_receipts(&desk.db).len(), 5);
+
+    let org_ca = data_dir.join("org-ca.pem");
+    std::fs::write(&org_ca, pki.ca_pem()).unwrap();
+    let certs = data_dir.join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::write(certs.join("alice.pem"), resetdesk::audit::resolver::certificate_pem(&desk.certs[0])).unwrap();
+    let verify = |url: String, vkey: &str, tls_ca: &Path| {
+        resetdesk::cli::audit::run(Command::Verify(VerifyArgs {
+            source: Source {
+                data_dir: None,
+                db: Some(desk.db.clone()),
+                ca: Some(org_ca.clone()),
+                certs: Some(certs.clone()),
+            },
+            export: None,
+            receipts: None,
+            collector_key: vec![],
+            collector_vkey: vec![vkey.to_owned()],
+            anchors: None,
+            collector: Some(url),
+            collector_ca: Some(tls_ca.to_owned()),
+        }))
+    };
+    assert_eq!(verify(c.base_url(), &c.vkey, &tls_ca), 0);
+    // Another tree under the same key: the online check fails.
+    let mut b = Collector::prepare(&pki.ca_pem(), MAX_BODY, "127.0.0.1:0", Some(&c));
+    b.restart();
+    b.accept(&DeskLog::write(&pki, 3), 0..7);
+    assert_eq!(verify(b.base_url(), &c.vkey, &b.dir.path().join("tls/ca.pem")), 1);
+}
