@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use audit_support::{reset_facts, Pki, SoftSigner};
 use process_support::{Collector, DeskLog};
+use resetdesk::audit::browse::{browse, AuditFilter};
 use resetdesk::audit::store::Store;
 use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, DirectoryOutcome, Event, EventType, Receipt, Record};
 use resetdesk::sync::SyncSettings;
@@ -140,6 +141,12 @@ fn resets_while_the_collector_is_down_all_reach_it_in_order_once_it_is_up() {
     assert_eq!(c.tree_size(), 9);
     let summary = offline(&desk.db, &pki, &c);
     assert_eq!((summary.records, summary.receipts_checked, summary.receipted_up_to), (9, 9, 9));
+    // The Audit screen's listing checks the receipts with the collector's key.
+    let store = Store::open_read_only(&desk.db).unwrap();
+    let resolver = pki.resolver(&[&SoftSigner::from_seed("alice", 1)]);
+    let page = browse(&store, &resolver, &c.trusted(), &AuditFilter::default()).unwrap();
+    assert!(page.verified && page.receipted_up_to == 9 && page.rows.iter().all(|r| r.receipted), "{page:?}");
+    drop(store);
 
     // The next heartbeat states the latest receipt, and it too goes up.
     let mut log = AuditLog::open(&desk.db).unwrap();

@@ -147,6 +147,7 @@ impl SyncReport {
         let mut out = match (&self.last_receipt, s.queued) {
             (Some(r), 0) => format!("synced to {}: every record up to seq {} has a receipt", self.collector, r.seq),
             (Some(r), q) => format!("{q} record(s) waiting for {} (receipts up to seq {})", self.collector, r.seq),
+            (None, 0) => format!("nothing to send to {} yet (the audit log is empty)", self.collector),
             (None, q) => format!("{q} record(s) waiting for {} (no receipt yet)", self.collector),
         };
         if let Some(e) = &s.last_error {
