@@ -345,3 +345,36 @@ fn the_sync_command_and_audit_verify_collector_over_a_configured_desk() {
     b.accept(&DeskLog::write(&pki, 3), 0..7);
     assert_eq!(verify(b.base_url(), &c.vkey, &b.dir.path().join("tls/ca.pem")), 1);
 }
+
+#[test]
+fn the_background_driver_sends_records_as_they_are_written_and_stops_when_told() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let pki = Pki::new(1);
+    let c = Collector::start(&pki);
+    let desk = DeskLog::write(&pki, 0);
+    let mut d = driver(&desk, &c, 2);
+    let handle = d.handle();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let worker =
+        std::thread::spawn(move || d.run(Duration::from_millis(20), Duration::from_millis(100), flag.as_ref()));
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let wait_for = |seq: u64| {
+        let until = Instant::now() + Duration::from_secs(30);
+        while handle.report().status.acknowledged < seq {
+            assert!(Instant::now() < until, "not synced to {seq}: {:?}", handle.report());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(1);
+    for k in 0..3 {
+        reset(&desk.db, &mut alice, &format!("bg{k}"));
+    }
+    wait_for(7);
+    stop.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
+    let r = handle.report();
+    assert_eq!((r.status.queued, r.witnessed_size), (0, Some(7)), "{r:?}");
+    assert_eq!(offline(&desk.db, &pki, &c).receipted_up_to, 7);
+}
