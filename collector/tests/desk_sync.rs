@@ -281,11 +281,27 @@ fn a_collector_showing_another_tree_under_the_same_key_is_a_fork() {
     assert!(matches!(e, SyncError::Fork(ForkError::Behind { held: 3, new: 1 })), "{e}");
     assert_eq!(alerts(&desk.db), ["fork", "fork"]);
 
+    // B learns this desk's first records after its own history and takes the next
+    // ones: its receipts are for a tree that does not extend A's, so they are refused.
+    b.post(desk.batch(0..3));
+    reset(&desk.db, &mut SoftSigner::from_seed("alice", 1), "on-b");
+    let mut d = driver_for(&desk, &b, &b.base_url(), &a.vkey, 10);
+    let e = d.step().unwrap_err();
+    assert!(matches!(e, SyncError::Fork(ForkError::NotAnExtension { smaller: 3, larger: 10 })), "{e}");
+    assert_eq!(stored_receipts(&desk.db).len(), 3, "no receipt from the forked tree is kept");
+    assert_eq!(d.report().status.queued, 2);
+    // Retried, the same fork is still refused but recorded once.
+    std::thread::sleep(Duration::from_millis(250));
+    assert!(d.step().is_err());
+    assert_eq!(alerts(&desk.db), ["fork", "fork", "fork"]);
+
     // A itself, grown by another desk, is still consistent.
     a.accept(&stranger, 0..5);
     let mut d = driver(&desk, &a, 10);
     assert_eq!(d.witness_current().unwrap().tree_size, 8);
     assert_eq!(d.report().witnessed_size, Some(8));
+    drain(&mut d);
+    assert_eq!(offline(&desk.db, &pki, &a).receipted_up_to, 5);
 }
 
 #[test]

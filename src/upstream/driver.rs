@@ -305,11 +305,15 @@ impl SyncDriver {
         self.schedule.failed(now, e.to_string(), rand::random::<f64>());
         if let Some(kind) = e.alert_kind() {
             let detail = e.to_string();
+            let alert = format!("{kind}: {detail}");
             tracing::error!(kind, "upstream sync alert: {detail}");
-            if let Err(store) = self.store.add_alert(wall_ms(), kind, &detail) {
-                tracing::error!("the sync alert could not be stored: {store}");
+            // The same alert again (each retry of a lasting fork) is one row, not one per retry.
+            if self.alert.as_ref() != Some(&alert) {
+                if let Err(store) = self.store.add_alert(wall_ms(), kind, &detail) {
+                    tracing::error!("the sync alert could not be stored: {store}");
+                }
             }
-            self.alert = Some(format!("{kind}: {detail}"));
+            self.alert = Some(alert);
         } else {
             tracing::warn!("upstream sync: {e}");
         }
