@@ -409,13 +409,14 @@ impl SyncDriver {
     /// Post records `first..=last`; check, witness and store their receipts. Returns
     /// the highest seq the stored receipts cover.
     fn send(&mut self, first: u64, last: u64) -> Result<u64, SyncError> {
-        let records = self.store.range(first, last)?;
+        let mut records = self.store.range(first, last)?;
         if let Some(gap) = (first..=last).zip(&records).find(|(seq, r)| r.row_seq != *seq).map(|(s, _)| s) {
             return Err(SyncError::Missing(gap));
         }
         if (records.len() as u64) < last - first + 1 {
             return Err(SyncError::Missing(first + records.len() as u64));
         }
+        records.truncate(within_body_limit(&records));
         let log_id = match self.store.get(1)? {
             Some(r) => entry_hash(&r.record),
             None => return Err(SyncError::Missing(1)),
@@ -504,6 +505,24 @@ fn summary(receipt: &Receipt, keys: &CollectorKeys) -> Option<ReceiptSummary> {
     Some(ReceiptSummary { seq: r.seq, leaf_index: r.leaf_index, tree_size: cp.tree_size })
 }
 
+/// The largest body a batch is given (the collector's default limit is 8 MiB): a
+/// batch of large records is cut short and the rest goes next.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// How many of `records` (at least one) fit in [`MAX_BATCH_BYTES`] once base64-encoded.
+fn within_body_limit(records: &[StoredRecord]) -> usize {
+    let mut total = 0usize;
+    let fits = records
+        .iter()
+        .take_while(|r| {
+            let raw = r.record.len() + r.signature.len() + r.cosignature.as_ref().map_or(0, Vec::len);
+            total = total.saturating_add(raw.div_ceil(3) * 4 + 64);
+            total <= MAX_BATCH_BYTES
+        })
+        .count();
+    fits.max(1)
+}
+
 /// Sleep `d` in short slices, returning early when `stop` is set.
 fn sleep(d: Duration, stop: &AtomicBool) {
     let until = Instant::now() + d;
@@ -513,5 +532,29 @@ fn sleep(d: Duration, stop: &AtomicBool) {
             return;
         }
         std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(len: usize) -> StoredRecord {
+        StoredRecord { row_seq: 1, record: vec![0; len], signature: vec![0; 72], cosignature: None }
+    }
+
+    #[test]
+    fn a_batch_of_large_records_is_cut_to_the_body_limit_but_never_to_nothing() {
+        let big: Vec<_> = (0..200).map(|_| record(60_000)).collect();
+        let n = within_body_limit(&big);
+        assert!(n > 1 && n < 200, "{n}");
+        assert!(n * (60_072 / 3 * 4) <= MAX_BATCH_BYTES);
+        assert_eq!(
+            within_body_limit(&[record(10 * 1024 * 1024)]),
+            1,
+            "one record always goes (the collector judges it)"
+        );
+        let small: Vec<_> = (0..256).map(|_| record(900)).collect();
+        assert_eq!(within_body_limit(&small), 256);
     }
 }
