@@ -39,6 +39,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub collector: CollectorConfig,
     pub smtp: SmtpConfig,
+    pub ticketing: TicketingConfig,
 }
 
 impl Default for Config {
@@ -55,6 +56,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             collector: CollectorConfig::default(),
             smtp: SmtpConfig::default(),
+            ticketing: TicketingConfig::default(),
         }
     }
 }
@@ -259,6 +261,60 @@ impl Default for SmtpConfig {
     }
 }
 
+/// The body a ticket update is posted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketTemplate {
+    /// ServiceNow Table API: `{"work_notes": ..., "correlation_id": ..., ...}`, e.g. to
+    /// `POST /api/now/table/incident`.
+    #[default]
+    Servicenow,
+    /// Jira REST: `{"body": ...}` to `POST /rest/api/2/issue/{ticket}/comment`.
+    Jira,
+    /// The JSON of `template_file`, its `{{placeholders}}` filled in.
+    Custom,
+}
+
+/// The HTTP method a ticket update is sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookMethod {
+    /// Jira's comment endpoint; a ServiceNow Import Set or Scripted REST endpoint.
+    #[default]
+    Post,
+    /// ServiceNow's Table API on one record: `PATCH /api/now/table/incident/{ticket}`.
+    Patch,
+    Put,
+}
+
+/// The ticketing webhook: a secret-free summary of each request's outcome, posted to
+/// the ticket named at intake. Unset `url`: nothing is posted.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TicketingConfig {
+    /// `https://...`; `{ticket}` in it is replaced by the ticket number (percent-encoded).
+    pub url: String,
+    /// `post` (default), `patch` or `put`.
+    pub method: WebhookMethod,
+    pub template: TicketTemplate,
+    /// For `template = "custom"`: a JSON file with `{{ticket}}`, `{{request_id}}`,
+    /// `{{account}}`, `{{agent}}`, `{{outcome}}`, `{{summary}}`, `{{at}}` inside strings.
+    pub template_file: Option<PathBuf>,
+    /// A file holding one header line, `Name: value` (e.g. `Authorization: Bearer ...`).
+    pub auth_header_file: Option<PathBuf>,
+    /// PEM bundle of the CA that issued the server's certificate; unset: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Allow a plain `http://` URL, for a local test receiver only. Production refuses it.
+    pub allow_plain_http_for_tests: bool,
+}
+
+impl TicketingConfig {
+    /// Whether ticket updates are posted at all.
+    pub fn enabled(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+}
+
 /// A configuration problem, with enough context to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -374,6 +430,7 @@ impl Config {
             return Err(bad("smtp.security", "production refuses SMTP without TLS".into()));
         }
         self.validate_smtp().map_err(|(key, message)| bad(key, message))?;
+        self.validate_ticketing().map_err(|(key, message)| bad(key, message))?;
         let url = &self.collector.url;
         if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
             return Err(bad("collector.url", format!("{:?} is not an http(s) URL", self.collector.url)));
@@ -417,6 +474,42 @@ impl Config {
                 "smtp.password_file",
                 "SMTP authentication needs both username and password_file (or neither)".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// The `[ticketing]` checks: `(key, message)` of the first problem.
+    fn validate_ticketing(&self) -> Result<(), (&'static str, String)> {
+        let t = &self.ticketing;
+        if self.mode == Mode::Production && t.allow_plain_http_for_tests {
+            return Err((
+                "ticketing.allow_plain_http_for_tests",
+                "production refuses plain HTTP: remove this key".into(),
+            ));
+        }
+        if !t.enabled() {
+            return Ok(());
+        }
+        let rest = match (t.url.strip_prefix("https://"), t.url.strip_prefix("http://")) {
+            (Some(rest), _) => rest,
+            (None, Some(rest)) if t.allow_plain_http_for_tests => rest,
+            (None, Some(_)) => {
+                return Err((
+                    "ticketing.url",
+                    "plain http:// is refused: use https:// (a local test receiver may set allow_plain_http_for_tests in demo mode)".into(),
+                ))
+            }
+            (None, None) => return Err(("ticketing.url", format!("{:?} is not an https:// URL", t.url))),
+        };
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if host.is_empty() || host.contains('@') || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(("ticketing.url", format!("{:?} has no usable host (and no credentials belong in it)", t.url)));
+        }
+        if t.template == TicketTemplate::Custom && t.template_file.is_none() {
+            return Err(("ticketing.template_file", "template = \"custom\" needs the JSON template file".into()));
+        }
+        if t.template != TicketTemplate::Custom && t.template_file.is_some() {
+            return Err(("ticketing.template_file", "only used with template = \"custom\"".into()));
         }
         Ok(())
     }
@@ -588,6 +681,30 @@ mod tests {
         assert!(msg.contains("eml"), "{msg}");
         let demo = Config::parse("[smtp]\ndelivery = \"eml\"\n", "t").unwrap();
         assert_eq!(demo.smtp.effective_delivery(demo.mode), Some(MailDelivery::Eml));
+    }
+
+    #[test]
+    fn ticketing_needs_https_unless_a_demo_test_flag_allows_plain_http() {
+        let (line, key, msg) = err("[ticketing]\ntemplate = \"jira\"\nurl = \"http://tickets.example.com/x\"\n");
+        assert_eq!((line, key.as_str()), (3, "ticketing.url"));
+        assert!(msg.contains("https://"), "{msg}");
+        let plain = "[ticketing]\nurl = \"http://127.0.0.1:8080/x\"\nallow_plain_http_for_tests = true\n";
+        assert!(Config::parse(plain, "t").is_ok());
+        let (line, key, _) = err(&format!("mode = \"production\"\n{plain}"));
+        assert_eq!((line, key.as_str()), (4, "ticketing.allow_plain_http_for_tests"));
+        let (line, key, _) = err("[ticketing]\nurl = \"https://user:pw@t.example.com/\"\n");
+        assert_eq!((line, key.as_str()), (2, "ticketing.url"));
+        let (line, key, _) = err("[ticketing]\nurl = \"https://t.example.com/\"\ntemplate = \"custom\"\n");
+        assert_eq!((line, key.as_str()), (1, "ticketing.template_file"));
+        let (line, key, msg) = err("[ticketing]\nurl = \"https://t.example.com/\"\ntemplate = \"trello\"\n");
+        assert_eq!((line, key.as_str()), (3, "ticketing.template"), "{msg}");
+        let ok = Config::parse(
+            "[ticketing]\nurl = \"https://jira.example.com/rest/api/2/issue/{ticket}/comment\"\ntemplate = \"jira\"\n",
+            "t",
+        )
+        .unwrap();
+        assert!(ok.ticketing.enabled());
+        assert!(!Config::default().ticketing.enabled(), "off unless a URL is set");
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod config;
 pub mod demo;
 pub mod desk;
 pub mod directory;
+pub mod https;
 pub mod logging;
 pub mod login;
 pub mod presence;

@@ -58,6 +58,14 @@ fn verify_passes_then_names_the_first_bad_record() {
     let o = resetdesk(&args);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("FAILED: record 3: malformed"), "{}", text(&o));
+    // On one core or several, the same verdict.
+    for threads in ["1", "4"] {
+        let o = resetdesk(&[&args[..], &["--threads", threads]].concat());
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains("FAILED: record 3: malformed"), "{}", text(&o));
+    }
+    let o = resetdesk(&[&args[..], &["--threads", "0"]].concat());
+    assert_eq!(o.status.code(), Some(2), "no thread is no verifier: {}", text(&o));
 }
 
 #[test]

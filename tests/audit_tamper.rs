@@ -6,6 +6,7 @@ mod audit_support;
 use std::path::PathBuf;
 
 use audit_support::{reset_facts, BrokenSigner, Pki, SoftSigner};
+use resetdesk::audit::offline::verify_store_with;
 use resetdesk::audit::receipt::merkle_root;
 use resetdesk::audit::record::{entry_hash, signing_digest};
 use resetdesk::audit::store::Store;
@@ -77,7 +78,12 @@ impl Fixture {
         let resolver = self.pki.resolver(&[&self.alice, &self.bob]);
         let mut collectors = CollectorKeys::default();
         collectors.add_spki_der(&self.collector.spki_der()).unwrap();
-        verify_store(&store, &resolver, receipts, &collectors, anchors)
+        // Every case is checked on one thread and on three (signatures prechecked in
+        // parallel): the same answer, to the record and the problem.
+        let one = verify_store_with(&store, &resolver, receipts, &collectors, anchors, 1);
+        let three = verify_store_with(&store, &resolver, receipts, &collectors, anchors, 3);
+        assert_eq!(format!("{one:?}"), format!("{three:?}"), "one thread and three agree");
+        one
     }
 
     fn verify(&self) -> Result<Summary, VerifyFailure> {

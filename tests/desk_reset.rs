@@ -12,7 +12,7 @@ use desk_support::{answers_json, at_desk, employee_record_json, site, totp_json,
 use resetdesk::audit::{AuditError, EventType};
 use resetdesk::desk::outbox::Outbox;
 use resetdesk::desk::reconcile::Finding;
-use resetdesk::desk::{Desk, DeskError, InBandKind};
+use resetdesk::desk::{Desk, DeskError, SecretKind};
 use resetdesk::directory::embedded::EmbeddedDirectory;
 use resetdesk::directory::{Directory, DirectoryEntry, DirectoryError, PasswordCheck, VerificationMaterial};
 use resetdesk::policy::AuthorityRefusal;
@@ -357,7 +357,7 @@ fn a_one_time_code_is_shown_in_band_once_never_stored_and_refused_in_production(
     assert!(reply.in_band_secret_waiting);
     let shown = run.take_in_band_secret().expect("the code, for the requester's device");
     assert!(run.take_in_band_secret().is_none(), "only once");
-    assert_eq!((shown.kind, shown.to.as_str()), (InBandKind::OneTimeCode, "nhassan@example.com"));
+    assert_eq!((shown.kind, shown.to.as_str()), (SecretKind::OneTimeCode, "nhassan@example.com"));
     let row = site.outbox().into_iter().find(|m| m.recipient == "nhassan@example.com").unwrap();
     assert!(row.delivered_in_band && row.delivered_at.is_some(), "{row:?}");
     assert!(!row.body.contains(shown.secret.expose()) && !row.subject.contains(shown.secret.expose()));

@@ -2,26 +2,35 @@
 //! its messages, the outbox sender delivers them over STARTTLS to a real aiosmtpd
 //! (its certificate issued by a CA the test makes), and the test reads the maildir.
 //! Also: a stopped server leaves rows queued with a next attempt, a restarted one gets
-//! them; the demo eml sink writes files and production refuses it.
+//! them; the demo eml sink writes files and production refuses it. One-time codes go
+//! by SMTP at once (never queued) and only to a registered address that did not change
+//! recently; a temporary password is refused by its kind; the manager's approval
+//! request and the security team's alerts (lockout, suspected fraud) reach their
+//! addresses.
 //!
 //! Needs `python3-aiosmtpd` (scripts/setup-debian.sh); skipped without it outside CI.
 //! The reset test also needs `scripts/pcscd.sh start` and holds the reader lock.
 
 mod desk_support;
+mod tls_support;
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use desk_support::{at_desk, verified_run};
+use desk_support::{answers_json, at_desk, verified_run, Site};
 use resetdesk::config::{Config, SmtpConfig, SmtpSecurity};
+use resetdesk::desk::approval::ApprovalInbox;
+use resetdesk::desk::mail_notifier::MailNotifier;
 use resetdesk::desk::mailer::{sink_for, SmtpSink};
-use resetdesk::desk::outbox::{Message, Notifier, Outbox};
+use resetdesk::desk::outbox::{Message, Notifier, NotifyError, Outbox, SecretKind};
 use resetdesk::desk::sender::{Backoff, OutboxSender};
+use resetdesk::desk::{Desk, DeskError};
 use resetdesk::directory::{ContactPoint, Directory};
-use resetdesk::workflow::ContactKind;
+use resetdesk::secret::Secret;
+use resetdesk::workflow::{ContactKind, Phase, WorkflowError};
 use time::OffsetDateTime;
+use tls_support::{free_port, pki, Listening, TestPki};
 use virtual_yubikey::lock_readers;
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -36,58 +45,24 @@ fn aiosmtpd_available() -> bool {
     ok
 }
 
-/// A CA and a certificate for 127.0.0.1 issued by it, as PEM files in `dir`.
-struct TestPki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki(dir: &Path) -> TestPki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "mail test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.subject_alt_names.push(SanType::IpAddress(Ipv4Addr::LOCALHOST.into()));
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let pki = TestPki { ca: dir.join("ca.pem"), cert: dir.join("server.crt"), key: dir.join("server.key") };
-    std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
-    std::fs::write(&pki.cert, cert.pem()).unwrap();
-    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
-    pki
-}
-
 /// aiosmtpd on a loopback port, offering STARTTLS, saving each message to a maildir.
 struct MailServer {
-    child: Child,
+    _server: Listening,
     maildir: PathBuf,
 }
 
 impl MailServer {
     fn start(port: u16, pki: &TestPki, maildir: &Path) -> Self {
-        let child = Command::new(PYTHON)
+        let mut command = Command::new(PYTHON);
+        command
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg("--tlscert")
             .arg(&pki.cert)
             .arg("--tlskey")
             .arg(&pki.key)
             .arg("--no-requiretls")
-            .arg(maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "aiosmtpd did not listen on port {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { child, maildir: maildir.to_owned() }
+            .arg(maildir);
+        Self { _server: Listening::spawn(&mut command, port, "aiosmtpd"), maildir: maildir.to_owned() }
     }
 
     /// Each delivered message: (recipients from X-RcptTo, the message decoded from
@@ -101,13 +76,6 @@ impl MailServer {
                 (rcpt, unquote(&raw))
             })
             .collect()
-    }
-}
-
-impl Drop for MailServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -131,10 +99,6 @@ fn unquote(raw: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn smtp_config(port: u16, ca: &Path) -> SmtpConfig {
@@ -296,4 +260,267 @@ fn the_demo_eml_sink_writes_files_and_production_refuses_it() {
     assert_eq!(check.status.code(), Some(2), "{check:?}");
     let err = String::from_utf8_lossy(&check.stderr);
     assert!(err.contains(&format!("{}:5: smtp.delivery:", file.display())), "{err}");
+}
+
+/// The desk of `site` with SMTP delivery to the test server: the notifier the
+/// configuration gives (codes by SMTP at once, the rest through the outbox).
+fn smtp_desk(site: &Site, port: u16, ca: &Path) -> (Config, Desk) {
+    let config = Config { smtp: smtp_config(port, ca), ..site.config.clone() };
+    (config.clone(), Desk::open_embedded(config).unwrap())
+}
+
+/// A site with `username` logged in at a desk that mails through a running aiosmtpd.
+/// Take the reader lock first.
+struct SmtpDesk {
+    site: Site,
+    card: virtual_yubikey::VirtualCard,
+    agent: resetdesk::login::AgentSession,
+    server: MailServer,
+    config: Config,
+    desk: Desk,
+    _work: tempfile::TempDir,
+}
+
+impl SmtpDesk {
+    fn start(username: &str, pin: &str) -> Self {
+        let (site, card, agent, _) = at_desk(username, pin);
+        let work = tempfile::tempdir().unwrap();
+        let pki = pki(work.path());
+        let port = free_port();
+        let server = MailServer::start(port, &pki, &work.path().join("maildir"));
+        let (config, desk) = smtp_desk(&site, port, &pki.ca);
+        Self { site, card, agent, server, config, desk, _work: work }
+    }
+}
+
+/// One pass of the outbox sender over `site`'s outbox into the SMTP server.
+fn drain(site: &Site, config: &Config) -> resetdesk::desk::sender::DrainReport {
+    let sink = sink_for(config).unwrap().expect("smtp delivery");
+    let outbox = Outbox::open(site.dir.path()).unwrap();
+    OutboxSender::new(outbox, sink, config.smtp.from.clone(), Backoff::default())
+        .drain_once(OffsetDateTime::now_utc())
+        .unwrap()
+}
+
+/// The code in a code mail ("Your code: NNNNNN").
+fn code_in(mail: &str) -> String {
+    let rest = mail.split("Your code: ").nth(1).expect("a code in the mail");
+    rest.chars().take_while(char::is_ascii_digit).collect()
+}
+
+#[test]
+fn a_one_time_code_goes_by_smtp_at_once_only_to_a_registered_address_that_did_not_change_and_is_never_stored() {
+    if !aiosmtpd_available() {
+        return;
+    }
+    let _lock = lock_readers();
+    let SmtpDesk { site, card, agent: mut bob, server, config, mut desk, _work } = SmtpDesk::start("bob", "135790");
+    let identity = bob.identity().clone();
+    let now = OffsetDateTime::now_utc;
+
+    // nhassan: answers, and a code to the work address on file.
+    let (mut run, _) =
+        desk.start_reset(&identity, bob.signer().unwrap(), "nhassan", Default::default(), now()).unwrap();
+    desk.apply_ui_json(&mut run, &answers_json("nhassan"), bob.signer().unwrap(), now()).unwrap();
+    let request_code = r#"{"action":"request_code","to":{"kind":"email","index":0}}"#;
+    let reply = desk.apply_ui_json(&mut run, request_code, bob.signer().unwrap(), now()).unwrap();
+    assert!(!reply.in_band_secret_waiting && run.take_in_band_secret().is_none(), "sent, not handed back");
+    // Sent in the call itself: no sender pass ran.
+    let mails = server.messages();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let (rcpt, mail) = &mails[0];
+    assert_eq!(rcpt, "nhassan@example.com");
+    assert!(mail.contains("your verification code") && mail.contains("This wasn't me?"), "{mail}");
+    let code = code_in(mail);
+    assert!(code.len() >= 6, "{mail}");
+    let person = resetdesk::demo::DEMO_PEOPLE.iter().find(|p| p.username == "nhassan").unwrap();
+    assert!(!mail.contains(person.pet) && !mail.contains(person.city), "no answer in the mail");
+
+    // The outbox records the message without the code, delivered: the sender never sends it again.
+    let rows = site.outbox();
+    let row = rows.iter().find(|r| r.recipient == "nhassan@example.com" && r.subject.contains("verification code"));
+    let row = row.expect("the code message is on record");
+    assert!(row.delivered_at.is_some() && !row.delivered_in_band, "{row:?}");
+    for file in ["outbox.sqlite", "outbox.sqlite-wal"] {
+        let bytes = std::fs::read(site.dir.path().join(file)).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains(&code), "the code is not at rest in {file}");
+    }
+
+    // The requester reads the code back; it counts; the reset completes.
+    let enter = Secret::new(serde_json::json!({"action": "enter_code", "code": code}).to_string());
+    desk.apply_ui_secret_json(&mut run, enter, bob.signer().unwrap(), now()).unwrap();
+    desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, bob.signer().unwrap(), now()).unwrap();
+    assert_eq!(run.phase(), Phase::Succeeded);
+    let password = run.take_handoff_password().expect("handed over at the desk");
+    let report = drain(&site, &config);
+    assert!(report.failed.is_empty() && report.sent >= 1, "{report:?}");
+    let mails = server.messages();
+    assert_eq!(mails.iter().filter(|(_, m)| m.contains("Your code: ")).count(), 1, "the code went once");
+    assert!(mails.iter().all(|(_, m)| !m.contains(password.expose())), "no temporary password in any mail");
+
+    // hjansen has an address changed yesterday (her request counts as privileged, so
+    // bob, a senior agent, takes it): no code goes to that address.
+    let yesterday = now() - time::Duration::days(1);
+    let fresh = ContactPoint { value: "h.jansen.new@example.net".into(), label: "home".into(), changed_at: yesterday };
+    site.directory().set_contact_point("hjansen", ContactKind::Email, &fresh).unwrap();
+    let index = site.directory().entry("hjansen").unwrap().emails.iter().position(|e| e.value == fresh.value).unwrap();
+    let sent_before = server.messages().len();
+    let (mut run, opened) =
+        desk.start_reset(&identity, bob.signer().unwrap(), "hjansen", Default::default(), now()).unwrap();
+    assert_eq!(run.phase(), Phase::Verifying, "{opened:?}");
+    desk.apply_ui_json(&mut run, &answers_json("hjansen"), bob.signer().unwrap(), now()).unwrap();
+    let to_fresh = format!(r#"{{"action":"request_code","to":{{"kind":"email","index":{index}}}}}"#);
+    let err = desk.apply_ui_json(&mut run, &to_fresh, bob.signer().unwrap(), now()).unwrap_err();
+    assert!(matches!(err, DeskError::Workflow(WorkflowError::ContactNotEligible)), "{err:?}");
+    assert_eq!(server.messages().len(), sent_before, "nothing was sent to the changed address");
+    assert!(server.messages().iter().all(|(r, _)| r != "h.jansen.new@example.net"));
+    drop(bob);
+    card.remove().unwrap();
+}
+
+#[test]
+fn a_code_the_server_cannot_take_fails_the_call_and_leaves_the_run_usable() {
+    if !aiosmtpd_available() {
+        return;
+    }
+    let _lock = lock_readers();
+    let (site, card, mut alice, _) = at_desk("alice", "246810");
+    let work = tempfile::tempdir().unwrap();
+    let pki = pki(work.path());
+    let port = free_port();
+    // No server yet.
+    let (_, mut desk) = smtp_desk(&site, port, &pki.ca);
+    let identity = alice.identity().clone();
+    let now = OffsetDateTime::now_utc;
+    let (mut run, _) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "nhassan", Default::default(), now()).unwrap();
+    desk.apply_ui_json(&mut run, &answers_json("nhassan"), alice.signer().unwrap(), now()).unwrap();
+    let request_code = r#"{"action":"request_code","to":{"kind":"email","index":0}}"#;
+    let err = desk.apply_ui_json(&mut run, request_code, alice.signer().unwrap(), now()).unwrap_err();
+    assert!(matches!(err, DeskError::Notify(NotifyError::CodeNotSent { .. })), "{err:?}");
+    assert!(run.broken().is_none(), "the agent may send a new code or choose another method");
+    assert!(site.outbox().iter().all(|r| !r.subject.contains("verification code")), "no code message queued");
+    // A guessed code does not pass: none was issued.
+    let guess = Secret::new(r#"{"action":"enter_code","code":"000000"}"#.to_owned());
+    assert!(desk.apply_ui_secret_json(&mut run, guess, alice.signer().unwrap(), now()).is_err());
+    assert_ne!(run.phase(), Phase::Succeeded);
+    drop(alice);
+    card.remove().unwrap();
+}
+
+#[test]
+fn a_temporary_password_is_refused_by_its_kind_and_nothing_reaches_the_server() {
+    if !aiosmtpd_available() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let pki = pki(work.path());
+    let port = free_port();
+    let server = MailServer::start(port, &pki, &work.path().join("maildir"));
+    let smtp = SmtpSink::new(&smtp_config(port, &pki.ca)).unwrap();
+    let mut notifier = MailNotifier::new(Outbox::open(work.path()).unwrap(), smtp, "resetdesk@example.com");
+    let message = Message {
+        to: "jsmith@example.com".into(),
+        subject: "Example Corp: your temporary password".into(),
+        body: "Use the temporary password delivered with this message once.\n".into(),
+        request_id: "r-pw".into(),
+    };
+    let now = OffsetDateTime::now_utc();
+    let refused = notifier.deliver_secret(&message, SecretKind::TemporaryPassword, Secret::from("Blue-Otter-42"), now);
+    assert!(matches!(refused, Err(NotifyError::PasswordNotByMail { .. })), "{refused:?}");
+    // The same notifier sends a code to the same address: the refusal is the kind's.
+    notifier.deliver_secret(&message, SecretKind::OneTimeCode, Secret::from("48392017"), now).unwrap();
+    let mails = server.messages();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].1.contains("Your code: 48392017") && !mails[0].1.contains("Blue-Otter-42"));
+}
+
+#[test]
+fn the_approval_request_reaches_the_manager_and_lockout_and_fraud_alerts_the_security_team() {
+    if !aiosmtpd_available() {
+        return;
+    }
+    let _lock = lock_readers();
+    let SmtpDesk { site, card, agent: mut alice, server, config, mut desk, _work } = SmtpDesk::start("alice", "246810");
+    let identity = alice.identity().clone();
+    let now = OffsetDateTime::now_utc;
+
+    // The manager's approval for jsmith: the token goes to dgarcia's registered address.
+    let (mut run, _) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "jsmith", Default::default(), now()).unwrap();
+    desk.apply_ui_json(&mut run, r#"{"action":"request_manager_approval"}"#, alice.signer().unwrap(), now()).unwrap();
+    // Suspected fraud on another request; three wrong answers lock cchen.
+    let (mut fraud, _) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "hjansen", Default::default(), now()).unwrap();
+    let note = r#"{"action":"suspected_fraud","note":"caller read answers from a script"}"#;
+    desk.apply_ui_json(&mut fraud, note, alice.signer().unwrap(), now()).unwrap();
+    let wrong =
+        r#"{"action":"security_answers","answers":[{"question":0,"answer":"Rex"},{"question":1,"answer":"Paris"}]}"#;
+    let (mut locked, _) =
+        desk.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), now()).unwrap();
+    for i in 0..3 {
+        desk.apply_ui_json(&mut locked, wrong, alice.signer().unwrap(), now() + time::Duration::seconds(i)).unwrap();
+    }
+    assert_eq!(locked.phase(), Phase::LockedOut);
+
+    let report = drain(&site, &config);
+    assert!(report.failed.is_empty(), "{report:?}");
+    let mails = server.messages();
+    let approval: Vec<_> = mails.iter().filter(|(_, m)| m.contains("Subject: Approval needed")).collect();
+    assert_eq!(approval.len(), 1, "{mails:?}");
+    assert_eq!(approval[0].0, "dgarcia@example.com");
+    let body = &approval[0].1;
+    assert!(body.contains("Approve or deny with this code"), "{body}");
+    let token = body.split("Approval code (valid 30 minutes, once): ").nth(1).unwrap();
+    let token: String = token.chars().take_while(char::is_ascii_hexdigit).collect();
+    // The token in the mail is the one the approval channel counts.
+    let mut inbox = ApprovalInbox::open(site.dir.path()).unwrap();
+    let answered = inbox.answer(&Secret::new(token), true, now()).unwrap();
+    assert_eq!(answered.address, "dgarcia@example.com");
+    assert!(desk.poll_manager_answer(&mut run, alice.signer().unwrap(), now()).unwrap().is_some());
+
+    let to_security: Vec<&str> =
+        mails.iter().filter(|(r, _)| r == "security@example.com").map(|(_, m)| m.as_str()).collect();
+    let fraud_alert = to_security.iter().find(|m| m.contains("Subject: Suspected fraud")).expect("fraud alert");
+    assert!(fraud_alert.contains("hjansen") && fraud_alert.contains("caller read answers from a script"));
+    let lock_alert = to_security.iter().find(|m| m.contains("Subject: Verification locked for cchen"));
+    assert!(lock_alert.is_some(), "{to_security:?}");
+    for (rcpt, m) in &mails {
+        let alert = m.contains("Subject: Suspected fraud") || m.contains("Subject: Verification locked");
+        assert!(!alert || rcpt == "security@example.com", "alerts only to the security team: {rcpt}");
+        assert!(!m.contains("Rex") && !m.contains("Paris"), "no answer in any mail");
+    }
+    drop(alice);
+    card.remove().unwrap();
+}
+
+#[test]
+fn a_phone_request_whose_password_would_go_by_mail_is_never_written_to_the_directory() {
+    if !aiosmtpd_available() {
+        return;
+    }
+    let _lock = lock_readers();
+    let SmtpDesk { site, card, agent: mut alice, server, config, desk: _, _work } = SmtpDesk::start("alice", "246810");
+    // The remote-channel rule off, so that answers and TOTP suffice and the run reaches
+    // the reset: the workflow then names jsmith's registered address for the password.
+    let mut config = config;
+    config.policy.risk.remote_channel.enabled = false;
+    let mut desk = Desk::open_embedded(config).unwrap();
+    let identity = alice.identity().clone();
+    let now = OffsetDateTime::now_utc;
+    let request =
+        resetdesk::desk::StartRequest { channel: Some(resetdesk::policy::Channel::Phone), ..Default::default() };
+    let (mut run, _) = desk.start_reset(&identity, alice.signer().unwrap(), "jsmith", request, now()).unwrap();
+    desk.apply_ui_json(&mut run, &answers_json("jsmith"), alice.signer().unwrap(), now()).unwrap();
+    desk.apply_ui_json(&mut run, &desk_support::totp_json("jsmith", now()), alice.signer().unwrap(), now()).unwrap();
+    desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap();
+    assert_eq!(run.phase(), Phase::DirectoryFailed);
+    site.assert_untouched("jsmith");
+    let outcome = site.records().last().unwrap().1.clone();
+    let message = outcome["outcome"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("never sent by e-mail"), "{outcome}");
+    assert!(run.take_handoff_password().is_none() && run.take_in_band_secret().is_none());
+    assert!(server.messages().iter().all(|(_, m)| !m.contains("temporary password delivered")));
+    drop(alice);
+    card.remove().unwrap();
 }

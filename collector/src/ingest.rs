@@ -117,6 +117,9 @@ impl From<TreeError> for ReadError {
     }
 }
 
+/// Tries of one batch when other instances keep extending its desk log meanwhile.
+const MAX_ATTEMPTS: u32 = 4;
+
 /// The collector over a store.
 pub struct Collector<S: LogStore> {
     store: S,
@@ -136,32 +139,45 @@ fn reject(kind: RejectKind, message: impl Into<String>, log_id: Option<Hash32>, 
 impl<S: LogStore> Collector<S> {
     /// Open over `store`, trusting agents' certificates issued by the CA `org_ca_pem`.
     pub fn open(mut store: S, org_ca_pem: &str, key: LogKey, max_batch: usize) -> Result<Self, OpenError> {
-        let mut resolver = CertificateResolver::from_ca_pem(org_ca_pem).map_err(|e| OpenError::Ca(e.to_string()))?;
-        let mut accepted_certs = std::collections::HashSet::new();
-        for der in store.certificates()? {
-            // Stored certificates passed the same check when they came in.
-            if resolver.add_certificate_der(&der, None).is_ok() {
-                accepted_certs.insert(der);
-            }
-        }
-        let size = store.tree_size()?;
+        let resolver = CertificateResolver::from_ca_pem(org_ca_pem).map_err(|e| OpenError::Ca(e.to_string()))?;
+        // Leaves a writer sequenced and did not integrate (it stopped in between).
+        let size = store.integrate()?;
         if store.checkpoint()?.is_none_or(|(s, _)| s < size) {
             let root = merkle::root(size, &StoredHashes(&store)).map_err(StoreError::from)?;
             store.set_checkpoint(size, &key.sign_checkpoint(size, &root)?)?;
         }
-        Ok(Self {
+        let mut collector = Self {
             store,
             org_ca_pem: org_ca_pem.to_owned(),
             resolver,
-            accepted_certs,
+            accepted_certs: std::collections::HashSet::new(),
             desks: HashMap::new(),
             key,
             max_batch,
-        })
+        };
+        collector.load_stored_certificates()?;
+        Ok(collector)
+    }
+
+    /// Learn the certificates in the database this instance has not seen (another
+    /// instance on the same database may have stored them).
+    fn load_stored_certificates(&mut self) -> Result<(), StoreError> {
+        for der in self.store.certificates()? {
+            // Stored certificates passed the same check when they came in.
+            if !self.accepted_certs.contains(&der) && self.resolver.add_certificate_der(&der, None).is_ok() {
+                self.accepted_certs.insert(der);
+            }
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The store, for state kept beside the log (witnesses' sizes and cosignatures).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
     }
 
     pub fn verifier_key(&self) -> &str {
@@ -183,7 +199,17 @@ impl<S: LogStore> Collector<S> {
 
     /// Verify and append a batch body; on refusal, log it and keep an alert row.
     pub fn ingest(&mut self, body: &[u8], now_ms: u64) -> Result<AddRecordsResponse, IngestError> {
-        match self.try_ingest(body) {
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            match self.try_ingest(body) {
+                // Another instance extended this desk log after our state was read:
+                // check the batch again on the state from the database.
+                Err(IngestError::Store(StoreError::DeskMoved { .. })) if attempt < MAX_ATTEMPTS => continue,
+                other => break other,
+            }
+        };
+        match outcome {
             Err(IngestError::Rejected(r)) => {
                 tracing::warn!(
                     kind = r.kind.code(),
@@ -252,13 +278,23 @@ impl<S: LogStore> Collector<S> {
             self.sign_latest()?;
         }
         self.desks.insert(log, state);
-        let (size, note) = self.checkpoint()?;
-        let mut receipts = Vec::with_capacity(batch.records.len());
+        let mut placed = Vec::with_capacity(batch.records.len());
         for (record, _) in &batch.records {
-            let placed = self.store.placed(&log, record.seq)?.ok_or_else(|| {
+            let p = self.store.placed(&log, record.seq)?.ok_or_else(|| {
                 StoreError::Inconsistent(format!("record {} was accepted but is not stored", record.seq))
             })?;
-            let receipt = self.receipt(size, &note, record.seq, placed)?;
+            placed.push((record.seq, p));
+        }
+        let (mut size, mut note) = self.checkpoint()?;
+        if placed.iter().any(|(_, p)| p.leaf_index >= size) {
+            // Re-sent records a writer sequenced but never integrated (it stopped).
+            self.store.integrate()?;
+            self.sign_latest()?;
+            (size, note) = self.checkpoint()?;
+        }
+        let mut receipts = Vec::with_capacity(batch.records.len());
+        for (seq, placed) in placed {
+            let receipt = self.receipt(size, &note, seq, placed)?;
             // A receipt's JSON is an object of strings and numbers.
             receipts.push(serde_json::from_str(&receipt.to_json()).unwrap_or_default());
         }
@@ -343,12 +379,23 @@ impl<S: LogStore> Collector<S> {
 
     /// The verifier state of a desk log, out of the cache or rebuilt from its stored
     /// records; the caller puts it back.
+    ///
+    /// Several instances may share the database, so a cached state is only used
+    /// after checking that the stored desk log ends where it does; if another
+    /// instance appended since, the state catches up on the stored records after it
+    /// (verified again, as at a restart). The store refuses an append that does not
+    /// continue the stored log, which closes the window between this check and it.
     fn take_desk_state(&mut self, log: &Hash32) -> Result<LogVerifier, StoreError> {
-        if let Some(state) = self.desks.remove(log) {
-            return Ok(state);
-        }
-        let mut state = LogVerifier::new();
-        for stored in self.store.desk_records(log)? {
+        let stored_last = self.store.desk_last_seq(log)?;
+        let mut state = match self.desks.remove(log) {
+            Some(state) if state.next_seq() == stored_last + 1 => return Ok(state),
+            // Behind: catch up. (Ahead cannot happen: the log only grows.)
+            Some(state) if state.next_seq() <= stored_last => state,
+            _ => LogVerifier::new(),
+        };
+        // The records to replay may be signed by certificates another instance took in.
+        self.load_stored_certificates()?;
+        for stored in self.store.desk_records(log, state.next_seq() - 1)? {
             state.push(&self.resolver, &stored).map_err(|bad| {
                 StoreError::Inconsistent(format!("stored desk log {} no longer verifies: {bad}", hex::encode(log)))
             })?;

@@ -352,6 +352,7 @@ fn the_sync_command_and_audit_verify_collector_over_a_configured_desk() {
             anchors: None,
             collector: Some(url),
             collector_ca: Some(tls_ca.to_owned()),
+            threads: Some(1),
         }))
     };
     assert_eq!(verify(c.base_url(), &c.vkey, &tls_ca), 0);

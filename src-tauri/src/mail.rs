@@ -1,7 +1,8 @@
 //! Notifications leave the desk on a thread of their own: the core's outbox sender
 //! ([`resetdesk::desk::sender`]) drains the outbox every few seconds into the
-//! configured delivery (SMTP, or `.eml` files on a demo desk). A reset only ever queues
-//! a row, so a slow or absent mail server never blocks or undoes one.
+//! configured delivery (SMTP, or `.eml` files on a demo desk) and the ticketing webhook
+//! (`[ticketing]`). A reset only ever queues a row, so a slow or absent mail or
+//! ticketing server never blocks or undoes one.
 //!
 //! The thread ends with the process. A message sent in the instant before the process
 //! ends, but not yet marked delivered, is sent again by the next run (at least once).
@@ -26,7 +27,9 @@ pub fn spawn_outbox_sender(config: &Config) {
         std::thread::Builder::new().name("outbox-sender".into()).spawn(move || {
             match OutboxSender::from_config(&config) {
                 Ok(Some(mut sender)) => sender.run(POLL, &STOP),
-                Ok(None) => tracing::info!("no mail delivery configured ([smtp]); notifications wait in the outbox"),
+                Ok(None) => tracing::info!(
+                    "no mail delivery ([smtp]) or ticketing webhook ([ticketing]) configured; notifications wait in the outbox"
+                ),
                 Err(e) => tracing::error!("notifications will not be sent: {e}"),
             }
         });

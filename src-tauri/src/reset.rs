@@ -7,7 +7,7 @@
 use resetdesk::audit::browse::{AuditFilter, AuditPage};
 use resetdesk::desk::progress::ExecutionStep;
 use resetdesk::desk::view::{AccountCard, AdminView, ResetView};
-use resetdesk::desk::{InBandKind, Reply, StartRequest};
+use resetdesk::desk::{Reply, StartRequest};
 use resetdesk::policy::{Channel, StatedDetails};
 use resetdesk::secret::Secret;
 use resetdesk::tier::AccountTier;
@@ -123,8 +123,8 @@ fn route_in_band(app: &AppHandle, state: &mut DeskState) {
     let Some(run) = state.run.as_mut() else { return };
     if let Some(secret) = run.take_in_band_secret() {
         let kind = match secret.kind {
-            InBandKind::OneTimeCode => SecretKind::OneTimeCode,
-            InBandKind::TemporaryPassword => SecretKind::TemporaryPassword,
+            resetdesk::desk::SecretKind::OneTimeCode => SecretKind::OneTimeCode,
+            resetdesk::desk::SecretKind::TemporaryPassword => SecretKind::TemporaryPassword,
         };
         let for_contact = Some(resetdesk::desk::view::mask_contact(&secret.to));
         state.customer = Some(CustomerSecret { kind, for_contact, secret: secret.secret });

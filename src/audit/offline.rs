@@ -17,6 +17,14 @@ pub enum VerifyFailure {
     Store(#[from] StoreError),
 }
 
+/// How many threads verification uses unless told: every core the machine offers.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Records read from the store are verified this many at a time.
+const BATCH: usize = 8192;
+
 /// Run every check over `store`. `extra_receipts` are receipts held outside the desk
 /// (the stored ones could have been deleted with the records they cover).
 pub fn verify_store(
@@ -26,24 +34,45 @@ pub fn verify_store(
     collectors: &CollectorKeys,
     anchors: &[Anchor],
 ) -> Result<Summary, VerifyFailure> {
+    verify_store_with(store, resolver, extra_receipts, collectors, anchors, default_threads())
+}
+
+/// [`verify_store`] on `threads` threads (1: one core). Same checks, same answer.
+pub fn verify_store_with(
+    store: &Store,
+    resolver: &dyn KeyResolver,
+    extra_receipts: &[Receipt],
+    collectors: &CollectorKeys,
+    anchors: &[Anchor],
+    threads: usize,
+) -> Result<Summary, VerifyFailure> {
     let mut verifier = Verifier::new(resolver);
-    store.for_each(|stored| verifier.push(&stored))??;
+    let mut batch = Vec::with_capacity(BATCH);
+    store.for_each(|stored| {
+        batch.push(stored);
+        if batch.len() == BATCH {
+            verifier.push_all(&batch, threads)?;
+            batch.clear();
+        }
+        Ok::<_, BadRecord>(())
+    })??;
+    verifier.push_all(&batch, threads)?;
     let mut receipts = store.receipts()?;
     receipts.extend_from_slice(extra_receipts);
     Ok(verifier.finish(&receipts, collectors, anchors)?)
 }
 
-/// The same checks over records from elsewhere (an export), in the order given.
+/// The same checks over records from elsewhere (an export), in the order given, on
+/// `threads` threads.
 pub fn verify_records(
     records: &[StoredRecord],
     resolver: &dyn KeyResolver,
     receipts: &[Receipt],
     collectors: &CollectorKeys,
     anchors: &[Anchor],
+    threads: usize,
 ) -> Result<Summary, VerifyFailure> {
     let mut verifier = Verifier::new(resolver);
-    for r in records {
-        verifier.push(r)?;
-    }
+    verifier.push_all(records, threads)?;
     Ok(verifier.finish(receipts, collectors, anchors)?)
 }

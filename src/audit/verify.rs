@@ -20,7 +20,7 @@ use std::sync::Arc;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 
-use super::event::{parse_payload, PayloadError};
+use super::event::{parse_payload, ParsedPayload, PayloadError};
 use super::receipt::{merkle_root, CollectorKeys, Receipt, ReceiptError};
 use super::record::{entry_hash, signing_digest, EventType, Hash32, Record, RecordError};
 use super::resolver::{KeyResolver, ResolveError, ResolvedKey};
@@ -175,6 +175,12 @@ impl<'r> Verifier<'r> {
         self.state.push(self.resolver, stored)
     }
 
+    /// Check `records` (the next ones, in seq order) on `threads` threads: the same
+    /// answer as pushing them one by one ([`LogVerifier::push_all`]).
+    pub fn push_all(&mut self, records: &[StoredRecord], threads: usize) -> Result<(), BadRecord> {
+        self.state.push_all(self.resolver, records, threads)
+    }
+
     /// Check receipts and anchors against the whole log and return the summary.
     pub fn finish(
         self,
@@ -184,6 +190,26 @@ impl<'r> Verifier<'r> {
     ) -> Result<Summary, EndProblem> {
         self.state.finish(self.resolver, receipts, collectors, anchors)
     }
+}
+
+/// The checks one record allows on its own, done ahead (possibly on another thread)
+/// and read by the sequential pass in its usual order. A signature answer carries the
+/// key it was checked with, so it is used only if that is the key resolved in order.
+struct Precheck {
+    decoded: Result<Record, RecordError>,
+    hash: Hash32,
+    payload: Option<Result<ParsedPayload, PayloadError>>,
+    cosigned: Option<Result<Option<Hash32>, Problem>>,
+    signature: Option<KeyAnswer>,
+    cosignature: Option<KeyAnswer>,
+}
+
+/// A key's answers for one record: its certificate valid at the record's time, and
+/// the signature valid, as checked with this key.
+struct KeyAnswer {
+    key: Arc<ResolvedKey>,
+    valid_then: Result<(), Problem>,
+    signature_ok: bool,
 }
 
 /// The resumable state of one desk log's verification: everything the checks of the
@@ -247,10 +273,121 @@ impl LogVerifier {
     /// Check the next stored record (in seq order) with keys from `resolver`; on
     /// success the record is part of the verified log, on failure nothing changed.
     pub fn push(&mut self, resolver: &dyn KeyResolver, stored: &StoredRecord) -> Result<(), BadRecord> {
+        let pre = self.precheck(stored);
+        self.push_prechecked(resolver, stored, pre)
+    }
+
+    /// [`LogVerifier::push`] for each of `records` in order, with the checks a record
+    /// allows on its own (decoding, hashing, the payload, and the signatures by keys
+    /// already known) spread over `threads` threads, chunk by chunk. The result is the
+    /// same as pushing one by one (the same first bad record and problem, the same
+    /// summary): the sequential pass decides in the same order and only reads the
+    /// precomputed answers, computing itself what a chunk could not know (the key of a
+    /// signer first seen in it).
+    pub fn push_all(
+        &mut self,
+        resolver: &dyn KeyResolver,
+        records: &[StoredRecord],
+        threads: usize,
+    ) -> Result<(), BadRecord> {
+        const CHUNK: usize = 1024;
+        for chunk in records.chunks(CHUNK) {
+            self.learn_keys(resolver, chunk);
+            let prechecked = self.precheck_all(chunk, threads);
+            for (stored, pre) in chunk.iter().zip(prechecked) {
+                self.push_prechecked(resolver, stored, pre)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolve the keys `records` name ahead of the checks, so that their signatures can
+    /// be prechecked. Only successes are kept (as in order); a key that does not
+    /// resolve is asked again, and refused, at its record.
+    fn learn_keys(&mut self, resolver: &dyn KeyResolver, records: &[StoredRecord]) {
+        for stored in records {
+            let Ok(record) = Record::decode(&stored.record) else { continue };
+            for id in std::iter::once(record.key_id).chain(record.cosigner_key_id) {
+                let _unknown_now_refused_in_order = self.key(resolver, &id);
+            }
+        }
+    }
+
+    fn precheck_all(&self, records: &[StoredRecord], threads: usize) -> Vec<Precheck> {
+        let threads = threads.clamp(1, records.len().max(1));
+        if threads == 1 {
+            return records.iter().map(|r| self.precheck(r)).collect();
+        }
+        let per_thread = records.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = records
+                .chunks(per_thread)
+                .map(|part| scope.spawn(move || part.iter().map(|r| self.precheck(r)).collect::<Vec<_>>()))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|part| match part.join() {
+                    Ok(done) => done,
+                    // A precheck that panicked is re-raised here: it is a bug, not bad input.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        })
+    }
+
+    /// What one record allows checking without the log's state. Pure.
+    fn precheck(&self, stored: &StoredRecord) -> Precheck {
+        let decoded = Record::decode(&stored.record);
+        let Ok(record) = &decoded else {
+            return Precheck {
+                decoded,
+                hash: [0; 32],
+                payload: None,
+                cosigned: None,
+                signature: None,
+                cosignature: None,
+            };
+        };
+        let known = |id: &Hash32| self.keys.get(id).cloned();
+        let at = record.timestamp_ms;
+        let signature = known(&record.key_id).map(|key| KeyAnswer {
+            valid_then: check_key_at(&key, at),
+            signature_ok: signature_valid(&key, &stored.record, &stored.signature),
+            key,
+        });
+        let cosigned = cosigned_digest(record, &stored.record);
+        let cosignature = match (record.cosigner_key_id, &stored.cosignature, &cosigned) {
+            (Some(id), Some(sig), Ok(digest)) => known(&id).map(|key| KeyAnswer {
+                valid_then: check_key_at(&key, at),
+                signature_ok: signature_valid_over(&key, &digest.unwrap_or_default(), sig),
+                key,
+            }),
+            _ => None,
+        };
+        Precheck {
+            hash: entry_hash(&stored.record),
+            payload: Some(parse_payload(record.event_type, &record.payload)),
+            cosigned: Some(cosigned),
+            signature,
+            cosignature,
+            decoded,
+        }
+    }
+
+    fn push_prechecked(
+        &mut self,
+        resolver: &dyn KeyResolver,
+        stored: &StoredRecord,
+        pre: Precheck,
+    ) -> Result<(), BadRecord> {
         let expected = self.leaves.len() as u64 + 1;
         // Records are named by where they are stored: that is where an auditor looks.
         let bad = |problem: Problem| BadRecord { seq: stored.row_seq, problem };
-        let record = Record::decode(&stored.record).map_err(|e| bad(e.into()))?;
+        let Precheck { decoded, hash, payload, cosigned, signature, cosignature } = pre;
+        let record = decoded.map_err(|e| bad(e.into()))?;
+        // Each answer counts only if it was computed with the very key resolved now.
+        let answer = |pre: Option<KeyAnswer>, key: &Arc<ResolvedKey>| pre.filter(|a| Arc::ptr_eq(&a.key, key));
+        let cosigned = || cosigned.clone().unwrap_or_else(|| cosigned_digest(&record, &stored.record));
         if record.seq > expected {
             return Err(bad(Problem::Gap { expected, found: record.seq }));
         }
@@ -271,36 +408,49 @@ impl LogVerifier {
             }
         }
         let signer = self.key(resolver, &record.key_id).map_err(|e| bad(Problem::Signer(e)))?;
-        check_key_at(&signer, record.timestamp_ms).map_err(bad)?;
+        let signature = answer(signature, &signer);
+        match &signature {
+            Some(a) => a.valid_then.clone(),
+            None => check_key_at(&signer, record.timestamp_ms),
+        }
+        .map_err(bad)?;
         self.check_not_revoked_by_record(&signer, record.timestamp_ms).map_err(bad)?;
-        if !signature_valid(&signer, &stored.record, &stored.signature) {
+        let valid =
+            signature.map_or_else(|| signature_valid(&signer, &stored.record, &stored.signature), |a| a.signature_ok);
+        if !valid {
             return Err(bad(Problem::BadSignature(signer.subject.clone())));
         }
 
-        let parsed = parse_payload(record.event_type, &record.payload).map_err(|e| bad(e.into()))?;
+        let parsed =
+            payload.unwrap_or_else(|| parse_payload(record.event_type, &record.payload)).map_err(|e| bad(e.into()))?;
         match (record.cosigner_key_id, &stored.cosignature) {
             (None, cosig) => {
                 if cosig.is_some() {
                     return Err(bad(Problem::UnexpectedCosignature));
                 }
-                if cosigned_digest(&record, &stored.record).map_err(bad)?.is_some() {
+                if cosigned().map_err(bad)?.is_some() {
                     return Err(bad(Problem::CosignerNotInHeader));
                 }
             }
             (Some(id), cosig) => {
                 let co = self.key(resolver, &id).map_err(|e| bad(Problem::Cosigner(e)))?;
-                check_key_at(&co, record.timestamp_ms).map_err(bad)?;
+                let cosignature = answer(cosignature, &co);
+                match &cosignature {
+                    Some(a) => a.valid_then.clone(),
+                    None => check_key_at(&co, record.timestamp_ms),
+                }
+                .map_err(bad)?;
                 self.check_not_revoked_by_record(&co, record.timestamp_ms).map_err(bad)?;
                 let cosig = cosig.as_ref().ok_or_else(|| bad(Problem::MissingCosignature(co.subject.clone())))?;
-                let digest = cosigned_digest(&record, &stored.record).map_err(bad)?.unwrap_or_default();
-                if !signature_valid_over(&co, &digest, cosig) {
+                let digest = cosigned().map_err(bad)?.unwrap_or_default();
+                let valid = cosignature.map_or_else(|| signature_valid_over(&co, &digest, cosig), |a| a.signature_ok);
+                if !valid {
                     return Err(bad(Problem::BadCosignature(co.subject.clone())));
                 }
                 self.summary.cosigned += 1;
             }
         }
 
-        let hash = entry_hash(&stored.record);
         match record.event_type {
             EventType::ResetIntent => {
                 self.open_intents.insert(record.seq, hash);

@@ -7,13 +7,13 @@ use clap::{Args, Subcommand};
 
 use super::{EXIT_BAD_INPUT, EXIT_FAILED};
 use crate::audit::export::{export, read_anchors, read_receipts, read_records};
-use crate::audit::offline::verify_records;
+use crate::audit::offline::{default_threads, verify_records, verify_store_with};
 use crate::audit::record::Hash32;
 use crate::audit::resolver::load_ca;
 use crate::audit::resolver::CertificateResolver;
 use crate::audit::store::{Store, FILE_NAME};
 use crate::audit::verify::StoredRecord;
-use crate::audit::{verify_store, Anchor, CollectorKeys, Receipt, Summary};
+use crate::audit::{Anchor, CollectorKeys, Receipt, Summary};
 use crate::upstream::online::check_against_collector;
 use crate::upstream::CollectorClient;
 
@@ -80,6 +80,9 @@ pub struct VerifyArgs {
     /// (`resetdesk-collector demo-tls` writes `ca.pem`); default: the system's roots.
     #[arg(long, value_name = "FILE", requires = "collector")]
     pub collector_ca: Option<PathBuf>,
+    /// Threads that check signatures (default: every core; 1 for one core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -204,13 +207,14 @@ fn verify(a: &VerifyArgs) -> CmdResult {
             "{receipts} receipt(s) to check but no trusted collector key: pass --collector-key FILE (the collector's verifier key, or a v1 collector's public key PEM)"
         ))
     };
+    let threads = a.threads.map_or_else(default_threads, usize::from);
     let (label, result) = if let Some(dir) = &a.export {
         let mut src = export_source(dir, &a.source)?;
         src.receipts.extend(extra);
         if collectors.is_empty() && !src.receipts.is_empty() {
             return Err(no_collector(src.receipts.len()));
         }
-        (dir.clone(), verify_records(&src.records, &src.resolver, &src.receipts, &collectors, &anchors))
+        (dir.clone(), verify_records(&src.records, &src.resolver, &src.receipts, &collectors, &anchors, threads))
     } else {
         let db = a.source.db_path()?;
         let store = Store::open_read_only(&db).map_err(|e| bad(e.to_string()))?;
@@ -219,7 +223,7 @@ fn verify(a: &VerifyArgs) -> CmdResult {
         if collectors.is_empty() && stored_receipts + extra.len() > 0 {
             return Err(no_collector(stored_receipts + extra.len()));
         }
-        let result = verify_store(&store, &resolver, &extra, &collectors, &anchors);
+        let result = verify_store_with(&store, &resolver, &extra, &collectors, &anchors, threads);
         if let (Ok(summary), Some(url)) = (&result, &a.collector) {
             let online = online_check(&store, url, a.collector_ca.as_deref(), &collectors)?;
             print!("{}", render_summary(&db, summary));

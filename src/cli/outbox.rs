@@ -1,5 +1,6 @@
 //! `resetdesk outbox show`: the messages the desk queued (notifications, approval
-//! requests), as a demo user or an administrator reads them before mail is set up.
+//! requests, ticket updates), as a demo user or an administrator reads them before
+//! mail is set up.
 //! `resetdesk outbox send`: one pass of the outbox sender (what an admin or a timer runs).
 
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use clap::Subcommand;
 
 use super::{fail, load_config, EXIT_FAILED, EXIT_OK};
 use crate::desk::mailer::MailError;
-use crate::desk::outbox::Outbox;
+use crate::desk::outbox::{Outbox, OutboxChannel};
 use crate::desk::sender::OutboxSender;
 
 #[derive(Debug, Subcommand)]
@@ -52,8 +53,12 @@ pub fn run(cmd: Command) -> u8 {
                     (Some(_), false) => "sent",
                     (None, _) => retry.as_str(),
                 };
+                let to = match m.channel {
+                    OutboxChannel::Mail => "To",
+                    OutboxChannel::Ticketing => "Ticket",
+                };
                 println!(
-                    "--- #{} {} [{}]\nTo: {}\nSubject: {}\nRequest: {}\n\n{}",
+                    "--- #{} {} [{}]\n{to}: {}\nSubject: {}\nRequest: {}\n\n{}",
                     m.id, m.created_at, state, m.recipient, m.subject, m.request_id, m.body
                 );
             }
@@ -75,10 +80,11 @@ fn send(data_dir: PathBuf, config: Option<PathBuf>) -> u8 {
     match sender.drain_once(time::OffsetDateTime::now_utc()) {
         Ok(report) => {
             println!(
-                "sent {}, failed {} (retried later), {} not for mail",
+                "sent {}, failed {} (retried later), {} not for mail, {} waiting for an unconfigured channel",
                 report.sent,
                 report.failed.len(),
-                report.not_mail
+                report.not_mail,
+                report.no_sink
             );
             for (id, why) in &report.failed {
                 eprintln!("#{id}: {why}");

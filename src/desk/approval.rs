@@ -70,6 +70,13 @@ pub trait ApprovalChannel {
 
     /// The manager's answer to `request_id`, once it arrived: taken once.
     fn take_answer(&mut self, request_id: &str) -> Result<Option<ManagerResponse>, ApprovalError>;
+
+    /// Where the manager answers with `token`: the collector's approval page, to be
+    /// put in the approval mail. `None` (the embedded inbox): the mail carries the code
+    /// alone and the answer is played with `resetdesk approval answer`.
+    fn answer_link(&self, _token: &Secret) -> Option<String> {
+        None
+    }
 }
 
 /// The embedded approval channel (see the module doc).

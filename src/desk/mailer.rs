@@ -4,7 +4,8 @@
 //! stored plain text and an HTML part rendered from it (every character escaped, so
 //! nothing from the directory or a note becomes markup). The stored text never holds
 //! a secret; [`compose_with_code`] adds a one-time code from memory for the single
-//! case where mail is the code's channel.
+//! case where mail is the code's channel ([`super::mail_notifier`], which sends it at
+//! once and never queues it).
 //!
 //! Sinks ([`MailSink`]):
 //! - [`SmtpSink`]: `lettre`'s blocking SMTP transport, STARTTLS (default) or implicit
@@ -26,7 +27,7 @@ use lettre::{SmtpTransport, Transport};
 use crate::config::{Config, MailDelivery, SmtpConfig, SmtpSecurity};
 use crate::secret::Secret;
 
-use super::outbox::OutboxRow;
+use super::outbox::{Message, OutboxRow};
 
 /// Folder of the eml sink inside the data directory.
 pub const MAIL_DIR: &str = "mail";
@@ -80,29 +81,35 @@ pub fn sink_for(config: &Config) -> Result<Option<Box<dyn MailSink + Send>>, Mai
 
 /// Build the e-mail for an outbox row: text and HTML alternatives.
 pub fn compose(from: &str, row: &OutboxRow) -> Result<lettre::Message, MailError> {
-    build(from, row, &row.body)
+    let id = format!("outbox-{}.{}", row.id, row.request_id);
+    build(from, &row.recipient, &row.subject, &id, &row.body)
 }
 
-/// As [`compose`], with the one-time `code` added to both parts. The code comes from
-/// memory and is never stored; the returned message holds it, so drop it once sent.
-pub fn compose_with_code(from: &str, row: &OutboxRow, code: &Secret) -> Result<lettre::Message, MailError> {
-    let text = format!("Your code: {}\n\n{}", code.expose(), row.body);
-    build(from, row, &text)
+/// The e-mail of `message` with the one-time `code` added to both parts, for
+/// sending at once. The code comes from memory and is never stored; the text built
+/// here is zeroized, but the returned message holds a copy in `lettre`'s buffers
+/// (not zeroized): drop it as soon as it is sent.
+pub fn compose_with_code(from: &str, message: &Message, code: &Secret) -> Result<lettre::Message, MailError> {
+    let mut nonce = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+    let id = format!("code-{}.{}", hex::encode(nonce), message.request_id);
+    let text = zeroize::Zeroizing::new(format!("Your code: {}\n\n{}", code.expose(), message.body));
+    build(from, &message.to, &message.subject, &id, &text)
 }
 
-fn build(from: &str, row: &OutboxRow, text: &str) -> Result<lettre::Message, MailError> {
-    let to: Mailbox = row.recipient.parse().map_err(|_| MailError::NotAnAddress(row.recipient.clone()))?;
+fn build(from: &str, to: &str, subject: &str, id: &str, text: &str) -> Result<lettre::Message, MailError> {
+    let to: Mailbox = to.parse().map_err(|_| MailError::NotAnAddress(to.to_owned()))?;
     let from: Mailbox = from.parse().map_err(|e| MailError::Setup(format!("[smtp] from: {e}")))?;
     let domain = from.email.domain().to_owned();
     lettre::Message::builder()
         .from(from)
         .to(to)
-        .subject(row.subject.clone())
-        .message_id(Some(format!("<outbox-{}.{}@{domain}>", row.id, row.request_id)))
+        .subject(subject.to_owned())
+        .message_id(Some(format!("<{id}@{domain}>")))
         .multipart(
             MultiPart::alternative()
                 .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text.to_owned()))
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html_of(&row.subject, text))),
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html_of(subject, text))),
         )
         .map_err(|e| MailError::Build(e.to_string()))
 }
@@ -227,6 +234,7 @@ mod tests {
             created_at: "t".into(),
             delivered_at: None,
             delivered_in_band: false,
+            channel: super::super::outbox::OutboxChannel::Mail,
             attempts: 0,
             next_attempt_at: None,
             last_error: None,

@@ -30,6 +30,7 @@ pub mod approval;
 pub mod history;
 pub mod key_admin;
 pub mod keys;
+pub mod mail_notifier;
 pub mod mailer;
 pub mod outbox;
 pub mod parking;
@@ -39,7 +40,9 @@ pub mod replay;
 pub mod reset;
 pub mod revocation;
 pub mod sender;
+pub mod ticketing;
 pub mod view;
+pub mod webhook;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -67,7 +70,9 @@ use crate::verification::co_signature::CoSignature;
 use crate::verification::manager_approval::ManagerResponse;
 use crate::verification::one_time_code::IssuedCode;
 use crate::verification::{InputError, Verdict};
-use crate::workflow::facts::{AgentFact, CoSignerFact, FactsKind, HandoffChannel, RequestOutcome, StepFact};
+use crate::workflow::facts::{
+    AgentFact, CoSignerFact, FactsKind, HandoffChannel, RequestOutcome, ResetFacts, StepFact,
+};
 use crate::workflow::input::{check_secret_action, parse_ui_action, UiAction, UiInputError};
 use crate::workflow::{
     Decision, Notification, NotificationKind, OpenRequest, Phase, Recipient, Session, Status, WorkflowError,
@@ -78,11 +83,12 @@ use crate::token::audit_keys::RegistryKeys;
 use approval::{ApprovalChannel, ApprovalError, ApprovalInbox, Issued};
 use history::HistorySource;
 use keys::CoSignerKeyError;
-use outbox::{Message, Notifier, NotifyError, Outbox, SecretDelivery};
+pub use outbox::SecretKind;
+use outbox::{Message, Notifier, NotifyError, SecretDelivery, SecretRoute};
 use reconcile::{Finding, Reconciliation, ReconciliationFacts, TargetName};
 use replay::{ReplayError, ReplayGuard};
 use reset::OutcomePending;
-pub use reset::{InBandKind, InBandSecret, ResetRun};
+pub use reset::{InBandSecret, ResetRun};
 
 /// Why a desk call failed. Messages say what to do; none contains a secret.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +107,8 @@ pub enum DeskError {
     Input(#[from] InputError),
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Mail(#[from] mailer::MailError),
     #[error(transparent)]
     Replay(#[from] ReplayError),
     #[error(transparent)]
@@ -294,11 +302,13 @@ impl Desk {
         })
     }
 
-    /// [`Desk::open`] with the embedded directory and the outbox in `config.data_dir`.
+    /// [`Desk::open`] with the embedded directory and the notifier of the
+    /// configuration ([`mail_notifier::notifier_for`]: the outbox in
+    /// `config.data_dir`, and SMTP for one-time codes when `[smtp]` delivers by SMTP).
     pub fn open_embedded(config: Config) -> Result<Self, DeskError> {
         let directory = crate::directory::embedded::EmbeddedDirectory::open(&config.data_dir, &config)?;
-        let outbox = Outbox::open(&config.data_dir)?;
-        Self::open(config, Box::new(directory), Box::new(outbox))
+        let notifier = mail_notifier::notifier_for(&config)?;
+        Self::open(config, Box::new(directory), notifier)
     }
 
     pub fn config(&self) -> &Config {
@@ -760,6 +770,9 @@ impl Desk {
             // The directory has the new password but the outcome is not signed: the run
             // keeps the password (zeroized memory) and can retry; it is not a success.
             Err(e @ DeskError::OutcomePending { .. }) => Err(e),
+            // The code did not go out and none counts (no hash kept): the agent may
+            // send a new one or choose another method; nothing else was pending.
+            Err(e @ DeskError::Notify(NotifyError::CodeNotSent { .. })) => Err(e),
             Err(e) => {
                 run.broken = Some(e.to_string());
                 // Nothing may leave a broken run.
@@ -908,16 +921,22 @@ impl Desk {
                 self.ensure_intent_durable(run)?;
                 let mut words: Vec<&str> = context_words.iter().map(String::as_str).collect();
                 words.push(&self.config.organisation);
-                let registered_channel = run
-                    .session
-                    .facts(FactsKind::Intent, now)
-                    .handoff
-                    .is_some_and(|h| h.channel != HandoffChannel::CustomerWindow);
-                let result = match crate::password::generate(password, &words) {
-                    // Never set a password that cannot be delivered.
-                    Ok(_) if registered_channel && self.check_secret_channel().is_err() => {
-                        Err(format!("not attempted: {}", DeskError::InBandInProduction))
-                    }
+                let registered = run.session.facts(FactsKind::Intent, now).handoff.and_then(|h| match h.channel {
+                    HandoffChannel::CustomerWindow => None,
+                    HandoffChannel::RegisteredEmail { address } => Some(address),
+                    HandoffChannel::RegisteredPhone { number } => Some(number),
+                });
+                // Never set a password that cannot be delivered.
+                let undeliverable = registered
+                    .and_then(|to| self.check_secret_channel(SecretKind::TemporaryPassword, &to).err())
+                    .map(|e| format!("not attempted: {e}"));
+                let generated = match undeliverable {
+                    Some(why) => Err(why),
+                    None => crate::password::generate(password, &words).map_err(|e| {
+                        format!("no temporary password was generated ({e}); the directory was not changed")
+                    }),
+                };
+                let result = match generated {
                     Ok(secret) => {
                         let t = Instant::now();
                         let written = self.directory.set_temporary_password(username, &secret);
@@ -930,7 +949,7 @@ impl Desk {
                             Err(e) => Err(e.to_string()),
                         }
                     }
-                    Err(e) => Err(format!("no temporary password was generated ({e}); the directory was not changed")),
+                    Err(why) => Err(why),
                 };
                 Ok(Some(WorkflowEvent::DirectoryResult { at: now, result }))
             }
@@ -942,11 +961,13 @@ impl Desk {
                     other => DirectoryOutcome::Failed { error: format!("{other:?}") },
                 };
                 self.append(&Event::reset_outcome(intent.intent_ref(), &outcome, facts.as_ref())?, signer, now)?;
+                self.queue_ticket_update(facts, now, warnings);
                 Ok(None)
             }
             Decision::WriteRecord { facts } => {
                 let kind = if facts.kind == FactsKind::Lockout { EventType::Lockout } else { EventType::Refusal };
                 self.append(&Event::new(kind, facts.as_ref())?, signer, now)?;
+                self.queue_ticket_update(facts, now, warnings);
                 Ok(None)
             }
             Decision::HandOff { handoff } => {
@@ -958,22 +979,24 @@ impl Desk {
                 // A registered channel takes the password now; the customer window takes it later.
                 if let Some((to, password)) = to.and_then(|to| run.password.take().map(|p| (to, p))) {
                     let message = self.password_message(run, &to);
-                    if let Some(secret) = self.deliver_secret(&message, password, now)? {
-                        run.in_band = Some(InBandSecret { kind: InBandKind::TemporaryPassword, to, secret });
+                    if let Some(secret) = self.deliver_secret(&message, SecretKind::TemporaryPassword, password, now)? {
+                        run.in_band = Some(InBandSecret { kind: SecretKind::TemporaryPassword, to, secret });
                     }
                 }
                 run.handoff_released = true;
                 Ok(None)
             }
             Decision::SendCode { label: _, to, not_after } => {
-                self.check_secret_channel()?;
+                self.check_secret_channel(SecretKind::OneTimeCode, to)?;
                 let (code, issued) =
                     IssuedCode::issue(&self.config.policy.one_time_code, to, now, &mut rand::rngs::OsRng);
-                run.secrets.issued_code = Some(issued);
+                // An earlier code stops counting; this one counts only once delivered.
+                run.secrets.issued_code = None;
                 let message = self.code_message(run, to, *not_after);
-                if let Some(secret) = self.deliver_secret(&message, code, now)? {
-                    run.in_band = Some(InBandSecret { kind: InBandKind::OneTimeCode, to: to.clone(), secret });
+                if let Some(secret) = self.deliver_secret(&message, SecretKind::OneTimeCode, code, now)? {
+                    run.in_band = Some(InBandSecret { kind: SecretKind::OneTimeCode, to: to.clone(), secret });
                 }
+                run.secrets.issued_code = Some(issued);
                 Ok(None)
             }
             Decision::RequestManagerApproval { manager, address } => {
@@ -986,30 +1009,11 @@ impl Desk {
                     address: address.clone(),
                 };
                 let token = self.approvals.issue(&issued, now)?;
-                let account = run.session.account();
-                let reasons: Vec<&str> =
-                    run.session.assessment().escalations.iter().map(|e| e.reason.as_str()).collect();
-                let message = Message {
-                    to: address.clone(),
-                    subject: format!("Approval needed: password reset for {}", account.display_name),
-                    body: format!(
-                        "Hello {manager},\n\nthe service desk of {org} was asked to reset the password of {name} ({user}), request {id},\n\
-                         by {agent}. Reasons for extra care: {reasons}.\n\n\
-                         Approval code (valid {ttl} minutes, once): {token}\n\n\
-                         Approve or deny with this code. If you know nothing of this request, deny it and call the\n\
-                         security team ({security}).\n",
-                        org = self.config.organisation,
-                        name = account.display_name,
-                        user = account.username,
-                        id = run.request_id(),
-                        agent = run.session.agent().username,
-                        reasons = if reasons.is_empty() { "none".to_owned() } else { reasons.join("; ") },
-                        ttl = approval::DEFAULT_TTL.whole_minutes(),
-                        token = token.expose(),
-                        security = self.config.smtp.security_team,
-                    ),
-                    request_id: run.request_id().to_owned(),
-                };
+                let message = self.approval_message(run, manager, address, &token);
+                // The embedded inbox is demo-only (production refuses it above), so its
+                // code may wait in the outbox, where `resetdesk outbox show` reads it.
+                // SEAM: the collector's channel (production) gives a link and must send
+                // the code like a one-time code (from memory, never queued).
                 self.queue(&[message], now)?;
                 Ok(None)
             }
@@ -1097,28 +1101,93 @@ impl Desk {
         Ok(r?)
     }
 
-    /// Production desks only send secrets out of band: refuse before one is made.
-    fn check_secret_channel(&self) -> Result<(), DeskError> {
-        if self.config.mode == Mode::Production && !self.notifier.sends_secrets() {
-            return Err(DeskError::InBandInProduction);
+    /// Once the request's end is recorded: its summary for the ticket named at intake,
+    /// queued when `[ticketing]` is set. It never blocks or undoes the request: a
+    /// failure to queue is a warning.
+    fn queue_ticket_update(&mut self, facts: &ResetFacts, now: OffsetDateTime, warnings: &mut Vec<String>) {
+        if !self.config.ticketing.enabled() {
+            return;
         }
-        Ok(())
+        let Some(summary) = ticketing::TicketSummary::of(facts, &self.config.organisation) else { return };
+        let queued = serde_json::to_string(&summary).map_err(|e| e.to_string()).and_then(|summary_json| {
+            let update = outbox::TicketUpdate {
+                ticket: summary.ticket.clone(),
+                title: summary.title(),
+                summary_json,
+                request_id: summary.request_id.clone(),
+            };
+            let t = Instant::now();
+            let r = self.notifier.queue_ticket_update(&update, now).map_err(|e| e.to_string());
+            self.times.notifier += t.elapsed();
+            r
+        });
+        if let Err(why) = queued {
+            tracing::warn!(request = %summary.request_id, error = %why, "ticket update not queued");
+            warnings.push(format!(
+                "the update for ticket {} was not queued ({why}); the request itself is unaffected: add a note by hand",
+                summary.ticket
+            ));
+        }
+    }
+
+    /// Whether a secret of `kind` can go to `to`: the notifier's route (a temporary
+    /// password never by e-mail), and production desks only send secrets out of band.
+    /// Asked before the secret is made.
+    fn check_secret_channel(&self, kind: SecretKind, to: &str) -> Result<(), DeskError> {
+        match self.notifier.secret_route(kind, to)? {
+            SecretRoute::InBand if self.config.mode == Mode::Production => Err(DeskError::InBandInProduction),
+            SecretRoute::InBand | SecretRoute::OutOfBand => Ok(()),
+        }
     }
 
     /// Hand a secret to the notifier; `Some` if it must be shown in-band.
     fn deliver_secret(
         &mut self,
         message: &Message,
+        kind: SecretKind,
         secret: Secret,
         now: OffsetDateTime,
     ) -> Result<Option<Secret>, DeskError> {
-        self.check_secret_channel()?;
+        self.check_secret_channel(kind, &message.to)?;
         let t = Instant::now();
-        let r = self.notifier.deliver_secret(message, secret, now);
+        let r = self.notifier.deliver_secret(message, kind, secret, now);
         self.times.notifier += t.elapsed();
         match r? {
             SecretDelivery::Sent => Ok(None),
             SecretDelivery::InBand(secret) => Ok(Some(secret)),
+        }
+    }
+
+    /// The approval request to the manager: who asks, why extra care, the one-time
+    /// code and, when the channel has one, the link to answer at
+    /// ([`ApprovalChannel::answer_link`], the collector's page later).
+    fn approval_message(&self, run: &ResetRun, manager: &str, address: &str, token: &Secret) -> Message {
+        let account = run.session.account();
+        let reasons: Vec<&str> = run.session.assessment().escalations.iter().map(|e| e.reason.as_str()).collect();
+        let answer = match self.approvals.answer_link(token) {
+            Some(link) => format!("Approve or deny at {link} (the code is in the link)."),
+            None => "Approve or deny with this code.".to_owned(),
+        };
+        Message {
+            to: address.to_owned(),
+            subject: format!("Approval needed: password reset for {}", account.display_name),
+            body: format!(
+                "Hello {manager},\n\nthe service desk of {org} was asked to reset the password of {name} ({user}), request {id},\n\
+                 by {agent}. Reasons for extra care: {reasons}.\n\n\
+                 Approval code (valid {ttl} minutes, once): {token}\n\n\
+                 {answer} If you know nothing of this request, deny it and call the\n\
+                 security team ({security}).\n",
+                org = self.config.organisation,
+                name = account.display_name,
+                user = account.username,
+                id = run.request_id(),
+                agent = run.session.agent().username,
+                reasons = if reasons.is_empty() { "none".to_owned() } else { reasons.join("; ") },
+                ttl = approval::DEFAULT_TTL.whole_minutes(),
+                token = token.expose(),
+                security = self.config.smtp.security_team,
+            ),
+            request_id: run.request_id().to_owned(),
         }
     }
 

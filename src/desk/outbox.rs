@@ -2,19 +2,23 @@
 //! [`Outbox`] — one SQLite row per message in `<data_dir>/outbox.sqlite`, delivered
 //! later by the [`super::sender::OutboxSender`], which sets `delivered_at` on success
 //! and, on failure, counts the attempt and sets the next one (`next_attempt_at`,
-//! exponential backoff). Rows are never deleted.
+//! exponential backoff). Rows are never deleted. Each row has a channel: `mail` (an
+//! e-mail, or a phone number left for another channel) or `ticketing` (a secret-free
+//! summary for the ticketing webhook, [`super::ticketing`]).
 //!
 //! # Secrets never reach the outbox
 //!
 //! One-time codes and temporary passwords sent through a registered channel are
 //! secrets: a queue that holds them in plaintext would be a second password store.
-//! [`Notifier::deliver_secret`] therefore takes the secret separately from the
-//! message. The outbox stores only the message (which never contains the secret),
-//! marks it delivered *in-band* at once, and hands the secret back
-//! ([`SecretDelivery::InBand`]): the caller shows it on the requester's registered
+//! [`Notifier::deliver_secret`] therefore takes the secret, and its [`SecretKind`],
+//! separately from the message. The outbox stores only the message (which never
+//! contains the secret), marks it delivered *in-band* at once, and hands the secret
+//! back ([`SecretDelivery::InBand`]): the caller shows it on the requester's registered
 //! device (in the demo, a window that stands for that device) and drops it, which
-//! zeroizes it. A real sender (SMTP/SMS) sends the secret straight from memory and
-//! answers [`SecretDelivery::Sent`].
+//! zeroizes it. A notifier that sends secrets itself ([`super::mail_notifier`]) sends
+//! them straight from memory and answers [`SecretDelivery::Sent`]; it never queues
+//! them. Which kinds may go where is the notifier's [`Notifier::secret_route`]: a
+//! temporary password never goes by e-mail.
 
 use std::path::Path;
 
@@ -43,12 +47,43 @@ CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox(id) WHERE delivered_at I
 
 /// Columns added after the first release, with their definitions: added to an older
 /// outbox file when it is opened.
-const ADDED_COLUMNS: [(&str, &str); 3] = [
+const ADDED_COLUMNS: [(&str, &str); 4] = [
     ("attempts", "INTEGER NOT NULL DEFAULT 0"),
     // Unix seconds; NULL: due now.
     ("next_attempt_at", "INTEGER"),
     ("last_error", "TEXT"),
+    ("channel", "TEXT NOT NULL DEFAULT 'mail' CHECK (channel IN ('mail', 'ticketing'))"),
 ];
+
+/// Where an outbox row goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutboxChannel {
+    /// An e-mail (or a message to a phone number, left for another channel).
+    Mail,
+    /// A ticket update for the ticketing webhook: the recipient is the ticket number,
+    /// the body the summary as JSON ([`super::ticketing::TicketSummary`]).
+    Ticketing,
+}
+
+impl OutboxChannel {
+    fn as_sql(self) -> &'static str {
+        match self {
+            Self::Mail => "mail",
+            Self::Ticketing => "ticketing",
+        }
+    }
+
+    fn from_sql(value: &str) -> Result<Self, rusqlite::Error> {
+        match value {
+            "mail" => Ok(Self::Mail),
+            "ticketing" => Ok(Self::Ticketing),
+            other => {
+                Err(rusqlite::Error::InvalidColumnType(11, format!("channel {other:?}"), rusqlite::types::Type::Text))
+            }
+        }
+    }
+}
 
 /// A message to one recipient. Holds no secret: secrets travel beside it
 /// ([`Notifier::deliver_secret`]).
@@ -60,6 +95,27 @@ pub struct Message {
     pub body: String,
     /// The reset request the message is about.
     pub request_id: String,
+}
+
+/// What a secret is: it decides where it may go ([`Notifier::secret_route`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretKind {
+    /// A one-time verification code for the requester to read back to the agent:
+    /// short-lived, single-use; e-mail to a registered address is a valid channel.
+    OneTimeCode,
+    /// The temporary password for a registered channel: never by e-mail.
+    TemporaryPassword,
+}
+
+/// How a notifier would deliver a secret of a kind to an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretRoute {
+    /// Sent by the notifier itself, from memory.
+    OutOfBand,
+    /// Handed back for the caller to show on the registered device (demo; production
+    /// desks refuse it).
+    InBand,
 }
 
 /// How a secret reached its recipient.
@@ -82,6 +138,10 @@ pub enum NotifyError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("a temporary password is never sent by e-mail (to {to}); hand it over in the customer window at the desk")]
+    PasswordNotByMail { to: String },
+    #[error("the one-time code could not be sent to {to} ({why}); no code was issued: send a new one or choose another method")]
+    CodeNotSent { to: String, why: String },
 }
 
 /// Delivers notifications. Implementations are adapters: they do IO, the engine decides.
@@ -94,18 +154,34 @@ pub trait Notifier {
         messages.iter().try_for_each(|m| self.queue(m, now))
     }
 
-    /// Whether [`Notifier::deliver_secret`] sends secrets out of band (`false`: it
-    /// hands them back for in-band delivery, which production desks refuse).
-    fn sends_secrets(&self) -> bool;
+    /// Queue a secret-free ticket update for the ticketing webhook.
+    fn queue_ticket_update(&mut self, update: &TicketUpdate, now: OffsetDateTime) -> Result<(), NotifyError>;
 
-    /// Deliver `secret` with `message` (which must not contain it). Implementations
-    /// never store the secret.
+    /// How [`Notifier::deliver_secret`] would deliver a secret of `kind` to `to`, or
+    /// the typed refusal (a temporary password to an e-mail address). The desk asks
+    /// before it makes the secret: nothing is generated that cannot be delivered.
+    fn secret_route(&self, kind: SecretKind, to: &str) -> Result<SecretRoute, NotifyError>;
+
+    /// Deliver `secret`, a `kind`, with `message` (which must not contain it).
+    /// Implementations never store the secret and refuse what
+    /// [`Notifier::secret_route`] refuses.
     fn deliver_secret(
         &mut self,
         message: &Message,
+        kind: SecretKind,
         secret: Secret,
         now: OffsetDateTime,
     ) -> Result<SecretDelivery, NotifyError>;
+}
+
+/// A ticket update to queue: the ticket number from intake and the summary (JSON of
+/// [`super::ticketing::TicketSummary`], no secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketUpdate {
+    pub ticket: String,
+    pub title: String,
+    pub summary_json: String,
+    pub request_id: String,
 }
 
 /// One stored message.
@@ -119,12 +195,24 @@ pub struct OutboxRow {
     pub created_at: String,
     pub delivered_at: Option<String>,
     pub delivered_in_band: bool,
+    pub channel: OutboxChannel,
     /// Failed delivery attempts so far.
     pub attempts: u32,
     /// When the sender tries again (after a failure), unix seconds.
     pub next_attempt_at: Option<i64>,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
+}
+
+/// The state a row is inserted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    /// For the sender to deliver.
+    Due,
+    /// Its secret was handed back for in-band delivery.
+    InBand,
+    /// Already delivered by the caller.
+    Delivered,
 }
 
 /// The SQLite outbox.
@@ -158,18 +246,31 @@ impl Outbox {
         |source| NotifyError::Database { path: self.path.clone(), source }
     }
 
+    /// Record a message the caller has just delivered itself (a one-time code sent
+    /// from memory): the row, without the secret, marked delivered (not in-band).
+    pub fn record_delivered(&mut self, message: &Message, now: OffsetDateTime) -> Result<(), NotifyError> {
+        self.insert(std::slice::from_ref(message), OutboxChannel::Mail, now, Queued::Delivered)
+    }
+
     /// Insert `messages` in one transaction (one fsync).
-    fn insert(&mut self, messages: &[Message], now: OffsetDateTime, in_band: bool) -> Result<(), NotifyError> {
+    fn insert(
+        &mut self,
+        messages: &[Message],
+        channel: OutboxChannel,
+        now: OffsetDateTime,
+        state: Queued,
+    ) -> Result<(), NotifyError> {
         let path = self.path.clone();
         let db = |source| NotifyError::Database { path: path.clone(), source };
         let created = rfc3339(now);
-        let delivered = in_band.then(|| created.clone());
+        let delivered = (state != Queued::Due).then(|| created.clone());
+        let in_band = state == Queued::InBand;
         let tx = self.conn.transaction().map_err(db)?;
         for m in messages {
             tx.execute(
-                "INSERT INTO outbox (recipient, subject, body, request_id, created_at, delivered_at, delivered_in_band)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![m.to, m.subject, m.body, m.request_id, created, delivered, in_band],
+                "INSERT INTO outbox (recipient, subject, body, request_id, created_at, delivered_at, delivered_in_band, channel)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![m.to, m.subject, m.body, m.request_id, created, delivered, in_band, channel.as_sql()],
             )
             .map_err(db)?;
         }
@@ -195,7 +296,7 @@ impl Outbox {
             .conn
             .prepare(&format!(
                 "SELECT id, recipient, subject, body, request_id, created_at, delivered_at, delivered_in_band,
-                        attempts, next_attempt_at, last_error
+                        attempts, next_attempt_at, last_error, channel
                  FROM outbox WHERE {filter} ORDER BY id"
             ))
             .map_err(&db)?;
@@ -213,6 +314,7 @@ impl Outbox {
                     attempts: r.get(8)?,
                     next_attempt_at: r.get(9)?,
                     last_error: r.get(10)?,
+                    channel: OutboxChannel::from_sql(&r.get::<_, String>(11)?)?,
                 })
             })
             .map_err(&db)?;
@@ -259,15 +361,26 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
 
 impl Notifier for Outbox {
     fn queue(&mut self, message: &Message, now: OffsetDateTime) -> Result<(), NotifyError> {
-        self.insert(std::slice::from_ref(message), now, false)
+        self.insert(std::slice::from_ref(message), OutboxChannel::Mail, now, Queued::Due)
     }
 
     fn queue_all(&mut self, messages: &[Message], now: OffsetDateTime) -> Result<(), NotifyError> {
-        self.insert(messages, now, false)
+        self.insert(messages, OutboxChannel::Mail, now, Queued::Due)
     }
 
-    fn sends_secrets(&self) -> bool {
-        false
+    fn queue_ticket_update(&mut self, update: &TicketUpdate, now: OffsetDateTime) -> Result<(), NotifyError> {
+        let row = Message {
+            to: update.ticket.clone(),
+            subject: update.title.clone(),
+            body: update.summary_json.clone(),
+            request_id: update.request_id.clone(),
+        };
+        self.insert(&[row], OutboxChannel::Ticketing, now, Queued::Due)
+    }
+
+    /// The outbox sends no secret itself: every kind is handed back in-band.
+    fn secret_route(&self, _kind: SecretKind, _to: &str) -> Result<SecretRoute, NotifyError> {
+        Ok(SecretRoute::InBand)
     }
 
     /// Stores the message without the secret, marked delivered in-band, and hands the
@@ -275,10 +388,11 @@ impl Notifier for Outbox {
     fn deliver_secret(
         &mut self,
         message: &Message,
+        _kind: SecretKind,
         secret: Secret,
         now: OffsetDateTime,
     ) -> Result<SecretDelivery, NotifyError> {
-        self.insert(std::slice::from_ref(message), now, true)?;
+        self.insert(std::slice::from_ref(message), OutboxChannel::Mail, now, Queued::InBand)?;
         Ok(SecretDelivery::InBand(secret))
     }
 }
@@ -317,7 +431,7 @@ mod tests {
         let mut outbox = Outbox::open(dir.path()).unwrap();
         let now = time::macros::datetime!(2026-11-25 10:00 UTC);
         outbox.queue(&msg(), now).unwrap();
-        let back = outbox.deliver_secret(&msg(), Secret::from("483920"), now).unwrap();
+        let back = outbox.deliver_secret(&msg(), SecretKind::OneTimeCode, Secret::from("483920"), now).unwrap();
         assert!(matches!(back, SecretDelivery::InBand(ref s) if s.expose() == "483920"));
         let rows = outbox.messages().unwrap();
         assert_eq!(rows.len(), 2);

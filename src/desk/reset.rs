@@ -12,21 +12,11 @@ use crate::secret::Secret;
 use crate::workflow::input::SecretCheckState;
 use crate::workflow::{Phase, Session, Status};
 
-/// What an in-band secret is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InBandKind {
-    /// A one-time code for the requester to read back to the agent.
-    OneTimeCode,
-    /// The temporary password for a registered channel.
-    TemporaryPassword,
-}
-
 /// A secret the notifier could not send out of band: show it on the requester's
 /// registered device (the demo's stand-in window) and drop it.
 #[derive(Debug)]
 pub struct InBandSecret {
-    pub kind: InBandKind,
+    pub kind: super::SecretKind,
     /// The registered address or number it is meant for.
     pub to: String,
     pub secret: Secret,

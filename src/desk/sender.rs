@@ -1,4 +1,6 @@
-//! The outbox sender: drains undelivered outbox rows into a [`MailSink`].
+//! The outbox sender: drains undelivered outbox rows into their channel's sink —
+//! mail rows into a [`MailSink`], ticket updates into the ticketing
+//! [`WebhookSink`] — with one retry and backoff machinery for both.
 //!
 //! It runs apart from resets — its own connection to `outbox.sqlite`, in a CLI run
 //! (`resetdesk outbox send`, what an admin or a timer runs) or a background thread of
@@ -6,7 +8,8 @@
 //! undoes a reset: the reset only queued a row. Each due row is sent; success sets
 //! `delivered_at`; failure counts the attempt and sets `next_attempt_at` with
 //! exponential backoff ([`Backoff`]). Rows are never deleted. Rows addressed to a
-//! phone number are left for another channel and not attempted.
+//! phone number are left for another channel and not attempted, and so are rows of a
+//! channel without a configured sink.
 //!
 //! The app's shell starts it once the desk is open, on a thread of its own:
 //!
@@ -30,7 +33,19 @@ use time::OffsetDateTime;
 use crate::config::Config;
 
 use super::mailer::{compose, sink_for, MailError, MailSink};
-use super::outbox::{NotifyError, Outbox};
+use super::outbox::{NotifyError, Outbox, OutboxChannel, OutboxRow};
+use super::webhook::{WebhookError, WebhookSink};
+
+/// Why the sender could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Ticketing(#[from] WebhookError),
+    #[error(transparent)]
+    Outbox(#[from] NotifyError),
+}
 
 /// Delay before the next attempt: `first`, doubled after each failure, at most `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,27 +76,77 @@ pub struct DrainReport {
     pub failed: Vec<(i64, String)>,
     /// Rows due but not for mail (a phone number): left for another channel.
     pub not_mail: usize,
+    /// Rows due for a channel with no sink here (mail or ticketing not configured).
+    pub no_sink: usize,
 }
 
-/// Drains the outbox into a sink.
+/// Drains the outbox into the sinks.
 pub struct OutboxSender {
     outbox: Outbox,
-    sink: Box<dyn MailSink + Send>,
-    from: String,
+    /// The mail sink and the sender address; `None`: mail rows wait.
+    mail: Option<(Box<dyn MailSink + Send>, String)>,
+    /// `None`: ticket updates wait.
+    ticketing: Option<WebhookSink>,
     backoff: Backoff,
 }
 
 impl OutboxSender {
+    /// A sender of mail rows into `sink` (add the ticketing webhook with
+    /// [`OutboxSender::with_ticketing`]).
     pub fn new(outbox: Outbox, sink: Box<dyn MailSink + Send>, from: impl Into<String>, backoff: Backoff) -> Self {
-        Self { outbox, sink, from: from.into(), backoff }
+        Self { outbox, mail: Some((sink, from.into())), ticketing: None, backoff }
     }
 
-    /// The sender of `config`'s delivery on `<data_dir>/outbox.sqlite`; `None` when no
-    /// delivery is configured (production without `[smtp] host`).
-    pub fn from_config(config: &Config) -> Result<Option<Self>, MailError> {
-        let Some(sink) = sink_for(config)? else { return Ok(None) };
+    /// A sender of ticket updates only.
+    pub fn ticketing_only(outbox: Outbox, hook: WebhookSink, backoff: Backoff) -> Self {
+        Self { outbox, mail: None, ticketing: Some(hook), backoff }
+    }
+
+    /// Also post ticket updates through `hook`.
+    pub fn with_ticketing(mut self, hook: WebhookSink) -> Self {
+        self.ticketing = Some(hook);
+        self
+    }
+
+    /// The sender of `config`'s mail delivery and ticketing webhook on
+    /// `<data_dir>/outbox.sqlite`; `None` when neither is configured (production
+    /// without `[smtp] host` and `[ticketing] url`).
+    pub fn from_config(config: &Config) -> Result<Option<Self>, SenderError> {
+        let mail = sink_for(config)?.map(|sink| (sink, config.smtp.from.clone()));
+        let ticketing = WebhookSink::from_config(&config.ticketing, config.mode)?;
+        if mail.is_none() && ticketing.is_none() {
+            return Ok(None);
+        }
         let outbox = Outbox::open(&config.data_dir)?;
-        Ok(Some(Self::new(outbox, sink, config.smtp.from.clone(), Backoff::default())))
+        Ok(Some(Self { outbox, mail, ticketing, backoff: Backoff::default() }))
+    }
+
+    /// Deliver one row through its channel's sink; `Ok(false)`: left for another
+    /// channel or sink.
+    fn deliver(&mut self, row: &OutboxRow, report: &mut DrainReport) -> Result<bool, String> {
+        match row.channel {
+            OutboxChannel::Mail => {
+                let Some((sink, from)) = self.mail.as_mut() else {
+                    report.no_sink += 1;
+                    return Ok(false);
+                };
+                match compose(from, row).and_then(|mail| sink.send(row.id, &mail)) {
+                    Ok(()) => Ok(true),
+                    Err(MailError::NotAnAddress(_)) => {
+                        report.not_mail += 1;
+                        Ok(false)
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            OutboxChannel::Ticketing => {
+                let Some(hook) = self.ticketing.as_mut() else {
+                    report.no_sink += 1;
+                    return Ok(false);
+                };
+                hook.post_row(&row.body).map(|()| true).map_err(|e| e.to_string())
+            }
+        }
     }
 
     /// Send every row due at `now`, once. A failed send is recorded and retried later;
@@ -89,15 +154,13 @@ impl OutboxSender {
     pub fn drain_once(&mut self, now: OffsetDateTime) -> Result<DrainReport, NotifyError> {
         let mut report = DrainReport::default();
         for row in self.outbox.due(now)? {
-            let sent = compose(&self.from, &row).and_then(|mail| self.sink.send(row.id, &mail));
-            match sent {
-                Ok(()) => {
+            match self.deliver(&row, &mut report) {
+                Ok(true) => {
                     self.outbox.mark_delivered(row.id, now)?;
                     report.sent += 1;
                 }
-                Err(MailError::NotAnAddress(_)) => report.not_mail += 1,
-                Err(e) => {
-                    let why = e.to_string();
+                Ok(false) => {}
+                Err(why) => {
                     let delay = self.backoff.delay(row.attempts.saturating_add(1));
                     let next = now + time::Duration::try_from(delay).unwrap_or(time::Duration::HOUR);
                     tracing::warn!(id = row.id, error = %why, next = %next, "outbox message not sent");

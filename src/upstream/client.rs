@@ -1,12 +1,9 @@
-//! The HTTPS client of the collector's API: `ureq`'s blocking client over rustls with
-//! ring. The collector's certificate is checked against the CA the desk pins
-//! (`[collector] ca_file`), else the system's roots; plain `http://` only where the
-//! configuration allows it (demo mode), no proxy, no redirects.
+//! The HTTPS client of the collector's API, on the core's one client setup
+//! ([`crate::https`]): the collector's certificate is checked against the CA the desk
+//! pins (`[collector] ca_file`), else the system's roots; plain `http://` only where
+//! the configuration allows it (demo mode), no proxy, no redirects.
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use ureq::tls::{PemItem, RootCerts, TlsConfig};
 
 use super::wire::{parse_proof, AddRecordsResponse, ConsistencyResponse, ErrorBody};
 use crate::audit::Hash32;
@@ -44,32 +41,8 @@ impl CollectorClient {
     /// A client for `url` (`https://host:port`, no trailing path needed) pinning the CA
     /// certificates of `ca_pem` (PEM), or the system's roots when `None`.
     pub fn new(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, ClientError> {
-        let roots = match ca_pem {
-            Some(pem) => {
-                let mut certs = Vec::new();
-                for item in ureq::tls::parse_pem(pem) {
-                    match item {
-                        Ok(PemItem::Certificate(c)) => certs.push(c.to_owned()),
-                        Ok(_) => {}
-                        Err(e) => return Err(ClientError::Setup(format!("the collector CA file: {e}"))),
-                    }
-                }
-                if certs.is_empty() {
-                    return Err(ClientError::Setup("the collector CA file holds no certificate".into()));
-                }
-                RootCerts::Specific(Arc::new(certs))
-            }
-            None => RootCerts::PlatformVerifier,
-        };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(TlsConfig::builder().root_certs(roots).build())
-            .https_only(url.starts_with("https://"))
-            .proxy(None)
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .timeout_global(Some(TIMEOUT))
-            .build()
-            .into();
+        let agent = crate::https::agent(ca_pem, url.starts_with("https://"), TIMEOUT)
+            .map_err(|e| ClientError::Setup(format!("the collector CA file: {e}")))?;
         Ok(Self { agent, base: url.trim_end_matches('/').to_owned() })
     }
 

@@ -134,6 +134,10 @@ pub struct IntentRef {
     pub entry_hash: String,
 }
 
+/// How the reason of a request the agent ended on suspicion of fraud begins
+/// ([`RequestOutcome::Cancelled`]); what follows is the agent's note.
+pub const SUSPECTED_FRAUD_REASON: &str = "suspected fraud: ";
+
 /// How it ended (or `Pending` in the intent record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]

@@ -718,7 +718,8 @@ impl Session {
                 check_text("note", &note)?;
                 let note = clean_text(&note, 1024);
                 self.phase = Phase::Cancelled;
-                self.outcome = RequestOutcome::Cancelled { reason: format!("suspected fraud: {note}") };
+                self.outcome =
+                    RequestOutcome::Cancelled { reason: format!("{}{note}", super::facts::SUSPECTED_FRAUD_REASON) };
                 self.pending_code = None;
                 self.pending_callback = None;
                 self.pending_manager_address = None;
