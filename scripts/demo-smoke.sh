@@ -3,7 +3,9 @@
 # `run-demo.sh` (detached, on already built binaries) brings up the demo directory,
 # the organisation CA and two enrolled virtual cards; the demo agents log in with the
 # PINs the README states; a wrong PIN reports the tries left; the audit log verifies;
-# removing a card is seen as a removal. Run it holding the virtual-reader lock:
+# the desk's records reach the demo collector (`resetdesk sync`) and an auditor's
+# `audit verify --collector` proves them in its current tree; removing a card is seen
+# as a removal. Run it holding the virtual-reader lock:
 #   flock /tmp/resetdesk-virtual-readers.lock bash scripts/demo-smoke.sh [BIN_DIR]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,11 +16,14 @@ out="$DATA/run-demo.log"
 
 fail() { echo "demo-smoke: FAILED: $*" >&2; exit 1; }
 
-RESETDESK_DATA_DIR="$DATA" RESETDESK_DEMO_DETACH=1 RESETDESK_DEMO_BIN="$BIN" bash scripts/run-demo.sh >"$out" 2>&1 ||
+PORT="${RESETDESK_COLLECTOR_PORT:-18443}"
+RESETDESK_COLLECTOR_PORT="$PORT" RESETDESK_DATA_DIR="$DATA" RESETDESK_DEMO_DETACH=1 RESETDESK_DEMO_BIN="$BIN" bash scripts/run-demo.sh >"$out" 2>&1 ||
   { cat "$out" >&2; fail "run-demo.sh exited non-zero"; }
 pids=$(sed -n "s/.*virtual cards' pids //p" "$out")
 [[ -n "$pids" && "$pids" != none ]] || { cat "$out" >&2; fail "run-demo.sh started no virtual card"; }
-trap 'kill $pids 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DATA"' EXIT
+collector_pid=$(sed -n "s/.*collector pid \([0-9]*\);.*/\1/p" "$out")
+[[ -n "$collector_pid" ]] || { cat "$out" >&2; fail "run-demo.sh started no collector"; }
+trap 'kill $pids $collector_pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DATA"' EXIT
 
 login() { printf '%s\n' "$2" | "$BIN/resetdesk" token check-login --data-dir "$DATA" --reader "$1" 2>&1; }
 
@@ -34,8 +39,14 @@ grep -q "2 tries left" <<<"$r" || fail "a wrong PIN must say the tries left: $r"
 echo "ok: wrong PIN refused ($r)"
 r=$(login "Virtual PCD 00 00" 246810) || fail "carol's second login: $r"
 
-v=$("$BIN/resetdesk" audit verify --data-dir "$DATA" 2>&1) || fail "audit verify: $v"
-echo "ok: audit verify: $(head -1 <<<"$v")"
+s=$("$BIN/resetdesk" sync --data-dir "$DATA" 2>&1) || fail "resetdesk sync: $s"
+grep -q "every record up to seq" <<<"$s" || fail "sync did not cover every record: $s"
+echo "ok: sync: $s"
+vkey=$(cat "$DATA/collector/log.vkey")
+v=$("$BIN/resetdesk" audit verify --data-dir "$DATA" --collector-vkey "$vkey" \
+  --collector "https://localhost:$PORT" --collector-ca "$DATA/collector/tls/ca.pem" 2>&1) || fail "audit verify: $v"
+grep -q "every receipted record is in it" <<<"$v" || fail "audit verify --collector: $v"
+echo "ok: audit verify: $(head -1 <<<"$v"); $(tail -1 <<<"$v")"
 
 first_pid=${pids%% *}
 kill "$first_pid"

@@ -10,9 +10,13 @@
 # Environment: RESETDESK_DATA_DIR (default /var/lib/resetdesk-demo),
 # RESETDESK_RUN_DIR (default /tmp/resetdesk-run), RESETDESK_DEMO_DETACH=1 to start
 # everything and return without running the app window (for scripts and tests; the
-# virtual cards keep running: `pkill -f target/.*/virtual-yubikey` removes them),
+# virtual cards and the collector keep running: the last line names their pids),
 # RESETDESK_DEMO_BIN=DIR to use already built binaries (e.g. target/debug) instead
-# of building the release ones.
+# of building the release ones, RESETDESK_COLLECTOR_PORT (default 8443).
+#
+# It also runs a local audit collector (resetdesk-collector on SQLite, a demo TLS CA,
+# in $RESETDESK_DATA_DIR/collector) and points the desk's [collector] at it, so the
+# app's sync state is live: records go up as they are written, receipts come back.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +30,17 @@ CAROL_PIN=246810 CAROL_PUK=97531864
 DAVE_PIN=135791 DAVE_PUK=86420975
 
 say() { printf 'run-demo: %s\n' "$*"; }
+# Wait (up to 10 s) until the log has the line; fail if the process ends first.
+wait_for_line() { # pid log pattern what
+  for _ in $(seq 1 100); do
+    grep -q "$3" "$2" && return 0
+    kill -0 "$1" 2>/dev/null || { cat "$2" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "run-demo: $4 did not start" >&2
+  cat "$2" >&2
+  exit 1
+}
 
 
 bash scripts/setup-debian.sh
@@ -36,7 +51,7 @@ if [[ -n "${RESETDESK_DEMO_BIN:-}" ]]; then
   BIN="$(cd "$RESETDESK_DEMO_BIN" && pwd)"
 else
   say "building (release; the first build takes a few minutes)"
-  cargo build --release --locked -p resetdesk -p resetdesk-app -p virtual-yubikey --bins
+  cargo build --release --locked -p resetdesk -p resetdesk-app -p virtual-yubikey -p resetdesk-collector --bins
   BIN="$ROOT/target/release"
 fi
 
@@ -48,11 +63,41 @@ fi
 
 bash scripts/pcscd.sh start
 
-pids=()
+pids=()          # the virtual cards
+collector_pid=""
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" $collector_pid; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" $collector_pid; do wait "$p" 2>/dev/null || true; done
 }
+trap cleanup EXIT
+
+# The local audit collector (demo TLS, SQLite). Its database and key live beside the
+# desk's data: a desk witnesses the collector's tree, so a fresh collector database
+# under the same key would (rightly) be reported as a fork.
+COLLECTOR_DIR="$DATA/collector"
+COLLECTOR_PORT="${RESETDESK_COLLECTOR_PORT:-8443}"
+mkdir -p "$COLLECTOR_DIR"
+[[ -f "$COLLECTOR_DIR/tls/ca.pem" ]] || "$BIN/resetdesk-collector" demo-tls "$COLLECTOR_DIR/tls" >/dev/null
+cat >"$COLLECTOR_DIR/collector.toml" <<TOML
+listen = "127.0.0.1:$COLLECTOR_PORT"
+origin = "localhost/resetdesk-demo"
+database = "collector.db"
+signing_key_file = "log.key"
+org_ca_file = "$DATA/ca/ca.pem"
+tls_cert_file = "tls/server.pem"
+tls_key_file = "tls/server.key"
+TOML
+[[ -f "$COLLECTOR_DIR/log.key" ]] || "$BIN/resetdesk-collector" init --config "$COLLECTOR_DIR/collector.toml" >/dev/null
+VKEY="$(cat "$COLLECTOR_DIR/log.vkey")"
+if ! grep -q '^\[collector\]' "$CONFIG"; then
+  printf '\n# The local demo collector started by scripts/run-demo.sh.\n[collector]\nurl = "https://localhost:%s"\nverifier_key = "%s"\nca_file = "%s"\n' \
+    "$COLLECTOR_PORT" "$VKEY" "$COLLECTOR_DIR/tls/ca.pem" >>"$CONFIG"
+fi
+collector_log="$RESETDESK_RUN_DIR/collector.log"
+"$BIN/resetdesk-collector" serve --config "$COLLECTOR_DIR/collector.toml" >"$collector_log" 2>&1 &
+collector_pid=$!
+wait_for_line "$collector_pid" "$collector_log" "listening on" "the collector"
+say "audit collector on https://localhost:$COLLECTOR_PORT (verifier key $VKEY; CA $COLLECTOR_DIR/tls/ca.pem)"
 
 # A real key: any reader that is not a vpcd one and holds a PIV card.
 listing=$("$BIN/resetdesk" token list 2>/dev/null) || true
@@ -64,12 +109,7 @@ else
     local log="$RESETDESK_RUN_DIR/virtual-yubikey-$1.log"
     "$BIN/virtual-yubikey" --port "$1" --serial "$2" --firmware "$7" >"$log" 2>&1 &
     pids+=($!)
-    for _ in $(seq 1 100); do
-      grep -q "inserted" "$log" && break
-      kill -0 "${pids[-1]}" 2>/dev/null || { cat "$log" >&2; exit 1; }
-      sleep 0.1
-    done
-    grep -q "inserted" "$log" || { echo "run-demo: the virtual card on port $1 did not start" >&2; cat "$log" >&2; exit 1; }
+    wait_for_line "${pids[-1]}" "$log" "inserted" "the virtual card on port $1"
     # The virtual card keeps its keys in RAM: enrol it afresh at every start. The
     # previous run's keys are gone with that run's card process, so nobody can sign
     # with them; their audit records still verify. (Revoking them is an admin's
@@ -78,7 +118,6 @@ else
       "$BIN/resetdesk" token enroll --data-dir "$DATA" --agent "$3" --reader "$6" --config "$CONFIG" --allow-unattested >/dev/null
     say "virtual card in \"$6\" (YubiKey $7) enrolled for $3 (PIN $4)"
   }
-  trap cleanup EXIT
   # One card of each kind: 5.7 ships an AES-192 management key, 5.4 a 3DES one.
   start_card 35963 1000001 carol "$CAROL_PIN" "$CAROL_PUK" "Virtual PCD 00 00" 5.7
   start_card 35964 1000002 dave "$DAVE_PIN" "$DAVE_PUK" "Virtual PCD 00 01" 5.4
@@ -86,7 +125,7 @@ fi
 
 if [[ "${RESETDESK_DEMO_DETACH:-0}" == 1 ]]; then
   trap - EXIT
-  say "ready (detached): virtual cards' pids ${pids[*]:-none}"
+  say "ready (detached): collector pid $collector_pid; virtual cards' pids ${pids[*]:-none}"
   exit 0
 fi
 

@@ -25,6 +25,7 @@ const COMMANDS: &[&str] = &[
     "audit_export",
     "admin_view",
     "reconcile_now",
+    "sync_status",
     "enrol_key",
     "revoke_key",
     "customer_take",

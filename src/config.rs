@@ -467,6 +467,13 @@ impl Config {
         if self.mode == Mode::Production && self.collector.url.starts_with("http://") {
             return Err(bad("collector.url", "production requires https://".into()));
         }
+        let c = &self.collector;
+        if !url.is_empty() && c.verifier_key.is_none() && c.receipt_key_file.is_none() {
+            return Err(bad(
+                "collector.verifier_key",
+                "a collector url needs the collector's verifier key (what `resetdesk-collector init` printed) to check its receipts".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -692,6 +699,15 @@ mod tests {
             Err(ConfigError::Invalid { line, key, message, .. }) => (line, key, message),
             other => panic!("expected Invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_collector_url_needs_the_key_that_checks_its_receipts() {
+        let (_, key, message) = err("[collector]\nurl = \"https://c.example:8443\"\n");
+        assert_eq!(key, "collector.verifier_key");
+        assert!(message.contains("resetdesk-collector init"), "{message}");
+        let with_key = "[collector]\nurl = \"https://c.example:8443\"\nverifier_key = \"c.example/log+01020304+AQ\"\n";
+        assert!(Config::parse(with_key, "t").is_ok());
     }
 
     #[test]

@@ -32,11 +32,13 @@ pub mod config;
 pub mod demo;
 pub mod desk;
 pub mod directory;
+pub mod https;
 pub mod logging;
 pub mod login;
 pub mod presence;
 pub mod session_start;
 pub mod token;
+pub mod upstream;
 
 // The command line's subcommands (the binary only parses arguments).
 pub mod cli;

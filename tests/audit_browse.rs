@@ -8,13 +8,14 @@ mod audit_support;
 use audit_support::desk;
 use resetdesk::audit::browse::{browse, AuditFilter, RowCheck};
 use resetdesk::audit::store::Store;
+use resetdesk::audit::CollectorKeys;
 
 #[test]
 fn the_listing_checks_each_record_as_the_verifier_does_and_filters() {
     let d = desk();
     let resolver = d.pki.resolver(&[&d.alice, &d.bob]);
     let store = Store::open_read_only(&d.db).unwrap();
-    let page = browse(&store, &resolver, &AuditFilter::default()).unwrap();
+    let page = browse(&store, &resolver, &CollectorKeys::default(), &AuditFilter::default()).unwrap();
     assert!(page.verified, "{:?}", page.first_problem);
     assert_eq!(page.total_records, 6);
     let kinds: Vec<&str> = page.rows.iter().map(|r| r.kind).collect();
@@ -26,9 +27,9 @@ fn the_listing_checks_each_record_as_the_verifier_does_and_filters() {
     assert!(page.sync.contains("not synced"), "{}", page.sync);
 
     let intents = AuditFilter { event_type: Some("reset_intent".into()), text: None };
-    assert_eq!(browse(&store, &resolver, &intents).unwrap().rows.len(), 2);
+    assert_eq!(browse(&store, &resolver, &CollectorKeys::default(), &intents).unwrap().rows.len(), 2);
     let nobody = AuditFilter { event_type: None, text: Some("mallory".into()) };
-    assert!(browse(&store, &resolver, &nobody).unwrap().rows.is_empty());
+    assert!(browse(&store, &resolver, &CollectorKeys::default(), &nobody).unwrap().rows.is_empty());
     drop(store);
 
     // One byte of record 3 changed: it fails, 4.. are not checked, 1-2 still verify.
@@ -40,7 +41,7 @@ fn the_listing_checks_each_record_as_the_verifier_does_and_filters() {
     conn.execute("UPDATE audit_records SET record = ?1 WHERE seq = 3", [changed]).unwrap();
     drop(conn);
     let store = Store::open_read_only(&d.db).unwrap();
-    let page = browse(&store, &resolver, &AuditFilter::default()).unwrap();
+    let page = browse(&store, &resolver, &CollectorKeys::default(), &AuditFilter::default()).unwrap();
     assert!(!page.verified);
     assert!(page.first_problem.as_deref().is_some_and(|p| p.starts_with("record 3")), "{:?}", page.first_problem);
     let by_seq = |seq: u64| page.rows.iter().find(|r| r.seq == seq).unwrap().check.clone();

@@ -28,6 +28,7 @@ let lastView = null;
 let selectedMethod = null;
 let pickedByAgent = false;
 let busy = false;
+let sync = { configured: false, synced: false, text: "not configured on this desk" }; // SyncLine, refreshed every 5 s
 
 /** Create an element with an optional class name and text. */
 function el(tag, className, text) {
@@ -475,7 +476,7 @@ function renderReset(entering) {
   done.hidden = v.phase !== "succeeded";
   if (!done.hidden) {
     const labels = screen.progress.length ? screen.progress.map((p) => `✔ ${p.label}`) : ["✔ Intent signed, directory updated, outcome signed, holder notified"];
-    labels.push("○ Sync to the audit collector: not configured on this desk");
+    labels.push(`${sync.synced ? "✔" : "○"} Sync to the audit collector: ${sync.text}`);
     $("progress-list").replaceChildren(...labels.map((l) => el("li", null, l)));
     $("handoff-line").textContent = v.handoff === "customer-window"
       ? (v.handoff_waiting ? "The temporary password is ready for the customer screen. It never appears on yours." : "The password was sent to the customer screen. Confirm the hand-off when they have it.")
@@ -1051,6 +1052,16 @@ function onShortcut(e) {
   else if (e.key === "n" && page === "reset" && !$("done-panel").hidden) { e.preventDefault(); $("handoff-done").click(); }
 }
 
+/** The upstream sync's state, as the core words it; the done panel shows it. */
+async function refreshSync() {
+  try {
+    const next = await invoke("sync_status");
+    const changed = next.text !== sync.text;
+    sync = next;
+    if (changed && currentPage() === "reset" && !$("done-panel").hidden) renderReset(false);
+  } catch (_) { /* keep the last state */ }
+}
+
 /** Once a second: countdowns (cooling-off, parked resets, idle warning); every 3 s
  * while the manager's answer is awaited, ask the core whether it arrived. */
 let ticks = 0;
@@ -1059,6 +1070,7 @@ function tick() {
   if (session.state !== "active") return;
   const v = screen.view;
   ticks += 1;
+  if (ticks % 5 === 0) refreshSync();
   if (v && v.phase === "verifying" && v.manager?.state === "pending" && ticks % 3 === 0 && !busy) {
     act(() => invoke("reset_screen"));
   }
@@ -1107,6 +1119,7 @@ async function start() {
 
   try {
     renderAppInfo(await invoke("app_info"));
+    await refreshSync();
     const [status, view] = await Promise.all([invoke("reader_status"), invoke("session_state")]);
     if (!readersPushed) readers = status;
     if (!sessionPushed) session = view;

@@ -16,7 +16,11 @@ use base64::Engine as _;
 use resetdesk::audit::record::{Record, RecordError};
 use resetdesk::audit::verify::StoredRecord;
 use resetdesk::audit::Hash32;
-use serde::{Deserialize, Serialize};
+// The bodies both ends share live in the core; the decoder with its limits is here.
+pub use resetdesk::upstream::wire::{
+    encode_batch, parse_hash, AddRecordsResponse, ConsistencyResponse, ErrorBody, InclusionResponse, RecordJson,
+};
+use serde::Deserialize;
 
 /// The largest record the log takes: an entry bundle prefixes entries with a u16.
 pub const MAX_ENTRY_LEN: usize = u16::MAX as usize;
@@ -36,15 +40,6 @@ struct BatchJson {
     #[serde(default)]
     certificates: Vec<String>,
     records: Vec<RecordJson>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecordJson {
-    pub record: String,
-    pub signature: String,
-    #[serde(default)]
-    pub cosignature: Option<String>,
 }
 
 /// Why a body is not a batch.
@@ -108,64 +103,4 @@ pub fn decode_batch(body: &[u8], max_records: usize) -> Result<Batch, WireError>
         records.push((record, stored));
     }
     Ok(Batch { log_id, certificates, records })
-}
-
-/// Encode a batch (the desk side's body; also used by tests).
-pub fn encode_batch(log_id: &Hash32, certificates: &[Vec<u8>], records: &[StoredRecord]) -> Vec<u8> {
-    let e = base64::engine::general_purpose::STANDARD;
-    let body = serde_json::json!({
-        "log_id": hex::encode(log_id),
-        "certificates": certificates.iter().map(|c| e.encode(c)).collect::<Vec<_>>(),
-        "records": records.iter().map(|r| RecordJson {
-            record: e.encode(&r.record),
-            signature: e.encode(&r.signature),
-            cosignature: r.cosignature.as_ref().map(|c| e.encode(c)),
-        }).collect::<Vec<_>>(),
-    });
-    body.to_string().into_bytes()
-}
-
-/// The error body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: String,
-    pub message: String,
-    pub seq: Option<u64>,
-}
-
-/// The success body of `/add-records`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AddRecordsResponse {
-    pub checkpoint: String,
-    pub tree_size: u64,
-    /// One receipt per record of the batch, each `Receipt::to_json` parsed as an object.
-    pub receipts: Vec<serde_json::Value>,
-}
-
-/// The body of `/proof/inclusion`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InclusionResponse {
-    pub tree_size: u64,
-    pub leaf_index: u64,
-    pub log_id: String,
-    pub seq: u64,
-    /// Base64 hashes, leaf to root.
-    pub proof: Vec<String>,
-    pub checkpoint: String,
-}
-
-/// The body of `/proof/consistency`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ConsistencyResponse {
-    pub old: u64,
-    pub new: u64,
-    pub proof: Vec<String>,
-}
-
-/// Parse a hash given as 64 hex digits or standard base64.
-pub fn parse_hash(s: &str) -> Option<Hash32> {
-    if s.len() == 64 {
-        return hex::decode(s).ok()?.try_into().ok();
-    }
-    base64::engine::general_purpose::STANDARD.decode(s).ok()?.try_into().ok()
 }

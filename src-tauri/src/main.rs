@@ -11,6 +11,7 @@ mod mail;
 mod rendering;
 mod reset;
 mod startup;
+mod upstream;
 mod watcher;
 
 use std::process::ExitCode;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
             reset::audit_export,
             reset::admin_view,
             reset::reconcile_now,
+            upstream::sync_status,
             keys::enrol_key,
             keys::revoke_key,
             customer::customer_take,
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
             }
             if let Ok(config) = &tauri::Manager::state::<startup::AppState>(app).config {
                 mail::spawn_outbox_sender(config);
+                upstream::spawn_sync_driver(config);
             }
             watcher::spawn_reader_watcher(app.handle().clone());
             watcher::spawn_watcher_guard(app.handle().clone());

@@ -290,7 +290,12 @@ pub async fn next_customer(app: AppHandle) -> Result<ResetScreen, Failure> {
 pub async fn audit_page(app: AppHandle, filter: AuditFilter) -> Result<AuditPage, Failure> {
     on_desk(app, move |_, state| {
         let (_, core) = state.agent_and_core()?;
-        core.audit_page(&filter).map_err(fail)
+        let mut page = core.audit_page(&filter).map_err(fail)?;
+        let sync = crate::upstream::sync_line();
+        if sync.configured {
+            page.sync = sync.text;
+        }
+        Ok(page)
     })
     .await
 }

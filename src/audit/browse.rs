@@ -99,7 +99,13 @@ fn outcome_of(kind: EventType, facts: &Value, outcome: Option<&DirectoryOutcome>
 }
 
 /// List the records of `store` that `filter` selects, newest first, each checked.
-pub fn browse(store: &Store, resolver: &dyn KeyResolver, filter: &AuditFilter) -> Result<AuditPage, StoreError> {
+/// Receipts are checked against `collectors` (the desk's `[collector]` key).
+pub fn browse(
+    store: &Store,
+    resolver: &dyn KeyResolver,
+    collectors: &CollectorKeys,
+    filter: &AuditFilter,
+) -> Result<AuditPage, StoreError> {
     let mut verifier = Some(Verifier::new(resolver));
     let mut first_problem = None;
     let mut rows = Vec::new();
@@ -157,7 +163,7 @@ pub fn browse(store: &Store, resolver: &dyn KeyResolver, filter: &AuditFilter) -
 
     let receipts = store.receipts()?;
     let (verified, receipted_up_to, open_intents) = match verifier {
-        Some(v) => match v.finish(&receipts, &CollectorKeys::default(), &[]) {
+        Some(v) => match v.finish(&receipts, collectors, &[]) {
             Ok(summary) => (true, summary.receipted_up_to, summary.open_intents),
             Err(e) => {
                 first_problem = Some(e.to_string());
@@ -172,7 +178,7 @@ pub fn browse(store: &Store, resolver: &dyn KeyResolver, filter: &AuditFilter) -
     rows.reverse();
     rows.truncate(MAX_ROWS);
     let sync = if receipts.is_empty() {
-        "not synced: no audit collector is configured for this desk yet".to_owned()
+        "not synced: no receipt from an audit collector yet".to_owned()
     } else {
         format!("{} receipt(s); records 1..={receipted_up_to} covered", receipts.len())
     };

@@ -349,15 +349,7 @@ impl AuditLog {
     /// at the seq it covers; for a v1 receipt also the same log id). The collector's
     /// signature is checked by the sync adapter and again by the verifier.
     pub fn add_receipt(&mut self, receipt: &Receipt) -> Result<(), AuditError> {
-        let seq = receipt.covered_seq();
-        let at = self.store.get(seq)?.map(|s| entry_hash(&s.record));
-        let same_log = match receipt {
-            Receipt::Legacy(r) => self.store.get(1)?.map(|s| entry_hash(&s.record)) == Some(r.checkpoint.log_id),
-            Receipt::Inclusion(_) => true,
-        };
-        if !same_log || at != Some(receipt.covered_entry_hash()) {
-            return Err(AuditError::ReceiptMismatch(seq));
-        }
+        check_receipt_matches(&self.store, receipt)?;
         self.store.add_receipt(receipt)?;
         Ok(())
     }
@@ -366,4 +358,20 @@ impl AuditLog {
     pub fn store(&self) -> &Store {
         &self.store
     }
+}
+
+/// A receipt is for this log: the record at the seq it covers has the entry hash it
+/// states (for a v1 receipt also the same log id). Its signature is another check
+/// ([`Receipt::verify`]), done by the sync driver and again by the verifier.
+pub fn check_receipt_matches(store: &Store, receipt: &Receipt) -> Result<(), AuditError> {
+    let seq = receipt.covered_seq();
+    let at = store.get(seq)?.map(|s| entry_hash(&s.record));
+    let same_log = match receipt {
+        Receipt::Legacy(r) => store.get(1)?.map(|s| entry_hash(&s.record)) == Some(r.checkpoint.log_id),
+        Receipt::Inclusion(_) => true,
+    };
+    if !same_log || at != Some(receipt.covered_entry_hash()) {
+        return Err(AuditError::ReceiptMismatch(seq));
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use super::receipt::Receipt;
+use super::receipt::{LogCheckpoint, Receipt};
 use super::record::{entry_hash, EventType, Hash32};
 use super::verify::StoredRecord;
 
@@ -36,6 +36,20 @@ CREATE TABLE IF NOT EXISTS audit_receipts (
     tree_size INTEGER NOT NULL,
     receipt   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS collector_checkpoints (
+    id        INTEGER PRIMARY KEY,
+    origin    TEXT NOT NULL,
+    tree_size INTEGER NOT NULL,
+    root_hash BLOB NOT NULL,
+    note      TEXT NOT NULL,
+    seen_ms   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sync_alerts (
+    id     INTEGER PRIMARY KEY,
+    at_ms  INTEGER NOT NULL,
+    kind   TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
 ";
 
 /// Storage failures. The message says what to check.
@@ -53,6 +67,17 @@ pub enum StoreError {
     Missing { path: String },
     #[error("audit database {path}, row {seq}: {what}; run `resetdesk audit verify` to find the damage")]
     Corrupt { path: String, seq: u64, what: String },
+}
+
+/// A durable alert of the upstream sync (a receipt refused, a fork seen): kept for the
+/// security team, never deleted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SyncAlert {
+    pub id: i64,
+    pub at_ms: u64,
+    /// `bad_receipt`, `receipt_mismatch`, `fork`, `refused`.
+    pub kind: String,
+    pub detail: String,
 }
 
 /// A row ready to be inserted.
@@ -196,6 +221,98 @@ impl Store {
                 params![to_i64(receipt.covered_seq()), receipt.to_json()],
             )
             .map(drop)
+            .map_err(self.err())
+    }
+
+    /// Keep a batch's receipts in one transaction: all of them or none.
+    pub fn add_receipts(&mut self, receipts: &[Receipt]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        for receipt in receipts {
+            tx.execute(
+                "INSERT INTO audit_receipts (tree_size, receipt) VALUES (?1, ?2)",
+                params![to_i64(receipt.covered_seq()), receipt.to_json()],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Records `first..=last` in seq order (fewer if the log ends before `last`).
+    pub fn range(&self, first: u64, last: u64) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, record, signature, cosignature FROM audit_records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+            )
+            .map_err(self.err())?;
+        let rows = stmt.query_map([to_i64(first), to_i64(last)], row_to_stored).map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Keep a collector checkpoint the desk accepted as a witness (its signed note and
+    /// what it states), seen at `seen_ms`.
+    pub fn add_checkpoint(&mut self, note: &str, cp: &LogCheckpoint, seen_ms: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO collector_checkpoints (origin, tree_size, root_hash, note, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![cp.origin, to_i64(cp.tree_size), cp.root_hash.as_slice(), note, to_i64(seen_ms)],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    /// The signed note of the largest collector checkpoint kept (the witness's state).
+    /// `None` before the first, and for a database from before the table existed.
+    pub fn latest_checkpoint_note(&self) -> Result<Option<String>, StoreError> {
+        if !self.has_table("collector_checkpoints")? {
+            return Ok(None);
+        }
+        self.conn
+            .query_row("SELECT note FROM collector_checkpoints ORDER BY tree_size DESC, id DESC LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Record a sync alert durably.
+    pub fn add_alert(&mut self, at_ms: u64, kind: &str, detail: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO sync_alerts (at_ms, kind, detail) VALUES (?1, ?2, ?3)",
+                params![to_i64(at_ms), kind, detail],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    /// Every sync alert, oldest first.
+    pub fn alerts(&self) -> Result<Vec<SyncAlert>, StoreError> {
+        if !self.has_table("sync_alerts")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt =
+            self.conn.prepare("SELECT id, at_ms, kind, detail FROM sync_alerts ORDER BY id").map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(SyncAlert {
+                    id: r.get(0)?,
+                    at_ms: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    kind: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    fn has_table(&self, name: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)", [name], |r| {
+                r.get(0)
+            })
             .map_err(self.err())
     }
 

@@ -14,6 +14,8 @@ use crate::audit::resolver::CertificateResolver;
 use crate::audit::store::{Store, FILE_NAME};
 use crate::audit::verify::StoredRecord;
 use crate::audit::{Anchor, CollectorKeys, Receipt, Summary};
+use crate::upstream::online::check_against_collector;
+use crate::upstream::CollectorClient;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -69,6 +71,15 @@ pub struct VerifyArgs {
     /// (JSON lines, as in an export's records.jsonl): each must be in the log unchanged.
     #[arg(long, value_name = "FILE")]
     pub anchors: Option<PathBuf>,
+    /// Also ask this collector (`https://host:port`) for its current checkpoint and
+    /// prove it extends the checkpoint the desk holds and those of its stored receipts
+    /// (so every receipted record is still in the log the collector shows now).
+    #[arg(long, value_name = "URL", conflicts_with = "export")]
+    pub collector: Option<String>,
+    /// The CA certificate (PEM) of the collector's TLS certificate, for --collector
+    /// (`resetdesk-collector demo-tls` writes `ca.pem`); default: the system's roots.
+    #[arg(long, value_name = "FILE", requires = "collector")]
+    pub collector_ca: Option<PathBuf>,
     /// Threads that check signatures (default: every core; 1 for one core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
@@ -213,6 +224,12 @@ fn verify(a: &VerifyArgs) -> CmdResult {
             return Err(no_collector(stored_receipts + extra.len()));
         }
         let result = verify_store_with(&store, &resolver, &extra, &collectors, &anchors, threads);
+        if let (Ok(summary), Some(url)) = (&result, &a.collector) {
+            let online = online_check(&store, url, a.collector_ca.as_deref(), &collectors)?;
+            print!("{}", render_summary(&db, summary));
+            println!("{online}");
+            return Ok(());
+        }
         (db, result)
     };
     match result {
@@ -222,6 +239,34 @@ fn verify(a: &VerifyArgs) -> CmdResult {
         }
         Err(e) => Err((EXIT_FAILED, format!("audit log {}: FAILED: {e}", label.display()))),
     }
+}
+
+/// The `--collector` part of `verify`: the collector's current tree extends what the
+/// desk holds.
+fn online_check(
+    store: &Store,
+    url: &str,
+    ca: Option<&Path>,
+    collectors: &CollectorKeys,
+) -> Result<String, (u8, String)> {
+    if collectors.is_empty() {
+        return Err(bad("--collector needs the collector's key: --collector-vkey KEY or --collector-key FILE"));
+    }
+    let pem = match ca {
+        Some(p) => Some(std::fs::read(p).map_err(|e| bad(format!("cannot read {}: {e}", p.display())))?),
+        None => None,
+    };
+    let client = CollectorClient::new(url, pem.as_deref()).map_err(|e| bad(e.to_string()))?;
+    let check = check_against_collector(store, &client, collectors)
+        .map_err(|e| (EXIT_FAILED, format!("collector {url}: FAILED: {e}")))?;
+    let held = check
+        .held_size
+        .map(|s| format!("the desk's witnessed checkpoint (size {s})"))
+        .unwrap_or_else(|| "no witnessed checkpoint".into());
+    Ok(format!(
+        "collector {url}: OK: its tree of size {} extends {held} and the {} checkpoint(s) of {} receipt(s): every receipted record is in it",
+        check.collector_size, check.checkpoints_proved, check.receipts_included
+    ))
 }
 
 fn short(h: &Hash32) -> String {

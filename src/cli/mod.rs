@@ -20,6 +20,7 @@ pub mod demo;
 pub mod desk;
 pub mod directory;
 pub mod outbox;
+pub mod sync;
 
 /// Logs go to stderr, filtered by `RESETDESK_LOG` or `RUST_LOG` (default `warn`).
 /// The `yubikey` crate is always off ([`crate::logging`]): its APDU trace carries PINs,

@@ -540,7 +540,17 @@ impl super::Desk {
         filter: &crate::audit::browse::AuditFilter,
     ) -> Result<crate::audit::browse::AuditPage, super::DeskError> {
         let keys = crate::token::audit_keys::load(&self.config.data_dir, self.config.ca.cert_file.as_deref())?;
-        Ok(crate::audit::browse::browse(self.audit.store(), &keys.resolver, filter)
+        // Without the collector's key (none configured, or its file unreadable) stored
+        // receipts cannot be trusted and the page says so.
+        let collectors = if self.config.collector.url.is_empty() {
+            crate::audit::CollectorKeys::default()
+        } else {
+            crate::upstream::driver::collector_keys(&self.config.collector).unwrap_or_else(|e| {
+                tracing::warn!("receipts cannot be checked: {e}");
+                crate::audit::CollectorKeys::default()
+            })
+        };
+        Ok(crate::audit::browse::browse(self.audit.store(), &keys.resolver, &collectors, filter)
             .map_err(crate::audit::AuditError::from)?)
     }
 

@@ -9,10 +9,7 @@
 //! read from its file once and kept as a [`Secret`]. A non-2xx answer or a transport
 //! failure is an error: the outbox sender records it and retries with backoff.
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use ureq::tls::{PemItem, RootCerts, TlsConfig};
 
 use crate::config::{Mode, TicketTemplate, TicketingConfig, WebhookMethod};
 use crate::secret::Secret;
@@ -68,24 +65,15 @@ impl WebhookSink {
         let read = |path: &std::path::Path| {
             std::fs::read(path).map_err(|source| WebhookError::Read { path: path.display().to_string(), source })
         };
-        let roots = match &config.ca_file {
-            Some(path) => {
-                let pem = read(path)?;
-                let mut certs = Vec::new();
-                for item in ureq::tls::parse_pem(&pem) {
-                    match item {
-                        Ok(PemItem::Certificate(c)) => certs.push(c.to_owned()),
-                        Ok(_) => {}
-                        Err(e) => return Err(WebhookError::Setup(format!("{}: {e}", path.display()))),
-                    }
-                }
-                if certs.is_empty() {
-                    return Err(WebhookError::Setup(format!("{}: no certificate in it", path.display())));
-                }
-                RootCerts::Specific(Arc::new(certs))
-            }
-            None => RootCerts::PlatformVerifier,
+        let ca_pem = match &config.ca_file {
+            Some(path) => Some((path, read(path)?)),
+            None => None,
         };
+        let agent =
+            crate::https::agent(ca_pem.as_ref().map(|(_, pem)| pem.as_slice()), !plain, TIMEOUT).map_err(|e| {
+                let file = ca_pem.as_ref().map(|(p, _)| p.display().to_string()).unwrap_or_default();
+                WebhookError::Setup(format!("{file}: {e}"))
+            })?;
         let custom = match (&config.template_file, config.template) {
             (Some(path), TicketTemplate::Custom) => String::from_utf8(read(path)?)
                 .map_err(|_| WebhookError::Setup(format!("{}: not UTF-8 text", path.display())))?,
@@ -98,15 +86,6 @@ impl WebhookSink {
             Some(path) => Some(read_auth_header(path)?),
             None => None,
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(TlsConfig::builder().root_certs(roots).build())
-            .https_only(!plain)
-            .proxy(None)
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .timeout_global(Some(TIMEOUT))
-            .build()
-            .into();
         Ok(Some(Self {
             agent,
             url: config.url.clone(),

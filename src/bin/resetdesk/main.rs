@@ -46,6 +46,9 @@ enum Command {
     /// flag, set a contact point.
     #[command(subcommand)]
     Admin(cli::admin::Command),
+    /// Send the audit records still without a receipt to the collector ([collector]),
+    /// once or `--watch`; exit 0 when every record has a receipt.
+    Sync(cli::sync::SyncArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Outbox(c) => cli::outbox::run(c),
         Command::Desk(c) => cli::desk::run(c),
         Command::Admin(c) => cli::admin::run(c),
+        Command::Sync(a) => cli::sync::run(a),
     };
     ExitCode::from(code)
 }
