@@ -783,6 +783,15 @@ async fn search_by_keyboard(client: &Client, query: &str) {
     wait_focus(client, "pick-0").await;
 }
 
+/// The temporary password the customer window (the current window) shows.
+async fn shown_password(client: &Client) -> String {
+    wait_js(client, "the password on the customer screen", "document.getElementById('shown-secret')?.textContent")
+        .await
+        .as_str()
+        .expect("text")
+        .to_owned()
+}
+
 /// From the home screen: find `username`, open a walk-up request (no other intake).
 async fn open_walk_up_request(client: &Client, username: &str) {
     search_by_keyboard(client, username).await;
@@ -893,12 +902,7 @@ async fn a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows
     assert_eq!(windows.len(), 2, "the main and the customer window");
     let customer = windows.iter().find(|w| **w != main_window).expect("the customer window").clone();
     client.switch_to_window(customer.clone()).await.expect("switch to the customer window");
-    let password =
-        wait_js(client, "the password on the customer screen", "document.getElementById('shown-secret')?.textContent")
-            .await
-            .as_str()
-            .expect("text")
-            .to_owned();
+    let password = shown_password(client).await;
     assert!(password.len() >= 12, "{password}");
     assert!(!password.chars().any(|c| "0O1lI".contains(c)), "no ambiguous characters: {password}");
     snapshot(client, "customer-screen").await;
@@ -1498,12 +1502,7 @@ async fn a_standard_reset_on_slapd_sets_pwd_reset_and_the_holders_mail_reaches_t
     let customer =
         client.windows().await.expect("windows").into_iter().find(|w| *w != main_window).expect("the customer window");
     client.switch_to_window(customer).await.expect("to the customer window");
-    let password =
-        wait_js(client, "the password on the customer screen", "document.getElementById('shown-secret')?.textContent")
-            .await
-            .as_str()
-            .expect("text")
-            .to_owned();
+    let password = shown_password(client).await;
     client.switch_to_window(main_window).await.expect("back");
     assert!(password.len() >= 12, "{password}");
 
