@@ -13,11 +13,14 @@
 //! - the collector only signs checkpoints of trees it integrated (sizes only grow).
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use resetdesk::audit::record::entry_hash;
 use resetdesk::audit::resolver::ResolveError;
-use resetdesk::audit::verify::{signature_valid, Problem};
-use resetdesk::audit::{CertificateResolver, Hash32, InclusionReceipt, KeyResolver as _, LogVerifier, Receipt};
+use resetdesk::audit::verify::{signature_valid, Problem, StoredRecord};
+use resetdesk::audit::{
+    CertificateResolver, Hash32, InclusionReceipt, KeyResolver as _, LogVerifier, Prechecked, Receipt, Record,
+};
 
 use crate::merkle::{self, TileRequest, TreeError};
 use crate::note::{KeyError, LogKey};
@@ -117,31 +120,124 @@ impl From<TreeError> for ReadError {
     }
 }
 
-/// The collector over a store.
+/// The certificates requests are checked with: the resolver and, for each certificate
+/// (DER) already checked and added to it, its key id.
+struct Certificates {
+    resolver: CertificateResolver,
+    known: HashMap<Vec<u8>, Hash32>,
+    /// Added to the resolver but not yet to the store: the collector stores them
+    /// before it appends any record, so no stored record's signer is missing from
+    /// the database (a restart rebuilds desk states from it).
+    unstored: Vec<(Hash32, Vec<u8>)>,
+}
+
+/// The half of ingest that needs no log state and runs outside the collector's lock,
+/// on each request's own thread, so that requests verify in parallel: decoding the
+/// body, checking the certificates it brings, and the checks each record allows on its
+/// own (decoding, hashing, the payload, the signatures by keys already known:
+/// [`LogVerifier::precheck_apart`]). What it finds is only an answer in advance: the
+/// collector, under its lock, decides every record in seq order against its desk
+/// log's state and reads the answer when it was computed with the very key it resolves
+/// then, else checks again ([`LogVerifier::push_prechecked_record`]). So the verdicts
+/// are those of [`LogVerifier::push`] one record at a time.
+pub struct Prechecker {
+    org_ca_pem: String,
+    max_batch: usize,
+    /// Threads one request's records are prechecked on (when it has enough of them).
+    threads: usize,
+    /// Read while requests precheck and while the collector sequences; written only
+    /// to add a certificate not seen before (lock order: the collector's lock, then
+    /// this; nothing waits for the collector's lock while holding this).
+    certificates: RwLock<Certificates>,
+}
+
+/// Below this many records per thread a request is prechecked on its own thread
+/// (a thread costs more than it saves).
+const MIN_RECORDS_PER_THREAD: usize = 32;
+
+/// A batch decoded, its certificates checked, its records prechecked: ready for
+/// [`Collector::ingest_prepared`].
+pub struct Prepared {
+    log_id: Hash32,
+    /// The records as decoded by the wire layer, each with its prechecks.
+    records: Vec<(Record, Prechecked)>,
+}
+
+fn read(lock: &RwLock<Certificates>) -> std::sync::RwLockReadGuard<'_, Certificates> {
+    // Writers only insert complete entries: a panic elsewhere leaves nothing half-done.
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write(lock: &RwLock<Certificates>) -> std::sync::RwLockWriteGuard<'_, Certificates> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Prechecker {
+    /// Decode `body`, check the certificates it brings (adding new good ones to the
+    /// resolver) and precheck its records. Refusals here are those of the body and of
+    /// its certificates; [`Collector::ingest_prepared`] logs them and keeps an alert.
+    pub fn prepare(&self, body: &[u8]) -> Result<Prepared, Rejection> {
+        let batch = wire::decode_batch(body, self.max_batch).map_err(|e| {
+            let kind = match e {
+                WireError::TooMany { .. } | WireError::EntryTooLarge { .. } => RejectKind::BatchTooLarge,
+                _ => RejectKind::MalformedBody,
+            };
+            reject(kind, e.to_string(), None, None)
+        })?;
+        let log = batch.log_id;
+        for (k, der) in batch.certificates.into_iter().enumerate() {
+            if read(&self.certificates).known.contains_key(&der) {
+                continue;
+            }
+            // Check it on its own first: a bad certificate must not displace a good
+            // one for the same key in the resolver.
+            let untrusted = |why: String| {
+                reject(RejectKind::UntrustedCertificate, format!("certificate {}: {why}", k + 1), Some(log), None)
+            };
+            let mut alone = CertificateResolver::from_ca_pem(&self.org_ca_pem).map_err(|e| untrusted(e.to_string()))?;
+            let key_id = alone.add_certificate_der(&der, None).map_err(untrusted)?;
+            let mut certs = write(&self.certificates);
+            // Another request may have added it meanwhile: adding it again would only
+            // replace its key, and so void prechecks made with it.
+            if !certs.known.contains_key(&der) {
+                certs.resolver.add_certificate_der(&der, None).map_err(untrusted)?;
+                certs.known.insert(der.clone(), key_id);
+                certs.unstored.push((key_id, der));
+            }
+        }
+        let (decoded, stored): (Vec<Record>, Vec<StoredRecord>) = batch.records.into_iter().unzip();
+        let threads = self.threads.min(stored.len().div_ceil(MIN_RECORDS_PER_THREAD)).max(1);
+        let prechecked = LogVerifier::precheck_apart(&read(&self.certificates).resolver, stored, threads);
+        Ok(Prepared { log_id: log, records: decoded.into_iter().zip(prechecked).collect() })
+    }
+}
+
+/// The collector over a store: the sequencing half of ingest, run under one lock.
 pub struct Collector<S: LogStore> {
     store: S,
-    org_ca_pem: String,
-    resolver: CertificateResolver,
-    /// Certificates (DER) already accepted: a desk re-sends its signers' each batch.
-    accepted_certs: std::collections::HashSet<Vec<u8>>,
+    prechecker: Arc<Prechecker>,
     desks: HashMap<Hash32, LogVerifier>,
     key: LogKey,
-    max_batch: usize,
 }
 
 fn reject(kind: RejectKind, message: impl Into<String>, log_id: Option<Hash32>, seq: Option<u64>) -> Rejection {
     Rejection { kind, message: message.into(), log_id, seq }
 }
 
+/// Threads a batch is prechecked on: the machine's cores.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 impl<S: LogStore> Collector<S> {
     /// Open over `store`, trusting agents' certificates issued by the CA `org_ca_pem`.
     pub fn open(mut store: S, org_ca_pem: &str, key: LogKey, max_batch: usize) -> Result<Self, OpenError> {
         let mut resolver = CertificateResolver::from_ca_pem(org_ca_pem).map_err(|e| OpenError::Ca(e.to_string()))?;
-        let mut accepted_certs = std::collections::HashSet::new();
+        let mut known = HashMap::new();
         for der in store.certificates()? {
             // Stored certificates passed the same check when they came in.
-            if resolver.add_certificate_der(&der, None).is_ok() {
-                accepted_certs.insert(der);
+            if let Ok(key_id) = resolver.add_certificate_der(&der, None) {
+                known.insert(der, key_id);
             }
         }
         let size = store.tree_size()?;
@@ -149,15 +245,18 @@ impl<S: LogStore> Collector<S> {
             let root = merkle::root(size, &StoredHashes(&store)).map_err(StoreError::from)?;
             store.set_checkpoint(size, &key.sign_checkpoint(size, &root)?)?;
         }
-        Ok(Self {
-            store,
+        let prechecker = Prechecker {
             org_ca_pem: org_ca_pem.to_owned(),
-            resolver,
-            accepted_certs,
-            desks: HashMap::new(),
-            key,
             max_batch,
-        })
+            threads: default_threads(),
+            certificates: RwLock::new(Certificates { resolver, known, unstored: Vec::new() }),
+        };
+        Ok(Self { store, prechecker: Arc::new(prechecker), desks: HashMap::new(), key })
+    }
+
+    /// The lock-free half of ingest, for callers that precheck outside the lock.
+    pub fn prechecker(&self) -> Arc<Prechecker> {
+        Arc::clone(&self.prechecker)
     }
 
     pub fn store(&self) -> &S {
@@ -181,9 +280,22 @@ impl<S: LogStore> Collector<S> {
         self.store.add_alert(alert)
     }
 
-    /// Verify and append a batch body; on refusal, log it and keep an alert row.
+    /// Verify and append a batch body; on refusal, log it and keep an alert row. The
+    /// same as [`Prechecker::prepare`] then [`ingest_prepared`](Self::ingest_prepared),
+    /// all on this thread.
     pub fn ingest(&mut self, body: &[u8], now_ms: u64) -> Result<AddRecordsResponse, IngestError> {
-        match self.try_ingest(body) {
+        let prepared = self.prechecker.prepare(body);
+        self.ingest_prepared(prepared, now_ms)
+    }
+
+    /// Decide and append a prepared batch (or keep the refusal `prepare` made); on
+    /// refusal, log it and keep an alert row.
+    pub fn ingest_prepared(
+        &mut self,
+        prepared: Result<Prepared, Rejection>,
+        now_ms: u64,
+    ) -> Result<AddRecordsResponse, IngestError> {
+        match prepared.map_err(IngestError::from).and_then(|p| self.try_ingest(p)) {
             Err(IngestError::Rejected(r)) => {
                 tracing::warn!(
                     kind = r.kind.code(),
@@ -206,38 +318,22 @@ impl<S: LogStore> Collector<S> {
         }
     }
 
-    fn try_ingest(&mut self, body: &[u8]) -> Result<AddRecordsResponse, IngestError> {
-        let batch = wire::decode_batch(body, self.max_batch).map_err(|e| {
-            let kind = match e {
-                WireError::TooMany { .. } | WireError::EntryTooLarge { .. } => RejectKind::BatchTooLarge,
-                _ => RejectKind::MalformedBody,
-            };
-            reject(kind, e.to_string(), None, None)
-        })?;
+    fn try_ingest(&mut self, batch: Prepared) -> Result<AddRecordsResponse, IngestError> {
         let log = batch.log_id;
-        for (k, der) in batch.certificates.iter().enumerate() {
-            if self.accepted_certs.contains(der) {
-                continue;
-            }
-            // Check it on its own first: a bad certificate must not displace a good
-            // one for the same key in the resolver.
-            let untrusted = |why: String| {
-                reject(RejectKind::UntrustedCertificate, format!("certificate {}: {why}", k + 1), Some(log), None)
-            };
-            let mut alone = CertificateResolver::from_ca_pem(&self.org_ca_pem).map_err(|e| untrusted(e.to_string()))?;
-            let key_id = alone.add_certificate_der(der, None).map_err(untrusted)?;
-            self.resolver.add_certificate_der(der, None).map_err(untrusted)?;
-            self.store.add_certificate(&key_id, der)?;
-            self.accepted_certs.insert(der.clone());
-        }
+        self.store_new_certificates()?;
+        let prechecker = Arc::clone(&self.prechecker);
+        let certs = read(&prechecker.certificates);
+        let resolver = &certs.resolver;
 
         // The desk log's state is taken out of the cache while the batch is checked.
         // It goes back if the batch is stored, or if it was refused before any record
         // of it was pushed; otherwise it is dropped and rebuilt from the database next
         // time, so a refused batch leaves no trace in it (all or nothing, no copy).
-        let mut state = self.take_desk_state(&log)?;
+        let mut state = self.take_desk_state(resolver, &log)?;
         state.forget_keys();
-        let checked = self.check_batch(&mut state, &batch);
+        let seqs: Vec<u64> = batch.records.iter().map(|(r, _)| r.seq).collect();
+        let checked = Self::check_batch(resolver, &mut state, log, batch.records);
+        drop(certs);
         let new_leaves = match checked {
             Ok(leaves) => leaves,
             Err(refusal) => {
@@ -253,16 +349,29 @@ impl<S: LogStore> Collector<S> {
         }
         self.desks.insert(log, state);
         let (size, note) = self.checkpoint()?;
-        let mut receipts = Vec::with_capacity(batch.records.len());
-        for (record, _) in &batch.records {
-            let placed = self.store.placed(&log, record.seq)?.ok_or_else(|| {
-                StoreError::Inconsistent(format!("record {} was accepted but is not stored", record.seq))
-            })?;
-            let receipt = self.receipt(size, &note, record.seq, placed)?;
+        let mut receipts = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let placed = self
+                .store
+                .placed(&log, seq)?
+                .ok_or_else(|| StoreError::Inconsistent(format!("record {seq} was accepted but is not stored")))?;
+            let receipt = self.receipt(size, &note, seq, placed)?;
             // A receipt's JSON is an object of strings and numbers.
             receipts.push(serde_json::from_str(&receipt.to_json()).unwrap_or_default());
         }
         Ok(AddRecordsResponse { checkpoint: note, tree_size: size, receipts })
+    }
+
+    /// Store the certificates requests added to the resolver since the last time.
+    fn store_new_certificates(&mut self) -> Result<(), StoreError> {
+        let unstored = std::mem::take(&mut write(&self.prechecker.certificates).unstored);
+        for (k, (key_id, der)) in unstored.iter().enumerate() {
+            if let Err(e) = self.store.add_certificate(key_id, der) {
+                write(&self.prechecker.certificates).unstored.extend_from_slice(&unstored[k..]);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn receipt(&self, size: u64, note: &str, seq: u64, placed: Placed) -> Result<Receipt, StoreError> {
@@ -284,16 +393,22 @@ impl<S: LogStore> Collector<S> {
         Ok(())
     }
 
-    /// Check a batch's records against the desk log's state, pushing each new one.
-    fn check_batch(&self, state: &mut LogVerifier, batch: &wire::Batch) -> Result<Vec<NewLeaf>, Refusal> {
-        let log = batch.log_id;
+    /// Check a batch's records against the desk log's state in seq order, pushing each
+    /// new one (with its prechecks).
+    fn check_batch(
+        resolver: &CertificateResolver,
+        state: &mut LogVerifier,
+        log: Hash32,
+        records: Vec<(Record, Prechecked)>,
+    ) -> Result<Vec<NewLeaf>, Refusal> {
         let pushed_from = state.next_seq();
         let refuse =
             |kind, msg: String, seq| Refusal { rejection: reject(kind, msg, Some(log), Some(seq)), pushed_from };
         let mut new_leaves = Vec::new();
         let mut last_seq = 0u64;
-        for (record, stored) in &batch.records {
+        for (record, prechecked) in records {
             let seq = record.seq;
+            let stored = prechecked.stored();
             let hash = entry_hash(&stored.record);
             if seq <= last_seq {
                 let msg = format!("record seq {seq} follows seq {last_seq} in the batch; send records in seq order");
@@ -311,8 +426,7 @@ impl<S: LogStore> Collector<S> {
                 // Other bytes under a logged seq are a fork only if its signer signed
                 // them; anything else is an altered copy (and no fork alert for
                 // whoever can POST garbage).
-                let signed = self
-                    .resolver
+                let signed = resolver
                     .resolve(&record.key_id)
                     .is_ok_and(|key| signature_valid(&key, &stored.record, &stored.signature));
                 if !signed {
@@ -326,16 +440,16 @@ impl<S: LogStore> Collector<S> {
                 );
                 return Err(refuse(RejectKind::Fork, msg, seq));
             }
-            state
-                .push(&self.resolver, stored)
+            let stored = state
+                .push_prechecked_record(resolver, prechecked)
                 .map_err(|bad| refuse(RejectKind::of_problem(&bad.problem), bad.to_string(), bad.seq))?;
             new_leaves.push(NewLeaf {
                 log_id: log,
                 seq,
                 entry_hash: hash,
-                record: stored.record.clone(),
-                signature: stored.signature.clone(),
-                cosignature: stored.cosignature.clone(),
+                record: stored.record,
+                signature: stored.signature,
+                cosignature: stored.cosignature,
             });
         }
         Ok(new_leaves)
@@ -343,16 +457,15 @@ impl<S: LogStore> Collector<S> {
 
     /// The verifier state of a desk log, out of the cache or rebuilt from its stored
     /// records; the caller puts it back.
-    fn take_desk_state(&mut self, log: &Hash32) -> Result<LogVerifier, StoreError> {
+    fn take_desk_state(&mut self, resolver: &CertificateResolver, log: &Hash32) -> Result<LogVerifier, StoreError> {
         if let Some(state) = self.desks.remove(log) {
             return Ok(state);
         }
         let mut state = LogVerifier::new();
-        for stored in self.store.desk_records(log)? {
-            state.push(&self.resolver, &stored).map_err(|bad| {
-                StoreError::Inconsistent(format!("stored desk log {} no longer verifies: {bad}", hex::encode(log)))
-            })?;
-        }
+        let stored = self.store.desk_records(log)?;
+        state.push_all(resolver, &stored, self.prechecker.threads).map_err(|bad| {
+            StoreError::Inconsistent(format!("stored desk log {} no longer verifies: {bad}", hex::encode(log)))
+        })?;
         Ok(state)
     }
 

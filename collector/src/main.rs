@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use resetdesk_collector::api::{router, AppState};
@@ -84,7 +84,7 @@ fn serve(config: &std::path::Path) -> Result<(), String> {
     let collector = Collector::open(store, &ca, key, c.max_batch).map_err(|e| e.to_string())?;
     let vkey = collector.verifier_key().to_owned();
     let tls = tls::server_config(&c.tls_cert_file, &c.tls_key_file).map_err(|e| e.to_string())?;
-    let state = Arc::new(AppState { collector: Mutex::new(collector), max_body_bytes: c.max_body_bytes });
+    let state = Arc::new(AppState::new(collector, c.max_body_bytes));
     let app = router(state);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
