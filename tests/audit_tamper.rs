@@ -760,7 +760,13 @@ fn records_prechecked_apart_are_decided_as_pushed_with_the_keys_of_push_time() {
     let f = fixture();
     let store = Store::open_read_only(&f.path).unwrap();
     let mut records: Vec<StoredRecord> = Vec::new();
-    store.for_each(|s| Ok::<_, ()>(records.push(s))).unwrap().unwrap();
+    store
+        .for_each(|s| {
+            records.push(s);
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
     let mut forged = records.clone();
     forged[3].signature = records[2].signature.clone();
     let day = Duration::from_secs(86_400);

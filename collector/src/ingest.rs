@@ -2,8 +2,20 @@
 //! sign the new checkpoint, and answer with receipts. Also the log's read side
 //! (checkpoint, tiles, proofs) over the same store.
 //!
+//! Two halves, so that requests verify on every core while one sequences:
+//! - [`Prechecker::prepare`], without the collector's lock, on the request's thread:
+//!   decode the body, check certificates not seen before, and precheck each record
+//!   (decode, hash, payload, signatures by keys already known; several threads for a
+//!   big batch). Nothing of the log is read or written.
+//! - [`Collector::ingest_prepared`], under the lock: store new certificates, decide
+//!   each record in seq order against its desk log's state (continuity, prev hash,
+//!   intents, revocations, duplicates, forks), reading a precheck's answer only if it
+//!   was made with the key resolved now; then the one store transaction, the signed
+//!   checkpoint, and the receipts.
+//!
 //! Invariants:
-//! - a record is stored only after [`LogVerifier::push`] accepted it, in its desk
+//! - a record is stored only after [`LogVerifier::push`] (or the same checks, as
+//!   [`LogVerifier::push_prechecked_record`]) accepted it, in its desk
 //!   log's seq order, with the prev hash of the record before it; nothing unsigned;
 //! - a batch is all or nothing: one bad record rejects the batch, nothing of it is
 //!   stored, and the desk log's verifier state stays at the last accepted record;
@@ -12,6 +24,7 @@
 //! - every rejection is logged with its reason and stored as an alert row;
 //! - the collector only signs checkpoints of trees it integrated (sizes only grow).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -21,6 +34,8 @@ use resetdesk::audit::verify::{signature_valid, Problem, StoredRecord};
 use resetdesk::audit::{
     CertificateResolver, Hash32, InclusionReceipt, KeyResolver as _, LogVerifier, Prechecked, Receipt, Record,
 };
+
+use tlog_tiles::{Hash, HashReader};
 
 use crate::merkle::{self, TileRequest, TreeError};
 use crate::note::{KeyError, LogKey};
@@ -343,19 +358,35 @@ impl<S: LogStore> Collector<S> {
                 return Err(refusal.rejection.into());
             }
         };
+        // Where the new records went, without asking the store again.
+        let mut placed_now = HashMap::with_capacity(new_leaves.len());
         if !new_leaves.is_empty() {
-            self.store.append_batch(&new_leaves)?;
-            self.sign_latest()?;
+            let indexes = self.store.append_batch(&new_leaves)?;
+            for (leaf, leaf_index) in new_leaves.iter().zip(indexes) {
+                placed_now.insert(leaf.seq, Placed { leaf_index, entry_hash: leaf.entry_hash });
+            }
         }
         self.desks.insert(log, state);
+        // The batch's proofs share most of their hashes: each is read once.
+        let seen = RefCell::new(HashMap::new());
+        if !new_leaves.is_empty() {
+            let size = self.store.tree_size()?;
+            let root = merkle::root(size, &MemoHashes { store: &self.store, seen: &seen }).map_err(StoreError::from)?;
+            let note = self.key.sign_checkpoint(size, &root)?;
+            self.store.set_checkpoint(size, &note)?;
+        }
         let (size, note) = self.checkpoint()?;
+        let hashes = MemoHashes { store: &self.store, seen: &seen };
         let mut receipts = Vec::with_capacity(seqs.len());
         for seq in seqs {
-            let placed = self
-                .store
-                .placed(&log, seq)?
-                .ok_or_else(|| StoreError::Inconsistent(format!("record {seq} was accepted but is not stored")))?;
-            let receipt = self.receipt(size, &note, seq, placed)?;
+            let placed = match placed_now.get(&seq) {
+                Some(p) => *p,
+                None => self
+                    .store
+                    .placed(&log, seq)?
+                    .ok_or_else(|| StoreError::Inconsistent(format!("record {seq} was accepted but is not stored")))?,
+            };
+            let receipt = receipt(size, &note, seq, placed, &hashes)?;
             // A receipt's JSON is an object of strings and numbers.
             receipts.push(serde_json::from_str(&receipt.to_json()).unwrap_or_default());
         }
@@ -371,25 +402,6 @@ impl<S: LogStore> Collector<S> {
                 return Err(e);
             }
         }
-        Ok(())
-    }
-
-    fn receipt(&self, size: u64, note: &str, seq: u64, placed: Placed) -> Result<Receipt, StoreError> {
-        let proof = merkle::inclusion_proof(size, placed.leaf_index, &StoredHashes(&self.store))?;
-        Ok(Receipt::Inclusion(InclusionReceipt {
-            signed_checkpoint: note.to_owned(),
-            seq,
-            entry_hash: placed.entry_hash,
-            leaf_index: placed.leaf_index,
-            proof,
-        }))
-    }
-
-    fn sign_latest(&mut self) -> Result<(), IngestError> {
-        let size = self.store.tree_size()?;
-        let root = merkle::root(size, &StoredHashes(&self.store)).map_err(StoreError::from)?;
-        let note = self.key.sign_checkpoint(size, &root)?;
-        self.store.set_checkpoint(size, &note)?;
         Ok(())
     }
 
@@ -525,6 +537,39 @@ impl<S: LogStore> Collector<S> {
 fn b64(h: &Hash32) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+fn receipt<R: HashReader>(size: u64, note: &str, seq: u64, placed: Placed, hashes: &R) -> Result<Receipt, StoreError> {
+    let proof = merkle::inclusion_proof(size, placed.leaf_index, hashes)?;
+    Ok(Receipt::Inclusion(InclusionReceipt {
+        signed_checkpoint: note.to_owned(),
+        seq,
+        entry_hash: placed.entry_hash,
+        leaf_index: placed.leaf_index,
+        proof,
+    }))
+}
+
+/// The store's hashes, each read at most once: a stored hash never changes once
+/// written (the tree only grows), so one request may keep what it read.
+struct MemoHashes<'a, S: LogStore> {
+    store: &'a S,
+    seen: &'a RefCell<HashMap<u64, Hash>>,
+}
+
+impl<S: LogStore> HashReader for MemoHashes<'_, S> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let mut seen = self.seen.borrow_mut();
+        let missing: Vec<u64> = indexes.iter().copied().filter(|i| !seen.contains_key(i)).collect();
+        if !missing.is_empty() {
+            let read = StoredHashes(self.store).read_hashes(&missing)?;
+            seen.extend(missing.into_iter().zip(read));
+        }
+        indexes
+            .iter()
+            .map(|i| seen.get(i).copied().ok_or_else(|| tlog_tiles::Error::InvalidInput(format!("no stored hash {i}"))))
+            .collect()
+    }
 }
 
 /// A refused batch, and the desk state's next seq before it was checked.
