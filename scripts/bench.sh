@@ -2,7 +2,8 @@
 # Runs every benchmark target; each prints its numbers, goals and ratios.
 #   scripts/bench.sh           full runs
 #   scripts/bench.sh --quick   short runs (CI): fewer iterations, same measurements
-# Needs pcscd with the vpcd readers for the token benchmarks (scripts/pcscd.sh start).
+# Needs pcscd with the vpcd readers for the token benchmarks (scripts/pcscd.sh start);
+# benches/ldap_search.rs starts its own slapd (scripts/slapd.sh) with 10,000 accounts.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ "${1:-}" == "--quick" ]]; then export RESETDESK_BENCH_QUICK=1; fi

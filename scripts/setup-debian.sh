@@ -25,7 +25,9 @@ RUN_PKGS=(
 )
 TEST_PKGS=(
   webkit2gtk-driver imagemagick x11-apps
-  slapd ldap-utils
+  slapd ldap-utils openssl
+  # the Active Directory flavour's tests (scripts/samba-dc.sh)
+  samba winbind
   python3-aiosmtpd
   postgresql
 )

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 machine (as root) and runs every ResetDesk test against real
 # components on loopback: pcscd + vpcd + the virtual PIV card, the real app window
-# under Xvfb through tauri-driver, and the services later issues add.
+# under Xvfb through tauri-driver, OpenLDAP slapd (scripts/slapd.sh: tests/ldap_openldap.rs
+# and the desk's reset on slapd) and a Samba AD DC (scripts/samba-dc.sh: tests/ldap_ad.rs,
+# about 25 s), each started by the test that needs it, and the services later issues add.
+# With CI=true (the default here) a directory server that cannot start fails its test.
 #
 #   bash scripts/test-all.sh
 #
@@ -27,8 +30,13 @@ export RUST_BACKTRACE=1
 # End-to-end tests must not skip silently in CI.
 export CI="${CI:-true}"
 
+# PostgreSQL is stopped at exit only if this run started it.
+PG_STARTED_HERE=0
 cleanup() {
   bash scripts/pcscd.sh stop >/dev/null 2>&1 || true
+  if [[ "$PG_STARTED_HERE" == 1 ]]; then
+    bash scripts/postgres.sh stop >/dev/null 2>&1 || true
+  fi
 }
 trap cleanup EXIT
 
@@ -44,6 +52,15 @@ export RESETDESK_AXE_JS="$RESETDESK_RUN_DIR/axe/node_modules/axe-core/axe.min.js
 step "pcscd with the vpcd virtual readers"
 bash scripts/pcscd.sh start
 export RESETDESK_E2E_EXPECT_READERS=1
+
+step "PostgreSQL for the collector's store suite and its two-instance test (scripts/postgres.sh)"
+if ! bash scripts/postgres.sh status | grep -q '^postgres.sh: running'; then
+  PG_STARTED_HERE=1
+fi
+# The tests call `postgres.sh start` too (it reuses this cluster); with CI=true they
+# fail, not skip, when it cannot run.
+bash scripts/postgres.sh start >/dev/null
+bash scripts/postgres.sh status
 
 step "the core crate never depends on Tauri/GTK/WebKit"
 if cargo tree --locked -p resetdesk -e normal,dev --prefix none | grep -E '^(tauri|gtk|webkit2gtk|wry)[ -]'; then

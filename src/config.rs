@@ -86,7 +86,7 @@ pub enum LdapFlavour {
     ActiveDirectory,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LdapConfig {
     /// `ldaps://host:636` (plain `ldap://` only with StartTLS, never in production).
@@ -96,8 +96,43 @@ pub struct LdapConfig {
     /// The reset service account. Its password comes from the file below, never from here.
     pub bind_dn: String,
     pub bind_password_file: Option<PathBuf>,
-    /// PEM bundle of the CA that issued the directory's TLS certificate.
+    /// PEM bundle of the CA that issued the directory's TLS certificate; unset: the
+    /// system's roots.
     pub ca_file: Option<PathBuf>,
+    /// With an `ldap://` URL: upgrade with StartTLS before binding (required unless
+    /// `allow_plain_ldap_for_tests`).
+    pub starttls: bool,
+    /// Plain LDAP without TLS, for a test directory on loopback. Refused in production.
+    pub allow_plain_ldap_for_tests: bool,
+    /// Timeout of the connection and of each operation, in seconds.
+    pub timeout_seconds: u32,
+    /// Most entries one search returns (1 to 1000).
+    pub size_limit: u32,
+    /// Attribute (GeneralizedTime) holding when the account's contact details last
+    /// changed. Empty: the connector cannot tell, and the risk rules escalate.
+    pub contact_changed_attribute: String,
+    /// Attribute holding the date of hire (`YYYY-MM-DD` or GeneralizedTime). Empty: no
+    /// date on record, so the employee-record step cannot pass on it.
+    pub hire_date_attribute: String,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            flavour: LdapFlavour::default(),
+            base_dn: String::new(),
+            bind_dn: String::new(),
+            bind_password_file: None,
+            ca_file: None,
+            starttls: false,
+            allow_plain_ldap_for_tests: false,
+            timeout_seconds: 5,
+            size_limit: 50,
+            contact_changed_attribute: String::new(),
+            hire_date_attribute: String::new(),
+        }
+    }
 }
 
 /// Which directory groups make an account privileged or highest-privilege: names or
@@ -118,6 +153,9 @@ impl Default for TierMapping {
                 "finance-approvers".into(),
                 "helpdesk-senior".into(),
                 "hr-admins".into(),
+                // Active Directory accounts with adminCount=1 (AdminSDHolder), as the
+                // LDAP adapter marks them (`directory::ldap::active_directory`).
+                "adminCount".into(),
             ],
             highest_groups: vec![
                 "domain-admins".into(),
@@ -412,16 +450,7 @@ impl Config {
             }
         }
         if self.directory.backend == Backend::Ldap {
-            let url = &self.directory.ldap.url;
-            if !(url.starts_with("ldaps://") || url.starts_with("ldap://")) {
-                return Err(bad("directory.ldap.url", format!("{url:?} is not an LDAP URL: use ldaps://host:636")));
-            }
-            if self.mode == Mode::Production && !url.starts_with("ldaps://") {
-                return Err(bad("directory.ldap.url", "production requires ldaps://".into()));
-            }
-            if self.directory.ldap.base_dn.trim().is_empty() {
-                return Err(bad("directory.ldap.base_dn", "required for the ldap backend".into()));
-            }
+            self.validate_ldap().map_err(|(key, message)| bad(key, message))?;
         }
         if !self.smtp.host.is_empty() && self.smtp.port == 0 {
             return Err(bad("smtp.port", "0 is not a port: use 587 (STARTTLS) or 465 (TLS)".into()));
@@ -437,6 +466,67 @@ impl Config {
         }
         if self.mode == Mode::Production && self.collector.url.starts_with("http://") {
             return Err(bad("collector.url", "production requires https://".into()));
+        }
+        Ok(())
+    }
+
+    /// The `[directory.ldap]` checks: `(key, message)` of the first problem.
+    fn validate_ldap(&self) -> Result<(), (&'static str, String)> {
+        let ldap = &self.directory.ldap;
+        let url = &ldap.url;
+        if !(url.starts_with("ldaps://") || url.starts_with("ldap://")) {
+            return Err(("directory.ldap.url", format!("{url:?} is not an LDAP URL: use ldaps://host:636")));
+        }
+        let plain = url.starts_with("ldap://") && !ldap.starttls;
+        if self.mode == Mode::Production && ldap.allow_plain_ldap_for_tests {
+            return Err(("directory.ldap.allow_plain_ldap_for_tests", "production refuses plain LDAP".into()));
+        }
+        if self.mode == Mode::Production && plain {
+            return Err((
+                "directory.ldap.url",
+                "production requires ldaps:// (or ldap:// with starttls = true)".into(),
+            ));
+        }
+        if plain && !ldap.allow_plain_ldap_for_tests {
+            return Err((
+                "directory.ldap.url",
+                format!(
+                    "{url:?} is plain LDAP: use ldaps://, or starttls = true; plain LDAP needs allow_plain_ldap_for_tests = true"
+                ),
+            ));
+        }
+        if ldap.starttls && url.starts_with("ldaps://") {
+            return Err(("directory.ldap.starttls", "StartTLS is for ldap:// URLs; ldaps:// is TLS already".into()));
+        }
+        if ldap.base_dn.trim().is_empty() {
+            return Err(("directory.ldap.base_dn", "required for the ldap backend".into()));
+        }
+        check_group(&ldap.base_dn).map_err(|m| ("directory.ldap.base_dn", m))?;
+        if ldap.bind_dn.trim().is_empty() {
+            return Err(("directory.ldap.bind_dn", "the reset service account's DN is required".into()));
+        }
+        if ldap.bind_password_file.is_none() {
+            return Err((
+                "directory.ldap.bind_password_file",
+                "the service account's password is read from a file (never from the configuration): name it".into(),
+            ));
+        }
+        if ldap.timeout_seconds == 0 || ldap.timeout_seconds > 120 {
+            return Err((
+                "directory.ldap.timeout_seconds",
+                format!("{} is out of range: use 1 to 120", ldap.timeout_seconds),
+            ));
+        }
+        if ldap.size_limit == 0 || ldap.size_limit > 1000 {
+            return Err(("directory.ldap.size_limit", format!("{} is out of range: use 1 to 1000", ldap.size_limit)));
+        }
+        for (key, attr) in [
+            ("directory.ldap.contact_changed_attribute", &ldap.contact_changed_attribute),
+            ("directory.ldap.hire_date_attribute", &ldap.hire_date_attribute),
+        ] {
+            if !attr.is_empty() && !attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err((key, format!("{attr:?} is not an attribute name")));
+            }
         }
         Ok(())
     }
@@ -656,6 +746,36 @@ mod tests {
         let text = "mode = \"production\"\n[directory]\nbackend = \"ldap\"\n[directory.ldap]\nurl = \"ldap://dc\"\nbase_dn = \"dc=x\"\n";
         let (line, key, _) = err(text);
         assert_eq!((line, key.as_str()), (5, "directory.ldap.url"));
+    }
+
+    const LDAP: &str = "[directory]\nbackend = \"ldap\"\n[directory.ldap]\nbase_dn = \"dc=example,dc=test\"\nbind_dn = \"cn=desk,dc=example,dc=test\"\nbind_password_file = \"/p\"\n";
+
+    #[test]
+    fn plain_ldap_needs_the_explicit_test_switch_and_never_in_production() {
+        let (line, key, msg) = err(&format!("{LDAP}url = \"ldap://127.0.0.1:3389\"\n"));
+        assert_eq!((line, key.as_str()), (7, "directory.ldap.url"));
+        assert!(msg.contains("allow_plain_ldap_for_tests"), "{msg}");
+        let ok = format!("{LDAP}url = \"ldap://127.0.0.1:3389\"\nallow_plain_ldap_for_tests = true\n");
+        assert!(Config::parse(&ok, "t").unwrap().directory.ldap.allow_plain_ldap_for_tests);
+        let (line, key, _) = err(&format!("mode = \"production\"\n{ok}"));
+        assert_eq!((line, key.as_str()), (9, "directory.ldap.allow_plain_ldap_for_tests"));
+        let starttls = format!("mode = \"production\"\n{LDAP}url = \"ldap://dc\"\nstarttls = true\n");
+        assert!(Config::parse(&starttls, "t").is_ok(), "StartTLS is TLS");
+    }
+
+    #[test]
+    fn ldap_section_errors_name_line_and_key() {
+        let (line, key, _) =
+            err("[directory]\nbackend = \"ldap\"\n[directory.ldap]\nurl = \"ldaps://dc\"\nbase_dn = \"dc=x\"\n");
+        assert_eq!((line, key.as_str()), (3, "directory.ldap.bind_dn"));
+        let (line, key, _) = err(&format!("{LDAP}url = \"ldaps://dc\"\nsize_limit = 0\n"));
+        assert_eq!((line, key.as_str()), (8, "directory.ldap.size_limit"));
+        let (line, key, _) = err(&format!("{LDAP}url = \"ldaps://dc\"\ncontact_changed_attribute = \"x)(y\"\n"));
+        assert_eq!((line, key.as_str()), (8, "directory.ldap.contact_changed_attribute"));
+        let (line, key, _) = err(&format!("{LDAP}url = \"ldaps://dc\"\nstarttls = true\n"));
+        assert_eq!((line, key.as_str()), (8, "directory.ldap.starttls"));
+        let (line, key, _) = err(&format!("{LDAP}url = \"ldaps://dc\"\ntimeout = 3\n"));
+        assert_eq!((line, key.as_str()), (8, "directory.ldap.timeout"));
     }
 
     #[test]

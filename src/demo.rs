@@ -528,11 +528,11 @@ pub fn demo_totp_key(username: &str) -> Vec<u8> {
     sha2::Sha256::digest(format!("resetdesk-demo-totp:{username}").as_bytes())[..20].to_vec()
 }
 
-fn employee_id(index: usize) -> String {
+pub(crate) fn employee_id(index: usize) -> String {
     format!("EC-{:05}", 10_000 + index * 37)
 }
 
-fn phone(index: usize, location: &str) -> String {
+pub(crate) fn phone(index: usize, location: &str) -> String {
     let prefix = match location {
         "Lisbon" => "+351 21 555",
         "Toronto" => "+1 416 555",
@@ -563,13 +563,13 @@ pub fn init(dir: &mut EmbeddedDirectory, now: OffsetDateTime) -> Result<usize, D
             location: person.location.into(),
             manager: person.manager.map(str::to_owned),
             date_of_hire,
-            emails: vec![ContactPoint { value: work_email, label: "work".into(), changed_at: long_ago }],
+            emails: vec![ContactPoint { value: work_email, label: "work".into(), changed_at: Some(long_ago) }],
             phones: vec![
-                ContactPoint { value: phone(i, person.location), label: "desk".into(), changed_at: long_ago },
+                ContactPoint { value: phone(i, person.location), label: "desk".into(), changed_at: Some(long_ago) },
                 ContactPoint {
                     value: phone(i + 500, person.location),
                     label: "mobile".into(),
-                    changed_at: mobile_changed,
+                    changed_at: Some(mobile_changed),
                 },
             ],
             groups: person.groups.iter().map(|g| g.to_string()).collect(),
@@ -630,7 +630,7 @@ mod tests {
         assert_eq!(dir.account("carol", &rules).unwrap().agent_tier, Some(AgentTier::Admin));
         assert!(dir.entry("mrossi").unwrap().flagged);
 
-        let recent = all.iter().filter(|a| a.phones.iter().any(|p| now - p.changed_at < Duration::days(7))).count();
+        let recent = all.iter().filter(|a| a.phones.iter().any(|p| p.changed_within(now, Duration::days(7)))).count();
         assert!(recent >= 3, "some contact details changed recently");
 
         let check = dir.check_password("jsmith", &demo_password("jsmith")).unwrap();

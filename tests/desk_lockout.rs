@@ -266,7 +266,7 @@ fn an_admin_clears_a_lockout_and_a_flag_and_sets_a_contact_point_each_signed() {
     let account = site.directory().entry("cchen").unwrap();
     let mobile = account.phones.iter().find(|p| p.label == "mobile").unwrap();
     assert_eq!(mobile.value, "+1 555 0100");
-    assert!(OffsetDateTime::now_utc() - mobile.changed_at < time::Duration::minutes(5), "stamped now");
+    assert!(OffsetDateTime::now_utc() - mobile.changed_at.unwrap() < time::Duration::minutes(5), "stamped now");
     assert!(opened(&site, &card, "246810", "cchen").1.contains(&RiskRule::RecentContactChange));
     assert!(site.verify_audit_cli().0);
     card.remove().unwrap();

@@ -8,7 +8,7 @@ mod desk_support;
 use std::sync::{Arc, Mutex};
 
 use cli_support::resetdesk;
-use desk_support::{answers_json, at_desk, employee_record_json, site, totp_json, verified_run};
+use desk_support::{answers_json, at_desk, at_desk_on, employee_record_json, site, totp_json, verified_run, Backend};
 use resetdesk::audit::{AuditError, EventType};
 use resetdesk::desk::outbox::Outbox;
 use resetdesk::desk::reconcile::Finding;
@@ -52,8 +52,19 @@ fn names(decisions: &[Decision]) -> Vec<&'static str> {
 
 #[test]
 fn a_junior_agent_completes_a_standard_reset_and_the_log_verifies() {
+    standard_reset(Backend::Embedded);
+}
+
+/// The same reset on OpenLDAP (slapd over LDAPS): the password and pwdReset are set
+/// in slapd, and a bind with the ppolicy control says the user must change it.
+#[test]
+fn a_junior_agent_completes_a_standard_reset_on_slapd_and_the_log_verifies() {
+    standard_reset(Backend::Slapd);
+}
+
+fn standard_reset(backend: Backend) {
     let _lock = lock_readers();
-    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
+    let Some((site, card, mut alice, mut desk)) = at_desk_on(backend, "alice", "246810") else { return };
     let identity = alice.identity().clone();
     assert!(desk.pending_intents().unwrap().is_empty());
 
@@ -100,6 +111,10 @@ fn a_junior_agent_completes_a_standard_reset_and_the_log_verifies() {
     assert!(run.take_handoff_password().is_none(), "only once");
     assert_eq!(site.check_password("jsmith", &password), PasswordCheck { valid: true, must_change: true });
     assert!(!site.check_password("jsmith", &resetdesk::demo::demo_password("jsmith")).valid);
+    if let Some(slapd) = &site.slapd {
+        let attrs = slapd.read("uid=jsmith,ou=people,dc=example,dc=test", &["pwdReset"]);
+        assert_eq!(attrs["pwdReset"], ["TRUE"], "set by the reset's one modify");
+    }
 
     // Intent before outcome, both signed by alice's card; the log verifies (library and CLI).
     let records = site.records();
@@ -477,8 +492,11 @@ fn the_account_and_the_agent_are_read_again_before_the_intent() {
 
     // The holder's mobile number changes while the agent verifies.
     let mut run = verified_run(&mut desk, &mut bob, "ykim");
-    let changed =
-        resetdesk::directory::ContactPoint { value: "+1 555 0199".into(), label: "mobile".into(), changed_at: now() };
+    let changed = resetdesk::directory::ContactPoint {
+        value: "+1 555 0199".into(),
+        label: "mobile".into(),
+        changed_at: Some(now()),
+    };
     directory.set_contact_point("ykim", resetdesk::workflow::ContactKind::Phone, &changed).unwrap();
     let err = desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, bob.signer().unwrap(), now()).unwrap_err();
     assert!(matches!(&err, DeskError::ChangedSinceOpened(why) if why.contains("contact points")), "{err:?}");

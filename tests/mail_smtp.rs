@@ -121,7 +121,8 @@ fn a_reset_confirmation_reaches_every_registered_address_and_the_manager_over_st
     let (site, _card, mut alice, mut desk) = at_desk("alice", "246810");
     // A second registered address, on file for long: both must be told.
     let long_ago = OffsetDateTime::now_utc() - time::Duration::days(400);
-    let home = ContactPoint { value: "jordan.home@example.net".into(), label: "home".into(), changed_at: long_ago };
+    let home =
+        ContactPoint { value: "jordan.home@example.net".into(), label: "home".into(), changed_at: Some(long_ago) };
     site.directory().set_contact_point("jsmith", ContactKind::Email, &home).unwrap();
 
     let mut run = verified_run(&mut desk, &mut alice, "jsmith");
@@ -361,7 +362,8 @@ fn a_one_time_code_goes_by_smtp_at_once_only_to_a_registered_address_that_did_no
     // hjansen has an address changed yesterday (her request counts as privileged, so
     // bob, a senior agent, takes it): no code goes to that address.
     let yesterday = now() - time::Duration::days(1);
-    let fresh = ContactPoint { value: "h.jansen.new@example.net".into(), label: "home".into(), changed_at: yesterday };
+    let fresh =
+        ContactPoint { value: "h.jansen.new@example.net".into(), label: "home".into(), changed_at: Some(yesterday) };
     site.directory().set_contact_point("hjansen", ContactKind::Email, &fresh).unwrap();
     let index = site.directory().entry("hjansen").unwrap().emails.iter().position(|e| e.value == fresh.value).unwrap();
     let sent_before = server.messages().len();

@@ -9,7 +9,7 @@
 //!    ring) on every core at once. Goal: ≥ 0.5×. Also printed: the same load with
 //!    everything under the lock (the ingest before prechecks moved out of it), batches
 //!    of 100 (two fsyncs per batch weigh more), and the disk's fsync time.
-//!    PostgreSQL: a marked slot (below).
+//!    PostgreSQL: the same on `PgStore` when `RESETDESK_BENCH_PG_URL` is set.
 //! 2. A backlog of one desk log (100,000 records) drained over loopback TLS to the
 //!    real `resetdesk-collector serve` process, in batches of 1,000 (its default
 //!    `max_batch`), one after another as a desk's sync does. Goal: ≤ 30 s.
@@ -39,7 +39,7 @@ use resetdesk::audit::{
 use resetdesk::token::RecordSigner as _;
 use resetdesk_collector::ingest::Collector;
 use resetdesk_collector::note::LogKey;
-use resetdesk_collector::store::{LogStore, SqliteStore};
+use resetdesk_collector::store::{LogStore, PgStore, SqliteStore};
 use resetdesk_collector::wire::{encode_batch, AddRecordsResponse};
 use sha2::{Digest as _, Sha256};
 
@@ -215,6 +215,8 @@ fn in_process_rate<S: LogStore + 'static>(
     LogKey::create(&key_path, ORIGIN)?;
     let collector = Collector::open(store, &pki.ca_pem(), LogKey::load(&key_path, ORIGIN)?, 1000)?;
     let prechecker = collector.prechecker();
+    // A shared database (PostgreSQL) may hold earlier runs' leaves: count the growth.
+    let size_before = collector.checkpoint()?.0;
     let collector = Mutex::new(collector);
     let total: usize = desks.iter().map(|d| d.records).sum();
     let start = Instant::now();
@@ -232,7 +234,7 @@ fn in_process_rate<S: LogStore + 'static>(
                         let mut c = collector.lock().map_err(|_| "lock poisoned")?;
                         let t = Instant::now();
                         let answer = match prepared {
-                            Some(prepared) => c.ingest_prepared(prepared, now_ms())?,
+                            Some(prepared) => c.ingest_prepared(body, prepared, now_ms())?,
                             None => c.ingest(body, now_ms())?,
                         };
                         held += t.elapsed();
@@ -252,7 +254,7 @@ fn in_process_rate<S: LogStore + 'static>(
         outside += o;
         held += h;
     }
-    let size = collector.lock().map_err(|_| "lock poisoned")?.checkpoint()?.0;
+    let size = collector.lock().map_err(|_| "lock poisoned")?.checkpoint()?.0 - size_before;
     if size != total as u64 {
         return Err(format!("tree has {size} leaves after ingesting {total} records").into());
     }
@@ -494,13 +496,15 @@ fn main() -> BenchResult<()> {
         apart.records_per_sec / raw_all
     );
     println!("  ratio prechecks apart / all under the lock = {:.2}x", apart.records_per_sec / locked.records_per_sec);
-    // --- PostgreSQL slot ---------------------------------------------------------------
-    // The `pg` branch adds `PgStore`: with RESETDESK_BENCH_PG_URL set, open it on that
-    // URL and print `in_process_rate(pg_store, ...)` and its ratio here, as for SQLite.
+    // --- PostgreSQL: the same load on PgStore when RESETDESK_BENCH_PG_URL names one ---
     match std::env::var("RESETDESK_BENCH_PG_URL") {
-        Ok(_) => println!("  PostgreSQL: not measured (RESETDESK_BENCH_PG_URL is set, but this build has no PgStore)"),
+        Ok(url) => {
+            let pg = in_process_rate(PgStore::connect(&url)?, &pki, scratch.path(), &desks, true)?;
+            run("PostgreSQL, prechecks outside the lock:", &pg);
+            println!("  ratio PostgreSQL ingest / raw verify on {cores} cores = {:.2}x", pg.records_per_sec / raw_all);
+        }
         Err(_) => println!(
-            "  PostgreSQL: not measured (no PgStore in this build; set RESETDESK_BENCH_PG_URL once it has one)"
+            "  PostgreSQL: not measured (set RESETDESK_BENCH_PG_URL, e.g. to the URL `scripts/postgres.sh start` prints)"
         ),
     }
 

@@ -6,7 +6,8 @@
 //!
 //! - `POST /add-records`: a desk's batch ([`crate::wire`]); 200 with receipts, or a
 //!   typed JSON error.
-//! - `GET /checkpoint`: the latest signed checkpoint (C2SP tlog-checkpoint note).
+//! - `GET /checkpoint`: the latest signed checkpoint (C2SP tlog-checkpoint note),
+//!   with the cosignature lines of the witnesses that cosigned it.
 //! - `GET /tile/<L>/<N>[.p/<W>]`, `GET /tile/entries/<N>[.p/<W>]`: C2SP tlog-tiles.
 //! - `GET /proof/inclusion?hash=<hex|base64>[&size=N]`, `GET /proof/consistency?old=M&new=N`.
 //! - `GET /verifier-key`: the checkpoint key's verifier key string.
@@ -30,11 +31,18 @@ pub struct AppState<S: LogStore> {
     pub collector: Mutex<Collector<S>>,
     pub prechecker: Arc<Prechecker>,
     pub max_body_bytes: usize,
+    /// Woken after a batch grew the tree (the witnessing task submits then).
+    pub checkpoint_signed: tokio::sync::Notify,
 }
 
 impl<S: LogStore> AppState<S> {
     pub fn new(collector: Collector<S>, max_body_bytes: usize) -> Self {
-        Self { prechecker: collector.prechecker(), collector: Mutex::new(collector), max_body_bytes }
+        Self {
+            prechecker: collector.prechecker(),
+            collector: Mutex::new(collector),
+            max_body_bytes,
+            checkpoint_signed: tokio::sync::Notify::new(),
+        }
     }
 }
 
@@ -63,7 +71,7 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
 
 /// The collector could not run a request (its lock poisoned by a panic, or the
 /// blocking task lost): answered 503.
-struct Unavailable(String);
+pub(crate) struct Unavailable(pub(crate) String);
 
 impl IntoResponse for Unavailable {
     fn into_response(self) -> Response {
@@ -72,15 +80,19 @@ impl IntoResponse for Unavailable {
 }
 
 /// Run `f` on the collector on the blocking pool.
-async fn with<S: LogStore + 'static, T: Send + 'static>(
+pub(crate) async fn with<S: LogStore + 'static, T: Send + 'static>(
     state: Arc<AppState<S>>,
     f: impl FnOnce(&mut Collector<S>) -> T + Send + 'static,
 ) -> Result<T, Unavailable> {
     tokio::task::spawn_blocking(move || locked(&state, f)).await.map_err(|e| Unavailable(e.to_string()))?
 }
 
+/// Run `f` on the collector under its lock, on this thread.
 fn locked<S: LogStore, T>(state: &AppState<S>, f: impl FnOnce(&mut Collector<S>) -> T) -> Result<T, Unavailable> {
     let mut c = state.collector.lock().map_err(|_| Unavailable("the collector lock is poisoned; restart it".into()))?;
+    if let Err(e) = c.store_mut().reconnect_if_lost() {
+        tracing::error!("{e}");
+    }
     Ok(f(&mut c))
 }
 
@@ -111,16 +123,20 @@ async fn add_records<S: LogStore + 'static>(State(state): State<Arc<AppState<S>>
         }
     };
     // Precheck outside the lock (in parallel with other requests), decide under it.
+    let worker = Arc::clone(&state);
     let ingested = tokio::task::spawn_blocking(move || {
-        let prepared = state.prechecker.prepare(&bytes);
-        locked(&state, move |c| c.ingest_prepared(prepared, now_ms()))
+        let prepared = worker.prechecker.prepare(&bytes);
+        locked(&worker, move |c| c.ingest_prepared(&bytes, prepared, now_ms()))
     })
     .await
     .map_err(|e| Unavailable(e.to_string()))
     .and_then(|r| r);
     match ingested {
         Err(r) => r.into_response(),
-        Ok(Ok(answer)) => Json(answer).into_response(),
+        Ok(Ok(answer)) => {
+            state.checkpoint_signed.notify_one();
+            Json(answer).into_response()
+        }
         Ok(Err(IngestError::Rejected(r))) => {
             let status = StatusCode::from_u16(r.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
             error(status, r.kind.code(), r.message, r.seq)
@@ -138,10 +154,18 @@ fn read_error(e: ReadError) -> Response {
 }
 
 async fn checkpoint<S: LogStore + 'static>(State(state): State<Arc<AppState<S>>>) -> Response {
-    match with(state, |c| c.checkpoint()).await {
+    // The signed checkpoint with the witnesses' cosignatures of it.
+    let cosigned = |c: &mut Collector<S>| -> Result<String, crate::store::StoreError> {
+        let (size, mut note) = c.checkpoint()?;
+        for line in c.store().cosignatures(size)? {
+            note.push_str(&line);
+        }
+        Ok(note)
+    };
+    match with(state, cosigned).await {
         Err(r) => r.into_response(),
         Ok(Err(e)) => unavailable(e),
-        Ok(Ok((_, note))) => {
+        Ok(Ok(note)) => {
             let mut r = note.into_response();
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

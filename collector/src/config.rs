@@ -19,8 +19,10 @@ pub struct Config {
     /// The log's origin: the checkpoint's first line and the signing key's name
     /// (e.g. `collector.example.org/resetdesk`).
     pub origin: String,
-    /// SQLite database: the collector's only state.
-    pub database: PathBuf,
+    /// The collector's only state: a SQLite file (the default; a path) or a
+    /// PostgreSQL URL (`postgres://user:password@host:port/db`), which several
+    /// instances may share. `serve --database` overrides it.
+    pub database: Database,
     /// The checkpoint signing key (`PRIVATE+KEY+...`, written by `init`).
     pub signing_key_file: PathBuf,
     /// The organisation CA certificate (PEM) that issued agents' certificates.
@@ -32,6 +34,21 @@ pub struct Config {
     pub max_body_bytes: usize,
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// C2SP tlog-witnesses asked to cosign each new checkpoint.
+    #[serde(rename = "witness", default)]
+    pub witnesses: Vec<WitnessTarget>,
+}
+
+/// A witness the collector submits checkpoints to (`[[witness]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessTarget {
+    /// The witness's submission prefix (`https://host:port[/path]`).
+    pub url: String,
+    /// Its cosignature verifier key, `name+hex(id)+base64(0x04 || Ed25519 public key)`.
+    pub verifier_key: String,
+    /// The CA certificate (PEM) its TLS certificate chains to.
+    pub ca_file: PathBuf,
 }
 
 fn default_max_body() -> usize {
@@ -39,6 +56,34 @@ fn default_max_body() -> usize {
 }
 fn default_max_batch() -> usize {
     DEFAULT_MAX_BATCH
+}
+
+/// Where the collector keeps its state.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(from = "String")]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl From<String> for Database {
+    fn from(s: String) -> Self {
+        if crate::store::postgres::is_postgres_url(&s) {
+            Database::Postgres(s)
+        } else {
+            Database::Sqlite(PathBuf::from(s))
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    // The URL's password stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
+            Database::Postgres(url) => write!(f, "Postgres({})", crate::store::postgres::redact(url)),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +106,15 @@ impl Config {
             return Err(ConfigError::Origin { path: shown, origin: c.origin });
         }
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in
-            [&mut c.database, &mut c.signing_key_file, &mut c.org_ca_file, &mut c.tls_cert_file, &mut c.tls_key_file]
+        if let Database::Sqlite(p) = &mut c.database {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        let witness_cas = c.witnesses.iter_mut().map(|w| &mut w.ca_file);
+        for p in [&mut c.signing_key_file, &mut c.org_ca_file, &mut c.tls_cert_file, &mut c.tls_key_file]
+            .into_iter()
+            .chain(witness_cas)
         {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -166,6 +166,9 @@ pub struct Prechecker {
     certificates: RwLock<Certificates>,
 }
 
+/// Tries of one batch when other instances keep extending its desk log meanwhile.
+const MAX_ATTEMPTS: u32 = 4;
+
 /// Below this many records per thread a request is prechecked on its own thread
 /// (a thread costs more than it saves).
 const MIN_RECORDS_PER_THREAD: usize = 32;
@@ -247,15 +250,9 @@ fn default_threads() -> usize {
 impl<S: LogStore> Collector<S> {
     /// Open over `store`, trusting agents' certificates issued by the CA `org_ca_pem`.
     pub fn open(mut store: S, org_ca_pem: &str, key: LogKey, max_batch: usize) -> Result<Self, OpenError> {
-        let mut resolver = CertificateResolver::from_ca_pem(org_ca_pem).map_err(|e| OpenError::Ca(e.to_string()))?;
-        let mut known = HashMap::new();
-        for der in store.certificates()? {
-            // Stored certificates passed the same check when they came in.
-            if let Ok(key_id) = resolver.add_certificate_der(&der, None) {
-                known.insert(der, key_id);
-            }
-        }
-        let size = store.tree_size()?;
+        let resolver = CertificateResolver::from_ca_pem(org_ca_pem).map_err(|e| OpenError::Ca(e.to_string()))?;
+        // Leaves a writer sequenced and did not integrate (it stopped in between).
+        let size = store.integrate()?;
         if store.checkpoint()?.is_none_or(|(s, _)| s < size) {
             let root = merkle::root(size, &StoredHashes(&store)).map_err(StoreError::from)?;
             store.set_checkpoint(size, &key.sign_checkpoint(size, &root)?)?;
@@ -264,9 +261,27 @@ impl<S: LogStore> Collector<S> {
             org_ca_pem: org_ca_pem.to_owned(),
             max_batch,
             threads: default_threads(),
-            certificates: RwLock::new(Certificates { resolver, known, unstored: Vec::new() }),
+            certificates: RwLock::new(Certificates { resolver, known: HashMap::new(), unstored: Vec::new() }),
         };
-        Ok(Self { store, prechecker: Arc::new(prechecker), desks: HashMap::new(), key })
+        let collector = Self { store, prechecker: Arc::new(prechecker), desks: HashMap::new(), key };
+        collector.load_stored_certificates()?;
+        Ok(collector)
+    }
+
+    /// Learn the certificates in the database this instance has not seen (another
+    /// instance on the same database may have stored them).
+    fn load_stored_certificates(&self) -> Result<(), StoreError> {
+        let stored = self.store.certificates()?;
+        let mut certs = write(&self.prechecker.certificates);
+        for der in stored {
+            // Stored certificates passed the same check when they came in.
+            if !certs.known.contains_key(&der) {
+                if let Ok(key_id) = certs.resolver.add_certificate_der(&der, None) {
+                    certs.known.insert(der, key_id);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The lock-free half of ingest, for callers that precheck outside the lock.
@@ -276,6 +291,11 @@ impl<S: LogStore> Collector<S> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The store, for state kept beside the log (witnesses' sizes and cosignatures).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
     }
 
     pub fn verifier_key(&self) -> &str {
@@ -300,17 +320,27 @@ impl<S: LogStore> Collector<S> {
     /// all on this thread.
     pub fn ingest(&mut self, body: &[u8], now_ms: u64) -> Result<AddRecordsResponse, IngestError> {
         let prepared = self.prechecker.prepare(body);
-        self.ingest_prepared(prepared, now_ms)
+        self.ingest_prepared(body, prepared, now_ms)
     }
 
-    /// Decide and append a prepared batch (or keep the refusal `prepare` made); on
-    /// refusal, log it and keep an alert row.
+    /// Decide and append `body`'s batch as `prepared` by [`Prechecker::prepare`] (or
+    /// keep the refusal it made); on refusal, log it and keep an alert row.
     pub fn ingest_prepared(
         &mut self,
+        body: &[u8],
         prepared: Result<Prepared, Rejection>,
         now_ms: u64,
     ) -> Result<AddRecordsResponse, IngestError> {
-        match prepared.map_err(IngestError::from).and_then(|p| self.try_ingest(p)) {
+        let mut outcome = prepared.map_err(IngestError::from).and_then(|p| self.try_ingest(p));
+        let mut attempt = 1;
+        // Another instance extended this desk log after our state was read: check the
+        // batch again (prechecked again, under the lock: rare) on the state from the
+        // database.
+        while matches!(outcome, Err(IngestError::Store(StoreError::DeskMoved { .. }))) && attempt < MAX_ATTEMPTS {
+            attempt += 1;
+            outcome = self.prechecker.prepare(body).map_err(IngestError::from).and_then(|p| self.try_ingest(p));
+        }
+        match outcome {
             Err(IngestError::Rejected(r)) => {
                 tracing::warn!(
                     kind = r.kind.code(),
@@ -336,16 +366,15 @@ impl<S: LogStore> Collector<S> {
     fn try_ingest(&mut self, batch: Prepared) -> Result<AddRecordsResponse, IngestError> {
         let log = batch.log_id;
         self.store_new_certificates()?;
-        let prechecker = Arc::clone(&self.prechecker);
-        let certs = read(&prechecker.certificates);
-        let resolver = &certs.resolver;
-
         // The desk log's state is taken out of the cache while the batch is checked.
         // It goes back if the batch is stored, or if it was refused before any record
         // of it was pushed; otherwise it is dropped and rebuilt from the database next
         // time, so a refused batch leaves no trace in it (all or nothing, no copy).
-        let mut state = self.take_desk_state(resolver, &log)?;
+        let mut state = self.take_desk_state(&log)?;
         state.forget_keys();
+        let prechecker = Arc::clone(&self.prechecker);
+        let certs = read(&prechecker.certificates);
+        let resolver = &certs.resolver;
         let seqs: Vec<u64> = batch.records.iter().map(|(r, _)| r.seq).collect();
         let checked = Self::check_batch(resolver, &mut state, log, batch.records);
         drop(certs);
@@ -375,17 +404,29 @@ impl<S: LogStore> Collector<S> {
             let note = self.key.sign_checkpoint(size, &root)?;
             self.store.set_checkpoint(size, &note)?;
         }
-        let (size, note) = self.checkpoint()?;
-        let hashes = MemoHashes { store: &self.store, seen: &seen };
-        let mut receipts = Vec::with_capacity(seqs.len());
+        let mut placed = Vec::with_capacity(seqs.len());
         for seq in seqs {
-            let placed = match placed_now.get(&seq) {
+            let p = match placed_now.get(&seq) {
                 Some(p) => *p,
                 None => self
                     .store
                     .placed(&log, seq)?
                     .ok_or_else(|| StoreError::Inconsistent(format!("record {seq} was accepted but is not stored")))?,
             };
+            placed.push((seq, p));
+        }
+        let signed_size = self.checkpoint()?.0;
+        if placed.iter().any(|(_, p)| p.leaf_index >= signed_size) {
+            // Re-sent records a writer sequenced but never integrated (it stopped).
+            let size = self.store.integrate()?;
+            let root = merkle::root(size, &StoredHashes(&self.store)).map_err(StoreError::from)?;
+            self.store.set_checkpoint(size, &self.key.sign_checkpoint(size, &root)?)?;
+            seen.borrow_mut().clear();
+        }
+        let (size, note) = self.checkpoint()?;
+        let hashes = MemoHashes { store: &self.store, seen: &seen };
+        let mut receipts = Vec::with_capacity(placed.len());
+        for (seq, placed) in placed {
             let receipt = receipt(size, &note, seq, placed, &hashes)?;
             // A receipt's JSON is an object of strings and numbers.
             receipts.push(serde_json::from_str(&receipt.to_json()).unwrap_or_default());
@@ -469,13 +510,25 @@ impl<S: LogStore> Collector<S> {
 
     /// The verifier state of a desk log, out of the cache or rebuilt from its stored
     /// records; the caller puts it back.
-    fn take_desk_state(&mut self, resolver: &CertificateResolver, log: &Hash32) -> Result<LogVerifier, StoreError> {
-        if let Some(state) = self.desks.remove(log) {
-            return Ok(state);
-        }
-        let mut state = LogVerifier::new();
-        let stored = self.store.desk_records(log)?;
-        state.push_all(resolver, &stored, self.prechecker.threads).map_err(|bad| {
+    ///
+    /// Several instances may share the database, so a cached state is only used
+    /// after checking that the stored desk log ends where it does; if another
+    /// instance appended since, the state catches up on the stored records after it
+    /// (verified again, as at a restart). The store refuses an append that does not
+    /// continue the stored log, which closes the window between this check and it.
+    fn take_desk_state(&mut self, log: &Hash32) -> Result<LogVerifier, StoreError> {
+        let stored_last = self.store.desk_last_seq(log)?;
+        let mut state = match self.desks.remove(log) {
+            Some(state) if state.next_seq() == stored_last + 1 => return Ok(state),
+            // Behind: catch up. (Ahead cannot happen: the log only grows.)
+            Some(state) if state.next_seq() <= stored_last => state,
+            _ => LogVerifier::new(),
+        };
+        // The records to replay may be signed by certificates another instance took in.
+        self.load_stored_certificates()?;
+        let stored = self.store.desk_records(log, state.next_seq() - 1)?;
+        let certs = read(&self.prechecker.certificates);
+        state.push_all(&certs.resolver, &stored, self.prechecker.threads).map_err(|bad| {
             StoreError::Inconsistent(format!("stored desk log {} no longer verifies: {bad}", hex::encode(log)))
         })?;
         Ok(state)

@@ -15,9 +15,12 @@
 
 pub mod api;
 pub mod config;
+pub mod cosignature;
 pub mod ingest;
 pub mod merkle;
 pub mod note;
 pub mod store;
 pub mod tls;
 pub mod wire;
+pub mod witness;
+pub mod witnessing;

@@ -1,16 +1,19 @@
-//! `resetdesk-collector`: `init`, `serve`, `demo-tls`.
+//! `resetdesk-collector`: `init`, `serve`, `demo-tls`, and the witness role
+//! (`witness init`, `witness serve`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
 use resetdesk_collector::api::{router, AppState};
-use resetdesk_collector::config::Config;
+use resetdesk_collector::config::{Config, Database};
+use resetdesk_collector::cosignature::Cosigner;
 use resetdesk_collector::ingest::Collector;
 use resetdesk_collector::note::LogKey;
-use resetdesk_collector::store::SqliteStore;
-use resetdesk_collector::tls;
+use resetdesk_collector::store::{LogStore, PgStore, SqliteStore};
+use resetdesk_collector::witness::WitnessConfig;
+use resetdesk_collector::{tls, witnessing};
 
 #[derive(Parser)]
 #[command(name = "resetdesk-collector", version, about = "ResetDesk audit collector: a verifying transparency log")]
@@ -23,18 +26,37 @@ struct Cli {
 enum Command {
     /// Create the checkpoint signing key named in the config (refuses to overwrite)
     /// and print its verifier key (also written beside it as `<key>.vkey`).
-    Init {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-    },
+    Init(ConfigFile),
     /// Serve the collector over HTTPS.
     Serve {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
+        /// The database, overriding the config's: a SQLite path or a PostgreSQL URL
+        /// (`postgres://user:password@host:port/db`; several instances may share it).
+        #[arg(long, value_name = "PATH|URL")]
+        database: Option<String>,
     },
     /// Write a local CA (ca.pem) and a server certificate for localhost/127.0.0.1
     /// (server.pem, server.key) to DIR, for demos and tests.
     DemoTls { dir: PathBuf },
+    /// A C2SP tlog-witness that cosigns the checkpoints of the logs in its config.
+    #[command(subcommand)]
+    Witness(WitnessCommand),
+}
+
+#[derive(Subcommand)]
+enum WitnessCommand {
+    /// Create the witness's cosigning key (refuses to overwrite) and print its
+    /// verifier key (also written beside it as `<key>.vkey`).
+    Init(ConfigFile),
+    /// Serve `POST /add-checkpoint` over HTTPS.
+    Serve(ConfigFile),
+}
+
+#[derive(clap::Args)]
+struct ConfigFile {
+    #[arg(long = "config", value_name = "FILE")]
+    path: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -58,8 +80,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Init { config } => {
-            let c = Config::load(&config).map_err(|e| e.to_string())?;
+        Command::Init(config) => {
+            let c = Config::load(&config.path).map_err(|e| e.to_string())?;
             let vkey = LogKey::create(&c.signing_key_file, &c.origin).map_err(|e| e.to_string())?;
             println!("{vkey}");
             Ok(())
@@ -71,22 +93,54 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("server key: {}", out.key.display());
             Ok(())
         }
-        Command::Serve { config } => serve(&config),
+        Command::Witness(w) => witness(w),
+        Command::Serve { config, database } => {
+            let mut c = Config::load(&config.path).map_err(|e| e.to_string())?;
+            if let Some(d) = database {
+                c.database = Database::from(d);
+            }
+            match &c.database {
+                Database::Sqlite(path) => serve(SqliteStore::open(path).map_err(|e| e.to_string())?, c),
+                Database::Postgres(url) => serve(PgStore::connect(url).map_err(|e| e.to_string())?, c),
+            }
+        }
     }
 }
 
-fn serve(config: &std::path::Path) -> Result<(), String> {
-    let c = Config::load(config).map_err(|e| e.to_string())?;
-    let key = LogKey::load(&c.signing_key_file, &c.origin).map_err(|e| e.to_string())?;
-    let ca = std::fs::read_to_string(&c.org_ca_file)
-        .map_err(|e| format!("cannot read the organisation CA {}: {e}", c.org_ca_file.display()))?;
-    let store = SqliteStore::open(&c.database).map_err(|e| e.to_string())?;
-    let collector = Collector::open(store, &ca, key, c.max_batch).map_err(|e| e.to_string())?;
-    let vkey = collector.verifier_key().to_owned();
-    let tls = tls::server_config(&c.tls_cert_file, &c.tls_key_file).map_err(|e| e.to_string())?;
-    let state = Arc::new(AppState::new(collector, c.max_body_bytes));
-    let app = router(state);
+fn witness(command: WitnessCommand) -> Result<(), String> {
+    match command {
+        WitnessCommand::Init(config) => {
+            let c = WitnessConfig::load(&config.path).map_err(|e| e.to_string())?;
+            let vkey = Cosigner::create(&c.signing_key_file, &c.name).map_err(|e| e.to_string())?;
+            let vpath = c.signing_key_file.with_extension("vkey");
+            std::fs::write(&vpath, format!("{vkey}\n"))
+                .map_err(|e| format!("cannot write {}: {e}", vpath.display()))?;
+            println!("{vkey}");
+            Ok(())
+        }
+        WitnessCommand::Serve(config) => {
+            let c = WitnessConfig::load(&config.path).map_err(|e| e.to_string())?;
+            let cosigner = Cosigner::load(&c.signing_key_file, &c.name).map_err(|e| e.to_string())?;
+            let vkey = cosigner.verifier_key();
+            let w = resetdesk_collector::witness::Witness::open(&c, cosigner).map_err(|e| e.to_string())?;
+            let app = resetdesk_collector::witness::router(Arc::new(Mutex::new(w)));
+            let tls = tls::server_config(&c.tls_cert_file, &c.tls_key_file).map_err(|e| e.to_string())?;
+            listen(c.listen, tls, app, vkey, |_| {})
+        }
+    }
+}
+
+/// Serve `app` over TLS on `addr` until Ctrl-C; print the listening line (which
+/// tests and scripts wait for) and run `started` on the runtime.
+fn listen(
+    addr: std::net::SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::Router,
+    vkey: String,
+    started: impl FnOnce(&tokio::runtime::Handle),
+) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    started(runtime.handle());
     runtime.block_on(async move {
         let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
         let handle = axum_server::Handle::new();
@@ -95,7 +149,7 @@ fn serve(config: &std::path::Path) -> Result<(), String> {
             let _ = tokio::signal::ctrl_c().await;
             shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
         });
-        let server = axum_server::bind_rustls(c.listen, tls).handle(handle.clone());
+        let server = axum_server::bind_rustls(addr, tls).handle(handle.clone());
         let listening = handle.clone();
         tokio::spawn(async move {
             if let Some(addr) = listening.listening().await {
@@ -103,6 +157,24 @@ fn serve(config: &std::path::Path) -> Result<(), String> {
                 println!("listening on https://{addr} verifier-key {vkey}");
             }
         });
-        server.serve(app.into_make_service()).await.map_err(|e| format!("cannot serve on {}: {e}", c.listen))
+        server.serve(app.into_make_service()).await.map_err(|e| format!("cannot serve on {addr}: {e}"))
+    })
+}
+
+fn serve<S: LogStore + 'static>(store: S, c: Config) -> Result<(), String> {
+    let key = LogKey::load(&c.signing_key_file, &c.origin).map_err(|e| e.to_string())?;
+    let ca = std::fs::read_to_string(&c.org_ca_file)
+        .map_err(|e| format!("cannot read the organisation CA {}: {e}", c.org_ca_file.display()))?;
+    let collector = Collector::open(store, &ca, key, c.max_batch).map_err(|e| e.to_string())?;
+    let vkey = collector.verifier_key().to_owned();
+    let tls = tls::server_config(&c.tls_cert_file, &c.tls_key_file).map_err(|e| e.to_string())?;
+    let witnesses =
+        c.witnesses.iter().map(witnessing::Witness::new).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let state = Arc::new(AppState::new(collector, c.max_body_bytes));
+    let app = router(Arc::clone(&state));
+    listen(c.listen, tls, app, vkey, move |rt| {
+        if !witnesses.is_empty() {
+            rt.spawn(witnessing::run(state, witnesses));
+        }
     })
 }

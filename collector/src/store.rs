@@ -1,16 +1,25 @@
-//! The collector's storage: a small trait ([`LogStore`]) and its SQLite
-//! implementation. The collector holds no state outside it.
+//! The collector's storage: a small trait ([`LogStore`]), its SQLite implementation
+//! (the default) and its PostgreSQL implementation ([`PgStore`], several collector
+//! instances on one database). The collector holds no state outside it.
 //!
-//! Sequencing follows Tessera's SQL drivers, so a PostgreSQL implementation slots in
-//! behind the same trait: a coordination row `seq_coord(next)` hands out leaf
-//! indexes to a batch under a lock, the batch's records are stored under those
-//! indexes, and integration (under `int_coord(size, root)`) writes the tree's stored
-//! hashes for the new leaves and advances the integrated size. In SQLite (one writer)
-//! both happen in one `BEGIN IMMEDIATE` transaction per batch, so a crash anywhere in
-//! a batch leaves either all of it or none of it: no leaf missing, none doubled.
-//! A multi-writer backend takes `SELECT ... FOR UPDATE` on `seq_coord`, then integrates
-//! the consecutive sequenced rows under `int_coord`; [`LogStore::append_batch`]'s
-//! contract (atomic, returns the leaf indexes) stays the same.
+//! Sequencing follows Tessera's SQL drivers: a coordination row `seq_coord(next)`
+//! hands out leaf indexes to a batch under a lock, the batch's records are stored
+//! under those indexes, and integration (under `int_coord(size)`) writes the tree's
+//! stored hashes for the new leaves and advances the integrated size. In SQLite (one
+//! writer) both happen in one `BEGIN IMMEDIATE` transaction per batch, so a crash
+//! anywhere in a batch leaves either all of it or none of it: no leaf missing, none
+//! doubled. PostgreSQL sequences under `SELECT ... FOR UPDATE` on `seq_coord` in one
+//! transaction and integrates every consecutive sequenced row under `int_coord` in
+//! another (whoever integrates first takes the others' batches along); see
+//! [`postgres`].
+//!
+//! A batch continues its desk log: its first seq is the desk log's stored last seq
+//! plus one, checked under the sequencing lock. A collector instance whose cached
+//! verifier state of a desk log is behind (another instance appended) gets
+//! [`StoreError::DeskMoved`] and checks the batch again from the database.
+
+pub mod postgres;
+pub use postgres::PgStore;
 
 use std::path::Path;
 
@@ -33,6 +42,16 @@ pub enum StoreError {
         "the collector's database disagrees with itself: {0}; restore it from a backup or contact the maintainers"
     )]
     Inconsistent(String),
+    #[error("collector database {url}: {what}: {source}")]
+    Postgres { url: String, what: &'static str, source: tokio_postgres::Error },
+    #[error("collector database {url}: {what}")]
+    PostgresSetup { url: String, what: String },
+    /// The batch does not continue the desk log as stored: another collector instance
+    /// appended to it since this one's verifier state was read. Check it again.
+    #[error("desk log {log_id}: the batch starts at seq {batch_first} but the stored log ends at seq {stored_last}; check it again from the database")]
+    DeskMoved { log_id: String, batch_first: u64, stored_last: u64 },
+    #[error("a batch must be consecutive records of one desk log: {0}")]
+    BatchShape(String),
 }
 
 /// A record accepted for the log (verified by the caller).
@@ -70,12 +89,21 @@ pub trait LogStore: Send {
     /// Certificates (DER) desks have sent, in the order first seen.
     fn certificates(&self) -> Result<Vec<Vec<u8>>, StoreError>;
     fn add_certificate(&mut self, key_id: &Hash32, der: &[u8]) -> Result<(), StoreError>;
-    /// Every stored record of one desk log, in seq order (to resume its verifier).
-    fn desk_records(&self, log_id: &Hash32) -> Result<Vec<StoredRecord>, StoreError>;
-    /// Where record `seq` of a desk log is, if stored.
+    /// The stored records of one desk log after seq `after`, in seq order (to resume
+    /// or catch up its verifier; `after = 0` for all).
+    fn desk_records(&self, log_id: &Hash32, after: u64) -> Result<Vec<StoredRecord>, StoreError>;
+    /// The highest stored seq of a desk log (0 if none).
+    fn desk_last_seq(&self, log_id: &Hash32) -> Result<u64, StoreError>;
+    /// Where record `seq` of a desk log is, if stored (sequenced; see [`integrate`](Self::integrate)).
     fn placed(&self, log_id: &Hash32, seq: u64) -> Result<Option<Placed>, StoreError>;
-    /// Append verified records (consecutive, one desk log) as new leaves, atomically.
+    /// Append verified records as new leaves, atomically, and integrate them. The
+    /// records are consecutive records of one desk log, the first one right after
+    /// the desk log's stored last seq, else [`StoreError::DeskMoved`] (checked under
+    /// the sequencing lock, so two writers cannot both extend the same head).
     fn append_batch(&mut self, leaves: &[NewLeaf]) -> Result<Vec<u64>, StoreError>;
+    /// Integrate leaves sequenced but not yet in the tree (a writer stopped between
+    /// the two steps); returns the tree size.
+    fn integrate(&mut self) -> Result<u64, StoreError>;
     /// Leaves integrated so far.
     fn tree_size(&self) -> Result<u64, StoreError>;
     /// The tree's stored hashes (the `tlog_tiles` stored-hash layout).
@@ -89,6 +117,40 @@ pub trait LogStore: Send {
     fn set_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError>;
     fn add_alert(&mut self, alert: &Alert) -> Result<(), StoreError>;
     fn alerts(&self) -> Result<Vec<Alert>, StoreError>;
+    /// The tree size a witness (by key name) last cosigned, as far as this log knows.
+    fn witness_size(&self, witness: &str) -> Result<Option<u64>, StoreError>;
+    fn set_witness_size(&mut self, witness: &str, size: u64) -> Result<(), StoreError>;
+    /// Keep a witness's cosignature line for the checkpoint of `size` (one per witness).
+    fn add_cosignature(&mut self, size: u64, witness: &str, line: &str) -> Result<(), StoreError>;
+    /// The cosignature lines kept for the checkpoint of `size`, by witness name.
+    fn cosignatures(&self, size: u64) -> Result<Vec<String>, StoreError>;
+    /// Re-open a database connection that was lost (the server restarted); called
+    /// before each request. Nothing to do for a local file.
+    fn reconnect_if_lost(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A batch's shape: one desk log, consecutive seqs. Returns (log id, first seq).
+pub(crate) fn batch_head(leaves: &[NewLeaf]) -> Result<Option<(Hash32, u64)>, StoreError> {
+    let Some(first) = leaves.first() else { return Ok(None) };
+    for (k, leaf) in leaves.iter().enumerate() {
+        if leaf.log_id != first.log_id {
+            return Err(StoreError::BatchShape("records of two desk logs".into()));
+        }
+        if leaf.seq != first.seq + k as u64 {
+            return Err(StoreError::BatchShape(format!("seq {} where {} was due", leaf.seq, first.seq + k as u64)));
+        }
+    }
+    Ok(Some((first.log_id, first.seq)))
+}
+
+/// Refuse a batch that does not continue the stored desk log.
+pub(crate) fn check_continues(log_id: &Hash32, first: u64, stored_last: u64) -> Result<(), StoreError> {
+    if first == stored_last + 1 {
+        return Ok(());
+    }
+    Err(StoreError::DeskMoved { log_id: hex::encode(log_id), batch_first: first, stored_last })
 }
 
 /// Adapter: any [`LogStore`] as a `tlog_tiles` hash reader.
@@ -124,6 +186,10 @@ CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 0), si
 CREATE TABLE IF NOT EXISTS certificates (key_id BLOB PRIMARY KEY, der BLOB NOT NULL, added INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, log_id BLOB, seq INTEGER, kind TEXT NOT NULL, reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS witness_state (witness TEXT PRIMARY KEY, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size INTEGER NOT NULL, witness TEXT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (size, witness)
 );
 ";
 
@@ -173,6 +239,10 @@ fn read_hashes(conn: &Connection, indexes: &[u64]) -> Result<Vec<Hash>, rusqlite
     indexes.iter().map(|&ix| stmt.query_row([i(ix)], |r| r.get::<_, Vec<u8>>(0)).map(|v| Hash(h32(v)))).collect()
 }
 
+fn desk_last_seq(conn: &Connection, log_id: &Hash32) -> Result<u64, rusqlite::Error> {
+    conn.query_row("SELECT coalesce(max(seq), 0) FROM leaves WHERE log_id = ?1", [log_id], |r| r.get(0)).map(u)
+}
+
 impl LogStore for SqliteStore {
     fn certificates(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut stmt = self.conn.prepare("SELECT der FROM certificates ORDER BY added, key_id").map_err(self.err())?;
@@ -191,13 +261,15 @@ impl LogStore for SqliteStore {
             .map_err(self.err())
     }
 
-    fn desk_records(&self, log_id: &Hash32) -> Result<Vec<StoredRecord>, StoreError> {
+    fn desk_records(&self, log_id: &Hash32, after: u64) -> Result<Vec<StoredRecord>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT seq, record, signature, cosignature FROM leaves WHERE log_id = ?1 ORDER BY seq")
+            .prepare(
+                "SELECT seq, record, signature, cosignature FROM leaves WHERE log_id = ?1 AND seq > ?2 ORDER BY seq",
+            )
             .map_err(self.err())?;
         let rows = stmt
-            .query_map([log_id], |r| {
+            .query_map(params![log_id, i(after)], |r| {
                 Ok(StoredRecord {
                     row_seq: u(r.get(0)?),
                     record: r.get(1)?,
@@ -207,6 +279,10 @@ impl LogStore for SqliteStore {
             })
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    fn desk_last_seq(&self, log_id: &Hash32) -> Result<u64, StoreError> {
+        desk_last_seq(&self.conn, log_id).map_err(self.err())
     }
 
     fn placed(&self, log_id: &Hash32, seq: u64) -> Result<Option<Placed>, StoreError> {
@@ -221,9 +297,11 @@ impl LogStore for SqliteStore {
     }
 
     fn append_batch(&mut self, leaves: &[NewLeaf]) -> Result<Vec<u64>, StoreError> {
+        let Some((log_id, first)) = batch_head(leaves)? else { return Ok(Vec::new()) };
         let path = self.path.clone();
         let sql = |source| StoreError::Sql { path: path.clone(), source };
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        check_continues(&log_id, first, desk_last_seq(&tx, &log_id).map_err(sql)?)?;
         // Sequence: take leaf indexes from the coordination row.
         let next: i64 = tx.query_row("SELECT next FROM seq_coord WHERE id = 0", [], |r| r.get(0)).map_err(sql)?;
         let size: i64 = tx.query_row("SELECT size FROM int_coord WHERE id = 0", [], |r| r.get(0)).map_err(sql)?;
@@ -270,6 +348,11 @@ impl LogStore for SqliteStore {
         tx.execute("UPDATE int_coord SET size = ?1 WHERE id = 0", [i(new_size)]).map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(indexes)
+    }
+
+    fn integrate(&mut self) -> Result<u64, StoreError> {
+        // Sequencing and integration share one transaction here: nothing is pending.
+        self.tree_size()
     }
 
     fn tree_size(&self) -> Result<u64, StoreError> {
@@ -342,6 +425,43 @@ impl LogStore for SqliteStore {
                 })
             })
             .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    fn witness_size(&self, witness: &str) -> Result<Option<u64>, StoreError> {
+        self.conn
+            .query_row("SELECT size FROM witness_state WHERE witness = ?1", [witness], |r| r.get(0))
+            .optional()
+            .map(|s| s.map(u))
+            .map_err(self.err())
+    }
+
+    fn set_witness_size(&mut self, witness: &str, size: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO witness_state (witness, size) VALUES (?1, ?2)
+                 ON CONFLICT (witness) DO UPDATE SET size = excluded.size",
+                params![witness, i(size)],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    fn add_cosignature(&mut self, size: u64, witness: &str, line: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO cosignatures (size, witness, line) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (size, witness) DO UPDATE SET line = excluded.line",
+                params![i(size), witness, line],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<String>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT line FROM cosignatures WHERE size = ?1 ORDER BY witness").map_err(self.err())?;
+        let rows = stmt.query_map([i(size)], |r| r.get(0)).map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 }

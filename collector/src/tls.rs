@@ -19,6 +19,24 @@ pub enum TlsError {
     Demo { path: String, reason: String },
 }
 
+/// A client config trusting only the CA certificate(s) in `ca` (PEM).
+pub fn client_config(ca: &Path) -> Result<rustls::ClientConfig, TlsError> {
+    let cert_err = |reason: String| TlsError::Cert { path: ca.display().to_string(), reason };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).map_err(|e| cert_err(e.to_string()))? {
+        roots.add(c.map_err(|e| cert_err(e.to_string()))?).map_err(|e| cert_err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(cert_err("no CERTIFICATE block".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// The server config from a PEM chain and key.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let cert_err = |reason: String| TlsError::Cert { path: cert.display().to_string(), reason };

@@ -8,6 +8,7 @@
 mod audit_support;
 #[path = "../../tests/desk_support/mod.rs"]
 mod desk_support;
+mod pg_support;
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
@@ -33,15 +34,28 @@ struct Collector {
     port: u16,
     vkey: String,
     client: reqwest::blocking::Client,
+    /// The config's `database`: a file in `dir`, or a PostgreSQL URL.
+    database: String,
+    /// Arguments added to `serve`.
+    serve_args: Vec<String>,
 }
 
-fn write_config(dir: &Path, org_ca_pem: &str, max_body: usize) -> PathBuf {
+/// One row of the `leaves` table (either backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LeafRow {
+    leaf_index: u64,
+    log_id: Hash32,
+    seq: u64,
+    entry_hash: Hash32,
+}
+
+fn write_config(dir: &Path, org_ca_pem: &str, max_body: usize, database: &str) -> PathBuf {
     std::fs::write(dir.join("org-ca.pem"), org_ca_pem).unwrap();
     let config = dir.join("collector.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\norigin = \"{ORIGIN}\"\ndatabase = \"collector.db\"\nsigning_key_file = \"log.key\"\n\
+            "listen = \"127.0.0.1:0\"\norigin = \"{ORIGIN}\"\ndatabase = \"{database}\"\nsigning_key_file = \"log.key\"\n\
              org_ca_file = \"org-ca.pem\"\ntls_cert_file = \"tls/server.pem\"\ntls_key_file = \"tls/server.key\"\n\
              max_body_bytes = {max_body}\nmax_batch = 500\n"
         ),
@@ -60,8 +74,28 @@ impl Collector {
     }
 
     fn start_with(org_ca_pem: &str, max_body: usize) -> Self {
+        Self::start_on(org_ca_pem, max_body, "collector.db")
+    }
+
+    /// Stop, add `[[witness]]` for `w` to the config, and start again.
+    fn add_witness(&mut self, w: &WitnessProcess) {
+        self.kill();
+        let config = self.dir.path().join("collector.toml");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "\n[[witness]]\nurl = \"https://localhost:{}\"\nverifier_key = \"{}\"\nca_file = \"{}\"\n",
+            w.port,
+            w.vkey,
+            w.dir.path().join("tls/ca.pem").display()
+        ));
+        std::fs::write(&config, text).unwrap();
+        self.restart();
+    }
+
+    /// A collector on `database` (a file name in its directory, or a PostgreSQL URL).
+    fn start_on(org_ca_pem: &str, max_body: usize, database: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = write_config(dir.path(), org_ca_pem, max_body);
+        let config = write_config(dir.path(), org_ca_pem, max_body, database);
         assert!(bin().arg("demo-tls").arg(dir.path().join("tls")).output().unwrap().status.success());
         let init = bin().args(["init", "--config"]).arg(&config).output().unwrap();
         assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
@@ -69,10 +103,58 @@ impl Collector {
         let filed = std::fs::read_to_string(dir.path().join("log.vkey")).unwrap();
         assert_eq!(printed, filed.trim());
         let client = client(&dir.path().join("tls/ca.pem"));
-        let mut c = Collector { dir, child: None, port: 0, vkey: String::new(), client };
+        let database = database.to_owned();
+        let mut c = Collector { dir, child: None, port: 0, vkey: String::new(), client, database, serve_args: vec![] };
         c.restart();
         assert_eq!(c.vkey, printed);
         c
+    }
+
+    /// Another instance of this collector (same key, TLS and PostgreSQL database), in
+    /// a directory of its own, as behind a load balancer. Its config names a SQLite
+    /// file; `serve --database URL` points it at the shared database.
+    fn sibling(&self) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tls")).unwrap();
+        for f in ["org-ca.pem", "log.key", "tls/server.pem", "tls/server.key", "tls/ca.pem"] {
+            std::fs::copy(self.dir.path().join(f), dir.path().join(f)).unwrap();
+        }
+        let org_ca = std::fs::read_to_string(dir.path().join("org-ca.pem")).unwrap();
+        write_config(dir.path(), &org_ca, 4 * 1024 * 1024, "own.db");
+        let client = client(&dir.path().join("tls/ca.pem"));
+        let database = self.database.clone();
+        let serve_args = vec!["--database".to_owned(), database.clone()];
+        let mut c = Collector { dir, child: None, port: 0, vkey: String::new(), client, database, serve_args };
+        c.restart();
+        assert_eq!(c.vkey, self.vkey);
+        c
+    }
+
+    fn on_postgres(&self) -> bool {
+        resetdesk_collector::store::postgres::is_postgres_url(&self.database)
+    }
+
+    /// The `leaves` table in index order.
+    fn leaf_rows(&self) -> Vec<LeafRow> {
+        let row = |leaf_index: i64, log_id: Vec<u8>, seq: i64, entry_hash: Vec<u8>| LeafRow {
+            leaf_index: leaf_index as u64,
+            log_id: log_id.try_into().unwrap(),
+            seq: seq as u64,
+            entry_hash: entry_hash.try_into().unwrap(),
+        };
+        const SQL: &str = "SELECT leaf_index, log_id, seq, entry_hash FROM leaves ORDER BY leaf_index";
+        if self.on_postgres() {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            return rt.block_on(async {
+                let (c, conn) = tokio_postgres::connect(&self.database, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                let rows = c.query(SQL, &[]).await.unwrap();
+                rows.iter().map(|r| row(r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+            });
+        }
+        let db = self.db();
+        let mut s = db.prepare(SQL).unwrap();
+        s.query_map([], |r| Ok(row(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(Result::unwrap).collect()
     }
 
     /// (Re)start the process on the same directory and wait until it listens.
@@ -80,6 +162,7 @@ impl Collector {
         let mut child = bin()
             .args(["serve", "--config"])
             .arg(self.dir.path().join("collector.toml"))
+            .args(&self.serve_args)
             .stdout(Stdio::piped())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -150,6 +233,11 @@ impl Collector {
     }
 
     fn alerts(&self) -> Vec<(String, String)> {
+        if self.on_postgres() {
+            use resetdesk_collector::store::LogStore as _;
+            let store = resetdesk_collector::store::PgStore::connect(&self.database).unwrap();
+            return store.alerts().unwrap().into_iter().map(|a| (a.kind, a.reason)).collect();
+        }
         let db = self.db();
         let mut s = db.prepare("SELECT kind, reason FROM alerts ORDER BY id").unwrap();
         s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
@@ -217,6 +305,23 @@ impl DeskLog {
         let db = d.db.clone();
         let pki = Pki::new(1);
         (pki, DeskLog { _dir: d.dir, db, certs })
+    }
+
+    /// A copy of this log cut after record `keep`, then another reset intent signed
+    /// by alice: record `keep + 1` exists in both, with other bytes.
+    fn fork_after(&self, keep: u64) -> DeskLog {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.sqlite");
+        std::fs::copy(&self.db, &db).unwrap();
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute("DELETE FROM audit_records WHERE seq > ?1", [keep as i64]).unwrap();
+        drop(conn);
+        let mut alice = SoftSigner::from_seed("alice", 1);
+        let mut log = AuditLog::open(&db).unwrap();
+        let facts = reset_facts("alice", "someone-else");
+        log.append(&Event::reset_intent(&facts).unwrap(), &mut alice, time::OffsetDateTime::now_utc()).unwrap();
+        drop(log);
+        DeskLog { _dir: dir, db, certs: self.certs.clone() }
     }
 
     fn records(&self) -> Vec<StoredRecord> {
@@ -407,18 +512,7 @@ fn altered_forked_gapped_and_unsigned_records_are_refused_with_typed_errors_and_
 
     // A fork: the same seq with other bytes, validly signed, from a copy of the log.
     c.accept(&desk, 2..7);
-    let fork_dir = tempfile::tempdir().unwrap();
-    let fork_db = fork_dir.path().join("audit.sqlite");
-    std::fs::copy(&desk.db, &fork_db).unwrap();
-    let conn = rusqlite::Connection::open(&fork_db).unwrap();
-    conn.execute("DELETE FROM audit_records WHERE seq > 5", []).unwrap();
-    drop(conn);
-    let mut alice = SoftSigner::from_seed("alice", 1);
-    let mut log = AuditLog::open(&fork_db).unwrap();
-    let facts = reset_facts("alice", "someone-else");
-    log.append(&Event::reset_intent(&facts).unwrap(), &mut alice, time::OffsetDateTime::now_utc()).unwrap();
-    drop(log);
-    let fork = DeskLog { _dir: fork_dir, db: fork_db, certs: desk.certs.clone() };
+    let fork = desk.fork_after(5);
     let (status, e) = c.refuse(fork.batch(5..6));
     assert_eq!((status, e.error.as_str(), e.seq), (409, "fork", Some(6)));
     assert_eq!(c.tree_size(), 7);
@@ -461,8 +555,37 @@ fn an_oversized_body_is_refused_before_it_is_read() {
 #[test]
 fn sigkill_mid_batch_then_restart_loses_and_doubles_no_leaf() {
     let pki = Pki::new(1);
-    let desks = [DeskLog::write(&pki, 150), DeskLog::write(&pki, 150)];
-    let mut c = Collector::start(&pki);
+    sigkill_mid_batch_then_restart(&pki, Collector::start(&pki));
+}
+
+#[test]
+fn sigkill_mid_batch_then_restart_loses_and_doubles_no_leaf_on_postgres() {
+    let Some(db) = pg_support::PgDatabase::create() else { return };
+    let pki = Pki::new(1);
+    sigkill_mid_batch_then_restart(&pki, Collector::start_on(&pki.ca_pem(), 4 * 1024 * 1024, &db.url));
+}
+
+/// Every desk log's records are in the tree once, in its seq order, the leaf indexes
+/// are 0..total, and the served checkpoint's root is the root of the leaves in order.
+fn assert_one_tree(c: &Collector, desks: &[&DeskLog]) -> Vec<LeafRow> {
+    let rows = c.leaf_rows();
+    let total: usize = desks.iter().map(|d| d.records().len()).sum();
+    assert_eq!(rows.len(), total);
+    assert!(rows.iter().enumerate().all(|(k, r)| r.leaf_index == k as u64), "leaf indexes are not 0..{total}");
+    for d in desks {
+        let seqs: Vec<u64> = rows.iter().filter(|r| r.log_id == d.log_id()).map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=d.records().len() as u64).collect::<Vec<_>>());
+    }
+    let leaves: Vec<Hash32> = rows.iter().map(|r| r.entry_hash).collect();
+    let (_, note) = c.get("/checkpoint");
+    let cp = verify_signed_checkpoint(std::str::from_utf8(&note).unwrap(), &c.trusted()).unwrap();
+    assert_eq!(cp.tree_size, total as u64);
+    assert_eq!(cp.root_hash, resetdesk::audit::receipt::merkle_root(&leaves));
+    rows
+}
+
+fn sigkill_mid_batch_then_restart(pki: &Pki, mut c: Collector) {
+    let desks = [DeskLog::write(pki, 150), DeskLog::write(pki, 150)];
     let n = desks[0].records().len();
     c.accept(&desks[0], 0..50);
     // Kill while the big batches are being verified and written.
@@ -485,30 +608,8 @@ fn sigkill_mid_batch_then_restart_loses_and_doubles_no_leaf() {
             r.verify(&c.trusted()).unwrap();
         }
     }
-    let total = 2 * n as u64;
-    assert_eq!(c.tree_size(), total);
-    let db = c.db();
-    let (count, min, max): (i64, i64, i64) = db
-        .query_row("SELECT count(*), min(leaf_index), max(leaf_index) FROM leaves", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
-    assert_eq!((count as u64, min, max as u64), (total, 0, total - 1));
-    for d in &desks {
-        let (k, lo, hi): (i64, i64, i64) = db
-            .query_row("SELECT count(*), min(seq), max(seq) FROM leaves WHERE log_id = ?1", [d.log_id()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .unwrap();
-        assert_eq!((k as usize, lo, hi as usize), (n, 1, n));
-    }
-    // The served root is the RFC 6962 root of the leaves in index order.
-    let mut s = db.prepare("SELECT entry_hash FROM leaves ORDER BY leaf_index").unwrap();
-    let leaves: Vec<Hash32> =
-        s.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap().map(|h| h.unwrap().try_into().unwrap()).collect();
-    let (_, note) = c.get("/checkpoint");
-    let cp = verify_signed_checkpoint(std::str::from_utf8(&note).unwrap(), &c.trusted()).unwrap();
-    assert_eq!(cp.root_hash, resetdesk::audit::receipt::merkle_root(&leaves));
+    assert_eq!(c.tree_size(), 2 * n as u64);
+    assert_one_tree(&c, &[&desks[0], &desks[1]]);
 }
 
 #[test]
@@ -585,29 +686,335 @@ fn a_reset_signed_on_the_virtual_card_is_logged_and_its_receipts_verify_with_the
 #[test]
 fn desks_posting_at_once_get_one_tree_with_every_leaf_once() {
     let pki = Pki::new(1);
-    let desks: Vec<DeskLog> = (0..4).map(|_| DeskLog::write(&pki, 15)).collect();
     let c = Collector::start(&pki);
+    let desks: Vec<DeskLog> = (0..4).map(|_| DeskLog::write(&pki, 15)).collect();
+    post_at_once(&[&c], &desks, 7);
+    assert_one_tree(&c, &desks.iter().collect::<Vec<_>>());
+}
+
+/// Each desk posts its log in batches of `step` from its own thread, batch k to
+/// instance k mod n; every third batch is also delivered to the next instance at the
+/// same moment (a retry racing the first delivery). Both answers must agree.
+fn post_at_once(instances: &[&Collector], desks: &[DeskLog], step: usize) -> Vec<AddRecordsResponse> {
     let n = desks[0].records().len();
+    let answers = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for d in &desks {
-            let c = &c;
+        for (d_ix, d) in desks.iter().enumerate() {
+            let answers = &answers;
             s.spawn(move || {
-                for start in (0..n).step_by(7) {
-                    c.accept(d, start..(start + 7).min(n));
+                for (k, start) in (0..n).step_by(step).enumerate() {
+                    let range = start..(start + step).min(n);
+                    let first = instances[(k + d_ix) % instances.len()];
+                    if k % 3 == 2 {
+                        let second = instances[(k + d_ix + 1) % instances.len()];
+                        let (a, b) = std::thread::scope(|s| {
+                            let r = range.clone();
+                            let other = s.spawn(move || second.accept(d, r));
+                            (first.accept(d, range.clone()), other.join().unwrap())
+                        });
+                        assert_eq!(leaf_indexes(&a), leaf_indexes(&b));
+                        answers.lock().unwrap().extend([a, b]);
+                    } else {
+                        answers.lock().unwrap().push(first.accept(d, range));
+                    }
                 }
             });
         }
     });
-    let total = (desks.len() * n) as u64;
-    assert_eq!(c.tree_size(), total);
-    let db = c.db();
-    let distinct: i64 = db.query_row("SELECT count(DISTINCT leaf_index) FROM leaves", [], |r| r.get(0)).unwrap();
-    let max: i64 = db.query_row("SELECT max(leaf_index) FROM leaves", [], |r| r.get(0)).unwrap();
-    assert_eq!((distinct as u64, max as u64), (total, total - 1));
-    for d in &desks {
-        // Each desk's records are in the log in its seq order.
-        let mut s = db.prepare("SELECT seq FROM leaves WHERE log_id = ?1 ORDER BY leaf_index").unwrap();
-        let seqs: Vec<i64> = s.query_map([d.log_id()], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-        assert_eq!(seqs, (1..=n as i64).collect::<Vec<_>>());
+    answers.into_inner().unwrap()
+}
+
+/// Two `resetdesk-collector serve` processes on one PostgreSQL database, several
+/// desks posting to both at once: one tree, no leaf missing or doubled, both serve
+/// the same checkpoint, and every receipt either issued verifies and is consistent
+/// with the final checkpoint.
+#[test]
+fn two_collector_instances_on_one_postgres_keep_one_tree_under_concurrent_desks() {
+    let Some(db) = pg_support::PgDatabase::create() else { return };
+    let pki = Pki::new(1);
+    let a = Collector::start_on(&pki.ca_pem(), 4 * 1024 * 1024, &db.url);
+    let b = a.sibling();
+    let desks: Vec<DeskLog> = (0..4).map(|_| DeskLog::write(&pki, 20)).collect();
+    let answers = post_at_once(&[&a, &b], &desks, 5);
+    assert!(!b.dir.path().join("own.db").exists(), "serve --database overrides the config's database");
+    let rows = assert_one_tree(&a, &desks.iter().collect::<Vec<_>>());
+    let total = rows.len() as u64;
+    assert_eq!(a.get("/checkpoint"), b.get("/checkpoint"), "both instances serve one checkpoint");
+    let (_, note) = b.get("/checkpoint");
+    let last = verify_signed_checkpoint(std::str::from_utf8(&note).unwrap(), &b.trusted()).unwrap();
+    assert_eq!(last.tree_size, total);
+
+    let mut receipted = std::collections::HashSet::new();
+    for answer in &answers {
+        let cp = verify_signed_checkpoint(&answer.checkpoint, &a.trusted()).unwrap();
+        // The tree each answer saw is a prefix of the final one.
+        if cp.tree_size < total {
+            let (status, body) = b.get(&format!("/proof/consistency?old={}&new={total}", cp.tree_size));
+            assert_eq!(status, 200);
+            let p: resetdesk_collector::wire::ConsistencyResponse = serde_json::from_slice(&body).unwrap();
+            let proof: Vec<_> = p.proof.iter().map(|h| tlog_tiles::Hash(decode32(h))).collect();
+            tlog_tiles::check_tree(
+                &proof,
+                total,
+                tlog_tiles::Hash(last.root_hash),
+                cp.tree_size,
+                tlog_tiles::Hash(cp.root_hash),
+            )
+            .unwrap();
+        }
+        for r in receipts(answer) {
+            r.verify(&a.trusted()).unwrap();
+            let Receipt::Inclusion(i) = r else { panic!("a v1 receipt") };
+            assert_eq!(rows[i.leaf_index as usize].entry_hash, i.entry_hash, "the receipt names another leaf");
+            receipted.insert(i.leaf_index);
+        }
     }
+    assert_eq!(receipted.len() as u64, total, "every leaf was receipted");
+    assert!(a.alerts().is_empty(), "{:?}", a.alerts());
+}
+
+const WITNESS: &str = "witness.test/w1";
+
+/// A `resetdesk-collector witness serve` process trusting some logs' keys.
+struct WitnessProcess {
+    dir: tempfile::TempDir,
+    child: Child,
+    port: u16,
+    vkey: String,
+    client: reqwest::blocking::Client,
+}
+
+impl WitnessProcess {
+    fn start(logs: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(bin().arg("demo-tls").arg(dir.path().join("tls")).output().unwrap().status.success());
+        let mut config = format!(
+            "listen = \"127.0.0.1:0\"\nname = \"{WITNESS}\"\nsigning_key_file = \"witness.key\"\ndatabase = \"witness.db\"\n\
+             tls_cert_file = \"tls/server.pem\"\ntls_key_file = \"tls/server.key\"\n"
+        );
+        for (origin, vkey) in logs {
+            config.push_str(&format!("\n[[log]]\norigin = \"{origin}\"\nverifier_keys = [\"{vkey}\"]\n"));
+        }
+        let path = dir.path().join("witness.toml");
+        std::fs::write(&path, config).unwrap();
+        let init = bin().args(["witness", "init", "--config"]).arg(&path).output().unwrap();
+        assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+        let vkey = String::from_utf8(init.stdout).unwrap().trim().to_owned();
+        let mut child = bin()
+            .args(["witness", "serve", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("witness.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut words = line.split_whitespace();
+        let addr = words.nth(2).unwrap_or_else(|| panic!("witness did not start: {line:?}"));
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(words.nth(1), Some(vkey.as_str()));
+        let client = client(&dir.path().join("tls/ca.pem"));
+        WitnessProcess { dir, child, port, vkey, client }
+    }
+
+    /// POST add-checkpoint: (status, content type, body).
+    fn add_checkpoint(&self, old: u64, proof: &[Hash32], checkpoint: &str) -> (u16, String, String) {
+        let body = resetdesk_collector::witness::encode_add_checkpoint(old, proof, checkpoint);
+        let r = self.client.post(format!("https://localhost:{}/add-checkpoint", self.port)).body(body).send().unwrap();
+        let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        (r.status().as_u16(), ct, r.text().unwrap())
+    }
+}
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Check a cosignature line against the C2SP tlog-cosignature spec by hand (key ID,
+/// timestamp, Ed25519 over `cosignature/v1\ntime T\n` + checkpoint text), and with
+/// `signed_note`'s note verification through the crate's cosignature verifier.
+fn check_cosignature(checkpoint: &str, line: &str, witness_vkey: &str) -> u64 {
+    use base64::Engine as _;
+    use ed25519_dalek::Verifier as _;
+    use sha2::Digest as _;
+    let text = checkpoint.split_once("\n\n").unwrap().0.to_owned() + "\n";
+    let (name, b64) = line.trim_end().strip_prefix("\u{2014} ").unwrap().split_once(' ').unwrap();
+    assert_eq!(name, WITNESS);
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    assert_eq!(raw.len(), 4 + 8 + 64, "key ID, u64 timestamp, Ed25519 signature");
+    let typed = base64::engine::general_purpose::STANDARD.decode(witness_vkey.splitn(3, '+').nth(2).unwrap()).unwrap();
+    assert_eq!(typed[0], 0x04, "an Ed25519 cosignature key");
+    let mut id = sha2::Sha256::new();
+    id.update(format!("{WITNESS}\n").as_bytes());
+    id.update(&typed);
+    assert_eq!(&raw[..4], &id.finalize()[..4], "key ID = SHA-256(name || \\n || 0x04 || key)[:4]");
+    let time = u64::from_be_bytes(raw[4..12].try_into().unwrap());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(time <= now && now - time < 300, "timestamp {time} is not about now ({now})");
+    let key = ed25519_dalek::VerifyingKey::from_bytes(typed[1..].try_into().unwrap()).unwrap();
+    let msg = format!("cosignature/v1\ntime {time}\n{text}");
+    key.verify(msg.as_bytes(), &ed25519_dalek::Signature::from_slice(&raw[12..]).unwrap()).unwrap();
+    // The same through signed_note, with the crate's verifier of this key type.
+    let verifier = resetdesk_collector::cosignature::CosignatureVerifier::new(witness_vkey).unwrap();
+    let note = signed_note::Note::from_bytes(format!("{text}\n{line}").as_bytes()).unwrap();
+    let (ok, _) = note.verify(&signed_note::VerifierList::new(vec![Box::new(verifier)])).unwrap();
+    assert_eq!(ok.len(), 1);
+    time
+}
+
+fn consistency(c: &Collector, old: u64, new: u64) -> Vec<Hash32> {
+    let (status, body) = c.get(&format!("/proof/consistency?old={old}&new={new}"));
+    assert_eq!(status, 200);
+    let p: resetdesk_collector::wire::ConsistencyResponse = serde_json::from_slice(&body).unwrap();
+    p.proof.iter().map(|h| decode32(h)).collect()
+}
+
+#[test]
+fn the_witness_cosigns_consistent_checkpoints_and_refuses_the_others_as_c2sp_says() {
+    let pki = Pki::new(1);
+    let desk = DeskLog::write(&pki, 3);
+    let c = Collector::start(&pki);
+    let cp3 = c.accept(&desk, 0..3).checkpoint;
+    let cp7 = c.accept(&desk, 3..7).checkpoint;
+    let w = WitnessProcess::start(&[(ORIGIN, &c.vkey)]);
+
+    // Signed by a key the witness does not trust for the origin: 403.
+    let (skey, _) = signed_note::generate_key(&mut rand::rngs::OsRng, ORIGIN);
+    let stranger = |size, root: [u8; 32], origin: &str| {
+        let text = format!("{origin}\n{size}\n{}\n", base64_of(&root));
+        let mut note = signed_note::Note::new(text.as_bytes(), &[]).unwrap();
+        let other =
+            if origin == ORIGIN { skey.clone() } else { signed_note::generate_key(&mut rand::rngs::OsRng, origin).0 };
+        note.add_sigs(&[&signed_note::StandardSigner::new(&other).unwrap()]).unwrap();
+        String::from_utf8(note.to_bytes()).unwrap()
+    };
+    assert_eq!(w.add_checkpoint(0, &[], &stranger(3, [1; 32], ORIGIN)).0, 403);
+    // An origin it does not witness: 404.
+    assert_eq!(w.add_checkpoint(0, &[], &stranger(3, [1; 32], "other.test/log")).0, 404);
+    // Old size beyond the checkpoint: 400. A body that is no request: 400.
+    assert_eq!(w.add_checkpoint(9, &[], &cp7).0, 400);
+    assert_eq!(w.add_checkpoint(0, &[], "not a note").0, 400);
+
+    // The first checkpoint from size 0: cosigned.
+    let (status, _, line) = w.add_checkpoint(0, &[], &cp3);
+    assert_eq!(status, 200, "{line}");
+    check_cosignature(&cp3, &line, &w.vkey);
+    // A stale old size: 409 with the witness's size as text/x.tlog.size.
+    let (status, ct, body) = w.add_checkpoint(0, &[], &cp7);
+    assert_eq!((status, ct.as_str(), body.as_str()), (409, "text/x.tlog.size", "3\n"));
+    // A proof that does not verify: 422.
+    let mut proof = consistency(&c, 3, 7);
+    let good = proof.clone();
+    proof[0][0] ^= 1;
+    assert_eq!(w.add_checkpoint(3, &proof, &cp7).0, 422);
+    assert_eq!(w.add_checkpoint(3, &[], &cp7).0, 422);
+    let (status, _, line) = w.add_checkpoint(3, &good, &cp7);
+    assert_eq!(status, 200, "{line}");
+    check_cosignature(&cp7, &line, &w.vkey);
+    // A checkpoint of the same size with another root, validly signed by the log
+    // (a fork): 409; a larger one that is not consistent: 422.
+    let key = resetdesk_collector::note::LogKey::load(&c.dir.path().join("log.key"), ORIGIN).unwrap();
+    let forked = key.sign_checkpoint(7, &[0x11; 32]).unwrap();
+    let (status, _, body) = w.add_checkpoint(7, &[], &forked);
+    assert_eq!((status, body.as_str()), (409, "7\n"));
+    let forked8 = key.sign_checkpoint(8, &[0x11; 32]).unwrap();
+    assert_eq!(w.add_checkpoint(7, &good, &forked8).0, 422);
+    // The same checkpoint again: cosigned again (nothing moved).
+    assert_eq!(w.add_checkpoint(7, &[], &cp7).0, 200);
+}
+
+fn base64_of(h: &Hash32) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+/// Poll `/checkpoint` until it carries a cosignature by the witness for `size`.
+fn wait_for_cosigned(c: &Collector, size: u64) -> (String, String) {
+    for _ in 0..100 {
+        let (_, note) = c.get("/checkpoint");
+        let note = String::from_utf8(note).unwrap();
+        let line = note.lines().find(|l| l.starts_with(&format!("\u{2014} {WITNESS} "))).map(|l| format!("{l}\n"));
+        if let (Some(line), true) = (line, note.lines().nth(1) == Some(&size.to_string())) {
+            return (note, line);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no cosignature for size {size}: {}", std::fs::read_to_string(c.dir.path().join("collector.log")).unwrap());
+}
+
+#[test]
+fn the_collector_gets_each_checkpoint_cosigned_serves_the_cosignatures_and_retries_from_the_witness_size_after_409() {
+    let pki = Pki::new(1);
+    let desk = DeskLog::write(&pki, 3);
+    let mut c = Collector::start(&pki);
+    let w = WitnessProcess::start(&[(ORIGIN, &c.vkey)]);
+    c.add_witness(&w);
+    c.accept(&desk, 0..3);
+    let (note, line) = wait_for_cosigned(&c, 3);
+    check_cosignature(&note, &line, &w.vkey);
+    // Desks' verifiers ignore the witness's line (unknown key) and still trust the note.
+    assert_eq!(verify_signed_checkpoint(&note, &c.trusted()).unwrap().tree_size, 3);
+
+    // The collector's record of the witness is lost (a restored database): it asks
+    // from size 0, is told 409 with size 3, and asks again from 3 with a proof.
+    c.kill();
+    c.db().execute("DELETE FROM witness_state", []).unwrap();
+    c.restart();
+    c.accept(&desk, 3..7);
+    let (note, line) = wait_for_cosigned(&c, 7);
+    check_cosignature(&note, &line, &w.vkey);
+    let logged = std::fs::read_to_string(c.dir.path().join("collector.log")).unwrap();
+    assert!(logged.contains("witness answered 409") && logged.contains("theirs=3"), "{logged}");
+    let witnessed = std::fs::read_to_string(w.dir.path().join("witness.log")).unwrap();
+    assert!(witnessed.contains("409, the latest cosigned size is 3"), "{witnessed}");
+    let stored: i64 = c.db().query_row("SELECT size FROM witness_state", [], |r| r.get(0)).unwrap();
+    assert_eq!(stored, 7);
+}
+
+#[test]
+fn the_collector_connects_again_after_postgres_drops_its_connection() {
+    let Some(db) = pg_support::PgDatabase::create() else { return };
+    let pki = Pki::new(1);
+    let desk = DeskLog::write(&pki, 3);
+    let c = Collector::start_on(&pki.ca_pem(), 4 * 1024 * 1024, &db.url);
+    c.accept(&desk, 0..3);
+    // The server ends every session on the database (as a restart or failover would).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ended: i64 = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let sql = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                   WHERE datname = current_database() AND pid <> pg_backend_pid()";
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    });
+    assert!(ended >= 1, "the collector's session was not found");
+    std::thread::sleep(Duration::from_millis(200));
+    // At most the request that finds the connection gone fails (503); then it is back.
+    let (status, body) = c.post(desk.batch(3..7));
+    if status != 200 {
+        assert_eq!(status, 503, "{body}");
+        c.accept(&desk, 3..7);
+    }
+    assert_eq!(c.tree_size(), 7);
+}
+
+/// Instance B saw the desk log up to record 3; A logged 4 to 7 since. A validly
+/// signed other record 6 sent to B is a fork (B catches up from the database first),
+/// not a gap, and the desk's next records are accepted by B.
+#[test]
+fn an_instance_behind_on_a_desk_log_catches_up_and_refuses_a_fork_of_what_another_logged() {
+    let Some(db) = pg_support::PgDatabase::create() else { return };
+    let pki = Pki::new(1);
+    let desk = DeskLog::write(&pki, 4);
+    let a = Collector::start_on(&pki.ca_pem(), 4 * 1024 * 1024, &db.url);
+    let b = a.sibling();
+    b.accept(&desk, 0..3);
+    a.accept(&desk, 3..7);
+    let (status, e) = b.refuse(desk.fork_after(5).batch(5..6));
+    assert_eq!((status, e.error.as_str(), e.seq), (409, "fork", Some(6)));
+    assert_eq!(leaf_indexes(&b.accept(&desk, 5..9)), vec![5, 6, 7, 8]);
+    assert_eq!(a.alerts().iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["fork"]);
 }

@@ -401,7 +401,7 @@ pub const PROGRESS_EVENT: &str = "reset-progress";
 
 fn open_core(app: &AppHandle, desk: &mut DeskState, config: &Config, session: &mut AgentSession) -> Vec<String> {
     if desk.core.is_none() {
-        match CoreDesk::open_embedded(config.clone()) {
+        match CoreDesk::open_configured(config.clone()) {
             Ok(mut core) => {
                 let app = app.clone();
                 core.observe_progress(Box::new(move |step| {

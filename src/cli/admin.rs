@@ -7,7 +7,6 @@ use clap::{Args, Subcommand};
 
 use super::{fail, EXIT_OK};
 use crate::desk::admin::{perform, AdminAction};
-use crate::directory::embedded::EmbeddedDirectory;
 use crate::presence::open_audit_log;
 use crate::workflow::ContactKind;
 
@@ -68,7 +67,7 @@ pub fn run(cmd: Command) -> u8 {
         Err(code) => return code,
     };
     let data_dir = &target.admin.data_dir;
-    let directory = match EmbeddedDirectory::open(data_dir, &config) {
+    let directory = match crate::directory::open(&config) {
         Ok(d) => d,
         Err(e) => return fail(e),
     };
@@ -77,7 +76,7 @@ pub fn run(cmd: Command) -> u8 {
         Err(e) => return fail(e),
     };
     let now = SystemClock.now();
-    match perform(&directory, &mut audit, &mut session, &target.user, &action, &target.reason, now) {
+    match perform(directory.as_ref(), &mut audit, &mut session, &target.user, &action, &target.reason, now) {
         Ok(record) => {
             println!(
                 "{}: done ({action:?}); admin_action record seq {} signed by {}",

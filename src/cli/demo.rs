@@ -15,6 +15,12 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
     },
+    /// Print the demo organisation as LDIF for a test LDAP directory (`scripts/slapd.sh`
+    /// loads it with ldapadd; `demo init` keeps the answers and TOTP keys locally).
+    Ldif {
+        #[arg(long, value_name = "DN", default_value = "dc=example,dc=test")]
+        base_dn: String,
+    },
     /// Print the current code of a demo account's authenticator app (the demo
     /// accounts' TOTP keys are derived from their usernames: demo only).
     Totp {
@@ -25,6 +31,10 @@ pub enum Command {
 
 pub fn run(cmd: Command) -> u8 {
     match cmd {
+        Command::Ldif { base_dn } => {
+            print!("{}", crate::directory::ldap::demo::ldif(&base_dn, SystemClock.now()));
+            EXIT_OK
+        }
         Command::Totp { user } => {
             let Some(person) = crate::demo::DEMO_PEOPLE.iter().find(|p| p.username == user) else {
                 return fail(format!("{user:?} is not a demo account; see the README's table of demo accounts"));

@@ -28,7 +28,7 @@ fn reconcile(args: &super::LoginArgs) -> u8 {
         Ok(logged_in) => logged_in,
         Err(code) => return code,
     };
-    let mut desk = match Desk::open_embedded(config) {
+    let mut desk = match Desk::open_configured(config) {
         Ok(d) => d,
         Err(e) => return fail(e),
     };

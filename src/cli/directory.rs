@@ -35,11 +35,16 @@ pub fn run(cmd: Command) -> u8 {
                     return EXIT_BAD_INPUT;
                 }
             };
-            let dir = match EmbeddedDirectory::open(&data_dir, &config) {
-                Ok(d) => d,
-                Err(e) => return fail(e),
+            // The embedded directory compares its hash; LDAP binds as the user (with
+            // the ppolicy control on OpenLDAP; "data 773" on AD means must change).
+            let checked = match config.directory.backend {
+                crate::config::Backend::Embedded => {
+                    EmbeddedDirectory::open(&data_dir, &config).and_then(|d| d.check_password(&user, &password))
+                }
+                crate::config::Backend::Ldap => crate::directory::ldap::LdapDirectory::open(&config)
+                    .and_then(|d| d.check_password(&user, &password)),
             };
-            match dir.check_password(&user, &password) {
+            match checked {
                 Ok(c) if c.valid => {
                     println!(
                         "{user}: password valid; {}",

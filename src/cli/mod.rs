@@ -62,23 +62,24 @@ pub struct LoginArgs {
 pub fn login_from_stdin(args: &LoginArgs) -> Result<(crate::config::Config, crate::login::AgentSession), u8> {
     let (config, directory, pin) = login_inputs(args)?;
     let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-    let session = crate::login::login(&config, &directory, &args.reader, pin, now).map_err(fail)?;
+    let session = crate::login::login(&config, directory.as_ref(), &args.reader, pin, now).map_err(fail)?;
     Ok((config, session))
 }
 
-/// What a login with `args` needs: the configuration, the embedded directory and the
-/// PIN from stdin. On error, prints it and returns the exit status.
-pub fn login_inputs(
-    args: &LoginArgs,
-) -> Result<(crate::config::Config, crate::directory::embedded::EmbeddedDirectory, crate::secret::Secret), u8> {
+/// What a login with `args` needs: the configuration, the configured directory
+/// (embedded or LDAP) and the PIN from stdin. On error, prints it and returns the exit status.
+pub fn login_inputs(args: &LoginArgs) -> Result<(crate::config::Config, AnyDirectory, crate::secret::Secret), u8> {
     let config = load_config(args.config.as_deref(), Some(&args.data_dir))?;
     let pin = read_secret_from_stdin("PIN").map_err(|e| {
         eprintln!("error: {e}");
         EXIT_BAD_INPUT
     })?;
-    let directory = crate::directory::embedded::EmbeddedDirectory::open(&args.data_dir, &config).map_err(fail)?;
+    let directory = crate::directory::open(&config).map_err(fail)?;
     Ok((config, directory, pin))
 }
+
+/// The directory `[directory] backend` names.
+pub type AnyDirectory = Box<dyn crate::directory::Directory + Send>;
 
 /// Print an error (which says what to do) and return the failure exit status.
 pub fn fail(e: impl std::fmt::Display) -> u8 {

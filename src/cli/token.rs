@@ -29,7 +29,6 @@ use clap::Subcommand;
 use super::{fail, load_config, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
 use crate::ca::{CaPaths, OrgCa, TrustAnchor};
 use crate::clock::{Clock, SystemClock};
-use crate::directory::embedded::EmbeddedDirectory;
 use crate::presence::open_audit_log;
 use crate::secret::Secret;
 use crate::session_start::SessionStarter;
@@ -109,7 +108,7 @@ fn revoke(admin: &super::LoginArgs, agent: &str, serial: Option<u32>, reason: &s
         Ok(inputs) => inputs,
         Err(code) => return code,
     };
-    let mut session = match crate::login::login(&config, &directory, &admin.reader, pin, SystemClock.now()) {
+    let mut session = match crate::login::login(&config, directory.as_ref(), &admin.reader, pin, SystemClock.now()) {
         Ok(session) => session,
         Err(e) => return fail(e),
     };
@@ -124,7 +123,7 @@ fn revoke(admin: &super::LoginArgs, agent: &str, serial: Option<u32>, reason: &s
     let now = SystemClock.now();
     match crate::desk::revocation::revoke_signed(
         &registry,
-        &directory,
+        directory.as_ref(),
         &mut audit,
         &mut session,
         agent,
@@ -162,7 +161,8 @@ fn check_login(args: &super::LoginArgs) -> u8 {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
-    let starter = SessionStarter { config: &config, directory: &directory, removals: &removals, clock: &SystemClock };
+    let starter =
+        SessionStarter { config: &config, directory: directory.as_ref(), removals: &removals, clock: &SystemClock };
     let mut session = match starter.start(&mut audit, reader, pin, None) {
         Ok(started) => started.session,
         Err(e) => return fail(e),
@@ -357,7 +357,7 @@ fn enroll(data_dir: &Path, agent: &str, reader: Option<&str>, config: Option<&Pa
         Ok(ca) => ca,
         Err(e) => return fail(e),
     };
-    let directory = match EmbeddedDirectory::open(data_dir, &config) {
+    let directory = match crate::directory::open(&config) {
         Ok(d) => d,
         Err(e) => return fail(e),
     };
@@ -379,7 +379,7 @@ fn enroll(data_dir: &Path, agent: &str, reader: Option<&str>, config: Option<&Pa
         ..EnrolRequest::factory_card(agent, secrets.new_pin, secrets.new_puk)
     }
     .under_rules_of(&config, allow_unattested);
-    let dir: &dyn crate::directory::Directory = &directory;
+    let dir: &dyn crate::directory::Directory = directory.as_ref();
     match enrol(&mut card, &ca, &mut registry, Some((dir, &config.agents)), &bundle, &req, SystemClock.now()) {
         Ok(r) => {
             let recorded =

@@ -119,7 +119,7 @@ pub fn perform(
         AdminAction::SetContact { kind, label, value } => directory.set_contact_point(
             &account.username,
             *kind,
-            &ContactPoint { value: value.clone(), label: label.clone(), changed_at: now },
+            &ContactPoint { value: value.clone(), label: label.clone(), changed_at: Some(now) },
         ),
     };
     applied.map_err(|source| AdminError::NotApplied { seq: record.seq, source })?;

@@ -302,9 +302,20 @@ impl Desk {
         })
     }
 
-    /// [`Desk::open`] with the embedded directory and the notifier of the
-    /// configuration ([`mail_notifier::notifier_for`]: the outbox in
+    /// [`Desk::open`] with the directory `[directory] backend` names
+    /// ([`crate::directory::open`]: embedded, or LDAP with its side store) and the
+    /// notifier of the configuration ([`mail_notifier::notifier_for`]: the outbox in
     /// `config.data_dir`, and SMTP for one-time codes when `[smtp]` delivers by SMTP).
+    /// What the shells and the bench open.
+    pub fn open_configured(config: Config) -> Result<Self, DeskError> {
+        let directory = crate::directory::open(&config)?;
+        let notifier = mail_notifier::notifier_for(&config)?;
+        Self::open(config, directory, notifier)
+    }
+
+    /// [`Desk::open`] with the embedded directory and the notifier of the
+    /// configuration, whatever the configuration's backend (tests of the embedded
+    /// directory).
     pub fn open_embedded(config: Config) -> Result<Self, DeskError> {
         let directory = crate::directory::embedded::EmbeddedDirectory::open(&config.data_dir, &config)?;
         let notifier = mail_notifier::notifier_for(&config)?;

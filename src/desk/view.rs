@@ -55,12 +55,8 @@ impl AccountCard {
         let recent_failures = history.failures.iter().filter(|t| **t <= now && now - **t < fail_window).count();
         let locked_until = account.verification_locked_until.filter(|u| *u > now);
         let contact_window = Duration::days(i64::from(risk.recent_contact_change.days));
-        let changed: Vec<&ContactPoint> = account
-            .emails
-            .iter()
-            .chain(&account.phones)
-            .filter(|c| c.changed_at > now || now - c.changed_at < contact_window)
-            .collect();
+        let changed: Vec<&ContactPoint> =
+            account.emails.iter().chain(&account.phones).filter(|c| c.changed_within(now, contact_window)).collect();
 
         let mut risk_flags = Vec::new();
         if account.flagged {
@@ -70,8 +66,17 @@ impl AccountCard {
             risk_flags.push(format!("verification locked until {}", short_time(until)));
         }
         for c in changed {
-            let days = (now - c.changed_at).whole_days().max(0);
-            risk_flags.push(format!("{} contact ({}) changed {days} day(s) ago", c.label, mask(c)));
+            match c.changed_at {
+                Some(t) => {
+                    let days = (now - t).whole_days().max(0);
+                    risk_flags.push(format!("{} contact ({}) changed {days} day(s) ago", c.label, mask(c)));
+                }
+                None => risk_flags.push(format!(
+                    "{} contact ({}): the directory cannot tell when it changed",
+                    c.label,
+                    mask(c)
+                )),
+            }
         }
         if recent_resets > 0 {
             risk_flags.push(format!("reset {recent_resets} time(s) in the last {} hours", risk.recent_reset.hours));

@@ -186,7 +186,7 @@ impl EmbeddedDirectory {
             for c in list {
                 tx.execute(
                     "INSERT INTO contacts (username, kind, value, label, changed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![a.username, kind, c.value, c.label, fmt_time(c.changed_at)],
+                    params![a.username, kind, c.value, c.label, change_time(c, &a.username)?],
                 )?;
             }
         }
@@ -290,7 +290,7 @@ impl EmbeddedDirectory {
             let (kind, value, label, changed) = row?;
             let changed_at = OffsetDateTime::parse(&changed, &Rfc3339)
                 .map_err(|e| corrupt(format!("contact {value:?} changed_at {changed:?}: {e}")))?;
-            let c = ContactPoint { value, label, changed_at };
+            let c = ContactPoint { value, label, changed_at: Some(changed_at) };
             if kind == "email" {
                 emails.push(c)
             } else {
@@ -431,7 +431,7 @@ impl Directory for EmbeddedDirectory {
         )?;
         tx.execute(
             "INSERT INTO contacts (username, kind, value, label, changed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![username, kind, point.value, point.label, fmt_time(point.changed_at)],
+            params![username, kind, point.value, point.label, change_time(point, username)?],
         )?;
         tx.commit()?;
         Ok(())
@@ -469,6 +469,17 @@ fn verify_secret(phc: &str, secret: &str, username: &str) -> Result<bool, Direct
     Ok(Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
 }
 
+/// The stored change time of a contact point: the embedded directory always knows it.
+fn change_time(point: &ContactPoint, username: &str) -> Result<String, DirectoryError> {
+    point.changed_at.map(fmt_time).ok_or_else(|| DirectoryError::Corrupt {
+        username: username.to_owned(),
+        what: format!(
+            "contact {:?} has no change time; the embedded directory records one for every contact",
+            point.value
+        ),
+    })
+}
+
 fn fmt_time(t: OffsetDateTime) -> String {
     // Invariant: RFC 3339 formatting fails only for years outside 0..=9999, which
     // `OffsetDateTime` values built from the clock or from parsed RFC 3339 never have.
@@ -502,7 +513,7 @@ mod tests {
             emails: vec![ContactPoint {
                 value: format!("{username}@example.com"),
                 label: "work".into(),
-                changed_at: datetime!(2020-01-01 0:00 UTC),
+                changed_at: Some(datetime!(2020-01-01 0:00 UTC)),
             }],
             phones: vec![],
             groups: groups.iter().map(|g| g.to_string()).collect(),

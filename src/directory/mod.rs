@@ -1,11 +1,13 @@
 //! The directory: where accounts live and where a reset is finally written.
 //!
 //! [`Directory`] is the adapter trait. The embedded SQLite directory
-//! ([`embedded::EmbeddedDirectory`]) is the default backend; LDAP (OpenLDAP,
-//! Active Directory) backends implement the same trait. The core never asks a
-//! backend for a password, only to *set* a temporary one with must-change.
+//! ([`embedded::EmbeddedDirectory`]) is the default backend; the LDAP backend
+//! ([`ldap::LdapDirectory`]: OpenLDAP, Active Directory) implements the same trait.
+//! [`open`] picks the one `[directory] backend` names. The core never asks a backend
+//! for a password, only to *set* a temporary one with must-change.
 
 pub mod embedded;
+pub mod ldap;
 
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
@@ -21,8 +23,27 @@ pub struct ContactPoint {
     pub value: String,
     /// Free label: "work", "mobile", "personal".
     pub label: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub changed_at: OffsetDateTime,
+    /// When it last changed; `None` when the directory cannot tell (an LDAP directory
+    /// without a configured change attribute). Unknown counts as recent.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub changed_at: Option<OffsetDateTime>,
+}
+
+impl ContactPoint {
+    /// Whether the point changed within `window` before `now` (or after `now`, a
+    /// clock skew), or when is unknown: the risk rules treat all three alike.
+    pub fn changed_within(&self, now: OffsetDateTime, window: time::Duration) -> bool {
+        self.changed_at.is_none_or(|t| t > now || now - t < window)
+    }
+}
+
+/// The backend `[directory] backend` names: the embedded directory in `data_dir`, or
+/// the LDAP directory of `[directory.ldap]` (with its side store in `data_dir`).
+pub fn open(config: &crate::config::Config) -> Result<Box<dyn Directory + Send>, DirectoryError> {
+    Ok(match config.directory.backend {
+        crate::config::Backend::Embedded => Box::new(embedded::EmbeddedDirectory::open(&config.data_dir, config)?),
+        crate::config::Backend::Ldap => Box::new(ldap::LdapDirectory::open(config)?),
+    })
 }
 
 /// An account as the directory describes it: attributes and the groups it is in

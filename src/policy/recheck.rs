@@ -37,7 +37,7 @@ pub fn account_changes(opened: &Account, now: &Account, at: OffsetDateTime) -> V
     changed
 }
 
-fn points(p: &[ContactPoint]) -> Vec<(&str, &str, OffsetDateTime)> {
+fn points(p: &[ContactPoint]) -> Vec<(&str, &str, Option<OffsetDateTime>)> {
     let mut v: Vec<_> = p.iter().map(|c| (c.value.as_str(), c.label.as_str(), c.changed_at)).collect();
     v.sort();
     v
@@ -72,7 +72,7 @@ mod tests {
         b.groups.push("it-admins".into());
         assert_eq!(account_changes(&a, &b, NOW), ["the account's tier", "its group membership"]);
         let mut b = a.clone();
-        b.phones[0].changed_at = NOW;
+        b.phones[0].changed_at = Some(NOW);
         assert_eq!(account_changes(&a, &b, NOW), ["its contact points"]);
         let mut b = a.clone();
         b.verification_locked_until = Some(NOW + time::Duration::hours(1));

@@ -212,18 +212,19 @@ pub fn assess(policy: &PolicyConfig, account: &Account, ctx: &RequestContext, no
     let mut a = RiskAssessment::new(account.tier);
 
     let window = Duration::days(i64::from(rules.recent_contact_change.days));
-    let recent: Vec<&ContactPoint> = account
-        .emails
-        .iter()
-        .chain(&account.phones)
-        .filter(|c| c.changed_at > now || within(now, c.changed_at, window))
-        .collect();
+    let recent: Vec<&ContactPoint> =
+        account.emails.iter().chain(&account.phones).filter(|c| c.changed_within(now, window)).collect();
     for c in &recent {
         a.excluded_contacts.insert(c.value.clone());
     }
     if rules.recent_contact_change.enabled && !recent.is_empty() {
-        let list: Vec<String> =
-            recent.iter().map(|c| format!("{} ({} days ago)", c.label, days_ago(now, c.changed_at))).collect();
+        let list: Vec<String> = recent
+            .iter()
+            .map(|c| match c.changed_at {
+                Some(t) => format!("{} ({} days ago)", c.label, days_ago(now, t)),
+                None => format!("{} (the directory cannot tell when)", c.label),
+            })
+            .collect();
         a.escalate(
             RiskRule::RecentContactChange,
             rules.recent_contact_change.effect,
@@ -311,7 +312,7 @@ pub(crate) mod tests {
     pub const NOW: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
 
     pub fn contact(value: &str, label: &str, changed_at: OffsetDateTime) -> ContactPoint {
-        ContactPoint { value: value.into(), label: label.into(), changed_at }
+        ContactPoint { value: value.into(), label: label.into(), changed_at: Some(changed_at) }
     }
 
     pub fn account(tier: AccountTier) -> Account {
@@ -367,7 +368,7 @@ pub(crate) mod tests {
     #[test]
     fn recent_contact_change_escalates_and_excludes_the_detail() {
         let mut acc = account(AccountTier::Standard);
-        acc.phones[0].changed_at = NOW - Duration::days(3);
+        acc.phones[0].changed_at = Some(NOW - Duration::days(3));
         let a = assess(&PolicyConfig::default(), &acc, &walk_up(), NOW);
         assert_eq!(a.effective_tier, AccountTier::Privileged);
         assert!(a.excluded_contacts.contains("+49 30 1234567"));
@@ -383,9 +384,19 @@ pub(crate) mod tests {
     #[test]
     fn a_change_dated_in_the_future_counts_as_recent() {
         let mut acc = account(AccountTier::Standard);
-        acc.emails[0].changed_at = NOW + Duration::days(400);
+        acc.emails[0].changed_at = Some(NOW + Duration::days(400));
         let a = assess(&PolicyConfig::default(), &acc, &walk_up(), NOW);
         assert!(a.excluded_contacts.contains("jane@example.com"));
+    }
+
+    #[test]
+    fn a_change_time_the_directory_cannot_tell_is_a_risk_reason() {
+        let mut acc = account(AccountTier::Standard);
+        acc.phones[0].changed_at = None;
+        let a = assess(&PolicyConfig::default(), &acc, &walk_up(), NOW);
+        assert_eq!(a.effective_tier, AccountTier::Privileged);
+        assert!(a.excluded_contacts.contains("+49 30 1234567"), "not used for a callback or a code");
+        assert!(a.escalations[0].reason.contains("cannot tell"), "{}", a.escalations[0].reason);
     }
 
     #[test]

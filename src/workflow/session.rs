@@ -1014,7 +1014,7 @@ impl Session {
         let recent: BTreeSet<String> = manager
             .emails
             .iter()
-            .filter(|e| e.changed_at > self.opened_at || self.opened_at - e.changed_at < window)
+            .filter(|e| e.changed_within(self.opened_at, window))
             .map(|e| e.value.clone())
             .collect();
         manager_approval::approval_address(manager, &recent).map(|a| (manager.username.clone(), a.value.clone()))

@@ -1,9 +1,13 @@
 //! Shared by the `desk_*` integration tests: a desk's data directory on real
-//! components — the embedded directory with the demo organisation, an organisation
+//! components — the demo organisation in the embedded directory or in a throwaway
+//! slapd ([`site_on`], [`slapd`]; the embedded database is then the side store), an organisation
 //! CA, the token registry, and virtual PIV cards (pcscd + vpcd) enrolled for demo
 //! agents and logged in through `resetdesk::login`. Needs `scripts/pcscd.sh start`;
 //! each test holds the cross-process reader lock while it uses the readers.
 #![allow(dead_code)]
+
+pub mod server;
+pub mod slapd;
 
 use std::process::Command;
 
@@ -31,6 +35,16 @@ pub struct Site {
     pub dir: tempfile::TempDir,
     pub config: Config,
     ca: OrgCa,
+    /// The directory server, when the site's backend is LDAP.
+    pub slapd: Option<slapd::Slapd>,
+}
+
+/// Which directory a [`Site`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    /// OpenLDAP slapd (`scripts/slapd.sh`) over LDAPS.
+    Slapd,
 }
 
 /// Business hours around the clock, every day: the outside-hours rule (which adds a
@@ -47,8 +61,17 @@ pub fn config_for(dir: &std::path::Path) -> Config {
 }
 
 pub fn site() -> Site {
+    site_on(Backend::Embedded).expect("the embedded directory is always there")
+}
+
+/// A site on `backend`; `None` when slapd is not installed outside CI (the test skips).
+pub fn site_on(backend: Backend) -> Option<Site> {
+    let slapd = match backend {
+        Backend::Embedded => None,
+        Backend::Slapd => Some(slapd::Slapd::start()?),
+    };
     let dir = tempfile::tempdir().unwrap();
-    let config = config_for(dir.path());
+    let mut config = config_for(dir.path());
     let mut directory = EmbeddedDirectory::open(dir.path(), &config).unwrap();
     resetdesk::demo::init(&mut directory, OffsetDateTime::now_utc()).unwrap();
     let (ca, _) = OrgCa::init(
@@ -58,13 +81,22 @@ pub fn site() -> Site {
         OffsetDateTime::now_utc(),
     )
     .unwrap();
-    Site { dir, config, ca }
+    if let Some(slapd) = &slapd {
+        slapd.configure(&mut config);
+    }
+    Some(Site { dir, config, ca, slapd })
 }
 
 impl Site {
-    /// A fresh handle on the embedded directory (to check what the desk wrote).
+    /// A fresh handle on the embedded directory (to check what the desk wrote; on an
+    /// LDAP site, the side store).
     pub fn directory(&self) -> EmbeddedDirectory {
         EmbeddedDirectory::open(self.dir.path(), &self.config).unwrap()
+    }
+
+    /// A fresh handle on the site's directory, whichever backend it is.
+    pub fn backend(&self) -> Box<dyn Directory + Send> {
+        resetdesk::directory::open(&self.config).unwrap()
     }
 
     /// Enrol `card` for `username` (factory card, new PIN `pin`).
@@ -72,15 +104,15 @@ impl Site {
         let mut piv = PivCard::open_reader(card.reader_name()).unwrap();
         let mut registry = TokenRegistry::open(self.dir.path()).unwrap();
         let req = EnrolRequest::factory_card(username, Secret::from(pin), Secret::from(PUK));
-        let directory = self.directory();
-        let d: &dyn Directory = &directory;
+        let directory = self.backend();
+        let d: &dyn Directory = directory.as_ref();
         enrol(&mut piv, &self.ca, &mut registry, Some((d, &self.config.agents)), &[], &req, OffsetDateTime::now_utc())
             .unwrap();
     }
 
     /// Log in with the card in `card`'s reader.
     pub fn login(&self, card: &VirtualCard, pin: &str) -> AgentSession {
-        login(&self.config, &self.directory(), card.reader_name(), Secret::from(pin), OffsetDateTime::now_utc())
+        login(&self.config, self.backend().as_ref(), card.reader_name(), Secret::from(pin), OffsetDateTime::now_utc())
             .unwrap()
     }
 
@@ -90,20 +122,28 @@ impl Site {
         self.login(card, pin)
     }
 
-    /// The desk on the embedded directory and the outbox.
+    /// The desk on the site's directory and the outbox.
     pub fn desk(&self) -> Desk {
-        Desk::open_embedded(self.config.clone()).unwrap()
+        Desk::open_configured(self.config.clone()).unwrap()
     }
 
+    /// Whether `password` is the account's, and must be changed: the embedded
+    /// directory's check, or on slapd a bind with the ppolicy control.
     pub fn check_password(&self, username: &str, password: &Secret) -> PasswordCheck {
-        self.directory().check_password(username, password).unwrap()
+        match self.slapd {
+            None => self.directory().check_password(username, password).unwrap(),
+            Some(_) => resetdesk::directory::ldap::LdapDirectory::open(&self.config)
+                .unwrap()
+                .check_password(username, password)
+                .unwrap(),
+        }
     }
 
     /// The demo password still works and no change is pending: the account is untouched.
     pub fn assert_untouched(&self, username: &str) {
         let check = self.check_password(username, &resetdesk::demo::demo_password(username));
         assert_eq!(check, PasswordCheck { valid: true, must_change: false }, "{username}'s password is untouched");
-        assert!(!self.directory().entry(username).unwrap().must_change_password);
+        assert!(!self.backend().entry(username).unwrap().must_change_password);
     }
 
     /// Verify the whole audit log offline (library), as `resetdesk audit verify` does.
@@ -176,7 +216,7 @@ pub fn answers_json(username: &str) -> String {
 
 /// The UI message with the employee ID and date of hire on record.
 pub fn employee_record_json(site: &Site, username: &str) -> String {
-    let a = site.directory().entry(username).unwrap();
+    let a = site.backend().entry(username).unwrap();
     serde_json::json!({"action": "employee_record", "employee_id": a.employee_id, "date_of_hire": a.date_of_hire.to_string()}).to_string()
 }
 
@@ -202,9 +242,14 @@ pub fn verified_run(desk: &mut Desk, agent: &mut AgentSession, target: &str) -> 
 /// A fresh site with `username`'s card enrolled in the first reader, logged in, and the
 /// desk open. Take the reader lock first.
 pub fn at_desk(username: &str, pin: &str) -> (Site, VirtualCard, AgentSession, Desk) {
-    let site = site();
+    at_desk_on(Backend::Embedded, username, pin).expect("the embedded directory is always there")
+}
+
+/// [`at_desk`] on `backend`; `None` when slapd is not installed outside CI (skip).
+pub fn at_desk_on(backend: Backend, username: &str, pin: &str) -> Option<(Site, VirtualCard, AgentSession, Desk)> {
+    let site = site_on(backend)?;
     let card = VirtualCard::insert(READER_0_PORT).unwrap();
     let agent = site.agent(&card, username, pin);
     let desk = site.desk();
-    (site, card, agent, desk)
+    Some((site, card, agent, desk))
 }

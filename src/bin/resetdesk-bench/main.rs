@@ -234,7 +234,8 @@ fn add_bench_accounts(directory: &mut EmbeddedDirectory, n: usize, groups: &[Str
     let mut names = Vec::with_capacity(n);
     for i in 0..n {
         let username = format!("bench-{run}-{i:05}");
-        let contact = |value: String, label: &str| ContactPoint { value, label: label.into(), changed_at: long_ago };
+        let contact =
+            |value: String, label: &str| ContactPoint { value, label: label.into(), changed_at: Some(long_ago) };
         let account = NewAccount {
             username: username.clone(),
             display_name: format!("Bench User {i}"),
