@@ -12,6 +12,10 @@ for b in benches/*.rs; do
   echo "-- bench $name"
   cargo bench --locked --bench "$name"
 done
+# The audit collector (collector/benches/ingest.rs): verified ingest against the raw
+# ECDSA verify rate, a backlog drained over loopback TLS, many desks syncing at once.
+echo "-- bench collector ingest"
+cargo bench --locked -p resetdesk-collector --bench ingest
 # resetdesk-bench: complete resets through the desk on its own virtual cards (holding
 # the readers' lock), one run per account tier (the highest with a second card in the
 # second reader co-signing), each followed by the offline verifier on the log it wrote.

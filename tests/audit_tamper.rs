@@ -747,3 +747,50 @@ fn a_refused_record_leaves_a_resumable_log_verifier_as_it_was() {
     let resumed = v.finish(&resolver, &[], &CollectorKeys::default(), &[]).unwrap();
     assert_eq!(resumed, f.verify().unwrap());
 }
+
+/// The collector prechecks a request's records apart from any log state (outside its
+/// lock) and decides them later in order: the verdicts are those of one-by-one
+/// `push`, and a certificate replaced in between is the one that counts (answers made
+/// with the old key are not used).
+#[test]
+fn records_prechecked_apart_are_decided_as_pushed_with_the_keys_of_push_time() {
+    use resetdesk::audit::verify::StoredRecord;
+    use resetdesk::audit::LogVerifier;
+    use std::time::{Duration, SystemTime};
+    let f = fixture();
+    let store = Store::open_read_only(&f.path).unwrap();
+    let mut records: Vec<StoredRecord> = Vec::new();
+    store
+        .for_each(|s| {
+            records.push(s);
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+    let mut forged = records.clone();
+    forged[3].signature = records[2].signature.clone();
+    let day = Duration::from_secs(86_400);
+    let later = SystemTime::now() + day;
+    let decide = |recs: &[StoredRecord], replace_alice: bool| {
+        let mut resolver = f.pki.resolver(&[&f.alice, &f.bob]);
+        let prechecked = LogVerifier::precheck_apart(&resolver, recs.to_vec(), 2);
+        if replace_alice {
+            // Re-issued valid only from tomorrow: every record alice signed is now refused.
+            resolver.add_certificate_der(&f.pki.issue_valid(&f.alice, later, later + day), None).unwrap();
+        }
+        let mut apart = LogVerifier::new();
+        let a: Vec<_> =
+            prechecked.into_iter().map(|p| apart.push_prechecked_record(&resolver, p).map(|s| s.row_seq)).collect();
+        let mut one = LogVerifier::new();
+        let b: Vec<_> = recs.iter().map(|r| one.push(&resolver, r).map(|()| r.row_seq)).collect();
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "prechecked apart and pushed one by one agree");
+        assert_eq!(format!("{:?}", apart.summary()), format!("{:?}", one.summary()));
+        a
+    };
+    assert!(decide(&records, false).iter().all(Result::is_ok));
+    let with_forgery = decide(&forged, false);
+    assert!(with_forgery[..3].iter().all(Result::is_ok));
+    assert!(matches!(&with_forgery[3], Err(b) if b.seq == 4 && matches!(b.problem, Problem::BadSignature(_))));
+    let replaced = decide(&records, true);
+    assert!(matches!(&replaced[0], Err(b) if b.seq == 1 && matches!(b.problem, Problem::CertificateNotValid { .. })));
+}

@@ -1,5 +1,8 @@
 //! The HTTPS API (axum), over a [`Collector`] behind one lock. Handlers run the
-//! collector's (blocking, SQLite) work on the blocking pool.
+//! collector's (blocking, SQLite) work on the blocking pool. `POST /add-records`
+//! decodes and prechecks its batch (signatures included) with the collector's
+//! [`Prechecker`] before it takes the lock, so requests verify on every core at once;
+//! under the lock only the in-order decisions, the store and the receipts remain.
 //!
 //! - `POST /add-records`: a desk's batch ([`crate::wire`]); 200 with receipts, or a
 //!   typed JSON error.
@@ -19,13 +22,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::ingest::{Collector, IngestError, ReadError};
+use crate::ingest::{Collector, IngestError, Prechecker, ReadError};
 use crate::store::LogStore;
 use crate::wire::{self, ErrorBody};
 
-/// Shared state: the collector and the body limit.
+/// Shared state: the collector, its lock-free prechecker, and the body limit.
 pub struct AppState<S: LogStore> {
     pub collector: Mutex<Collector<S>>,
+    pub prechecker: Arc<Prechecker>,
     pub max_body_bytes: usize,
     /// Woken after a batch grew the tree (the witnessing task submits then).
     pub checkpoint_signed: tokio::sync::Notify,
@@ -33,7 +37,12 @@ pub struct AppState<S: LogStore> {
 
 impl<S: LogStore> AppState<S> {
     pub fn new(collector: Collector<S>, max_body_bytes: usize) -> Self {
-        Self { collector: Mutex::new(collector), max_body_bytes, checkpoint_signed: tokio::sync::Notify::new() }
+        Self {
+            prechecker: collector.prechecker(),
+            collector: Mutex::new(collector),
+            max_body_bytes,
+            checkpoint_signed: tokio::sync::Notify::new(),
+        }
     }
 }
 
@@ -75,16 +84,16 @@ pub(crate) async fn with<S: LogStore + 'static, T: Send + 'static>(
     state: Arc<AppState<S>>,
     f: impl FnOnce(&mut Collector<S>) -> T + Send + 'static,
 ) -> Result<T, Unavailable> {
-    tokio::task::spawn_blocking(move || {
-        let mut c =
-            state.collector.lock().map_err(|_| Unavailable("the collector lock is poisoned; restart it".into()))?;
-        if let Err(e) = c.store_mut().reconnect_if_lost() {
-            tracing::error!("{e}");
-        }
-        Ok(f(&mut c))
-    })
-    .await
-    .map_err(|e| Unavailable(e.to_string()))?
+    tokio::task::spawn_blocking(move || locked(&state, f)).await.map_err(|e| Unavailable(e.to_string()))?
+}
+
+/// Run `f` on the collector under its lock, on this thread.
+fn locked<S: LogStore, T>(state: &AppState<S>, f: impl FnOnce(&mut Collector<S>) -> T) -> Result<T, Unavailable> {
+    let mut c = state.collector.lock().map_err(|_| Unavailable("the collector lock is poisoned; restart it".into()))?;
+    if let Err(e) = c.store_mut().reconnect_if_lost() {
+        tracing::error!("{e}");
+    }
+    Ok(f(&mut c))
 }
 
 fn now_ms() -> u64 {
@@ -113,7 +122,16 @@ async fn add_records<S: LogStore + 'static>(State(state): State<Arc<AppState<S>>
             return error(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", msg, None);
         }
     };
-    match with(Arc::clone(&state), move |c| c.ingest(&bytes, now_ms())).await {
+    // Precheck outside the lock (in parallel with other requests), decide under it.
+    let worker = Arc::clone(&state);
+    let ingested = tokio::task::spawn_blocking(move || {
+        let prepared = worker.prechecker.prepare(&bytes);
+        locked(&worker, move |c| c.ingest_prepared(&bytes, prepared, now_ms()))
+    })
+    .await
+    .map_err(|e| Unavailable(e.to_string()))
+    .and_then(|r| r);
+    match ingested {
         Err(r) => r.into_response(),
         Ok(Ok(answer)) => {
             state.checkpoint_signed.notify_one();

@@ -2,8 +2,20 @@
 //! sign the new checkpoint, and answer with receipts. Also the log's read side
 //! (checkpoint, tiles, proofs) over the same store.
 //!
+//! Two halves, so that requests verify on every core while one sequences:
+//! - [`Prechecker::prepare`], without the collector's lock, on the request's thread:
+//!   decode the body, check certificates not seen before, and precheck each record
+//!   (decode, hash, payload, signatures by keys already known; several threads for a
+//!   big batch). Nothing of the log is read or written.
+//! - [`Collector::ingest_prepared`], under the lock: store new certificates, decide
+//!   each record in seq order against its desk log's state (continuity, prev hash,
+//!   intents, revocations, duplicates, forks), reading a precheck's answer only if it
+//!   was made with the key resolved now; then the one store transaction, the signed
+//!   checkpoint, and the receipts.
+//!
 //! Invariants:
-//! - a record is stored only after [`LogVerifier::push`] accepted it, in its desk
+//! - a record is stored only after [`LogVerifier::push`] (or the same checks, as
+//!   [`LogVerifier::push_prechecked_record`]) accepted it, in its desk
 //!   log's seq order, with the prev hash of the record before it; nothing unsigned;
 //! - a batch is all or nothing: one bad record rejects the batch, nothing of it is
 //!   stored, and the desk log's verifier state stays at the last accepted record;
@@ -12,12 +24,18 @@
 //! - every rejection is logged with its reason and stored as an alert row;
 //! - the collector only signs checkpoints of trees it integrated (sizes only grow).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use resetdesk::audit::record::entry_hash;
 use resetdesk::audit::resolver::ResolveError;
-use resetdesk::audit::verify::{signature_valid, Problem};
-use resetdesk::audit::{CertificateResolver, Hash32, InclusionReceipt, KeyResolver as _, LogVerifier, Receipt};
+use resetdesk::audit::verify::{signature_valid, Problem, StoredRecord};
+use resetdesk::audit::{
+    CertificateResolver, Hash32, InclusionReceipt, KeyResolver as _, LogVerifier, Prechecked, Receipt, Record,
+};
+
+use tlog_tiles::{Hash, HashReader};
 
 use crate::merkle::{self, TileRequest, TreeError};
 use crate::note::{KeyError, LogKey};
@@ -117,23 +135,116 @@ impl From<TreeError> for ReadError {
     }
 }
 
+/// The certificates requests are checked with: the resolver and, for each certificate
+/// (DER) already checked and added to it, its key id.
+struct Certificates {
+    resolver: CertificateResolver,
+    known: HashMap<Vec<u8>, Hash32>,
+    /// Added to the resolver but not yet to the store: the collector stores them
+    /// before it appends any record, so no stored record's signer is missing from
+    /// the database (a restart rebuilds desk states from it).
+    unstored: Vec<(Hash32, Vec<u8>)>,
+}
+
+/// The half of ingest that needs no log state and runs outside the collector's lock,
+/// on each request's own thread, so that requests verify in parallel: decoding the
+/// body, checking the certificates it brings, and the checks each record allows on its
+/// own (decoding, hashing, the payload, the signatures by keys already known:
+/// [`LogVerifier::precheck_apart`]). What it finds is only an answer in advance: the
+/// collector, under its lock, decides every record in seq order against its desk
+/// log's state and reads the answer when it was computed with the very key it resolves
+/// then, else checks again ([`LogVerifier::push_prechecked_record`]). So the verdicts
+/// are those of [`LogVerifier::push`] one record at a time.
+pub struct Prechecker {
+    org_ca_pem: String,
+    max_batch: usize,
+    /// Threads one request's records are prechecked on (when it has enough of them).
+    threads: usize,
+    /// Read while requests precheck and while the collector sequences; written only
+    /// to add a certificate not seen before (lock order: the collector's lock, then
+    /// this; nothing waits for the collector's lock while holding this).
+    certificates: RwLock<Certificates>,
+}
+
 /// Tries of one batch when other instances keep extending its desk log meanwhile.
 const MAX_ATTEMPTS: u32 = 4;
 
-/// The collector over a store.
+/// Below this many records per thread a request is prechecked on its own thread
+/// (a thread costs more than it saves).
+const MIN_RECORDS_PER_THREAD: usize = 32;
+
+/// A batch decoded, its certificates checked, its records prechecked: ready for
+/// [`Collector::ingest_prepared`].
+pub struct Prepared {
+    log_id: Hash32,
+    /// The records as decoded by the wire layer, each with its prechecks.
+    records: Vec<(Record, Prechecked)>,
+}
+
+fn read(lock: &RwLock<Certificates>) -> std::sync::RwLockReadGuard<'_, Certificates> {
+    // Writers only insert complete entries: a panic elsewhere leaves nothing half-done.
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write(lock: &RwLock<Certificates>) -> std::sync::RwLockWriteGuard<'_, Certificates> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Prechecker {
+    /// Decode `body`, check the certificates it brings (adding new good ones to the
+    /// resolver) and precheck its records. Refusals here are those of the body and of
+    /// its certificates; [`Collector::ingest_prepared`] logs them and keeps an alert.
+    pub fn prepare(&self, body: &[u8]) -> Result<Prepared, Rejection> {
+        let batch = wire::decode_batch(body, self.max_batch).map_err(|e| {
+            let kind = match e {
+                WireError::TooMany { .. } | WireError::EntryTooLarge { .. } => RejectKind::BatchTooLarge,
+                _ => RejectKind::MalformedBody,
+            };
+            reject(kind, e.to_string(), None, None)
+        })?;
+        let log = batch.log_id;
+        for (k, der) in batch.certificates.into_iter().enumerate() {
+            if read(&self.certificates).known.contains_key(&der) {
+                continue;
+            }
+            // Check it on its own first: a bad certificate must not displace a good
+            // one for the same key in the resolver.
+            let untrusted = |why: String| {
+                reject(RejectKind::UntrustedCertificate, format!("certificate {}: {why}", k + 1), Some(log), None)
+            };
+            let mut alone = CertificateResolver::from_ca_pem(&self.org_ca_pem).map_err(|e| untrusted(e.to_string()))?;
+            let key_id = alone.add_certificate_der(&der, None).map_err(untrusted)?;
+            let mut certs = write(&self.certificates);
+            // Another request may have added it meanwhile: adding it again would only
+            // replace its key, and so void prechecks made with it.
+            if !certs.known.contains_key(&der) {
+                certs.resolver.add_certificate_der(&der, None).map_err(untrusted)?;
+                certs.known.insert(der.clone(), key_id);
+                certs.unstored.push((key_id, der));
+            }
+        }
+        let (decoded, stored): (Vec<Record>, Vec<StoredRecord>) = batch.records.into_iter().unzip();
+        let threads = self.threads.min(stored.len().div_ceil(MIN_RECORDS_PER_THREAD)).max(1);
+        let prechecked = LogVerifier::precheck_apart(&read(&self.certificates).resolver, stored, threads);
+        Ok(Prepared { log_id: log, records: decoded.into_iter().zip(prechecked).collect() })
+    }
+}
+
+/// The collector over a store: the sequencing half of ingest, run under one lock.
 pub struct Collector<S: LogStore> {
     store: S,
-    org_ca_pem: String,
-    resolver: CertificateResolver,
-    /// Certificates (DER) already accepted: a desk re-sends its signers' each batch.
-    accepted_certs: std::collections::HashSet<Vec<u8>>,
+    prechecker: Arc<Prechecker>,
     desks: HashMap<Hash32, LogVerifier>,
     key: LogKey,
-    max_batch: usize,
 }
 
 fn reject(kind: RejectKind, message: impl Into<String>, log_id: Option<Hash32>, seq: Option<u64>) -> Rejection {
     Rejection { kind, message: message.into(), log_id, seq }
+}
+
+/// Threads a batch is prechecked on: the machine's cores.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl<S: LogStore> Collector<S> {
@@ -146,29 +257,36 @@ impl<S: LogStore> Collector<S> {
             let root = merkle::root(size, &StoredHashes(&store)).map_err(StoreError::from)?;
             store.set_checkpoint(size, &key.sign_checkpoint(size, &root)?)?;
         }
-        let mut collector = Self {
-            store,
+        let prechecker = Prechecker {
             org_ca_pem: org_ca_pem.to_owned(),
-            resolver,
-            accepted_certs: std::collections::HashSet::new(),
-            desks: HashMap::new(),
-            key,
             max_batch,
+            threads: default_threads(),
+            certificates: RwLock::new(Certificates { resolver, known: HashMap::new(), unstored: Vec::new() }),
         };
+        let collector = Self { store, prechecker: Arc::new(prechecker), desks: HashMap::new(), key };
         collector.load_stored_certificates()?;
         Ok(collector)
     }
 
     /// Learn the certificates in the database this instance has not seen (another
     /// instance on the same database may have stored them).
-    fn load_stored_certificates(&mut self) -> Result<(), StoreError> {
-        for der in self.store.certificates()? {
+    fn load_stored_certificates(&self) -> Result<(), StoreError> {
+        let stored = self.store.certificates()?;
+        let mut certs = write(&self.prechecker.certificates);
+        for der in stored {
             // Stored certificates passed the same check when they came in.
-            if !self.accepted_certs.contains(&der) && self.resolver.add_certificate_der(&der, None).is_ok() {
-                self.accepted_certs.insert(der);
+            if !certs.known.contains_key(&der) {
+                if let Ok(key_id) = certs.resolver.add_certificate_der(&der, None) {
+                    certs.known.insert(der, key_id);
+                }
             }
         }
         Ok(())
+    }
+
+    /// The lock-free half of ingest, for callers that precheck outside the lock.
+    pub fn prechecker(&self) -> Arc<Prechecker> {
+        Arc::clone(&self.prechecker)
     }
 
     pub fn store(&self) -> &S {
@@ -197,18 +315,31 @@ impl<S: LogStore> Collector<S> {
         self.store.add_alert(alert)
     }
 
-    /// Verify and append a batch body; on refusal, log it and keep an alert row.
+    /// Verify and append a batch body; on refusal, log it and keep an alert row. The
+    /// same as [`Prechecker::prepare`] then [`ingest_prepared`](Self::ingest_prepared),
+    /// all on this thread.
     pub fn ingest(&mut self, body: &[u8], now_ms: u64) -> Result<AddRecordsResponse, IngestError> {
-        let mut attempt = 0;
-        let outcome = loop {
+        let prepared = self.prechecker.prepare(body);
+        self.ingest_prepared(body, prepared, now_ms)
+    }
+
+    /// Decide and append `body`'s batch as `prepared` by [`Prechecker::prepare`] (or
+    /// keep the refusal it made); on refusal, log it and keep an alert row.
+    pub fn ingest_prepared(
+        &mut self,
+        body: &[u8],
+        prepared: Result<Prepared, Rejection>,
+        now_ms: u64,
+    ) -> Result<AddRecordsResponse, IngestError> {
+        let mut outcome = prepared.map_err(IngestError::from).and_then(|p| self.try_ingest(p));
+        let mut attempt = 1;
+        // Another instance extended this desk log after our state was read: check the
+        // batch again (prechecked again, under the lock: rare) on the state from the
+        // database.
+        while matches!(outcome, Err(IngestError::Store(StoreError::DeskMoved { .. }))) && attempt < MAX_ATTEMPTS {
             attempt += 1;
-            match self.try_ingest(body) {
-                // Another instance extended this desk log after our state was read:
-                // check the batch again on the state from the database.
-                Err(IngestError::Store(StoreError::DeskMoved { .. })) if attempt < MAX_ATTEMPTS => continue,
-                other => break other,
-            }
-        };
+            outcome = self.prechecker.prepare(body).map_err(IngestError::from).and_then(|p| self.try_ingest(p));
+        }
         match outcome {
             Err(IngestError::Rejected(r)) => {
                 tracing::warn!(
@@ -232,38 +363,21 @@ impl<S: LogStore> Collector<S> {
         }
     }
 
-    fn try_ingest(&mut self, body: &[u8]) -> Result<AddRecordsResponse, IngestError> {
-        let batch = wire::decode_batch(body, self.max_batch).map_err(|e| {
-            let kind = match e {
-                WireError::TooMany { .. } | WireError::EntryTooLarge { .. } => RejectKind::BatchTooLarge,
-                _ => RejectKind::MalformedBody,
-            };
-            reject(kind, e.to_string(), None, None)
-        })?;
+    fn try_ingest(&mut self, batch: Prepared) -> Result<AddRecordsResponse, IngestError> {
         let log = batch.log_id;
-        for (k, der) in batch.certificates.iter().enumerate() {
-            if self.accepted_certs.contains(der) {
-                continue;
-            }
-            // Check it on its own first: a bad certificate must not displace a good
-            // one for the same key in the resolver.
-            let untrusted = |why: String| {
-                reject(RejectKind::UntrustedCertificate, format!("certificate {}: {why}", k + 1), Some(log), None)
-            };
-            let mut alone = CertificateResolver::from_ca_pem(&self.org_ca_pem).map_err(|e| untrusted(e.to_string()))?;
-            let key_id = alone.add_certificate_der(der, None).map_err(untrusted)?;
-            self.resolver.add_certificate_der(der, None).map_err(untrusted)?;
-            self.store.add_certificate(&key_id, der)?;
-            self.accepted_certs.insert(der.clone());
-        }
-
+        self.store_new_certificates()?;
         // The desk log's state is taken out of the cache while the batch is checked.
         // It goes back if the batch is stored, or if it was refused before any record
         // of it was pushed; otherwise it is dropped and rebuilt from the database next
         // time, so a refused batch leaves no trace in it (all or nothing, no copy).
         let mut state = self.take_desk_state(&log)?;
         state.forget_keys();
-        let checked = self.check_batch(&mut state, &batch);
+        let prechecker = Arc::clone(&self.prechecker);
+        let certs = read(&prechecker.certificates);
+        let resolver = &certs.resolver;
+        let seqs: Vec<u64> = batch.records.iter().map(|(r, _)| r.seq).collect();
+        let checked = Self::check_batch(resolver, &mut state, log, batch.records);
+        drop(certs);
         let new_leaves = match checked {
             Ok(leaves) => leaves,
             Err(refusal) => {
@@ -273,63 +387,81 @@ impl<S: LogStore> Collector<S> {
                 return Err(refusal.rejection.into());
             }
         };
+        // Where the new records went, without asking the store again.
+        let mut placed_now = HashMap::with_capacity(new_leaves.len());
         if !new_leaves.is_empty() {
-            self.store.append_batch(&new_leaves)?;
-            self.sign_latest()?;
+            let indexes = self.store.append_batch(&new_leaves)?;
+            for (leaf, leaf_index) in new_leaves.iter().zip(indexes) {
+                placed_now.insert(leaf.seq, Placed { leaf_index, entry_hash: leaf.entry_hash });
+            }
         }
         self.desks.insert(log, state);
-        let mut placed = Vec::with_capacity(batch.records.len());
-        for (record, _) in &batch.records {
-            let p = self.store.placed(&log, record.seq)?.ok_or_else(|| {
-                StoreError::Inconsistent(format!("record {} was accepted but is not stored", record.seq))
-            })?;
-            placed.push((record.seq, p));
+        // The batch's proofs share most of their hashes: each is read once.
+        let seen = RefCell::new(HashMap::new());
+        if !new_leaves.is_empty() {
+            let size = self.store.tree_size()?;
+            let root = merkle::root(size, &MemoHashes { store: &self.store, seen: &seen }).map_err(StoreError::from)?;
+            let note = self.key.sign_checkpoint(size, &root)?;
+            self.store.set_checkpoint(size, &note)?;
         }
-        let (mut size, mut note) = self.checkpoint()?;
-        if placed.iter().any(|(_, p)| p.leaf_index >= size) {
+        let mut placed = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let p = match placed_now.get(&seq) {
+                Some(p) => *p,
+                None => self
+                    .store
+                    .placed(&log, seq)?
+                    .ok_or_else(|| StoreError::Inconsistent(format!("record {seq} was accepted but is not stored")))?,
+            };
+            placed.push((seq, p));
+        }
+        let signed_size = self.checkpoint()?.0;
+        if placed.iter().any(|(_, p)| p.leaf_index >= signed_size) {
             // Re-sent records a writer sequenced but never integrated (it stopped).
-            self.store.integrate()?;
-            self.sign_latest()?;
-            (size, note) = self.checkpoint()?;
+            let size = self.store.integrate()?;
+            let root = merkle::root(size, &StoredHashes(&self.store)).map_err(StoreError::from)?;
+            self.store.set_checkpoint(size, &self.key.sign_checkpoint(size, &root)?)?;
+            seen.borrow_mut().clear();
         }
-        let mut receipts = Vec::with_capacity(batch.records.len());
+        let (size, note) = self.checkpoint()?;
+        let hashes = MemoHashes { store: &self.store, seen: &seen };
+        let mut receipts = Vec::with_capacity(placed.len());
         for (seq, placed) in placed {
-            let receipt = self.receipt(size, &note, seq, placed)?;
+            let receipt = receipt(size, &note, seq, placed, &hashes)?;
             // A receipt's JSON is an object of strings and numbers.
             receipts.push(serde_json::from_str(&receipt.to_json()).unwrap_or_default());
         }
         Ok(AddRecordsResponse { checkpoint: note, tree_size: size, receipts })
     }
 
-    fn receipt(&self, size: u64, note: &str, seq: u64, placed: Placed) -> Result<Receipt, StoreError> {
-        let proof = merkle::inclusion_proof(size, placed.leaf_index, &StoredHashes(&self.store))?;
-        Ok(Receipt::Inclusion(InclusionReceipt {
-            signed_checkpoint: note.to_owned(),
-            seq,
-            entry_hash: placed.entry_hash,
-            leaf_index: placed.leaf_index,
-            proof,
-        }))
-    }
-
-    fn sign_latest(&mut self) -> Result<(), IngestError> {
-        let size = self.store.tree_size()?;
-        let root = merkle::root(size, &StoredHashes(&self.store)).map_err(StoreError::from)?;
-        let note = self.key.sign_checkpoint(size, &root)?;
-        self.store.set_checkpoint(size, &note)?;
+    /// Store the certificates requests added to the resolver since the last time.
+    fn store_new_certificates(&mut self) -> Result<(), StoreError> {
+        let unstored = std::mem::take(&mut write(&self.prechecker.certificates).unstored);
+        for (k, (key_id, der)) in unstored.iter().enumerate() {
+            if let Err(e) = self.store.add_certificate(key_id, der) {
+                write(&self.prechecker.certificates).unstored.extend_from_slice(&unstored[k..]);
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
-    /// Check a batch's records against the desk log's state, pushing each new one.
-    fn check_batch(&self, state: &mut LogVerifier, batch: &wire::Batch) -> Result<Vec<NewLeaf>, Refusal> {
-        let log = batch.log_id;
+    /// Check a batch's records against the desk log's state in seq order, pushing each
+    /// new one (with its prechecks).
+    fn check_batch(
+        resolver: &CertificateResolver,
+        state: &mut LogVerifier,
+        log: Hash32,
+        records: Vec<(Record, Prechecked)>,
+    ) -> Result<Vec<NewLeaf>, Refusal> {
         let pushed_from = state.next_seq();
         let refuse =
             |kind, msg: String, seq| Refusal { rejection: reject(kind, msg, Some(log), Some(seq)), pushed_from };
         let mut new_leaves = Vec::new();
         let mut last_seq = 0u64;
-        for (record, stored) in &batch.records {
+        for (record, prechecked) in records {
             let seq = record.seq;
+            let stored = prechecked.stored();
             let hash = entry_hash(&stored.record);
             if seq <= last_seq {
                 let msg = format!("record seq {seq} follows seq {last_seq} in the batch; send records in seq order");
@@ -347,8 +479,7 @@ impl<S: LogStore> Collector<S> {
                 // Other bytes under a logged seq are a fork only if its signer signed
                 // them; anything else is an altered copy (and no fork alert for
                 // whoever can POST garbage).
-                let signed = self
-                    .resolver
+                let signed = resolver
                     .resolve(&record.key_id)
                     .is_ok_and(|key| signature_valid(&key, &stored.record, &stored.signature));
                 if !signed {
@@ -362,16 +493,16 @@ impl<S: LogStore> Collector<S> {
                 );
                 return Err(refuse(RejectKind::Fork, msg, seq));
             }
-            state
-                .push(&self.resolver, stored)
+            let stored = state
+                .push_prechecked_record(resolver, prechecked)
                 .map_err(|bad| refuse(RejectKind::of_problem(&bad.problem), bad.to_string(), bad.seq))?;
             new_leaves.push(NewLeaf {
                 log_id: log,
                 seq,
                 entry_hash: hash,
-                record: stored.record.clone(),
-                signature: stored.signature.clone(),
-                cosignature: stored.cosignature.clone(),
+                record: stored.record,
+                signature: stored.signature,
+                cosignature: stored.cosignature,
             });
         }
         Ok(new_leaves)
@@ -395,11 +526,11 @@ impl<S: LogStore> Collector<S> {
         };
         // The records to replay may be signed by certificates another instance took in.
         self.load_stored_certificates()?;
-        for stored in self.store.desk_records(log, state.next_seq() - 1)? {
-            state.push(&self.resolver, &stored).map_err(|bad| {
-                StoreError::Inconsistent(format!("stored desk log {} no longer verifies: {bad}", hex::encode(log)))
-            })?;
-        }
+        let stored = self.store.desk_records(log, state.next_seq() - 1)?;
+        let certs = read(&self.prechecker.certificates);
+        state.push_all(&certs.resolver, &stored, self.prechecker.threads).map_err(|bad| {
+            StoreError::Inconsistent(format!("stored desk log {} no longer verifies: {bad}", hex::encode(log)))
+        })?;
         Ok(state)
     }
 
@@ -459,6 +590,39 @@ impl<S: LogStore> Collector<S> {
 fn b64(h: &Hash32) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+fn receipt<R: HashReader>(size: u64, note: &str, seq: u64, placed: Placed, hashes: &R) -> Result<Receipt, StoreError> {
+    let proof = merkle::inclusion_proof(size, placed.leaf_index, hashes)?;
+    Ok(Receipt::Inclusion(InclusionReceipt {
+        signed_checkpoint: note.to_owned(),
+        seq,
+        entry_hash: placed.entry_hash,
+        leaf_index: placed.leaf_index,
+        proof,
+    }))
+}
+
+/// The store's hashes, each read at most once: a stored hash never changes once
+/// written (the tree only grows), so one request may keep what it read.
+struct MemoHashes<'a, S: LogStore> {
+    store: &'a S,
+    seen: &'a RefCell<HashMap<u64, Hash>>,
+}
+
+impl<S: LogStore> HashReader for MemoHashes<'_, S> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let mut seen = self.seen.borrow_mut();
+        let missing: Vec<u64> = indexes.iter().copied().filter(|i| !seen.contains_key(i)).collect();
+        if !missing.is_empty() {
+            let read = StoredHashes(self.store).read_hashes(&missing)?;
+            seen.extend(missing.into_iter().zip(read));
+        }
+        indexes
+            .iter()
+            .map(|i| seen.get(i).copied().ok_or_else(|| tlog_tiles::Error::InvalidInput(format!("no stored hash {i}"))))
+            .collect()
+    }
 }
 
 /// A refused batch, and the desk state's next seq before it was checked.

@@ -32,4 +32,4 @@ pub use receipt::{
 };
 pub use record::{EventType, Hash32, Record};
 pub use resolver::{CertificateResolver, KeyResolver, ResolvedKey};
-pub use verify::{Anchor, BadRecord, LogVerifier, Summary, Verifier};
+pub use verify::{Anchor, BadRecord, LogVerifier, Prechecked, Summary, Verifier};

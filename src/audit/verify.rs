@@ -204,6 +204,21 @@ struct Precheck {
     cosignature: Option<KeyAnswer>,
 }
 
+/// A record with the checks it allows on its own already done, apart from any log
+/// state ([`LogVerifier::precheck_apart`]), to be decided later in seq order by
+/// [`LogVerifier::push_prechecked_record`]. The collector prechecks a request's
+/// records outside its lock, on the request's thread, and decides under the lock.
+pub struct Prechecked {
+    stored: StoredRecord,
+    pre: Precheck,
+}
+
+impl Prechecked {
+    pub fn stored(&self) -> &StoredRecord {
+        &self.stored
+    }
+}
+
 /// A key's answers for one record: its certificate valid at the record's time, and
 /// the signature valid, as checked with this key.
 struct KeyAnswer {
@@ -299,6 +314,31 @@ impl LogVerifier {
             }
         }
         Ok(())
+    }
+
+    /// The prechecks of [`LogVerifier::push_all`] without a log: decoding, hashing, the
+    /// payload, and the signatures by the keys `resolver` knows now, on `threads`
+    /// threads. Pushing the results in order with [`LogVerifier::push_prechecked_record`]
+    /// answers exactly as [`LogVerifier::push`] would: an answer checked with a key that
+    /// is no longer the one resolved at push time (a certificate replaced meanwhile) is
+    /// ignored and the check done again.
+    pub fn precheck_apart(resolver: &dyn KeyResolver, records: Vec<StoredRecord>, threads: usize) -> Vec<Prechecked> {
+        let mut keys_only = LogVerifier::new();
+        keys_only.learn_keys(resolver, &records);
+        let pre = keys_only.precheck_all(&records, threads);
+        records.into_iter().zip(pre).map(|(stored, pre)| Prechecked { stored, pre }).collect()
+    }
+
+    /// [`LogVerifier::push`] of a record prechecked apart; on success the record is
+    /// part of the verified log and handed back, on failure nothing changed.
+    pub fn push_prechecked_record(
+        &mut self,
+        resolver: &dyn KeyResolver,
+        record: Prechecked,
+    ) -> Result<StoredRecord, BadRecord> {
+        let Prechecked { stored, pre } = record;
+        self.push_prechecked(resolver, &stored, pre)?;
+        Ok(stored)
     }
 
     /// Resolve the keys `records` name ahead of the checks, so that their signatures can
