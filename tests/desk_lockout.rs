@@ -7,7 +7,7 @@
 mod cli_support;
 mod desk_support;
 
-use desk_support::{at_desk, totp_json};
+use desk_support::{at_desk, at_desk_on, totp_json, Backend};
 use resetdesk::audit::EventType;
 use resetdesk::desk::DeskError;
 use resetdesk::directory::Directory;
@@ -22,8 +22,19 @@ const WRONG_ANSWERS: &str =
 
 #[test]
 fn three_failures_lock_verification_flag_the_account_and_tell_security() {
+    three_failures_lock(Backend::Embedded);
+}
+
+/// The same on OpenLDAP: the lock and the flag are ResetDesk's own (the side store),
+/// the account in slapd is untouched.
+#[test]
+fn three_failures_lock_verification_on_slapd_and_the_account_there_is_untouched() {
+    three_failures_lock(Backend::Slapd);
+}
+
+fn three_failures_lock(backend: Backend) {
     let _lock = lock_readers();
-    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
+    let Some((site, card, mut alice, mut desk)) = at_desk_on(backend, "alice", "246810") else { return };
     let identity = alice.identity().clone();
     let now = OffsetDateTime::now_utc();
 
@@ -38,12 +49,12 @@ fn three_failures_lock_verification_flag_the_account_and_tell_security() {
         [EventType::VerificationFailed, EventType::VerificationFailed],
         "each failure is on record at once"
     );
-    assert!(site.directory().entry("cchen").unwrap().verification_locked_until.is_none());
+    assert!(site.backend().entry("cchen").unwrap().verification_locked_until.is_none());
 
     let reply = desk.apply_ui_json(&mut run, WRONG_ANSWERS, alice.signer().unwrap(), now).unwrap();
     assert_eq!(run.phase(), Phase::LockedOut);
     assert!(reply.decisions.iter().any(|d| matches!(d, Decision::LockVerification { .. })));
-    let account = site.directory().entry("cchen").unwrap();
+    let account = site.backend().entry("cchen").unwrap();
     let until = account.verification_locked_until.expect("verification locked in the directory");
     assert!(until > now && account.flagged, "{account:?}");
     let records = site.records();
@@ -162,11 +173,20 @@ fn parallel_sessions_on_one_account_share_the_lockout_count() {
 /// (the flag raises the tier); after it, they can again.
 #[test]
 fn a_lockout_flag_lapses_and_a_junior_agent_may_reset_again() {
+    flag_lapses(Backend::Embedded);
+}
+
+#[test]
+fn a_lockout_flag_lapses_on_slapd_too() {
+    flag_lapses(Backend::Slapd);
+}
+
+fn flag_lapses(backend: Backend) {
     let _lock = lock_readers();
-    let (site, card, mut alice, mut desk) = at_desk("alice", "246810");
+    let Some((site, card, mut alice, mut desk)) = at_desk_on(backend, "alice", "246810") else { return };
     let identity = alice.identity().clone();
     lock_out(&mut desk, &mut alice, "cchen");
-    let account = site.directory().entry("cchen").unwrap();
+    let account = site.backend().entry("cchen").unwrap();
     let (until, flag_until) = (account.verification_locked_until.unwrap(), account.flagged_until.unwrap());
     assert_eq!(flag_until, until + time::Duration::days(i64::from(site.config.policy.lockout.flag_days)));
 
