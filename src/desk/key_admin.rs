@@ -13,10 +13,10 @@
 
 use time::OffsetDateTime;
 
-use super::revocation::{revoke_signed, RevocationError, Revoked};
+use super::revocation::{revoke_signed, same_person_on_file, RevocationError, Revoked};
 use crate::ca::{CaError, CaPaths, OrgCa};
 use crate::login::AgentSession;
-use crate::policy::authority::{is_plain_identifier, same_person};
+use crate::policy::authority::is_plain_identifier;
 use crate::secret::Secret;
 use crate::tier::AgentTier;
 use crate::token::attestation::AttestationError;
@@ -110,13 +110,7 @@ impl super::Desk {
         if admin.reader() == reader {
             return Err(KeyAdminError::OwnReader);
         }
-        let employee_id = |u: &str| self.directory.entry(u).map(|a| a.employee_id).unwrap_or_default();
-        if same_person(
-            &admin.identity().username,
-            &employee_id(&admin.identity().username),
-            &username,
-            &employee_id(&username),
-        ) {
+        if same_person_on_file(self.directory.as_ref(), &admin.identity().username, &username) {
             return Err(KeyAdminError::OwnKey);
         }
         let data_dir = self.config.data_dir.clone();

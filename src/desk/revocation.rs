@@ -61,6 +61,14 @@ pub struct Revoked {
     pub record: Appended,
 }
 
+/// Whether accounts `a` and `b` are one person: the same username, or the same
+/// employee ID on file in `directory` (an account it cannot read has none, so only the
+/// usernames count for it). Who may not act on their own keys asks this.
+pub fn same_person_on_file(directory: &dyn Directory, a: &str, b: &str) -> bool {
+    let employee_id = |u: &str| directory.entry(u).map(|e| e.employee_id).unwrap_or_default();
+    same_person(a, &employee_id(a), b, &employee_id(b))
+}
+
 /// Revoke the active keys of `agent` (those on card `serial`, if given) at `now`, and
 /// record it signed by the logged-in `admin`. Never the admin's own keys, by username
 /// or by employee ID (`directory`: a second account of the same person is the same
@@ -80,8 +88,7 @@ pub fn revoke_signed(
     if who.tier != AgentTier::Admin {
         return Err(RevocationError::NotAdmin(who.username, who.tier));
     }
-    let employee_id = |u: &str| directory.entry(u).map(|e| e.employee_id).unwrap_or_default();
-    if same_person(&who.username, &employee_id(&who.username), agent, &employee_id(agent)) {
+    if same_person_on_file(directory, &who.username, agent) {
         return Err(RevocationError::OwnKeys);
     }
     let keys: Vec<RevokedKey> = registry
