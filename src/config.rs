@@ -227,6 +227,10 @@ pub struct CollectorConfig {
     /// The CA certificate (PEM) the desk pins for the collector's TLS certificate
     /// (`resetdesk-collector demo-tls` writes `ca.pem`). Unset: the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// A file holding this desk's key for the collector's desk services (approvals,
+    /// cross-desk history, alerts), made by `resetdesk-collector desk-key add NAME
+    /// --out FILE`. Unset: the desk uses none of those services.
+    pub desk_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -11,6 +11,8 @@
 //! - `GET /tile/<L>/<N>[.p/<W>]`, `GET /tile/entries/<N>[.p/<W>]`: C2SP tlog-tiles.
 //! - `GET /proof/inclusion?hash=<hex|base64>[&size=N]`, `GET /proof/consistency?old=M&new=N`.
 //! - `GET /verifier-key`: the checkpoint key's verifier key string.
+//! - `GET /desk/whoami`: the name of the desk whose key the request presents
+//!   ([`crate::desk_auth`]); how a desk checks its `[collector] desk_key_file`.
 
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::desk_auth::{DeskKeyFile, HasDeskKeys};
 use crate::ingest::{Collector, IngestError, Prechecker, ReadError};
 use crate::store::LogStore;
 use crate::wire::{self, ErrorBody};
@@ -33,6 +36,14 @@ pub struct AppState<S: LogStore> {
     pub max_body_bytes: usize,
     /// Woken after a batch grew the tree (the witnessing task submits then).
     pub checkpoint_signed: tokio::sync::Notify,
+    /// The desks allowed to call the desk services.
+    pub desk_keys: DeskKeyFile,
+}
+
+impl<S: LogStore> HasDeskKeys for AppState<S> {
+    fn desk_keys(&self) -> &DeskKeyFile {
+        &self.desk_keys
+    }
 }
 
 impl<S: LogStore> AppState<S> {
@@ -42,7 +53,14 @@ impl<S: LogStore> AppState<S> {
             collector: Mutex::new(collector),
             max_body_bytes,
             checkpoint_signed: tokio::sync::Notify::new(),
+            desk_keys: DeskKeyFile::none(),
         }
+    }
+
+    /// The desks allowed to call the desk services (none by default).
+    pub fn with_desk_keys(mut self, keys: DeskKeyFile) -> Self {
+        self.desk_keys = keys;
+        self
     }
 }
 
@@ -55,6 +73,7 @@ pub fn router<S: LogStore + 'static>(state: Arc<AppState<S>>) -> Router {
         .route("/proof/inclusion", get(inclusion::<S>))
         .route("/proof/consistency", get(consistency::<S>))
         .route("/verifier-key", get(verifier_key::<S>))
+        .route("/desk/whoami", get(whoami))
         // Bodies over the limit are refused before they are read in full.
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -231,4 +250,8 @@ async fn verifier_key<S: LogStore + 'static>(State(state): State<Arc<AppState<S>
         Err(r) => r.into_response(),
         Ok(k) => format!("{k}\n").into_response(),
     }
+}
+
+async fn whoami(desk: crate::desk_auth::AuthenticatedDesk) -> Response {
+    Json(serde_json::json!({ "desk": desk.0 })).into_response()
 }

@@ -37,6 +37,15 @@ pub struct Config {
     /// C2SP tlog-witnesses asked to cosign each new checkpoint.
     #[serde(rename = "witness", default)]
     pub witnesses: Vec<WitnessTarget>,
+    /// The desks allowed to call the desk services (approvals, history, alerts): one
+    /// line `<desk name> <hex sha256 of its key>` each, written by
+    /// `resetdesk-collector desk-key add`. Default `desk-keys` beside the config.
+    #[serde(default = "default_desk_keys")]
+    pub desk_keys_file: PathBuf,
+}
+
+fn default_desk_keys() -> PathBuf {
+    PathBuf::from("desk-keys")
 }
 
 /// A witness the collector submits checkpoints to (`[[witness]]`).
@@ -112,9 +121,15 @@ impl Config {
             }
         }
         let witness_cas = c.witnesses.iter_mut().map(|w| &mut w.ca_file);
-        for p in [&mut c.signing_key_file, &mut c.org_ca_file, &mut c.tls_cert_file, &mut c.tls_key_file]
-            .into_iter()
-            .chain(witness_cas)
+        for p in [
+            &mut c.signing_key_file,
+            &mut c.org_ca_file,
+            &mut c.tls_cert_file,
+            &mut c.tls_key_file,
+            &mut c.desk_keys_file,
+        ]
+        .into_iter()
+        .chain(witness_cas)
         {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use resetdesk_collector::api::{router, AppState};
 use resetdesk_collector::config::{Config, Database};
 use resetdesk_collector::cosignature::Cosigner;
+use resetdesk_collector::desk_auth::{DeskKeyFile, DeskKeys};
 use resetdesk_collector::ingest::Collector;
 use resetdesk_collector::note::LogKey;
 use resetdesk_collector::store::{LogStore, PgStore, SqliteStore};
@@ -39,6 +40,9 @@ enum Command {
     /// Write a local CA (ca.pem) and a server certificate for localhost/127.0.0.1
     /// (server.pem, server.key) to DIR, for demos and tests.
     DemoTls { dir: PathBuf },
+    /// Desk keys for the desk services (approvals, history, alerts).
+    #[command(subcommand)]
+    DeskKey(DeskKeyCommand),
     /// A C2SP tlog-witness that cosigns the checkpoints of the logs in its config.
     #[command(subcommand)]
     Witness(WitnessCommand),
@@ -51,6 +55,20 @@ enum WitnessCommand {
     Init(ConfigFile),
     /// Serve `POST /add-checkpoint` over HTTPS.
     Serve(ConfigFile),
+}
+
+#[derive(Subcommand)]
+enum DeskKeyCommand {
+    /// Make a key for desk NAME: its hash goes to the config's `desk_keys_file`, the
+    /// key itself to OUT (mode 0600; put it in the desk's `[collector] desk_key_file`),
+    /// or to standard output without `--out`.
+    Add {
+        #[command(flatten)]
+        config: ConfigFile,
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -94,6 +112,16 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Witness(w) => witness(w),
+        Command::DeskKey(DeskKeyCommand::Add { config, name, out }) => {
+            let c = Config::load(&config.path).map_err(|e| e.to_string())?;
+            let key = DeskKeys::add(&c.desk_keys_file, &name).map_err(|e| e.to_string())?;
+            match out {
+                Some(path) => write_private(&path, format!("{}\n", key.as_str()).as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                None => println!("{}", key.as_str()),
+            }
+            Ok(())
+        }
         Command::Serve { config, database } => {
             let mut c = Config::load(&config.path).map_err(|e| e.to_string())?;
             if let Some(d) = database {
@@ -170,11 +198,21 @@ fn serve<S: LogStore + 'static>(store: S, c: Config) -> Result<(), String> {
     let tls = tls::server_config(&c.tls_cert_file, &c.tls_key_file).map_err(|e| e.to_string())?;
     let witnesses =
         c.witnesses.iter().map(witnessing::Witness::new).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-    let state = Arc::new(AppState::new(collector, c.max_body_bytes));
+    let desk_keys = DeskKeyFile::open(&c.desk_keys_file).map_err(|e| e.to_string())?;
+    let state = Arc::new(AppState::new(collector, c.max_body_bytes).with_desk_keys(desk_keys));
     let app = router(Arc::clone(&state));
     listen(c.listen, tls, app, vkey, move |rt| {
         if !witnesses.is_empty() {
             rt.spawn(witnessing::run(state, witnesses));
         }
     })
+}
+
+/// Write `bytes` to a new file readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

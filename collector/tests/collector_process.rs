@@ -634,3 +634,32 @@ fn an_instance_behind_on_a_desk_log_catches_up_and_refuses_a_fork_of_what_anothe
     assert_eq!(leaf_indexes(&b.accept(&desk, 5..9)), vec![5, 6, 7, 8]);
     assert_eq!(a.alerts().iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["fork"]);
 }
+
+#[test]
+fn desk_services_answer_only_a_desk_key_the_collector_issued_and_keep_only_its_hash() {
+    let pki = Pki::new(41);
+    let c = Collector::start(&pki);
+    // Added while the collector runs: no restart needed.
+    let key_file = c.add_desk_key("desk-east");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let kept = std::fs::read_to_string(c.dir.path().join("desk-keys")).unwrap();
+    assert!(kept.starts_with("desk-east ") && !kept.contains(key.trim()), "{kept}");
+
+    assert_eq!(c.desk_client(Some(key_file)).whoami().unwrap(), "desk-east");
+    let wrong = c.dir.path().join("wrong.key");
+    std::fs::write(&wrong, "0".repeat(64)).unwrap();
+    match c.desk_client(Some(wrong)).whoami() {
+        Err(resetdesk::upstream::ClientError::Refused { status: 401, body }) => {
+            assert_eq!(body.error, "unauthenticated")
+        }
+        other => panic!("a wrong key was let in: {other:?}"),
+    }
+    assert!(matches!(c.desk_client(None).whoami(), Err(resetdesk::upstream::ClientError::Setup(_))));
+    let bare = c.client.get(c.url("/desk/whoami")).send().unwrap();
+    assert_eq!(bare.status().as_u16(), 401);
+    let basic =
+        c.client.get(c.url("/desk/whoami")).header("Authorization", format!("Basic {}", key.trim())).send().unwrap();
+    assert_eq!(basic.status().as_u16(), 401, "only a bearer key counts");
+}

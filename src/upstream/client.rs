@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::wire::{parse_proof, AddRecordsResponse, ConsistencyResponse, ErrorBody};
 use crate::audit::Hash32;
+use crate::secret::Secret;
 
 /// Longest wait for one request, connection included.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,6 +36,8 @@ pub enum ClientError {
 pub struct CollectorClient {
     agent: ureq::Agent,
     base: String,
+    /// This desk's key for the desk services (`[collector] desk_key_file`).
+    desk_key: Option<Secret>,
 }
 
 impl CollectorClient {
@@ -43,7 +46,13 @@ impl CollectorClient {
     pub fn new(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, ClientError> {
         let agent = crate::https::agent(ca_pem, url.starts_with("https://"), TIMEOUT)
             .map_err(|e| ClientError::Setup(format!("the collector CA file: {e}")))?;
-        Ok(Self { agent, base: url.trim_end_matches('/').to_owned() })
+        Ok(Self { agent, base: url.trim_end_matches('/').to_owned(), desk_key: None })
+    }
+
+    /// Present `key` to the desk services.
+    pub fn with_desk_key(mut self, key: Secret) -> Self {
+        self.desk_key = Some(key);
+        self
     }
 
     /// The client of `[collector]`: its URL and pinned CA file.
@@ -55,7 +64,70 @@ impl CollectorClient {
                 })?),
                 None => None,
             };
-        Self::new(&config.url, pem.as_deref())
+        let client = Self::new(&config.url, pem.as_deref())?;
+        match &config.desk_key_file {
+            None => Ok(client),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ClientError::Setup(format!("cannot read [collector] desk_key_file {}: {e}", path.display()))
+                })?;
+                let key = Secret::new(text.trim().to_owned());
+                drop(zeroize::Zeroizing::new(text));
+                if key.expose().is_empty() {
+                    return Err(ClientError::Setup(format!(
+                        "[collector] desk_key_file {} is empty; write the key `resetdesk-collector desk-key add` made",
+                        path.display()
+                    )));
+                }
+                Ok(client.with_desk_key(key))
+            }
+        }
+    }
+
+    /// Whether the desk services can be asked (a desk key is configured).
+    pub fn has_desk_key(&self) -> bool {
+        self.desk_key.is_some()
+    }
+
+    /// A desk service: `GET <path>` (path and query, starting with `/`) with the desk
+    /// key, its 2xx JSON answer decoded.
+    pub fn service_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let sent = self.authorized(self.agent.get(&url))?.call();
+        let text = self.answer(&url, sent)?;
+        serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer { url, why: e.to_string() })
+    }
+
+    /// A desk service: `POST <path>` of `body` as JSON with the desk key, its 2xx JSON
+    /// answer decoded.
+    pub fn service_post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let json = serde_json::to_vec(body).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let sent = self.authorized(self.agent.post(&url))?.header("Content-Type", "application/json").send(&json[..]);
+        let text = self.answer(&url, sent)?;
+        serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer { url, why: e.to_string() })
+    }
+
+    /// `GET /desk/whoami`: the desk name the collector knows this desk's key by.
+    pub fn whoami(&self) -> Result<String, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct WhoAmI {
+            desk: String,
+        }
+        Ok(self.service_get::<WhoAmI>("/desk/whoami")?.desk)
+    }
+
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> Result<ureq::RequestBuilder<B>, ClientError> {
+        let key = self.desk_key.as_ref().ok_or_else(|| {
+            ClientError::Setup(
+                "this needs the collector's desk services: set [collector] desk_key_file to the key `resetdesk-collector desk-key add` made".into(),
+            )
+        })?;
+        Ok(request.header("Authorization", format!("Bearer {}", key.expose())))
     }
 
     pub fn url(&self) -> &str {

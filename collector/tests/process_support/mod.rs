@@ -248,6 +248,29 @@ impl Collector {
         (r.status().as_u16(), r.bytes().unwrap().to_vec())
     }
 
+    /// A desk key for desk `name` from `desk-key add --out` (the running process sees
+    /// it at once): the key file's path.
+    pub fn add_desk_key(&self, name: &str) -> PathBuf {
+        let out = self.dir.path().join(format!("{name}.key"));
+        let config = self.dir.path().join("collector.toml");
+        let add =
+            bin().args(["desk-key", "add", "--config"]).arg(&config).arg(name).arg("--out").arg(&out).output().unwrap();
+        assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+        out
+    }
+
+    /// The desk-side client of this collector, presenting the key in `desk_key_file`.
+    pub fn desk_client(&self, desk_key_file: Option<PathBuf>) -> resetdesk::upstream::CollectorClient {
+        let config = resetdesk::config::CollectorConfig {
+            url: self.base_url(),
+            verifier_key: Some(self.vkey.clone()),
+            ca_file: Some(self.dir.path().join("tls/ca.pem")),
+            desk_key_file,
+            ..Default::default()
+        };
+        resetdesk::upstream::CollectorClient::from_config(&config).unwrap()
+    }
+
     pub fn trusted(&self) -> CollectorKeys {
         let mut k = CollectorKeys::default();
         k.add_verifier_key(&self.vkey).unwrap();
