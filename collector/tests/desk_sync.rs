@@ -395,3 +395,34 @@ fn the_background_driver_sends_records_as_they_are_written_and_stops_when_told()
     assert_eq!((r.status.queued, r.witnessed_size), (0, Some(7)), "{r:?}");
     assert_eq!(offline(&desk.db, &pki, &c).receipted_up_to, 7);
 }
+
+#[test]
+fn the_sync_task_on_a_tokio_runtime_sends_records_as_they_are_written_and_hands_the_driver_back_when_stopped() {
+    let pki = Pki::new(1);
+    let c = Collector::start(&pki);
+    let desk = DeskLog::write(&pki, 0);
+    let d = driver(&desk, &c, 2);
+    let handle = d.handle();
+    // One worker thread: the task's waits take none, its steps run on the blocking pool.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = runtime.spawn(d.run_task(Duration::from_millis(20), Duration::from_millis(100), stopped));
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let wait_for = |seq: u64| {
+        let until = Instant::now() + Duration::from_secs(30);
+        while handle.report().status.acknowledged < seq {
+            assert!(Instant::now() < until, "not synced to {seq}: {:?}", handle.report());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(1);
+    for k in 0..3 {
+        reset(&desk.db, &mut alice, &format!("task{k}"));
+    }
+    wait_for(7);
+    stop.send(true).unwrap();
+    let driver = runtime.block_on(task).unwrap().unwrap();
+    let r = driver.report();
+    assert_eq!((r.status.queued, r.witnessed_size), (0, Some(7)), "{r:?}");
+    assert_eq!(offline(&desk.db, &pki, &c).receipted_up_to, 7);
+}
