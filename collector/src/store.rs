@@ -21,6 +21,7 @@
 pub mod postgres;
 pub use postgres::PgStore;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use resetdesk::audit::verify::StoredRecord;
@@ -197,6 +198,10 @@ CREATE TABLE IF NOT EXISTS cosignatures (
 pub struct SqliteStore {
     conn: Connection,
     path: String,
+    /// The stored hashes the last committed batch wrote. A stored hash never changes
+    /// once written (the tree only grows), so these answer the checkpoint's root and
+    /// the batch's inclusion proofs from memory instead of the table.
+    recent: HashMap<u64, Hash32>,
 }
 
 fn i(v: u64) -> i64 {
@@ -217,7 +222,7 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
-        Ok(Self { conn, path: shown })
+        Ok(Self { conn, path: shown, recent: HashMap::new() })
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -225,18 +230,35 @@ impl SqliteStore {
     }
 }
 
-/// Reads stored hashes inside a transaction (integration reads what it just wrote).
-struct TxHashes<'a>(&'a rusqlite::Transaction<'a>);
+/// Reads stored hashes inside the appending transaction: those this batch wrote,
+/// then those of the batch before, then the table.
+struct TxHashes<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    written: &'a HashMap<u64, Hash32>,
+    recent: &'a HashMap<u64, Hash32>,
+}
 
 impl HashReader for TxHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
-        read_hashes(self.0, indexes).map_err(|e| tlog_tiles::Error::InvalidInput(e.to_string()))
+        read_hashes(self.tx, indexes, &[self.written, self.recent])
+            .map_err(|e| tlog_tiles::Error::InvalidInput(e.to_string()))
     }
 }
 
-fn read_hashes(conn: &Connection, indexes: &[u64]) -> Result<Vec<Hash>, rusqlite::Error> {
+/// Stored hashes `indexes`, from the first of `known` that has each, else the table.
+fn read_hashes(
+    conn: &Connection,
+    indexes: &[u64],
+    known: &[&HashMap<u64, Hash32>],
+) -> Result<Vec<Hash>, rusqlite::Error> {
     let mut stmt = conn.prepare_cached("SELECT hash FROM tree_hashes WHERE idx = ?1")?;
-    indexes.iter().map(|&ix| stmt.query_row([i(ix)], |r| r.get::<_, Vec<u8>>(0)).map(|v| Hash(h32(v)))).collect()
+    indexes
+        .iter()
+        .map(|&ix| match known.iter().find_map(|k| k.get(&ix)) {
+            Some(h) => Ok(Hash(*h)),
+            None => stmt.query_row([i(ix)], |r| r.get::<_, Vec<u8>>(0)).map(|v| Hash(h32(v))),
+        })
+        .collect()
 }
 
 fn desk_last_seq(conn: &Connection, log_id: &Hash32) -> Result<u64, rusqlite::Error> {
@@ -338,15 +360,20 @@ impl LogStore for SqliteStore {
         let new_size = u(next) + leaves.len() as u64;
         tx.execute("UPDATE seq_coord SET next = ?1 WHERE id = 0", [i(new_size)]).map_err(sql)?;
         // Integrate: the stored hashes of each new leaf, in order.
+        let mut written = HashMap::with_capacity(leaves.len() * 2);
         for (leaf, &index) in leaves.iter().zip(&indexes) {
-            let hashes = merkle::hashes_for_leaf(index, leaf.entry_hash, &TxHashes(&tx))?;
+            let reader = TxHashes { tx: &tx, written: &written, recent: &self.recent };
+            let hashes = merkle::hashes_for_leaf(index, leaf.entry_hash, &reader)?;
             let mut put = tx.prepare_cached("INSERT INTO tree_hashes (idx, hash) VALUES (?1, ?2)").map_err(sql)?;
             for (ix, h) in hashes {
                 put.execute(params![i(ix), h.as_slice()]).map_err(sql)?;
+                written.insert(ix, h);
             }
         }
         tx.execute("UPDATE int_coord SET size = ?1 WHERE id = 0", [i(new_size)]).map_err(sql)?;
         tx.commit().map_err(sql)?;
+        // Only what was committed is remembered.
+        self.recent = written;
         Ok(indexes)
     }
 
@@ -360,7 +387,9 @@ impl LogStore for SqliteStore {
     }
 
     fn read_stored_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash32>, StoreError> {
-        read_hashes(&self.conn, indexes).map(|v| v.into_iter().map(|h| h.0).collect()).map_err(self.err())
+        read_hashes(&self.conn, indexes, &[&self.recent])
+            .map(|v| v.into_iter().map(|h| h.0).collect())
+            .map_err(self.err())
     }
 
     fn find_entry(&self, entry_hash: &Hash32) -> Result<Option<(u64, Hash32, u64)>, StoreError> {
