@@ -30,7 +30,7 @@ use std::sync::{Arc, RwLock};
 
 use resetdesk::audit::record::entry_hash;
 use resetdesk::audit::resolver::ResolveError;
-use resetdesk::audit::verify::{signature_valid, Problem, StoredRecord};
+use resetdesk::audit::verify::{revocation_of, signature_valid, Problem, StoredRecord};
 use resetdesk::audit::{
     CertificateResolver, Hash32, InclusionReceipt, KeyResolver as _, LogVerifier, Prechecked, Receipt, Record,
 };
@@ -372,6 +372,9 @@ impl<S: LogStore> Collector<S> {
         // time, so a refused batch leaves no trace in it (all or nothing, no copy).
         let mut state = self.take_desk_state(&log)?;
         state.forget_keys();
+        // Keys revoked in any desk log (by this instance or another) sign nothing here
+        // from their revocation's time on.
+        state.set_revoked_elsewhere(self.store.revocations()?);
         let prechecker = Arc::clone(&self.prechecker);
         let certs = read(&prechecker.certificates);
         let resolver = &certs.resolver;
@@ -496,10 +499,13 @@ impl<S: LogStore> Collector<S> {
             let stored = state
                 .push_prechecked_record(resolver, prechecked)
                 .map_err(|bad| refuse(RejectKind::of_problem(&bad.problem), bad.to_string(), bad.seq))?;
+            let (revokes, timestamp_ms) = revocation_of(&record).unwrap_or((Vec::new(), record.timestamp_ms));
             new_leaves.push(NewLeaf {
                 log_id: log,
                 seq,
                 entry_hash: hash,
+                revokes,
+                timestamp_ms,
                 record: stored.record,
                 signature: stored.signature,
                 cosignature: stored.cosignature,
@@ -527,6 +533,8 @@ impl<S: LogStore> Collector<S> {
         // The records to replay may be signed by certificates another instance took in.
         self.load_stored_certificates()?;
         let stored = self.store.desk_records(log, state.next_seq() - 1)?;
+        // Stored records were accepted under the revocations known then: replay them so.
+        state.set_revoked_elsewhere(HashMap::new());
         let certs = read(&self.prechecker.certificates);
         state.push_all(&certs.resolver, &stored, self.prechecker.threads).map_err(|bad| {
             StoreError::Inconsistent(format!("stored desk log {} no longer verifies: {bad}", hex::encode(log)))

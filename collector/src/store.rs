@@ -64,6 +64,11 @@ pub struct NewLeaf {
     pub record: Vec<u8>,
     pub signature: Vec<u8>,
     pub cosignature: Option<Vec<u8>>,
+    /// The keys this record revokes (a verified `revocation` record), stored with it
+    /// in the same transaction so every desk log is checked against them.
+    pub revokes: Vec<Hash32>,
+    /// The record's time (UTC ms): when its revocations take effect.
+    pub timestamp_ms: u64,
 }
 
 /// Where a record is in the log.
@@ -118,6 +123,9 @@ pub trait LogStore: Send {
     fn set_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError>;
     fn add_alert(&mut self, alert: &Alert) -> Result<(), StoreError>;
     fn alerts(&self) -> Result<Vec<Alert>, StoreError>;
+    /// Keys revoked by any desk log's stored `revocation` records: key id -> the
+    /// earliest revocation's time (UTC ms).
+    fn revocations(&self) -> Result<HashMap<Hash32, u64>, StoreError>;
     /// The tree size a witness (by key name) last cosigned, as far as this log knows.
     fn witness_size(&self, witness: &str) -> Result<Option<u64>, StoreError>;
     fn set_witness_size(&mut self, witness: &str, size: u64) -> Result<(), StoreError>;
@@ -192,7 +200,14 @@ CREATE TABLE IF NOT EXISTS witness_state (witness TEXT PRIMARY KEY, size INTEGER
 CREATE TABLE IF NOT EXISTS cosignatures (
     size INTEGER NOT NULL, witness TEXT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (size, witness)
 );
+CREATE TABLE IF NOT EXISTS revocations (
+    key_id BLOB PRIMARY KEY, revoked_ms INTEGER NOT NULL, log_id BLOB NOT NULL, seq INTEGER NOT NULL
+);
 ";
+
+/// Keep the earliest revocation of a key (both backends).
+pub(crate) const UPSERT_REVOCATION: &str = "ON CONFLICT (key_id) DO UPDATE SET revoked_ms = excluded.revoked_ms,
+    log_id = excluded.log_id, seq = excluded.seq WHERE excluded.revoked_ms < revocations.revoked_ms";
 
 /// The SQLite [`LogStore`] (WAL, synchronous=FULL).
 pub struct SqliteStore {
@@ -357,6 +372,18 @@ impl LogStore for SqliteStore {
                 indexes.push(index);
             }
         }
+        {
+            let mut revoke = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO revocations (key_id, revoked_ms, log_id, seq) VALUES (?1, ?2, ?3, ?4) {UPSERT_REVOCATION}"
+                ))
+                .map_err(sql)?;
+            for leaf in leaves {
+                for key in &leaf.revokes {
+                    revoke.execute(params![key, i(leaf.timestamp_ms), leaf.log_id, i(leaf.seq)]).map_err(sql)?;
+                }
+            }
+        }
         let new_size = u(next) + leaves.len() as u64;
         tx.execute("UPDATE seq_coord SET next = ?1 WHERE id = 0", [i(new_size)]).map_err(sql)?;
         // Integrate: the stored hashes of each new leaf, in order.
@@ -455,6 +482,12 @@ impl LogStore for SqliteStore {
             })
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    fn revocations(&self) -> Result<HashMap<Hash32, u64>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT key_id, revoked_ms FROM revocations").map_err(self.err())?;
+        let rows = stmt.query_map([], |r| Ok((h32(r.get(0)?), u(r.get(1)?)))).map_err(self.err())?;
+        rows.collect::<Result<HashMap<_, _>, _>>().map_err(self.err())
     }
 
     fn witness_size(&self, witness: &str) -> Result<Option<u64>, StoreError> {
