@@ -205,7 +205,6 @@ pub async fn run<S: LogStore + AlertStore + 'static>(state: Arc<AppState<S>>, co
             continue;
         };
         sink = back;
-        let backoff = backoff;
         let stored = with(Arc::clone(&state), move |c| -> Result<(), crate::store::StoreError> {
             let store = c.store_mut();
             let now = now_ms();

@@ -86,6 +86,19 @@ fn hhmm(minute: u32) -> String {
     format!("{:02}:{:02}", minute / 60, minute % 60)
 }
 
+/// The distinct `other` values (accounts) of what was remembered, sorted.
+fn distinct_others(seen: &[Remembered]) -> Vec<&str> {
+    let mut others: Vec<&str> = seen.iter().map(|r| r.other.as_str()).collect();
+    others.sort_unstable();
+    others.dedup();
+    others
+}
+
+/// The alert `obs` tripped, standing on the records `seen` (and `obs`'s own).
+fn alert_on(kind: &'static str, reason: String, obs: &Observation, seen: &[Remembered]) -> RuleAlert {
+    RuleAlert { kind, reason, trigger: obs.record, records: cited(seen.iter().map(|r| r.record).collect(), obs.record) }
+}
+
 fn cited(mut records: Vec<RecordRef>, trigger: RecordRef) -> Vec<RecordRef> {
     if !records.contains(&trigger) {
         records.push(trigger);
@@ -167,6 +180,26 @@ impl Rules {
         Ok(true)
     }
 
+    /// A threshold rule: what was remembered under `topic`/`subject` within `window_ms`
+    /// up to `obs`, if `over` says it passes the limit and `rule` did not fire for the
+    /// subject within the window.
+    #[allow(clippy::too_many_arguments)]
+    fn burst(
+        state: &mut dyn AnomalyState,
+        obs: &Observation,
+        rule: &str,
+        topic: &str,
+        subject: &str,
+        window_ms: u64,
+        over: impl Fn(&[Remembered]) -> bool,
+    ) -> Result<Option<Vec<Remembered>>, StoreError> {
+        let seen = state.recall(topic, subject, obs.at_ms.saturating_sub(window_ms), obs.at_ms)?;
+        if !over(&seen) || !Self::once_per_window(state, rule, subject, obs.at_ms, window_ms)? {
+            return Ok(None);
+        }
+        Ok(Some(seen))
+    }
+
     fn agent_privileged(
         &self,
         state: &mut dyn AnomalyState,
@@ -177,28 +210,20 @@ impl Rules {
         if !rule.enabled {
             return Ok(None);
         }
-        let window = rule.window_minutes * MINUTE_MS;
-        let seen = state.recall(topic::PRIVILEGED_RESET, agent, obs.at_ms.saturating_sub(window), obs.at_ms)?;
-        let mut accounts: Vec<&str> = seen.iter().map(|r| r.other.as_str()).collect();
-        accounts.sort_unstable();
-        accounts.dedup();
-        if accounts.len() <= rule.max as usize
-            || !Self::once_per_window(state, kind::AGENT_PRIVILEGED_RESETS, agent, obs.at_ms, window)?
-        {
+        let (kind, window) = (kind::AGENT_PRIVILEGED_RESETS, rule.window_minutes * MINUTE_MS);
+        let over = |seen: &[Remembered]| distinct_others(seen).len() > rule.max as usize;
+        let Some(seen) = Self::burst(state, obs, kind, topic::PRIVILEGED_RESET, agent, window, over)? else {
             return Ok(None);
-        }
-        Ok(Some(RuleAlert {
-            kind: kind::AGENT_PRIVILEGED_RESETS,
-            reason: format!(
-                "agent {agent} reset {} privileged or highest-tier accounts within {} minutes (more than {}): {}",
-                accounts.len(),
-                rule.window_minutes,
-                rule.max,
-                accounts.join(", ")
-            ),
-            trigger: obs.record,
-            records: cited(seen.iter().map(|r| r.record).collect(), obs.record),
-        }))
+        };
+        let accounts = distinct_others(&seen);
+        let reason = format!(
+            "agent {agent} reset {} privileged or highest-tier accounts within {} minutes (more than {}): {}",
+            accounts.len(),
+            rule.window_minutes,
+            rule.max,
+            accounts.join(", ")
+        );
+        Ok(Some(alert_on(kind, reason, obs, &seen)))
     }
 
     fn account_often(
@@ -211,24 +236,16 @@ impl Rules {
         if !rule.enabled {
             return Ok(None);
         }
-        let window = rule.window_minutes * MINUTE_MS;
-        let seen = state.recall(topic::RESET, account, obs.at_ms.saturating_sub(window), obs.at_ms)?;
-        if seen.len() <= rule.max as usize
-            || !Self::once_per_window(state, kind::ACCOUNT_RESET_OFTEN, account, obs.at_ms, window)?
-        {
-            return Ok(None);
-        }
-        Ok(Some(RuleAlert {
-            kind: kind::ACCOUNT_RESET_OFTEN,
-            reason: format!(
-                "account {account} was reset {} times within {} minutes (more than {})",
-                seen.len(),
-                rule.window_minutes,
-                rule.max
-            ),
-            trigger: obs.record,
-            records: cited(seen.iter().map(|r| r.record).collect(), obs.record),
-        }))
+        let (kind, window) = (kind::ACCOUNT_RESET_OFTEN, rule.window_minutes * MINUTE_MS);
+        let over = |seen: &[Remembered]| seen.len() > rule.max as usize;
+        let Some(seen) = Self::burst(state, obs, kind, topic::RESET, account, window, over)? else { return Ok(None) };
+        let reason = format!(
+            "account {account} was reset {} times within {} minutes (more than {})",
+            seen.len(),
+            rule.window_minutes,
+            rule.max
+        );
+        Ok(Some(alert_on(kind, reason, obs, &seen)))
     }
 
     fn shared_contact(
@@ -241,27 +258,19 @@ impl Rules {
         if !rule.enabled {
             return Ok(None);
         }
-        let window = rule.window_days * 24 * 60 * MINUTE_MS;
-        let seen = state.recall(topic::CONTACT, contact, obs.at_ms.saturating_sub(window), obs.at_ms)?;
-        let mut accounts: Vec<&str> = seen.iter().map(|r| r.other.as_str()).collect();
-        accounts.sort_unstable();
-        accounts.dedup();
-        if accounts.len() < rule.min_accounts.max(2) as usize
-            || !Self::once_per_window(state, kind::SHARED_CONTACT_POINT, contact, obs.at_ms, window)?
-        {
+        let (kind, window) = (kind::SHARED_CONTACT_POINT, rule.window_days * 24 * 60 * MINUTE_MS);
+        let over = |seen: &[Remembered]| distinct_others(seen).len() >= rule.min_accounts.max(2) as usize;
+        let Some(seen) = Self::burst(state, obs, kind, topic::CONTACT, contact, window, over)? else {
             return Ok(None);
-        }
-        Ok(Some(RuleAlert {
-            kind: kind::SHARED_CONTACT_POINT,
-            reason: format!(
-                "the contact point {contact} was used for {} accounts within {} days: {}",
-                accounts.len(),
-                rule.window_days,
-                accounts.join(", ")
-            ),
-            trigger: obs.record,
-            records: cited(seen.iter().map(|r| r.record).collect(), obs.record),
-        }))
+        };
+        let accounts = distinct_others(&seen);
+        let reason = format!(
+            "the contact point {contact} was used for {} accounts within {} days: {}",
+            accounts.len(),
+            rule.window_days,
+            accounts.join(", ")
+        );
+        Ok(Some(alert_on(kind, reason, obs, &seen)))
     }
 
     fn outside_hours(&self, obs: &Observation, agent: &str, account: &str) -> Option<RuleAlert> {
@@ -298,17 +307,13 @@ impl Rules {
         let window = rule.within_minutes * MINUTE_MS;
         let resets = state.recall(topic::RESET, account, obs.at_ms.saturating_sub(window), obs.at_ms)?;
         let Some(last) = resets.last() else { return Ok(None) };
-        Ok(Some(RuleAlert {
-            kind: kind::CONTACT_CHANGED_AFTER_RESET,
-            reason: format!(
-                "{by} changed a contact point of account {account} {} minutes after agent {} reset it (within {} minutes)",
-                (obs.at_ms.saturating_sub(last.at_ms)) / MINUTE_MS,
-                last.other,
-                rule.within_minutes
-            ),
-            trigger: obs.record,
-            records: cited(resets.iter().map(|r| r.record).collect(), obs.record),
-        }))
+        let reason = format!(
+            "{by} changed a contact point of account {account} {} minutes after agent {} reset it (within {} minutes)",
+            (obs.at_ms.saturating_sub(last.at_ms)) / MINUTE_MS,
+            last.other,
+            rule.within_minutes
+        );
+        Ok(Some(alert_on(kind::CONTACT_CHANGED_AFTER_RESET, reason, obs, &resets)))
     }
 
     /// The missing-heartbeat alerts at `now_ms` (collector clock): each desk whose
