@@ -9,6 +9,8 @@
 
 #[path = "../../tests/audit_support/mod.rs"]
 mod audit_support;
+#[path = "../../tests/desk_support/mod.rs"]
+mod desk_support;
 mod pg_support;
 #[path = "process_support/mod.rs"]
 mod process_support;
@@ -468,4 +470,49 @@ fn two_instances_on_one_postgres_share_the_rules_memory_across_desks() {
         assert_eq!(cited(agent[0]), expected);
     }
     drop((a, b, db));
+}
+
+#[test]
+fn the_admin_screen_shows_the_collectors_alerts_to_admins_only_and_says_why_when_it_cannot() {
+    use resetdesk::desk::DeskError;
+    use resetdesk::tier::AgentTier;
+    let pki = Pki::new(7);
+    let mut c = Collector::start(&pki);
+    reconfigure(&mut c, &anomaly_config(OffsetDateTime::now_utc()));
+    let s = scenario(&pki, OffsetDateTime::now_utc());
+    c.accept(&s.east, 0..s.east.records().len());
+    let site = desk_support::site();
+    // A desk opens with its token registry (no key enrolled is needed here).
+    drop(resetdesk::token::registry::TokenRegistry::open(site.dir.path()).unwrap());
+    let collector = |key| resetdesk::config::CollectorConfig {
+        url: c.base_url(),
+        verifier_key: Some(c.vkey.clone()),
+        ca_file: Some(c.dir.path().join("tls/ca.pem")),
+        desk_key_file: key,
+        ..Default::default()
+    };
+    let mut config = site.config.clone();
+    config.collector = collector(Some(c.add_desk_key("desk-east")));
+    let desk = resetdesk::desk::Desk::open_configured(config).unwrap();
+    let view = desk.alerts_view(AgentTier::Admin, 0).unwrap();
+    assert_eq!(view.unavailable, None);
+    let agent = view.alerts.iter().find(|a| a.kind == "agent_privileged_resets").unwrap();
+    assert_eq!(agent.title, "One agent reset many privileged accounts");
+    assert!(agent.records.iter().all(|r| r.leaf_index.is_some() && r.tree_size == Some(c.tree_size())));
+    assert_eq!(agent.records.iter().map(|r| r.seq).collect::<Vec<_>>(), s.privileged);
+    // Only after an id: what is new since the screen last looked.
+    let newer = desk.alerts_view(AgentTier::Admin, agent.id).unwrap();
+    assert!(newer.alerts.iter().all(|a| a.id > agent.id) && newer.alerts.len() < view.alerts.len());
+    assert!(matches!(desk.alerts_view(AgentTier::Senior, 0), Err(DeskError::AdminOnly)));
+
+    // A key the collector does not know, or no collector: "unavailable" with the reason.
+    let wrong = site.dir.path().join("wrong.key");
+    std::fs::write(&wrong, "0".repeat(64)).unwrap();
+    let mut config = site.config.clone();
+    config.collector = collector(Some(wrong));
+    let view = resetdesk::desk::Desk::open_configured(config).unwrap().alerts_view(AgentTier::Admin, 0).unwrap();
+    assert!(view.alerts.is_empty());
+    assert!(view.unavailable.as_deref().is_some_and(|u| u.contains("401")), "{view:?}");
+    let view = site.desk().alerts_view(AgentTier::Admin, 0).unwrap();
+    assert!(view.unavailable.as_deref().is_some_and(|u| u.contains("no collector")), "{view:?}");
 }
