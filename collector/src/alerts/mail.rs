@@ -5,7 +5,9 @@
 //! sends them over SMTP on a blocking thread, outside the collector's lock: a mail
 //! server down or slow never blocks ingest, and a failure is retried with
 //! exponential backoff. The mail is built and sent by the core's mailer (text and
-//! escaped HTML, lettre over rustls with the configured CA).
+//! escaped HTML, lettre over rustls with the configured CA). One mail per alert; when
+//! more than [`DIGEST_OVER`] are due at once (a flood, or a backlog after the mail
+//! server was down), one digest mail carries them all.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,8 +69,8 @@ fn default_poll() -> u64 {
     5
 }
 
-/// Mails sent per pass at most.
-const BATCH: usize = 20;
+/// Alerts taken per pass at most (more than [`DIGEST_OVER`] go in one digest mail).
+const BATCH: usize = 100;
 /// How long a claimed row is held by this instance while it sends.
 const LEASE_MS: u64 = 5 * 60 * 1000;
 
@@ -132,11 +134,29 @@ pub fn text_of(a: &StoredAlert) -> String {
     text
 }
 
-/// The mail of alert `a`.
-pub fn compose(config: &SecurityMailConfig, a: &StoredAlert) -> Result<lettre::Message, String> {
-    let subject = format!("[ResetDesk alert {}] {}", a.id, title_of(&a.alert.kind));
-    compose_text(&config.from, &config.to, &subject, &format!("alert-{}", a.id), &text_of(a)).map_err(|e| e.to_string())
+/// The mail of the alerts `due` (one alert, or a digest of several).
+pub fn compose(config: &SecurityMailConfig, due: &[StoredAlert]) -> Result<lettre::Message, String> {
+    let (subject, id, text) = match due {
+        [] => return Err("no alert to mail".into()),
+        [a] => {
+            (format!("[ResetDesk alert {}] {}", a.id, title_of(&a.alert.kind)), format!("alert-{}", a.id), text_of(a))
+        }
+        [first, .., last] => {
+            let mut kinds: Vec<&str> = due.iter().map(|a| a.alert.kind.as_str()).collect();
+            kinds.sort_unstable();
+            kinds.dedup();
+            let subject =
+                format!("[ResetDesk alerts {}-{}] {} alerts: {}", first.id, last.id, due.len(), kinds.join(", "));
+            let texts: Vec<String> = due.iter().map(text_of).collect();
+            (subject, format!("alerts-{}-{}", first.id, last.id), texts.join("\n----\n\n"))
+        }
+    };
+    compose_text(&config.from, &config.to, &subject, &id, &text).map_err(|e| e.to_string())
 }
+
+/// Above this many alerts due at once, one digest mail carries them (a flood of
+/// refusals from whoever can post garbage must not flood the security mailbox).
+pub const DIGEST_OVER: usize = 3;
 
 /// Check the settings (the sender and recipient parse, the CA and password files read)
 /// before `serve` starts.
@@ -147,7 +167,7 @@ pub fn check(config: &SecurityMailConfig) -> Result<(), MailSetupError> {
         alert: crate::store::Alert { at_ms: 0, log_id: None, seq: None, kind: "check".into(), reason: String::new() },
         records: Vec::new(),
     };
-    compose(config, &probe).map(drop).map_err(MailSetupError)
+    compose(config, &[probe]).map(drop).map_err(MailSetupError)
 }
 
 fn now_ms() -> u64 {
@@ -193,9 +213,12 @@ pub async fn run<S: LogStore + AlertStore + 'static>(state: Arc<AppState<S>>, co
         let mut worker_sink = sink.take();
         let sent = tokio::task::spawn_blocking(move || {
             let mut results = Vec::with_capacity(due.len());
-            for (a, attempts) in due {
-                let result = send(&worker_config, &mut worker_sink, &a);
-                results.push((a.id, attempts, result));
+            let groups: Vec<Vec<(StoredAlert, u32)>> =
+                if due.len() > DIGEST_OVER { vec![due] } else { due.into_iter().map(|d| vec![d]).collect() };
+            for group in groups {
+                let alerts: Vec<StoredAlert> = group.iter().map(|(a, _)| a.clone()).collect();
+                let result = send(&worker_config, &mut worker_sink, &alerts);
+                results.extend(group.into_iter().map(|(a, attempts)| (a.id, attempts, result.clone())));
             }
             (worker_sink, results)
         })
@@ -228,13 +251,13 @@ pub async fn run<S: LogStore + AlertStore + 'static>(state: Arc<AppState<S>>, co
     }
 }
 
-fn send(config: &SecurityMailConfig, sink: &mut Option<SmtpSink>, a: &StoredAlert) -> Result<(), String> {
-    let mail = compose(config, a)?;
+fn send(config: &SecurityMailConfig, sink: &mut Option<SmtpSink>, due: &[StoredAlert]) -> Result<(), String> {
+    let mail = compose(config, due)?;
     if sink.is_none() {
         *sink = Some(SmtpSink::new(&config.smtp()).map_err(|e| e.to_string())?);
     }
     let Some(s) = sink.as_mut() else { return Err("no SMTP transport".into()) };
-    let id = i64::try_from(a.id).unwrap_or(i64::MAX);
+    let id = due.first().map_or(0, |a| i64::try_from(a.id).unwrap_or(i64::MAX));
     s.send(id, &mail).map_err(|e| {
         // A broken connection is not reused.
         *sink = None;
