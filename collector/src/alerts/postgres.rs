@@ -190,24 +190,17 @@ impl AnomalyState for PgStore {
         Ok(super::remembered(topic, subject, rows))
     }
 
-    fn last_fired(&self, rule: &str, subject: &str) -> Result<Option<u64>, StoreError> {
-        let row = self
-            .block_on(
-                self.client
-                    .query_opt("SELECT at_ms FROM anomaly_fired WHERE rule = $1 AND subject = $2", &[&rule, &subject]),
-            )
-            .map_err(self.pg("cannot read when a rule fired"))?;
-        Ok(row.map(|r| u(r.get(0))))
-    }
-
-    fn set_fired(&mut self, rule: &str, subject: &str, at_ms: u64) -> Result<(), StoreError> {
-        self.block_on(self.client.execute(
-            "INSERT INTO anomaly_fired (rule, subject, at_ms) VALUES ($1, $2, $3)
-             ON CONFLICT (rule, subject) DO UPDATE SET at_ms = excluded.at_ms",
-            &[&rule, &subject, &i(at_ms)],
-        ))
-        .map(drop)
-        .map_err(self.pg("cannot store when a rule fired"))
+    fn try_fire(&mut self, rule: &str, subject: &str, at_ms: u64, window_ms: u64) -> Result<bool, StoreError> {
+        let fired = self
+            .block_on(self.client.query_opt(
+                "INSERT INTO anomaly_fired (rule, subject, at_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (rule, subject) DO UPDATE SET at_ms = excluded.at_ms
+                     WHERE anomaly_fired.at_ms + $4 <= excluded.at_ms
+                 RETURNING 1",
+                &[&rule, &subject, &i(at_ms), &i(window_ms)],
+            ))
+            .map_err(self.pg("cannot record that a rule fired"))?;
+        Ok(fired.is_some())
     }
 
     fn saw_presence(&mut self, record: &RecordRef, at_ms: u64) -> Result<(), StoreError> {

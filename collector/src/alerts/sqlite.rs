@@ -181,24 +181,18 @@ impl AnomalyState for SqliteStore {
         Ok(super::remembered(topic, subject, rows))
     }
 
-    fn last_fired(&self, rule: &str, subject: &str) -> Result<Option<u64>, StoreError> {
+    fn try_fire(&mut self, rule: &str, subject: &str, at_ms: u64, window_ms: u64) -> Result<bool, StoreError> {
         self.conn
-            .query_row("SELECT at_ms FROM anomaly_fired WHERE rule = ?1 AND subject = ?2", [rule, subject], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()
-            .map(|v| v.map(u))
-            .map_err(self.err())
-    }
-
-    fn set_fired(&mut self, rule: &str, subject: &str, at_ms: u64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
+            .query_row(
                 "INSERT INTO anomaly_fired (rule, subject, at_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (rule, subject) DO UPDATE SET at_ms = excluded.at_ms",
-                params![rule, subject, i(at_ms)],
+                 ON CONFLICT (rule, subject) DO UPDATE SET at_ms = excluded.at_ms
+                     WHERE anomaly_fired.at_ms + ?4 <= excluded.at_ms
+                 RETURNING 1",
+                params![rule, subject, i(at_ms), i(window_ms)],
+                |_| Ok(()),
             )
-            .map(drop)
+            .optional()
+            .map(|fired| fired.is_some())
             .map_err(self.err())
     }
 

@@ -48,9 +48,10 @@ pub trait AnomalyState {
     fn remember(&mut self, r: &Remembered) -> Result<(), StoreError>;
     /// What was remembered under `topic`/`subject` dated `from_ms..=to_ms`, oldest first.
     fn recall(&self, topic: &str, subject: &str, from_ms: u64, to_ms: u64) -> Result<Vec<Remembered>, StoreError>;
-    /// When `rule` last fired for `subject` (record time).
-    fn last_fired(&self, rule: &str, subject: &str) -> Result<Option<u64>, StoreError>;
-    fn set_fired(&mut self, rule: &str, subject: &str, at_ms: u64) -> Result<(), StoreError>;
+    /// Fire `rule` for `subject` at `at_ms` (record time) unless it fired for it less
+    /// than `window_ms` before: whether it fires. One statement in the database, so
+    /// two instances never both fire for one burst.
+    fn try_fire(&mut self, rule: &str, subject: &str, at_ms: u64, window_ms: u64) -> Result<bool, StoreError>;
     /// A presence record of a desk log: its latest, if newer than the one kept.
     fn saw_presence(&mut self, record: &RecordRef, at_ms: u64) -> Result<(), StoreError>;
     /// Desks whose latest presence record is dated before `before_ms` and has raised
@@ -165,21 +166,6 @@ impl Rules {
         Ok(())
     }
 
-    /// Fire `rule` for `subject` unless it fired within `window_ms` before `at_ms`.
-    fn once_per_window(
-        state: &mut dyn AnomalyState,
-        rule: &str,
-        subject: &str,
-        at_ms: u64,
-        window_ms: u64,
-    ) -> Result<bool, StoreError> {
-        if state.last_fired(rule, subject)?.is_some_and(|t| t + window_ms > at_ms && t <= at_ms) {
-            return Ok(false);
-        }
-        state.set_fired(rule, subject, at_ms)?;
-        Ok(true)
-    }
-
     /// A threshold rule: what was remembered under `topic`/`subject` within `window_ms`
     /// up to `obs`, if `over` says it passes the limit and `rule` did not fire for the
     /// subject within the window.
@@ -194,7 +180,7 @@ impl Rules {
         over: impl Fn(&[Remembered]) -> bool,
     ) -> Result<Option<Vec<Remembered>>, StoreError> {
         let seen = state.recall(topic, subject, obs.at_ms.saturating_sub(window_ms), obs.at_ms)?;
-        if !over(&seen) || !Self::once_per_window(state, rule, subject, obs.at_ms, window_ms)? {
+        if !over(&seen) || !state.try_fire(rule, subject, obs.at_ms, window_ms)? {
             return Ok(None);
         }
         Ok(Some(seen))
@@ -371,13 +357,13 @@ impl AnomalyState for MemoryState {
         Ok(out)
     }
 
-    fn last_fired(&self, rule: &str, subject: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.fired.get(&(rule.to_owned(), subject.to_owned())).copied())
-    }
-
-    fn set_fired(&mut self, rule: &str, subject: &str, at_ms: u64) -> Result<(), StoreError> {
-        self.fired.insert((rule.to_owned(), subject.to_owned()), at_ms);
-        Ok(())
+    fn try_fire(&mut self, rule: &str, subject: &str, at_ms: u64, window_ms: u64) -> Result<bool, StoreError> {
+        let key = (rule.to_owned(), subject.to_owned());
+        if self.fired.get(&key).is_some_and(|t| t.saturating_add(window_ms) > at_ms) {
+            return Ok(false);
+        }
+        self.fired.insert(key, at_ms);
+        Ok(true)
     }
 
     fn saw_presence(&mut self, record: &RecordRef, at_ms: u64) -> Result<(), StoreError> {
