@@ -565,3 +565,30 @@ fn the_admin_screen_shows_the_collectors_alerts_to_admins_only_and_says_why_when
     let view = site.desk().alerts_view(AgentTier::Admin, 0).unwrap();
     assert!(view.unavailable.as_deref().is_some_and(|u| u.contains("no collector")), "{view:?}");
 }
+
+#[test]
+fn a_bad_anomaly_or_mail_section_stops_serve_and_says_what_to_fix() {
+    let pki = Pki::new(10);
+    let mut c = Collector::start(&pki);
+    c.kill();
+    let path = c.dir.path().join("collector.toml");
+    let base = std::fs::read_to_string(&path).unwrap();
+    for (section, says) in [
+        ("[anomaly.business_hours]\nstart = \"8 o'clock\"\n", "is not a time of day"),
+        ("[anomaly.account_resets]\nlimit = 3\n", "unknown field `limit`"),
+        (
+            "[security_mail]\nhost = \"127.0.0.1\"\nfrom = \"collector@example.org\"\nto = \"<script>\"\n",
+            "[security_mail]",
+        ),
+        (
+            "[security_mail]\nhost = \"127.0.0.1\"\nfrom = \"c@example.org\"\nto = \"s@example.org\"\nca_file = \"missing.pem\"\n",
+            "missing.pem",
+        ),
+    ] {
+        std::fs::write(&path, format!("{base}\n{section}")).unwrap();
+        let out = bin().args(["serve", "--config"]).arg(&path).output().unwrap();
+        assert!(!out.status.success(), "{section}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{section}: {err}");
+    }
+}
