@@ -616,9 +616,9 @@ fn receipt<R: HashReader>(size: u64, note: &str, seq: u64, placed: Placed, hashe
 
 /// The store's hashes, each read at most once: a stored hash never changes once
 /// written (the tree only grows), so one request may keep what it read.
-struct MemoHashes<'a, S: LogStore> {
-    store: &'a S,
-    seen: &'a RefCell<HashMap<u64, Hash>>,
+pub(crate) struct MemoHashes<'a, S: LogStore> {
+    pub(crate) store: &'a S,
+    pub(crate) seen: &'a RefCell<HashMap<u64, Hash>>,
 }
 
 impl<S: LogStore> HashReader for MemoHashes<'_, S> {

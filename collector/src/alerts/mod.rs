@@ -23,7 +23,7 @@ use resetdesk::upstream::alerts::{AlertBody, AlertList, AlertRecordBody};
 use crate::anomaly::facts::RecordRef;
 use crate::anomaly::rules::{Remembered, RuleAlert};
 use crate::merkle;
-use crate::store::{Alert, LogStore, StoreError, StoredHashes};
+use crate::store::{Alert, LogStore, StoreError};
 
 /// An alert row with its id and the records it stands on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,17 +75,20 @@ pub fn raise<S: AlertStore + ?Sized>(store: &mut S, a: &RuleAlert, now_ms: u64) 
 
 /// The alerts after `after` (at most `limit`), each record with a receipt against the
 /// current checkpoint when the record is in its tree.
-pub fn list<S: LogStore + AlertStore + ?Sized>(store: &S, after: u64, limit: usize) -> Result<AlertList, StoreError> {
-    let mut alerts = store.alerts_after(after, limit + 1)?;
+pub fn list<S: LogStore + AlertStore>(store: &S, after: u64, limit: usize) -> Result<AlertList, StoreError> {
+    let mut alerts = store.alerts_after(after, limit.saturating_add(1))?;
     let more = alerts.len() > limit;
     alerts.truncate(limit);
     let checkpoint = store.checkpoint()?;
+    // The proofs of one listing share most of their hashes: each is read once.
+    let seen = std::cell::RefCell::new(std::collections::HashMap::new());
+    let hashes = crate::ingest::MemoHashes { store, seen: &seen };
     let mut out = Vec::with_capacity(alerts.len());
     for a in alerts {
         let mut records = Vec::with_capacity(a.records.len());
         for r in &a.records {
             let receipt = match &checkpoint {
-                Some((size, note)) => receipt_of(store, r, *size, note)?,
+                Some((size, note)) => receipt_of(store, &hashes, r, *size, note)?,
                 None => None,
             };
             records.push(AlertRecordBody {
@@ -109,8 +112,9 @@ pub fn list<S: LogStore + AlertStore + ?Sized>(store: &S, after: u64, limit: usi
 }
 
 /// The receipt of record `r` in the tree of `size` (signed by `note`), if it is there.
-fn receipt_of<S: LogStore + ?Sized>(
+fn receipt_of<S: LogStore>(
     store: &S,
+    hashes: &impl tlog_tiles::HashReader,
     r: &RecordRef,
     size: u64,
     note: &str,
@@ -119,7 +123,7 @@ fn receipt_of<S: LogStore + ?Sized>(
     if placed.entry_hash != r.entry_hash || placed.leaf_index >= size {
         return Ok(None);
     }
-    let proof = merkle::inclusion_proof(size, placed.leaf_index, &StoredHashes(store))?;
+    let proof = merkle::inclusion_proof(size, placed.leaf_index, hashes)?;
     let receipt = Receipt::Inclusion(InclusionReceipt {
         signed_checkpoint: note.to_owned(),
         seq: r.seq,
