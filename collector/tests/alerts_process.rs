@@ -496,28 +496,29 @@ fn two_instances_on_one_postgres_share_the_rules_memory_across_desks() {
         expected.extend(refs(&west, &[second, third]));
         assert_eq!(cited(agent[0]), expected);
     }
-    // Carol passes the limit at two desks at once, each batch on another instance:
-    // the rule fires once (the database decides who fires), naming what it counted.
+    // Carol resets two privileged accounts at each of two desks at once, each batch
+    // on another instance: neither batch is over the limit, both together are. The
+    // rule fires once (the database decides who fires).
     let mut carol = SoftSigner::from_seed("carol", 4);
     let mut burst = |first: u32| {
         let mut log = Script::new(&pki, &[&carol]);
         log.login(&mut carol, minutes(10 + i64::from(first))); // two desk logs, not one
-        for k in first..first + 3 {
+        for k in first..first + 2 {
             log.reset(&mut carol, &format!("q{k}"), "privileged", "q@example.org", minutes(9));
         }
         log.done()
     };
-    let (one, two) = (burst(1), burst(4));
+    let (one, two) = (burst(1), burst(3));
     std::thread::scope(|scope| {
-        scope.spawn(|| a.accept(&one, 0..7));
-        scope.spawn(|| b.accept(&two, 0..7));
+        scope.spawn(|| a.accept(&one, 0..5));
+        scope.spawn(|| b.accept(&two, 0..5));
     });
     let key = a.add_desk_key("desk-north");
     let alerts = fetch_alerts(&a.desk_client(Some(key)), &a.trusted(), 0).unwrap();
     let carols: Vec<_> =
         by_kind(&alerts, "agent_privileged_resets").into_iter().filter(|x| x.reason.contains("agent carol")).collect();
     assert_eq!(carols.len(), 1, "{alerts:#?}");
-    assert!(carols[0].records.len() >= 3);
+    assert!(carols[0].records.len() >= 3, "{:?}", carols[0]);
     drop((a, b, db));
 }
 

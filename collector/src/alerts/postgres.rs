@@ -41,35 +41,26 @@ fn record_of(r: &tokio_postgres::Row, at: usize) -> RecordRef {
 
 impl AlertStore for PgStore {
     fn raise_alert(&mut self, a: &Alert, records: &[RecordRef]) -> Result<u64, StoreError> {
-        let Self { client, runtime, shown, .. } = self;
-        let shown: &str = shown;
-        let pg = |what| move |source| StoreError::Postgres { url: shown.to_owned(), what, source };
-        // Invariant: `runtime` is Some from `connect` until `drop`.
-        let rt = runtime.as_ref().expect("the store's runtime lives as long as the store");
+        // One statement: the alert and its records together.
         let log_id = a.log_id.map(|l| l.to_vec());
-        let id: i64 = rt
-            .block_on(async {
-                let tx = client.transaction().await?;
-                let id: i64 = tx
-                    .query_one(
-                        "INSERT INTO alerts (at_ms, log_id, seq, kind, reason) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                        &[&i(a.at_ms), &log_id, &a.seq.map(i), &a.kind, &a.reason],
-                    )
-                    .await?
-                    .get(0);
-                for (pos, r) in records.iter().enumerate() {
-                    let pos = i32::try_from(pos).unwrap_or(i32::MAX);
-                    tx.execute(
-                        "INSERT INTO alert_records (alert_id, pos, log_id, seq, entry_hash) VALUES ($1, $2, $3, $4, $5)",
-                        &[&id, &pos, &r.log_id.as_slice(), &i(r.seq), &r.entry_hash.as_slice()],
-                    )
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(id)
-            })
-            .map_err(pg("cannot store an alert"))?;
-        Ok(u(id))
+        let pos: Vec<i32> = (0..records.len()).map(|k| i32::try_from(k).unwrap_or(i32::MAX)).collect();
+        let logs: Vec<&[u8]> = records.iter().map(|r| r.log_id.as_slice()).collect();
+        let seqs: Vec<i64> = records.iter().map(|r| i(r.seq)).collect();
+        let hashes: Vec<&[u8]> = records.iter().map(|r| r.entry_hash.as_slice()).collect();
+        let row = self
+            .block_on(self.client.query_one(
+                "WITH a AS (
+                     INSERT INTO alerts (at_ms, log_id, seq, kind, reason) VALUES ($1, $2, $3, $4, $5) RETURNING id
+                 ), r AS (
+                     INSERT INTO alert_records (alert_id, pos, log_id, seq, entry_hash)
+                     SELECT a.id, x.pos, x.log_id, x.seq, x.entry_hash
+                     FROM a, unnest($6::int[], $7::bytea[], $8::bigint[], $9::bytea[]) AS x(pos, log_id, seq, entry_hash)
+                 )
+                 SELECT id FROM a",
+                &[&i(a.at_ms), &log_id, &a.seq.map(i), &a.kind, &a.reason, &pos, &logs, &seqs, &hashes],
+            ))
+            .map_err(self.pg("cannot store an alert"))?;
+        Ok(u(row.get(0)))
     }
 
     fn alerts_after(&self, after: u64, limit: usize) -> Result<Vec<StoredAlert>, StoreError> {
@@ -159,6 +150,9 @@ impl AlertStore for PgStore {
     }
 }
 
+// Each statement commits on its own here (no batch transaction): instances ingesting
+// at once then see each other's memory as soon as it is written, so of two batches
+// that pass a limit together the later count sees both.
 impl AnomalyState for PgStore {
     fn remember(&mut self, r: &Remembered) -> Result<(), StoreError> {
         self.block_on(self.client.execute(

@@ -40,7 +40,8 @@ impl AlertStore for SqliteStore {
     fn raise_alert(&mut self, a: &Alert, records: &[RecordRef]) -> Result<u64, StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sql { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(sql)?;
+        // A savepoint: on its own, or inside the rules' batch transaction.
+        let tx = self.conn.savepoint().map_err(sql)?;
         let id: i64 = tx
             .query_row(
                 "INSERT INTO alerts (at_ms, log_id, seq, kind, reason) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
@@ -149,6 +150,17 @@ impl AlertStore for SqliteStore {
 }
 
 impl AnomalyState for SqliteStore {
+    fn begin_batch(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(self.err())
+    }
+
+    fn end_batch(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("COMMIT").map_err(self.err())
+    }
+
     fn remember(&mut self, r: &Remembered) -> Result<(), StoreError> {
         self.conn
             .execute(

@@ -42,19 +42,32 @@ pub(crate) fn now_ms() -> u64 {
 
 impl<S: AnomalyState + AlertStore + Send> Watcher<S> for AnomalyWatch {
     fn stored(&mut self, store: &mut S, leaves: &[NewLeaf]) {
-        for leaf in leaves {
-            let Some(obs) = facts::observe(leaf.log_id, leaf.entry_hash, &leaf.record) else { continue };
+        let observed: Vec<_> = leaves
+            .iter()
+            .filter_map(|leaf| facts::observe(leaf.log_id, leaf.entry_hash, &leaf.record))
+            .filter(|obs| obs.what != facts::Observed::Other)
+            .collect();
+        if observed.is_empty() {
+            return;
+        }
+        if let Err(e) = store.begin_batch() {
+            tracing::error!("the anomaly rules could not begin their work on a batch: {e}");
+        }
+        for obs in &observed {
             let raised = self
                 .rules
-                .observe(store, &obs)
+                .observe(store, obs)
                 .and_then(|alerts| alerts.into_iter().try_for_each(|a| raise(store, &a, now_ms()).map(drop)));
             if let Err(e) = raised {
                 tracing::error!(
-                    log_id = hex::encode(leaf.log_id),
-                    seq = leaf.seq,
+                    log_id = hex::encode(obs.record.log_id),
+                    seq = obs.record.seq,
                     "the anomaly rules could not run on a stored record: {e}"
                 );
             }
+        }
+        if let Err(e) = store.end_batch() {
+            tracing::error!("the anomaly rules could not keep their work on a batch: {e}");
         }
     }
 }

@@ -59,6 +59,17 @@ pub trait AnomalyState {
     fn silent_desks(&self, before_ms: u64) -> Result<Vec<(RecordRef, u64)>, StoreError>;
     /// The missing-heartbeat alert for the desk's presence record `record` was raised.
     fn silence_alerted(&mut self, record: &RecordRef) -> Result<(), StoreError>;
+    /// What follows, up to [`end_batch`](Self::end_batch), is one batch's work, which
+    /// a store may keep in one transaction (SQLite: one disk sync instead of one per
+    /// row). A store shared by instances should not: their counts must see each
+    /// other's rows at once.
+    fn begin_batch(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Keep what the batch wrote.
+    fn end_batch(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// An alert the rules raise, with the records it stands on.
