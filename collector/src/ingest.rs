@@ -236,6 +236,8 @@ pub struct Collector<S: LogStore> {
     prechecker: Arc<Prechecker>,
     desks: HashMap<Hash32, LogVerifier>,
     key: LogKey,
+    /// Told of each stored batch (the anomaly rules).
+    watcher: Option<Box<dyn crate::anomaly::Watcher<S>>>,
 }
 
 fn reject(kind: RejectKind, message: impl Into<String>, log_id: Option<Hash32>, seq: Option<u64>) -> Rejection {
@@ -263,7 +265,7 @@ impl<S: LogStore> Collector<S> {
             threads: default_threads(),
             certificates: RwLock::new(Certificates { resolver, known: HashMap::new(), unstored: Vec::new() }),
         };
-        let collector = Self { store, prechecker: Arc::new(prechecker), desks: HashMap::new(), key };
+        let collector = Self { store, prechecker: Arc::new(prechecker), desks: HashMap::new(), key, watcher: None };
         collector.load_stored_certificates()?;
         Ok(collector)
     }
@@ -282,6 +284,12 @@ impl<S: LogStore> Collector<S> {
             }
         }
         Ok(())
+    }
+
+    /// Tell `watcher` of every batch stored from now on (after its transaction).
+    pub fn with_watcher(mut self, watcher: Box<dyn crate::anomaly::Watcher<S>>) -> Self {
+        self.watcher = Some(watcher);
+        self
     }
 
     /// The lock-free half of ingest, for callers that precheck outside the lock.
@@ -399,6 +407,9 @@ impl<S: LogStore> Collector<S> {
             }
         }
         self.desks.insert(log, state);
+        if let Some(w) = self.watcher.as_mut() {
+            w.stored(&mut self.store, &new_leaves);
+        }
         // The batch's proofs share most of their hashes: each is read once.
         let seen = RefCell::new(HashMap::new());
         if !new_leaves.is_empty() {
@@ -613,9 +624,9 @@ fn receipt<R: HashReader>(size: u64, note: &str, seq: u64, placed: Placed, hashe
 
 /// The store's hashes, each read at most once: a stored hash never changes once
 /// written (the tree only grows), so one request may keep what it read.
-struct MemoHashes<'a, S: LogStore> {
-    store: &'a S,
-    seen: &'a RefCell<HashMap<u64, Hash>>,
+pub(crate) struct MemoHashes<'a, S: LogStore> {
+    pub(crate) store: &'a S,
+    pub(crate) seen: &'a RefCell<HashMap<u64, Hash>>,
 }
 
 impl<S: LogStore> HashReader for MemoHashes<'_, S> {

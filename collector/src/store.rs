@@ -211,8 +211,8 @@ pub(crate) const UPSERT_REVOCATION: &str = "ON CONFLICT (key_id) DO UPDATE SET r
 
 /// The SQLite [`LogStore`] (WAL, synchronous=FULL).
 pub struct SqliteStore {
-    conn: Connection,
-    path: String,
+    pub(crate) conn: Connection,
+    pub(crate) path: String,
     /// The stored hashes the last committed batch wrote. A stored hash never changes
     /// once written (the tree only grows), so these answer the checkpoint's root and
     /// the batch's inclusion proofs from memory instead of the table.
@@ -237,10 +237,11 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.execute_batch(crate::alerts::sqlite::SCHEMA).map_err(sql)?;
         Ok(Self { conn, path: shown, recent: HashMap::new() })
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    pub(crate) fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         |source| StoreError::Sql { path: self.path.clone(), source }
     }
 }

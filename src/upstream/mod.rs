@@ -7,8 +7,10 @@
 //! - [`client`]: the HTTPS client (ureq, rustls + ring, the configured CA pinned);
 //! - [`driver`]: the sync driver (records out in seq order, receipts checked and
 //!   stored, checkpoints witnessed, alerts kept), one pass or a background loop;
-//! - [`online`]: an auditor's check of the stored receipts against the collector now.
+//! - [`online`]: an auditor's check of the stored receipts against the collector now;
+//! - [`alerts`]: the collector's security alerts for admin agents, receipts checked.
 
+pub mod alerts;
 pub mod client;
 pub mod driver;
 pub mod online;

@@ -91,12 +91,12 @@ fn pg_err<'a>(url: &'a str, what: &'static str) -> impl Fn(tokio_postgres::Error
 
 /// The PostgreSQL [`LogStore`].
 pub struct PgStore {
-    client: Client,
+    pub(crate) client: Client,
     /// Drives `client`. `Some` from `connect` until `drop` (which shuts it down
     /// without blocking, as it may run inside the server's async context).
-    runtime: Option<tokio::runtime::Runtime>,
+    pub(crate) runtime: Option<tokio::runtime::Runtime>,
     /// The URL without its password, for error messages.
-    shown: String,
+    pub(crate) shown: String,
     /// The URL, to connect again after the connection was lost.
     url: Zeroizing<String>,
 }
@@ -128,6 +128,7 @@ impl PgStore {
                 let tx = client.transaction().await?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await?;
                 tx.batch_execute(SCHEMA).await?;
+                tx.batch_execute(crate::alerts::postgres::SCHEMA).await?;
                 tx.commit().await
             })
             .map_err(pg("cannot create the schema"))?;
@@ -135,7 +136,7 @@ impl PgStore {
         Ok(Self { client, runtime: Some(runtime), shown, url })
     }
 
-    fn block_on<F: Future>(&self, f: F) -> F::Output {
+    pub(crate) fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.runtime().block_on(f)
     }
 
@@ -144,7 +145,7 @@ impl PgStore {
         self.runtime.as_ref().expect("the store's runtime lives as long as the store")
     }
 
-    fn pg(&self, what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+    pub(crate) fn pg(&self, what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
         pg_err(&self.shown, what)
     }
 
