@@ -24,6 +24,7 @@ const COMMANDS: &[&str] = &[
     "audit_page",
     "audit_export",
     "admin_view",
+    "alerts_view",
     "reconcile_now",
     "sync_status",
     "enrol_key",

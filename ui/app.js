@@ -594,10 +594,42 @@ async function loadAdmin() {
   }));
   renderRevocableKeys(v.keys);
   renderEnrolReaders();
+  loadAlerts();
   $("admin-intents").replaceChildren(...v.open_intents.map((i) =>
     el("li", "result", `#${i.seq} ${new Date(i.timestamp_ms).toLocaleString()}: reset ${i.request_id} of ${i.target} by ${i.agent}`)));
   $("admin-intents-none").hidden = v.open_intents.length > 0;
   $("admin-reconcile").hidden = v.open_intents.length === 0;
+}
+
+/** The collector's security alerts, newest first, each with the records it stands on. */
+async function loadAlerts() {
+  const unavailable = $("admin-alerts-unavailable");
+  let v;
+  try {
+    v = await invoke("alerts_view", { after: 0 });
+  } catch (failure) {
+    v = { alerts: [], unavailable: failureText(failure) };
+  }
+  unavailable.hidden = !v.unavailable;
+  unavailable.textContent = v.unavailable ? `Alerts unavailable: ${v.unavailable}` : "";
+  $("admin-alerts-none").hidden = Boolean(v.unavailable) || v.alerts.length > 0;
+  const short = (hex) => (hex ? hex.slice(0, 12) : "");
+  $("admin-alerts").replaceChildren(...[...v.alerts].reverse().map((a) => {
+    const li = el("li", "alert-item");
+    li.append(el("strong", null, a.title), el("span", "hint", ` ${new Date(a.at_ms).toLocaleString()} · ${a.kind}`));
+    li.append(el("p", null, a.reason));
+    if (a.log_id) li.append(el("p", "hint", `Desk log ${short(a.log_id)}`));
+    if (a.records.length) {
+      const ul = el("ul", "notice-list");
+      for (const r of a.records) {
+        const receipt = r.leaf_index === null || r.leaf_index === undefined
+          ? "no receipt yet" : `receipt checked: leaf ${r.leaf_index} of tree ${r.tree_size}`;
+        ul.append(el("li", null, `Record ${r.seq} of desk log ${short(r.log_id)} (${short(r.entry_hash)}): ${receipt}`));
+      }
+      li.append(ul);
+    }
+    return li;
+  }));
 }
 
 /** The revocation choice: one option per agent and card with an active key. */

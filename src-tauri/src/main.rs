@@ -60,6 +60,7 @@ fn main() -> ExitCode {
             reset::audit_page,
             reset::audit_export,
             reset::admin_view,
+            reset::alerts_view,
             reset::reconcile_now,
             upstream::sync_status,
             keys::enrol_key,

@@ -310,6 +310,23 @@ pub async fn admin_view(app: AppHandle) -> Result<AdminView, Failure> {
     .await
 }
 
+/// The Admin screen's security alerts from the collector (admin agents only), after
+/// alert id `after`. The desk is held only to read who is logged in and the collector
+/// settings; the fetch (HTTPS, up to its timeout) runs without it.
+#[tauri::command]
+pub async fn alerts_view(app: AppHandle, after: u64) -> Result<resetdesk::desk::view::AlertsView, Failure> {
+    let (tier, collector) = on_desk(app, |_, state| {
+        let (session, core) = state.agent_and_core()?;
+        Ok((session.tier(), core.config().collector.clone()))
+    })
+    .await?;
+    tauri::async_runtime::spawn_blocking(move || {
+        resetdesk::desk::view::AlertsView::fetch(&collector, tier, after).map_err(fail)
+    })
+    .await
+    .unwrap_or_else(|e| Err(Failure::internal(e)))
+}
+
 /// Settle the open intents now (each outcome signed by the logged-in admin).
 #[tauri::command]
 pub async fn reconcile_now(app: AppHandle) -> Result<Vec<String>, Failure> {

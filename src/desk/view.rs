@@ -644,10 +644,21 @@ impl super::Desk {
     /// The collector's alerts after id `after` (0: all) for an agent of `tier`:
     /// refused below admin.
     pub fn alerts_view(&self, tier: AgentTier, after: u64) -> Result<AlertsView, super::DeskError> {
+        AlertsView::fetch(&self.config.collector, tier, after)
+    }
+}
+
+impl AlertsView {
+    /// [`Desk::alerts_view`](super::Desk::alerts_view) from the collector settings
+    /// alone, for a shell that must not hold the desk while it waits on the network.
+    pub fn fetch(
+        collector: &crate::config::CollectorConfig,
+        tier: AgentTier,
+        after: u64,
+    ) -> Result<AlertsView, super::DeskError> {
         if tier != AgentTier::Admin {
             return Err(super::DeskError::AdminOnly);
         }
-        let collector = &self.config.collector;
         if collector.url.is_empty() {
             let why = "no collector is configured ([collector] url): alerts live there".to_owned();
             return Ok(AlertsView { alerts: Vec::new(), unavailable: Some(why) });

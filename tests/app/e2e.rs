@@ -35,6 +35,8 @@ mod server;
 #[path = "../desk_support/slapd.rs"]
 mod slapd;
 
+mod collector_process;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1073,6 +1075,17 @@ impl TwoCardDesk {
 }
 
 async fn carol_and_a_second_card(serials: (u32, u32), dave: bool, extra_config: &str) -> Option<TwoCardDesk> {
+    carol_and_a_second_card_then(serials, dave, extra_config, |_| String::new()).await
+}
+
+/// [`carol_and_a_second_card`], with `more_config(desk)` appended to the desk's config
+/// before the app starts (settings that need the desk, such as its organisation CA).
+async fn carol_and_a_second_card_then(
+    serials: (u32, u32),
+    dave: bool,
+    extra_config: &str,
+    more_config: impl FnOnce(&DemoDesk) -> String,
+) -> Option<TwoCardDesk> {
     let tauri_driver = prerequisites()?;
     if !virtual_readers_expected() {
         return None;
@@ -1088,6 +1101,12 @@ async fn carol_and_a_second_card(serials: (u32, u32), dave: bool, extra_config: 
     } else {
         demo_desk_with(&[(&carol_card, "carol", PIN)], extra_config)
     };
+    let more = more_config(&desk);
+    if !more.is_empty() {
+        let mut text = std::fs::read_to_string(&desk.config_file).expect("the desk's config");
+        text.push_str(&more);
+        std::fs::write(&desk.config_file, text).expect("write the desk's config");
+    }
     let driver = Driver::start(&tauri_driver);
     let client = connect(&driver, &["--config", desk.config_file.to_str().expect("utf-8")]).await;
     wait_js(&client, "the login form", "!document.getElementById('login-form').hidden").await;
@@ -1540,5 +1559,49 @@ async fn a_standard_reset_on_slapd_sets_pwd_reset_and_the_holders_mail_reaches_t
     let (ok, out) =
         resetdesk_cli(&["audit", "verify", "--data-dir", desk._desk._dir.path().to_str().expect("utf-8")], "");
     assert!(ok, "{out}");
+    desk.client.close().await.expect("close the session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sees_the_collectors_alert_with_its_record_and_checked_receipt() {
+    // The collector calls a desk silent after 1 s without a presence record: carol's
+    // login record, synced by the app's background task, is soon the last one.
+    let rule = "\n[anomaly.heartbeat]\nmax_silence_seconds = 1\ncheck_every_seconds = 1\n";
+    let mut collector = None;
+    let Some(desk) = carol_and_a_second_card_then((15_000_001, 15_000_002), false, "", |desk| {
+        let ca = resetdesk::ca::CaPaths::in_data_dir(desk._dir.path()).cert;
+        let started = collector_process::CollectorProcess::start(&ca, rule);
+        let config = started.as_ref().map(|c| c.desk_config()).unwrap_or_default();
+        collector = started;
+        config
+    })
+    .await
+    else {
+        return;
+    };
+    if collector.is_none() {
+        return;
+    }
+    let client = &desk.client;
+    client.find(Locator::Id("nav-admin")).await.expect("Admin").click().await.expect("open it");
+    // The alert comes once the login record is in the collector's log and the desk fell
+    // silent; the Admin screen fetches the alerts each time it opens.
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    let shown = loop {
+        let items =
+            js(client, "[...document.querySelectorAll('#admin-alerts li.alert-item')].map(li => li.textContent)").await;
+        if let Some(text) = items.as_array().and_then(|a| a.iter().find_map(|t| t.as_str().map(str::to_owned))) {
+            break text;
+        }
+        assert!(std::time::Instant::now() < until, "no alert shown: {}", text_of(client, "view-admin").await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        client.find(Locator::Id("nav-desk")).await.expect("Desk").click().await.expect("leave Admin");
+        client.find(Locator::Id("nav-admin")).await.expect("Admin").click().await.expect("open it again");
+    };
+    assert!(shown.contains("A desk stopped sending heartbeats"), "{shown}");
+    assert!(shown.contains("receipt checked: leaf"), "the record it stands on, its receipt checked: {shown}");
+    assert!(js(client, "document.getElementById('admin-alerts-unavailable').hidden").await.as_bool().unwrap_or(false));
+    snapshot(client, "admin-alerts").await;
+    assert_accessible(client, "the Admin screen with an alert").await;
     desk.client.close().await.expect("close the session");
 }
