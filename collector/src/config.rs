@@ -42,6 +42,10 @@ pub struct Config {
     /// `resetdesk-collector desk-key add`. Default `desk-keys` beside the config.
     #[serde(default = "default_desk_keys")]
     pub desk_keys_file: PathBuf,
+    /// `[approval]`: manager approval by link (`ttl_seconds`, default 1800; the approval
+    /// page's rate limits `per_client` and `overall`, each `{ burst, per_minute }`).
+    #[serde(default)]
+    pub approval: crate::approval::ApprovalConfig,
 }
 
 fn default_desk_keys() -> PathBuf {

@@ -11,15 +11,18 @@
 //! sequencing over a [`store::LogStore`]), [`merkle`] (tree math over stored hashes,
 //! with `tlog_tiles`), [`note`] (the checkpoint signing key), [`store`] (the storage
 //! trait and its SQLite implementation), [`api`] (axum routes), [`tls`] (rustls
-//! config and the demo CA), [`config`].
+//! config and the demo CA), [`config`]. Desk services: [`approval`] (manager approval
+//! by link, its pages rate-limited by [`rate_limit`]).
 
 pub mod api;
+pub mod approval;
 pub mod config;
 pub mod cosignature;
 pub mod desk_auth;
 pub mod ingest;
 pub mod merkle;
 pub mod note;
+pub mod rate_limit;
 pub mod store;
 pub mod tls;
 pub mod wire;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
 use resetdesk_collector::api::{router, AppState};
+use resetdesk_collector::approval::{self, ApprovalStore};
 use resetdesk_collector::config::{Config, Database};
 use resetdesk_collector::cosignature::Cosigner;
 use resetdesk_collector::desk_auth::{DeskKeyFile, DeskKeys};
@@ -185,11 +186,15 @@ fn listen(
                 println!("listening on https://{addr} verifier-key {vkey}");
             }
         });
-        server.serve(app.into_make_service()).await.map_err(|e| format!("cannot serve on {addr}: {e}"))
+        // The peer address is what the approval page's rate limit counts by.
+        server
+            .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .await
+            .map_err(|e| format!("cannot serve on {addr}: {e}"))
     })
 }
 
-fn serve<S: LogStore + 'static>(store: S, c: Config) -> Result<(), String> {
+fn serve<S: LogStore + ApprovalStore + 'static>(store: S, c: Config) -> Result<(), String> {
     let key = LogKey::load(&c.signing_key_file, &c.origin).map_err(|e| e.to_string())?;
     let ca = std::fs::read_to_string(&c.org_ca_file)
         .map_err(|e| format!("cannot read the organisation CA {}: {e}", c.org_ca_file.display()))?;
@@ -200,7 +205,7 @@ fn serve<S: LogStore + 'static>(store: S, c: Config) -> Result<(), String> {
         c.witnesses.iter().map(witnessing::Witness::new).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     let desk_keys = DeskKeyFile::open(&c.desk_keys_file).map_err(|e| e.to_string())?;
     let state = Arc::new(AppState::new(collector, c.max_body_bytes).with_desk_keys(desk_keys));
-    let app = router(Arc::clone(&state));
+    let app = router(Arc::clone(&state)).merge(approval::api::router(Arc::clone(&state), c.approval));
     listen(c.listen, tls, app, vkey, move |rt| {
         if !witnesses.is_empty() {
             rt.spawn(witnessing::run(state, witnesses));

@@ -195,8 +195,8 @@ CREATE TABLE IF NOT EXISTS cosignatures (
 
 /// The SQLite [`LogStore`] (WAL, synchronous=FULL).
 pub struct SqliteStore {
-    conn: Connection,
-    path: String,
+    pub(crate) conn: Connection,
+    pub(crate) path: String,
 }
 
 fn i(v: u64) -> i64 {
@@ -217,10 +217,11 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.execute_batch(crate::approval::store::SQLITE_SCHEMA).map_err(sql)?;
         Ok(Self { conn, path: shown })
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    pub(crate) fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         |source| StoreError::Sql { path: self.path.clone(), source }
     }
 }

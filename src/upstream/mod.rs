@@ -2,6 +2,9 @@
 //! sans-IO ([`crate::sync`]); here are its adapters:
 //!
 //! - [`wire`]: the API's bodies, shared with `resetdesk-collector` (pure);
+//! - [`approval_wire`]: manager approval by link: its bodies, the signed decision's
+//!   text and the field checks both ends apply (pure; the desk's channel is
+//!   `desk::collector_approval`);
 //! - [`witness`]: a new collector checkpoint must extend the one the desk holds (pure,
 //!   `tlog_tiles`);
 //! - [`client`]: the HTTPS client (ureq, rustls + ring, the configured CA pinned);
@@ -9,6 +12,7 @@
 //!   stored, checkpoints witnessed, alerts kept), one pass or a background loop;
 //! - [`online`]: an auditor's check of the stored receipts against the collector now.
 
+pub mod approval_wire;
 pub mod client;
 pub mod driver;
 pub mod online;

@@ -655,11 +655,13 @@ impl Session {
                         manager: response.approver.clone(),
                         via_address: response.via_address.clone(),
                         at,
+                        signed_decision: response.decision_note.clone(),
                     });
                 }
                 let detail = StepDetail::Manager {
                     approver: response.approver,
                     via_address: clean_text(&response.via_address, 320),
+                    signed_decision: response.decision_note,
                 };
                 self.record_step(at, Method::ManagerApproval, verdict, detail)
             }
