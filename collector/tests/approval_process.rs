@@ -61,6 +61,28 @@ fn collector(db: Db, approval: &str) -> Option<Running> {
     Some(Running { c, _db: pg })
 }
 
+/// A test of `scenario` on SQLite and one on PostgreSQL.
+macro_rules! on_both {
+    ($sqlite:ident, $postgres:ident, $scenario:ident) => {
+        #[test]
+        fn $sqlite() {
+            $scenario(Db::Sqlite);
+        }
+
+        #[test]
+        fn $postgres() {
+            $scenario(Db::Postgres);
+        }
+    };
+}
+
+/// A collector on `db` with `approval` settings and a desk key for `desk-1`.
+fn with_desk(db: Db, approval: &str) -> Option<(Running, Desk)> {
+    let running = collector(db, approval)?;
+    let desk = Desk::of(&running.c, "desk-1");
+    Some((running, desk))
+}
+
 fn token(n: u8) -> String {
     hex::encode([n; 16])
 }
@@ -149,17 +171,16 @@ fn alert_kinds(c: &Collector) -> Vec<String> {
 // ----- the page, approval once, another desk -----
 
 fn approved_once(db: Db) {
-    let Some(running) = collector(db, "") else { return };
-    let c = running.c;
-    let desk = Desk::of(&c, "desk-1");
+    let Some((running, desk)) = with_desk(db, "") else { return };
+    let c = &running.c;
     let t = token(1);
-    let (code, body) = desk.register(&c, &registration("req-0001", &t));
+    let (code, body) = desk.register(c, &registration("req-0001", &t));
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("expires_at"), "{body}");
-    let (code, body) = desk.status(&c, "req-0001");
+    let (code, body) = desk.status(c, "req-0001");
     assert_eq!((code, body.contains("\"pending\"")), (200, true), "{body}");
 
-    let page = open_page(&c, &t);
+    let page = open_page(c, &t);
     assert_eq!(page.status, 200, "{}", page.text);
     assert!(page.csp.starts_with("default-src 'none'") && !page.csp.contains("unsafe"), "{}", page.csp);
     // Every field is shown, as text: no markup from the desk gets through.
@@ -181,118 +202,99 @@ fn approved_once(db: Db) {
     assert!(page.text.contains(&format!("action=\"/approve/{t}\"")), "{}", page.text);
 
     // A wrong token, or no token, is refused; the right one works once.
-    assert_eq!(open_page(&c, &token(2)).status, 404);
-    assert_eq!(answer(&c, &token(2), "approve").0, 404);
-    assert_eq!(answer(&c, &t, "maybe").0, 400);
-    let (code, text) = answer(&c, &t, "approve");
+    assert_eq!(open_page(c, &token(2)).status, 404);
+    assert_eq!(answer(c, &token(2), "approve").0, 404);
+    assert_eq!(answer(c, &t, "maybe").0, 400);
+    let (code, text) = answer(c, &t, "approve");
     assert_eq!(code, 200, "{text}");
     assert!(text.contains("Approved"), "{text}");
-    let (code, text) = answer(&c, &t, "deny");
+    let (code, text) = answer(c, &t, "deny");
     assert_eq!(code, 409, "reused: {text}");
-    assert_eq!(open_page(&c, &t).status, 409, "answered");
+    assert_eq!(open_page(c, &t).status, 409, "answered");
 
-    let decision = desk.decided(&c, "req-0001");
+    let decision = desk.decided(c, "req-0001");
     assert!(decision.approved);
     assert_eq!(decision.token_sha256.to_vec(), Sha256::digest(t.as_bytes()).to_vec());
     assert_eq!((decision.manager.as_str(), decision.address.as_str()), ("dgarcia", "dgarcia@example.com"));
     assert_eq!((decision.request_id.as_str(), decision.desk.as_str()), ("req-0001", "desk-1"));
 
     // Another desk neither sees the request nor can take it over; that is an alert.
-    let other = Desk::of(&c, "desk-2");
-    assert_eq!(other.status(&c, "req-0001").0, 404);
-    let (code, body) = other.register(&c, &registration("req-0001", &token(3)));
+    let other = Desk::of(c, "desk-2");
+    assert_eq!(other.status(c, "req-0001").0, 404);
+    let (code, body) = other.register(c, &registration("req-0001", &token(3)));
     assert_eq!(code, 409, "{body}");
-    assert!(alert_kinds(&c).contains(&"approval-refused".to_owned()));
+    assert!(alert_kinds(c).contains(&"approval-refused".to_owned()));
     // Without a desk key there is no service.
     let r = c.client.get(c.url("/approvals/req-0001")).send().unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    assert_eq!(desk.decided(&c, "req-0001"), decision, "the decision stands");
+    assert_eq!(desk.decided(c, "req-0001"), decision, "the decision stands");
 }
 
-#[test]
-fn an_approval_is_shown_escaped_recorded_once_and_signed_on_sqlite() {
-    approved_once(Db::Sqlite);
-}
-
-#[test]
-fn an_approval_is_shown_escaped_recorded_once_and_signed_on_postgres() {
-    approved_once(Db::Postgres);
-}
+on_both!(
+    an_approval_is_shown_escaped_recorded_once_and_signed_on_sqlite,
+    an_approval_is_shown_escaped_recorded_once_and_signed_on_postgres,
+    approved_once
+);
 
 // ----- a denial ends the request -----
 
 fn denied(db: Db) {
-    let Some(running) = collector(db, "") else { return };
-    let c = running.c;
-    let desk = Desk::of(&c, "desk-1");
+    let Some((running, desk)) = with_desk(db, "") else { return };
+    let c = &running.c;
     let t = token(4);
-    assert_eq!(desk.register(&c, &registration("req-0002", &t)).0, 200);
-    let (code, text) = answer(&c, &t, "deny");
+    assert_eq!(desk.register(c, &registration("req-0002", &t)).0, 200);
+    let (code, text) = answer(c, &t, "deny");
     assert_eq!(code, 200, "{text}");
     assert!(text.contains("Denied"), "{text}");
-    assert!(!desk.decided(&c, "req-0002").approved);
+    assert!(!desk.decided(c, "req-0002").approved);
     let alerts = c.alerts();
     let (_, reason) = alerts.iter().find(|(kind, _)| kind == "approval-denied").expect("an alert for security");
     assert!(reason.contains("req-0002") && reason.contains("jsmith") && reason.contains("dgarcia"), "{reason}");
     // The request has ended: the desk cannot ask again under it.
-    let (code, body) = desk.register(&c, &registration("req-0002", &token(5)));
+    let (code, body) = desk.register(c, &registration("req-0002", &token(5)));
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("approval_denied"), "{body}");
-    assert_eq!(open_page(&c, &token(5)).status, 404);
+    assert_eq!(open_page(c, &token(5)).status, 404);
 }
 
-#[test]
-fn a_denial_ends_the_request_and_alerts_security_on_sqlite() {
-    denied(Db::Sqlite);
-}
-
-#[test]
-fn a_denial_ends_the_request_and_alerts_security_on_postgres() {
-    denied(Db::Postgres);
-}
+on_both!(
+    a_denial_ends_the_request_and_alerts_security_on_sqlite,
+    a_denial_ends_the_request_and_alerts_security_on_postgres,
+    denied
+);
 
 // ----- an expired link -----
 
 fn expired(db: Db) {
-    let Some(running) = collector(db, "ttl_seconds = 1") else { return };
-    let c = running.c;
-    let desk = Desk::of(&c, "desk-1");
+    let Some((running, desk)) = with_desk(db, "ttl_seconds = 1") else { return };
+    let c = &running.c;
     let t = token(6);
-    assert_eq!(desk.register(&c, &registration("req-0003", &t)).0, 200);
+    assert_eq!(desk.register(c, &registration("req-0003", &t)).0, 200);
     std::thread::sleep(Duration::from_millis(1300));
-    let page = open_page(&c, &t);
+    let page = open_page(c, &t);
     assert_eq!(page.status, 410, "{}", page.text);
     assert!(page.text.contains("expired"), "{}", page.text);
-    assert_eq!(answer(&c, &t, "approve").0, 410);
-    let (code, body) = desk.status(&c, "req-0003");
+    assert_eq!(answer(c, &t, "approve").0, 410);
+    let (code, body) = desk.status(c, "req-0003");
     assert_eq!((code, body.contains("\"expired\"")), (200, true), "{body}");
     // Asking again gives a new link that works; the old one stays dead.
     let t2 = token(7);
-    assert_eq!(desk.register(&c, &registration("req-0003", &t2)).0, 200);
-    assert_eq!(open_page(&c, &t).status, 404);
-    assert_eq!(answer(&c, &t2, "approve").0, 200);
+    assert_eq!(desk.register(c, &registration("req-0003", &t2)).0, 200);
+    assert_eq!(open_page(c, &t).status, 404);
+    assert_eq!(answer(c, &t2, "approve").0, 200);
 }
 
-#[test]
-fn an_expired_link_records_nothing_on_sqlite() {
-    expired(Db::Sqlite);
-}
-
-#[test]
-fn an_expired_link_records_nothing_on_postgres() {
-    expired(Db::Postgres);
-}
+on_both!(an_expired_link_records_nothing_on_sqlite, an_expired_link_records_nothing_on_postgres, expired);
 
 // ----- hostile registrations and bodies -----
 
 fn hostile(db: Db) {
-    let Some(running) = collector(db, "") else { return };
-    let c = running.c;
-    let desk = Desk::of(&c, "desk-1");
+    let Some((running, desk)) = with_desk(db, "") else { return };
+    let c = &running.c;
     let bad = |field: &str, value: serde_json::Value| {
         let mut body = registration("req-0004", &token(8));
         body[field] = value;
-        let (code, text) = desk.register(&c, &body);
+        let (code, text) = desk.register(c, &body);
         assert_eq!(code, 400, "{field}: {text}");
         assert!(text.contains(field), "{field}: {text}");
     };
@@ -306,15 +308,15 @@ fn hostile(db: Db) {
     bad("reasons", serde_json::json!(vec!["r"; 17]));
     let mut extra = registration("req-0004", &token(8));
     extra["admin"] = true.into();
-    assert_eq!(desk.register(&c, &extra).0, 400, "unknown fields are refused");
-    assert_eq!(desk.post_raw(&c, b"{not json".to_vec()).0, 400);
-    assert_eq!(desk.post_raw(&c, vec![b' '; 64 * 1024]).0, 413, "oversized");
+    assert_eq!(desk.register(c, &extra).0, 400, "unknown fields are refused");
+    assert_eq!(desk.post_raw(c, b"{not json".to_vec()).0, 400);
+    assert_eq!(desk.post_raw(c, vec![b' '; 64 * 1024]).0, 413, "oversized");
     let r = c.client.post(c.url("/approve/00112233445566778899aabbccddeeff")).body(vec![b'a'; 64 * 1024]).send();
     assert_eq!(r.unwrap().status().as_u16(), 413);
 
     // One token hash for two requests is refused.
-    assert_eq!(desk.register(&c, &registration("req-0005", &token(9))).0, 200);
-    let (code, body) = desk.register(&c, &registration("req-0006", &token(9)));
+    assert_eq!(desk.register(c, &registration("req-0005", &token(9))).0, 200);
+    let (code, body) = desk.register(c, &registration("req-0006", &token(9)));
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("token_reused"), "{body}");
     // Links that are no token at all.
@@ -324,38 +326,33 @@ fn hostile(db: Db) {
         assert!(!r.text().unwrap().contains("<script>"), "{path}");
     }
     // Nothing was stored for the refused requests.
-    assert_eq!(desk.status(&c, "req-0004").0, 404);
+    assert_eq!(desk.status(c, "req-0004").0, 404);
 }
 
-#[test]
-fn hostile_registrations_and_bodies_are_refused_on_sqlite() {
-    hostile(Db::Sqlite);
-}
-
-#[test]
-fn hostile_registrations_and_bodies_are_refused_on_postgres() {
-    hostile(Db::Postgres);
-}
+on_both!(
+    hostile_registrations_and_bodies_are_refused_on_sqlite,
+    hostile_registrations_and_bodies_are_refused_on_postgres,
+    hostile
+);
 
 // ----- floods -----
 
 fn flood(db: Db) {
     let limits = "per_client = { burst = 5, per_minute = 1 }\noverall = { burst = 8, per_minute = 1 }";
-    let Some(running) = collector(db, limits) else { return };
-    let c = running.c;
-    let desk = Desk::of(&c, "desk-1");
+    let Some((running, desk)) = with_desk(db, limits) else { return };
+    let c = &running.c;
     let t = token(10);
-    assert_eq!(desk.register(&c, &registration("req-0007", &t)).0, 200);
+    assert_eq!(desk.register(c, &registration("req-0007", &t)).0, 200);
     // One client guessing tokens gets its burst, then 429 with Retry-After.
     for k in 0..5u8 {
-        assert_eq!(open_page(&c, &token(100 + k)).status, 404);
+        assert_eq!(open_page(c, &token(100 + k)).status, 404);
     }
     let r = c.client.get(c.url(&format!("/approve/{}", token(120)))).send().unwrap();
     assert_eq!(r.status().as_u16(), 429);
     let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
-    assert_eq!(open_page(&c, &t).status, 429, "the right token too, while over the limit");
-    assert_eq!(answer(&c, &t, "approve").0, 429, "posts count as well");
+    assert_eq!(open_page(c, &t).status, 429, "the right token too, while over the limit");
+    assert_eq!(answer(c, &t, "approve").0, 429, "posts count as well");
     // Another client has its own bucket, until all clients together meet the overall limit.
     let other = process_support::client_from(&c.dir.path().join("tls/ca.pem"), Some([127, 0, 0, 2].into()));
     let get = |path: String| other.get(c.url(&path)).send().unwrap().status().as_u16();
@@ -364,19 +361,15 @@ fn flood(db: Db) {
     assert_eq!(get(format!("/approve/{}", token(122))), 404);
     assert_eq!(get(format!("/approve/{t}")), 429, "8 requests in all");
     // Nothing was decided by the flood.
-    let (_, body) = desk.status(&c, "req-0007");
+    let (_, body) = desk.status(c, "req-0007");
     assert!(body.contains("\"pending\""), "{body}");
 }
 
-#[test]
-fn floods_meet_the_per_client_and_overall_limits_on_sqlite() {
-    flood(Db::Sqlite);
-}
-
-#[test]
-fn floods_meet_the_per_client_and_overall_limits_on_postgres() {
-    flood(Db::Postgres);
-}
+on_both!(
+    floods_meet_the_per_client_and_overall_limits_on_sqlite,
+    floods_meet_the_per_client_and_overall_limits_on_postgres,
+    flood
+);
 
 // ----- the whole loop: a desk on the virtual card, mail through aiosmtpd -----
 

@@ -146,6 +146,18 @@ fn fmt(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
+/// `<data_dir>/approvals.sqlite` (WAL, synchronous=FULL), and its path for messages:
+/// the approval channels' tables live there.
+pub(super) fn open_store(data_dir: &Path) -> Result<(Connection, String), ApprovalError> {
+    let path = data_dir.join(APPROVALS_FILE).display().to_string();
+    let err = |source| ApprovalError::Database { path: path.clone(), source };
+    let conn = Connection::open(&path).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+    Ok((conn, path))
+}
+
 fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.trim().to_ascii_lowercase().as_bytes()).into()
 }
@@ -153,12 +165,8 @@ fn hash(token: &str) -> [u8; 32] {
 impl ApprovalInbox {
     /// Open (creating if needed) `<data_dir>/approvals.sqlite`.
     pub fn open(data_dir: &Path) -> Result<Self, ApprovalError> {
-        let path = data_dir.join(APPROVALS_FILE).display().to_string();
+        let (conn, path) = open_store(data_dir)?;
         let err = |source| ApprovalError::Database { path: path.clone(), source };
-        let conn = Connection::open(&path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS approvals (
                 request_id  TEXT PRIMARY KEY NOT NULL,

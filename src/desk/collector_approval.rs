@@ -25,7 +25,7 @@ use subtle::ConstantTimeEq;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::approval::{ApprovalChannel, ApprovalContext, ApprovalError, Issued, IssuedToken, APPROVALS_FILE};
+use super::approval::{ApprovalChannel, ApprovalContext, ApprovalError, Issued, IssuedToken};
 use crate::audit::CollectorKeys;
 use crate::secret::Secret;
 use crate::upstream::approval_wire::{is_identifier, ApprovalStatus, DecisionStatement, RegisterApproval, Registered};
@@ -76,12 +76,8 @@ impl CollectorApprovals {
                 "approval by link needs [collector] desk_key_file (`resetdesk-collector desk-key add`)".into(),
             ));
         }
-        let path = data_dir.join(APPROVALS_FILE).display().to_string();
+        let (conn, path) = super::approval::open_store(data_dir)?;
         let err = |source| ApprovalError::Database { path: path.clone(), source };
-        let conn = Connection::open(&path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS collector_approvals (
                 request_id  TEXT PRIMARY KEY NOT NULL,

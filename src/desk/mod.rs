@@ -517,19 +517,8 @@ impl Desk {
         if run.session.pending().manager_asked_at.is_none() {
             return Ok(None);
         }
-        let answer = match self.approvals.take_answer(run.request_id()) {
-            Ok(answer) => {
-                run.approval_needs_collector = None;
-                answer
-            }
-            Err(e @ ApprovalError::NeedsCollector(_)) => {
-                // Shown on the verification screen; the request still waits.
-                run.approval_needs_collector = Some(e.to_string());
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        match answer {
+        let answer = self.approvals.take_answer(run.request_id());
+        match run.note_collector(answer)? {
             Some(response) => self.apply_manager_response(run, response, signer, now).map(Some),
             None => Ok(None),
         }
@@ -1036,17 +1025,8 @@ impl Desk {
                     address: address.clone(),
                 };
                 let about = self.approval_context(run);
-                let token = match self.approvals.issue(&issued, &about, now) {
-                    Ok(token) => {
-                        run.approval_needs_collector = None;
-                        token
-                    }
-                    Err(e @ ApprovalError::NeedsCollector(_)) => {
-                        run.approval_needs_collector = Some(e.to_string());
-                        return Err(e.into());
-                    }
-                    Err(e) => return Err(e.into()),
-                };
+                let issued = self.approvals.issue(&issued, &about, now);
+                let token = run.note_collector(issued)?;
                 match self.approvals.answer_link(&token.token) {
                     // The collector's page: the link is the credential, sent like a
                     // one-time code (from memory, never queued) where the notifier can.

@@ -128,6 +128,20 @@ impl ResetRun {
         self.approval_needs_collector.as_deref()
     }
 
+    /// Note whether a call of the approval channel reached the collector: a
+    /// [`ApprovalError::NeedsCollector`] is kept for the screen (the request still
+    /// waits), anything else clears it.
+    pub(super) fn note_collector<T>(
+        &mut self,
+        r: Result<T, super::approval::ApprovalError>,
+    ) -> Result<T, super::approval::ApprovalError> {
+        self.approval_needs_collector = match &r {
+            Err(e @ super::approval::ApprovalError::NeedsCollector(_)) => Some(e.to_string()),
+            _ => None,
+        };
+        r
+    }
+
     /// The digest a co-signer signs (for the co-signer's screen).
     pub fn approval_digest(&self) -> [u8; 32] {
         self.session.approval_digest()

@@ -14,21 +14,7 @@ line-height:1.5;color:#1b1b1b}dt{font-weight:600}dd{margin:0 0 .6rem 0}\
 button{font-size:1.1rem;padding:.5rem 1.4rem;margin-right:1rem}.deny{background:#a31515;color:#fff}\
 .warn{border-left:4px solid #a31515;padding-left:.8rem}";
 
-/// HTML-escape text for element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use resetdesk::desk::mailer::escape;
 
 /// The Content-Security-Policy of every approval page.
 pub fn content_security_policy() -> String {
