@@ -371,6 +371,107 @@ on_both!(
     flood
 );
 
+// ----- the desk's channel: only its token, only the collector's key -----
+
+mod channel {
+    use super::*;
+    use resetdesk::desk::approval::{ApprovalChannel, ApprovalContext, ApprovalError, Issued};
+    use resetdesk::desk::collector_approval::CollectorApprovals;
+    use resetdesk::secret::Secret;
+
+    fn issued() -> Issued {
+        Issued { request_id: "req-0100".into(), manager: "dgarcia".into(), address: "dgarcia@example.com".into() }
+    }
+
+    fn about() -> ApprovalContext {
+        ApprovalContext {
+            agent: "alice".into(),
+            agent_name: "Alice Example".into(),
+            account: "jsmith".into(),
+            account_name: "Jordan Smith".into(),
+            reasons: vec!["privileged account".into()],
+            ..Default::default()
+        }
+    }
+
+    /// A desk's channel to `c` with `key_file`, trusting `keys`, in a data directory of its own.
+    fn channel(
+        c: &Collector,
+        key_file: &std::path::Path,
+        keys: CollectorKeys,
+    ) -> (tempfile::TempDir, CollectorApprovals) {
+        let dir = tempfile::tempdir().unwrap();
+        let ch = CollectorApprovals::new(c.desk_client(Some(key_file.to_owned())), keys, dir.path()).unwrap();
+        (dir, ch)
+    }
+
+    fn token_of(ch: &CollectorApprovals, t: &Secret) -> String {
+        ch.answer_link(t).unwrap().rsplit('/').next().unwrap().to_owned()
+    }
+
+    fn only_its_token(db: Db) {
+        let Some(running) = collector(db, "") else { return };
+        let c = &running.c;
+        let key = c.add_desk_key("desk-1");
+        let now = time::OffsetDateTime::now_utc();
+
+        // The approval works through the channel: pending, then the signed answer, once.
+        let (_a_dir, mut a) = channel(c, &key, c.trusted());
+        let first = a.issue(&issued(), &about(), now).unwrap();
+        assert!(first.expires_at > now + time::Duration::minutes(29), "the collector's 30 minutes");
+        assert_eq!(a.take_answer("req-0100").unwrap(), None, "pending");
+        let t1 = token_of(&a, &first.token);
+        assert_eq!(answer(c, &t1, "approve").0, 200);
+        let response = a.take_answer("req-0100").unwrap().expect("the decision");
+        assert!(response.approved);
+        assert_eq!((response.approver.as_str(), response.via_address.as_str()), ("dgarcia", "dgarcia@example.com"));
+        assert!(response.decision_note.unwrap().contains("resetdesk-approval-decision/v1"));
+        assert_eq!(a.take_answer("req-0100").unwrap(), None, "taken once");
+
+        // Desk A asks again; meanwhile another data directory with the same desk key
+        // registers the request under its own token, and the manager answers that one:
+        // A refuses a decision for a token it did not issue.
+        a.issue(&issued(), &about(), now).unwrap();
+        let (_b_dir, mut b) = channel(c, &key, c.trusted());
+        let other = b.issue(&issued(), &about(), now).unwrap();
+        assert_eq!(answer(c, &token_of(&b, &other.token), "approve").0, 200);
+        let refused = a.take_answer("req-0100");
+        assert!(matches!(&refused, Err(ApprovalError::BadDecision(why)) if why.contains("token")), "{refused:?}");
+
+        // A decision signed by a key the desk does not trust is refused.
+        let stranger = Collector::start(&audit_support::Pki::new(2));
+        let (_c_dir, mut untrusting) = channel(c, &key, stranger.trusted());
+        let mut asked = issued();
+        asked.request_id = "req-0101".into();
+        let t = untrusting.issue(&asked, &about(), now).unwrap();
+        assert_eq!(answer(c, &token_of(&untrusting, &t.token), "deny").0, 200);
+        let refused = untrusting.take_answer("req-0101");
+        assert!(matches!(refused, Err(ApprovalError::BadDecision(_))), "{refused:?}");
+    }
+
+    on_both!(
+        a_desk_accepts_decisions_only_for_its_token_under_the_collectors_key_on_sqlite,
+        a_desk_accepts_decisions_only_for_its_token_under_the_collectors_key_on_postgres,
+        only_its_token
+    );
+
+    fn expired_for_the_desk(db: Db) {
+        let Some(running) = collector(db, "ttl_seconds = 1") else { return };
+        let c = &running.c;
+        let key = c.add_desk_key("desk-1");
+        let (_dir, mut ch) = channel(c, &key, c.trusted());
+        ch.issue(&issued(), &about(), time::OffsetDateTime::now_utc()).unwrap();
+        std::thread::sleep(Duration::from_millis(1300));
+        assert!(matches!(ch.take_answer("req-0100"), Err(ApprovalError::Expired)));
+    }
+
+    on_both!(
+        an_expired_link_is_an_error_for_the_desk_on_sqlite,
+        an_expired_link_is_an_error_for_the_desk_on_postgres,
+        expired_for_the_desk
+    );
+}
+
 // ----- the whole loop: a desk on the virtual card, mail through aiosmtpd -----
 
 mod desk_loop {
