@@ -572,18 +572,27 @@ mod desk_loop {
         let reply = desk.poll_manager_answer(&mut run, alice.signer().unwrap(), now()).unwrap().expect("the answer");
         assert!(desk.poll_manager_answer(&mut run, alice.signer().unwrap(), now()).unwrap().is_none(), "taken once");
         let view = desk.reset_view(&run, now()).unwrap();
-        let manager = view.manager.expect("the manager step");
+        let manager = view.manager.clone().expect("the manager step");
         if !approve {
+            // The denial ends the request: a signed refusal record that carries the
+            // collector's signed decision, and an alert for security at the collector.
             assert_eq!(manager.state, "denied");
+            assert_eq!(view.phase, resetdesk::workflow::Phase::Refused, "{reply:?}");
+            assert!(view.refusal.expect("the refusal").explanation.contains("manager denied"));
             assert!(alert_kinds(&c).contains(&"approval-denied".to_owned()));
-            // The request ended at the collector: asking again is refused.
+            let records = site.records();
+            let (_, facts) =
+                records.iter().find(|(t, _)| *t == resetdesk::audit::EventType::Refusal).expect("the refusal record");
+            let step = facts["steps"].as_array().unwrap().last().unwrap();
+            let note = step["detail"]["signed_decision"].as_str().expect("the signed denial in the facts");
+            assert!(note.contains("decision denied"), "{note}");
             let again = desk.apply_ui_json(
                 &mut run,
                 r#"{"action":"request_manager_approval"}"#,
                 alice.signer().unwrap(),
                 now(),
             );
-            assert!(matches!(again, Err(DeskError::Approval(ApprovalError::CollectorRefused(_)))), "{again:?}");
+            assert!(again.is_err(), "the request has ended: {again:?}");
             return;
         }
         assert_eq!(manager.state, "approved", "{reply:?}");

@@ -325,6 +325,31 @@ fn request_co_signature_is_emitted_when_only_it_is_missing() {
 }
 
 #[test]
+fn the_managers_denial_ends_the_request_with_a_refusal_record() {
+    let (mut s, _) = open(request(AccountTier::Highest, AgentTier::Admin, walk_up()));
+    s.handle(WorkflowEvent::ManagerApprovalRequested { at: NOW }).unwrap();
+    let response = ManagerResponse {
+        approver: "mboss".into(),
+        via_address: "mboss@example.com".into(),
+        approved: false,
+        decision_note: Some("signed".into()),
+    };
+    let d = s.handle(WorkflowEvent::ManagerResponded { at: NOW, response }).unwrap();
+    assert_eq!(s.phase(), Phase::Refused);
+    let Some(Decision::WriteRecord { facts }) = d.iter().find(|d| matches!(d, Decision::WriteRecord { .. })) else {
+        panic!("{d:?}")
+    };
+    assert_eq!(facts.kind, FactsKind::Refusal);
+    assert!(matches!(
+        &facts.steps.last().unwrap().detail,
+        crate::workflow::facts::StepDetail::Manager { signed_decision: Some(n), .. } if n == "signed"
+    ));
+    assert!(d.iter().any(|d| matches!(d, Decision::Refuse { refusal: Refusal::ManagerDenied, .. })), "{d:?}");
+    assert!(!d.iter().any(|d| matches!(d, Decision::NeedSteps { .. })), "nothing more is asked: {d:?}");
+    assert!(s.handle(WorkflowEvent::ManagerApprovalRequested { at: NOW }).is_err(), "it cannot be asked again");
+}
+
+#[test]
 fn id_inspection_only_in_person_and_expired_documents_fail() {
     let (mut s, _) = open(request(AccountTier::Standard, AgentTier::Junior, walk_up()));
     let mut expired = id_ok();
