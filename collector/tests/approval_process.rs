@@ -629,6 +629,36 @@ mod desk_loop {
     }
 
     #[test]
+    fn a_demo_desk_without_smtp_keeps_the_link_in_its_outbox_and_it_works() {
+        if !aiosmtpd_available() {
+            return;
+        }
+        let Some(running) = collector(Db::Sqlite, "") else { return };
+        let c = running.c;
+        let key = c.add_desk_key("demo-desk");
+        let _lock = virtual_yubikey::lock_readers();
+        let lp = site_for(&c, key);
+        let mut site = lp.site;
+        // The demo's mail: no SMTP, the outbox (and its .eml files) only.
+        site.config.smtp = SmtpConfig::default();
+        let card = virtual_yubikey::VirtualCard::insert(virtual_yubikey::READER_0_PORT).unwrap();
+        let mut alice = site.agent(&card, "alice", "246810");
+        let mut desk = site.desk();
+        let now = OffsetDateTime::now_utc;
+        let mut run = desk_support::verified_run(&mut desk, &mut alice, "jsmith");
+        desk.apply_ui_json(&mut run, r#"{"action":"request_manager_approval"}"#, alice.signer().unwrap(), now())
+            .unwrap();
+        let rows = site.outbox();
+        let body = &rows.iter().find(|m| m.subject.contains("Approval needed")).expect("the approval mail").body;
+        let at = body.find("https://localhost:").expect("the link in the demo's mail");
+        let link = body[at..].split_whitespace().next().unwrap();
+        assert_eq!(c.client.post(link).body("decision=approve").send().unwrap().status().as_u16(), 200);
+        let reply = desk.poll_manager_answer(&mut run, alice.signer().unwrap(), now()).unwrap();
+        assert!(reply.is_some(), "the demo's approval arrives");
+        assert_eq!(desk.reset_view(&run, now()).unwrap().manager.unwrap().state, "approved");
+    }
+
+    #[test]
     fn without_the_collector_the_view_says_approval_needs_it() {
         if !aiosmtpd_available() {
             return;
