@@ -89,9 +89,12 @@ tls_key_file = "tls/server.key"
 TOML
 [[ -f "$COLLECTOR_DIR/log.key" ]] || "$BIN/resetdesk-collector" init --config "$COLLECTOR_DIR/collector.toml" >/dev/null
 VKEY="$(cat "$COLLECTOR_DIR/log.vkey")"
+# The desk's key for the collector's desk services (manager approval by link).
+[[ -f "$COLLECTOR_DIR/desk.key" ]] ||
+  "$BIN/resetdesk-collector" desk-key add --config "$COLLECTOR_DIR/collector.toml" demo-desk --out "$COLLECTOR_DIR/desk.key"
 if ! grep -q '^\[collector\]' "$CONFIG"; then
-  printf '\n# The local demo collector started by scripts/run-demo.sh.\n[collector]\nurl = "https://localhost:%s"\nverifier_key = "%s"\nca_file = "%s"\n' \
-    "$COLLECTOR_PORT" "$VKEY" "$COLLECTOR_DIR/tls/ca.pem" >>"$CONFIG"
+  printf '\n# The local demo collector started by scripts/run-demo.sh.\n[collector]\nurl = "https://localhost:%s"\nverifier_key = "%s"\nca_file = "%s"\ndesk_key_file = "%s"\n' \
+    "$COLLECTOR_PORT" "$VKEY" "$COLLECTOR_DIR/tls/ca.pem" "$COLLECTOR_DIR/desk.key" >>"$CONFIG"
 fi
 collector_log="$RESETDESK_RUN_DIR/collector.log"
 "$BIN/resetdesk-collector" serve --config "$COLLECTOR_DIR/collector.toml" >"$collector_log" 2>&1 &

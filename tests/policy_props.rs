@@ -284,6 +284,7 @@ fn event(session: &Session, action: &Action, at: OffsetDateTime, totp_step: &mut
                 approver: if right_person { "mboss".into() } else { "mallory".into() },
                 via_address: if right_address { "mboss@example.com".into() } else { "mallory@evil.test".into() },
                 approved,
+                decision_note: None,
             },
         },
         Action::Id(valid) => WorkflowEvent::IdInspected { at, inspection: id(valid) },

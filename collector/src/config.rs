@@ -50,6 +50,10 @@ pub struct Config {
     /// from, to, ...; see [`crate::alerts::mail::SecurityMailConfig`]). Unset: alerts
     /// are only stored and listed.
     pub security_mail: Option<crate::alerts::mail::SecurityMailConfig>,
+    /// `[approval]`: manager approval by link (`ttl_seconds`, default 1800; the approval
+    /// page's rate limits `per_client` and `overall`, each `{ burst, per_minute }`).
+    #[serde(default)]
+    pub approval: crate::approval::ApprovalConfig,
 }
 
 fn default_desk_keys() -> PathBuf {

@@ -306,6 +306,11 @@ impl<S: LogStore> Collector<S> {
         &mut self.store
     }
 
+    /// The log's signing key (for the collector's other signed answers).
+    pub fn log_key(&self) -> &LogKey {
+        &self.key
+    }
+
     pub fn verifier_key(&self) -> &str {
         self.key.verifier_key()
     }

@@ -13,16 +13,20 @@
 //! trait and its SQLite implementation), [`api`] (axum routes), [`tls`] (rustls
 //! config and the demo CA), [`config`]; [`anomaly`] (rules evaluated at ingest) and
 //! [`alerts`] (alert records and receipts, `GET /alerts`, mail to the security team).
+//! Desk services: [`approval`] (manager approval by link, its pages rate-limited by
+//! [`rate_limit`]).
 
 pub mod alerts;
 pub mod anomaly;
 pub mod api;
+pub mod approval;
 pub mod config;
 pub mod cosignature;
 pub mod desk_auth;
 pub mod ingest;
 pub mod merkle;
 pub mod note;
+pub mod rate_limit;
 pub mod store;
 pub mod tls;
 pub mod wire;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use resetdesk_collector::alerts::{self, AlertStore};
 use resetdesk_collector::anomaly::{self, rules::AnomalyState, AnomalyWatch};
 use resetdesk_collector::api::{router, AppState};
+use resetdesk_collector::approval::{self, ApprovalStore};
 use resetdesk_collector::config::{Config, Database};
 use resetdesk_collector::cosignature::Cosigner;
 use resetdesk_collector::desk_auth::{DeskKeyFile, DeskKeys};
@@ -216,7 +217,11 @@ fn listen(
                 println!("listening on https://{addr} verifier-key {vkey}");
             }
         });
-        server.serve(app.into_make_service()).await.map_err(|e| format!("cannot serve on {addr}: {e}"))
+        // The peer address is what the approval page's rate limit counts by.
+        server
+            .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .await
+            .map_err(|e| format!("cannot serve on {addr}: {e}"))
     })
 }
 
@@ -229,7 +234,7 @@ fn list_alerts<S: LogStore + AlertStore>(store: &S, after: u64, json: bool) -> R
     Ok(alerts::render_text(&list))
 }
 
-fn serve<S: LogStore + AlertStore + AnomalyState + 'static>(store: S, c: Config) -> Result<(), String> {
+fn serve<S: LogStore + AlertStore + AnomalyState + ApprovalStore + 'static>(store: S, c: Config) -> Result<(), String> {
     let key = LogKey::load(&c.signing_key_file, &c.origin).map_err(|e| e.to_string())?;
     let ca = std::fs::read_to_string(&c.org_ca_file)
         .map_err(|e| format!("cannot read the organisation CA {}: {e}", c.org_ca_file.display()))?;
@@ -245,7 +250,9 @@ fn serve<S: LogStore + AlertStore + AnomalyState + 'static>(store: S, c: Config)
         c.witnesses.iter().map(witnessing::Witness::new).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     let desk_keys = DeskKeyFile::open(&c.desk_keys_file).map_err(|e| e.to_string())?;
     let state = Arc::new(AppState::new(collector, c.max_body_bytes).with_desk_keys(desk_keys));
-    let app = router(Arc::clone(&state)).merge(alerts::api::routes(Arc::clone(&state)));
+    let app = router(Arc::clone(&state))
+        .merge(alerts::api::routes(Arc::clone(&state)))
+        .merge(approval::api::router(Arc::clone(&state), c.approval));
     listen(c.listen, tls, app, vkey, move |rt| {
         if c.anomaly.heartbeat.enabled {
             rt.spawn(anomaly::watch_heartbeats(Arc::clone(&state), c.anomaly.clone()));

@@ -75,6 +75,18 @@ impl LogKey {
         &self.vkey
     }
 
+    /// A signed note over `text` (which must end with a newline): the collector's signed
+    /// answers besides checkpoints (e.g. approval decisions). Their first line is never
+    /// the log's origin, so none reads as a checkpoint.
+    pub fn sign_note(&self, text: &str) -> Result<String, KeyError> {
+        if text.lines().next() == Some(self.origin.as_str()) {
+            return Err(KeyError::Sign("a signed answer must not start with the log's origin".into()));
+        }
+        let mut note = Note::new(text.as_bytes(), &[]).map_err(|e| KeyError::Sign(e.to_string()))?;
+        note.add_sigs(&[&self.signer]).map_err(|e| KeyError::Sign(e.to_string()))?;
+        String::from_utf8(note.to_bytes()).map_err(|e| KeyError::Sign(e.to_string()))
+    }
+
     /// A signed C2SP checkpoint note for a tree of `size` leaves with root `root`.
     pub fn sign_checkpoint(&self, size: u64, root: &Hash32) -> Result<String, KeyError> {
         let cp = tlog_tiles::Checkpoint::new(&self.origin, size, tlog_tiles::Hash(*root), "")

@@ -238,6 +238,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         conn.execute_batch(crate::alerts::sqlite::SCHEMA).map_err(sql)?;
+        conn.execute_batch(crate::approval::store::SQLITE_SCHEMA).map_err(sql)?;
         Ok(Self { conn, path: shown, recent: HashMap::new() })
     }
 

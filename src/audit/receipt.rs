@@ -235,6 +235,20 @@ impl CollectorKeys {
         self.keys.is_empty() && self.note_keys.is_empty()
     }
 
+    /// The text of a signed note that a trusted collector key signed (a signed answer of
+    /// the collector's desk services, e.g. an approval decision). The caller checks that
+    /// the text is the kind of statement it expects.
+    pub fn verify_note_text(&self, note: &str) -> Result<String, ReceiptError> {
+        let parsed = Note::from_bytes(note.as_bytes()).map_err(|e| ReceiptError::BadNote(e.to_string()))?;
+        parsed.verify(&self.note_verifiers()).map_err(|e| match e {
+            signed_note::NoteError::UnverifiedNote => {
+                ReceiptError::UntrustedNote(format!("{} trusted", self.note_keys.len()))
+            }
+            other => ReceiptError::BadNote(other.to_string()),
+        })?;
+        String::from_utf8(parsed.text().to_vec()).map_err(|e| ReceiptError::BadNote(e.to_string()))
+    }
+
     fn note_verifiers(&self) -> VerifierList {
         // Every string was checked by add_verifier_key.
         let list = self.note_keys.iter().filter_map(|k| StandardVerifier::new(k).ok());

@@ -11,7 +11,8 @@
 //! `<data_dir>/approvals.sqlite`. The token travels in the approval message through
 //! the outbox (demo: `resetdesk outbox show`), and the manager's reply is played with
 //! `resetdesk approval answer` (token on standard input). Production desks refuse it:
-//! there the answer comes through the collector's approval page (a later issue).
+//! there the answer comes through the collector's approval page
+//! ([`super::collector_approval::CollectorApprovals`], chosen by [`channel_for`]).
 
 use std::path::Path;
 
@@ -50,6 +51,17 @@ pub enum ApprovalError {
     AlreadyAnswered,
     #[error("the stored approval request is unusable ({0}); the agent must request approval again")]
     Corrupt(&'static str),
+    /// The collector could not be reached: the approval waits for it, it is not lost.
+    #[error("approval needs the collector: {0}; check the collector runs and the network, then ask again")]
+    NeedsCollector(String),
+    #[error("the collector refused the approval request: {0}")]
+    CollectorRefused(String),
+    /// The collector's answer is not a decision this desk can accept (signature, token,
+    /// manager or address): a security matter, not a network one.
+    #[error("the collector's approval decision was not accepted ({0}); report this to the security team")]
+    BadDecision(String),
+    #[error("the approval channel cannot be set up: {0}")]
+    Setup(String),
 }
 
 /// One approval request, as the channel keeps it.
@@ -62,11 +74,37 @@ pub struct Issued {
     pub address: String,
 }
 
+/// What the manager is asked about, as the approval page shows it (no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApprovalContext {
+    /// The agent who asks: username, display name, employee ID.
+    pub agent: String,
+    pub agent_name: String,
+    pub agent_employee_id: String,
+    /// The account to be reset.
+    pub account: String,
+    pub account_name: String,
+    /// The escalation reasons.
+    pub reasons: Vec<String>,
+}
+
+/// A token issued to a manager, and until when it works.
+#[derive(Debug)]
+pub struct IssuedToken {
+    pub token: Secret,
+    pub expires_at: OffsetDateTime,
+}
+
 /// A channel that carries approval requests to managers and their answers back.
 pub trait ApprovalChannel {
     /// A new token for `request_id`, to send to `manager` at `address`; only its hash
     /// is kept. An earlier token of the same request stops counting.
-    fn issue(&mut self, issued: &Issued, now: OffsetDateTime) -> Result<Secret, ApprovalError>;
+    fn issue(
+        &mut self,
+        issued: &Issued,
+        about: &ApprovalContext,
+        now: OffsetDateTime,
+    ) -> Result<IssuedToken, ApprovalError>;
 
     /// The manager's answer to `request_id`, once it arrived: taken once.
     fn take_answer(&mut self, request_id: &str) -> Result<Option<ManagerResponse>, ApprovalError>;
@@ -77,6 +115,23 @@ pub trait ApprovalChannel {
     fn answer_link(&self, _token: &Secret) -> Option<String> {
         None
     }
+
+    /// Whether production desks may use this channel (the embedded inbox: no).
+    fn production_ready(&self) -> bool {
+        false
+    }
+}
+
+/// The approval channel of `config`: the collector's approval page when `[collector]
+/// url` and `desk_key_file` are set, else the embedded inbox (demo only; production
+/// desks refuse it when an approval is due).
+pub fn channel_for(config: &crate::config::Config) -> Result<Box<dyn ApprovalChannel + Send>, ApprovalError> {
+    let c = &config.collector;
+    if !c.url.is_empty() && c.desk_key_file.is_some() {
+        let channel = super::collector_approval::CollectorApprovals::open(c, &config.data_dir)?;
+        return Ok(Box::new(channel));
+    }
+    Ok(Box::new(ApprovalInbox::open(&config.data_dir)?))
 }
 
 /// The embedded approval channel (see the module doc).
@@ -91,6 +146,18 @@ fn fmt(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
+/// `<data_dir>/approvals.sqlite` (WAL, synchronous=FULL), and its path for messages:
+/// the approval channels' tables live there.
+pub(super) fn open_store(data_dir: &Path) -> Result<(Connection, String), ApprovalError> {
+    let path = data_dir.join(APPROVALS_FILE).display().to_string();
+    let err = |source| ApprovalError::Database { path: path.clone(), source };
+    let conn = Connection::open(&path).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+    Ok((conn, path))
+}
+
 fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.trim().to_ascii_lowercase().as_bytes()).into()
 }
@@ -98,12 +165,8 @@ fn hash(token: &str) -> [u8; 32] {
 impl ApprovalInbox {
     /// Open (creating if needed) `<data_dir>/approvals.sqlite`.
     pub fn open(data_dir: &Path) -> Result<Self, ApprovalError> {
-        let path = data_dir.join(APPROVALS_FILE).display().to_string();
+        let (conn, path) = open_store(data_dir)?;
         let err = |source| ApprovalError::Database { path: path.clone(), source };
-        let conn = Connection::open(&path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS approvals (
                 request_id  TEXT PRIMARY KEY NOT NULL,
@@ -185,7 +248,12 @@ impl ApprovalInbox {
 }
 
 impl ApprovalChannel for ApprovalInbox {
-    fn issue(&mut self, issued: &Issued, now: OffsetDateTime) -> Result<Secret, ApprovalError> {
+    fn issue(
+        &mut self,
+        issued: &Issued,
+        _about: &ApprovalContext,
+        now: OffsetDateTime,
+    ) -> Result<IssuedToken, ApprovalError> {
         let mut bytes = zeroize::Zeroizing::new([0u8; TOKEN_BYTES]);
         rand::rngs::OsRng.fill_bytes(bytes.as_mut());
         let token = Secret::new(hex::encode(bytes.as_ref()));
@@ -206,7 +274,7 @@ impl ApprovalChannel for ApprovalInbox {
                 ],
             )
             .map_err(self.err())?;
-        Ok(token)
+        Ok(IssuedToken { token, expires_at: now + self.ttl })
     }
 
     fn take_answer(&mut self, request_id: &str) -> Result<Option<ManagerResponse>, ApprovalError> {
@@ -228,7 +296,7 @@ impl ApprovalChannel for ApprovalInbox {
         if changed != 1 {
             return Ok(None);
         }
-        Ok(Some(ManagerResponse { approver: manager, via_address: address, approved }))
+        Ok(Some(ManagerResponse { approver: manager, via_address: address, approved, decision_note: None }))
     }
 }
 
@@ -247,7 +315,7 @@ mod tests {
     fn an_answer_counts_only_with_the_token_once_before_it_expires() {
         let dir = tempfile::tempdir().unwrap();
         let mut inbox = ApprovalInbox::open(dir.path()).unwrap();
-        let token = inbox.issue(&issued(), NOW).unwrap();
+        let token = inbox.issue(&issued(), &ApprovalContext::default(), NOW).unwrap().token;
         assert_eq!(token.expose().len(), 32, "128 bits, hex");
         assert!(inbox.take_answer("req-1").unwrap().is_none(), "nothing before the manager answers");
 
@@ -260,7 +328,12 @@ mod tests {
         let answer = inbox.take_answer("req-1").unwrap().unwrap();
         assert_eq!(
             answer,
-            ManagerResponse { approver: "dgarcia".into(), via_address: "dgarcia@example.com".into(), approved: true }
+            ManagerResponse {
+                approver: "dgarcia".into(),
+                via_address: "dgarcia@example.com".into(),
+                approved: true,
+                decision_note: None
+            }
         );
         assert!(inbox.take_answer("req-1").unwrap().is_none(), "taken once");
 
@@ -277,9 +350,9 @@ mod tests {
     fn an_expired_or_replaced_token_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut inbox = ApprovalInbox::open(dir.path()).unwrap();
-        let first = inbox.issue(&issued(), NOW).unwrap();
+        let first = inbox.issue(&issued(), &ApprovalContext::default(), NOW).unwrap().token;
         assert!(matches!(inbox.answer(&first, true, NOW + DEFAULT_TTL), Err(ApprovalError::Expired)));
-        let second = inbox.issue(&issued(), NOW + Duration::minutes(40)).unwrap();
+        let second = inbox.issue(&issued(), &ApprovalContext::default(), NOW + Duration::minutes(40)).unwrap().token;
         assert!(matches!(inbox.answer(&first, true, NOW + Duration::minutes(41)), Err(ApprovalError::UnknownToken)));
         // A token pasted with surrounding space or in capitals still matches.
         let pasted = Secret::new(format!("  {}\n", second.expose().to_ascii_uppercase()));

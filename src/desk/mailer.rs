@@ -137,7 +137,9 @@ pub fn html_of(subject: &str, text: &str) -> String {
     )
 }
 
-fn escape(s: &str) -> String {
+/// HTML-escape text for element content and quoted attribute values (the mails'
+/// HTML alternative; the collector's pages).
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -27,6 +27,7 @@
 
 pub mod admin;
 pub mod approval;
+pub mod collector_approval;
 pub mod history;
 pub mod key_admin;
 pub mod keys;
@@ -80,7 +81,7 @@ use crate::workflow::{
 };
 
 use crate::token::audit_keys::RegistryKeys;
-use approval::{ApprovalChannel, ApprovalError, ApprovalInbox, Issued};
+use approval::{ApprovalChannel, ApprovalContext, ApprovalError, Issued};
 use history::HistorySource;
 use keys::CoSignerKeyError;
 pub use outbox::SecretKind;
@@ -284,7 +285,7 @@ impl Desk {
         let registry = TokenRegistry::open(&data_dir)?;
         let anchor = TrustAnchor::load(&config.ca_cert_path())?;
         let replay = ReplayGuard::open(&data_dir)?;
-        let approvals = Box::new(ApprovalInbox::open(&data_dir)?);
+        let approvals = approval::channel_for(&config)?;
         let groups = config.group_rules();
         Ok(Self {
             groups,
@@ -516,7 +517,8 @@ impl Desk {
         if run.session.pending().manager_asked_at.is_none() {
             return Ok(None);
         }
-        match self.approvals.take_answer(run.request_id())? {
+        let answer = self.approvals.take_answer(run.request_id());
+        match run.note_collector(answer)? {
             Some(response) => self.apply_manager_response(run, response, signer, now).map(Some),
             None => Ok(None),
         }
@@ -784,6 +786,9 @@ impl Desk {
             // The code did not go out and none counts (no hash kept): the agent may
             // send a new one or choose another method; nothing else was pending.
             Err(e @ DeskError::Notify(NotifyError::CodeNotSent { .. })) => Err(e),
+            // The approval could not be registered at the collector: the run stays
+            // usable and says so (`ResetView::approval_needs_collector`); ask again.
+            Err(e @ DeskError::Approval(ApprovalError::NeedsCollector(_))) => Err(e),
             Err(e) => {
                 run.broken = Some(e.to_string());
                 // Nothing may leave a broken run.
@@ -1011,7 +1016,7 @@ impl Desk {
                 Ok(None)
             }
             Decision::RequestManagerApproval { manager, address } => {
-                if self.config.mode == Mode::Production {
+                if self.config.mode == Mode::Production && !self.approvals.production_ready() {
                     return Err(DeskError::ApprovalChannelInProduction);
                 }
                 let issued = Issued {
@@ -1019,13 +1024,33 @@ impl Desk {
                     manager: manager.clone(),
                     address: address.clone(),
                 };
-                let token = self.approvals.issue(&issued, now)?;
-                let message = self.approval_message(run, manager, address, &token);
-                // The embedded inbox is demo-only (production refuses it above), so its
-                // code may wait in the outbox, where `resetdesk outbox show` reads it.
-                // SEAM: the collector's channel (production) gives a link and must send
-                // the code like a one-time code (from memory, never queued).
-                self.queue(&[message], now)?;
+                let about = self.approval_context(run);
+                let issued = self.approvals.issue(&issued, &about, now);
+                let token = run.note_collector(issued)?;
+                match self.approvals.answer_link(&token.token) {
+                    // The collector's page: the link is the credential, sent like a
+                    // one-time code (from memory, never queued) where the notifier can.
+                    Some(link) => {
+                        let link = Secret::new(link);
+                        let message = self.approval_message(run, manager, address, &token, None);
+                        let demo_in_band = self.config.mode != Mode::Production
+                            && self.notifier.secret_route(SecretKind::OneTimeCode, address)? == SecretRoute::InBand;
+                        if demo_in_band {
+                            // A demo desk without SMTP: the link waits in the outbox
+                            // (the `.eml` files), where the demo user opens it.
+                            let message = self.approval_message(run, manager, address, &token, Some(&link));
+                            self.queue(&[message], now)?;
+                        } else {
+                            self.deliver_secret(&message, SecretKind::OneTimeCode, link, now)?;
+                        }
+                    }
+                    None => {
+                        let message = self.approval_message(run, manager, address, &token, Some(&token.token));
+                        // The embedded inbox is demo-only (production refuses it above), so its
+                        // code may wait in the outbox, where `resetdesk outbox show` reads it.
+                        self.queue(&[message], now)?;
+                    }
+                }
                 Ok(None)
             }
             Decision::Notify { notification } => {
@@ -1169,15 +1194,52 @@ impl Desk {
         }
     }
 
-    /// The approval request to the manager: who asks, why extra care, the one-time
-    /// code and, when the channel has one, the link to answer at
-    /// ([`ApprovalChannel::answer_link`], the collector's page later).
-    fn approval_message(&self, run: &ResetRun, manager: &str, address: &str, token: &Secret) -> Message {
+    /// What the approval page shows the manager about `run`.
+    fn approval_context(&self, run: &ResetRun) -> ApprovalContext {
+        let account = run.session.account();
+        let agent = run.session.agent();
+        ApprovalContext {
+            agent: agent.username.clone(),
+            agent_name: self
+                .directory
+                .entry(&agent.username)
+                .map(|e| e.display_name)
+                .unwrap_or_else(|_| agent.username.clone()),
+            agent_employee_id: agent.employee_id.clone(),
+            account: account.username.clone(),
+            account_name: account.display_name.clone(),
+            reasons: run.session.assessment().escalations.iter().map(|e| e.reason.clone()).collect(),
+        }
+    }
+
+    /// The approval request to the manager: who asks, why extra care, and how to
+    /// answer. `shown`: the code or link written into the body (the embedded inbox's
+    /// code, or a demo desk's link that waits in the outbox); `None` when the link is
+    /// sent from memory at the top of the mail ([`Desk::deliver_secret`]) and must not
+    /// reach the outbox row.
+    fn approval_message(
+        &self,
+        run: &ResetRun,
+        manager: &str,
+        address: &str,
+        token: &approval::IssuedToken,
+        shown: Option<&Secret>,
+    ) -> Message {
         let account = run.session.account();
         let reasons: Vec<&str> = run.session.assessment().escalations.iter().map(|e| e.reason.as_str()).collect();
-        let answer = match self.approvals.answer_link(token) {
-            Some(link) => format!("Approve or deny at {link} (the code is in the link)."),
-            None => "Approve or deny with this code.".to_owned(),
+        let until = token.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let answer = match (self.approvals.answer_link(&token.token).is_some(), shown) {
+            (true, Some(link)) => {
+                format!("Approve or deny at this link (valid until {until}, once):\n{}\n\n", link.expose())
+            }
+            (true, None) => {
+                format!("Approve or deny at the link at the top of this message (valid until {until}, once).\n\n")
+            }
+            (false, code) => format!(
+                "Approval code (valid {ttl} minutes, once): {}\n\nApprove or deny with this code. ",
+                code.map(Secret::expose).unwrap_or_default(),
+                ttl = approval::DEFAULT_TTL.whole_minutes(),
+            ),
         };
         Message {
             to: address.to_owned(),
@@ -1185,8 +1247,7 @@ impl Desk {
             body: format!(
                 "Hello {manager},\n\nthe service desk of {org} was asked to reset the password of {name} ({user}), request {id},\n\
                  by {agent}. Reasons for extra care: {reasons}.\n\n\
-                 Approval code (valid {ttl} minutes, once): {token}\n\n\
-                 {answer} If you know nothing of this request, deny it and call the\n\
+                 {answer}If you know nothing of this request, deny it and call the\n\
                  security team ({security}).\n",
                 org = self.config.organisation,
                 name = account.display_name,
@@ -1194,8 +1255,6 @@ impl Desk {
                 id = run.request_id(),
                 agent = run.session.agent().username,
                 reasons = if reasons.is_empty() { "none".to_owned() } else { reasons.join("; ") },
-                ttl = approval::DEFAULT_TTL.whole_minutes(),
-                token = token.expose(),
                 security = self.config.smtp.security_team,
             ),
             request_id: run.request_id().to_owned(),

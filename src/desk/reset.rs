@@ -42,6 +42,9 @@ pub struct ResetRun {
     /// be signed: the password stays in `password`, and the decisions from the outcome
     /// on wait for [`super::Desk::retry_outcome`].
     pub(super) outcome_pending: Option<OutcomePending>,
+    /// Set while the manager's approval cannot go on because the collector is not
+    /// reachable (its error message): the screen says "approval needs the collector".
+    pub(super) approval_needs_collector: Option<String>,
 }
 
 /// The outcome record of a reset the directory applied could not be written yet.
@@ -85,6 +88,7 @@ impl ResetRun {
             in_band: None,
             broken: None,
             outcome_pending: None,
+            approval_needs_collector: None,
         }
     }
 
@@ -116,6 +120,26 @@ impl ResetRun {
     /// not handed over before.
     pub fn outcome_pending(&self) -> Option<&str> {
         self.outcome_pending.as_ref().map(|p| p.why.as_str())
+    }
+
+    /// Why the manager's approval cannot go on now: the collector is unreachable
+    /// (`None` when it answered last time, or was never needed).
+    pub fn approval_needs_collector(&self) -> Option<&str> {
+        self.approval_needs_collector.as_deref()
+    }
+
+    /// Note whether a call of the approval channel reached the collector: a
+    /// [`ApprovalError::NeedsCollector`] is kept for the screen (the request still
+    /// waits), anything else clears it.
+    pub(super) fn note_collector<T>(
+        &mut self,
+        r: Result<T, super::approval::ApprovalError>,
+    ) -> Result<T, super::approval::ApprovalError> {
+        self.approval_needs_collector = match &r {
+            Err(e @ super::approval::ApprovalError::NeedsCollector(_)) => Some(e.to_string()),
+            _ => None,
+        };
+        r
     }
 
     /// The digest a co-signer signs (for the co-signer's screen).

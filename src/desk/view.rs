@@ -218,9 +218,12 @@ pub struct CallbackView {
 pub struct ManagerView {
     pub display_name: String,
     pub username: String,
-    /// `not-asked`, `pending`, `approved` or `denied`.
+    /// `not-asked`, `pending`, `needs-collector`, `approved` or `denied`.
     pub state: &'static str,
     pub asked_at: Option<String>,
+    /// "Approval needs the collector": the collector could not be reached to register
+    /// the request or fetch the answer (its error); the agent asks again once it is back.
+    pub needs_collector: Option<String>,
 }
 
 /// Failures counting toward the lockout.
@@ -386,8 +389,11 @@ impl ResetView {
             let denied = steps_done
                 .iter()
                 .any(|st| st.method == Method::ManagerApproval && matches!(st.verdict, Verdict::Failed(_)));
+            let needs_collector = (!approved).then(|| run.approval_needs_collector().map(str::to_owned)).flatten();
             let state = if approved {
                 "approved"
+            } else if needs_collector.is_some() {
+                "needs-collector"
             } else if pending.manager_asked_at.is_some() {
                 "pending"
             } else if denied {
@@ -399,7 +405,13 @@ impl ResetView {
                 Some(m) => (m.display_name.clone(), m.username.clone()),
                 None => ("no manager on file".to_owned(), account.manager.clone().unwrap_or_default()),
             };
-            ManagerView { display_name, username, state, asked_at: pending.manager_asked_at.as_deref().map(mask_email) }
+            ManagerView {
+                display_name,
+                username,
+                state,
+                asked_at: pending.manager_asked_at.as_deref().map(mask_email),
+                needs_collector,
+            }
         });
 
         let (refusal, directory_error) = match s.facts(crate::workflow::FactsKind::Refusal, now).outcome {

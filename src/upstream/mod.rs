@@ -2,6 +2,9 @@
 //! sans-IO ([`crate::sync`]); here are its adapters:
 //!
 //! - [`wire`]: the API's bodies, shared with `resetdesk-collector` (pure);
+//! - [`approval_wire`]: manager approval by link: its bodies, the signed decision's
+//!   text and the field checks both ends apply (pure; the desk's channel is
+//!   `desk::collector_approval`);
 //! - [`witness`]: a new collector checkpoint must extend the one the desk holds (pure,
 //!   `tlog_tiles`);
 //! - [`client`]: the HTTPS client (ureq, rustls + ring, the configured CA pinned);
@@ -11,6 +14,7 @@
 //! - [`alerts`]: the collector's security alerts for admin agents, receipts checked.
 
 pub mod alerts;
+pub mod approval_wire;
 pub mod client;
 pub mod driver;
 pub mod online;

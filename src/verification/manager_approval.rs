@@ -19,6 +19,10 @@ pub struct ManagerResponse {
     /// The registered address the answer came through.
     pub via_address: String,
     pub approved: bool,
+    /// The approval channel's evidence of the answer, kept in the reset's facts: the
+    /// collector's signed note over the decision (`None` from the embedded inbox).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_note: Option<String>,
 }
 
 /// Where to send the approval request: the manager's first e-mail address that is
@@ -52,7 +56,7 @@ mod tests {
     use crate::tier::AccountTier;
 
     fn resp(approver: &str, via: &str, approved: bool) -> ManagerResponse {
-        ManagerResponse { approver: approver.into(), via_address: via.into(), approved }
+        ManagerResponse { approver: approver.into(), via_address: via.into(), approved, decision_note: None }
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum Refusal {
     NoHandoffChannel,
     /// Emergency path refused (only admins, with a reason, on a locked account).
     EmergencyRefused { reason: String },
+    /// The manager on file denied the request: it ends here.
+    ManagerDenied,
 }
 
 impl Refusal {
@@ -43,6 +45,7 @@ impl Refusal {
             Self::NoManagerOnFile => "this reset needs the manager's approval, but no manager with a usable address is on file: ask HR to update the record".into(),
             Self::NoHandoffChannel => "no registered channel is left for the password that the verification did not use: ask the requester to come to the desk".into(),
             Self::EmergencyRefused { reason } => reason.clone(),
+            Self::ManagerDenied => "the account holder's manager denied this request, which ends it; the security team was told: do not go on, and report it if the requester insists".into(),
         }
     }
 }

@@ -64,6 +64,9 @@ pub enum StepDetail {
     Manager {
         approver: String,
         via_address: String,
+        /// The collector's signed note over the manager's decision (approval by link).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed_decision: Option<String>,
     },
     /// Co-signer identity.
     CoSigner {
@@ -90,6 +93,10 @@ pub struct ApprovalFact {
     pub via_address: String,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// The collector's signed note over the approval (C2SP signed note, checkable
+    /// with the collector's verifier key); `None` from the embedded (demo) inbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_decision: Option<String>,
 }
 
 /// The second agent who co-signed.

@@ -655,13 +655,27 @@ impl Session {
                         manager: response.approver.clone(),
                         via_address: response.via_address.clone(),
                         at,
+                        signed_decision: response.decision_note.clone(),
                     });
                 }
                 let detail = StepDetail::Manager {
                     approver: response.approver,
                     via_address: clean_text(&response.via_address, 320),
+                    signed_decision: response.decision_note,
                 };
-                self.record_step(at, Method::ManagerApproval, verdict, detail)
+                let mut out = self.record_step(at, Method::ManagerApproval, verdict, detail);
+                if verdict == Verdict::Failed(crate::verification::FailReason::Declined)
+                    && self.phase == Phase::Verifying
+                {
+                    // The manager said no: the request ends (a refusal record with every step).
+                    out.retain(|d| !matches!(d, Decision::NeedSteps { .. }));
+                    self.phase = Phase::Refused;
+                    let refusal = Refusal::ManagerDenied;
+                    self.outcome = RequestOutcome::Refused { reason: refusal.explain() };
+                    out.push(Decision::WriteRecord { facts: Box::new(self.facts(FactsKind::Refusal, at)) });
+                    out.push(Decision::Refuse { explanation: refusal.explain(), refusal });
+                }
+                out
             }
             (Phase::Verifying, WorkflowEvent::IdInspected { inspection, .. }) => {
                 self.not_yet_passed(Method::GovernmentId)?;

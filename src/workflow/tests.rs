@@ -69,8 +69,12 @@ fn do_callback(s: &mut Session, at: OffsetDateTime) {
 fn do_manager(s: &mut Session, at: OffsetDateTime) {
     let d = s.handle(WorkflowEvent::ManagerApprovalRequested { at }).unwrap();
     assert_eq!(d, [Decision::RequestManagerApproval { manager: "mboss".into(), address: "mboss@example.com".into() }]);
-    let response =
-        ManagerResponse { approver: "mboss".into(), via_address: "mboss@example.com".into(), approved: true };
+    let response = ManagerResponse {
+        approver: "mboss".into(),
+        via_address: "mboss@example.com".into(),
+        approved: true,
+        decision_note: None,
+    };
     s.handle(WorkflowEvent::ManagerResponded { at, response }).unwrap();
 }
 
@@ -310,10 +314,39 @@ fn request_co_signature_is_emitted_when_only_it_is_missing() {
     passed(&mut s, NOW, Method::Totp);
     let d = s.handle(WorkflowEvent::ManagerApprovalRequested { at: NOW }).unwrap();
     assert!(matches!(d[0], Decision::RequestManagerApproval { .. }));
-    let response =
-        ManagerResponse { approver: "mboss".into(), via_address: "mboss@example.com".into(), approved: true };
+    let response = ManagerResponse {
+        approver: "mboss".into(),
+        via_address: "mboss@example.com".into(),
+        approved: true,
+        decision_note: None,
+    };
     let d = s.handle(WorkflowEvent::ManagerResponded { at: NOW, response }).unwrap();
     assert!(d.iter().any(|d| matches!(d, Decision::RequestCoSignature { min_tier: AgentTier::Admin, digest } if *digest == hex::encode(s.approval_digest()))), "{d:?}");
+}
+
+#[test]
+fn the_managers_denial_ends_the_request_with_a_refusal_record() {
+    let (mut s, _) = open(request(AccountTier::Highest, AgentTier::Admin, walk_up()));
+    s.handle(WorkflowEvent::ManagerApprovalRequested { at: NOW }).unwrap();
+    let response = ManagerResponse {
+        approver: "mboss".into(),
+        via_address: "mboss@example.com".into(),
+        approved: false,
+        decision_note: Some("signed".into()),
+    };
+    let d = s.handle(WorkflowEvent::ManagerResponded { at: NOW, response }).unwrap();
+    assert_eq!(s.phase(), Phase::Refused);
+    let Some(Decision::WriteRecord { facts }) = d.iter().find(|d| matches!(d, Decision::WriteRecord { .. })) else {
+        panic!("{d:?}")
+    };
+    assert_eq!(facts.kind, FactsKind::Refusal);
+    assert!(matches!(
+        &facts.steps.last().unwrap().detail,
+        crate::workflow::facts::StepDetail::Manager { signed_decision: Some(n), .. } if n == "signed"
+    ));
+    assert!(d.iter().any(|d| matches!(d, Decision::Refuse { refusal: Refusal::ManagerDenied, .. })), "{d:?}");
+    assert!(!d.iter().any(|d| matches!(d, Decision::NeedSteps { .. })), "nothing more is asked: {d:?}");
+    assert!(s.handle(WorkflowEvent::ManagerApprovalRequested { at: NOW }).is_err(), "it cannot be asked again");
 }
 
 #[test]
@@ -505,8 +538,12 @@ fn manager_cannot_be_the_agent_and_wrong_approver_fails() {
     assert_eq!(s.phase(), Phase::Refused, "{d:?}");
     let (mut s, _) = open(request(AccountTier::Privileged, AgentTier::Senior, walk_up()));
     s.handle(WorkflowEvent::ManagerApprovalRequested { at: NOW }).unwrap();
-    let response =
-        ManagerResponse { approver: "mboss".into(), via_address: "other@example.com".into(), approved: true };
+    let response = ManagerResponse {
+        approver: "mboss".into(),
+        via_address: "other@example.com".into(),
+        approved: true,
+        decision_note: None,
+    };
     s.handle(WorkflowEvent::ManagerResponded { at: NOW, response }).unwrap();
     assert!(!s.passed().contains(&Method::ManagerApproval));
 }

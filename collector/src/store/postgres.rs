@@ -129,6 +129,7 @@ impl PgStore {
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await?;
                 tx.batch_execute(SCHEMA).await?;
                 tx.batch_execute(crate::alerts::postgres::SCHEMA).await?;
+                tx.batch_execute(crate::approval::store::PG_SCHEMA).await?;
                 tx.commit().await
             })
             .map_err(pg("cannot create the schema"))?;

@@ -306,6 +306,11 @@ impl Drop for Collector {
 }
 
 pub fn client(ca: &Path) -> reqwest::blocking::Client {
+    client_from(ca, None)
+}
+
+/// [`client`] connecting from `local` (e.g. `127.0.0.2`, another client to a rate limit).
+pub fn client_from(ca: &Path, local: Option<std::net::IpAddr>) -> reqwest::blocking::Client {
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
@@ -318,6 +323,7 @@ pub fn client(ca: &Path) -> reqwest::blocking::Client {
         .with_no_client_auth();
     reqwest::blocking::Client::builder()
         .tls_backend_preconfigured(tls)
+        .local_address(local)
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
