@@ -446,7 +446,11 @@ function renderReset(entering) {
     }
   }
   if (!$("form-manager-approval").hidden && v.manager) {
-    const states = { "not-asked": "not asked yet", pending: `asked at ${v.manager.asked_at ?? "their registered address"}; waiting for the answer`, approved: "approved", denied: "denied" };
+    const states = {
+      "not-asked": "not asked yet", pending: `asked at ${v.manager.asked_at ?? "their registered address"}; waiting for the answer`,
+      approved: "approved", denied: "denied",
+      "needs-collector": `approval needs the collector, which cannot be reached now (${v.manager.needs_collector ?? "no answer"}); ask again when it is back`,
+    };
     $("manager-line").textContent = `${v.manager.display_name}: ${states[v.manager.state] ?? v.manager.state}.`;
     $("manager-line").dataset.state = v.manager.state;
     $("manager-request").hidden = v.manager.state === "pending";
