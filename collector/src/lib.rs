@@ -17,6 +17,7 @@ pub mod api;
 pub mod config;
 pub mod cosignature;
 pub mod desk_auth;
+pub mod history;
 pub mod ingest;
 pub mod merkle;
 pub mod note;

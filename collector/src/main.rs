@@ -10,6 +10,7 @@ use resetdesk_collector::api::{router, AppState};
 use resetdesk_collector::config::{Config, Database};
 use resetdesk_collector::cosignature::Cosigner;
 use resetdesk_collector::desk_auth::{DeskKeyFile, DeskKeys};
+use resetdesk_collector::history::store::HistoryStore;
 use resetdesk_collector::ingest::Collector;
 use resetdesk_collector::note::LogKey;
 use resetdesk_collector::store::{LogStore, PgStore, SqliteStore};
@@ -189,17 +190,20 @@ fn listen(
     })
 }
 
-fn serve<S: LogStore + 'static>(store: S, c: Config) -> Result<(), String> {
+fn serve<S: LogStore + HistoryStore + 'static>(store: S, c: Config) -> Result<(), String> {
     let key = LogKey::load(&c.signing_key_file, &c.origin).map_err(|e| e.to_string())?;
     let ca = std::fs::read_to_string(&c.org_ca_file)
         .map_err(|e| format!("cannot read the organisation CA {}: {e}", c.org_ca_file.display()))?;
-    let collector = Collector::open(store, &ca, key, c.max_batch).map_err(|e| e.to_string())?;
+    let mut collector = Collector::open(store, &ca, key, c.max_batch).map_err(|e| e.to_string())?;
+    // The account index catches up on what was stored before a stop.
+    resetdesk_collector::history::catch_up(collector.store_mut()).map_err(|e| e.to_string())?;
     let vkey = collector.verifier_key().to_owned();
     let tls = tls::server_config(&c.tls_cert_file, &c.tls_key_file).map_err(|e| e.to_string())?;
     let witnesses =
         c.witnesses.iter().map(witnessing::Witness::new).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     let desk_keys = DeskKeyFile::open(&c.desk_keys_file).map_err(|e| e.to_string())?;
-    let state = Arc::new(AppState::new(collector, c.max_body_bytes).with_desk_keys(desk_keys));
+    let state =
+        Arc::new(AppState::new(collector, c.max_body_bytes).with_desk_keys(desk_keys).with_history(c.history.clone()));
     let app = router(Arc::clone(&state));
     listen(c.listen, tls, app, vkey, move |rt| {
         if !witnesses.is_empty() {

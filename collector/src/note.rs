@@ -75,6 +75,20 @@ impl LogKey {
         &self.vkey
     }
 
+    /// The log's origin (the key's name).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// A C2SP signed note over `text` (lines ending in newlines) by this key, for
+    /// answers the collector signs besides checkpoints (cross-desk history). Callers
+    /// make `text` something no checkpoint parses as.
+    pub fn sign_note(&self, text: &str) -> Result<String, KeyError> {
+        let mut note = Note::new(text.as_bytes(), &[]).map_err(|e| KeyError::Sign(e.to_string()))?;
+        note.add_sigs(&[&self.signer]).map_err(|e| KeyError::Sign(e.to_string()))?;
+        String::from_utf8(note.to_bytes()).map_err(|e| KeyError::Sign(e.to_string()))
+    }
+
     /// A signed C2SP checkpoint note for a tree of `size` leaves with root `root`.
     pub fn sign_checkpoint(&self, size: u64, root: &Hash32) -> Result<String, KeyError> {
         let cp = tlog_tiles::Checkpoint::new(&self.origin, size, tlog_tiles::Hash(*root), "")

@@ -195,18 +195,18 @@ CREATE TABLE IF NOT EXISTS cosignatures (
 
 /// The SQLite [`LogStore`] (WAL, synchronous=FULL).
 pub struct SqliteStore {
-    conn: Connection,
-    path: String,
+    pub(crate) conn: Connection,
+    pub(crate) path: String,
 }
 
-fn i(v: u64) -> i64 {
+pub(crate) fn i(v: u64) -> i64 {
     // Leaf indexes and seqs stay far below 2^63.
     i64::try_from(v).unwrap_or(i64::MAX)
 }
-fn u(v: i64) -> u64 {
+pub(crate) fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
-fn h32(v: Vec<u8>) -> Hash32 {
+pub(crate) fn h32(v: Vec<u8>) -> Hash32 {
     v.try_into().unwrap_or([0; 32])
 }
 
@@ -217,10 +217,11 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.execute_batch(crate::history::store::SQLITE_SCHEMA).map_err(sql)?;
         Ok(Self { conn, path: shown })
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    pub(crate) fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         |source| StoreError::Sql { path: self.path.clone(), source }
     }
 }

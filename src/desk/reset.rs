@@ -42,6 +42,9 @@ pub struct ResetRun {
     /// be signed: the password stays in `password`, and the decisions from the outcome
     /// on wait for [`super::Desk::retry_outcome`].
     pub(super) outcome_pending: Option<OutcomePending>,
+    /// The holder's "this wasn't me" link, once the outcome record carrying its hash
+    /// is signed (with the collector's desk services only); told in the reset mail.
+    pub(super) report_link: Option<Secret>,
 }
 
 /// The outcome record of a reset the directory applied could not be written yet.
@@ -85,6 +88,7 @@ impl ResetRun {
             in_band: None,
             broken: None,
             outcome_pending: None,
+            report_link: None,
         }
     }
 

@@ -88,7 +88,7 @@ fn pg_err<'a>(url: &'a str, what: &'static str) -> impl Fn(tokio_postgres::Error
 
 /// The PostgreSQL [`LogStore`].
 pub struct PgStore {
-    client: Client,
+    pub(crate) client: Client,
     /// Drives `client`. `Some` from `connect` until `drop` (which shuts it down
     /// without blocking, as it may run inside the server's async context).
     runtime: Option<tokio::runtime::Runtime>,
@@ -125,6 +125,7 @@ impl PgStore {
                 let tx = client.transaction().await?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await?;
                 tx.batch_execute(SCHEMA).await?;
+                tx.batch_execute(crate::history::postgres::PG_SCHEMA).await?;
                 tx.commit().await
             })
             .map_err(pg("cannot create the schema"))?;
@@ -132,7 +133,7 @@ impl PgStore {
         Ok(Self { client, runtime: Some(runtime), shown, url })
     }
 
-    fn block_on<F: Future>(&self, f: F) -> F::Output {
+    pub(crate) fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.runtime().block_on(f)
     }
 
@@ -141,7 +142,7 @@ impl PgStore {
         self.runtime.as_ref().expect("the store's runtime lives as long as the store")
     }
 
-    fn pg(&self, what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+    pub(crate) fn pg(&self, what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
         pg_err(&self.shown, what)
     }
 
