@@ -9,7 +9,8 @@
 //!   the reset's records with their entry hashes and receipts, the link works once,
 //!   and the next reset at B needs the highest tier;
 //! - with the collector down, desk B shows "cross-desk history unavailable" and
-//!   requires more, never less.
+//!   requires more, never less; a session that saw another desk's failures keeps
+//!   counting them.
 //!
 //! Needs `scripts/pcscd.sh start` (holds the reader lock) and, for the PostgreSQL
 //! runs, `scripts/postgres.sh` (skipped without it outside CI).
@@ -253,8 +254,32 @@ fn two_desks(database: Option<&str>) {
         assert!(view.account.flagged && view.account.risk_flags.iter().any(|f| f.contains("flagged by the collector")));
     }
 
-    // 5. The collector down: desk B says so and requires more, never less.
-    c.kill();
+    // 5. Two failures for obrien at desk A, synced; a session at desk B sees them, and
+    // still counts them when the collector goes down in the middle of it.
+    {
+        let mut desk_a = TwoDesks::desk(&desks.a);
+        let mut alice = agent(&desks.a, &desks.card);
+        let identity = alice.identity().clone();
+        let (mut run, _) =
+            desk_a.start_reset(&identity, alice.signer().unwrap(), "obrien", Default::default(), now()).unwrap();
+        for _ in 0..2 {
+            desk_a.apply_ui_json(&mut run, WRONG_ANSWERS, alice.signer().unwrap(), now()).unwrap();
+        }
+    }
+    sync(&desks.a);
+    {
+        let mut desk_b = TwoDesks::desk(&desks.b);
+        let mut alice = agent(&desks.b, &desks.card);
+        let identity = alice.identity().clone();
+        let (mut run, _) =
+            desk_b.start_reset(&identity, alice.signer().unwrap(), "obrien", Default::default(), now()).unwrap();
+        assert!(rules(&run, &desk_b).iter().any(|(r, _)| *r == RiskRule::EarlierFailures));
+        c.kill();
+        desk_b.apply_ui_json(&mut run, WRONG_ANSWERS, alice.signer().unwrap(), now()).unwrap();
+        assert_eq!(run.phase(), Phase::LockedOut, "what the collector said still counts while it is down");
+    }
+
+    // 6. The collector down: a new desk B says so and requires more, never less.
     {
         let mut desk_b = TwoDesks::desk(&desks.b);
         let mut alice = agent(&desks.b, &desks.card);

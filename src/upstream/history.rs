@@ -133,6 +133,9 @@ pub fn check_answer(
     Ok(answer)
 }
 
+/// What the collector last said about one account: its events and its flag.
+type CollectorSaid = (Vec<AccountEvent>, Option<CrossDeskFlag>);
+
 /// The desk's [`HistorySource`] over the collector's cross-desk index and this desk's
 /// own log.
 pub struct CollectorHistory {
@@ -142,11 +145,15 @@ pub struct CollectorHistory {
     /// How far back the desk's rules look (the longest window).
     window: time::Duration,
     clock: Box<dyn Clock>,
+    /// The collector's events and flag of each account from its last good answer:
+    /// while it cannot be asked, what it said before still counts (a session that saw
+    /// another desk's failures keeps counting them).
+    last_known: std::sync::Mutex<BTreeMap<String, CollectorSaid>>,
 }
 
 impl CollectorHistory {
     pub fn new(client: CollectorClient, keys: CollectorKeys, local: Store, window: time::Duration) -> Self {
-        Self { client, keys, local, window, clock: Box::new(SystemClock) }
+        Self { client, keys, local, window, clock: Box::new(SystemClock), last_known: Default::default() }
     }
 
     /// The source `config` asks for: `Some` when `[collector] url` and `desk_key_file`
@@ -214,17 +221,26 @@ impl CollectorHistory {
             usernames.iter().map(|u| (u.to_lowercase(), Vec::new())).collect();
         let mut cross = BTreeMap::new();
         let mut unavailable = None;
+        // Only this object's cache behind the lock: a panic elsewhere leaves it whole.
+        let mut last_known = self.last_known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Asked in pages of at most MAX_USERNAMES.
         for page in usernames.chunks(MAX_USERNAMES) {
             match self.ask(page) {
                 Ok(answer) => {
                     for account in answer.accounts {
-                        let list = events.entry(account.username.clone()).or_default();
-                        list.extend(account.events.into_iter().map(|e| e.event));
+                        let collector_events: Vec<AccountEvent> = account.events.into_iter().map(|e| e.event).collect();
+                        events.entry(account.username.clone()).or_default().extend(collector_events.iter().cloned());
+                        last_known.insert(account.username.clone(), (collector_events, account.flag.clone()));
                         cross.insert(account.username, account.flag);
                     }
                 }
                 Err(e) => {
+                    for u in page {
+                        let u = u.to_lowercase();
+                        let (known, flag) = last_known.get(&u).cloned().unwrap_or_default();
+                        events.entry(u.clone()).or_default().extend(known);
+                        cross.insert(u, flag);
+                    }
                     tracing::warn!("cross-desk history unavailable: {e}");
                     unavailable = Some(match e {
                         AnswerError::Client(ClientError::Unreachable { .. }) => {
@@ -235,6 +251,7 @@ impl CollectorHistory {
                 }
             }
         }
+        drop(last_known);
         for e in local_events(&self.local, usernames)? {
             events.entry(e.account.clone()).or_default().push(e);
         }
