@@ -129,13 +129,13 @@ impl TwoDesks {
 }
 
 /// A done reset of `target` at `desk` (answers, employee record, TOTP).
-fn reset(desk: &mut Desk, alice: &mut AgentSession, site: &desk_support::Site, target: &str) {
-    let identity = alice.identity().clone();
-    let (mut run, _) = desk.start_reset(&identity, alice.signer().unwrap(), target, Default::default(), now()).unwrap();
+fn reset(desk: &mut Desk, carol: &mut AgentSession, site: &desk_support::Site, target: &str) {
+    let identity = carol.identity().clone();
+    let (mut run, _) = desk.start_reset(&identity, carol.signer().unwrap(), target, Default::default(), now()).unwrap();
     for step in [answers_json(target), employee_record_json(site, target), totp_json(target, now())] {
-        desk.apply_ui_json(&mut run, &step, alice.signer().unwrap(), now()).unwrap();
+        desk.apply_ui_json(&mut run, &step, carol.signer().unwrap(), now()).unwrap();
     }
-    desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, alice.signer().unwrap(), now()).unwrap();
+    desk.apply_ui_json(&mut run, r#"{"action":"request_reset"}"#, carol.signer().unwrap(), now()).unwrap();
     assert_eq!(run.phase(), Phase::Succeeded);
 }
 
@@ -153,37 +153,40 @@ fn rules(run: &resetdesk::desk::ResetRun, desk: &Desk) -> Vec<(RiskRule, String)
     desk.reset_view(run, now()).unwrap().escalations.into_iter().map(|e| (e.rule, e.reason)).collect()
 }
 
+/// Two wrong answers for `target` at desk A, synced to the collector.
+fn two_failures_at_a(desks: &TwoDesks, target: &str) {
+    let mut desk_a = TwoDesks::desk(&desks.a);
+    let mut carol = agent(&desks.a, &desks.card);
+    let identity = carol.identity().clone();
+    let (mut run, _) =
+        desk_a.start_reset(&identity, carol.signer().unwrap(), target, Default::default(), now()).unwrap();
+    for _ in 0..2 {
+        desk_a.apply_ui_json(&mut run, WRONG_ANSWERS, carol.signer().unwrap(), now()).unwrap();
+    }
+    assert_eq!(run.phase(), Phase::Verifying, "two failures do not lock");
+    sync(&desks.a);
+}
+
 fn two_desks(database: Option<&str>) {
     let _lock = lock_readers();
     let (mut desks, mut c) = TwoDesks::start(database);
 
     // 1. Two wrong answers for cchen at desk A, synced to the collector.
-    {
-        let mut desk_a = TwoDesks::desk(&desks.a);
-        let mut alice = agent(&desks.a, &desks.card);
-        let identity = alice.identity().clone();
-        let (mut run, _) =
-            desk_a.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), now()).unwrap();
-        for _ in 0..2 {
-            desk_a.apply_ui_json(&mut run, WRONG_ANSWERS, alice.signer().unwrap(), now()).unwrap();
-        }
-        assert_eq!(run.phase(), Phase::Verifying, "two failures do not lock");
-    }
-    sync(&desks.a);
+    two_failures_at_a(&desks, "cchen");
 
     // 2. At desk B, one more wrong answer for cchen locks: one lockout across desks.
     {
         let mut desk_b = TwoDesks::desk(&desks.b);
-        let mut alice = agent(&desks.b, &desks.card);
-        let identity = alice.identity().clone();
+        let mut carol = agent(&desks.b, &desks.card);
+        let identity = carol.identity().clone();
         let (mut run, _) =
-            desk_b.start_reset(&identity, alice.signer().unwrap(), "cchen", Default::default(), now()).unwrap();
+            desk_b.start_reset(&identity, carol.signer().unwrap(), "cchen", Default::default(), now()).unwrap();
         let fired = rules(&run, &desk_b);
         assert!(
             fired.iter().any(|(r, why)| *r == RiskRule::EarlierFailures && why.starts_with("2 failed")),
             "desk B sees desk A's failures: {fired:?}"
         );
-        desk_b.apply_ui_json(&mut run, WRONG_ANSWERS, alice.signer().unwrap(), now()).unwrap();
+        desk_b.apply_ui_json(&mut run, WRONG_ANSWERS, carol.signer().unwrap(), now()).unwrap();
         assert_eq!(run.phase(), Phase::LockedOut, "the third failure, at another desk, locks");
         let cards = desk_b.search_accounts("cchen", now()).unwrap();
         assert_eq!(cards[0].recent_failures, 3, "{cards:?}");
@@ -199,8 +202,8 @@ fn two_desks(database: Option<&str>) {
     // 3. A reset of jsmith at desk A; the holder reports it through the mail's link.
     {
         let mut desk_a = TwoDesks::desk(&desks.a);
-        let mut alice = agent(&desks.a, &desks.card);
-        reset(&mut desk_a, &mut alice, &desks.site, "jsmith");
+        let mut carol = agent(&desks.a, &desks.card);
+        reset(&mut desk_a, &mut carol, &desks.site, "jsmith");
     }
     let link = report_link(&desks.a);
     assert!(link.starts_with(&format!("{}/report/", c.base_url())), "{link}");
@@ -242,10 +245,10 @@ fn two_desks(database: Option<&str>) {
     // 4. The next reset of jsmith at desk B needs the highest tier.
     {
         let mut desk_b = TwoDesks::desk(&desks.b);
-        let mut alice = agent(&desks.b, &desks.card);
-        let identity = alice.identity().clone();
+        let mut carol = agent(&desks.b, &desks.card);
+        let identity = carol.identity().clone();
         let (run, _) =
-            desk_b.start_reset(&identity, alice.signer().unwrap(), "jsmith", Default::default(), now()).unwrap();
+            desk_b.start_reset(&identity, carol.signer().unwrap(), "jsmith", Default::default(), now()).unwrap();
         let view = desk_b.reset_view(&run, now()).unwrap();
         assert_eq!(view.effective_tier, AccountTier::Highest, "{:?}", view.escalations);
         let fired = rules(&run, &desk_b);
@@ -256,36 +259,26 @@ fn two_desks(database: Option<&str>) {
 
     // 5. Two failures for obrien at desk A, synced; a session at desk B sees them, and
     // still counts them when the collector goes down in the middle of it.
-    {
-        let mut desk_a = TwoDesks::desk(&desks.a);
-        let mut alice = agent(&desks.a, &desks.card);
-        let identity = alice.identity().clone();
-        let (mut run, _) =
-            desk_a.start_reset(&identity, alice.signer().unwrap(), "obrien", Default::default(), now()).unwrap();
-        for _ in 0..2 {
-            desk_a.apply_ui_json(&mut run, WRONG_ANSWERS, alice.signer().unwrap(), now()).unwrap();
-        }
-    }
-    sync(&desks.a);
+    two_failures_at_a(&desks, "obrien");
     {
         let mut desk_b = TwoDesks::desk(&desks.b);
-        let mut alice = agent(&desks.b, &desks.card);
-        let identity = alice.identity().clone();
+        let mut carol = agent(&desks.b, &desks.card);
+        let identity = carol.identity().clone();
         let (mut run, _) =
-            desk_b.start_reset(&identity, alice.signer().unwrap(), "obrien", Default::default(), now()).unwrap();
+            desk_b.start_reset(&identity, carol.signer().unwrap(), "obrien", Default::default(), now()).unwrap();
         assert!(rules(&run, &desk_b).iter().any(|(r, _)| *r == RiskRule::EarlierFailures));
         c.kill();
-        desk_b.apply_ui_json(&mut run, WRONG_ANSWERS, alice.signer().unwrap(), now()).unwrap();
+        desk_b.apply_ui_json(&mut run, WRONG_ANSWERS, carol.signer().unwrap(), now()).unwrap();
         assert_eq!(run.phase(), Phase::LockedOut, "what the collector said still counts while it is down");
     }
 
     // 6. The collector down: a new desk B says so and requires more, never less.
     {
         let mut desk_b = TwoDesks::desk(&desks.b);
-        let mut alice = agent(&desks.b, &desks.card);
-        let identity = alice.identity().clone();
+        let mut carol = agent(&desks.b, &desks.card);
+        let identity = carol.identity().clone();
         let (run, _) =
-            desk_b.start_reset(&identity, alice.signer().unwrap(), "ykim", Default::default(), now()).unwrap();
+            desk_b.start_reset(&identity, carol.signer().unwrap(), "ykim", Default::default(), now()).unwrap();
         let fired = rules(&run, &desk_b);
         let unavailable: Vec<&String> =
             fired.iter().filter(|(r, _)| *r == RiskRule::CrossDeskHistoryUnavailable).map(|(_, why)| why).collect();
@@ -301,10 +294,10 @@ fn two_desks(database: Option<&str>) {
     {
         // Back up: the reason is gone.
         let mut desk_b = TwoDesks::desk(&desks.b);
-        let mut alice = agent(&desks.b, &desks.card);
-        let identity = alice.identity().clone();
+        let mut carol = agent(&desks.b, &desks.card);
+        let identity = carol.identity().clone();
         let (run, _) =
-            desk_b.start_reset(&identity, alice.signer().unwrap(), "ykim", Default::default(), now()).unwrap();
+            desk_b.start_reset(&identity, carol.signer().unwrap(), "ykim", Default::default(), now()).unwrap();
         assert!(!rules(&run, &desk_b).iter().any(|(r, _)| *r == RiskRule::CrossDeskHistoryUnavailable));
     }
     // Desk A's log, the report hash in its outcome record, still verifies offline.
