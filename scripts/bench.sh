@@ -7,22 +7,25 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ "${1:-}" == "--quick" ]]; then export RESETDESK_BENCH_QUICK=1; fi
+# One build for every benchmark and the binaries the runs below use: one package set,
+# so Cargo resolves features once and compiles each dependency once (the bench profile
+# is the release profile's settings, in target/release).
+pkgs=(-p resetdesk -p resetdesk-collector -p virtual-yubikey)
+cargo build --profile bench --locked "${pkgs[@]}" --bins --benches
 for b in benches/*.rs; do
   name="$(basename "$b" .rs)"
   echo "-- bench $name"
-  cargo bench --locked --bench "$name"
+  cargo bench --locked "${pkgs[@]}" --bench "$name"
 done
 # The audit collector (collector/benches/ingest.rs): verified ingest against the raw
 # ECDSA verify rate, a backlog drained over loopback TLS, many desks syncing at once.
 echo "-- bench collector ingest"
-cargo bench --locked -p resetdesk-collector --bench ingest
+cargo bench --locked "${pkgs[@]}" --bench ingest
 # resetdesk-bench: complete resets through the desk on its own virtual cards (holding
 # the readers' lock), one run per account tier (the highest with a second card in the
 # second reader co-signing), each followed by the offline verifier on the log it wrote.
 resets=50; tier_resets=20
 [[ "${RESETDESK_BENCH_QUICK:-0}" == 1 ]] && { resets=5; tier_resets=3; }
-cargo build --release --locked -p resetdesk --bin resetdesk --bin resetdesk-bench
-cargo build --release --locked -p virtual-yubikey --bin virtual-yubikey
 bench_dir="$(mktemp -d)"; trap 'rm -rf "$bench_dir"' EXIT
 for tier in standard privileged highest; do
   n="$tier_resets"; [[ "$tier" == standard ]] && n="$resets"

@@ -41,9 +41,10 @@ grep -q '^Exec=resetdesk-app' /usr/share/applications/ResetDesk.desktop || fail 
 
 # The installed app in a real window: a standard reset done with the keyboard alone,
 # the password only on the customer screen, the directory and the signed log checked
-# with the installed CLI.
+# with the installed CLI. (`--workspace`: the feature set of the test run before, so
+# nothing is compiled again.)
 echo "test-deb: a standard reset in the installed app's window"
 RESETDESK_E2E_APP=/usr/bin/resetdesk-app xvfb-run -a -s "-screen 0 1280x800x24 -nolisten tcp" \
-  cargo test --locked -p resetdesk-app --test e2e -- --exact \
+  cargo test --locked --workspace --test e2e -- --exact \
   a_standard_reset_is_done_with_the_keyboard_alone_and_the_password_shows_only_on_the_customer_screen
 echo "test-deb: ok ($PKG installed, its app reset a password end to end)"

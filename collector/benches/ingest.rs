@@ -9,7 +9,8 @@
 //!    ring) on every core at once. Goal: ≥ 0.5×. Also printed: the same load with
 //!    everything under the lock (the ingest before prechecks moved out of it), batches
 //!    of 100 (two fsyncs per batch weigh more), and the disk's fsync time.
-//!    PostgreSQL: the same on `PgStore` when `RESETDESK_BENCH_PG_URL` is set.
+//!    PostgreSQL: the same on `PgStore`, in a fresh database on the project's cluster
+//!    (`scripts/postgres.sh`, started if needed), or on `RESETDESK_BENCH_PG_URL`.
 //! 2. A backlog of one desk log (100,000 records) drained over loopback TLS to the
 //!    real `resetdesk-collector serve` process, in batches of 1,000 (its default
 //!    `max_batch`), one after another as a desk's sync does. Goal: ≤ 30 s.
@@ -22,6 +23,8 @@
 
 #[path = "../../tests/audit_support/mod.rs"]
 mod audit_support;
+#[path = "../tests/pg_support/mod.rs"]
+mod pg_support;
 
 use std::io::BufRead as _;
 use std::path::Path;
@@ -496,17 +499,27 @@ fn main() -> BenchResult<()> {
         apart.records_per_sec / raw_all
     );
     println!("  ratio prechecks apart / all under the lock = {:.2}x", apart.records_per_sec / locked.records_per_sec);
-    // --- PostgreSQL: the same load on PgStore when RESETDESK_BENCH_PG_URL names one ---
-    match std::env::var("RESETDESK_BENCH_PG_URL") {
-        Ok(url) => {
+    // --- PostgreSQL: the same load on PgStore, in a database of its own on the project's
+    // cluster (scripts/postgres.sh, started if needed), or on RESETDESK_BENCH_PG_URL ---
+    let own_db = if smoke || std::env::var_os("RESETDESK_BENCH_PG_URL").is_some() {
+        None
+    } else {
+        pg_support::PgDatabase::create()
+    };
+    let pg_url = std::env::var("RESETDESK_BENCH_PG_URL").ok().or_else(|| own_db.as_ref().map(|d| d.url.clone()));
+    match pg_url {
+        Some(url) => {
             let pg = in_process_rate(PgStore::connect(&url)?, &pki, scratch.path(), &desks, true)?;
             run("PostgreSQL, prechecks outside the lock:", &pg);
             println!("  ratio PostgreSQL ingest / raw verify on {cores} cores = {:.2}x", pg.records_per_sec / raw_all);
+            println!("  ratio PostgreSQL ingest / SQLite ingest = {:.2}x", pg.records_per_sec / apart.records_per_sec);
         }
-        Err(_) => println!(
-            "  PostgreSQL: not measured (set RESETDESK_BENCH_PG_URL, e.g. to the URL `scripts/postgres.sh start` prints)"
+        None => println!(
+            "  PostgreSQL: not measured ({}; scripts/postgres.sh start, or set RESETDESK_BENCH_PG_URL)",
+            if smoke { "smoke run" } else { "no cluster" }
         ),
     }
+    drop(own_db);
 
     // --- 2. a backlog drained over loopback to the real process -----------------------
     let alice = agent(10_000)?;

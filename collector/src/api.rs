@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::alerts::AlertStore;
 use crate::desk_auth::{DeskKeyFile, HasDeskKeys};
 use crate::history::store::HistoryStore;
 use crate::ingest::{Collector, IngestError, Prechecker, ReadError};
@@ -76,7 +77,7 @@ impl<S: LogStore> AppState<S> {
     }
 }
 
-pub fn router<S: LogStore + HistoryStore + 'static>(state: Arc<AppState<S>>) -> Router {
+pub fn router<S: LogStore + HistoryStore + AlertStore + 'static>(state: Arc<AppState<S>>) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
         .route("/add-records", post(add_records::<S>))

@@ -47,6 +47,14 @@ pub struct Config {
     /// [`crate::history::HistoryConfig`].
     #[serde(default)]
     pub history: crate::history::HistoryConfig,
+    /// The anomaly rules evaluated at ingest (`[anomaly.<rule>]`, each with
+    /// `enabled`); see [`crate::anomaly::config`] for the keys and defaults.
+    #[serde(default)]
+    pub anomaly: crate::anomaly::config::AnomalyConfig,
+    /// Where alerts are mailed (`[security_mail]`: host, port, security, ca_file,
+    /// from, to, ...; see [`crate::alerts::mail::SecurityMailConfig`]). Unset: alerts
+    /// are only stored and listed.
+    pub security_mail: Option<crate::alerts::mail::SecurityMailConfig>,
 }
 
 fn default_desk_keys() -> PathBuf {
@@ -126,6 +134,8 @@ impl Config {
             }
         }
         let witness_cas = c.witnesses.iter_mut().map(|w| &mut w.ca_file);
+        let mail_files =
+            c.security_mail.iter_mut().flat_map(|m| m.ca_file.iter_mut().chain(m.password_file.iter_mut()));
         for p in [
             &mut c.signing_key_file,
             &mut c.org_ca_file,
@@ -135,6 +145,7 @@ impl Config {
         ]
         .into_iter()
         .chain(witness_cas)
+        .chain(mail_files)
         {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -30,7 +30,7 @@ use std::sync::{Arc, RwLock};
 
 use resetdesk::audit::record::entry_hash;
 use resetdesk::audit::resolver::ResolveError;
-use resetdesk::audit::verify::{signature_valid, Problem, StoredRecord};
+use resetdesk::audit::verify::{revocation_of, signature_valid, Problem, StoredRecord};
 use resetdesk::audit::{
     CertificateResolver, Hash32, InclusionReceipt, KeyResolver as _, LogVerifier, Prechecked, Receipt, Record,
 };
@@ -236,6 +236,8 @@ pub struct Collector<S: LogStore> {
     prechecker: Arc<Prechecker>,
     desks: HashMap<Hash32, LogVerifier>,
     key: LogKey,
+    /// Told of each stored batch (the anomaly rules).
+    watcher: Option<Box<dyn crate::anomaly::Watcher<S>>>,
 }
 
 fn reject(kind: RejectKind, message: impl Into<String>, log_id: Option<Hash32>, seq: Option<u64>) -> Rejection {
@@ -263,7 +265,7 @@ impl<S: LogStore> Collector<S> {
             threads: default_threads(),
             certificates: RwLock::new(Certificates { resolver, known: HashMap::new(), unstored: Vec::new() }),
         };
-        let collector = Self { store, prechecker: Arc::new(prechecker), desks: HashMap::new(), key };
+        let collector = Self { store, prechecker: Arc::new(prechecker), desks: HashMap::new(), key, watcher: None };
         collector.load_stored_certificates()?;
         Ok(collector)
     }
@@ -282,6 +284,12 @@ impl<S: LogStore> Collector<S> {
             }
         }
         Ok(())
+    }
+
+    /// Tell `watcher` of every batch stored from now on (after its transaction).
+    pub fn with_watcher(mut self, watcher: Box<dyn crate::anomaly::Watcher<S>>) -> Self {
+        self.watcher = Some(watcher);
+        self
     }
 
     /// The lock-free half of ingest, for callers that precheck outside the lock.
@@ -377,6 +385,9 @@ impl<S: LogStore> Collector<S> {
         // time, so a refused batch leaves no trace in it (all or nothing, no copy).
         let mut state = self.take_desk_state(&log)?;
         state.forget_keys();
+        // Keys revoked in any desk log (by this instance or another) sign nothing here
+        // from their revocation's time on.
+        state.set_revoked_elsewhere(self.store.revocations()?);
         let prechecker = Arc::clone(&self.prechecker);
         let certs = read(&prechecker.certificates);
         let resolver = &certs.resolver;
@@ -401,6 +412,9 @@ impl<S: LogStore> Collector<S> {
             }
         }
         self.desks.insert(log, state);
+        if let Some(w) = self.watcher.as_mut() {
+            w.stored(&mut self.store, &new_leaves);
+        }
         // The batch's proofs share most of their hashes: each is read once.
         let seen = RefCell::new(HashMap::new());
         if !new_leaves.is_empty() {
@@ -501,10 +515,13 @@ impl<S: LogStore> Collector<S> {
             let stored = state
                 .push_prechecked_record(resolver, prechecked)
                 .map_err(|bad| refuse(RejectKind::of_problem(&bad.problem), bad.to_string(), bad.seq))?;
+            let (revokes, timestamp_ms) = revocation_of(&record).unwrap_or((Vec::new(), record.timestamp_ms));
             new_leaves.push(NewLeaf {
                 log_id: log,
                 seq,
                 entry_hash: hash,
+                revokes,
+                timestamp_ms,
                 record: stored.record,
                 signature: stored.signature,
                 cosignature: stored.cosignature,
@@ -532,6 +549,8 @@ impl<S: LogStore> Collector<S> {
         // The records to replay may be signed by certificates another instance took in.
         self.load_stored_certificates()?;
         let stored = self.store.desk_records(log, state.next_seq() - 1)?;
+        // Stored records were accepted under the revocations known then: replay them so.
+        state.set_revoked_elsewhere(HashMap::new());
         let certs = read(&self.prechecker.certificates);
         state.push_all(&certs.resolver, &stored, self.prechecker.threads).map_err(|bad| {
             StoreError::Inconsistent(format!("stored desk log {} no longer verifies: {bad}", hex::encode(log)))
@@ -610,9 +629,9 @@ fn receipt<R: HashReader>(size: u64, note: &str, seq: u64, placed: Placed, hashe
 
 /// The store's hashes, each read at most once: a stored hash never changes once
 /// written (the tree only grows), so one request may keep what it read.
-struct MemoHashes<'a, S: LogStore> {
-    store: &'a S,
-    seen: &'a RefCell<HashMap<u64, Hash>>,
+pub(crate) struct MemoHashes<'a, S: LogStore> {
+    pub(crate) store: &'a S,
+    pub(crate) seen: &'a RefCell<HashMap<u64, Hash>>,
 }
 
 impl<S: LogStore> HashReader for MemoHashes<'_, S> {

@@ -11,8 +11,11 @@
 //! sequencing over a [`store::LogStore`]), [`merkle`] (tree math over stored hashes,
 //! with `tlog_tiles`), [`note`] (the checkpoint signing key), [`store`] (the storage
 //! trait and its SQLite implementation), [`api`] (axum routes), [`tls`] (rustls
-//! config and the demo CA), [`config`].
+//! config and the demo CA), [`config`]; [`anomaly`] (rules evaluated at ingest) and
+//! [`alerts`] (alert records and receipts, `GET /alerts`, mail to the security team).
 
+pub mod alerts;
+pub mod anomaly;
 pub mod api;
 pub mod config;
 pub mod cosignature;

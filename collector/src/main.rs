@@ -1,11 +1,13 @@
-//! `resetdesk-collector`: `init`, `serve`, `demo-tls`, and the witness role
-//! (`witness init`, `witness serve`).
+//! `resetdesk-collector`: `init`, `serve`, `demo-tls`, `desk-key add`, `alerts`, and the
+//! witness role (`witness init`, `witness serve`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
+use resetdesk_collector::alerts::{self, AlertStore};
+use resetdesk_collector::anomaly::{self, rules::AnomalyState, AnomalyWatch};
 use resetdesk_collector::api::{router, AppState};
 use resetdesk_collector::config::{Config, Database};
 use resetdesk_collector::cosignature::Cosigner;
@@ -44,6 +46,21 @@ enum Command {
     /// Desk keys for the desk services (approvals, history, alerts).
     #[command(subcommand)]
     DeskKey(DeskKeyCommand),
+    /// List the alerts (refusals and anomaly rules) with the records they stand on and
+    /// their receipts, oldest first, for the security team.
+    Alerts {
+        #[command(flatten)]
+        config: ConfigFile,
+        /// Only alerts with an id above this one.
+        #[arg(long, value_name = "ID", default_value_t = 0)]
+        after: u64,
+        /// The `GET /alerts` JSON body instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The database, overriding the config's (as for `serve`).
+        #[arg(long, value_name = "PATH|URL")]
+        database: Option<String>,
+    },
     /// A C2SP tlog-witness that cosigns the checkpoints of the logs in its config.
     #[command(subcommand)]
     Witness(WitnessCommand),
@@ -123,6 +140,20 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Alerts { config, after, json, database } => {
+            let mut c = Config::load(&config.path).map_err(|e| e.to_string())?;
+            if let Some(d) = database {
+                c.database = Database::from(d);
+            }
+            let text = match &c.database {
+                Database::Sqlite(path) => {
+                    list_alerts(&SqliteStore::open(path).map_err(|e| e.to_string())?, after, json)
+                }
+                Database::Postgres(url) => list_alerts(&PgStore::connect(url).map_err(|e| e.to_string())?, after, json),
+            }?;
+            print!("{text}");
+            Ok(())
+        }
         Command::Serve { config, database } => {
             let mut c = Config::load(&config.path).map_err(|e| e.to_string())?;
             if let Some(d) = database {
@@ -190,13 +221,27 @@ fn listen(
     })
 }
 
-fn serve<S: LogStore + HistoryStore + 'static>(store: S, c: Config) -> Result<(), String> {
+/// Every alert after `after`, as text or as the `GET /alerts` JSON.
+fn list_alerts<S: LogStore + AlertStore>(store: &S, after: u64, json: bool) -> Result<String, String> {
+    let list = alerts::list(store, after, usize::MAX / 2).map_err(|e| e.to_string())?;
+    if json {
+        return serde_json::to_string_pretty(&list).map(|t| t + "\n").map_err(|e| e.to_string());
+    }
+    Ok(alerts::render_text(&list))
+}
+
+fn serve<S: LogStore + AlertStore + AnomalyState + HistoryStore + 'static>(store: S, c: Config) -> Result<(), String> {
     let key = LogKey::load(&c.signing_key_file, &c.origin).map_err(|e| e.to_string())?;
     let ca = std::fs::read_to_string(&c.org_ca_file)
         .map_err(|e| format!("cannot read the organisation CA {}: {e}", c.org_ca_file.display()))?;
-    let mut collector = Collector::open(store, &ca, key, c.max_batch).map_err(|e| e.to_string())?;
+    let mut collector = Collector::open(store, &ca, key, c.max_batch)
+        .map_err(|e| e.to_string())?
+        .with_watcher(Box::new(AnomalyWatch::new(c.anomaly.clone())));
     // The account index catches up on what was stored before a stop.
     resetdesk_collector::history::catch_up(collector.store_mut()).map_err(|e| e.to_string())?;
+    if let Some(mail) = &c.security_mail {
+        alerts::mail::check(mail).map_err(|e| e.to_string())?;
+    }
     let vkey = collector.verifier_key().to_owned();
     let tls = tls::server_config(&c.tls_cert_file, &c.tls_key_file).map_err(|e| e.to_string())?;
     let witnesses =
@@ -204,8 +249,14 @@ fn serve<S: LogStore + HistoryStore + 'static>(store: S, c: Config) -> Result<()
     let desk_keys = DeskKeyFile::open(&c.desk_keys_file).map_err(|e| e.to_string())?;
     let state =
         Arc::new(AppState::new(collector, c.max_body_bytes).with_desk_keys(desk_keys).with_history(c.history.clone()));
-    let app = router(Arc::clone(&state));
+    let app = router(Arc::clone(&state)).merge(alerts::api::routes(Arc::clone(&state)));
     listen(c.listen, tls, app, vkey, move |rt| {
+        if c.anomaly.heartbeat.enabled {
+            rt.spawn(anomaly::watch_heartbeats(Arc::clone(&state), c.anomaly.clone()));
+        }
+        if let Some(mail) = c.security_mail.clone() {
+            rt.spawn(alerts::mail::run(Arc::clone(&state), mail));
+        }
         if !witnesses.is_empty() {
             rt.spawn(witnessing::run(state, witnesses));
         }

@@ -21,6 +21,7 @@
 pub mod postgres;
 pub use postgres::PgStore;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use resetdesk::audit::verify::StoredRecord;
@@ -63,6 +64,11 @@ pub struct NewLeaf {
     pub record: Vec<u8>,
     pub signature: Vec<u8>,
     pub cosignature: Option<Vec<u8>>,
+    /// The keys this record revokes (a verified `revocation` record), stored with it
+    /// in the same transaction so every desk log is checked against them.
+    pub revokes: Vec<Hash32>,
+    /// The record's time (UTC ms): when its revocations take effect.
+    pub timestamp_ms: u64,
 }
 
 /// Where a record is in the log.
@@ -117,6 +123,9 @@ pub trait LogStore: Send {
     fn set_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError>;
     fn add_alert(&mut self, alert: &Alert) -> Result<(), StoreError>;
     fn alerts(&self) -> Result<Vec<Alert>, StoreError>;
+    /// Keys revoked by any desk log's stored `revocation` records: key id -> the
+    /// earliest revocation's time (UTC ms).
+    fn revocations(&self) -> Result<HashMap<Hash32, u64>, StoreError>;
     /// The tree size a witness (by key name) last cosigned, as far as this log knows.
     fn witness_size(&self, witness: &str) -> Result<Option<u64>, StoreError>;
     fn set_witness_size(&mut self, witness: &str, size: u64) -> Result<(), StoreError>;
@@ -191,12 +200,23 @@ CREATE TABLE IF NOT EXISTS witness_state (witness TEXT PRIMARY KEY, size INTEGER
 CREATE TABLE IF NOT EXISTS cosignatures (
     size INTEGER NOT NULL, witness TEXT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (size, witness)
 );
+CREATE TABLE IF NOT EXISTS revocations (
+    key_id BLOB PRIMARY KEY, revoked_ms INTEGER NOT NULL, log_id BLOB NOT NULL, seq INTEGER NOT NULL
+);
 ";
+
+/// Keep the earliest revocation of a key (both backends).
+pub(crate) const UPSERT_REVOCATION: &str = "ON CONFLICT (key_id) DO UPDATE SET revoked_ms = excluded.revoked_ms,
+    log_id = excluded.log_id, seq = excluded.seq WHERE excluded.revoked_ms < revocations.revoked_ms";
 
 /// The SQLite [`LogStore`] (WAL, synchronous=FULL).
 pub struct SqliteStore {
     pub(crate) conn: Connection,
     pub(crate) path: String,
+    /// The stored hashes the last committed batch wrote. A stored hash never changes
+    /// once written (the tree only grows), so these answer the checkpoint's root and
+    /// the batch's inclusion proofs from memory instead of the table.
+    recent: HashMap<u64, Hash32>,
 }
 
 pub(crate) fn i(v: u64) -> i64 {
@@ -218,7 +238,8 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         conn.execute_batch(crate::history::store::SQLITE_SCHEMA).map_err(sql)?;
-        Ok(Self { conn, path: shown })
+        conn.execute_batch(crate::alerts::sqlite::SCHEMA).map_err(sql)?;
+        Ok(Self { conn, path: shown, recent: HashMap::new() })
     }
 
     pub(crate) fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -226,18 +247,35 @@ impl SqliteStore {
     }
 }
 
-/// Reads stored hashes inside a transaction (integration reads what it just wrote).
-struct TxHashes<'a>(&'a rusqlite::Transaction<'a>);
+/// Reads stored hashes inside the appending transaction: those this batch wrote,
+/// then those of the batch before, then the table.
+struct TxHashes<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    written: &'a HashMap<u64, Hash32>,
+    recent: &'a HashMap<u64, Hash32>,
+}
 
 impl HashReader for TxHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
-        read_hashes(self.0, indexes).map_err(|e| tlog_tiles::Error::InvalidInput(e.to_string()))
+        read_hashes(self.tx, indexes, &[self.written, self.recent])
+            .map_err(|e| tlog_tiles::Error::InvalidInput(e.to_string()))
     }
 }
 
-fn read_hashes(conn: &Connection, indexes: &[u64]) -> Result<Vec<Hash>, rusqlite::Error> {
+/// Stored hashes `indexes`, from the first of `known` that has each, else the table.
+fn read_hashes(
+    conn: &Connection,
+    indexes: &[u64],
+    known: &[&HashMap<u64, Hash32>],
+) -> Result<Vec<Hash>, rusqlite::Error> {
     let mut stmt = conn.prepare_cached("SELECT hash FROM tree_hashes WHERE idx = ?1")?;
-    indexes.iter().map(|&ix| stmt.query_row([i(ix)], |r| r.get::<_, Vec<u8>>(0)).map(|v| Hash(h32(v)))).collect()
+    indexes
+        .iter()
+        .map(|&ix| match known.iter().find_map(|k| k.get(&ix)) {
+            Some(h) => Ok(Hash(*h)),
+            None => stmt.query_row([i(ix)], |r| r.get::<_, Vec<u8>>(0)).map(|v| Hash(h32(v))),
+        })
+        .collect()
 }
 
 fn desk_last_seq(conn: &Connection, log_id: &Hash32) -> Result<u64, rusqlite::Error> {
@@ -336,18 +374,35 @@ impl LogStore for SqliteStore {
                 indexes.push(index);
             }
         }
+        {
+            let mut revoke = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO revocations (key_id, revoked_ms, log_id, seq) VALUES (?1, ?2, ?3, ?4) {UPSERT_REVOCATION}"
+                ))
+                .map_err(sql)?;
+            for leaf in leaves {
+                for key in &leaf.revokes {
+                    revoke.execute(params![key, i(leaf.timestamp_ms), leaf.log_id, i(leaf.seq)]).map_err(sql)?;
+                }
+            }
+        }
         let new_size = u(next) + leaves.len() as u64;
         tx.execute("UPDATE seq_coord SET next = ?1 WHERE id = 0", [i(new_size)]).map_err(sql)?;
         // Integrate: the stored hashes of each new leaf, in order.
+        let mut written = HashMap::with_capacity(leaves.len() * 2);
         for (leaf, &index) in leaves.iter().zip(&indexes) {
-            let hashes = merkle::hashes_for_leaf(index, leaf.entry_hash, &TxHashes(&tx))?;
+            let reader = TxHashes { tx: &tx, written: &written, recent: &self.recent };
+            let hashes = merkle::hashes_for_leaf(index, leaf.entry_hash, &reader)?;
             let mut put = tx.prepare_cached("INSERT INTO tree_hashes (idx, hash) VALUES (?1, ?2)").map_err(sql)?;
             for (ix, h) in hashes {
                 put.execute(params![i(ix), h.as_slice()]).map_err(sql)?;
+                written.insert(ix, h);
             }
         }
         tx.execute("UPDATE int_coord SET size = ?1 WHERE id = 0", [i(new_size)]).map_err(sql)?;
         tx.commit().map_err(sql)?;
+        // Only what was committed is remembered.
+        self.recent = written;
         Ok(indexes)
     }
 
@@ -361,7 +416,9 @@ impl LogStore for SqliteStore {
     }
 
     fn read_stored_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash32>, StoreError> {
-        read_hashes(&self.conn, indexes).map(|v| v.into_iter().map(|h| h.0).collect()).map_err(self.err())
+        read_hashes(&self.conn, indexes, &[&self.recent])
+            .map(|v| v.into_iter().map(|h| h.0).collect())
+            .map_err(self.err())
     }
 
     fn find_entry(&self, entry_hash: &Hash32) -> Result<Option<(u64, Hash32, u64)>, StoreError> {
@@ -427,6 +484,12 @@ impl LogStore for SqliteStore {
             })
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    fn revocations(&self) -> Result<HashMap<Hash32, u64>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT key_id, revoked_ms FROM revocations").map_err(self.err())?;
+        let rows = stmt.query_map([], |r| Ok((h32(r.get(0)?), u(r.get(1)?)))).map_err(self.err())?;
+        rows.collect::<Result<HashMap<_, _>, _>>().map_err(self.err())
     }
 
     fn witness_size(&self, witness: &str) -> Result<Option<u64>, StoreError> {

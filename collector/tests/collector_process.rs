@@ -663,3 +663,50 @@ fn desk_services_answer_only_a_desk_key_the_collector_issued_and_keep_only_its_h
         c.client.get(c.url("/desk/whoami")).header("Authorization", format!("Basic {}", key.trim())).send().unwrap();
     assert_eq!(basic.status().as_u16(), 401, "only a bearer key counts");
 }
+
+#[test]
+fn a_key_revoked_at_one_desk_signs_nothing_later_at_another_even_after_a_restart() {
+    let pki = Pki::new(1);
+    let mut bob = SoftSigner::from_seed("bob", 2);
+    let mut carol = SoftSigner::from_seed("carol", 3);
+    let t = time::OffsetDateTime::now_utc() - time::Duration::minutes(10);
+    let at = |s: i64| t + time::Duration::seconds(s);
+    let bob_session = serde_json::json!({"agent": "bob", "workstation": "desk-b"});
+    // Desk B: bob logs in before his key is revoked (at t), and again after it.
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_db = b_dir.path().join("audit.sqlite");
+    let mut log = AuditLog::open(&b_db).unwrap();
+    log.heartbeat(resetdesk::audit::EventType::Login, &bob_session, &mut bob, at(-60)).unwrap();
+    log.heartbeat(resetdesk::audit::EventType::Logout, &bob_session, &mut bob, at(-30)).unwrap();
+    log.heartbeat(resetdesk::audit::EventType::Login, &bob_session, &mut bob, at(30)).unwrap();
+    drop(log);
+    let desk_b = DeskLog { _dir: b_dir, db: b_db, certs: vec![pki.issue(&bob)] };
+    // Desk A: carol revokes bob's key at t.
+    let a_dir = tempfile::tempdir().unwrap();
+    let a_db = a_dir.path().join("audit.sqlite");
+    let mut log = AuditLog::open(&a_db).unwrap();
+    let carol_session = serde_json::json!({"agent": "carol", "workstation": "desk-a"});
+    log.heartbeat(resetdesk::audit::EventType::Login, &carol_session, &mut carol, at(-90)).unwrap();
+    let facts = serde_json::json!({
+        "agent": "bob", "reason": "card lost", "revoked_by": "carol",
+        "keys": [{"slot": "9c", "key_id": hex::encode(resetdesk::token::RecordSigner::key_id(&bob))}],
+    });
+    log.append(&Event::new(resetdesk::audit::EventType::Revocation, &facts).unwrap(), &mut carol, at(0)).unwrap();
+    drop(log);
+    let desk_a = DeskLog { _dir: a_dir, db: a_db, certs: vec![pki.issue(&carol)] };
+
+    let mut c = Collector::start(&pki);
+    // Before the collector knows of the revocation, bob's first records are logged.
+    assert_eq!(leaf_indexes(&c.accept(&desk_b, 0..1)), vec![0]);
+    c.accept(&desk_a, 0..2);
+    // Dated before the revocation: still accepted.
+    assert_eq!(leaf_indexes(&c.accept(&desk_b, 1..2)), vec![3]);
+    // Dated after it, at another desk than the one that revoked it: refused.
+    let (status, e) = c.refuse(desk_b.batch(2..3));
+    assert_eq!((status, e.error.as_str(), e.seq), (403, "revoked_signer", Some(3)), "{}", e.message);
+    assert!(c.alerts().iter().any(|(kind, _)| kind == "revoked_signer"));
+    // The revocation is in the database, not only in the process.
+    c.restart();
+    assert_eq!(c.refuse(desk_b.batch(2..3)).1.error, "revoked_signer");
+    assert_eq!(c.tree_size(), 4);
+}

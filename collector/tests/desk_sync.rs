@@ -378,3 +378,98 @@ fn the_background_driver_sends_records_as_they_are_written_and_stops_when_told()
     assert_eq!((r.status.queued, r.witnessed_size), (0, Some(7)), "{r:?}");
     assert_eq!(offline(&desk.db, &pki, &c).receipted_up_to, 7);
 }
+
+#[test]
+fn the_sync_task_on_a_tokio_runtime_sends_records_as_they_are_written_and_hands_the_driver_back_when_stopped() {
+    let pki = Pki::new(1);
+    let c = Collector::start(&pki);
+    let desk = DeskLog::write(&pki, 0);
+    let d = driver(&desk, &c, 2);
+    let handle = d.handle();
+    // One worker thread: the task's waits take none, its steps run on the blocking pool.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = runtime.spawn(d.run_task(Duration::from_millis(20), Duration::from_millis(100), stopped));
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    let wait_for = |seq: u64| {
+        let until = Instant::now() + Duration::from_secs(30);
+        while handle.report().status.acknowledged < seq {
+            assert!(Instant::now() < until, "not synced to {seq}: {:?}", handle.report());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(1);
+    for k in 0..3 {
+        reset(&desk.db, &mut alice, &format!("task{k}"));
+    }
+    wait_for(7);
+    stop.send(true).unwrap();
+    let driver = runtime.block_on(task).unwrap().unwrap();
+    let r = driver.report();
+    assert_eq!((r.status.queued, r.witnessed_size), (0, Some(7)), "{r:?}");
+    assert_eq!(offline(&desk.db, &pki, &c).receipted_up_to, 7);
+}
+
+/// A login heartbeat by alice in the log at `db`: the collector checkpoint it states.
+fn heartbeat(db: &Path, alice: &mut SoftSigner) -> Option<resetdesk::audit::event::CheckpointRef> {
+    use resetdesk::audit::event::parse_payload;
+    let mut log = AuditLog::open(db).unwrap();
+    let appended = log
+        .heartbeat(EventType::Login, &serde_json::json!({"agent": "alice"}), alice, time::OffsetDateTime::now_utc())
+        .unwrap();
+    let stored = Store::open_read_only(db).unwrap().get(appended.seq).unwrap().unwrap();
+    let record = Record::decode(&stored.record).unwrap();
+    parse_payload(record.event_type, &record.payload).unwrap().collector_checkpoint
+}
+
+#[test]
+fn heartbeats_state_the_witnessed_checkpoint_and_the_online_check_proves_those_too() {
+    use resetdesk::audit::verify_signed_checkpoint;
+    let pki = Pki::new(1);
+    let c = Collector::start(&pki);
+    let desk = DeskLog::write(&pki, 1);
+    let mut alice = SoftSigner::from_seed("alice", 1);
+    assert_eq!(heartbeat(&desk.db, &mut alice), None, "nothing witnessed yet, nothing stated");
+    drain(&mut driver(&desk, &c, 10));
+    let shown =
+        verify_signed_checkpoint(std::str::from_utf8(&c.get("/checkpoint").1).unwrap(), &keys(&c.vkey)).unwrap();
+    let stated = heartbeat(&desk.db, &mut alice).expect("the heartbeat states the witnessed checkpoint");
+    assert_eq!(
+        (stated.origin.as_str(), stated.tree_size, stated.root_hash),
+        (shown.origin.as_str(), shown.tree_size, shown.root_hash)
+    );
+    drain(&mut driver(&desk, &c, 10));
+    let store = Store::open_read_only(&desk.db).unwrap();
+    let check = check_against_collector(&store, &c.desk_client(None), &keys(&c.vkey)).unwrap();
+    assert_eq!(check.heartbeat_checkpoints, 1);
+    drop(store);
+
+    // Collector B (the same key, another tree) had shown this desk its tree: the desk
+    // kept B's checkpoint and stated it in a heartbeat. The receipts all come from c
+    // and prove against c, but the heartbeat's statement does not: the split view shows.
+    let mut b = Collector::prepare(&pki.ca_pem(), MAX_BODY, "127.0.0.1:0", Some(&c));
+    b.restart();
+    b.accept(&DeskLog::write(&pki, 3), 0..7);
+    let b_note = String::from_utf8(b.get("/checkpoint").1).unwrap();
+    let b_cp = verify_signed_checkpoint(&b_note, &keys(&c.vkey)).unwrap();
+    let db = rusqlite::Connection::open(&desk.db).unwrap();
+    db.execute(
+        "INSERT INTO collector_checkpoints (origin, tree_size, root_hash, note, seen_ms) VALUES (?1, ?2, ?3, ?4, 0)",
+        rusqlite::params![b_cp.origin, b_cp.tree_size as i64 + 1000, b_cp.root_hash.as_slice(), b_note],
+    )
+    .unwrap();
+    drop(db);
+    let stated = heartbeat(&desk.db, &mut alice).unwrap();
+    assert_eq!(stated.root_hash, b_cp.root_hash);
+    // Keep the held checkpoint out of the way: only the heartbeat names B's tree now.
+    let db = rusqlite::Connection::open(&desk.db).unwrap();
+    db.execute("DELETE FROM collector_checkpoints WHERE note = ?1", [&b_note]).unwrap();
+    drop(db);
+    let store = Store::open_read_only(&desk.db).unwrap();
+    match check_against_collector(&store, &c.desk_client(None), &keys(&c.vkey)) {
+        Err(SyncError::Fork(_)) => {}
+        other => panic!("the heartbeat's other tree was not caught: {other:?}"),
+    }
+    // The offline verifier accepts heartbeats that state a checkpoint.
+    assert_eq!(offline(&desk.db, &pki, &c).records, 6);
+}

@@ -237,6 +237,12 @@ fn two_desks(database: Option<&str>) {
         assert_eq!(r["receipt"]["leaf_index"].as_u64(), Some(leaf.leaf_index));
         assert!(r["receipt"]["checkpoint"].as_str().unwrap().contains("collector.test/resetdesk"));
     }
+    // Admin agents see it at any desk, its records' receipts checked.
+    let listed = resetdesk::upstream::alerts::fetch_configured(&desks.b.collector, 0).unwrap();
+    let not_me = listed.iter().find(|a| a.kind == "not-me-report").expect("listed by GET /alerts");
+    assert_eq!(not_me.title, "The account's holder reported a reset they did not ask for");
+    assert_eq!(not_me.records.len(), 2);
+    assert!(not_me.records.iter().all(|r| r.leaf_index.is_some()), "{not_me:?}");
     // Single use.
     assert_eq!(c.client.post(&link).send().unwrap().status(), 410);
     assert_eq!(c.client.get(&link).send().unwrap().status(), 410);

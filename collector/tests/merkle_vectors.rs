@@ -38,6 +38,8 @@ fn leaf(i: usize) -> NewLeaf {
         record,
         signature: vec![1],
         cosignature: None,
+        revokes: vec![],
+        timestamp_ms: 0,
     }
 }
 

@@ -19,6 +19,8 @@ fn leaf(log: u8, seq: u64) -> NewLeaf {
         record,
         signature: vec![7],
         cosignature: seq.is_multiple_of(2).then(|| vec![8]),
+        revokes: vec![],
+        timestamp_ms: 1_000 * seq,
     }
 }
 
@@ -48,13 +50,24 @@ fn suite<S: LogStore>(fresh: impl Fn() -> (Box<dyn Fn() -> S>, Box<dyn std::any:
         assert!(matches!(e, StoreError::DeskMoved { .. }), "{e}");
     }
     assert_eq!(s.tree_size().unwrap(), 4);
-    assert_eq!(s.append_batch(&[leaf(2, 2)]).unwrap(), vec![4]);
+    // Revocations go in with their record, only if the batch is stored, and the
+    // earliest revocation of a key is the one kept.
+    let revoking = |log: u8, seq: u64, keys: &[u8], at: u64| NewLeaf {
+        revokes: keys.iter().map(|k| [*k; 32]).collect(),
+        timestamp_ms: at,
+        ..leaf(log, seq)
+    };
+    assert!(s.append_batch(&[revoking(3, 2, &[0xaa], 10)]).is_err());
+    assert!(s.revocations().unwrap().is_empty(), "a refused batch revokes nothing");
+    assert_eq!(s.append_batch(&[revoking(2, 2, &[0xaa, 0xbb], 5_000)]).unwrap(), vec![4]);
     assert_eq!(s.integrate().unwrap(), 5);
 
     // What is stored reads back, after a restart too.
     drop(s);
     let mut s = open();
     assert_eq!(s.tree_size().unwrap(), 5);
+    let revoked = s.revocations().unwrap();
+    assert_eq!((revoked.get(&[0xaa; 32]), revoked.get(&[0xbb; 32]), revoked.len()), (Some(&5_000), Some(&5_000), 2));
     let placed = s.placed(&[1; 32], 3).unwrap().unwrap();
     assert_eq!((placed.leaf_index, placed.entry_hash), (3, leaf(1, 3).entry_hash));
     assert_eq!(s.find_entry(&leaf(2, 1).entry_hash).unwrap(), Some((2, [2; 32], 1)));
@@ -100,6 +113,12 @@ fn suite<S: LogStore>(fresh: impl Fn() -> (Box<dyn Fn() -> S>, Box<dyn std::any:
     assert!(s.cosignatures(6).unwrap().is_empty());
     let alerts = s.alerts().unwrap();
     assert_eq!(alerts, vec![alert("gap"), Alert { log_id: None, seq: None, ..alert("malformed_body") }]);
+    // A later revocation of a key keeps the earlier time; an earlier one replaces it.
+    let mut s = s;
+    s.append_batch(&[revoking(1, 4, &[0xaa, 0xbb], 9_000)]).unwrap();
+    s.append_batch(&[revoking(1, 5, &[0xbb], 1_000)]).unwrap();
+    let revoked = s.revocations().unwrap();
+    assert_eq!((revoked.get(&[0xaa; 32]), revoked.get(&[0xbb; 32])), (Some(&5_000), Some(&1_000)));
 }
 
 #[test]

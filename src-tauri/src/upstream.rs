@@ -1,9 +1,8 @@
-//! The audit log goes upstream on a thread of its own: the core's sync driver
-//! ([`resetdesk::upstream::SyncDriver`]) sends the records to `[collector]` in seq
+//! The audit log goes upstream in a background tokio task on the app's runtime: the
+//! core's sync driver ([`resetdesk::upstream::SyncDriver::run_task`]) sends the records to `[collector]` in seq
 //! order, checks and stores the receipts and witnesses the collector's checkpoints.
 //! A reset never waits for it. Its state is shown by `sync_status` and the Audit screen.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -16,14 +15,14 @@ const POLL: Duration = Duration::from_secs(2);
 /// How often the collector's checkpoint is fetched and witnessed while idle.
 const WITNESS: Duration = Duration::from_secs(60);
 
-/// Never set: the driver runs for the life of the app.
-static STOP: AtomicBool = AtomicBool::new(false);
+/// Kept for the life of the app, so the task never sees its stop sender dropped.
+static STOP: OnceLock<tokio::sync::watch::Sender<bool>> = OnceLock::new();
 /// The running driver's state; unset when no collector is configured.
 static SYNC: OnceLock<SyncHandle> = OnceLock::new();
 
 /// Start the driver when `config` names a collector.
 pub fn spawn_sync_driver(config: &Config) {
-    let mut driver = match SyncDriver::from_config(config) {
+    let driver = match SyncDriver::from_config(config) {
         Ok(Some(d)) => d,
         Ok(None) => {
             tracing::info!("no audit collector configured ([collector] url); records stay on this desk");
@@ -35,11 +34,13 @@ pub fn spawn_sync_driver(config: &Config) {
         }
     };
     let _ = SYNC.set(driver.handle());
-    let spawned =
-        std::thread::Builder::new().name("upstream-sync".into()).spawn(move || driver.run(POLL, WITNESS, &STOP));
-    if let Err(e) = spawned {
-        tracing::error!("the sync driver did not start ({e}); records stay on this desk until the next start");
-    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let _ = STOP.set(stop);
+    tauri::async_runtime::spawn(async move {
+        if let Err(e) = driver.run_task(POLL, WITNESS, stopped).await {
+            tracing::error!("the sync task stopped ({e}); records stay on this desk until the next start");
+        }
+    });
 }
 
 /// What the screens show of the sync.

@@ -85,6 +85,20 @@ pub struct ReceiptRef {
     pub collector_key_id: Hash32,
 }
 
+/// The collector checkpoint the desk had witnessed (checked and kept) when it wrote a
+/// heartbeat: its origin, tree size and root. The desk's signed log thereby states
+/// which tree the collector showed it, so an auditor can prove that tree is a prefix
+/// of the one the collector shows everyone (`audit verify --collector`): a collector
+/// showing this desk another tree than the world is caught by the desk's own records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointRef {
+    pub origin: String,
+    pub tree_size: u64,
+    #[serde(with = "hex32")]
+    pub root_hash: Hash32,
+}
+
 /// An event ready to be written: its type and canonical payload bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -104,11 +118,13 @@ struct Body<'a, T: Serialize + ?Sized> {
     head: Option<HeadRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_receipt: Option<ReceiptRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collector_checkpoint: Option<&'a CheckpointRef>,
 }
 
 impl<'a, T: Serialize + ?Sized> Body<'a, T> {
     fn facts(facts: &'a T) -> Self {
-        Body { facts, intent: None, outcome: None, head: None, last_receipt: None }
+        Body { facts, intent: None, outcome: None, head: None, last_receipt: None, collector_checkpoint: None }
     }
 }
 
@@ -132,11 +148,12 @@ impl Event {
         facts: &T,
         head: HeadRef,
         last_receipt: Option<ReceiptRef>,
+        collector_checkpoint: Option<&CheckpointRef>,
     ) -> Result<Self, EventError> {
         if !event_type.is_heartbeat() {
             return Err(EventError::Serialise(format!("{} is not a heartbeat type", event_type.as_str())));
         }
-        let body = Body { head: Some(head), last_receipt, ..Body::facts(facts) };
+        let body = Body { head: Some(head), last_receipt, collector_checkpoint, ..Body::facts(facts) };
         Self::build(event_type, body, None)
     }
 
@@ -218,9 +235,9 @@ pub enum PayloadError {
     NoFacts,
     #[error("reset outcome payload lacks a valid \"intent\" {{seq, entry_hash}} or \"outcome\"")]
     BadOutcome,
-    #[error("payload of a {0} record must not carry \"intent\"/\"outcome\"/\"head\"/\"last_receipt\"")]
+    #[error("payload of a {0} record must not carry \"intent\"/\"outcome\"/\"head\"/\"last_receipt\"/\"collector_checkpoint\"")]
     UnexpectedLink(&'static str),
-    #[error("heartbeat payload lacks a valid \"head\" {{seq, entry_hash}} or has a malformed \"last_receipt\"")]
+    #[error("heartbeat payload lacks a valid \"head\" {{seq, entry_hash}} or has a malformed \"last_receipt\" or \"collector_checkpoint\"")]
     BadHeartbeat,
 }
 
@@ -233,6 +250,8 @@ pub struct ParsedPayload {
     pub outcome: Option<DirectoryOutcome>,
     pub head: Option<HeadRef>,
     pub last_receipt: Option<ReceiptRef>,
+    /// A heartbeat's statement of the collector checkpoint the desk held.
+    pub collector_checkpoint: Option<CheckpointRef>,
 }
 
 fn member<T: serde::de::DeserializeOwned>(obj: &serde_json::Map<String, Value>, key: &str) -> Option<T> {
@@ -251,7 +270,8 @@ pub fn parse_payload(event_type: EventType, bytes: &[u8]) -> Result<ParsedPayloa
         return Err(PayloadError::NoFacts);
     }
     let has_outcome_link = obj.contains_key("intent") || obj.contains_key("outcome");
-    let has_head = obj.contains_key("head") || obj.contains_key("last_receipt");
+    let has_head =
+        obj.contains_key("head") || obj.contains_key("last_receipt") || obj.contains_key("collector_checkpoint");
     if event_type == EventType::ResetOutcome {
         if has_head {
             return Err(PayloadError::UnexpectedLink(event_type.as_str()));
@@ -274,7 +294,11 @@ pub fn parse_payload(event_type: EventType, bytes: &[u8]) -> Result<ParsedPayloa
         None => None,
         Some(_) => Some(member::<ReceiptRef>(obj, "last_receipt").ok_or(PayloadError::BadHeartbeat)?),
     };
-    Ok(ParsedPayload { head: Some(head), last_receipt, value, ..Default::default() })
+    let collector_checkpoint = match obj.get("collector_checkpoint") {
+        None => None,
+        Some(_) => Some(member::<CheckpointRef>(obj, "collector_checkpoint").ok_or(PayloadError::BadHeartbeat)?),
+    };
+    Ok(ParsedPayload { head: Some(head), last_receipt, collector_checkpoint, value, ..Default::default() })
 }
 
 /// Whether `bytes`, which parsed to `value`, are the RFC 8785 form of `value`.
@@ -383,12 +407,26 @@ mod tests {
         assert!(matches!(Event::new(EventType::Logout, &()), Err(EventError::HeartbeatWithoutHead("logout"))));
         let head = HeadRef { seq: 9, entry_hash: [1; 32] };
         let receipt = ReceiptRef { tree_size: 7, head_hash: [2; 32], collector_key_id: [3; 32] };
-        let e = Event::heartbeat(EventType::Lock, &serde_json::json!({"agent": "a"}), head, Some(receipt)).unwrap();
+        let checkpoint = CheckpointRef { origin: "c.example/log".into(), tree_size: 40, root_hash: [4; 32] };
+        let e = Event::heartbeat(
+            EventType::Lock,
+            &serde_json::json!({"agent": "a"}),
+            head,
+            Some(receipt),
+            Some(&checkpoint),
+        )
+        .unwrap();
         let p = parse_payload(EventType::Lock, e.payload()).unwrap();
         assert_eq!((p.head, p.last_receipt), (Some(head), Some(receipt)));
-        let e = Event::heartbeat(EventType::Login, &(), head, None).unwrap();
-        assert_eq!(parse_payload(EventType::Login, e.payload()).unwrap().last_receipt, None);
-        assert!(Event::heartbeat(EventType::Refusal, &(), head, None).is_err());
+        assert_eq!(p.collector_checkpoint, Some(checkpoint));
+        let e = Event::heartbeat(EventType::Login, &(), head, None, None).unwrap();
+        let p = parse_payload(EventType::Login, e.payload()).unwrap();
+        assert_eq!((p.last_receipt, p.collector_checkpoint), (None, None));
+        assert!(Event::heartbeat(EventType::Refusal, &(), head, None, None).is_err());
+        let bad = br#"{"collector_checkpoint":{"origin":"o","root_hash":"zz","tree_size":1},"facts":{},"head":{"entry_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":1}}"#;
+        assert_eq!(parse_payload(EventType::Login, bad), Err(PayloadError::BadHeartbeat));
+        let stray_checkpoint = br#"{"collector_checkpoint":{},"facts":{}}"#;
+        assert_eq!(parse_payload(EventType::Refusal, stray_checkpoint), Err(PayloadError::UnexpectedLink("refusal")));
         assert_eq!(parse_payload(EventType::Login, br#"{"facts":{}}"#), Err(PayloadError::BadHeartbeat));
         let stray = br#"{"facts":{},"head":{"entry_hash":"00","seq":1}}"#;
         assert_eq!(parse_payload(EventType::Refusal, stray), Err(PayloadError::UnexpectedLink("refusal")));

@@ -231,7 +231,14 @@ impl AuditLog {
             head_hash: r.covered_entry_hash(),
             collector_key_id: r.collector_key_id(),
         });
-        let build = |head: HeadRef| Event::heartbeat(kind, facts, head, last_receipt).map_err(AuditError::Event);
+        // Checked against the trusted collector key before it was kept (the sync driver).
+        let checkpoint = match self.store.latest_checkpoint_note()? {
+            Some(note) => crate::audit::receipt::checkpoint_ref(&note),
+            None => None,
+        };
+        let build = |head: HeadRef| {
+            Event::heartbeat(kind, facts, head, last_receipt, checkpoint.as_ref()).map_err(AuditError::Event)
+        };
         self.append_inner(build, signer, None, now)
     }
 

@@ -295,6 +295,18 @@ pub struct LogCheckpoint {
     pub collector_key: String,
 }
 
+/// The checkpoint a signed note carries, read without checking its signatures (for a
+/// note checked when it was kept): `None` if its text is not a C2SP checkpoint.
+pub fn checkpoint_ref(note: &str) -> Option<crate::audit::event::CheckpointRef> {
+    let parsed = Note::from_bytes(note.as_bytes()).ok()?;
+    let checkpoint = tlog_tiles::Checkpoint::from_bytes(parsed.text()).ok()?;
+    Some(crate::audit::event::CheckpointRef {
+        origin: checkpoint.origin().to_owned(),
+        tree_size: checkpoint.size(),
+        root_hash: checkpoint.hash().0,
+    })
+}
+
 /// Verify a signed checkpoint note against the trusted collector keys: at least one
 /// trusted key signed it, its text is a C2SP checkpoint, and its origin is the name
 /// of the signing key.

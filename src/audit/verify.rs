@@ -247,6 +247,9 @@ pub struct LogVerifier {
     revoked: HashMap<Hash32, u64>,
     /// The latest revocation so far: (seq, UTC ms). No later record may be dated before it.
     last_revocation: Option<(u64, u64)>,
+    /// Keys revoked by `revocation` records of other logs (the collector learns them
+    /// from every desk): when (UTC ms). Set per batch by its owner, not replayed.
+    revoked_elsewhere: HashMap<Hash32, u64>,
     summary: Summary,
 }
 
@@ -263,6 +266,15 @@ impl LogVerifier {
     /// The entry hash of record `seq`, if it has been verified.
     pub fn entry_hash_of(&self, seq: u64) -> Option<Hash32> {
         seq.checked_sub(1).and_then(|i| self.leaves.get(usize::try_from(i).ok()?)).copied()
+    }
+
+    /// Keys revoked in other logs (key id, UTC ms of the revocation record): from now
+    /// on this log's records signed or co-signed by one of them and dated at or after
+    /// its revocation are refused, as if this log held the revocation record. Replaces
+    /// what an earlier call set; a log replayed from storage is replayed without them
+    /// (its records were accepted before the revocation was known).
+    pub fn set_revoked_elsewhere(&mut self, revoked: HashMap<Hash32, u64>) {
+        self.revoked_elsewhere = revoked;
     }
 
     /// Drop the cached keys, so that the resolver is asked again (after it learnt of a
@@ -549,8 +561,10 @@ impl LogVerifier {
     /// A key named by an earlier `revocation` record signs nothing dated at or after it
     /// (this holds without the registry, e.g. for an export).
     fn check_not_revoked_by_record(&self, key: &ResolvedKey, at: u64) -> Result<(), Problem> {
-        match self.revoked.get(&key.key_id) {
-            Some(&revoked) if at >= revoked => Err(Problem::Revoked { subject: key.subject.clone(), at, revoked }),
+        let here = self.revoked.get(&key.key_id).copied();
+        let elsewhere = self.revoked_elsewhere.get(&key.key_id).copied();
+        match here.into_iter().chain(elsewhere).min() {
+            Some(revoked) if at >= revoked => Err(Problem::Revoked { subject: key.subject.clone(), at, revoked }),
             _ => Ok(()),
         }
     }
@@ -645,6 +659,16 @@ pub fn cosigned_digest(record: &Record, record_bytes: &[u8]) -> Result<Option<Ha
         (None, Some(_)) => Ok(Some(signing_digest(record_bytes))),
         (None, None) => Ok(None),
     }
+}
+
+/// The keys a verified record revokes, if it is a `revocation` record: (key ids, the
+/// record's time in UTC ms). For a collector spreading revocations across desk logs.
+pub fn revocation_of(record: &Record) -> Option<(Vec<Hash32>, u64)> {
+    if record.event_type != EventType::Revocation {
+        return None;
+    }
+    let parsed = parse_payload(record.event_type, &record.payload).ok()?;
+    Some((revoked_key_ids(parsed.value.get("facts"))?, record.timestamp_ms))
 }
 
 /// The key ids a `revocation` record's facts name (`facts.keys[].key_id`); `None` if

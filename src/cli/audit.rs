@@ -264,8 +264,8 @@ fn online_check(
         .map(|s| format!("the desk's witnessed checkpoint (size {s})"))
         .unwrap_or_else(|| "no witnessed checkpoint".into());
     Ok(format!(
-        "collector {url}: OK: its tree of size {} extends {held} and the {} checkpoint(s) of {} receipt(s): every receipted record is in it",
-        check.collector_size, check.checkpoints_proved, check.receipts_included
+        "collector {url}: OK: its tree of size {} extends {held}, the checkpoints of {} receipt(s) and of {} heartbeat(s) ({} distinct checkpoint(s)): every receipted record is in it",
+        check.collector_size, check.receipts_included, check.heartbeat_checkpoints, check.checkpoints_proved
     ))
 }
 

@@ -640,6 +640,37 @@ impl super::Desk {
     }
 }
 
+/// The Admin screen's security alerts from the collector (admin agents only): the
+/// alerts, newest last, each with the records it stands on (their receipts checked
+/// with the desk's collector key), or why they could not be fetched. Never "no
+/// alerts" when the collector was not asked or not reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertsView {
+    pub alerts: Vec<crate::upstream::alerts::SecurityAlert>,
+    /// Set when the alerts could not be fetched (no collector configured, unreachable,
+    /// a receipt that does not check): shown instead of an empty list.
+    pub unavailable: Option<String>,
+}
+
+impl super::Desk {
+    /// The collector's alerts after id `after` (0: all) for an agent of `tier`:
+    /// refused below admin.
+    pub fn alerts_view(&self, tier: AgentTier, after: u64) -> Result<AlertsView, super::DeskError> {
+        if tier != AgentTier::Admin {
+            return Err(super::DeskError::AdminOnly);
+        }
+        let collector = &self.config.collector;
+        if collector.url.is_empty() {
+            let why = "no collector is configured ([collector] url): alerts live there".to_owned();
+            return Ok(AlertsView { alerts: Vec::new(), unavailable: Some(why) });
+        }
+        Ok(match crate::upstream::alerts::fetch_configured(collector, after) {
+            Ok(alerts) => AlertsView { alerts, unavailable: None },
+            Err(e) => AlertsView { alerts: Vec::new(), unavailable: Some(e.to_string()) },
+        })
+    }
+}
+
 impl ResetRun {
     /// The username of the agent who opened this reset.
     pub fn agent_username(&self) -> &str {

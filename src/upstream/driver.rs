@@ -9,8 +9,10 @@
 //! alert row is kept (`sync_alerts`), the error is in the state, and the records are
 //! sent again after the schedule's backoff.
 //!
-//! Blocking: the app runs it on a thread of its own ([`SyncDriver::run`]); the CLI
-//! runs one pass ([`SyncDriver::sync_once`]). The state it shows is a [`SyncReport`]
+//! Each step blocks (SQLite, one HTTPS call). The app runs the driver as a background
+//! tokio task ([`SyncDriver::run_task`]: steps on the blocking pool, waits as timers);
+//! `resetdesk sync --watch` on a thread ([`SyncDriver::run`]); `resetdesk sync` runs one
+//! pass ([`SyncDriver::sync_once`]). The state it shows is a [`SyncReport`]
 //! behind a [`SyncHandle`].
 
 use std::collections::{BTreeSet, HashMap};
@@ -354,26 +356,61 @@ impl SyncDriver {
         Ok(self.report())
     }
 
-    /// Run until `stop`: send as records appear (looking every `poll`), back off after
-    /// failures as the schedule says, and witness the collector's checkpoint every
-    /// `witness_every` while idle.
+    /// Run until `stop` on this thread: send as records appear (looking every `poll`),
+    /// back off after failures as the schedule says, and witness the collector's
+    /// checkpoint every `witness_every` while idle. [`run_task`](Self::run_task) is the
+    /// same loop as a tokio task.
     pub fn run(&mut self, poll: Duration, witness_every: Duration, stop: &AtomicBool) {
-        let mut witnessed: Option<Instant> = None;
+        let mut pace = Pace::new(poll, witness_every);
         while !stop.load(Ordering::Relaxed) {
-            match self.step() {
-                Ok(Step::Sent { .. }) => continue,
-                Ok(Step::Wait(d)) => sleep(d.min(poll), stop),
-                Ok(Step::Idle) => {
-                    if witnessed.is_none_or(|t| t.elapsed() >= witness_every) {
-                        // A failure is in the state (and the alerts) already.
-                        let _ = self.witness_current();
-                        witnessed = Some(Instant::now());
-                    }
+            let step = self.step();
+            match pace.after(&step) {
+                Next::Step => {}
+                Next::Witness => {
+                    // A failure is in the state (and the alerts) already.
+                    let _ = self.witness_current();
                     sleep(poll, stop);
                 }
-                Err(_) => sleep(poll, stop),
+                Next::Sleep(d) => sleep(d, stop),
             }
         }
+    }
+
+    /// The driver as a background tokio task, until `stop` says `true` (or its sender
+    /// is dropped): the loop of [`run`](Self::run), with each step's blocking work (the
+    /// store, the HTTPS call) on the runtime's blocking pool and the waits as timers,
+    /// so it takes no thread while it waits. Gives the driver back when it stops.
+    pub async fn run_task(
+        mut self,
+        poll: Duration,
+        witness_every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Self, tokio::task::JoinError> {
+        let mut pace = Pace::new(poll, witness_every);
+        while !*stop.borrow() {
+            let (driver, next) = tokio::task::spawn_blocking(move || {
+                let step = self.step();
+                let next = match pace.after(&step) {
+                    Next::Witness => {
+                        let _ = self.witness_current();
+                        Next::Sleep(poll)
+                    }
+                    next => next,
+                };
+                (self, (next, pace))
+            })
+            .await?;
+            self = driver;
+            let (next, paced) = next;
+            pace = paced;
+            if let Next::Sleep(d) = next {
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    changed = stop.changed() => if changed.is_err() { break },
+                }
+            }
+        }
+        Ok(self)
     }
 
     /// Fetch the collector's checkpoint and witness it.
@@ -523,6 +560,47 @@ fn within_body_limit(records: &[StoredRecord]) -> usize {
     fits.max(1)
 }
 
+/// What the loop does after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Step again at once (a batch went; more may be due).
+    Step,
+    /// Idle and the last witnessing is old: witness the checkpoint, then wait `poll`.
+    Witness,
+    Sleep(Duration),
+}
+
+/// The loop's pacing, shared by the thread and the task: how long to wait after each
+/// step, and when to witness while idle.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    poll: Duration,
+    witness_every: Duration,
+    witnessed: Option<Instant>,
+}
+
+impl Pace {
+    fn new(poll: Duration, witness_every: Duration) -> Self {
+        Self { poll, witness_every, witnessed: None }
+    }
+
+    fn after(&mut self, step: &Result<Step, SyncError>) -> Next {
+        match step {
+            Ok(Step::Sent { .. }) => Next::Step,
+            Ok(Step::Wait(d)) => Next::Sleep((*d).min(self.poll)),
+            Ok(Step::Idle) => {
+                if self.witnessed.is_none_or(|t| t.elapsed() >= self.witness_every) {
+                    self.witnessed = Some(Instant::now());
+                    Next::Witness
+                } else {
+                    Next::Sleep(self.poll)
+                }
+            }
+            Err(_) => Next::Sleep(self.poll),
+        }
+    }
+}
+
 /// Sleep `d` in short slices, returning early when `stop` is set.
 fn sleep(d: Duration, stop: &AtomicBool) {
     let until = Instant::now() + d;
@@ -541,6 +619,21 @@ mod tests {
 
     fn record(len: usize) -> StoredRecord {
         StoredRecord { row_seq: 1, record: vec![0; len], signature: vec![0; 72], cosignature: None }
+    }
+
+    #[test]
+    fn the_pace_steps_on_after_a_send_waits_at_most_poll_and_witnesses_when_idle_and_due() {
+        let poll = Duration::from_millis(50);
+        let mut pace = Pace::new(poll, Duration::from_secs(3600));
+        assert_eq!(pace.after(&Ok(Step::Sent { first: 1, covered: 2 })), Next::Step);
+        assert_eq!(pace.after(&Ok(Step::Wait(Duration::from_secs(9)))), Next::Sleep(poll));
+        assert_eq!(pace.after(&Ok(Step::Wait(Duration::from_millis(5)))), Next::Sleep(Duration::from_millis(5)));
+        assert_eq!(pace.after(&Ok(Step::Idle)), Next::Witness, "the first idle step witnesses");
+        assert_eq!(pace.after(&Ok(Step::Idle)), Next::Sleep(poll), "not again before witness_every");
+        assert_eq!(pace.after(&Err(SyncError::Missing(3))), Next::Sleep(poll));
+        let mut eager = Pace::new(poll, Duration::ZERO);
+        assert_eq!(eager.after(&Ok(Step::Idle)), Next::Witness);
+        assert_eq!(eager.after(&Ok(Step::Idle)), Next::Witness);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! - [`online`]: an auditor's check of the stored receipts against the collector now;
 //! - [`history`]: the collector's signed cross-desk account history, and the desk's
 //!   history source over it and its own log.
+//! - [`alerts`]: the collector's security alerts for admin agents, receipts checked.
 
+pub mod alerts;
 pub mod client;
 pub mod driver;
 pub mod history;

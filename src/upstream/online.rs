@@ -2,7 +2,10 @@
 //! collector's current checkpoint must extend the checkpoint the desk holds and the
 //! checkpoint of every stored receipt. Each receipt proves its record is in its own
 //! checkpoint's tree; the consistency proof from that tree to the current one proves
-//! the record is still in the log the collector shows everyone now.
+//! the record is still in the log the collector shows everyone now. So must every
+//! checkpoint the desk's own signed heartbeats state it was shown
+//! (`collector_checkpoint`): a collector that showed this desk another tree than the
+//! one it shows the auditor is caught by the desk's records, not only by its receipts.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +13,8 @@ use serde::Serialize;
 
 use super::client::CollectorClient;
 use super::driver::{prove_consistent, SyncError};
+use crate::audit::event::parse_payload;
+use crate::audit::record::Record;
 use crate::audit::store::Store;
 use crate::audit::{verify_signed_checkpoint, CollectorKeys, LogCheckpoint, Receipt};
 
@@ -24,6 +29,32 @@ pub struct OnlineCheck {
     pub receipts_included: usize,
     /// Distinct earlier checkpoints proved to be prefixes of the current tree.
     pub checkpoints_proved: usize,
+    /// Heartbeats that state a checkpoint of this collector (each proved above).
+    pub heartbeat_checkpoints: usize,
+}
+
+/// The checkpoints of `origin` the log's heartbeats state, by size and root.
+fn heartbeat_checkpoints(store: &Store, origin: &str) -> Result<Vec<LogCheckpoint>, SyncError> {
+    let mut found = Vec::new();
+    store
+        .for_each(|stored| {
+            let Ok(record) = Record::decode(&stored.record) else { return Ok::<(), ()>(()) };
+            if !record.event_type.is_heartbeat() {
+                return Ok(());
+            }
+            let Ok(parsed) = parse_payload(record.event_type, &record.payload) else { return Ok(()) };
+            if let Some(cp) = parsed.collector_checkpoint.filter(|c| c.origin == origin) {
+                found.push(LogCheckpoint {
+                    origin: cp.origin,
+                    tree_size: cp.tree_size,
+                    root_hash: cp.root_hash,
+                    collector_key: String::new(),
+                });
+            }
+            Ok(())
+        })?
+        .ok();
+    Ok(found)
 }
 
 /// Run the check over `store`'s witnessed checkpoint and receipts.
@@ -49,6 +80,11 @@ pub fn check_against_collector(
         earlier.insert((cp.tree_size, cp.root_hash), cp);
         receipts_included += 1;
     }
+    let stated = heartbeat_checkpoints(store, &current.origin)?;
+    let heartbeat_checkpoints = stated.len();
+    for cp in stated {
+        earlier.entry((cp.tree_size, cp.root_hash)).or_insert(cp);
+    }
     for cp in earlier.values() {
         prove_consistent(client, cp, &current)?;
     }
@@ -57,5 +93,6 @@ pub fn check_against_collector(
         held_size,
         receipts_included,
         checkpoints_proved: earlier.len(),
+        heartbeat_checkpoints,
     })
 }

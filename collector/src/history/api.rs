@@ -27,6 +27,7 @@ use super::rate::RateLimit;
 use super::report::{self, link_page, reported_page, token_hash};
 use super::store::HistoryStore;
 use super::{HistoryConfig, HistoryError};
+use crate::alerts::AlertStore;
 use crate::api::{with, AppState};
 use crate::desk_auth::AuthenticatedDesk;
 use crate::store::LogStore;
@@ -58,7 +59,7 @@ impl Default for HistoryServices {
 }
 
 /// The routes, for [`crate::api::router`] to merge.
-pub fn routes<S: LogStore + HistoryStore + 'static>() -> Router<Arc<AppState<S>>> {
+pub fn routes<S: LogStore + HistoryStore + AlertStore + 'static>() -> Router<Arc<AppState<S>>> {
     Router::new()
         .route("/history", post(history::<S>))
         .route("/report/{token}", get(report_get::<S>).post(report_post::<S>))
@@ -160,7 +161,7 @@ async fn report_get<S: LogStore + HistoryStore + 'static>(
     }
 }
 
-async fn report_post<S: LogStore + HistoryStore + 'static>(
+async fn report_post<S: LogStore + HistoryStore + AlertStore + 'static>(
     State(state): State<Arc<AppState<S>>>,
     Path(token): Path<String>,
     body: Body,

@@ -4,10 +4,12 @@
 //! The token (128 random bits as 32 hex digits, made by the desk) is never stored:
 //! the reset's signed outcome record carries its SHA-256, which the account index
 //! keeps beside the reset. A link works once ([`HistoryStore::take_report`]), for
-//! `report_valid_hours` after the reset. A report raises an alert (`not-me-report`)
-//! naming the reset's records (outcome and intent) with their entry hashes and
-//! receipts (inclusion proofs in the current signed checkpoint), and flags the
-//! account if configured, so the next cross-desk answer carries the flag.
+//! `report_valid_hours` after the reset. A report raises an alert (`not-me-report`,
+//! [`AlertStore::raise_alert`]: listed by `GET /alerts` with its records' receipts and
+//! mailed to the security address) standing on the reset's records (outcome and
+//! intent), whose reason also names them with their entry hashes and receipts at the
+//! time of the report; and it flags the account if configured, so the next cross-desk
+//! answer carries the flag.
 //!
 //! The pages are HTML without script or style, every value escaped, behind a strict
 //! Content-Security-Policy (see [`super::api`]).
@@ -19,6 +21,8 @@ use subtle::ConstantTimeEq as _;
 
 use super::store::{AccountFlag, HistoryStore, IndexRow};
 use super::HistoryConfig;
+use crate::alerts::AlertStore;
+use crate::anomaly::facts::RecordRef;
 use crate::ingest::Collector;
 use crate::store::{Alert, LogStore, StoreError};
 
@@ -88,7 +92,7 @@ pub fn look_up<S: HistoryStore + ?Sized>(
 
 /// Make the report `token` allows: single use, then the alert and the configured
 /// response. Returns the link's state before (only `Open` made a report).
-pub fn make_report<S: LogStore + HistoryStore>(
+pub fn make_report<S: LogStore + HistoryStore + AlertStore>(
     c: &mut Collector<S>,
     token: &str,
     now_ms: u64,
@@ -117,24 +121,27 @@ pub fn make_report<S: LogStore + HistoryStore>(
         }
         None => "no automatic response configured".to_owned(),
     };
+    let records = reset_records(c, reset);
     let alert = Alert {
         at_ms: now_ms,
         log_id: Some(reset.row.log_id),
         seq: Some(reset.row.seq),
         kind: ALERT_KIND.to_owned(),
-        reason: alert_reason(c, reset, &response),
+        reason: alert_reason(c, reset, &records, &response),
     };
     tracing::warn!(kind = ALERT_KIND, account = %reset.account, "the holder reported a reset: {response}");
-    c.record_alert(&alert)?;
+    let refs: Vec<RecordRef> = records.iter().map(|(r, _)| *r).collect();
+    c.store_mut().raise_alert(&alert, &refs)?;
     Ok(state)
 }
 
-/// The alert's text: the reset and its records (outcome, and the intent it closes),
-/// each with its entry hash, leaf index and receipt (inclusion proof in the current
-/// signed checkpoint), as JSON.
-fn alert_reason<S: LogStore + HistoryStore>(c: &Collector<S>, reset: &ReportedReset, response: &str) -> String {
+/// The reset's records: its outcome, and the intent the outcome closes.
+fn reset_records<S: LogStore + HistoryStore>(
+    c: &Collector<S>,
+    reset: &ReportedReset,
+) -> Vec<(RecordRef, &'static str)> {
     let row = &reset.row;
-    let mut records = vec![(row.seq, row.entry_hash, "outcome")];
+    let mut records = vec![(RecordRef { log_id: row.log_id, seq: row.seq, entry_hash: row.entry_hash }, "outcome")];
     let intent = c
         .store()
         .leaf_record(row.leaf_index)
@@ -144,17 +151,29 @@ fn alert_reason<S: LogStore + HistoryStore>(c: &Collector<S>, reset: &ReportedRe
         .and_then(|r| parse_payload(r.event_type, &r.payload).ok())
         .and_then(|p| p.intent);
     if let Some(intent) = intent {
-        records.push((intent.seq, intent.entry_hash, "intent"));
+        records.push((RecordRef { log_id: row.log_id, seq: intent.seq, entry_hash: intent.entry_hash }, "intent"));
     }
+    records
+}
+
+/// The alert's text: the reset and its records (outcome, and the intent it closes),
+/// each with its entry hash, leaf index and receipt (inclusion proof in the current
+/// signed checkpoint), as JSON. (`GET /alerts` lists the same records with receipts.)
+fn alert_reason<S: LogStore + HistoryStore>(
+    c: &Collector<S>,
+    reset: &ReportedReset,
+    records: &[(RecordRef, &'static str)],
+    response: &str,
+) -> String {
     let records: Vec<serde_json::Value> = records
-        .into_iter()
-        .map(|(seq, hash, role)| {
-            let receipt = c.inclusion(&hash, None).ok().and_then(|r| serde_json::to_value(r).ok());
+        .iter()
+        .map(|(r, role)| {
+            let receipt = c.inclusion(&r.entry_hash, None).ok().and_then(|p| serde_json::to_value(p).ok());
             serde_json::json!({
                 "role": role,
-                "desk_log": reset.desk_log,
-                "seq": seq,
-                "entry_hash": hex::encode(hash),
+                "desk_log": hex::encode(r.log_id),
+                "seq": r.seq,
+                "entry_hash": hex::encode(r.entry_hash),
                 "receipt": receipt,
             })
         })

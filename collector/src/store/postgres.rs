@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS witness_state (witness TEXT PRIMARY KEY, size BIGINT 
 CREATE TABLE IF NOT EXISTS cosignatures (
     size BIGINT NOT NULL, witness TEXT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (size, witness)
 );
+CREATE TABLE IF NOT EXISTS revocations (
+    key_id BYTEA PRIMARY KEY, revoked_ms BIGINT NOT NULL, log_id BYTEA NOT NULL, seq BIGINT NOT NULL
+);
 ";
 
 /// Maps a driver error to a [`StoreError`] saying what was being done.
@@ -91,9 +94,9 @@ pub struct PgStore {
     pub(crate) client: Client,
     /// Drives `client`. `Some` from `connect` until `drop` (which shuts it down
     /// without blocking, as it may run inside the server's async context).
-    runtime: Option<tokio::runtime::Runtime>,
+    pub(crate) runtime: Option<tokio::runtime::Runtime>,
     /// The URL without its password, for error messages.
-    shown: String,
+    pub(crate) shown: String,
     /// The URL, to connect again after the connection was lost.
     url: Zeroizing<String>,
 }
@@ -126,6 +129,7 @@ impl PgStore {
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await?;
                 tx.batch_execute(SCHEMA).await?;
                 tx.batch_execute(crate::history::postgres::PG_SCHEMA).await?;
+                tx.batch_execute(crate::alerts::postgres::SCHEMA).await?;
                 tx.commit().await
             })
             .map_err(pg("cannot create the schema"))?;
@@ -186,6 +190,18 @@ impl PgStore {
             &[&idx, &logs, &seqs, &hashes, &records, &sigs, &cosigs],
         ))
         .map_err(pg("cannot store the batch"))?;
+        for leaf in leaves {
+            for key in &leaf.revokes {
+                rt.block_on(tx.execute(
+                    &format!(
+                        "INSERT INTO revocations (key_id, revoked_ms, log_id, seq) VALUES ($1, $2, $3, $4) {}",
+                        crate::store::UPSERT_REVOCATION
+                    ),
+                    &[&key.as_slice(), &i(leaf.timestamp_ms), &leaf.log_id.as_slice(), &i(leaf.seq)],
+                ))
+                .map_err(pg("cannot store a revocation"))?;
+            }
+        }
         let new_next = next + leaves.len() as i64;
         rt.block_on(tx.execute("UPDATE seq_coord SET next = $1 WHERE id = 0", &[&new_next]))
             .map_err(pg("cannot advance seq_coord"))?;
@@ -449,6 +465,13 @@ impl LogStore for PgStore {
                 reason: r.get(4),
             })
             .collect())
+    }
+
+    fn revocations(&self) -> Result<HashMap<Hash32, u64>, StoreError> {
+        let rows = self
+            .block_on(self.client.query("SELECT key_id, revoked_ms FROM revocations", &[]))
+            .map_err(self.pg("cannot read revocations"))?;
+        Ok(rows.into_iter().map(|r| (h32(r.get(0)), u(r.get(1)))).collect())
     }
 
     fn reconnect_if_lost(&mut self) -> Result<(), StoreError> {
