@@ -43,6 +43,7 @@ fn request() -> OpenRequest {
             stated: StatedDetails::default(),
             previous_resets: vec![],
             previous_failures: vec![],
+            cross_desk: Default::default(),
         },
         directory_backend: "embedded".into(),
         emergency_reason: None,

@@ -229,7 +229,10 @@ pub struct CollectorConfig {
     pub ca_file: Option<PathBuf>,
     /// A file holding this desk's key for the collector's desk services (approvals,
     /// cross-desk history, alerts), made by `resetdesk-collector desk-key add NAME
-    /// --out FILE`. Unset: the desk uses none of those services.
+    /// --out FILE`. Unset: the desk uses none of those services. Set (with `url`):
+    /// account histories come from the collector's signed cross-desk answer merged
+    /// with this desk's log, and each reset mail carries a "this wasn't me" link to
+    /// `<url>/report/<token>`.
     pub desk_key_file: Option<PathBuf>,
 }
 

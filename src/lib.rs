@@ -13,6 +13,7 @@
 //!   (`src-tauri/`), each a thin layer of calls into this crate.
 
 // Sans-IO core: rules and state machines (no IO, no clock).
+pub mod account_events;
 pub mod groups;
 pub mod password;
 pub mod policy;

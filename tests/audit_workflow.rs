@@ -52,6 +52,7 @@ fn a_workflow_reset_is_recorded_intent_first_and_verifies() {
             stated: StatedDetails::default(),
             previous_resets: vec![],
             previous_failures: vec![],
+            cross_desk: Default::default(),
         },
         directory_backend: "embedded".into(),
         emergency_reason: None,

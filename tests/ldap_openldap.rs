@@ -116,6 +116,7 @@ fn without_a_contact_change_attribute_the_connector_cannot_tell_and_says_so() {
         stated: StatedDetails::default(),
         previous_resets: vec![],
         previous_failures: vec![],
+        cross_desk: Default::default(),
     };
     let a = resetdesk::policy::risk::assess(&config.policy, &account, &walk_up, OffsetDateTime::now_utc());
     assert!(a.escalations.iter().any(|e| e.reason.contains("cannot tell")), "{:?}", a.escalations);

@@ -121,6 +121,7 @@ fn context(s: Signals) -> RequestContext {
         stated: StatedDetails { department: s.mismatch.then(|| "Sales".into()), ..Default::default() },
         previous_resets: if s.recent_reset { vec![now - Duration::hours(2)] } else { vec![] },
         previous_failures: if s.earlier_failure { vec![now - Duration::hours(1)] } else { vec![] },
+        cross_desk: Default::default(),
     }
 }
 

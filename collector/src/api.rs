@@ -13,6 +13,8 @@
 //! - `GET /verifier-key`: the checkpoint key's verifier key string.
 //! - `GET /desk/whoami`: the name of the desk whose key the request presents
 //!   ([`crate::desk_auth`]); how a desk checks its `[collector] desk_key_file`.
+//! - `POST /history`, `GET`/`POST /report/<token>`: cross-desk history and "this
+//!   wasn't me" ([`crate::history::api`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +26,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::alerts::AlertStore;
 use crate::desk_auth::{DeskKeyFile, HasDeskKeys};
+use crate::history::store::HistoryStore;
 use crate::ingest::{Collector, IngestError, Prechecker, ReadError};
 use crate::store::LogStore;
 use crate::wire::{self, ErrorBody};
@@ -38,6 +42,8 @@ pub struct AppState<S: LogStore> {
     pub checkpoint_signed: tokio::sync::Notify,
     /// The desks allowed to call the desk services.
     pub desk_keys: DeskKeyFile,
+    /// Cross-desk history and "this wasn't me" reports (`[history]`).
+    pub history: crate::history::api::HistoryServices,
 }
 
 impl<S: LogStore> HasDeskKeys for AppState<S> {
@@ -54,7 +60,14 @@ impl<S: LogStore> AppState<S> {
             max_body_bytes,
             checkpoint_signed: tokio::sync::Notify::new(),
             desk_keys: DeskKeyFile::none(),
+            history: crate::history::api::HistoryServices::default(),
         }
+    }
+
+    /// The `[history]` settings (defaults otherwise).
+    pub fn with_history(mut self, config: crate::history::HistoryConfig) -> Self {
+        self.history = crate::history::api::HistoryServices::new(config);
+        self
     }
 
     /// The desks allowed to call the desk services (none by default).
@@ -64,7 +77,7 @@ impl<S: LogStore> AppState<S> {
     }
 }
 
-pub fn router<S: LogStore + 'static>(state: Arc<AppState<S>>) -> Router {
+pub fn router<S: LogStore + HistoryStore + AlertStore + 'static>(state: Arc<AppState<S>>) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
         .route("/add-records", post(add_records::<S>))
@@ -74,6 +87,7 @@ pub fn router<S: LogStore + 'static>(state: Arc<AppState<S>>) -> Router {
         .route("/proof/consistency", get(consistency::<S>))
         .route("/verifier-key", get(verifier_key::<S>))
         .route("/desk/whoami", get(whoami))
+        .merge(crate::history::api::routes::<S>())
         // Bodies over the limit are refused before they are read in full.
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -122,7 +136,10 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-async fn add_records<S: LogStore + 'static>(State(state): State<Arc<AppState<S>>>, body: Body) -> Response {
+async fn add_records<S: LogStore + HistoryStore + 'static>(
+    State(state): State<Arc<AppState<S>>>,
+    body: Body,
+) -> Response {
     let limit = state.max_body_bytes;
     let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
@@ -145,7 +162,14 @@ async fn add_records<S: LogStore + 'static>(State(state): State<Arc<AppState<S>>
     let worker = Arc::clone(&state);
     let ingested = tokio::task::spawn_blocking(move || {
         let prepared = worker.prechecker.prepare(&bytes);
-        locked(&worker, move |c| c.ingest_prepared(&bytes, prepared, now_ms()))
+        locked(&worker, move |c| {
+            let ingested = c.ingest_prepared(&bytes, prepared, now_ms());
+            // The account index follows the stored batch (and catches up if this fails).
+            if ingested.is_ok() {
+                crate::history::after_batch(c.store_mut());
+            }
+            ingested
+        })
     })
     .await
     .map_err(|e| Unavailable(e.to_string()))

@@ -42,6 +42,11 @@ pub struct Config {
     /// `resetdesk-collector desk-key add`. Default `desk-keys` beside the config.
     #[serde(default = "default_desk_keys")]
     pub desk_keys_file: PathBuf,
+    /// `[history]`: "this wasn't me" links (how long they work) and the automatic
+    /// response to a report (`flag_account_to`, `flag_days`); see
+    /// [`crate::history::HistoryConfig`].
+    #[serde(default)]
+    pub history: crate::history::HistoryConfig,
     /// The anomaly rules evaluated at ingest (`[anomaly.<rule>]`, each with
     /// `enabled`); see [`crate::anomaly::config`] for the keys and defaults.
     #[serde(default)]

@@ -315,6 +315,11 @@ impl<S: LogStore> Collector<S> {
         self.key.verifier_key()
     }
 
+    /// The log's checkpoint key (it also signs the desk services' answers).
+    pub fn key(&self) -> &LogKey {
+        &self.key
+    }
+
     /// The latest signed checkpoint note.
     pub fn checkpoint(&self) -> Result<(u64, String), StoreError> {
         // `open` signed one, and sizes only grow.

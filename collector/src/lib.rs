@@ -23,6 +23,7 @@ pub mod approval;
 pub mod config;
 pub mod cosignature;
 pub mod desk_auth;
+pub mod history;
 pub mod ingest;
 pub mod merkle;
 pub mod note;

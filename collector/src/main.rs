@@ -13,6 +13,7 @@ use resetdesk_collector::approval::{self, ApprovalStore};
 use resetdesk_collector::config::{Config, Database};
 use resetdesk_collector::cosignature::Cosigner;
 use resetdesk_collector::desk_auth::{DeskKeyFile, DeskKeys};
+use resetdesk_collector::history::store::HistoryStore;
 use resetdesk_collector::ingest::Collector;
 use resetdesk_collector::note::LogKey;
 use resetdesk_collector::store::{LogStore, PgStore, SqliteStore};
@@ -234,13 +235,18 @@ fn list_alerts<S: LogStore + AlertStore>(store: &S, after: u64, json: bool) -> R
     Ok(alerts::render_text(&list))
 }
 
-fn serve<S: LogStore + AlertStore + AnomalyState + ApprovalStore + 'static>(store: S, c: Config) -> Result<(), String> {
+fn serve<S: LogStore + AlertStore + AnomalyState + ApprovalStore + HistoryStore + 'static>(
+    store: S,
+    c: Config,
+) -> Result<(), String> {
     let key = LogKey::load(&c.signing_key_file, &c.origin).map_err(|e| e.to_string())?;
     let ca = std::fs::read_to_string(&c.org_ca_file)
         .map_err(|e| format!("cannot read the organisation CA {}: {e}", c.org_ca_file.display()))?;
-    let collector = Collector::open(store, &ca, key, c.max_batch)
+    let mut collector = Collector::open(store, &ca, key, c.max_batch)
         .map_err(|e| e.to_string())?
         .with_watcher(Box::new(AnomalyWatch::new(c.anomaly.clone())));
+    // The account index catches up on what was stored before a stop.
+    resetdesk_collector::history::catch_up(collector.store_mut()).map_err(|e| e.to_string())?;
     if let Some(mail) = &c.security_mail {
         alerts::mail::check(mail).map_err(|e| e.to_string())?;
     }
@@ -249,7 +255,8 @@ fn serve<S: LogStore + AlertStore + AnomalyState + ApprovalStore + 'static>(stor
     let witnesses =
         c.witnesses.iter().map(witnessing::Witness::new).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     let desk_keys = DeskKeyFile::open(&c.desk_keys_file).map_err(|e| e.to_string())?;
-    let state = Arc::new(AppState::new(collector, c.max_body_bytes).with_desk_keys(desk_keys));
+    let state =
+        Arc::new(AppState::new(collector, c.max_body_bytes).with_desk_keys(desk_keys).with_history(c.history.clone()));
     let app = router(Arc::clone(&state))
         .merge(alerts::api::routes(Arc::clone(&state)))
         .merge(approval::api::router(Arc::clone(&state), c.approval));

@@ -75,6 +75,11 @@ impl LogKey {
         &self.vkey
     }
 
+    /// The log's origin (the key's name).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     /// A signed note over `text` (which must end with a newline): the collector's signed
     /// answers besides checkpoints (e.g. approval decisions). Their first line is never
     /// the log's origin, so none reads as a checkpoint.

@@ -219,14 +219,14 @@ pub struct SqliteStore {
     recent: HashMap<u64, Hash32>,
 }
 
-fn i(v: u64) -> i64 {
+pub(crate) fn i(v: u64) -> i64 {
     // Leaf indexes and seqs stay far below 2^63.
     i64::try_from(v).unwrap_or(i64::MAX)
 }
-fn u(v: i64) -> u64 {
+pub(crate) fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
-fn h32(v: Vec<u8>) -> Hash32 {
+pub(crate) fn h32(v: Vec<u8>) -> Hash32 {
     v.try_into().unwrap_or([0; 32])
 }
 
@@ -237,6 +237,7 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.execute_batch(crate::history::store::SQLITE_SCHEMA).map_err(sql)?;
         conn.execute_batch(crate::alerts::sqlite::SCHEMA).map_err(sql)?;
         conn.execute_batch(crate::approval::store::SQLITE_SCHEMA).map_err(sql)?;
         Ok(Self { conn, path: shown, recent: HashMap::new() })

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use audit_support::{reset_facts, Pki, SoftSigner};
-use process_support::{Collector, DeskLog};
+use process_support::{drain, Collector, DeskLog};
 use resetdesk::audit::browse::{browse, AuditFilter};
 use resetdesk::audit::store::Store;
 use resetdesk::audit::{verify_store, AuditLog, CollectorKeys, DirectoryOutcome, Event, EventType, Receipt, Record};
@@ -54,23 +54,6 @@ fn driver_for(desk: &DeskLog, c: &Collector, url: &str, vkey: &str, max_batch: u
 
 fn driver(desk: &DeskLog, c: &Collector, max_batch: u64) -> SyncDriver {
     driver_for(desk, c, &c.base_url(), &c.vkey, max_batch)
-}
-
-/// Step until every record has a receipt (waiting out backoffs), at most 30 s.
-fn drain(d: &mut SyncDriver) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < until {
-        match d.step() {
-            Ok(Step::Idle) => return,
-            Ok(Step::Sent { .. }) => {}
-            Ok(Step::Wait(w)) => std::thread::sleep(w.max(Duration::from_millis(5))),
-            Err(e) => {
-                eprintln!("step failed (retrying): {e}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-    panic!("the driver did not drain: {:?}", d.report());
 }
 
 /// A reset (intent + outcome) by alice in the log at `db`.

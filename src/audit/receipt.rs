@@ -239,14 +239,23 @@ impl CollectorKeys {
     /// the collector's desk services, e.g. an approval decision). The caller checks that
     /// the text is the kind of statement it expects.
     pub fn verify_note_text(&self, note: &str) -> Result<String, ReceiptError> {
+        self.verified_note_text(note).map(|(text, _)| text)
+    }
+
+    /// The text of a signed note (any C2SP signed note, not only a checkpoint) that a
+    /// trusted collector key signed, with that key's name. What the note's text means
+    /// is the caller's to check (e.g. a cross-desk history answer).
+    pub fn verified_note_text(&self, note: &str) -> Result<(String, String), ReceiptError> {
         let parsed = Note::from_bytes(note.as_bytes()).map_err(|e| ReceiptError::BadNote(e.to_string()))?;
-        parsed.verify(&self.note_verifiers()).map_err(|e| match e {
+        let (verified, _) = parsed.verify(&self.note_verifiers()).map_err(|e| match e {
             signed_note::NoteError::UnverifiedNote => {
                 ReceiptError::UntrustedNote(format!("{} trusted", self.note_keys.len()))
             }
             other => ReceiptError::BadNote(other.to_string()),
         })?;
-        String::from_utf8(parsed.text().to_vec()).map_err(|e| ReceiptError::BadNote(e.to_string()))
+        let name = verified.first().map(|s| s.name().to_owned()).unwrap_or_default();
+        let text = String::from_utf8(parsed.text().to_vec()).map_err(|e| ReceiptError::BadNote(e.to_string()))?;
+        Ok((text, name))
     }
 
     fn note_verifiers(&self) -> VerifierList {

@@ -15,14 +15,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::audit::event::parse_payload;
+use crate::account_events::{events_of, AccountEvent, AccountEventKind};
 use crate::audit::store::{Store, StoreError};
-use crate::audit::{DirectoryOutcome, EventType, Record};
-use crate::verification::Verdict;
-use crate::workflow::facts::{StepDetail, StepFact};
+use crate::audit::Record;
+use crate::policy::CrossDeskFacts;
 
 /// What the audit store says about one account.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,15 +31,9 @@ pub struct AccountHistory {
     pub failures: Vec<OffsetDateTime>,
     /// The newest TOTP time step accepted for the account.
     pub last_totp_step: Option<u64>,
-}
-
-fn time_of_ms(ms: u64) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-}
-
-/// The target username of a record's facts (`facts.target.username`).
-fn target_of(facts: &Value) -> Option<&str> {
-    facts.pointer("/target/username").and_then(Value::as_str)
+    /// What the collector's cross-desk view adds: that it could not be asked, or that
+    /// it flags the account. Default (nothing) for this desk's own log.
+    pub cross_desk: CrossDeskFacts,
 }
 
 /// Why an account's history could not be read.
@@ -92,60 +84,99 @@ pub fn account_history_except(
     Ok(histories(store, &[username], exclude_request)?.remove(&username.to_lowercase()).unwrap_or_default())
 }
 
-/// One account's history while it is being read, with the steps already counted.
-#[derive(Default)]
-struct Reading {
-    history: AccountHistory,
-    seen_steps: BTreeSet<(String, i128, String)>,
-}
-
 /// The histories of `usernames` (keyed by lower-case username) in one pass over the log.
 fn histories(
     store: &Store,
     usernames: &[&str],
     exclude_request: Option<&str>,
 ) -> Result<BTreeMap<String, AccountHistory>, StoreError> {
-    let mut reading: BTreeMap<String, Reading> =
-        usernames.iter().map(|u| (u.to_lowercase(), Reading::default())).collect();
+    let mut events: BTreeMap<String, Vec<AccountEvent>> =
+        usernames.iter().map(|u| (u.to_lowercase(), Vec::new())).collect();
     store
         .for_each(|stored| {
             let Ok(record) = Record::decode(&stored.record) else { return Ok::<(), ()>(()) };
-            let Ok(parsed) = parse_payload(record.event_type, &record.payload) else { return Ok(()) };
-            let Some(facts) = parsed.value.get("facts") else { return Ok(()) };
-            let Some(account) = target_of(facts).and_then(|t| reading.get_mut(&t.to_lowercase())) else {
-                return Ok(());
-            };
-            let (history, seen_steps) = (&mut account.history, &mut account.seen_steps);
-            // An admin cleared the lockout: the failures before it no longer count.
-            if record.event_type == EventType::AdminAction && facts.get("action") == Some(&Value::from("clear-lockout"))
-            {
-                history.failures.clear();
-                return Ok(());
-            }
-            if record.event_type == EventType::ResetOutcome && parsed.outcome == Some(DirectoryOutcome::Done) {
-                history.resets.extend(time_of_ms(record.timestamp_ms));
-            }
-            let request_id = facts.get("request_id").and_then(Value::as_str).unwrap_or_default().to_owned();
-            if exclude_request.is_some_and(|r| r == request_id) {
-                return Ok(());
-            }
-            let steps = facts.get("steps").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-            for step in steps.iter().filter_map(|s| serde_json::from_value::<StepFact>(s.clone()).ok()) {
-                if let StepDetail::TotpStep { step: n } = step.detail {
-                    history.last_totp_step = history.last_totp_step.max(Some(n));
-                }
-                let key = (request_id.clone(), step.at.unix_timestamp_nanos(), step.method.as_str().to_owned());
-                if !seen_steps.insert(key) {
-                    continue;
-                }
-                if let Verdict::Failed(reason) = step.verdict {
-                    if reason.counts_toward_lockout() {
-                        history.failures.push(step.at);
-                    }
+            for event in events_of(&record) {
+                if let Some(list) = events.get_mut(&event.account) {
+                    list.push(event);
                 }
             }
             Ok(())
         })?
         .ok();
-    Ok(reading.into_iter().map(|(u, r)| (u, r.history)).collect())
+    Ok(events.into_iter().map(|(u, e)| (u, AccountHistory::from_events(e, exclude_request))).collect())
+}
+
+/// The events of this desk's log about `usernames` (lower-case), in log order.
+pub fn local_events(store: &Store, usernames: &[&str]) -> Result<Vec<AccountEvent>, StoreError> {
+    let wanted: BTreeSet<String> = usernames.iter().map(|u| u.to_lowercase()).collect();
+    let mut events = Vec::new();
+    store
+        .for_each(|stored| {
+            let Ok(record) = Record::decode(&stored.record) else { return Ok::<(), ()>(()) };
+            events.extend(events_of(&record).into_iter().filter(|e| wanted.contains(&e.account)));
+            Ok(())
+        })?
+        .ok();
+    Ok(events)
+}
+
+impl AccountHistory {
+    /// Fold one account's events (from any sources, repeats allowed) in record order
+    /// (a log's order; across desks, the collector's leaf order, then this desk's
+    /// records not yet synced): each step counted once per [`AccountEvent::step_key`]
+    /// where it first appears, a cleared lockout voids the failures recorded before
+    /// it (not those whose clock says so: clocks differ), and the events of request
+    /// `exclude_request` count only as resets (the session asking knows its steps).
+    pub fn from_events(events: Vec<AccountEvent>, exclude_request: Option<&str>) -> Self {
+        let mut history = AccountHistory::default();
+        let mut seen = BTreeSet::new();
+        for event in &events {
+            if !seen.insert(event.step_key()) {
+                continue;
+            }
+            let excluded = exclude_request.is_some_and(|r| r == event.request_id);
+            match &event.kind {
+                AccountEventKind::LockoutCleared => history.failures.clear(),
+                AccountEventKind::ResetDone { .. } => history.resets.push(event.at),
+                AccountEventKind::CountedFailure if !excluded => history.failures.push(event.at),
+                AccountEventKind::TotpStep { step } if !excluded => {
+                    history.last_totp_step = history.last_totp_step.max(Some(*step));
+                }
+                AccountEventKind::CountedFailure | AccountEventKind::TotpStep { .. } => {}
+            }
+        }
+        history
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Method;
+    use time::macros::datetime;
+
+    fn event(request: &str, minute: u8, kind: AccountEventKind) -> AccountEvent {
+        AccountEvent {
+            account: "jdoe".into(),
+            at: datetime!(2026-11-25 10:00 UTC) + time::Duration::minutes(minute.into()),
+            request_id: request.into(),
+            method: matches!(kind, AccountEventKind::CountedFailure).then_some(Method::SecurityAnswers),
+            kind,
+        }
+    }
+
+    #[test]
+    fn a_step_seen_in_two_sources_counts_once_and_a_clearing_voids_what_came_before() {
+        let fail = |r, m| event(r, m, AccountEventKind::CountedFailure);
+        // The collector's copy, then this desk's own (one synced, one not).
+        let events = vec![fail("req-a", 1), fail("req-b", 2), fail("req-b", 2), fail("req-c", 3)];
+        assert_eq!(AccountHistory::from_events(events.clone(), None).failures.len(), 3);
+        assert_eq!(AccountHistory::from_events(events.clone(), Some("req-b")).failures.len(), 2);
+        let mut cleared = events;
+        cleared.insert(2, event("", 9, AccountEventKind::LockoutCleared));
+        let h = AccountHistory::from_events(cleared, None);
+        assert_eq!(h.failures, [fail("req-c", 3).at], "only the failure recorded after the clearing counts");
+        let reset = event("req-d", 4, AccountEventKind::ResetDone { report_sha256: None });
+        assert_eq!(AccountHistory::from_events(vec![reset], Some("req-d")).resets.len(), 1, "resets always count");
+    }
 }

@@ -128,18 +128,18 @@ pub fn html_of(subject: &str, text: &str) -> String {
         .split("\n\n")
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|p| format!("<p>{}</p>", p.lines().map(escape).collect::<Vec<_>>().join("<br>\n")))
+        .map(|p| format!("<p>{}</p>", p.lines().map(escape_html).collect::<Vec<_>>().join("<br>\n")))
         .collect();
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head>\n<body>\n{}\n</body></html>\n",
-        escape(subject),
+        escape_html(subject),
         paragraphs.join("\n")
     )
 }
 
-/// HTML-escape text for element content and quoted attribute values (the mails'
-/// HTML alternative; the collector's pages).
-pub fn escape(s: &str) -> String {
+/// Escape text for HTML element content and attribute values (also used by the
+/// collector's pages for people).
+pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

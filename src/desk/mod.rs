@@ -287,6 +287,9 @@ impl Desk {
         let replay = ReplayGuard::open(&data_dir)?;
         let approvals = approval::channel_for(&config)?;
         let groups = config.group_rules();
+        // With the collector's desk services, histories are cross-desk.
+        let history = crate::upstream::history::CollectorHistory::from_config(&config, &data_dir.join(AUDIT_FILE))?
+            .map(|h| Box::new(h) as Box<dyn HistorySource + Send>);
         Ok(Self {
             groups,
             config,
@@ -297,7 +300,7 @@ impl Desk {
             anchor,
             replay,
             approvals,
-            history: None,
+            history,
             times: StageTimes::default(),
             progress: None,
         })
@@ -446,6 +449,7 @@ impl Desk {
                 stated: request.stated,
                 previous_resets: history.resets,
                 previous_failures: history.failures,
+                cross_desk: history.cross_desk,
             },
             directory_backend: self.directory.backend_name().to_owned(),
             emergency_reason: request.emergency_reason,
@@ -976,8 +980,14 @@ impl Desk {
                     RequestOutcome::DirectoryFailed { message } => DirectoryOutcome::Failed { error: message.clone() },
                     other => DirectoryOutcome::Failed { error: format!("{other:?}") },
                 };
+                // A done reset gets a "this wasn't me" link when the collector takes reports:
+                // only the token's hash goes into the signed record (and so to the collector).
+                let report = (outcome == DirectoryOutcome::Done).then(|| self.new_report_link()).flatten();
+                let mut facts = facts.clone();
+                facts.report_sha256 = report.as_ref().map(|(_, hash)| hash.clone());
                 self.append(&Event::reset_outcome(intent.intent_ref(), &outcome, facts.as_ref())?, signer, now)?;
-                self.queue_ticket_update(facts, now, warnings);
+                run.report_link = report.map(|(link, _)| link);
+                self.queue_ticket_update(&facts, now, warnings);
                 Ok(None)
             }
             Decision::WriteRecord { facts } => {
@@ -1054,7 +1064,8 @@ impl Desk {
                 Ok(None)
             }
             Decision::Notify { notification } => {
-                self.notify(notification, now, warnings)?;
+                let report_link = run.report_link.as_ref().map(|l| l.expose().to_owned());
+                self.notify(notification, report_link.as_deref(), now, warnings)?;
                 Ok(None)
             }
             Decision::LockVerification { username, until, flag_until } => {
@@ -1290,6 +1301,21 @@ impl Desk {
         }
     }
 
+    /// A new "this wasn't me" link for a reset and the hash its record carries, when
+    /// the desk uses the collector's desk services (`[collector] url` and
+    /// `desk_key_file`): `https://<collector>/report/<token>`, a 128-bit random token.
+    fn new_report_link(&self) -> Option<(Secret, String)> {
+        let c = &self.config.collector;
+        if c.url.trim().is_empty() || c.desk_key_file.is_none() {
+            return None;
+        }
+        let mut bytes = zeroize::Zeroizing::new([0u8; 16]);
+        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+        let token = zeroize::Zeroizing::new(hex::encode(bytes.as_ref()));
+        let hash = crate::account_events::report_token_sha256(&token);
+        Some((Secret::new(format!("{}/report/{}", c.url.trim_end_matches('/'), token.as_str())), hash))
+    }
+
     /// The "this wasn't me" instructions every message to an account holder carries
     /// (NIST SP 800-63B-4 §4.2.3: notify of the change so that a victim can react).
     fn wasnt_me(&self, request_id: &str) -> String {
@@ -1303,9 +1329,18 @@ impl Desk {
     }
 
     /// Queue one message per recipient; unaddressable recipients become warnings.
-    fn notify(&mut self, n: &Notification, now: OffsetDateTime, warnings: &mut Vec<String>) -> Result<(), DeskError> {
+    fn notify(
+        &mut self,
+        n: &Notification,
+        report_link: Option<&str>,
+        now: OffsetDateTime,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), DeskError> {
         let security = self.config.smtp.security_team.clone();
-        let wasnt_me = self.wasnt_me(&n.request_id);
+        let mut wasnt_me = self.wasnt_me(&n.request_id);
+        if let (NotificationKind::ResetCompleted, Some(link)) = (&n.kind, report_link) {
+            wasnt_me.push_str(&format!("4. Or report it at once, without logging in: {link}\n"));
+        }
         let (subject, body) = match &n.kind {
             NotificationKind::ResetRequested { earliest } => (
                 "A password reset was requested for your account".to_owned(),

@@ -45,6 +45,9 @@ pub struct ResetRun {
     /// Set while the manager's approval cannot go on because the collector is not
     /// reachable (its error message): the screen says "approval needs the collector".
     pub(super) approval_needs_collector: Option<String>,
+    /// The holder's "this wasn't me" link, once the outcome record carrying its hash
+    /// is signed (with the collector's desk services only); told in the reset mail.
+    pub(super) report_link: Option<Secret>,
 }
 
 /// The outcome record of a reset the directory applied could not be written yet.
@@ -89,6 +92,7 @@ impl ResetRun {
             broken: None,
             outcome_pending: None,
             approval_needs_collector: None,
+            report_link: None,
         }
     }
 

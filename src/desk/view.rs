@@ -84,6 +84,18 @@ impl AccountCard {
         if recent_failures > 0 {
             risk_flags.push(format!("{recent_failures} failed verification(s) recently"));
         }
+        if let Some(flag) = &history.cross_desk.flag {
+            risk_flags.push(format!(
+                "flagged by the collector: {} (the next reset needs the {} tier)",
+                flag.reason,
+                flag.tier.as_str()
+            ));
+        }
+        if let Some(why) = &history.cross_desk.unavailable {
+            risk_flags.push(format!(
+                "cross-desk history unavailable ({why}): treated as recently reset and failed elsewhere"
+            ));
+        }
         Self {
             username: account.username.clone(),
             display_name: account.display_name.clone(),
@@ -91,7 +103,7 @@ impl AccountCard {
             location: account.location.clone(),
             tier: account.tier,
             agent_tier: account.agent_tier,
-            flagged: account.flagged,
+            flagged: account.flagged || history.cross_desk.flag.is_some(),
             locked_until,
             must_change_password: account.must_change_password,
             recent_resets,

@@ -21,7 +21,9 @@ use crate::tier::{AccountTier, AgentTier};
 
 pub use authority::{ActingAgent, AgentScope, AuthorityRefusal};
 pub use requirements::{Missing, Requirements};
-pub use risk::{Channel, Escalation, RequestContext, RiskAssessment, RiskRule, StatedDetails};
+pub use risk::{
+    Channel, CrossDeskFacts, CrossDeskFlag, Escalation, RequestContext, RiskAssessment, RiskRule, StatedDetails,
+};
 
 /// A way of verifying a requester, or an approval that a reset needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

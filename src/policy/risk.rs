@@ -91,6 +91,30 @@ pub struct RequestContext {
     pub previous_resets: Vec<OffsetDateTime>,
     /// Earlier failed verification steps of this account (from the audit store).
     pub previous_failures: Vec<OffsetDateTime>,
+    /// What the collector's cross-desk history says beyond resets and failures.
+    pub cross_desk: CrossDeskFacts,
+}
+
+/// Facts from the collector's cross-desk history that the rules weigh: whether it
+/// could be asked at all, and whether it flags the account. Gathered by the desk's
+/// history adapter; the rules only read them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrossDeskFacts {
+    /// The cross-desk history was configured but could not be read (why, for the
+    /// agent): resets and failures at other desks are unknown, so the rules treat the
+    /// account as recently reset and recently failed. `None`: read, or not configured.
+    pub unavailable: Option<String>,
+    /// The collector flags the account (a "this wasn't me" report).
+    pub flag: Option<CrossDeskFlag>,
+}
+
+/// A flag the collector holds for an account, and the tier it requires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrossDeskFlag {
+    /// The lowest effective tier the next reset must meet.
+    pub tier: AccountTier,
+    /// Why, in words (e.g. "the holder reported a reset they did not ask for").
+    pub reason: String,
 }
 
 /// Which rule fired.
@@ -104,6 +128,8 @@ pub enum RiskRule {
     RemoteChannel,
     StatedDetailsMismatch,
     FlaggedAccount,
+    /// The collector's cross-desk history could not be read: treated as the stricter case.
+    CrossDeskHistoryUnavailable,
     /// An admin used the emergency path past a verification lockout.
     EmergencyOverride,
 }
@@ -299,6 +325,34 @@ pub fn assess(policy: &PolicyConfig, account: &Account, ctx: &RequestContext, no
             "the account is flagged by the security team or by an earlier lockout".into(),
         );
     }
+
+    if let Some(flag) = &ctx.cross_desk.flag {
+        // The collector's flag (a "this wasn't me" report) is the flag rule too.
+        if rules.flagged_account.enabled {
+            a.raise_to(
+                RiskRule::FlaggedAccount,
+                flag.tier,
+                format!("the collector flags the account: {}", flag.reason),
+            );
+        }
+    }
+
+    if let Some(why) = &ctx.cross_desk.unavailable {
+        // Never "no history": as if the account had been reset and had failed at
+        // another desk within the windows (the rules that would then fire, fire).
+        for (enabled, effect, as_if) in [
+            (rules.recent_reset.enabled, rules.recent_reset.effect, "a recent reset"),
+            (rules.earlier_failures.enabled, rules.earlier_failures.effect, "a recent failed verification"),
+        ] {
+            if enabled {
+                a.escalate(
+                    RiskRule::CrossDeskHistoryUnavailable,
+                    effect,
+                    format!("cross-desk history unavailable ({why}): treated as {as_if} at another desk"),
+                );
+            }
+        }
+    }
     a
 }
 
@@ -341,6 +395,7 @@ pub(crate) mod tests {
 
     pub fn walk_up() -> RequestContext {
         RequestContext {
+            cross_desk: CrossDeskFacts::default(),
             channel: Channel::WalkUp,
             stated: StatedDetails::default(),
             previous_resets: vec![],
@@ -456,6 +511,39 @@ pub(crate) mod tests {
         acc.flagged = true;
         let a = assess(&PolicyConfig::default(), &acc, &walk_up(), NOW);
         assert_eq!(a.effective_tier, AccountTier::Highest);
+    }
+
+    #[test]
+    fn a_collector_flag_raises_to_its_tier() {
+        let mut ctx = walk_up();
+        ctx.cross_desk.flag = Some(CrossDeskFlag { tier: AccountTier::Highest, reason: "reported".into() });
+        let a = assess(&PolicyConfig::default(), &account(AccountTier::Standard), &ctx, NOW);
+        assert_eq!(a.effective_tier, AccountTier::Highest);
+        assert!(a.escalations.iter().any(|e| e.rule == RiskRule::FlaggedAccount && e.reason.contains("reported")));
+    }
+
+    #[test]
+    fn cross_desk_history_unavailable_is_the_stricter_case() {
+        let policy = PolicyConfig::default();
+        let mut ctx = walk_up();
+        ctx.cross_desk.unavailable = Some("the collector cannot be reached".into());
+        let blind = assess(&policy, &account(AccountTier::Standard), &ctx, NOW);
+        let mut seen = walk_up();
+        seen.previous_resets = vec![NOW - Duration::hours(1)];
+        seen.previous_failures = vec![NOW - Duration::hours(1)];
+        let both = assess(&policy, &account(AccountTier::Standard), &seen, NOW);
+        assert_eq!(blind.effective_tier, both.effective_tier, "as if reset and failed recently");
+        assert_eq!(blind.added_steps, both.added_steps);
+        let reasons: Vec<&str> = blind
+            .escalations
+            .iter()
+            .filter(|e| e.rule == RiskRule::CrossDeskHistoryUnavailable)
+            .map(|e| e.reason.as_str())
+            .collect();
+        assert_eq!(reasons.len(), 2);
+        assert!(reasons
+            .iter()
+            .all(|r| r.starts_with("cross-desk history unavailable (the collector cannot be reached)")));
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub fn title_of(kind: &str) -> &'static str {
         "contact_changed_after_reset" => "Contact details changed right after a reset",
         "fork" => "A desk's log forked",
         "gap" => "Records missing from a desk's log",
+        "not-me-report" => "The account's holder reported a reset they did not ask for",
         _ => "Refused by the collector",
     }
 }

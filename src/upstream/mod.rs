@@ -11,12 +11,15 @@
 //! - [`driver`]: the sync driver (records out in seq order, receipts checked and
 //!   stored, checkpoints witnessed, alerts kept), one pass or a background loop;
 //! - [`online`]: an auditor's check of the stored receipts against the collector now;
+//! - [`history`]: the collector's signed cross-desk account history, and the desk's
+//!   history source over it and its own log.
 //! - [`alerts`]: the collector's security alerts for admin agents, receipts checked.
 
 pub mod alerts;
 pub mod approval_wire;
 pub mod client;
 pub mod driver;
+pub mod history;
 pub mod online;
 pub mod wire;
 pub mod witness;

@@ -196,4 +196,8 @@ pub struct ResetFacts {
     pub password_spec: Option<PasswordSpec>,
     pub intent: Option<IntentRef>,
     pub outcome: RequestOutcome,
+    /// In a done outcome: hex SHA-256 of the holder's "this wasn't me" token (never
+    /// the token), so the collector can tell which reset a report is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_sha256: Option<String>,
 }

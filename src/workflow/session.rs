@@ -542,6 +542,7 @@ impl Session {
                 .then(|| PasswordSpec::from_policy(&self.policy.password)),
             intent: self.intent.clone(),
             outcome: self.outcome.clone(),
+            report_sha256: None,
         }
     }
 

@@ -14,7 +14,7 @@ line-height:1.5;color:#1b1b1b}dt{font-weight:600}dd{margin:0 0 .6rem 0}\
 button{font-size:1.1rem;padding:.5rem 1.4rem;margin-right:1rem}.deny{background:#a31515;color:#fff}\
 .warn{border-left:4px solid #a31515;padding-left:.8rem}";
 
-pub use resetdesk::desk::mailer::escape;
+pub use resetdesk::desk::mailer::escape_html as escape;
 
 /// The Content-Security-Policy of every approval page.
 pub fn content_security_policy() -> String {

@@ -128,6 +128,7 @@ impl PgStore {
                 let tx = client.transaction().await?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await?;
                 tx.batch_execute(SCHEMA).await?;
+                tx.batch_execute(crate::history::postgres::PG_SCHEMA).await?;
                 tx.batch_execute(crate::alerts::postgres::SCHEMA).await?;
                 tx.batch_execute(crate::approval::store::PG_SCHEMA).await?;
                 tx.commit().await

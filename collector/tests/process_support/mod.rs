@@ -466,3 +466,23 @@ impl Drop for WitnessProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Step a desk's sync driver until every record has a receipt (waiting out
+/// backoffs, retrying failures), at most 30 s.
+pub fn drain(d: &mut resetdesk::upstream::SyncDriver) {
+    use resetdesk::upstream::driver::Step;
+    use std::time::Instant;
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        match d.step() {
+            Ok(Step::Idle) => return,
+            Ok(Step::Sent { .. }) => {}
+            Ok(Step::Wait(w)) => std::thread::sleep(w.max(Duration::from_millis(5))),
+            Err(e) => {
+                eprintln!("step failed (retrying): {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    panic!("the driver did not drain: {:?}", d.report());
+}
