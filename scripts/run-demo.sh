@@ -86,6 +86,16 @@ signing_key_file = "log.key"
 org_ca_file = "$DATA/ca/ca.pem"
 tls_cert_file = "tls/server.pem"
 tls_key_file = "tls/server.key"
+
+# Demo thresholds, so the Admin screen shows an alert within a demo's few resets: the
+# second reset of one account in a day, a desk silent for 10 minutes (and, as in
+# production, any reset outside 07:00-19:00 UTC on weekdays).
+[anomaly.account_resets]
+max = 1
+window_minutes = 1440
+[anomaly.heartbeat]
+max_silence_seconds = 600
+check_every_seconds = 30
 TOML
 [[ -f "$COLLECTOR_DIR/log.key" ]] || "$BIN/resetdesk-collector" init --config "$COLLECTOR_DIR/collector.toml" >/dev/null
 VKEY="$(cat "$COLLECTOR_DIR/log.vkey")"
