@@ -629,6 +629,11 @@ mod desk_loop {
     }
 
     #[test]
+    fn a_managers_denial_by_link_ends_the_request_on_postgres() {
+        whole_loop(Db::Postgres, false);
+    }
+
+    #[test]
     fn a_demo_desk_without_smtp_keeps_the_link_in_its_outbox_and_it_works() {
         if !aiosmtpd_available() {
             return;
