@@ -4,7 +4,8 @@
 # the organisation CA and two enrolled virtual cards; the demo agents log in with the
 # PINs the README states; a wrong PIN reports the tries left; the audit log verifies;
 # the desk's records reach the demo collector (`resetdesk sync`) and an auditor's
-# `audit verify --collector` proves them in its current tree; removing a card is seen
+# `audit verify --collector` proves them in its current tree; the collector's desk
+# services accept the demo desk's key; removing a card is seen
 # as a removal. Run it holding the virtual-reader lock:
 #   flock /tmp/resetdesk-virtual-readers.lock bash scripts/demo-smoke.sh [BIN_DIR]
 set -euo pipefail
@@ -47,6 +48,15 @@ v=$("$BIN/resetdesk" audit verify --data-dir "$DATA" --collector-vkey "$vkey" \
   --collector "https://localhost:$PORT" --collector-ca "$DATA/collector/tls/ca.pem" 2>&1) || fail "audit verify: $v"
 grep -q "every receipted record is in it" <<<"$v" || fail "audit verify --collector: $v"
 echo "ok: audit verify: $(head -1 <<<"$v"); $(tail -1 <<<"$v")"
+
+# The collector's desk services answer this desk's key (approval links, cross-desk
+# history, the Admin screen's alerts), and the security team's alert listing runs.
+who=$(curl -fsS --cacert "$DATA/collector/tls/ca.pem" -H "Authorization: Bearer $(cat "$DATA/collector/desk.key")" \
+  "https://localhost:$PORT/desk/whoami") || fail "the demo desk key is not accepted by the collector"
+grep -q '"desk":"demo-desk"' <<<"$who" || fail "the collector named another desk: $who"
+grep -q '^desk_key_file = ' "$DATA/resetdesk.toml" || fail "the demo config has no [collector] desk_key_file"
+a=$("$BIN/resetdesk-collector" alerts --config "$DATA/collector/collector.toml" 2>&1) || fail "resetdesk-collector alerts: $a"
+echo "ok: the collector's desk services know this desk ($who); alerts listed"
 
 first_pid=${pids%% *}
 kill "$first_pid"

@@ -1605,3 +1605,71 @@ async fn an_admin_sees_the_collectors_alert_with_its_record_and_checked_receipt(
     assert_accessible(client, "the Admin screen with an alert").await;
     desk.client.close().await.expect("close the session");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manager_approves_a_privileged_reset_through_the_collectors_link_and_the_screen_picks_it_up() {
+    let mut collector = None;
+    let config = format!("{ALL_HOURS}{NO_COOLING_OFF}");
+    let Some(desk) = carol_and_a_second_card_then((16_000_001, 16_000_002), false, &config, |desk| {
+        let ca = resetdesk::ca::CaPaths::in_data_dir(desk._dir.path()).cert;
+        let started = collector_process::CollectorProcess::start(&ca, "");
+        let config = started.as_ref().map(|c| c.desk_config()).unwrap_or_default();
+        collector = started;
+        config
+    })
+    .await
+    else {
+        return;
+    };
+    let Some(collector) = collector else { return };
+    let data = desk.data_dir().to_str().expect("utf-8").to_owned();
+    let client = &desk.client;
+    // jokafor is in it-admins: privileged, so his manager must approve.
+    open_walk_up_request(client, "jokafor").await;
+    wait_focus(client, "manager-request").await;
+    keys(client, ENTER).await;
+    let manager_state = "document.querySelector('#step-list [data-method=manager-approval]').dataset.state";
+    wait_js(client, "the request sent", &format!("{manager_state} === 'pending'")).await;
+
+    // The demo desk has no SMTP: the approval message waits in the outbox, with the
+    // collector's link (never the token in the audit log).
+    let (ok, mail) = resetdesk_cli(&["outbox", "show", "--data-dir", &data], "");
+    let prefix = format!("{}/approve/", collector.url);
+    let token: String = mail
+        .split(&prefix)
+        .nth(1)
+        .map(|rest| rest.chars().take_while(char::is_ascii_hexdigit).collect())
+        .unwrap_or_default();
+    assert!(ok && token.len() >= 32, "the approval link in the message: {mail}");
+    let link = format!("{prefix}{token}");
+    let ca = std::fs::read(collector.dir.path().join("tls/ca.pem")).expect("the collector's CA");
+
+    // The manager opens the link (a GET decides nothing), reads who asks for what, and approves.
+    let (page, answer) = tokio::task::spawn_blocking(move || {
+        let agent = resetdesk::https::agent(Some(&ca), true, Duration::from_secs(10)).expect("an HTTPS client");
+        let mut got = agent.get(&link).call().expect("the approval page");
+        let page = got.body_mut().read_to_string().expect("its HTML");
+        let mut sent = agent
+            .post(&link)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send("decision=approve")
+            .expect("the approval");
+        (page, sent.body_mut().read_to_string().expect("the answer page"))
+    })
+    .await
+    .expect("the manager's browser");
+    assert!(page.contains("James Okafor") && page.contains("Approve"), "{page}");
+    assert!(!page.contains("<script"), "the page needs no JavaScript");
+    assert!(answer.to_lowercase().contains("approved"), "{answer}");
+
+    // The desk fetches the collector's signed decision by itself.
+    wait_js_within(
+        client,
+        Duration::from_secs(60),
+        "the approval on screen",
+        &format!("{manager_state} === 'verified'"),
+    )
+    .await;
+    snapshot(client, "manager-approved-by-link").await;
+    desk.client.close().await.expect("close the session");
+}
