@@ -453,7 +453,7 @@ impl<S: LogStore> Collector<S> {
         for (seq, placed) in placed {
             let receipt = receipt(size, &note, seq, placed, &hashes)?;
             // A receipt's JSON is an object of strings and numbers.
-            receipts.push(serde_json::from_str(&receipt.to_json()).unwrap_or_default());
+            receipts.push(receipt.to_json_value());
         }
         Ok(AddRecordsResponse { checkpoint: note, tree_size: size, receipts })
     }
@@ -486,7 +486,7 @@ impl<S: LogStore> Collector<S> {
         for (record, prechecked) in records {
             let seq = record.seq;
             let stored = prechecked.stored();
-            let hash = entry_hash(&stored.record);
+            let hash = prechecked.entry_hash().unwrap_or_else(|| entry_hash(&stored.record));
             if seq <= last_seq {
                 let msg = format!("record seq {seq} follows seq {last_seq} in the batch; send records in seq order");
                 return Err(refuse(RejectKind::Backwards, msg, seq));

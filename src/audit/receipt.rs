@@ -347,6 +347,19 @@ pub fn verify_signed_checkpoint(note: &str, trusted: &CollectorKeys) -> Result<L
 }
 
 impl InclusionReceipt {
+    fn json(&self) -> InclusionJson {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        InclusionJson {
+            version: 2,
+            checkpoint: self.signed_checkpoint.clone(),
+            seq: self.seq,
+            entry_hash: hex::encode(self.entry_hash),
+            leaf_index: self.leaf_index,
+            inclusion: self.proof.iter().map(|h| b64.encode(h)).collect(),
+        }
+    }
+
     /// The checkpoint is signed by a trusted collector key and the proof leads from
     /// the entry hash at `leaf_index` to its root.
     pub fn verify(&self, trusted: &CollectorKeys) -> Result<LogCheckpoint, ReceiptError> {
@@ -438,22 +451,20 @@ impl Receipt {
 
     /// One JSON line (for files handed to an auditor and for the store).
     pub fn to_json(&self) -> String {
-        use base64::Engine as _;
         match self {
             Receipt::Legacy(r) => r.to_json(),
-            Receipt::Inclusion(r) => {
-                let b64 = base64::engine::general_purpose::STANDARD;
-                let j = InclusionJson {
-                    version: 2,
-                    checkpoint: r.signed_checkpoint.clone(),
-                    seq: r.seq,
-                    entry_hash: hex::encode(r.entry_hash),
-                    leaf_index: r.leaf_index,
-                    inclusion: r.proof.iter().map(|h| b64.encode(h)).collect(),
-                };
-                // Serialising strings and integers cannot fail.
-                serde_json::to_string(&j).unwrap_or_default()
-            }
+            // Serialising strings and integers cannot fail.
+            Receipt::Inclusion(r) => serde_json::to_string(&r.json()).unwrap_or_default(),
+        }
+    }
+
+    /// The receipt as a JSON value (the same object [`to_json`](Self::to_json)
+    /// writes), built without a round trip through text.
+    pub fn to_json_value(&self) -> serde_json::Value {
+        match self {
+            Receipt::Legacy(r) => serde_json::from_str(&r.to_json()).unwrap_or_default(),
+            // Serialising strings and integers cannot fail.
+            Receipt::Inclusion(r) => serde_json::to_value(r.json()).unwrap_or_default(),
         }
     }
 
@@ -526,6 +537,20 @@ mod tests {
         assert_eq!(merkle_root(&l[..4]), four);
         assert_eq!(merkle_root(&l), node(four, l[4]));
         assert_eq!(hex::encode(merkle_root(&[])), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    #[test]
+    fn a_receipts_json_value_is_the_object_its_text_reads_as_and_reads_back() {
+        let r = Receipt::Inclusion(InclusionReceipt {
+            signed_checkpoint: "c.example/log\n3\nAAAA\n\n— c.example/log sig\n".into(),
+            seq: 7,
+            entry_hash: [5; 32],
+            leaf_index: 2,
+            proof: vec![[1; 32], [2; 32]],
+        });
+        let value = r.to_json_value();
+        assert_eq!(value, serde_json::from_str::<serde_json::Value>(&r.to_json()).unwrap());
+        assert_eq!(Receipt::from_json(&value.to_string()).unwrap(), r);
     }
 
     #[test]

@@ -217,6 +217,12 @@ impl Prechecked {
     pub fn stored(&self) -> &StoredRecord {
         &self.stored
     }
+
+    /// The record's entry hash, as the precheck computed it (`None` if the record did
+    /// not decode, when it was not computed).
+    pub fn entry_hash(&self) -> Option<Hash32> {
+        self.pre.decoded.is_ok().then_some(self.pre.hash)
+    }
 }
 
 /// A key's answers for one record: its certificate valid at the record's time, and

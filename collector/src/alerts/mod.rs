@@ -132,7 +132,7 @@ fn receipt_of<S: LogStore>(
         proof,
     });
     // A receipt's JSON is an object of strings and numbers.
-    Ok(serde_json::from_str(&receipt.to_json()).ok())
+    Ok(Some(receipt.to_json_value()))
 }
 
 /// Rows recalled from the rules' memory as [`Remembered`] (the topic asked for is one
