@@ -27,6 +27,7 @@ pub mod history;
 pub mod ingest;
 pub mod merkle;
 pub mod note;
+pub mod pages;
 pub mod rate_limit;
 pub mod store;
 pub mod tls;

@@ -66,6 +66,15 @@ fn reset(db: &Path, alice: &mut SoftSigner, target: &str) {
     log.append(&outcome, alice, now()).unwrap();
 }
 
+/// Wait (up to 30 s) until the running driver behind `handle` has receipts up to `seq`.
+fn wait_acknowledged(handle: &resetdesk::upstream::SyncHandle, seq: u64) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while handle.report().status.acknowledged < seq {
+        assert!(Instant::now() < until, "not synced to {seq}: {:?}", handle.report());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn stored_receipts(db: &Path) -> Vec<Receipt> {
     Store::open_read_only(db).unwrap().receipts().unwrap()
 }
@@ -360,13 +369,7 @@ fn the_background_driver_sends_records_as_they_are_written_and_stops_when_told()
     let worker =
         std::thread::spawn(move || d.run(Duration::from_millis(20), Duration::from_millis(100), flag.as_ref()));
     let mut alice = SoftSigner::from_seed("alice", 1);
-    let wait_for = |seq: u64| {
-        let until = Instant::now() + Duration::from_secs(30);
-        while handle.report().status.acknowledged < seq {
-            assert!(Instant::now() < until, "not synced to {seq}: {:?}", handle.report());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    let wait_for = |seq: u64| wait_acknowledged(&handle, seq);
     wait_for(1);
     for k in 0..3 {
         reset(&desk.db, &mut alice, &format!("bg{k}"));
@@ -391,13 +394,7 @@ fn the_sync_task_on_a_tokio_runtime_sends_records_as_they_are_written_and_hands_
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = runtime.spawn(d.run_task(Duration::from_millis(20), Duration::from_millis(100), stopped));
     let mut alice = SoftSigner::from_seed("alice", 1);
-    let wait_for = |seq: u64| {
-        let until = Instant::now() + Duration::from_secs(30);
-        while handle.report().status.acknowledged < seq {
-            assert!(Instant::now() < until, "not synced to {seq}: {:?}", handle.report());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    let wait_for = |seq: u64| wait_acknowledged(&handle, seq);
     wait_for(1);
     for k in 0..3 {
         reset(&desk.db, &mut alice, &format!("task{k}"));

@@ -3,8 +3,8 @@
 //! inline style block, by its hash; forms post only to this origin), no caching, no
 //! framing, and no Referer (the token is in the URL).
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use sha2::{Digest, Sha256};
 
 use super::ApprovalRow;
@@ -36,17 +36,7 @@ fn document(title: &str, body: &str) -> String {
 
 /// A page with the approval pages' headers.
 pub fn respond(status: StatusCode, title: &str, body: &str) -> Response {
-    let mut r = (status, document(title, body)).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy()) {
-        h.insert(header::CONTENT_SECURITY_POLICY, csp);
-    }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    r
+    crate::pages::secure_html(status, document(title, body), &content_security_policy())
 }
 
 fn fmt_ms(ms: u64) -> String {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -107,18 +107,11 @@ async fn history<S: LogStore + HistoryStore + 'static>(
 
 /// An HTML page with the headers every report page carries.
 fn html(status: u16, page: String) -> Response {
-    let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), page).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    crate::pages::secure_html(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        page,
+        "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    )
 }
 
 fn too_many() -> Response {

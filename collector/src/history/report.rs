@@ -189,11 +189,9 @@ fn alert_reason<S: LogStore + HistoryStore>(
     .to_string()
 }
 
-/// HTML-escape text for element content and attribute values (the core's one
-/// escape, as the mails' HTML uses).
-pub fn escape(s: &str) -> String {
-    resetdesk::desk::mailer::escape_html(s)
-}
+/// HTML-escape text for element content and attribute values: the core's one escape,
+/// as the mails' HTML and the approval pages use.
+pub use resetdesk::desk::mailer::escape_html as escape;
 
 fn page(title: &str, body: &str) -> String {
     format!(
