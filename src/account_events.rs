@@ -20,7 +20,7 @@ use serde_json::Value;
 use sha2::Digest as _;
 use time::OffsetDateTime;
 
-use crate::audit::event::parse_payload;
+use crate::audit::event::{parse_payload, ParsedPayload};
 use crate::audit::{DirectoryOutcome, EventType, Record};
 use crate::policy::Method;
 use crate::verification::Verdict;
@@ -91,6 +91,12 @@ fn time_of_ms(ms: u64) -> Option<OffsetDateTime> {
 /// verifier reports bad records; they never hide a failure that decodes).
 pub fn events_of(record: &Record) -> Vec<AccountEvent> {
     let Ok(parsed) = parse_payload(record.event_type, &record.payload) else { return Vec::new() };
+    events_of_parsed(record, &parsed)
+}
+
+/// [`events_of`] with the record's payload already parsed (`parsed`: [`parse_payload`]
+/// of `record`'s payload), as the collector's prechecks have it.
+pub fn events_of_parsed(record: &Record, parsed: &ParsedPayload) -> Vec<AccountEvent> {
     let Some(facts) = parsed.value.get("facts") else { return Vec::new() };
     let Some(account) = facts.pointer("/target/username").and_then(Value::as_str) else { return Vec::new() };
     let account = account.to_lowercase();

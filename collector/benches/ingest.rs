@@ -2,8 +2,10 @@
 //!
 //! 1. Verified ingest on SQLite, in process: the path `POST /add-records` runs
 //!    (decode, certificate and record prechecks outside the lock with
-//!    `Prechecker::prepare`, then in-order decisions, the SQLite transaction, the
-//!    checkpoint signature and the receipts under the lock), from as many client
+//!    `Prechecker::prepare`, then under the lock `api::ingest_locked` as the handler
+//!    runs it: in-order decisions, the SQLite transaction, the anomaly rules, the
+//!    checkpoint signature, the receipts and the account index; the answer's JSON
+//!    after the lock), from as many client
 //!    threads as cores, each its own desk log in batches of 1,000 (`max_batch`),
 //!    against the raw ECDSA P-256 verify rate of the same function (`signature_valid`,
 //!    ring) on every core at once. Goal: ≥ 0.5×. Also printed: the same load with
@@ -19,7 +21,8 @@
 //!
 //! `cargo bench -p resetdesk-collector --bench ingest`; `RESETDESK_BENCH_QUICK=1`
 //! (scripts/bench.sh --quick) runs fewer records; `cargo test --benches` runs a smoke
-//! run. The clients run on the same machine, so they take part of its cores.
+//! run; `COLLECTOR_BENCH_ONLY=sqlite` stops after the SQLite ingest measurements (for
+//! profiling them). The clients run on the same machine, so they take part of its cores.
 
 #[path = "../../tests/audit_support/mod.rs"]
 mod audit_support;
@@ -40,6 +43,12 @@ use resetdesk::audit::{
     verify_signed_checkpoint, CollectorKeys, DirectoryOutcome, Event, EventType, IntentRef, KeyResolver as _, Record,
 };
 use resetdesk::token::RecordSigner as _;
+use resetdesk_collector::alerts::AlertStore;
+use resetdesk_collector::anomaly::config::AnomalyConfig;
+use resetdesk_collector::anomaly::rules::AnomalyState;
+use resetdesk_collector::anomaly::AnomalyWatch;
+use resetdesk_collector::api::ingest_locked;
+use resetdesk_collector::history::store::HistoryStore;
 use resetdesk_collector::ingest::Collector;
 use resetdesk_collector::note::LogKey;
 use resetdesk_collector::store::{LogStore, PgStore, SqliteStore};
@@ -94,7 +103,11 @@ fn desk_log(signer: &SoftSigner, n: usize) -> BenchResult<Vec<StoredRecord>> {
     for i in 0..n {
         let seq = i as u64 + 1;
         let mut facts = reset_facts(&signer.name, &format!("user{i}"));
-        facts["detail"] = serde_json::Value::String("x".repeat(640));
+        // The shape the anomaly rules and the account index read (`docs/audit-format.md`),
+        // so that they do their work on every outcome: one reset each of its own account.
+        facts["agent"] = serde_json::json!({"username": signer.name});
+        facts["target"] = serde_json::json!({"username": format!("user{}", i / 2), "effective_tier": "standard"});
+        facts["detail"] = serde_json::Value::String("x".repeat(600));
         let event = match open.take() {
             None => Event::reset_intent(&facts)?,
             Some(intent) => Event::reset_outcome(intent, &DirectoryOutcome::Done, &facts)?,
@@ -207,7 +220,7 @@ struct IngestRun {
 /// Verified ingest through the collector in process: each of `desks` sent from its
 /// own thread. `apart`: prechecks outside the lock (as the HTTP handler does); else
 /// everything under the lock.
-fn in_process_rate<S: LogStore + 'static>(
+fn in_process_rate<S: LogStore + HistoryStore + AnomalyState + AlertStore + Send + 'static>(
     store: S,
     pki: &Pki,
     dir: &Path,
@@ -216,7 +229,14 @@ fn in_process_rate<S: LogStore + 'static>(
 ) -> BenchResult<IngestRun> {
     let key_path = tempfile::Builder::new().prefix("log-").tempdir_in(dir)?.keep().join("log.key");
     LogKey::create(&key_path, ORIGIN)?;
-    let collector = Collector::open(store, &pki.ca_pem(), LogKey::load(&key_path, ORIGIN)?, 1000)?;
+    // As `serve` opens it: the anomaly rules watch every batch, in their default
+    // configuration but for business hours: the records are stamped with the time of
+    // the run, which may be outside them, and an alert on every reset is not the load
+    // this measures.
+    let mut anomaly = AnomalyConfig::default();
+    anomaly.business_hours.enabled = false;
+    let collector = Collector::open(store, &pki.ca_pem(), LogKey::load(&key_path, ORIGIN)?, 1000)?
+        .with_watcher(Box::new(AnomalyWatch::new(anomaly)));
     let prechecker = collector.prechecker();
     // A shared database (PostgreSQL) may hold earlier runs' leaves: count the growth.
     let size_before = collector.checkpoint()?.0;
@@ -236,13 +256,13 @@ fn in_process_rate<S: LogStore + 'static>(
                         outside += t.elapsed();
                         let mut c = collector.lock().map_err(|_| "lock poisoned")?;
                         let t = Instant::now();
-                        let answer = match prepared {
-                            Some(prepared) => c.ingest_prepared(body, prepared, now_ms())?,
-                            None => c.ingest(body, now_ms())?,
-                        };
+                        // What the handler does under the lock (the batch, then the account index).
+                        let prepared = prepared.unwrap_or_else(|| prechecker.prepare(body));
+                        let answer = ingest_locked(&mut c, body, prepared, now_ms())?;
                         held += t.elapsed();
                         drop(c);
-                        std::hint::black_box(&answer);
+                        // The answer's JSON, after the lock (as the handler makes it).
+                        std::hint::black_box(answer.into_response());
                     }
                     Ok((outside, held))
                 })
@@ -447,7 +467,7 @@ fn main() -> BenchResult<()> {
     let quick = std::env::var_os("RESETDESK_BENCH_QUICK").is_some();
     let sizes = match (smoke, quick) {
         (true, _) => Sizes { in_process_records: 200, backlog: 300, desks: 20, per_desk: 4, desk_batch: 2 },
-        (false, true) => Sizes { in_process_records: 4_000, backlog: 10_000, desks: 1_000, per_desk: 4, desk_batch: 2 },
+        (false, true) => Sizes { in_process_records: 8_000, backlog: 10_000, desks: 1_000, per_desk: 4, desk_batch: 2 },
         (false, false) => Sizes {
             in_process_records: env_usize("COLLECTOR_BENCH_RECORDS", 20_000),
             backlog: env_usize("COLLECTOR_BENCH_BACKLOG", 100_000),
@@ -499,6 +519,9 @@ fn main() -> BenchResult<()> {
         apart.records_per_sec / raw_all
     );
     println!("  ratio prechecks apart / all under the lock = {:.2}x", apart.records_per_sec / locked.records_per_sec);
+    if std::env::var("COLLECTOR_BENCH_ONLY").is_ok_and(|v| v == "sqlite") {
+        return Ok(());
+    }
     // --- PostgreSQL: the same load on PgStore, in a database of its own on the project's
     // cluster (scripts/postgres.sh, started if needed), or on RESETDESK_BENCH_PG_URL ---
     let own_db = if smoke || std::env::var_os("RESETDESK_BENCH_PG_URL").is_some() {

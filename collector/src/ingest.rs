@@ -28,6 +28,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use resetdesk::account_events::{events_of, events_of_parsed, AccountEvent};
+use resetdesk::audit::event::ParsedPayload;
 use resetdesk::audit::record::entry_hash;
 use resetdesk::audit::resolver::ResolveError;
 use resetdesk::audit::verify::{revocation_of, signature_valid, Problem, StoredRecord};
@@ -37,6 +39,8 @@ use resetdesk::audit::{
 
 use tlog_tiles::{Hash, HashReader};
 
+use crate::anomaly::facts::{observe_parsed, Observation};
+use crate::history::store::IndexRow;
 use crate::merkle::{self, TileRequest, TreeError};
 use crate::note::{KeyError, LogKey};
 use crate::store::{Alert, LogStore, NewLeaf, Placed, StoreError, StoredHashes};
@@ -177,8 +181,40 @@ const MIN_RECORDS_PER_THREAD: usize = 32;
 /// [`Collector::ingest_prepared`].
 pub struct Prepared {
     log_id: Hash32,
-    /// The records as decoded by the wire layer, each with its prechecks.
-    records: Vec<(Record, Prechecked)>,
+    /// The records as decoded by the wire layer, each with its prechecks and (if its
+    /// payload parsed) what it tells the followers.
+    records: Vec<(Record, Prechecked, Option<Told>)>,
+}
+
+/// What a record tells the collector's followers (the anomaly rules, the account
+/// index), worked out with its prechecks, outside the lock, from their parse of its
+/// payload.
+struct Told {
+    observation: Observation,
+    events: Vec<AccountEvent>,
+}
+
+impl Told {
+    fn of(log_id: Hash32, entry_hash: Hash32, record: &Record, parsed: &ParsedPayload) -> Self {
+        Self {
+            observation: observe_parsed(log_id, entry_hash, record, &parsed.value),
+            events: events_of_parsed(record, parsed),
+        }
+    }
+
+    /// For an accepted record prechecked without a parse (none is: acceptance needs
+    /// its payload to parse), from its bytes.
+    fn from_record(log_id: Hash32, entry_hash: Hash32, record: &Record) -> Self {
+        let observation = serde_json::from_slice(&record.payload).map_or_else(
+            |_| Observation {
+                record: crate::anomaly::facts::RecordRef { log_id, seq: record.seq, entry_hash },
+                at_ms: record.timestamp_ms,
+                what: crate::anomaly::facts::Observed::Other,
+            },
+            |payload| observe_parsed(log_id, entry_hash, record, &payload),
+        );
+        Self { observation, events: events_of(record) }
+    }
 }
 
 fn read(lock: &RwLock<Certificates>) -> std::sync::RwLockReadGuard<'_, Certificates> {
@@ -225,8 +261,12 @@ impl Prechecker {
         }
         let (decoded, stored): (Vec<Record>, Vec<StoredRecord>) = batch.records.into_iter().unzip();
         let threads = self.threads.min(stored.len().div_ceil(MIN_RECORDS_PER_THREAD)).max(1);
-        let prechecked = LogVerifier::precheck_apart(&read(&self.certificates).resolver, stored, threads);
-        Ok(Prepared { log_id: log, records: decoded.into_iter().zip(prechecked).collect() })
+        let told = |record: &Record, hash: &Hash32, parsed: Option<&ParsedPayload>| {
+            parsed.map(|p| Told::of(log, *hash, record, p))
+        };
+        let prechecked = LogVerifier::precheck_apart_with(&read(&self.certificates).resolver, stored, threads, &told);
+        let records = decoded.into_iter().zip(prechecked).map(|(r, (p, told))| (r, p, told.flatten())).collect();
+        Ok(Prepared { log_id: log, records })
     }
 }
 
@@ -338,17 +378,18 @@ impl<S: LogStore> Collector<S> {
     /// all on this thread.
     pub fn ingest(&mut self, body: &[u8], now_ms: u64) -> Result<AddRecordsResponse, IngestError> {
         let prepared = self.prechecker.prepare(body);
-        self.ingest_prepared(body, prepared, now_ms)
+        self.ingest_prepared(body, prepared, now_ms).map(Ingested::into_response)
     }
 
     /// Decide and append `body`'s batch as `prepared` by [`Prechecker::prepare`] (or
-    /// keep the refusal it made); on refusal, log it and keep an alert row.
+    /// keep the refusal it made); on refusal, log it and keep an alert row. The answer's
+    /// JSON is made by [`Ingested::into_response`], after the lock is released.
     pub fn ingest_prepared(
         &mut self,
         body: &[u8],
         prepared: Result<Prepared, Rejection>,
         now_ms: u64,
-    ) -> Result<AddRecordsResponse, IngestError> {
+    ) -> Result<Ingested, IngestError> {
         let mut outcome = prepared.map_err(IngestError::from).and_then(|p| self.try_ingest(p));
         let mut attempt = 1;
         // Another instance extended this desk log after our state was read: check the
@@ -381,7 +422,7 @@ impl<S: LogStore> Collector<S> {
         }
     }
 
-    fn try_ingest(&mut self, batch: Prepared) -> Result<AddRecordsResponse, IngestError> {
+    fn try_ingest(&mut self, batch: Prepared) -> Result<Ingested, IngestError> {
         let log = batch.log_id;
         self.store_new_certificates()?;
         // The desk log's state is taken out of the cache while the batch is checked.
@@ -396,11 +437,11 @@ impl<S: LogStore> Collector<S> {
         let prechecker = Arc::clone(&self.prechecker);
         let certs = read(&prechecker.certificates);
         let resolver = &certs.resolver;
-        let seqs: Vec<u64> = batch.records.iter().map(|(r, _)| r.seq).collect();
+        let seqs: Vec<u64> = batch.records.iter().map(|(r, _, _)| r.seq).collect();
         let checked = Self::check_batch(resolver, &mut state, log, batch.records);
         drop(certs);
-        let new_leaves = match checked {
-            Ok(leaves) => leaves,
+        let (new_leaves, told): (Vec<NewLeaf>, Vec<Told>) = match checked {
+            Ok(leaves) => leaves.into_iter().unzip(),
             Err(refusal) => {
                 if state.next_seq() == refusal.pushed_from {
                     self.desks.insert(log, state);
@@ -410,16 +451,24 @@ impl<S: LogStore> Collector<S> {
         };
         // Where the new records went, without asking the store again.
         let mut placed_now = HashMap::with_capacity(new_leaves.len());
+        let mut account_rows = None;
         if !new_leaves.is_empty() {
             let indexes = self.store.append_batch(&new_leaves)?;
-            for (leaf, leaf_index) in new_leaves.iter().zip(indexes) {
+            let (observations, events): (Vec<Observation>, Vec<Vec<AccountEvent>>) =
+                told.into_iter().map(|t| (t.observation, t.events)).unzip();
+            if let Some(w) = self.watcher.as_mut() {
+                w.stored(&mut self.store, &observations);
+            }
+            let mut rows = Vec::new();
+            for ((leaf, &leaf_index), events) in new_leaves.iter().zip(&indexes).zip(events) {
                 placed_now.insert(leaf.seq, Placed { leaf_index, entry_hash: leaf.entry_hash });
+                rows.extend(crate::history::rows_of_events(leaf.log_id, leaf.seq, leaf_index, leaf.entry_hash, events));
+            }
+            if let (Some(first), Some(last)) = (indexes.first(), indexes.last()) {
+                account_rows = Some((*first..*last + 1, rows));
             }
         }
         self.desks.insert(log, state);
-        if let Some(w) = self.watcher.as_mut() {
-            w.stored(&mut self.store, &new_leaves);
-        }
         // The batch's proofs share most of their hashes: each is read once.
         let seen = RefCell::new(HashMap::new());
         if !new_leaves.is_empty() {
@@ -451,11 +500,9 @@ impl<S: LogStore> Collector<S> {
         let hashes = MemoHashes { store: &self.store, seen: &seen };
         let mut receipts = Vec::with_capacity(placed.len());
         for (seq, placed) in placed {
-            let receipt = receipt(size, &note, seq, placed, &hashes)?;
-            // A receipt's JSON is an object of strings and numbers.
-            receipts.push(receipt.to_json_value());
+            receipts.push(receipt(size, &note, seq, placed, &hashes)?);
         }
-        Ok(AddRecordsResponse { checkpoint: note, tree_size: size, receipts })
+        Ok(Ingested { checkpoint: note, tree_size: size, receipts, account_rows })
     }
 
     /// Store the certificates requests added to the resolver since the last time.
@@ -476,14 +523,14 @@ impl<S: LogStore> Collector<S> {
         resolver: &CertificateResolver,
         state: &mut LogVerifier,
         log: Hash32,
-        records: Vec<(Record, Prechecked)>,
-    ) -> Result<Vec<NewLeaf>, Refusal> {
+        records: Vec<(Record, Prechecked, Option<Told>)>,
+    ) -> Result<Vec<(NewLeaf, Told)>, Refusal> {
         let pushed_from = state.next_seq();
         let refuse =
             |kind, msg: String, seq| Refusal { rejection: reject(kind, msg, Some(log), Some(seq)), pushed_from };
         let mut new_leaves = Vec::new();
         let mut last_seq = 0u64;
-        for (record, prechecked) in records {
+        for (record, prechecked, told) in records {
             let seq = record.seq;
             let stored = prechecked.stored();
             let hash = prechecked.entry_hash().unwrap_or_else(|| entry_hash(&stored.record));
@@ -521,7 +568,8 @@ impl<S: LogStore> Collector<S> {
                 .push_prechecked_record(resolver, prechecked)
                 .map_err(|bad| refuse(RejectKind::of_problem(&bad.problem), bad.to_string(), bad.seq))?;
             let (revokes, timestamp_ms) = revocation_of(&record).unwrap_or((Vec::new(), record.timestamp_ms));
-            new_leaves.push(NewLeaf {
+            let told = told.unwrap_or_else(|| Told::from_record(log, hash, &record));
+            let leaf = NewLeaf {
                 log_id: log,
                 seq,
                 entry_hash: hash,
@@ -530,7 +578,8 @@ impl<S: LogStore> Collector<S> {
                 record: stored.record,
                 signature: stored.signature,
                 cosignature: stored.cosignature,
-            });
+            };
+            new_leaves.push((leaf, told));
         }
         Ok(new_leaves)
     }
@@ -651,6 +700,27 @@ impl<S: LogStore> HashReader for MemoHashes<'_, S> {
             .iter()
             .map(|i| seen.get(i).copied().ok_or_else(|| tlog_tiles::Error::InvalidInput(format!("no stored hash {i}"))))
             .collect()
+    }
+}
+
+/// An accepted batch: the signed checkpoint and one receipt per record, in the batch's
+/// order. Made under the collector's lock; its JSON ([`Ingested::into_response`]) is
+/// not, since it needs nothing of the collector.
+pub struct Ingested {
+    pub checkpoint: String,
+    pub tree_size: u64,
+    pub receipts: Vec<Receipt>,
+    /// The leaves this batch added and their account index rows, made from the
+    /// prechecks' parse ([`crate::history::after_indexed_batch`] stores them).
+    pub(crate) account_rows: Option<(std::ops::Range<u64>, Vec<IndexRow>)>,
+}
+
+impl Ingested {
+    /// The body of `/add-records`.
+    pub fn into_response(self) -> AddRecordsResponse {
+        // A receipt's JSON is an object of strings and numbers.
+        let receipts = self.receipts.iter().map(Receipt::to_json_value).collect();
+        AddRecordsResponse { checkpoint: self.checkpoint, tree_size: self.tree_size, receipts }
     }
 }
 

@@ -19,6 +19,7 @@
 //! [`StoreError::DeskMoved`] and checks the batch again from the database.
 
 pub mod postgres;
+mod wal;
 pub use postgres::PgStore;
 
 use std::collections::HashMap;
@@ -217,6 +218,9 @@ pub struct SqliteStore {
     /// once written (the tree only grows), so these answer the checkpoint's root and
     /// the batch's inclusion proofs from memory instead of the table.
     recent: HashMap<u64, Hash32>,
+    /// Checkpoints the WAL on its own thread (`None`: SQLite's automatic checkpoint,
+    /// in the commits, if that thread could not start).
+    checkpointer: Option<wal::Checkpointer>,
 }
 
 pub(crate) fn i(v: u64) -> i64 {
@@ -240,7 +244,12 @@ impl SqliteStore {
         conn.execute_batch(crate::history::store::SQLITE_SCHEMA).map_err(sql)?;
         conn.execute_batch(crate::alerts::sqlite::SCHEMA).map_err(sql)?;
         conn.execute_batch(crate::approval::store::SQLITE_SCHEMA).map_err(sql)?;
-        Ok(Self { conn, path: shown, recent: HashMap::new() })
+        let checkpointer = wal::Checkpointer::start(path);
+        if checkpointer.is_some() {
+            // Not in this connection's commits, which run under the collector's lock.
+            conn.execute_batch("PRAGMA wal_autocheckpoint = 0;").map_err(sql)?;
+        }
+        Ok(Self { conn, path: shown, recent: HashMap::new(), checkpointer })
     }
 
     pub(crate) fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -402,6 +411,9 @@ impl LogStore for SqliteStore {
         }
         tx.execute("UPDATE int_coord SET size = ?1 WHERE id = 0", [i(new_size)]).map_err(sql)?;
         tx.commit().map_err(sql)?;
+        if let Some(c) = &self.checkpointer {
+            c.committed();
+        }
         // Only what was committed is remembered.
         self.recent = written;
         Ok(indexes)

@@ -224,3 +224,39 @@ fn the_account_index_catches_up_from_stored_records_once_on_postgres() {
     let Some(db) = pg_support::PgDatabase::create() else { return };
     index_catches_up(PgStore::connect(&db.url).unwrap());
 }
+
+/// The handler's path indexes a batch from the rows its prechecks made (without
+/// reading the leaves back): the same rows, and the same mark, as a catch-up from the
+/// stored records gives.
+fn rows_from_prechecks_are_those_of_catch_up<S: LogStore + HistoryStore>(fast: S, slow: S) {
+    let pki = Pki::new(1);
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("log.key");
+    LogKey::create(&key_path, "collector.test/resetdesk").unwrap();
+    let open = |store| {
+        InProcess::open(store, &pki.ca_pem(), LogKey::load(&key_path, "collector.test/resetdesk").unwrap(), 100)
+            .unwrap()
+    };
+    let (mut fast, mut slow) = (open(fast), open(slow));
+    let log = desk_log(&pki, &[("jsmith", token(1)), ("bob", token(2))]);
+    let body = log.batch(0..log.records().len());
+    let prepared = fast.prechecker().prepare(&body);
+    resetdesk_collector::api::ingest_locked(&mut fast, &body, prepared, 0).unwrap();
+    slow.ingest(&body, 0).unwrap();
+    assert_eq!(slow.store().index_mark().unwrap(), 0);
+    catch_up(slow.store_mut()).unwrap();
+    let accounts = ["jsmith".to_owned(), "bob".to_owned()];
+    let rows = fast.store().account_rows(&accounts, 0).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows, slow.store().account_rows(&accounts, 0).unwrap());
+    assert_eq!(fast.store().index_mark().unwrap(), slow.store().index_mark().unwrap());
+}
+
+#[test]
+fn the_handlers_index_rows_are_those_of_a_catch_up_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    rows_from_prechecks_are_those_of_catch_up(
+        SqliteStore::open(&dir.path().join("fast.db")).unwrap(),
+        SqliteStore::open(&dir.path().join("slow.db")).unwrap(),
+    );
+}

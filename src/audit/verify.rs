@@ -20,7 +20,7 @@ use std::sync::Arc;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 
-use super::event::{parse_payload, ParsedPayload, PayloadError};
+use super::event::{parse_payload, HeadRef, IntentRef, ParsedPayload, PayloadError, ReceiptRef};
 use super::receipt::{merkle_root, CollectorKeys, Receipt, ReceiptError};
 use super::record::{entry_hash, signing_digest, EventType, Hash32, Record, RecordError};
 use super::resolver::{KeyResolver, ResolveError, ResolvedKey};
@@ -198,11 +198,56 @@ impl<'r> Verifier<'r> {
 struct Precheck {
     decoded: Result<Record, RecordError>,
     hash: Hash32,
-    payload: Option<Result<ParsedPayload, PayloadError>>,
+    payload: Option<Result<PayloadLinks, PayloadError>>,
     cosigned: Option<Result<Option<Hash32>, Problem>>,
     signature: Option<KeyAnswer>,
     cosignature: Option<KeyAnswer>,
 }
+
+/// What the in-order checks read of a parsed payload. The parse (a JSON tree) is
+/// dropped where it was made, so a precheck thread frees it, not the collector's lock.
+struct PayloadLinks {
+    intent: Option<IntentRef>,
+    head: Option<HeadRef>,
+    last_receipt: Option<ReceiptRef>,
+    /// For a `revocation` record: the keys its facts revoke (`None` if they name none
+    /// well-formed, which the in-order check refuses).
+    revokes: Option<Vec<Hash32>>,
+}
+
+impl PayloadLinks {
+    fn of(event_type: EventType, parsed: ParsedPayload) -> Self {
+        let revokes = match event_type {
+            EventType::Revocation => revoked_key_ids(parsed.value.get("facts")),
+            _ => None,
+        };
+        Self { intent: parsed.intent, head: parsed.head, last_receipt: parsed.last_receipt, revokes }
+    }
+}
+
+/// [`parse_payload`], then what the in-order checks read of it, the digest the
+/// co-signer signed ([`cosigned_digest`], from the same parse when there is one), and
+/// what `also` makes of the parse (`None` if the payload did not parse).
+fn payload_and_cosigned<T>(
+    record: &Record,
+    record_bytes: &[u8],
+    also: impl FnOnce(Option<&ParsedPayload>) -> T,
+) -> (Result<PayloadLinks, PayloadError>, Result<Option<Hash32>, Problem>, T) {
+    match parse_payload(record.event_type, &record.payload) {
+        Ok(parsed) => {
+            let cosigned = cosigned_digest_of(record, record_bytes, Some(&parsed.value));
+            let also = also(Some(&parsed));
+            (Ok(PayloadLinks::of(record.event_type, parsed)), cosigned, also)
+        }
+        Err(e) => (Err(e), cosigned_digest(record, record_bytes), also(None)),
+    }
+}
+
+/// The prechecks of one piece of a batch, in order, each with what `also` made.
+type PrecheckedPiece<T> = Vec<(Precheck, Option<T>)>;
+
+/// The `also` of a precheck that wants nothing more than the checks.
+fn nothing_more(_: &Record, _: &Hash32, _: Option<&ParsedPayload>) {}
 
 /// A record with the checks it allows on its own already done, apart from any log
 /// state ([`LogVerifier::precheck_apart`]), to be decided later in seq order by
@@ -306,7 +351,7 @@ impl LogVerifier {
     /// Check the next stored record (in seq order) with keys from `resolver`; on
     /// success the record is part of the verified log, on failure nothing changed.
     pub fn push(&mut self, resolver: &dyn KeyResolver, stored: &StoredRecord) -> Result<(), BadRecord> {
-        let pre = self.precheck(stored);
+        let (pre, _) = self.precheck(stored, &nothing_more);
         self.push_prechecked(resolver, stored, pre)
     }
 
@@ -326,8 +371,8 @@ impl LogVerifier {
         const CHUNK: usize = 1024;
         for chunk in records.chunks(CHUNK) {
             self.learn_keys(resolver, chunk);
-            let prechecked = self.precheck_all(chunk, threads);
-            for (stored, pre) in chunk.iter().zip(prechecked) {
+            let prechecked = self.precheck_all(chunk, threads, &nothing_more);
+            for (stored, (pre, _)) in chunk.iter().zip(prechecked) {
                 self.push_prechecked(resolver, stored, pre)?;
             }
         }
@@ -341,10 +386,23 @@ impl LogVerifier {
     /// is no longer the one resolved at push time (a certificate replaced meanwhile) is
     /// ignored and the check done again.
     pub fn precheck_apart(resolver: &dyn KeyResolver, records: Vec<StoredRecord>, threads: usize) -> Vec<Prechecked> {
+        Self::precheck_apart_with(resolver, records, threads, &nothing_more).into_iter().map(|(p, _)| p).collect()
+    }
+
+    /// [`LogVerifier::precheck_apart`], and for each record that decodes, what `also`
+    /// makes of it, its entry hash and its parsed payload (`None` if that does not
+    /// parse), on the same threads from the same parse (the collector's followers
+    /// read the payload too). `None` for a record that does not decode.
+    pub fn precheck_apart_with<T: Send>(
+        resolver: &dyn KeyResolver,
+        records: Vec<StoredRecord>,
+        threads: usize,
+        also: &(dyn Fn(&Record, &Hash32, Option<&ParsedPayload>) -> T + Sync),
+    ) -> Vec<(Prechecked, Option<T>)> {
         let mut keys_only = LogVerifier::new();
         keys_only.learn_keys(resolver, &records);
-        let pre = keys_only.precheck_all(&records, threads);
-        records.into_iter().zip(pre).map(|(stored, pre)| Prechecked { stored, pre }).collect()
+        let pre = keys_only.precheck_all(&records, threads, also);
+        records.into_iter().zip(pre).map(|(stored, (pre, t))| (Prechecked { stored, pre }, t)).collect()
     }
 
     /// [`LogVerifier::push`] of a record prechecked apart; on success the record is
@@ -371,41 +429,64 @@ impl LogVerifier {
         }
     }
 
-    fn precheck_all(&self, records: &[StoredRecord], threads: usize) -> Vec<Precheck> {
+    fn precheck_all<T: Send>(
+        &self,
+        records: &[StoredRecord],
+        threads: usize,
+        also: &(dyn Fn(&Record, &Hash32, Option<&ParsedPayload>) -> T + Sync),
+    ) -> Vec<(Precheck, Option<T>)> {
         let threads = threads.clamp(1, records.len().max(1));
         if threads == 1 {
-            return records.iter().map(|r| self.precheck(r)).collect();
+            return records.iter().map(|r| self.precheck(r, also)).collect();
         }
-        let per_thread = records.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = records
-                .chunks(per_thread)
-                .map(|part| scope.spawn(move || part.iter().map(|r| self.precheck(r)).collect::<Vec<_>>()))
+        // Threads take small pieces in turn rather than one share each: when other
+        // work shares the cores (the collector's other requests), a thread slowed down
+        // then holds up the batch by one piece, not by a share.
+        const PIECE: usize = 16;
+        let pieces: Vec<&[StoredRecord]> = records.chunks(PIECE).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut done: Vec<(usize, PrecheckedPiece<T>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (pieces, next) = (&pieces, &next);
+                    scope.spawn(move || {
+                        let mut mine = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(piece) = pieces.get(k) else { return mine };
+                            mine.push((k, piece.iter().map(|r| self.precheck(r, also)).collect::<Vec<_>>()));
+                        }
+                    })
+                })
                 .collect();
-            parts
+            workers
                 .into_iter()
-                .flat_map(|part| match part.join() {
-                    Ok(done) => done,
+                .flat_map(|w| match w.join() {
+                    Ok(mine) => mine,
                     // A precheck that panicked is re-raised here: it is a bug, not bad input.
                     Err(panic) => std::panic::resume_unwind(panic),
                 })
                 .collect()
-        })
+        });
+        // Back in record order.
+        done.sort_unstable_by_key(|(k, _)| *k);
+        done.into_iter().flat_map(|(_, piece)| piece).collect()
     }
 
-    /// What one record allows checking without the log's state. Pure.
-    fn precheck(&self, stored: &StoredRecord) -> Precheck {
+    /// What one record allows checking without the log's state, and what `also`
+    /// makes of it (if it decodes). Pure.
+    fn precheck<T>(
+        &self,
+        stored: &StoredRecord,
+        also: &(dyn Fn(&Record, &Hash32, Option<&ParsedPayload>) -> T + Sync),
+    ) -> (Precheck, Option<T>) {
         let decoded = Record::decode(&stored.record);
         let Ok(record) = &decoded else {
-            return Precheck {
-                decoded,
-                hash: [0; 32],
-                payload: None,
-                cosigned: None,
-                signature: None,
-                cosignature: None,
-            };
+            let pre =
+                Precheck { decoded, hash: [0; 32], payload: None, cosigned: None, signature: None, cosignature: None };
+            return (pre, None);
         };
+        let hash = entry_hash(&stored.record);
         let known = |id: &Hash32| self.keys.get(id).cloned();
         let at = record.timestamp_ms;
         let signature = known(&record.key_id).map(|key| KeyAnswer {
@@ -413,7 +494,7 @@ impl LogVerifier {
             signature_ok: signature_valid(&key, &stored.record, &stored.signature),
             key,
         });
-        let cosigned = cosigned_digest(record, &stored.record);
+        let (payload, cosigned, also) = payload_and_cosigned(record, &stored.record, |p| also(record, &hash, p));
         let cosignature = match (record.cosigner_key_id, &stored.cosignature, &cosigned) {
             (Some(id), Some(sig), Ok(digest)) => known(&id).map(|key| KeyAnswer {
                 valid_then: check_key_at(&key, at),
@@ -422,14 +503,8 @@ impl LogVerifier {
             }),
             _ => None,
         };
-        Precheck {
-            hash: entry_hash(&stored.record),
-            payload: Some(parse_payload(record.event_type, &record.payload)),
-            cosigned: Some(cosigned),
-            signature,
-            cosignature,
-            decoded,
-        }
+        let pre = Precheck { hash, payload: Some(payload), cosigned: Some(cosigned), signature, cosignature, decoded };
+        (pre, Some(also))
     }
 
     fn push_prechecked(
@@ -479,8 +554,11 @@ impl LogVerifier {
             return Err(bad(Problem::BadSignature(signer.subject.clone())));
         }
 
-        let parsed =
-            payload.unwrap_or_else(|| parse_payload(record.event_type, &record.payload)).map_err(|e| bad(e.into()))?;
+        let parsed = payload
+            .unwrap_or_else(|| {
+                parse_payload(record.event_type, &record.payload).map(|p| PayloadLinks::of(record.event_type, p))
+            })
+            .map_err(|e| bad(e.into()))?;
         match (record.cosigner_key_id, &stored.cosignature) {
             (None, cosig) => {
                 if cosig.is_some() {
@@ -527,7 +605,7 @@ impl LogVerifier {
                 }
             }
             EventType::Revocation => {
-                let keys = revoked_key_ids(parsed.value.get("facts")).ok_or_else(|| bad(Problem::BadRevocation))?;
+                let keys = parsed.revokes.ok_or_else(|| bad(Problem::BadRevocation))?;
                 for key in keys {
                     self.revoked.entry(key).or_insert(record.timestamp_ms);
                 }
@@ -649,10 +727,26 @@ impl LogVerifier {
 /// for any other record, the record's signing digest, like the main signature.
 /// `Ok(None)` when the record declares no co-signer and its facts name none.
 pub fn cosigned_digest(record: &Record, record_bytes: &[u8]) -> Result<Option<Hash32>, Problem> {
+    let payload = match record.event_type {
+        EventType::ResetIntent => Some(
+            serde_json::from_slice::<serde_json::Value>(&record.payload)
+                .map_err(|e| Problem::Payload(PayloadError::NotJson(e.to_string())))?,
+        ),
+        _ => None,
+    };
+    cosigned_digest_of(record, record_bytes, payload.as_ref())
+}
+
+/// [`cosigned_digest`] with the record's payload already parsed (`payload`: the JSON of
+/// `record.payload`; read only for a reset intent, which must have it).
+fn cosigned_digest_of(
+    record: &Record,
+    record_bytes: &[u8],
+    payload: Option<&serde_json::Value>,
+) -> Result<Option<Hash32>, Problem> {
     let stated = match record.event_type {
         EventType::ResetIntent => {
-            let value: serde_json::Value = serde_json::from_slice(&record.payload)
-                .map_err(|e| Problem::Payload(PayloadError::NotJson(e.to_string())))?;
+            let value = payload.ok_or(Problem::Payload(PayloadError::NoFacts))?;
             let facts = value.get("facts").ok_or(Problem::Payload(PayloadError::NoFacts))?;
             approval_of_intent(facts).map_err(Problem::Approval)?
         }

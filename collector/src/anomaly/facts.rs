@@ -49,13 +49,19 @@ pub enum Observed {
 pub fn observe(log_id: Hash32, entry_hash: Hash32, record_bytes: &[u8]) -> Option<Observation> {
     let record = Record::decode(record_bytes).ok()?;
     let payload: Value = serde_json::from_slice(&record.payload).ok()?;
+    Some(observe_parsed(log_id, entry_hash, &record, &payload))
+}
+
+/// [`observe`] of a decoded record whose payload is already parsed (`payload`: the
+/// JSON of `record.payload`), as ingest's prechecks have it.
+pub fn observe_parsed(log_id: Hash32, entry_hash: Hash32, record: &Record, payload: &Value) -> Observation {
     let what = match record.event_type {
-        EventType::ResetOutcome => reset(&payload).unwrap_or(Observed::Other),
-        EventType::AdminAction => contact_changed(&payload).unwrap_or(Observed::Other),
+        EventType::ResetOutcome => reset(payload).unwrap_or(Observed::Other),
+        EventType::AdminAction => contact_changed(payload).unwrap_or(Observed::Other),
         t if t.is_heartbeat() => Observed::Presence,
         _ => Observed::Other,
     };
-    Some(Observation { record: RecordRef { log_id, seq: record.seq, entry_hash }, at_ms: record.timestamp_ms, what })
+    Observation { record: RecordRef { log_id, seq: record.seq, entry_hash }, at_ms: record.timestamp_ms, what }
 }
 
 fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {

@@ -6,7 +6,8 @@
 //! they stand on ([`crate::alerts::AlertStore`]).
 //!
 //! [`AnomalyWatch`] is the ingest hook: [`crate::ingest::Collector`] hands it each
-//! batch once stored. A rule that cannot be evaluated (the database failing) is
+//! batch once stored, as observations its prechecks made outside the lock
+//! ([`facts::observe_parsed`]). A rule that cannot be evaluated (the database failing) is
 //! logged and never fails the batch, which is stored already.
 
 pub mod config;
@@ -14,12 +15,13 @@ pub mod facts;
 pub mod rules;
 
 use crate::alerts::{raise, AlertStore};
-use crate::store::NewLeaf;
+use facts::Observation;
 use rules::{AnomalyState, Rules};
 
-/// Told of every batch ingest stored (verified records, in seq order).
+/// Told of every batch ingest stored: the observations of its new records (verified,
+/// in seq order).
 pub trait Watcher<S>: Send {
-    fn stored(&mut self, store: &mut S, leaves: &[NewLeaf]);
+    fn stored(&mut self, store: &mut S, observations: &[Observation]);
 }
 
 /// The anomaly rules as an ingest [`Watcher`].
@@ -41,19 +43,16 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl<S: AnomalyState + AlertStore + Send> Watcher<S> for AnomalyWatch {
-    fn stored(&mut self, store: &mut S, leaves: &[NewLeaf]) {
-        let observed: Vec<_> = leaves
-            .iter()
-            .filter_map(|leaf| facts::observe(leaf.log_id, leaf.entry_hash, &leaf.record))
-            .filter(|obs| obs.what != facts::Observed::Other)
-            .collect();
+    fn stored(&mut self, store: &mut S, observations: &[Observation]) {
+        let observed: Vec<&Observation> =
+            observations.iter().filter(|obs| obs.what != facts::Observed::Other).collect();
         if observed.is_empty() {
             return;
         }
         if let Err(e) = store.begin_batch() {
             tracing::error!("the anomaly rules could not begin their work on a batch: {e}");
         }
-        for obs in &observed {
+        for obs in observed {
             let raised = self
                 .rules
                 .observe(store, obs)

@@ -107,18 +107,7 @@ pub enum HistoryError {
 /// record was verified, so that would be a bug elsewhere, not an account event).
 fn rows_of(leaf: &store::IndexLeaf) -> Vec<IndexRow> {
     let Ok(record) = Record::decode(&leaf.record) else { return Vec::new() };
-    events_of(&record)
-        .into_iter()
-        .enumerate()
-        .map(|(n, event)| IndexRow {
-            log_id: leaf.log_id,
-            seq: leaf.seq,
-            n: u32::try_from(n).unwrap_or(u32::MAX),
-            leaf_index: leaf.leaf_index,
-            entry_hash: leaf.entry_hash,
-            event,
-        })
-        .collect()
+    rows_of_events(leaf.log_id, leaf.seq, leaf.leaf_index, leaf.entry_hash, events_of(&record)).collect()
 }
 
 /// Index every integrated leaf after the mark; returns the tree size now covered.
@@ -143,6 +132,45 @@ pub fn after_batch<S: LogStore + HistoryStore + ?Sized>(store: &mut S) {
     if let Err(e) = catch_up(store) {
         tracing::error!("the account index could not follow the log (it catches up later): {e}");
     }
+}
+
+/// [`after_batch`] for a batch whose index rows ingest already made from its records
+/// (`rows`, of the leaves `leaves`, by the same rule [`rows_of`] applies): when the
+/// index ends where the batch begins and the log where it ends, they are stored as
+/// they are, without reading the leaves back; otherwise (another instance appended,
+/// the index lags) the index catches up from the log.
+pub fn after_indexed_batch<S: LogStore + HistoryStore + ?Sized>(
+    store: &mut S,
+    leaves: std::ops::Range<u64>,
+    rows: &[IndexRow],
+) {
+    let fast = (|| Ok::<_, StoreError>(store.index_mark()? == leaves.start && store.tree_size()? == leaves.end))();
+    match fast {
+        Ok(true) => {
+            if let Err(e) = store.add_index_rows(rows, leaves.end) {
+                tracing::error!("the account index could not follow the log (it catches up later): {e}");
+            }
+        }
+        _ => after_batch(store),
+    }
+}
+
+/// The index rows of a record at `leaf_index` from its events ([`events_of`]).
+pub fn rows_of_events(
+    log_id: resetdesk::audit::Hash32,
+    seq: u64,
+    leaf_index: u64,
+    entry_hash: resetdesk::audit::Hash32,
+    events: Vec<resetdesk::account_events::AccountEvent>,
+) -> impl Iterator<Item = IndexRow> {
+    events.into_iter().enumerate().map(move |(n, event)| IndexRow {
+        log_id,
+        seq,
+        n: u32::try_from(n).unwrap_or(u32::MAX),
+        leaf_index,
+        entry_hash,
+        event,
+    })
 }
 
 /// Check a request's shape: usernames (1..=MAX_USERNAMES, short, printable), nonce.
