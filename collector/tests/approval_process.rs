@@ -310,9 +310,11 @@ fn hostile(db: Db) {
     extra["admin"] = true.into();
     assert_eq!(desk.register(c, &extra).0, 400, "unknown fields are refused");
     assert_eq!(desk.post_raw(c, b"{not json".to_vec()).0, 400);
-    assert_eq!(desk.post_raw(c, vec![b' '; 64 * 1024]).0, 413, "oversized");
-    let r = c.client.post(c.url("/approve/00112233445566778899aabbccddeeff")).body(vec![b'a'; 64 * 1024]).send();
-    assert_eq!(r.unwrap().status().as_u16(), 413);
+    let oversized = c
+        .oversized_status(|client| client.post(c.url("/approvals")).bearer_auth(&desk.key).body(vec![b' '; 64 * 1024]));
+    assert_eq!(oversized, 413, "oversized");
+    let url = c.url("/approve/00112233445566778899aabbccddeeff");
+    assert_eq!(c.oversized_status(|client| client.post(&url).body(vec![b'a'; 64 * 1024])), 413);
 
     // One token hash for two requests is refused.
     assert_eq!(desk.register(c, &registration("req-0005", &token(9))).0, 200);

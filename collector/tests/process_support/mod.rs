@@ -226,6 +226,24 @@ impl Collector {
         format!("https://localhost:{}{path}", self.port)
     }
 
+    /// The status of `request` with an oversized body. The collector answers 413 as
+    /// soon as it reads the length and then closes the connection, so the client may
+    /// still be writing the body and see a broken pipe instead of the answer: a
+    /// transport error is tried again (a status must be seen, and every try's is it).
+    pub fn oversized_status(
+        &self,
+        request: impl Fn(&reqwest::blocking::Client) -> reqwest::blocking::RequestBuilder,
+    ) -> u16 {
+        let mut last = None;
+        for _ in 0..5 {
+            match request(&self.client).send() {
+                Ok(r) => return r.status().as_u16(),
+                Err(e) => last = Some(e),
+            }
+        }
+        panic!("no answer to an oversized body in five tries: {last:?}")
+    }
+
     pub fn post(&self, body: Vec<u8>) -> (u16, String) {
         let r = self.client.post(self.url("/add-records")).body(body).send().unwrap();
         (r.status().as_u16(), r.text().unwrap())
