@@ -188,7 +188,7 @@ fn check_answer(answer: &AddRecordsResponse, body_records: usize) -> BenchResult
 fn raw_verify_rate(pki: &Pki, signer: &SoftSigner, records: &[StoredRecord], threads: usize) -> BenchResult<f64> {
     let key = pki.resolver(&[signer]).resolve(&signer.key_id())?;
     let mut best = Duration::MAX;
-    for _ in 0..3 {
+    for _ in 0..5 {
         let start = Instant::now();
         let per_thread = records.len().div_ceil(threads);
         let all_ok = std::thread::scope(|s| {
@@ -262,7 +262,7 @@ fn in_process_rate<S: LogStore + HistoryStore + AnomalyState + AlertStore + Send
                         held += t.elapsed();
                         drop(c);
                         // The answer's JSON, after the lock (as the handler makes it).
-                        std::hint::black_box(answer.into_response());
+                        std::hint::black_box(answer.into_response()?);
                     }
                     Ok((outside, held))
                 })
@@ -490,7 +490,7 @@ fn main() -> BenchResult<()> {
     let desks = signers.iter().map(|s| desk(&pki, s, per_client, 1000)).collect::<BenchResult<Vec<_>>>()?;
     let small = signers.iter().map(|s| desk(&pki, s, per_client, 100)).collect::<BenchResult<Vec<_>>>()?;
     let sample = desk_log(&signers[0], per_client.min(4000))?;
-    let raw_all = raw_verify_rate(&pki, &signers[0], &sample, cores)?;
+    let raw_before = raw_verify_rate(&pki, &signers[0], &sample, cores)?;
     let raw_one = raw_verify_rate(&pki, &signers[0], &sample, 1)?;
     let total = clients * per_client;
     let db = |name: &str| SqliteStore::open(&scratch.path().join(name));
@@ -498,13 +498,16 @@ fn main() -> BenchResult<()> {
     let locked = in_process_rate(db("locked.db")?, &pki, scratch.path(), &desks, false)?;
     let apart_small = in_process_rate(db("small.db")?, &pki, scratch.path(), &small, true)?;
     let fsync = fsync_ms(scratch.path())?;
+    // The raw rate is measured before and after the ingest runs, and the better of
+    // the two counts (other load on the machine only lowers it: the stricter ratio).
+    let raw_all = raw_before.max(raw_verify_rate(&pki, &signers[0], &sample, cores)?);
     println!(
         "verified ingest, in process (decode, prechecks, in-order decisions, SQLite WAL+FULL, checkpoint, receipts):"
     );
     println!("  {total} records of ~1.1 KiB from {clients} desks at once, batches of 1000 (max_batch), {cores} cores");
     println!("  fsync of the database's disk: {fsync:.2} ms (two per batch: the append, then the checkpoint row)");
     println!("  raw ECDSA P-256 verify (signature_valid, ring), 1 core:  {raw_one:>8.0} /s");
-    println!("  raw ECDSA P-256 verify, {cores} cores together:          {raw_all:>8.0} /s");
+    println!("  raw ECDSA P-256 verify, {cores} cores together:          {raw_all:>8.0} /s  (the better of before and after the runs)");
     let run = |what: &str, r: &IngestRun| {
         println!(
             "  {what:<50} {:>8.0} records/s  (per record: {:.1} µs outside the lock, {:.1} µs holding it)",

@@ -185,7 +185,7 @@ async fn add_records<S: LogStore + HistoryStore + 'static>(
     let ingested = tokio::task::spawn_blocking(move || {
         let prepared = worker.prechecker.prepare(&bytes);
         locked(&worker, move |c| ingest_locked(c, &bytes, prepared, now_ms()))
-            .map(|r| r.map(crate::ingest::Ingested::into_response))
+            .map(|r| r.and_then(|ingested| Ok(ingested.into_response()?)))
     })
     .await
     .map_err(|e| Unavailable(e.to_string()))

@@ -43,6 +43,7 @@ use crate::anomaly::facts::{observe_parsed, Observation};
 use crate::history::store::IndexRow;
 use crate::merkle::{self, TileRequest, TreeError};
 use crate::note::{KeyError, LogKey};
+use crate::store::apart::ApartHashes;
 use crate::store::{Alert, LogStore, NewLeaf, Placed, StoreError, StoredHashes};
 use crate::wire::{self, AddRecordsResponse, ConsistencyResponse, InclusionResponse, WireError};
 
@@ -378,7 +379,7 @@ impl<S: LogStore> Collector<S> {
     /// all on this thread.
     pub fn ingest(&mut self, body: &[u8], now_ms: u64) -> Result<AddRecordsResponse, IngestError> {
         let prepared = self.prechecker.prepare(body);
-        self.ingest_prepared(body, prepared, now_ms).map(Ingested::into_response)
+        Ok(self.ingest_prepared(body, prepared, now_ms)?.into_response()?)
     }
 
     /// Decide and append `body`'s batch as `prepared` by [`Prechecker::prepare`] (or
@@ -497,11 +498,23 @@ impl<S: LogStore> Collector<S> {
             seen.borrow_mut().clear();
         }
         let (size, note) = self.checkpoint()?;
-        let hashes = MemoHashes { store: &self.store, seen: &seen };
-        let mut receipts = Vec::with_capacity(placed.len());
-        for (seq, placed) in placed {
-            receipts.push(receipt(size, &note, seq, placed, &hashes)?);
-        }
+        // Committed hashes never change: where the store can read them without the
+        // lock, the proofs are made after it is released (Ingested::receipts).
+        let receipts = match self.store.hashes_apart() {
+            Some(apart) => {
+                let mut known = seen.into_inner();
+                known.extend(apart.known.into_iter().map(|(ix, h)| (ix, Hash(h))));
+                Receipts::Apart { placed, hashes: ApartHashes::new(known, apart.source) }
+            }
+            None => {
+                let hashes = MemoHashes { store: &self.store, seen: &seen };
+                let mut receipts = Vec::with_capacity(placed.len());
+                for (seq, placed) in placed {
+                    receipts.push(receipt(size, &note, seq, placed, &hashes)?);
+                }
+                Receipts::Made(receipts)
+            }
+        };
         Ok(Ingested { checkpoint: note, tree_size: size, receipts, account_rows })
     }
 
@@ -704,23 +717,43 @@ impl<S: LogStore> HashReader for MemoHashes<'_, S> {
 }
 
 /// An accepted batch: the signed checkpoint and one receipt per record, in the batch's
-/// order. Made under the collector's lock; its JSON ([`Ingested::into_response`]) is
-/// not, since it needs nothing of the collector.
+/// order. Made under the collector's lock, but for what needs nothing of it: the
+/// proofs where the store reads its hashes apart, and the JSON
+/// ([`Ingested::into_response`]).
 pub struct Ingested {
     pub checkpoint: String,
     pub tree_size: u64,
-    pub receipts: Vec<Receipt>,
+    receipts: Receipts,
     /// The leaves this batch added and their account index rows, made from the
     /// prechecks' parse ([`crate::history::after_indexed_batch`] stores them).
     pub(crate) account_rows: Option<(std::ops::Range<u64>, Vec<IndexRow>)>,
 }
 
+/// A batch's receipts, made or to be made from the stored hashes read apart.
+enum Receipts {
+    Made(Vec<Receipt>),
+    Apart { placed: Vec<(u64, Placed)>, hashes: ApartHashes },
+}
+
 impl Ingested {
+    /// One receipt per record of the batch, in its order (the proofs made now if the
+    /// lock did not make them).
+    pub fn into_receipts(self) -> Result<Vec<Receipt>, StoreError> {
+        match self.receipts {
+            Receipts::Made(receipts) => Ok(receipts),
+            Receipts::Apart { placed, hashes } => placed
+                .iter()
+                .map(|&(seq, placed)| receipt(self.tree_size, &self.checkpoint, seq, placed, &hashes))
+                .collect(),
+        }
+    }
+
     /// The body of `/add-records`.
-    pub fn into_response(self) -> AddRecordsResponse {
+    pub fn into_response(self) -> Result<AddRecordsResponse, StoreError> {
+        let (checkpoint, tree_size) = (self.checkpoint.clone(), self.tree_size);
         // A receipt's JSON is an object of strings and numbers.
-        let receipts = self.receipts.iter().map(Receipt::to_json_value).collect();
-        AddRecordsResponse { checkpoint: self.checkpoint, tree_size: self.tree_size, receipts }
+        let receipts = self.into_receipts()?.iter().map(Receipt::to_json_value).collect();
+        Ok(AddRecordsResponse { checkpoint, tree_size, receipts })
     }
 }
 

@@ -18,6 +18,7 @@
 //! verifier state of a desk log is behind (another instance appended) gets
 //! [`StoreError::DeskMoved`] and checks the batch again from the database.
 
+pub mod apart;
 pub mod postgres;
 mod wal;
 pub use postgres::PgStore;
@@ -139,6 +140,12 @@ pub trait LogStore: Send {
     fn reconnect_if_lost(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// For receipts built after the collector's lock is released: a source of stored
+    /// hashes to read without it, and the hashes this store holds in memory (the last
+    /// batch's). `None`: receipts are built under the lock.
+    fn hashes_apart(&self) -> Option<apart::Apart> {
+        None
+    }
 }
 
 /// A batch's shape: one desk log, consecutive seqs. Returns (log id, first seq).
@@ -221,6 +228,8 @@ pub struct SqliteStore {
     /// Checkpoints the WAL on its own thread (`None`: SQLite's automatic checkpoint,
     /// in the commits, if that thread could not start).
     checkpointer: Option<wal::Checkpointer>,
+    /// Read-only connections for receipts built outside the lock.
+    readers: apart::SqliteReaders,
 }
 
 pub(crate) fn i(v: u64) -> i64 {
@@ -249,7 +258,8 @@ impl SqliteStore {
             // Not in this connection's commits, which run under the collector's lock.
             conn.execute_batch("PRAGMA wal_autocheckpoint = 0;").map_err(sql)?;
         }
-        Ok(Self { conn, path: shown, recent: HashMap::new(), checkpointer })
+        let readers = apart::SqliteReaders::new(path.to_path_buf());
+        Ok(Self { conn, path: shown, recent: HashMap::new(), checkpointer, readers })
     }
 
     pub(crate) fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -417,6 +427,10 @@ impl LogStore for SqliteStore {
         // Only what was committed is remembered.
         self.recent = written;
         Ok(indexes)
+    }
+
+    fn hashes_apart(&self) -> Option<apart::Apart> {
+        Some(apart::Apart { known: self.recent.iter().map(|(k, v)| (*k, *v)).collect(), source: self.readers.source() })
     }
 
     fn integrate(&mut self) -> Result<u64, StoreError> {

@@ -35,11 +35,12 @@ pub struct Batch {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchJson {
+struct BatchJson<'a> {
     log_id: String,
     #[serde(default)]
     certificates: Vec<String>,
-    records: Vec<RecordJson>,
+    #[serde(borrow)]
+    records: Vec<RecordJson<'a>>,
 }
 
 /// Why a body is not a batch.

@@ -154,3 +154,21 @@ fn the_unmutated_batch_and_receipt_are_good() {
     keys.add_verifier_key(vkey).unwrap();
     Receipt::from_json(good).unwrap().verify(&keys).unwrap();
 }
+
+/// A batch whose base64 strings carry JSON escapes (`\/` for `/`, `\u0041` for `A`:
+/// valid JSON, which the decoder cannot borrow from the body) decodes to the same
+/// records as the plain one.
+#[test]
+fn escaped_base64_strings_decode_as_the_plain_ones() {
+    let plain = &valid_batch().0;
+    let text = String::from_utf8(plain.clone()).unwrap();
+    let escaped = text.replace('/', "\\/").replace('A', "\\u0041");
+    assert_ne!(escaped, text, "the batch has a / or an A to escape");
+    let a = decode_batch(plain, 100).unwrap();
+    let b = decode_batch(escaped.as_bytes(), 100).unwrap();
+    assert_eq!(a.log_id, b.log_id);
+    assert_eq!(a.certificates, b.certificates);
+    let stored =
+        |batch: &resetdesk_collector::wire::Batch| batch.records.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>();
+    assert_eq!(stored(&a), stored(&b));
+}

@@ -161,13 +161,24 @@ impl AnomalyState for SqliteStore {
         self.conn.execute_batch("COMMIT").map_err(self.err())
     }
 
+    // The statements run for each record of a batch are prepared once per connection.
     fn remember(&mut self, r: &Remembered) -> Result<(), StoreError> {
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT INTO anomaly_memory (topic, subject, other, at_ms, log_id, seq, entry_hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![r.topic, r.subject, r.other, i(r.at_ms), r.record.log_id, i(r.record.seq), r.record.entry_hash],
             )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    r.topic,
+                    r.subject,
+                    r.other,
+                    i(r.at_ms),
+                    r.record.log_id,
+                    i(r.record.seq),
+                    r.record.entry_hash
+                ])
+            })
             .map(drop)
             .map_err(self.err())
     }
@@ -195,14 +206,13 @@ impl AnomalyState for SqliteStore {
 
     fn try_fire(&mut self, rule: &str, subject: &str, at_ms: u64, window_ms: u64) -> Result<bool, StoreError> {
         self.conn
-            .query_row(
+            .prepare_cached(
                 "INSERT INTO anomaly_fired (rule, subject, at_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (rule, subject) DO UPDATE SET at_ms = excluded.at_ms
                      WHERE anomaly_fired.at_ms + ?4 <= excluded.at_ms
                  RETURNING 1",
-                params![rule, subject, i(at_ms), i(window_ms)],
-                |_| Ok(()),
             )
+            .and_then(|mut fire| fire.query_row(params![rule, subject, i(at_ms), i(window_ms)], |_| Ok(())))
             .optional()
             .map(|fired| fired.is_some())
             .map_err(self.err())
@@ -210,12 +220,12 @@ impl AnomalyState for SqliteStore {
 
     fn saw_presence(&mut self, record: &RecordRef, at_ms: u64) -> Result<(), StoreError> {
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT INTO desk_presence (log_id, seq, entry_hash, at_ms, alerted) VALUES (?1, ?2, ?3, ?4, 0)
                  ON CONFLICT (log_id) DO UPDATE SET seq = excluded.seq, entry_hash = excluded.entry_hash,
                      at_ms = excluded.at_ms, alerted = 0 WHERE desk_presence.seq < excluded.seq",
-                params![record.log_id, i(record.seq), record.entry_hash, i(at_ms)],
             )
+            .and_then(|mut saw| saw.execute(params![record.log_id, i(record.seq), record.entry_hash, i(at_ms)]))
             .map(drop)
             .map_err(self.err())
     }
