@@ -180,7 +180,10 @@ impl<S: LogStore + ?Sized> HashReader for StoredHashes<'_, S> {
     }
 }
 
+// Pages of 16 KiB (a new database's; an existing one keeps its own): a batch of 1,000
+// records commits about 100 WAL frames instead of 400, each one write call.
 const SCHEMA: &str = "
+PRAGMA page_size = 16384;
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
 CREATE TABLE IF NOT EXISTS seq_coord (id INTEGER PRIMARY KEY CHECK (id = 0), next INTEGER NOT NULL);
