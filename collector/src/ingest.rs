@@ -6,12 +6,15 @@
 //! - [`Prechecker::prepare`], without the collector's lock, on the request's thread:
 //!   decode the body, check certificates not seen before, and precheck each record
 //!   (decode, hash, payload, signatures by keys already known; several threads for a
-//!   big batch). Nothing of the log is read or written.
+//!   big batch), and from the same payload parse what each record tells the anomaly
+//!   rules and the account index. Nothing of the log is read or written.
 //! - [`Collector::ingest_prepared`], under the lock: store new certificates, decide
 //!   each record in seq order against its desk log's state (continuity, prev hash,
 //!   intents, revocations, duplicates, forks), reading a precheck's answer only if it
-//!   was made with the key resolved now; then the one store transaction, the signed
-//!   checkpoint, and the receipts.
+//!   was made with the key resolved now; then the one store transaction, the anomaly
+//!   rules, the signed checkpoint, and the receipts, whose proofs wait for
+//!   [`Ingested::into_response`] after the lock where the store reads its hashes
+//!   apart (SQLite).
 //!
 //! Invariants:
 //! - a record is stored only after [`LogVerifier::push`] (or the same checks, as
@@ -28,8 +31,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use resetdesk::account_events::{events_of, events_of_parsed, AccountEvent};
-use resetdesk::audit::event::ParsedPayload;
+use resetdesk::account_events::{events_of_parsed, AccountEvent};
+use resetdesk::audit::event::{parse_payload, ParsedPayload};
 use resetdesk::audit::record::entry_hash;
 use resetdesk::audit::resolver::ResolveError;
 use resetdesk::audit::verify::{revocation_of, signature_valid, Problem, StoredRecord};
@@ -43,7 +46,6 @@ use crate::anomaly::facts::{observe_parsed, Observation};
 use crate::history::store::IndexRow;
 use crate::merkle::{self, TileRequest, TreeError};
 use crate::note::{KeyError, LogKey};
-use crate::store::apart::ApartHashes;
 use crate::store::{Alert, LogStore, NewLeaf, Placed, StoreError, StoredHashes};
 use crate::wire::{self, AddRecordsResponse, ConsistencyResponse, InclusionResponse, WireError};
 
@@ -206,15 +208,17 @@ impl Told {
     /// For an accepted record prechecked without a parse (none is: acceptance needs
     /// its payload to parse), from its bytes.
     fn from_record(log_id: Hash32, entry_hash: Hash32, record: &Record) -> Self {
-        let observation = serde_json::from_slice(&record.payload).map_or_else(
-            |_| Observation {
-                record: crate::anomaly::facts::RecordRef { log_id, seq: record.seq, entry_hash },
-                at_ms: record.timestamp_ms,
-                what: crate::anomaly::facts::Observed::Other,
+        match parse_payload(record.event_type, &record.payload) {
+            Ok(parsed) => Self::of(log_id, entry_hash, record, &parsed),
+            Err(_) => Self {
+                observation: Observation {
+                    record: crate::anomaly::facts::RecordRef { log_id, seq: record.seq, entry_hash },
+                    at_ms: record.timestamp_ms,
+                    what: crate::anomaly::facts::Observed::Other,
+                },
+                events: Vec::new(),
             },
-            |payload| observe_parsed(log_id, entry_hash, record, &payload),
-        );
-        Self { observation, events: events_of(record) }
+        }
     }
 }
 
@@ -474,7 +478,8 @@ impl<S: LogStore> Collector<S> {
         let seen = RefCell::new(HashMap::new());
         if !new_leaves.is_empty() {
             let size = self.store.tree_size()?;
-            let root = merkle::root(size, &MemoHashes { store: &self.store, seen: &seen }).map_err(StoreError::from)?;
+            let root = merkle::root(size, &MemoHashes { reader: &StoredHashes(&self.store), seen: &seen })
+                .map_err(StoreError::from)?;
             let note = self.key.sign_checkpoint(size, &root)?;
             self.store.set_checkpoint(size, &note)?;
         }
@@ -502,12 +507,11 @@ impl<S: LogStore> Collector<S> {
         // lock, the proofs are made after it is released (Ingested::receipts).
         let receipts = match self.store.hashes_apart() {
             Some(apart) => {
-                let mut known = seen.into_inner();
-                known.extend(apart.known.into_iter().map(|(ix, h)| (ix, Hash(h))));
-                Receipts::Apart { placed, hashes: ApartHashes::new(known, apart.source) }
+                seen.borrow_mut().extend(apart.known.into_iter().map(|(ix, h)| (ix, Hash(h))));
+                Receipts::Apart { placed, seen, source: apart.source }
             }
             None => {
-                let hashes = MemoHashes { store: &self.store, seen: &seen };
+                let hashes = MemoHashes { reader: &StoredHashes(&self.store), seen: &seen };
                 let mut receipts = Vec::with_capacity(placed.len());
                 for (seq, placed) in placed {
                     receipts.push(receipt(size, &note, seq, placed, &hashes)?);
@@ -694,19 +698,19 @@ fn receipt<R: HashReader>(size: u64, note: &str, seq: u64, placed: Placed, hashe
     }))
 }
 
-/// The store's hashes, each read at most once: a stored hash never changes once
-/// written (the tree only grows), so one request may keep what it read.
-pub(crate) struct MemoHashes<'a, S: LogStore> {
-    pub(crate) store: &'a S,
+/// Stored hashes through `reader`, each read at most once: a stored hash never changes
+/// once written (the tree only grows), so one request may keep what it read.
+pub(crate) struct MemoHashes<'a> {
+    pub(crate) reader: &'a dyn HashReader,
     pub(crate) seen: &'a RefCell<HashMap<u64, Hash>>,
 }
 
-impl<S: LogStore> HashReader for MemoHashes<'_, S> {
+impl HashReader for MemoHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
         let mut seen = self.seen.borrow_mut();
         let missing: Vec<u64> = indexes.iter().copied().filter(|i| !seen.contains_key(i)).collect();
         if !missing.is_empty() {
-            let read = StoredHashes(self.store).read_hashes(&missing)?;
+            let read = self.reader.read_hashes(&missing)?;
             seen.extend(missing.into_iter().zip(read));
         }
         indexes
@@ -732,7 +736,12 @@ pub struct Ingested {
 /// A batch's receipts, made or to be made from the stored hashes read apart.
 enum Receipts {
     Made(Vec<Receipt>),
-    Apart { placed: Vec<(u64, Placed)>, hashes: ApartHashes },
+    /// The hashes already read or written under the lock, and a reader for the others.
+    Apart {
+        placed: Vec<(u64, Placed)>,
+        seen: RefCell<HashMap<u64, Hash>>,
+        source: Box<dyn HashReader + Send>,
+    },
 }
 
 impl Ingested {
@@ -741,10 +750,13 @@ impl Ingested {
     pub fn into_receipts(self) -> Result<Vec<Receipt>, StoreError> {
         match self.receipts {
             Receipts::Made(receipts) => Ok(receipts),
-            Receipts::Apart { placed, hashes } => placed
-                .iter()
-                .map(|&(seq, placed)| receipt(self.tree_size, &self.checkpoint, seq, placed, &hashes))
-                .collect(),
+            Receipts::Apart { placed, seen, source } => {
+                let hashes = MemoHashes { reader: &*source, seen: &seen };
+                placed
+                    .iter()
+                    .map(|&(seq, placed)| receipt(self.tree_size, &self.checkpoint, seq, placed, &hashes))
+                    .collect()
+            }
         }
     }
 

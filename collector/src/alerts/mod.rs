@@ -82,7 +82,7 @@ pub fn list<S: LogStore + AlertStore>(store: &S, after: u64, limit: usize) -> Re
     let checkpoint = store.checkpoint()?;
     // The proofs of one listing share most of their hashes: each is read once.
     let seen = std::cell::RefCell::new(std::collections::HashMap::new());
-    let hashes = crate::ingest::MemoHashes { store, seen: &seen };
+    let hashes = crate::ingest::MemoHashes { reader: &crate::store::StoredHashes(store), seen: &seen };
     let mut out = Vec::with_capacity(alerts.len());
     for a in alerts {
         let mut records = Vec::with_capacity(a.records.len());

@@ -34,21 +34,24 @@ impl Checkpointer {
     /// SQLite's automatic checkpoint. The caller turns that off on its connection.
     pub fn start(path: &Path) -> Option<Self> {
         let shown = path.display().to_string();
-        let started = (|| {
-            let conn = Connection::open(path)?;
+        let unstarted =
+            |why: String| tracing::warn!("collector database {shown}: checkpoints stay in the commits: {why}");
+        let opened = Connection::open(path).and_then(|conn| {
             conn.busy_timeout(Duration::from_secs(10))?;
             // The copy into the database file is synced as the writer's commits are.
             conn.execute_batch("PRAGMA synchronous = FULL;")?;
-            // One pending wake-up is enough: commits meanwhile are taken along.
-            let (wake, woken) = mpsc::sync_channel::<()>(1);
-            let name = shown.clone();
-            let thread = std::thread::Builder::new()
-                .name("sqlite-checkpoint".into())
-                .spawn(move || run(&conn, &name, &woken))
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            Ok::<_, rusqlite::Error>(Self { wake: Some(wake), thread: Some(thread) })
-        })();
-        started.map_err(|e| tracing::warn!("collector database {shown}: checkpoints stay in the commits: {e}")).ok()
+            Ok(conn)
+        });
+        let conn = opened.map_err(|e| unstarted(e.to_string())).ok()?;
+        // One pending wake-up is enough: commits meanwhile are taken along.
+        let (wake, woken) = mpsc::sync_channel::<()>(1);
+        let name = shown.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || run(&conn, &name, &woken))
+            .map_err(|e| unstarted(e.to_string()))
+            .ok()?;
+        Some(Self { wake: Some(wake), thread: Some(thread) })
     }
 
     /// A commit added frames to the WAL.
