@@ -139,6 +139,12 @@ pub fn ingest_locked<S: LogStore + HistoryStore>(
     prepared: Result<crate::ingest::Prepared, crate::ingest::Rejection>,
     now_ms: u64,
 ) -> Result<crate::ingest::Ingested, IngestError> {
+    // A core of its own while it sequences (other requests' prechecks wait for it).
+    let prechecker = c.prechecker();
+    let core = prechecker.sequencing();
+    // One store transaction for all of it (SQLite): one disk sync, and the batch, its
+    // checkpoint, its alerts, the anomaly rules' memory and the index kept together.
+    c.begin_unit()?;
     let ingested = c.ingest_prepared(body, prepared, now_ms);
     // The account index follows the stored batch (and catches up if this fails).
     match &ingested {
@@ -148,7 +154,17 @@ pub fn ingest_locked<S: LogStore + HistoryStore>(
         Ok(_) => crate::history::after_batch(c.store_mut()),
         Err(_) => {}
     }
-    ingested
+    // The commit mostly waits for the disk: the core goes back to the prechecks.
+    drop(core);
+    match (c.commit_unit(), ingested) {
+        (Ok(()), ingested) => ingested,
+        // Nothing of the batch was kept: the desk sends it again.
+        (Err(e), Ok(_)) => Err(e.into()),
+        (Err(e), Err(refused)) => {
+            tracing::error!("the record of a refused batch could not be kept: {e}");
+            Err(refused)
+        }
+    }
 }
 
 fn now_ms() -> u64 {

@@ -35,7 +35,7 @@ use resetdesk::account_events::{events_of_parsed, AccountEvent};
 use resetdesk::audit::event::{parse_payload, ParsedPayload};
 use resetdesk::audit::record::entry_hash;
 use resetdesk::audit::resolver::ResolveError;
-use resetdesk::audit::verify::{revocation_of, signature_valid, Problem, StoredRecord};
+use resetdesk::audit::verify::{revocation_of, signature_valid, unpaced, Pace, Problem, StoredRecord};
 use resetdesk::audit::{
     CertificateResolver, Hash32, InclusionReceipt, KeyResolver as _, LogVerifier, Prechecked, Receipt, Record,
 };
@@ -43,6 +43,7 @@ use resetdesk::audit::{
 use tlog_tiles::{Hash, HashReader};
 
 use crate::anomaly::facts::{observe_parsed, Observation};
+use crate::cores::Cores;
 use crate::history::store::IndexRow;
 use crate::merkle::{self, TileRequest, TreeError};
 use crate::note::{KeyError, LogKey};
@@ -171,6 +172,8 @@ pub struct Prechecker {
     /// to add a certificate not seen before (lock order: the collector's lock, then
     /// this; nothing waits for the collector's lock while holding this).
     certificates: RwLock<Certificates>,
+    /// One slot per core, shared by the prechecks' pieces and the sequencer.
+    cores: Cores,
 }
 
 /// Tries of one batch when other instances keep extending its desk log meanwhile.
@@ -227,6 +230,18 @@ fn read(lock: &RwLock<Certificates>) -> std::sync::RwLockReadGuard<'_, Certifica
     lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The prechecks' resolver: read under the lock for each key it is asked, not across
+/// a batch's prechecks (the sequencer may have a certificate to store meanwhile). A
+/// key replaced in between only voids the prechecks made with it: they are done
+/// again in order.
+struct SharedResolver<'a>(&'a RwLock<Certificates>);
+
+impl resetdesk::audit::KeyResolver for SharedResolver<'_> {
+    fn resolve(&self, key_id: &Hash32) -> Result<Arc<resetdesk::audit::ResolvedKey>, ResolveError> {
+        read(self.0).resolver.resolve(key_id)
+    }
+}
+
 fn write(lock: &RwLock<Certificates>) -> std::sync::RwLockWriteGuard<'_, Certificates> {
     lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -235,7 +250,18 @@ impl Prechecker {
     /// Decode `body`, check the certificates it brings (adding new good ones to the
     /// resolver) and precheck its records. Refusals here are those of the body and of
     /// its certificates; [`Collector::ingest_prepared`] logs them and keeps an alert.
+    /// Prepare a batch outside the collector's lock: its prechecks wait for slots
+    /// of [`Prechecker::sequencing`]'s cores.
     pub fn prepare(&self, body: &[u8]) -> Result<Prepared, Rejection> {
+        self.prepare_paced(body, &|piece| self.cores.run_piece(piece))
+    }
+
+    /// Hold a core for the sequencer (under the collector's lock) while this lives.
+    pub fn sequencing(&self) -> crate::cores::Slot<'_> {
+        self.cores.sequencer()
+    }
+
+    fn prepare_paced(&self, body: &[u8], pace: Pace<'_>) -> Result<Prepared, Rejection> {
         let batch = wire::decode_batch(body, self.max_batch).map_err(|e| {
             let kind = match e {
                 WireError::TooMany { .. } | WireError::EntryTooLarge { .. } => RejectKind::BatchTooLarge,
@@ -269,7 +295,8 @@ impl Prechecker {
         let told = |record: &Record, hash: &Hash32, parsed: Option<&ParsedPayload>| {
             parsed.map(|p| Told::of(log, *hash, record, p))
         };
-        let prechecked = LogVerifier::precheck_apart_with(&read(&self.certificates).resolver, stored, threads, &told);
+        let resolver = SharedResolver(&self.certificates);
+        let prechecked = LogVerifier::precheck_apart_with(&resolver, stored, threads, pace, &told);
         let records = decoded.into_iter().zip(prechecked).map(|(r, (p, told))| (r, p, told.flatten())).collect();
         Ok(Prepared { log_id: log, records })
     }
@@ -283,6 +310,9 @@ pub struct Collector<S: LogStore> {
     key: LogKey,
     /// Told of each stored batch (the anomaly rules).
     watcher: Option<Box<dyn crate::anomaly::Watcher<S>>>,
+    /// Certificates stored in the open ingest transaction: to store again if it
+    /// does not commit.
+    certificates_in_unit: Vec<(Hash32, Vec<u8>)>,
 }
 
 fn reject(kind: RejectKind, message: impl Into<String>, log_id: Option<Hash32>, seq: Option<u64>) -> Rejection {
@@ -308,9 +338,17 @@ impl<S: LogStore> Collector<S> {
             org_ca_pem: org_ca_pem.to_owned(),
             max_batch,
             threads: default_threads(),
+            cores: Cores::new(default_threads()),
             certificates: RwLock::new(Certificates { resolver, known: HashMap::new(), unstored: Vec::new() }),
         };
-        let collector = Self { store, prechecker: Arc::new(prechecker), desks: HashMap::new(), key, watcher: None };
+        let collector = Self {
+            store,
+            prechecker: Arc::new(prechecker),
+            desks: HashMap::new(),
+            key,
+            watcher: None,
+            certificates_in_unit: Vec::new(),
+        };
         collector.load_stored_certificates()?;
         Ok(collector)
     }
@@ -402,7 +440,12 @@ impl<S: LogStore> Collector<S> {
         // database.
         while matches!(outcome, Err(IngestError::Store(StoreError::DeskMoved { .. }))) && attempt < MAX_ATTEMPTS {
             attempt += 1;
-            outcome = self.prechecker.prepare(body).map_err(IngestError::from).and_then(|p| self.try_ingest(p));
+            // Under the sequencer's slot: the prechecks run unpaced.
+            outcome = self
+                .prechecker
+                .prepare_paced(body, &unpaced)
+                .map_err(IngestError::from)
+                .and_then(|p| self.try_ingest(p));
         }
         match outcome {
             Err(IngestError::Rejected(r)) => {
@@ -524,6 +567,11 @@ impl<S: LogStore> Collector<S> {
 
     /// Store the certificates requests added to the resolver since the last time.
     fn store_new_certificates(&mut self) -> Result<(), StoreError> {
+        // Most batches bring none: no write lock (it would wait for every request
+        // that is reading the resolver).
+        if read(&self.prechecker.certificates).unstored.is_empty() {
+            return Ok(());
+        }
         let unstored = std::mem::take(&mut write(&self.prechecker.certificates).unstored);
         for (k, (key_id, der)) in unstored.iter().enumerate() {
             if let Err(e) = self.store.add_certificate(key_id, der) {
@@ -531,7 +579,27 @@ impl<S: LogStore> Collector<S> {
                 return Err(e);
             }
         }
+        self.certificates_in_unit.extend(unstored);
         Ok(())
+    }
+
+    /// Begin the one store transaction of a batch's ingest ([`LogStore::begin_unit`]):
+    /// the batch, its checkpoint, its alerts, and what the followers write of it.
+    pub fn begin_unit(&mut self) -> Result<(), StoreError> {
+        self.store.begin_unit()
+    }
+
+    /// Commit it. If that fails nothing of it was kept, so what this collector
+    /// cached of it is forgotten: the desk logs' states (rebuilt from the database
+    /// when next needed) and the certificates it stored (stored again next time).
+    pub fn commit_unit(&mut self) -> Result<(), StoreError> {
+        let stored = std::mem::take(&mut self.certificates_in_unit);
+        let committed = self.store.commit_unit();
+        if committed.is_err() {
+            self.desks.clear();
+            write(&self.prechecker.certificates).unstored.extend(stored);
+        }
+        committed
     }
 
     /// Check a batch's records against the desk log's state in seq order, pushing each

@@ -21,6 +21,7 @@ pub mod anomaly;
 pub mod api;
 pub mod approval;
 pub mod config;
+pub mod cores;
 pub mod cosignature;
 pub mod desk_auth;
 pub mod history;

@@ -146,6 +146,19 @@ pub trait LogStore: Send {
     fn hashes_apart(&self) -> Option<apart::Apart> {
         None
     }
+    /// Begin one transaction around everything a batch's ingest writes (the leaves,
+    /// the checkpoint, the alerts, the anomaly rules' memory, the account index), so
+    /// that they are kept together, with one disk sync. Stores whose statements each
+    /// commit on their own (PostgreSQL here: instances ingest concurrently) do nothing.
+    fn begin_unit(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Commit the transaction [`begin_unit`](Self::begin_unit) began. On an error
+    /// nothing of it was kept (rolled back), and the caller must forget what it
+    /// cached of it.
+    fn commit_unit(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A batch's shape: one desk log, consecutive seqs. Returns (log id, first seq).
@@ -233,6 +246,9 @@ pub struct SqliteStore {
     checkpointer: Option<wal::Checkpointer>,
     /// Read-only connections for receipts built outside the lock.
     readers: apart::SqliteReaders,
+    /// Inside an ingest's transaction ([`LogStore::begin_unit`]): the stored hashes
+    /// its batch wrote, kept as `recent` once it commits. `None` outside one.
+    unit: Option<HashMap<u64, Hash32>>,
 }
 
 pub(crate) fn i(v: u64) -> i64 {
@@ -262,7 +278,19 @@ impl SqliteStore {
             conn.execute_batch("PRAGMA wal_autocheckpoint = 0;").map_err(sql)?;
         }
         let readers = apart::SqliteReaders::new(path.to_path_buf());
-        Ok(Self { conn, path: shown, recent: HashMap::new(), checkpointer, readers })
+        Ok(Self { conn, path: shown, recent: HashMap::new(), checkpointer, readers, unit: None })
+    }
+
+    /// Inside an ingest's transaction (the writers then nest in it as savepoints).
+    pub(crate) fn in_unit(&self) -> bool {
+        self.unit.is_some()
+    }
+
+    /// After a commit: the checkpointer may copy the WAL into the database.
+    fn committed(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.committed();
+        }
     }
 
     pub(crate) fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -270,10 +298,35 @@ impl SqliteStore {
     }
 }
 
+/// The appending transaction: its own, or a savepoint inside an ingest's transaction.
+enum Write<'a> {
+    Alone(rusqlite::Transaction<'a>),
+    Nested(rusqlite::Savepoint<'a>),
+}
+
+impl Write<'_> {
+    fn commit(self) -> Result<(), rusqlite::Error> {
+        match self {
+            Self::Alone(tx) => tx.commit(),
+            Self::Nested(sp) => sp.commit(),
+        }
+    }
+}
+
+impl std::ops::Deref for Write<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Self::Alone(tx) => tx,
+            Self::Nested(sp) => sp,
+        }
+    }
+}
+
 /// Reads stored hashes inside the appending transaction: those this batch wrote,
 /// then those of the batch before, then the table.
 struct TxHashes<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
+    tx: &'a Connection,
     written: &'a HashMap<u64, Hash32>,
     recent: &'a HashMap<u64, Hash32>,
 }
@@ -362,7 +415,12 @@ impl LogStore for SqliteStore {
         let Some((log_id, first)) = batch_head(leaves)? else { return Ok(Vec::new()) };
         let path = self.path.clone();
         let sql = |source| StoreError::Sql { path: path.clone(), source };
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        let in_unit = self.unit.is_some();
+        let tx = if in_unit {
+            Write::Nested(self.conn.savepoint().map_err(sql)?)
+        } else {
+            Write::Alone(self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?)
+        };
         check_continues(&log_id, first, desk_last_seq(&tx, &log_id).map_err(sql)?)?;
         // Sequence: take leaf indexes from the coordination row.
         let next: i64 = tx.query_row("SELECT next FROM seq_coord WHERE id = 0", [], |r| r.get(0)).map_err(sql)?;
@@ -424,16 +482,45 @@ impl LogStore for SqliteStore {
         }
         tx.execute("UPDATE int_coord SET size = ?1 WHERE id = 0", [i(new_size)]).map_err(sql)?;
         tx.commit().map_err(sql)?;
-        if let Some(c) = &self.checkpointer {
-            c.committed();
+        if in_unit {
+            // Remembered once the ingest's transaction commits.
+            self.unit = Some(written);
+        } else {
+            self.committed();
+            // Only what was committed is remembered.
+            self.recent = written;
         }
-        // Only what was committed is remembered.
-        self.recent = written;
         Ok(indexes)
     }
 
     fn hashes_apart(&self) -> Option<apart::Apart> {
-        Some(apart::Apart { known: self.recent.iter().map(|(k, v)| (*k, *v)).collect(), source: self.readers.source() })
+        // Inside a unit: its batch's hashes (its proofs are read once it committed).
+        let known = self.unit.as_ref().filter(|u| !u.is_empty()).unwrap_or(&self.recent);
+        Some(apart::Apart { known: known.iter().map(|(k, v)| (*k, *v)).collect(), source: self.readers.source() })
+    }
+
+    fn begin_unit(&mut self) -> Result<(), StoreError> {
+        if self.unit.is_some() {
+            return Err(StoreError::Inconsistent("an ingest's transaction began inside another".into()));
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(self.err())?;
+        self.unit = Some(HashMap::new());
+        Ok(())
+    }
+
+    fn commit_unit(&mut self) -> Result<(), StoreError> {
+        let Some(written) = self.unit.take() else { return Ok(()) };
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            // A failed COMMIT may leave the transaction open: nothing of it is kept.
+            // (`recent` stays: those hashes were committed before.)
+            let _already_gone = self.conn.execute_batch("ROLLBACK");
+            return Err(self.err()(e));
+        }
+        self.committed();
+        if !written.is_empty() {
+            self.recent = written;
+        }
+        Ok(())
     }
 
     fn integrate(&mut self) -> Result<u64, StoreError> {
@@ -446,7 +533,8 @@ impl LogStore for SqliteStore {
     }
 
     fn read_stored_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash32>, StoreError> {
-        read_hashes(&self.conn, indexes, &[&self.recent])
+        let unit = self.unit.as_ref();
+        read_hashes(&self.conn, indexes, &[unit.unwrap_or(&self.recent), &self.recent])
             .map(|v| v.into_iter().map(|h| h.0).collect())
             .map_err(self.err())
     }

@@ -130,6 +130,63 @@ fn sqlite_keeps_the_log_store_contract() {
     });
 }
 
+/// An ingest's unit (`begin_unit` .. `commit_unit`, one SQLite transaction): the
+/// batch, its checkpoint and its alert are kept together, or, if the collector
+/// stops before the commit, none of them; and none is seen by another connection
+/// (the receipts' readers, a second process) before the commit.
+#[test]
+fn sqlite_keeps_an_ingest_unit_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("collector.db");
+    let alert = Alert { at_ms: 1, log_id: Some([1; 32]), seq: Some(2), kind: "gap".into(), reason: "test".into() };
+    let mut s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.append_batch(&[leaf(1, 1)]).unwrap(), vec![0]);
+    s.set_checkpoint(1, "note at 1").unwrap();
+
+    let unit = |s: &mut SqliteStore| {
+        s.begin_unit().unwrap();
+        assert_eq!(s.append_batch(&[leaf(1, 2), leaf(1, 3)]).unwrap(), vec![1, 2]);
+        s.set_checkpoint(3, "note at 3").unwrap();
+        s.add_alert(&alert).unwrap();
+        // Inside the unit its writes read back on its own connection.
+        assert_eq!((s.tree_size().unwrap(), s.checkpoint().unwrap().unwrap().0), (3, 3));
+    };
+    let seen_apart = || {
+        let other = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let size: i64 = other.query_row("SELECT size FROM int_coord", [], |r| r.get(0)).unwrap();
+        let alerts: i64 = other.query_row("SELECT count(*) FROM alerts", [], |r| r.get(0)).unwrap();
+        let note: String = other.query_row("SELECT note FROM checkpoint", [], |r| r.get(0)).unwrap();
+        (size, alerts, note)
+    };
+
+    unit(&mut s);
+    assert_eq!(seen_apart(), (1, 0, "note at 1".to_owned()), "nothing of a unit is seen before its commit");
+    // The collector stops before the commit: nothing of the unit is kept.
+    drop(s);
+    let mut s = SqliteStore::open(&path).unwrap();
+    assert_eq!((s.tree_size().unwrap(), s.alerts().unwrap().len()), (1, 0));
+    assert_eq!(s.checkpoint().unwrap(), Some((1, "note at 1".to_owned())));
+    assert!(s.placed(&[1; 32], 2).unwrap().is_none());
+
+    // The same unit, committed: all of it is kept, with the same leaf indexes, and
+    // its hashes are those of the batch appended on its own.
+    unit(&mut s);
+    s.commit_unit().unwrap();
+    assert_eq!(seen_apart(), (3, 1, "note at 3".to_owned()));
+    let in_unit = merkle::root(3, &StoredHashes(&s)).unwrap();
+    drop(s);
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(merkle::root(3, &StoredHashes(&s)).unwrap(), in_unit);
+    let alone = {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = SqliteStore::open(&dir.path().join("alone.db")).unwrap();
+        t.append_batch(&[leaf(1, 1)]).unwrap();
+        t.append_batch(&[leaf(1, 2), leaf(1, 3)]).unwrap();
+        merkle::root(3, &StoredHashes(&t)).unwrap()
+    };
+    assert_eq!(in_unit, alone);
+}
+
 #[test]
 fn postgres_keeps_the_log_store_contract() {
     let Some(_cluster) = pg_support::server_url() else { return };

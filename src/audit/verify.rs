@@ -249,6 +249,17 @@ type PrecheckedPiece<T> = Vec<(Precheck, Option<T>)>;
 /// The `also` of a precheck that wants nothing more than the checks.
 fn nothing_more(_: &Record, _: &Hash32, _: Option<&ParsedPayload>) {}
 
+/// How the pieces of a precheck are run: a pace is handed each piece (a few records'
+/// signature checks, about a millisecond) and runs it, when it likes, on the calling
+/// thread. The collector's pace lets no more pieces run at once than it has cores
+/// to spare, so that the thread sequencing batches is never made to wait for them.
+pub type Pace<'a> = &'a (dyn Fn(&mut dyn FnMut()) + Sync);
+
+/// The pace that runs every piece at once.
+pub fn unpaced(piece: &mut dyn FnMut()) {
+    piece()
+}
+
 /// A record with the checks it allows on its own already done, apart from any log
 /// state ([`LogVerifier::precheck_apart`]), to be decided later in seq order by
 /// [`LogVerifier::push_prechecked_record`]. The collector prechecks a request's
@@ -371,7 +382,7 @@ impl LogVerifier {
         const CHUNK: usize = 1024;
         for chunk in records.chunks(CHUNK) {
             self.learn_keys(resolver, chunk);
-            let prechecked = self.precheck_all(chunk, threads, &nothing_more);
+            let prechecked = self.precheck_all(chunk, threads, &unpaced, &nothing_more);
             for (stored, (pre, _)) in chunk.iter().zip(prechecked) {
                 self.push_prechecked(resolver, stored, pre)?;
             }
@@ -386,22 +397,27 @@ impl LogVerifier {
     /// is no longer the one resolved at push time (a certificate replaced meanwhile) is
     /// ignored and the check done again.
     pub fn precheck_apart(resolver: &dyn KeyResolver, records: Vec<StoredRecord>, threads: usize) -> Vec<Prechecked> {
-        Self::precheck_apart_with(resolver, records, threads, &nothing_more).into_iter().map(|(p, _)| p).collect()
+        Self::precheck_apart_with(resolver, records, threads, &unpaced, &nothing_more)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
     }
 
     /// [`LogVerifier::precheck_apart`], and for each record that decodes, what `also`
     /// makes of it, its entry hash and its parsed payload (`None` if that does not
     /// parse), on the same threads from the same parse (the collector's followers
-    /// read the payload too). `None` for a record that does not decode.
+    /// read the payload too). `None` for a record that does not decode. Each piece
+    /// of the work runs through `pace`.
     pub fn precheck_apart_with<T: Send>(
         resolver: &dyn KeyResolver,
         records: Vec<StoredRecord>,
         threads: usize,
+        pace: Pace<'_>,
         also: &(dyn Fn(&Record, &Hash32, Option<&ParsedPayload>) -> T + Sync),
     ) -> Vec<(Prechecked, Option<T>)> {
         let mut keys_only = LogVerifier::new();
         keys_only.learn_keys(resolver, &records);
-        let pre = keys_only.precheck_all(&records, threads, also);
+        let pre = keys_only.precheck_all(&records, threads, pace, also);
         records.into_iter().zip(pre).map(|(stored, (pre, t))| (Prechecked { stored, pre }, t)).collect()
     }
 
@@ -433,28 +449,34 @@ impl LogVerifier {
         &self,
         records: &[StoredRecord],
         threads: usize,
+        pace: Pace<'_>,
         also: &(dyn Fn(&Record, &Hash32, Option<&ParsedPayload>) -> T + Sync),
     ) -> Vec<(Precheck, Option<T>)> {
-        let threads = threads.clamp(1, records.len().max(1));
-        if threads == 1 {
-            return records.iter().map(|r| self.precheck(r, also)).collect();
-        }
         // Threads take small pieces in turn rather than one share each: when other
         // work shares the cores (the collector's other requests), a thread slowed down
         // then holds up the batch by one piece, not by a share.
         const PIECE: usize = 16;
+        let run_piece = |piece: &[StoredRecord]| {
+            let mut out = Vec::new();
+            pace(&mut || out = piece.iter().map(|r| self.precheck(r, also)).collect());
+            out
+        };
+        let threads = threads.clamp(1, records.len().max(1));
+        if threads == 1 {
+            return records.chunks(PIECE).flat_map(run_piece).collect();
+        }
         let pieces: Vec<&[StoredRecord]> = records.chunks(PIECE).collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
         let mut done: Vec<(usize, PrecheckedPiece<T>)> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
-                    let (pieces, next) = (&pieces, &next);
+                    let (pieces, next, run_piece) = (&pieces, &next, &run_piece);
                     scope.spawn(move || {
                         let mut mine = Vec::new();
                         loop {
                             let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let Some(piece) = pieces.get(k) else { return mine };
-                            mine.push((k, piece.iter().map(|r| self.precheck(r, also)).collect::<Vec<_>>()));
+                            mine.push((k, run_piece(piece)));
                         }
                     })
                 })

@@ -150,15 +150,18 @@ impl AlertStore for SqliteStore {
 }
 
 impl AnomalyState for SqliteStore {
+    // Inside an ingest's transaction the batch's work is a savepoint of it.
     fn begin_batch(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(self.err())
+        let begin = if self.in_unit() { "SAVEPOINT anomaly_batch" } else { "BEGIN IMMEDIATE" };
+        self.conn.execute_batch(begin).map_err(self.err())
     }
 
     fn end_batch(&mut self) -> Result<(), StoreError> {
         if self.conn.is_autocommit() {
             return Ok(());
         }
-        self.conn.execute_batch("COMMIT").map_err(self.err())
+        let end = if self.in_unit() { "RELEASE anomaly_batch" } else { "COMMIT" };
+        self.conn.execute_batch(end).map_err(self.err())
     }
 
     // The statements run for each record of a batch are prepared once per connection.

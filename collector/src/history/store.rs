@@ -170,7 +170,8 @@ impl HistoryStore for SqliteStore {
     fn add_index_rows(&mut self, rows: &[IndexRow], mark: u64) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sql { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(err)?;
+        // A savepoint: its own transaction, or nested in an ingest's.
+        let tx = self.conn.savepoint().map_err(err)?;
         {
             let mut insert = tx
                 .prepare_cached(
