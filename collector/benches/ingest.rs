@@ -3,14 +3,15 @@
 //! 1. Verified ingest on SQLite, in process: the path `POST /add-records` runs
 //!    (decode, certificate and record prechecks outside the lock with
 //!    `Prechecker::prepare`, then under the lock `api::ingest_locked` as the handler
-//!    runs it: in-order decisions, the SQLite transaction, the anomaly rules, the
-//!    checkpoint signature, the receipts and the account index; the answer's JSON
-//!    after the lock), from as many client
-//!    threads as cores, each its own desk log in batches of 1,000 (`max_batch`),
-//!    against the raw ECDSA P-256 verify rate of the same function (`signature_valid`,
-//!    ring) on every core at once. Goal: ≥ 0.5×. Also printed: the same load with
+//!    runs it: in-order decisions, the anomaly rules, the checkpoint signature, the
+//!    receipts and the account index, all in one SQLite transaction; the answer's
+//!    JSON after the lock, written out), from as many client threads as cores, each
+//!    its own desk log in batches of 1,000 (`max_batch`), against the raw ECDSA P-256
+//!    verify rate of the same function (`signature_valid`, ring) on every core at
+//!    once, measured before and after each of three runs (the median ratio counts).
+//!    Goal: ≥ 0.5×. Also printed: the same load with
 //!    everything under the lock (the ingest before prechecks moved out of it), batches
-//!    of 100 (two fsyncs per batch weigh more), and the disk's fsync time.
+//!    of 100 (the commit per batch weighs more), and the disk's fsync time.
 //!    PostgreSQL: the same on `PgStore`, in a fresh database on the project's cluster
 //!    (`scripts/postgres.sh`, started if needed), or on `RESETDESK_BENCH_PG_URL`.
 //! 2. A backlog of one desk log (100,000 records) drained over loopback TLS to the
@@ -21,8 +22,9 @@
 //!
 //! `cargo bench -p resetdesk-collector --bench ingest`; `RESETDESK_BENCH_QUICK=1`
 //! (scripts/bench.sh --quick) runs fewer records; `cargo test --benches` runs a smoke
-//! run; `COLLECTOR_BENCH_ONLY=sqlite` stops after the SQLite ingest measurements (for
-//! profiling them). The clients run on the same machine, so they take part of its cores.
+//! run; `COLLECTOR_BENCH_ONLY=sqlite` stops after the SQLite ingest measurements,
+//! `COLLECTOR_BENCH_ONLY=sqlite-goal` after the goal's three runs (for profiling
+//! them). The clients run on the same machine, so they take part of its cores.
 
 #[path = "../../tests/audit_support/mod.rs"]
 mod audit_support;
@@ -261,8 +263,8 @@ fn in_process_rate<S: LogStore + HistoryStore + AnomalyState + AlertStore + Send
                         let answer = ingest_locked(&mut c, body, prepared, now_ms())?;
                         held += t.elapsed();
                         drop(c);
-                        // The answer's JSON, after the lock (as the handler makes it).
-                        std::hint::black_box(answer.into_response()?);
+                        // The answer's JSON, after the lock, as the handler makes it.
+                        std::hint::black_box(prechecker.respond(answer)?);
                     }
                     Ok((outside, held))
                 })
@@ -286,7 +288,7 @@ fn in_process_rate<S: LogStore + HistoryStore + AnomalyState + AlertStore + Send
 }
 
 /// The median time of an fsync of a small write in `dir` (the durability cost a
-/// batch pays twice), in ms.
+/// batch pays once, at its commit), in ms.
 fn fsync_ms(dir: &Path) -> BenchResult<f64> {
     use std::io::Write as _;
     let mut f = std::fs::File::create(dir.join("fsync.probe"))?;
@@ -467,7 +469,9 @@ fn main() -> BenchResult<()> {
     let quick = std::env::var_os("RESETDESK_BENCH_QUICK").is_some();
     let sizes = match (smoke, quick) {
         (true, _) => Sizes { in_process_records: 200, backlog: 300, desks: 20, per_desk: 4, desk_batch: 2 },
-        (false, true) => Sizes { in_process_records: 8_000, backlog: 10_000, desks: 1_000, per_desk: 4, desk_batch: 2 },
+        (false, true) => {
+            Sizes { in_process_records: 12_000, backlog: 10_000, desks: 1_000, per_desk: 4, desk_batch: 2 }
+        }
         (false, false) => Sizes {
             in_process_records: env_usize("COLLECTOR_BENCH_RECORDS", 20_000),
             backlog: env_usize("COLLECTOR_BENCH_BACKLOG", 100_000),
@@ -493,22 +497,31 @@ fn main() -> BenchResult<()> {
     let raw_one = raw_verify_rate(&pki, &signers[0], &sample, 1)?;
     let total = clients * per_client;
     let db = |name: &str| SqliteStore::open(&scratch.path().join(name));
-    // The goal's run is made three times, each on a fresh database, each right after
-    // a measurement of the raw rate, and the median of the three ratios counts. The
-    // speed of this machine's cores drifts (it is a VM sharing its host): a ratio of
-    // two rates measured minutes apart would measure the drift, not the ingest.
-    // With two desks, how their batches fall against each other also moves one
-    // run's rate.
+    // The goal's run is made three times, each on a fresh database, between two
+    // measurements of the raw rate, and counted against their mean; the median of
+    // the three ratios counts. The speed of this machine's cores drifts (it is a VM
+    // sharing its host): a ratio of two rates measured minutes apart would measure
+    // the drift, not the ingest. With two desks, how their batches fall against
+    // each other also moves one run's rate.
     let mut runs = Vec::with_capacity(3);
+    let mut raw_before = raw_verify_rate(&pki, &signers[0], &sample, cores)?;
+    let mut raw_best = raw_before;
     for k in 0..3 {
-        let raw = raw_verify_rate(&pki, &signers[0], &sample, cores)?;
         let run = in_process_rate(db(&format!("apart{k}.db"))?, &pki, scratch.path(), &desks, true)?;
+        let raw_after = raw_verify_rate(&pki, &signers[0], &sample, cores)?;
+        raw_best = raw_best.max(raw_after);
+        let raw = (raw_before + raw_after) / 2.0;
         runs.push((run.records_per_sec / raw, raw, run));
+        raw_before = raw_after;
     }
     runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let spread: Vec<String> =
         runs.iter().map(|(ratio, raw, r)| format!("{:.0}/{raw:.0} = {ratio:.2}x", r.records_per_sec)).collect();
     let (ratio, raw_paired, apart) = runs.swap_remove(1);
+    if std::env::var("COLLECTOR_BENCH_ONLY").is_ok_and(|v| v == "sqlite-goal") {
+        println!("  SQLite ingest, the goal's three runs: {}; median ratio {ratio:.2}x", spread.join(", "));
+        return Ok(());
+    }
     let locked = in_process_rate(db("locked.db")?, &pki, scratch.path(), &desks, false)?;
     let apart_small = in_process_rate(db("small.db")?, &pki, scratch.path(), &small, true)?;
     let fsync = fsync_ms(scratch.path())?;
@@ -519,9 +532,9 @@ fn main() -> BenchResult<()> {
         "verified ingest, in process (decode, prechecks, in-order decisions, SQLite WAL+FULL, checkpoint, receipts):"
     );
     println!("  {total} records of ~1.1 KiB from {clients} desks at once, batches of 1000 (max_batch), {cores} cores");
-    println!("  fsync of the database's disk: {fsync:.2} ms (two per batch: the append, then the checkpoint row)");
+    println!("  fsync of the database's disk: {fsync:.2} ms (one per batch: its one transaction)");
     println!("  raw ECDSA P-256 verify (signature_valid, ring), 1 core:  {raw_one:>8.0} /s");
-    println!("  raw ECDSA P-256 verify, {cores} cores together:          {raw_all:>8.0} /s  (the best measured; {raw_paired:.0} /s before the median run)");
+    println!("  raw ECDSA P-256 verify, {cores} cores together:          {raw_all:>8.0} /s  (the best measured; {raw_paired:.0} /s around the median run)");
     let run = |what: &str, r: &IngestRun| {
         println!(
             "  {what:<50} {:>8.0} records/s  (per record: {:.1} µs outside the lock, {:.1} µs holding it)",
@@ -533,7 +546,7 @@ fn main() -> BenchResult<()> {
     run("SQLite, everything under the lock (before):", &locked);
     run("SQLite, prechecks outside the lock, batches of 100:", &apart_small);
     println!(
-        "  ratio SQLite ingest / raw verify on {cores} cores = {ratio:.2}x  (goal >= 0.50x; the median run over the raw rate measured right before it)"
+        "  ratio SQLite ingest / raw verify on {cores} cores = {ratio:.2}x  (goal >= 0.50x; the median run over the raw rate around it)"
     );
     println!("  the same over the best raw rate measured = {:.2}x", apart.records_per_sec / raw_all);
     println!("  ratio prechecks apart / all under the lock = {:.2}x", apart.records_per_sec / locked.records_per_sec);

@@ -201,7 +201,7 @@ async fn add_records<S: LogStore + HistoryStore + 'static>(
     let ingested = tokio::task::spawn_blocking(move || {
         let prepared = worker.prechecker.prepare(&bytes);
         locked(&worker, move |c| ingest_locked(c, &bytes, prepared, now_ms()))
-            .map(|r| r.and_then(|ingested| Ok(ingested.into_response()?)))
+            .map(|r| r.and_then(|ingested| Ok(worker.prechecker.respond(ingested)?)))
     })
     .await
     .map_err(|e| Unavailable(e.to_string()))
@@ -210,7 +210,7 @@ async fn add_records<S: LogStore + HistoryStore + 'static>(
         Err(r) => r.into_response(),
         Ok(Ok(answer)) => {
             state.checkpoint_signed.notify_one();
-            Json(answer).into_response()
+            ([(axum::http::header::CONTENT_TYPE, "application/json")], answer).into_response()
         }
         Ok(Err(IngestError::Rejected(r))) => {
             let status = StatusCode::from_u16(r.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);

@@ -256,6 +256,22 @@ impl Prechecker {
         self.prepare_paced(body, &|piece| self.cores.run_piece(piece))
     }
 
+    /// The body of `/add-records` for an ingested batch, as JSON: its receipts'
+    /// proofs and their encoding, made holding a slot of the cores like a piece of
+    /// prechecks (so that it too leaves the sequencer its core).
+    pub fn respond(&self, ingested: Ingested) -> Result<Vec<u8>, StoreError> {
+        let mut answer = Err(StoreError::Inconsistent("no answer was made".into()));
+        let mut ingested = Some(ingested);
+        self.cores.run_piece(&mut || {
+            if let Some(ingested) = ingested.take() {
+                answer = ingested.into_response().and_then(|r| {
+                    serde_json::to_vec(&r).map_err(|e| StoreError::Inconsistent(format!("an answer's JSON: {e}")))
+                });
+            }
+        });
+        answer
+    }
+
     /// Hold a core for the sequencer (under the collector's lock) while this lives.
     pub fn sequencing(&self) -> crate::cores::Slot<'_> {
         self.cores.sequencer()

@@ -272,6 +272,9 @@ impl SqliteStore {
         conn.execute_batch(crate::history::store::SQLITE_SCHEMA).map_err(sql)?;
         conn.execute_batch(crate::alerts::sqlite::SCHEMA).map_err(sql)?;
         conn.execute_batch(crate::approval::store::SQLITE_SCHEMA).map_err(sql)?;
+        // A batch's transaction dirties a few MiB of pages: with SQLite's default
+        // cache (2 MiB) it would spill them to the WAL before its commit.
+        conn.execute_batch("PRAGMA cache_size = -32768;").map_err(sql)?;
         let checkpointer = wal::Checkpointer::start(path);
         if checkpointer.is_some() {
             // Not in this connection's commits, which run under the collector's lock.

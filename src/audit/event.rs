@@ -311,12 +311,43 @@ pub fn parse_payload(event_type: EventType, bytes: &[u8]) -> Result<ParsedPayloa
 /// integers, other key orders) goes through the full canonicaliser.
 fn is_canonical(value: &Value, bytes: &[u8]) -> Result<bool, PayloadError> {
     if plain_and_sorted(value) {
-        if let Ok(compact) = serde_json::to_vec(value) {
-            return Ok(compact == bytes);
+        // Serialised straight against the bytes (no copy), stopping at the first
+        // difference.
+        let mut same = SameBytes { expected: bytes, differs: false };
+        match serde_json::to_writer(&mut same, value) {
+            Ok(()) => return Ok(same.expected.is_empty()),
+            Err(_) if same.differs => return Ok(false),
+            Err(_) => {}
         }
     }
     let canonical = serde_json_canonicalizer::to_vec(value).map_err(|e| PayloadError::NotJson(e.to_string()))?;
     Ok(canonical == bytes)
+}
+
+/// An `io::Write` that checks what is written against `expected` (the rest of it),
+/// and fails at the first byte that differs.
+struct SameBytes<'a> {
+    expected: &'a [u8],
+    differs: bool,
+}
+
+impl std::io::Write for SameBytes<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.expected.strip_prefix(buf) {
+            Some(rest) => {
+                self.expected = rest;
+                Ok(buf.len())
+            }
+            None => {
+                self.differs = true;
+                Err(std::io::Error::other("not the same bytes"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Integers within ±2^53 only, and object keys in strictly increasing UTF-16 order
