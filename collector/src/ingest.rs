@@ -248,10 +248,10 @@ fn write(lock: &RwLock<Certificates>) -> std::sync::RwLockWriteGuard<'_, Certifi
 
 impl Prechecker {
     /// Decode `body`, check the certificates it brings (adding new good ones to the
-    /// resolver) and precheck its records. Refusals here are those of the body and of
-    /// its certificates; [`Collector::ingest_prepared`] logs them and keeps an alert.
-    /// Prepare a batch outside the collector's lock: its prechecks wait for slots
-    /// of [`Prechecker::sequencing`]'s cores.
+    /// resolver) and precheck its records, outside the collector's lock: the pieces
+    /// of prechecks wait for slots of the cores (the sequencer goes first). Refusals
+    /// here are those of the body and of its certificates;
+    /// [`Collector::ingest_prepared`] logs them and keeps an alert.
     pub fn prepare(&self, body: &[u8]) -> Result<Prepared, Rejection> {
         self.prepare_paced(body, &|piece| self.cores.run_piece(piece))
     }
@@ -602,6 +602,8 @@ impl<S: LogStore> Collector<S> {
     /// Begin the one store transaction of a batch's ingest ([`LogStore::begin_unit`]):
     /// the batch, its checkpoint, its alerts, and what the followers write of it.
     pub fn begin_unit(&mut self) -> Result<(), StoreError> {
+        // (Ingests made without a unit, as `ingest` does, left theirs here: stored.)
+        self.certificates_in_unit.clear();
         self.store.begin_unit()
     }
 
