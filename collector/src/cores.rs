@@ -80,11 +80,15 @@ impl Cores {
         Slot { cores: self }
     }
 
-    /// Run `piece` holding a slot (the pace of [`resetdesk::audit::LogVerifier`]'s
-    /// prechecks).
-    pub fn run_piece(&self, piece: &mut dyn FnMut()) {
+    /// Run `work` holding a slot, as a piece.
+    pub fn run<R>(&self, work: impl FnOnce() -> R) -> R {
         let _slot = self.piece();
-        piece();
+        work()
+    }
+
+    /// [`Cores::run`] as the pace of [`resetdesk::audit::LogVerifier`]'s prechecks.
+    pub fn run_piece(&self, piece: &mut dyn FnMut()) {
+        self.run(piece)
     }
 }
 

@@ -260,16 +260,10 @@ impl Prechecker {
     /// proofs and their encoding, made holding a slot of the cores like a piece of
     /// prechecks (so that it too leaves the sequencer its core).
     pub fn respond(&self, ingested: Ingested) -> Result<Vec<u8>, StoreError> {
-        let mut answer = Err(StoreError::Inconsistent("no answer was made".into()));
-        let mut ingested = Some(ingested);
-        self.cores.run_piece(&mut || {
-            if let Some(ingested) = ingested.take() {
-                answer = ingested.into_response().and_then(|r| {
-                    serde_json::to_vec(&r).map_err(|e| StoreError::Inconsistent(format!("an answer's JSON: {e}")))
-                });
-            }
-        });
-        answer
+        self.cores.run(|| {
+            let answer = ingested.into_response()?;
+            serde_json::to_vec(&answer).map_err(|e| StoreError::Inconsistent(format!("an answer's JSON: {e}")))
+        })
     }
 
     /// Hold a core for the sequencer (under the collector's lock) while this lives.
@@ -350,11 +344,12 @@ impl<S: LogStore> Collector<S> {
             let root = merkle::root(size, &StoredHashes(&store)).map_err(StoreError::from)?;
             store.set_checkpoint(size, &key.sign_checkpoint(size, &root)?)?;
         }
+        let threads = default_threads();
         let prechecker = Prechecker {
             org_ca_pem: org_ca_pem.to_owned(),
             max_batch,
-            threads: default_threads(),
-            cores: Cores::new(default_threads()),
+            threads,
+            cores: Cores::new(threads),
             certificates: RwLock::new(Certificates { resolver, known: HashMap::new(), unstored: Vec::new() }),
         };
         let collector = Self {

@@ -536,10 +536,12 @@ impl LogStore for SqliteStore {
     }
 
     fn read_stored_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash32>, StoreError> {
-        let unit = self.unit.as_ref();
-        read_hashes(&self.conn, indexes, &[unit.unwrap_or(&self.recent), &self.recent])
-            .map(|v| v.into_iter().map(|h| h.0).collect())
-            .map_err(self.err())
+        // Inside a unit its batch's hashes first, then those committed before.
+        let read = match &self.unit {
+            Some(unit) => read_hashes(&self.conn, indexes, &[unit, &self.recent]),
+            None => read_hashes(&self.conn, indexes, &[&self.recent]),
+        };
+        read.map(|v| v.into_iter().map(|h| h.0).collect()).map_err(self.err())
     }
 
     fn find_entry(&self, entry_hash: &Hash32) -> Result<Option<(u64, Hash32, u64)>, StoreError> {

@@ -150,18 +150,19 @@ impl AlertStore for SqliteStore {
 }
 
 impl AnomalyState for SqliteStore {
-    // Inside an ingest's transaction the batch's work is a savepoint of it.
+    // Inside an ingest's transaction the batch's work is already part of it.
     fn begin_batch(&mut self) -> Result<(), StoreError> {
-        let begin = if self.in_unit() { "SAVEPOINT anomaly_batch" } else { "BEGIN IMMEDIATE" };
-        self.conn.execute_batch(begin).map_err(self.err())
+        if self.in_unit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(self.err())
     }
 
     fn end_batch(&mut self) -> Result<(), StoreError> {
-        if self.conn.is_autocommit() {
+        if self.in_unit() || self.conn.is_autocommit() {
             return Ok(());
         }
-        let end = if self.in_unit() { "RELEASE anomaly_batch" } else { "COMMIT" };
-        self.conn.execute_batch(end).map_err(self.err())
+        self.conn.execute_batch("COMMIT").map_err(self.err())
     }
 
     // The statements run for each record of a batch are prepared once per connection.
