@@ -98,7 +98,9 @@ pub fn events_of(record: &Record) -> Vec<AccountEvent> {
 /// of `record`'s payload), as the collector's prechecks have it.
 pub fn events_of_parsed(record: &Record, parsed: &ParsedPayload) -> Vec<AccountEvent> {
     let Some(facts) = parsed.value.get("facts") else { return Vec::new() };
-    let Some(account) = facts.pointer("/target/username").and_then(Value::as_str) else { return Vec::new() };
+    let Some(account) = facts.get("target").and_then(|t| t.get("username")).and_then(Value::as_str) else {
+        return Vec::new();
+    };
     let account = account.to_lowercase();
     let request_id = facts.get("request_id").and_then(Value::as_str).unwrap_or_default().to_owned();
     let Some(at) = time_of_ms(record.timestamp_ms) else { return Vec::new() };
@@ -113,7 +115,7 @@ pub fn events_of_parsed(record: &Record, parsed: &ParsedPayload) -> Vec<AccountE
         events.push(event(at, None, AccountEventKind::ResetDone { report_sha256 }));
     }
     let steps = facts.get("steps").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    for step in steps.iter().filter_map(|s| serde_json::from_value::<StepFact>(s.clone()).ok()) {
+    for step in steps.iter().filter_map(|s| StepFact::deserialize(s).ok()) {
         if let StepDetail::TotpStep { step: n } = step.detail {
             events.push(event(step.at, Some(step.method), AccountEventKind::TotpStep { step: n }));
         }

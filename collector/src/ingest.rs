@@ -260,10 +260,7 @@ impl Prechecker {
     /// proofs and their encoding, made holding a slot of the cores like a piece of
     /// prechecks (so that it too leaves the sequencer its core).
     pub fn respond(&self, ingested: Ingested) -> Result<Vec<u8>, StoreError> {
-        self.cores.run(|| {
-            let answer = ingested.into_response()?;
-            serde_json::to_vec(&answer).map_err(|e| StoreError::Inconsistent(format!("an answer's JSON: {e}")))
-        })
+        self.cores.run(|| ingested.into_json())
     }
 
     /// Hold a core for the sequencer (under the collector's lock) while this lives.
@@ -839,6 +836,22 @@ impl Ingested {
                     .collect()
             }
         }
+    }
+
+    /// The body of `/add-records` as JSON text: what [`Ingested::into_response`]
+    /// serialises to, written straight from the receipts.
+    pub fn into_json(self) -> Result<Vec<u8>, StoreError> {
+        /// [`AddRecordsResponse`], borrowed: the same fields in the same order.
+        #[derive(serde::Serialize)]
+        struct Answer<'a> {
+            checkpoint: &'a str,
+            tree_size: u64,
+            receipts: &'a [Receipt],
+        }
+        let (checkpoint, tree_size) = (self.checkpoint.clone(), self.tree_size);
+        let receipts = self.into_receipts()?;
+        let answer = Answer { checkpoint: &checkpoint, tree_size, receipts: &receipts };
+        serde_json::to_vec(&answer).map_err(|e| StoreError::Inconsistent(format!("an answer's JSON: {e}")))
     }
 
     /// The body of `/add-records`.

@@ -255,7 +255,7 @@ pub struct ParsedPayload {
 }
 
 fn member<T: serde::de::DeserializeOwned>(obj: &serde_json::Map<String, Value>, key: &str) -> Option<T> {
-    obj.get(key).and_then(|v| serde_json::from_value(v.clone()).ok())
+    obj.get(key).and_then(|v| T::deserialize(v).ok())
 }
 
 /// Parse and check stored payload bytes for a record of `event_type`: canonical

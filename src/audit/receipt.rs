@@ -144,14 +144,17 @@ impl LegacyReceipt {
 
     /// One JSON line (for files handed to an auditor and for the store).
     pub fn to_json(&self) -> String {
+        // Serialising a struct of three strings cannot fail.
+        serde_json::to_string(&self.json()).unwrap_or_default()
+    }
+
+    fn json(&self) -> ReceiptJson {
         use base64::Engine as _;
-        let j = ReceiptJson {
+        ReceiptJson {
             checkpoint: base64::engine::general_purpose::STANDARD.encode(self.checkpoint.encode()),
             collector_key_id: hex::encode(self.collector_key_id),
             signature: base64::engine::general_purpose::STANDARD.encode(&self.signature),
-        };
-        // Serialising a struct of three strings cannot fail.
-        serde_json::to_string(&j).unwrap_or_default()
+        }
     }
 
     pub fn from_json(line: &str) -> Result<Self, ReceiptError> {
@@ -346,20 +349,54 @@ pub fn verify_signed_checkpoint(note: &str, trusted: &CollectorKeys) -> Result<L
     })
 }
 
-impl InclusionReceipt {
-    fn json(&self) -> InclusionJson {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        InclusionJson {
-            version: 2,
-            checkpoint: self.signed_checkpoint.clone(),
-            seq: self.seq,
-            entry_hash: hex::encode(self.entry_hash),
-            leaf_index: self.leaf_index,
-            inclusion: self.proof.iter().map(|h| b64.encode(h)).collect(),
+/// A receipt serialises as the object [`Receipt::to_json`] writes: the collector
+/// writes a batch's receipts straight into its answer this way, without a string
+/// or a JSON value per receipt.
+impl Serialize for Receipt {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Receipt::Legacy(r) => r.json().serialize(s),
+            Receipt::Inclusion(r) => r.serialize(s),
         }
     }
+}
 
+/// The v2 JSON object: the fields of [`InclusionJson`], in its order.
+impl Serialize for InclusionReceipt {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq as _, SerializeStruct as _};
+
+        /// The proof's hashes as base64 strings, each encoded on the stack.
+        struct Proof<'a>(&'a [Hash32]);
+        impl Serialize for Proof<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use base64::Engine as _;
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                for h in self.0 {
+                    // 32 bytes are 44 characters of padded base64.
+                    let mut buf = [0u8; 44];
+                    let n = base64::engine::general_purpose::STANDARD
+                        .encode_slice(h, &mut buf)
+                        .map_err(serde::ser::Error::custom)?;
+                    seq.serialize_element(std::str::from_utf8(&buf[..n]).map_err(serde::ser::Error::custom)?)?;
+                }
+                seq.end()
+            }
+        }
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(self.entry_hash, &mut hex).map_err(serde::ser::Error::custom)?;
+        let mut st = s.serialize_struct("InclusionJson", 6)?;
+        st.serialize_field("version", &2u32)?;
+        st.serialize_field("checkpoint", &self.signed_checkpoint)?;
+        st.serialize_field("seq", &self.seq)?;
+        st.serialize_field("entry_hash", std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?)?;
+        st.serialize_field("leaf_index", &self.leaf_index)?;
+        st.serialize_field("inclusion", &Proof(&self.proof))?;
+        st.end()
+    }
+}
+
+impl InclusionReceipt {
     /// The checkpoint is signed by a trusted collector key and the proof leads from
     /// the entry hash at `leaf_index` to its root.
     pub fn verify(&self, trusted: &CollectorKeys) -> Result<LogCheckpoint, ReceiptError> {
@@ -454,18 +491,16 @@ impl Receipt {
         match self {
             Receipt::Legacy(r) => r.to_json(),
             // Serialising strings and integers cannot fail.
-            Receipt::Inclusion(r) => serde_json::to_string(&r.json()).unwrap_or_default(),
+            Receipt::Inclusion(r) => serde_json::to_string(r).unwrap_or_default(),
         }
     }
 
     /// The receipt as a JSON value (the same object [`to_json`](Self::to_json)
-    /// writes), built without a round trip through text.
+    /// writes), built without a round trip through text. (A receipt is also
+    /// `Serialize` as that object, which writes it without building the value.)
     pub fn to_json_value(&self) -> serde_json::Value {
-        match self {
-            Receipt::Legacy(r) => serde_json::from_str(&r.to_json()).unwrap_or_default(),
-            // Serialising strings and integers cannot fail.
-            Receipt::Inclusion(r) => serde_json::to_value(r.json()).unwrap_or_default(),
-        }
+        // Serialising strings and integers cannot fail.
+        serde_json::to_value(self).unwrap_or_default()
     }
 
     /// Read either generation: v2 lines carry `"version": 2`.
@@ -551,6 +586,24 @@ mod tests {
         let value = r.to_json_value();
         assert_eq!(value, serde_json::from_str::<serde_json::Value>(&r.to_json()).unwrap());
         assert_eq!(Receipt::from_json(&value.to_string()).unwrap(), r);
+        // The exact text desks and auditors already hold (field order, hex, base64).
+        let one = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let two = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+        let expected = format!(
+            r#"{{"version":2,"checkpoint":"c.example/log\n3\nAAAA\n\n— c.example/log sig\n","seq":7,"entry_hash":"{}","leaf_index":2,"inclusion":["{one}","{two}"]}}"#,
+            "05".repeat(32)
+        );
+        assert_eq!(r.to_json(), expected);
+        assert_eq!(serde_json::to_string(&r).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_v1_receipt_serialises_as_its_json_line() {
+        let checkpoint =
+            Checkpoint { log_id: [1; 32], tree_size: 9, head_hash: [2; 32], root_hash: [3; 32], issued_ms: 77 };
+        let r = Receipt::Legacy(LegacyReceipt { checkpoint, collector_key_id: [4; 32], signature: vec![9, 9] });
+        assert_eq!(serde_json::to_string(&r).unwrap(), r.to_json());
+        assert_eq!(Receipt::from_json(&r.to_json()).unwrap(), r);
     }
 
     #[test]

@@ -64,26 +64,33 @@ pub fn observe_parsed(log_id: Hash32, entry_hash: Hash32, record: &Record, paylo
     Observation { record: RecordRef { log_id, seq: record.seq, entry_hash }, at_ms: record.timestamp_ms, what }
 }
 
-fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
+/// The member at `path` (object keys, outermost first). Not `Value::pointer`, which
+/// allocates to unescape each segment: these paths have nothing to unescape, and
+/// every stored record is read this way.
+fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, key| v.get(key))
+}
+
+fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    at(v, path).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 fn reset(payload: &Value) -> Option<Observed> {
-    if text(payload, "/outcome/status")? != "done" {
+    if text(payload, &["outcome", "status"])? != "done" {
         return None;
     }
-    let agent = text(payload, "/facts/agent/username")?.to_owned();
-    let account = text(payload, "/facts/target/username")?.to_owned();
-    let privileged = matches!(text(payload, "/facts/target/effective_tier"), Some("privileged" | "highest"));
+    let agent = text(payload, &["facts", "agent", "username"])?.to_owned();
+    let account = text(payload, &["facts", "target", "username"])?.to_owned();
+    let privileged = matches!(text(payload, &["facts", "target", "effective_tier"]), Some("privileged" | "highest"));
     let mut contacts: Vec<String> = Vec::new();
-    let steps = payload.pointer("/facts/steps").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let steps = at(payload, &["facts", "steps"]).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     for step in steps {
-        if text(step, "/detail/detail") == Some("contact") {
-            contacts.extend(text(step, "/detail/value").map(normalise));
+        if text(step, &["detail", "detail"]) == Some("contact") {
+            contacts.extend(text(step, &["detail", "value"]).map(normalise));
         }
     }
     contacts.extend(
-        ["/facts/handoff/channel/address", "/facts/handoff/channel/number"]
+        [["facts", "handoff", "channel", "address"], ["facts", "handoff", "channel", "number"]]
             .iter()
             .filter_map(|p| text(payload, p).map(normalise)),
     );
@@ -94,11 +101,11 @@ fn reset(payload: &Value) -> Option<Observed> {
 }
 
 fn contact_changed(payload: &Value) -> Option<Observed> {
-    if text(payload, "/facts/action")? != "set-contact" {
+    if text(payload, &["facts", "action"])? != "set-contact" {
         return None;
     }
-    let account = text(payload, "/facts/target/username")?.to_owned();
-    let by = text(payload, "/facts/by").unwrap_or("?").to_owned();
+    let account = text(payload, &["facts", "target", "username"])?.to_owned();
+    let by = text(payload, &["facts", "by"]).unwrap_or("?").to_owned();
     Some(Observed::ContactChanged { account, by })
 }
 
