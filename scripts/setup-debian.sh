@@ -26,8 +26,11 @@ RUN_PKGS=(
 TEST_PKGS=(
   webkit2gtk-driver imagemagick x11-apps
   slapd ldap-utils openssl
-  # the Active Directory flavour's tests (scripts/samba-dc.sh)
-  samba winbind
+  # the Active Directory flavour's tests (scripts/samba-dc.sh); the provision files,
+  # the directory database modules and the VFS modules (acl_xattr, which provision
+  # sets on sysvol) are only Recommends of samba, which --no-install-recommends
+  # leaves out
+  samba winbind samba-ad-provision samba-dsdb-modules samba-vfs-modules
   python3-aiosmtpd
   postgresql
 )
