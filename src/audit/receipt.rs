@@ -420,7 +420,9 @@ impl InclusionReceipt {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// A v2 receipt's JSON object as read; written by the `Serialize` impl of
+/// [`InclusionReceipt`], in this order.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InclusionJson {
     version: u32,
