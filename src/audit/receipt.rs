@@ -490,18 +490,16 @@ impl Receipt {
 
     /// One JSON line (for files handed to an auditor and for the store).
     pub fn to_json(&self) -> String {
-        match self {
-            Receipt::Legacy(r) => r.to_json(),
-            // Serialising strings and integers cannot fail.
-            Receipt::Inclusion(r) => serde_json::to_string(r).unwrap_or_default(),
-        }
+        // Serialising strings and integers cannot fail (the `Serialize` impls' hex
+        // and base64 buffers are sized for 32-byte hashes).
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// The receipt as a JSON value (the same object [`to_json`](Self::to_json)
     /// writes), built without a round trip through text. (A receipt is also
     /// `Serialize` as that object, which writes it without building the value.)
     pub fn to_json_value(&self) -> serde_json::Value {
-        // Serialising strings and integers cannot fail.
+        // As in `to_json`: cannot fail.
         serde_json::to_value(self).unwrap_or_default()
     }
 
@@ -604,7 +602,15 @@ mod tests {
         let checkpoint =
             Checkpoint { log_id: [1; 32], tree_size: 9, head_hash: [2; 32], root_hash: [3; 32], issued_ms: 77 };
         let r = Receipt::Legacy(LegacyReceipt { checkpoint, collector_key_id: [4; 32], signature: vec![9, 9] });
-        assert_eq!(serde_json::to_string(&r).unwrap(), r.to_json());
+        use base64::Engine as _;
+        let expected = serde_json::json!({
+            "checkpoint": base64::engine::general_purpose::STANDARD.encode(checkpoint.encode()),
+            "collector_key_id": "04".repeat(32),
+            "signature": "CQk=",
+        });
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&r.to_json()).unwrap(), expected);
+        let Receipt::Legacy(legacy) = &r else { unreachable!() };
+        assert_eq!(r.to_json(), legacy.to_json());
         assert_eq!(Receipt::from_json(&r.to_json()).unwrap(), r);
     }
 
